@@ -1,0 +1,148 @@
+"""Input checks shared by the network, the training loop and the command line.
+
+Each check raises a ``ValueError`` or ``TypeError`` whose message names the argument,
+what was expected and what came, so that no user ever sees a traceback from inside
+NumPy.
+"""
+
+from __future__ import annotations
+
+import numbers
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+
+def check_X(
+    X: Any, *, n_features: int | None = None, dtype: Any = None, name: str = "X"
+) -> NDArray[np.floating]:
+    """Return ``X`` as a finite 2-D float array of shape (N, D).
+
+    dtype: the float dtype wanted (None keeps float32/float64 and turns anything else
+    into float64). Raises ValueError/TypeError naming the problem.
+    """
+    arr = np.asarray(X)
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(
+            f"{name} must hold numbers, but its dtype is {arr.dtype}"
+            + (" (strings or objects)" if arr.dtype.kind in "OUS" else "")
+        )
+    if arr.ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features), but it has {arr.ndim} "
+            f"dimension(s), shape {arr.shape}"
+            + ("; use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
+               if arr.ndim == 1 else "")
+        )
+    if arr.shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 samples (shape {arr.shape})")
+    if arr.shape[1] == 0:
+        raise ValueError(f"{name} has 0 features (shape {arr.shape})")
+    if n_features is not None and arr.shape[1] != n_features:
+        raise ValueError(
+            f"{name} has {arr.shape[1]} features, but the model expects {n_features}"
+        )
+    if dtype is None:
+        dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+    arr = np.asarray(arr, dtype=dtype)
+    if not np.isfinite(arr).all():
+        bad = np.argwhere(~np.isfinite(arr))[0]
+        kind = "NaN" if np.isnan(arr[tuple(bad)]) else "infinity"
+        raise ValueError(
+            f"{name} contains {kind} (first at row {bad[0]}, column {bad[1]}); "
+            "remove or impute non-finite values"
+        )
+    return arr
+
+
+def check_class_indices(y: Any, n_samples: int, n_classes: int, name: str = "y") -> NDArray:
+    """Return ``y`` as (N,) integer class indices in ``[0, n_classes)``."""
+    arr = np.asarray(y)
+    if arr.ndim == 2 and arr.shape[1] == 1:
+        arr = arr.ravel()
+    if arr.ndim != 1:
+        raise ValueError(f"{name} must be 1-D class indices, but it has shape {arr.shape}")
+    _check_length(arr, n_samples, name)
+    if arr.dtype.kind == "f":
+        if not np.isfinite(arr).all() or not np.all(arr == np.round(arr)):
+            raise ValueError(f"{name} must hold integer class indices, but has non-integers")
+    elif arr.dtype.kind not in "biu":
+        raise TypeError(
+            f"{name} must hold integer class indices 0..{n_classes - 1}, but its dtype is "
+            f"{arr.dtype}; encode labels first (MLPClassifier does this for you)"
+        )
+    arr = arr.astype(np.intp)
+    if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
+        bad = arr[(arr < 0) | (arr >= n_classes)][0]
+        raise ValueError(
+            f"{name} has label {bad} out of range: the model has {n_classes} classes "
+            f"(labels 0..{n_classes - 1})"
+        )
+    return arr
+
+
+def check_indicators(Y: Any, n_samples: int, n_outputs: int, dtype: Any, name: str = "y"):
+    """Return ``Y`` as an (N, C) float 0/1 indicator matrix for the sigmoid head."""
+    arr = np.asarray(Y)
+    if arr.ndim == 1 and n_outputs == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] != n_outputs:
+        raise ValueError(
+            f"{name} must be an (n_samples, {n_outputs}) 0/1 indicator matrix for the "
+            f"sigmoid head, but it has shape {arr.shape}"
+        )
+    _check_length(arr, n_samples, name)
+    if arr.dtype.kind not in "biuf" or not np.isin(arr, (0, 1)).all():
+        raise ValueError(f"{name} must hold only 0 and 1 for the sigmoid head")
+    return arr.astype(dtype)
+
+
+def check_sample_weight(sample_weight: Any, n_samples: int, dtype: Any) -> NDArray | None:
+    """Return (N,) finite non-negative weights with a positive sum, or None."""
+    if sample_weight is None:
+        return None
+    w = np.asarray(sample_weight)
+    if w.ndim == 0:
+        w = np.full(n_samples, w)
+    if w.ndim != 1:
+        raise ValueError(f"sample_weight must be 1-D, but it has shape {w.shape}")
+    _check_length(w, n_samples, "sample_weight")
+    if w.dtype.kind not in "biuf":
+        raise TypeError(f"sample_weight must hold numbers, but its dtype is {w.dtype}")
+    w = w.astype(dtype)
+    if not np.isfinite(w).all() or (w < 0).any():
+        raise ValueError("sample_weight must be finite and non-negative")
+    if w.sum() <= 0:
+        raise ValueError("sample_weight must have a positive sum")
+    return w
+
+
+def check_number(
+    value: Any, name: str, *, low: float | None = None, high: float | None = None,
+    low_open: bool = False, integer: bool = False,
+) -> Any:
+    """Return ``value`` if it is a finite (integer) number within the bounds, else raise.
+
+    ``low_open=True`` makes the lower bound strict (``value > low``).
+    """
+    kind = numbers.Integral if integer else numbers.Real
+    if isinstance(value, bool) or not isinstance(value, kind):
+        what = "an integer" if integer else "a number"
+        raise TypeError(f"{name} must be {what}, but got {value!r}")
+    if not np.isfinite(value):
+        raise ValueError(f"{name} must be finite, but got {value!r}")
+    if low is not None and (value <= low if low_open else value < low):
+        sign = ">" if low_open else ">="
+        raise ValueError(f"{name} must be {sign} {low}, but got {value!r}")
+    if high is not None and value > high:
+        raise ValueError(f"{name} must be <= {high}, but got {value!r}")
+    return value
+
+
+def _check_length(arr: NDArray, n_samples: int, name: str) -> None:
+    if arr.shape[0] != n_samples:
+        raise ValueError(
+            f"X and {name} have different lengths: X has {n_samples} samples, "
+            f"{name} has {arr.shape[0]}"
+        )

@@ -1,0 +1,375 @@
+"""``MLP`` and the seed's ``TwoLayerNet``: parameters, initialisation, loss and gradients.
+
+The network is ``Z_l = A_{l−1} W_l + b_l``, ``A_l = act(Z_l)`` for the hidden layers
+(``A_0 = X``) and scores ``S = A_{L−1} W_L + b_L``; the head is softmax (one label per
+row) or sigmoid (binary or multi-label). With one hidden layer this is exactly the seed:
+``Z1 = X W1 + b1``, ``A1 = ReLU(Z1)``, ``S = A1 W2 + b2``.
+
+Parameters live in ``params``, a plain dict named in the seed's notation
+``W1, b1, W2, b2, …``. ``loss`` follows CS231n's contract: scores without ``y``,
+``(loss, grads)`` with it.
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike, NDArray
+
+from handgrad import layers
+from handgrad._validation import (
+    check_class_indices,
+    check_indicators,
+    check_number,
+    check_sample_weight,
+    check_X,
+)
+from handgrad.errors import ModelFileError
+from handgrad.io import register_model_kind
+
+HEADS = ("softmax", "sigmoid")
+INITS = ("glorot", "he", "normal")
+DTYPES = (np.float32, np.float64)
+Params = dict[str, NDArray[np.floating]]
+
+
+def as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
+    """A ``numpy.random.Generator`` from a seed, or the generator itself."""
+    if isinstance(seed, np.random.Generator):
+        return seed
+    return np.random.default_rng(seed)
+
+
+@register_model_kind("MLP")
+class MLP:
+    """A fully connected classifier of any depth with hand-derived gradients.
+
+    Parameters
+    ----------
+    input_size, hidden_sizes, output_size
+        D, the hidden widths (H1, H2, …; empty for a linear model) and C.
+    activation
+        Hidden activation: ``"relu"`` (default), ``"tanh"``, ``"logistic"``, ``"identity"``.
+    head
+        ``"softmax"`` (y: class indices) or ``"sigmoid"`` (y: 0/1 per output column).
+    init
+        ``"glorot"``: scikit-learn's uniform ±sqrt(6/(fan_in+fan_out)) for weights and
+        biases (factor 2 for logistic); ``"he"``: normal with std sqrt(2/fan_in), zero
+        biases; ``"normal"``: ``std`` × standard normal, zero biases (CS231n).
+    seed
+        Seed or ``numpy.random.Generator`` for the initial weights.
+    dtype
+        ``np.float32`` or ``np.float64``; kept by ``loss`` and by training.
+
+    Examples
+    --------
+    >>> net = MLP(4, (5,), 3, seed=0)
+    >>> X = np.ones((2, 4)); y = np.array([0, 2])
+    >>> loss, grads = net.loss(X, y, reg=0.1)
+    >>> sorted(grads) == sorted(net.params) == ['W1', 'W2', 'b1', 'b2']
+    True
+    """
+
+    kind = "MLP"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_sizes: Sequence[int] = (100,),
+        output_size: int = 2,
+        *,
+        activation: str = "relu",
+        head: str = "softmax",
+        init: str = "glorot",
+        std: float = 1e-4,
+        seed: int | np.random.Generator | None = None,
+        dtype: DTypeLike = np.float64,
+    ) -> None:
+        sizes = [input_size, *hidden_sizes, output_size]
+        names = ["input_size"] + [f"hidden size {i + 1}" for i in range(len(sizes) - 2)]
+        for value, name in zip(sizes, [*names, "output_size"], strict=True):
+            check_number(value, name, low=1, integer=True)
+        _check_choice(activation, "activation", layers.ACTIVATIONS)
+        _check_choice(head, "head", HEADS)
+        _check_choice(init, "init", INITS)
+        check_number(std, "std", low=0, low_open=True)
+        if np.dtype(dtype) not in DTYPES:
+            raise ValueError(f"dtype must be float32 or float64, but got {np.dtype(dtype)}")
+        if head == "softmax" and output_size < 2:
+            raise ValueError("the softmax head needs output_size >= 2; use head='sigmoid'")
+        self.layer_sizes = tuple(int(s) for s in sizes)
+        self.activation = activation
+        self.head = head
+        self.init = init
+        self.std = float(std)
+        self.params: Params = _initial_params(
+            self.layer_sizes, init, std, activation, as_rng(seed), np.dtype(dtype)
+        )
+
+    # ------------------------------------------------------------------ properties
+    @property
+    def dtype(self) -> np.dtype:
+        """The dtype of the parameters (and of every computation)."""
+        return self.params["W1"].dtype
+
+    @property
+    def n_layers(self) -> int:
+        """Number of affine layers L (hidden layers + 1)."""
+        return len(self.layer_sizes) - 1
+
+    @property
+    def hidden_sizes(self) -> tuple[int, ...]:
+        return self.layer_sizes[1:-1]
+
+    @property
+    def weights(self) -> list[NDArray[np.floating]]:
+        """``[W1, …, WL]``: the matrices the L2 penalty applies to."""
+        return [self.params[f"W{l}"] for l in range(1, self.n_layers + 1)]
+
+    @property
+    def biases(self) -> list[NDArray[np.floating]]:
+        return [self.params[f"b{l}"] for l in range(1, self.n_layers + 1)]
+
+    # ------------------------------------------------------------ forward/backward
+    def forward(self, X: NDArray) -> tuple[NDArray, list]:
+        """Scores ``S`` (N, C) and the per-layer caches, by the reference layer functions."""
+        act_forward, _ = layers.ACTIVATIONS[self.activation]
+        A, caches = X, []
+        for l in range(1, self.n_layers + 1):
+            Z, affine_cache = layers.affine_forward(A, self.params[f"W{l}"], self.params[f"b{l}"])
+            if l == self.n_layers:
+                caches.append((affine_cache, None))
+                return Z, caches
+            A, act_cache = act_forward(Z)
+            caches.append((affine_cache, act_cache))
+        raise AssertionError("unreachable")
+
+    def backward(self, dS: NDArray, caches: list, reg: float) -> Params:
+        """Gradients of every parameter from ``dS = ∂L/∂S`` (N, C), by the chain rule.
+
+        For l = L … 1: ``dW_l = A_{l−1}ᵀ dZ_l + λ W_l``, ``db_l = Σ_rows dZ_l``,
+        ``dA_{l−1} = dZ_l W_lᵀ`` and ``dZ_{l−1} = dA_{l−1} ⊙ act'(Z_{l−1})``, with
+        ``dZ_L = dS``. Returns a dict keyed like ``params``.
+        """
+        _, act_backward = layers.ACTIVATIONS[self.activation]
+        _, reg_grads = layers.l2_penalty(self.weights, reg)
+        grads: Params = {}
+        dZ = dS
+        for l in range(self.n_layers, 0, -1):
+            affine_cache, _ = caches[l - 1]
+            dA, dW, db = layers.affine_backward(dZ, affine_cache)
+            grads[f"W{l}"] = dW + reg_grads[l - 1]
+            grads[f"b{l}"] = db
+            if l > 1:
+                dZ = act_backward(dA, caches[l - 2][1])
+        return grads
+
+    def data_loss(self, S: NDArray, T: NDArray, sample_weight: NDArray | None):
+        """The head's mean cross-entropy and ``dS`` for encoded targets T."""
+        if self.head == "softmax":
+            return layers.softmax_cross_entropy(S, T, sample_weight)
+        return layers.sigmoid_cross_entropy(S, T, sample_weight)
+
+    def loss(
+        self,
+        X: NDArray,
+        y: NDArray | None = None,
+        reg: float = 0.0,
+        sample_weight: NDArray | None = None,
+    ) -> NDArray | tuple[float, Params]:
+        """Scores, or the loss and every gradient (CS231n's contract).
+
+        X: (N, D). Without ``y`` returns the scores S (N, C). With ``y`` — (N,) class
+        indices for the softmax head, (N, C) or (N,) 0/1 indicators for the sigmoid
+        head — returns ``(L, grads)`` where ``L = mean cross-entropy + λ/2 Σ‖W_l‖²``
+        (λ = ``reg``; biases not penalised) and ``grads`` is keyed like ``params``.
+        """
+        X = check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype)
+        if y is None:
+            return self.forward(X)[0]
+        check_number(reg, "reg", low=0)
+        T = self.encode_targets(y, X.shape[0])
+        w = check_sample_weight(sample_weight, X.shape[0], self.dtype)
+        loss, grads, _ = self.training_step(X, T, reg, w)
+        return loss, grads
+
+    def training_step(
+        self, X: NDArray, T: NDArray, reg: float, sample_weight: NDArray | None = None
+    ) -> tuple[float, Params, NDArray]:
+        """``(loss, grads, S)`` without input checks, for checked X and encoded targets T.
+
+        This is the reference path: forward, the head's loss, backward, each by the
+        functions of :mod:`handgrad.layers`.
+        """
+        S, caches = self.forward(X)
+        data_loss, dS = self.data_loss(S, T, sample_weight)
+        penalty, _ = layers.l2_penalty(self.weights, reg)
+        return data_loss + penalty, self.backward(dS, caches, reg), S
+
+    def encode_targets(self, y: Any, n_samples: int) -> NDArray:
+        """Checked targets for the head: class indices (softmax) or 0/1 floats (sigmoid)."""
+        if self.head == "softmax":
+            return check_class_indices(y, n_samples, self.layer_sizes[-1])
+        return check_indicators(y, n_samples, self.layer_sizes[-1], self.dtype)
+
+    # ------------------------------------------------------------------ prediction
+    def predict_proba(self, X: NDArray) -> NDArray:
+        """P (N, C): softmax rows, or per-column sigmoid probabilities."""
+        S = self.loss(X)
+        return layers.softmax(S) if self.head == "softmax" else layers.sigmoid(S)
+
+    def predict(self, X: NDArray) -> NDArray:
+        """Class indices (N,) for softmax; 0/1 of shape (N,) (C = 1) or (N, C) for sigmoid."""
+        P = self.predict_proba(X)
+        if self.head == "softmax":
+            return P.argmax(axis=1)
+        labels = (P > 0.5).astype(np.intp)
+        return labels.ravel() if labels.shape[1] == 1 else labels
+
+    # -------------------------------------------------------------------- copying
+    def copy(self, dtype: DTypeLike | None = None) -> MLP:
+        """A deep copy, optionally cast to another float dtype."""
+        new = object.__new__(type(self))
+        new.__dict__.update(self.__dict__)
+        dtype = self.dtype if dtype is None else np.dtype(dtype)
+        new.params = {k: np.array(v, dtype=dtype) for k, v in self.params.items()}
+        return new
+
+    # ------------------------------------------------------------- model files
+    def _get_state(self) -> tuple[Params, dict[str, Any]]:
+        """Tensors and metadata for :func:`handgrad.io.save_model`."""
+        meta = {
+            "layer_sizes": list(self.layer_sizes), "activation": self.activation,
+            "head": self.head, "init": self.init, "std": self.std, "dtype": self.dtype.name,
+        }
+        return dict(self.params), meta
+
+    @classmethod
+    def _from_state(cls, tensors: Params, meta: dict[str, Any]) -> MLP:
+        """Rebuild from a model file, checking every shape against the architecture."""
+        sizes = [int(s) for s in meta["layer_sizes"]]
+        model = MLP(
+            sizes[0], sizes[1:-1], sizes[-1], activation=meta["activation"],
+            head=meta["head"], init=meta["init"], std=meta["std"], dtype=meta["dtype"],
+            seed=0,
+        )
+        model.__class__ = cls
+        if set(tensors) != set(model.params):
+            raise ModelFileError(
+                f"model file holds tensors {sorted(tensors)}, but a {sizes} network "
+                f"needs {sorted(model.params)}"
+            )
+        for name, value in tensors.items():
+            want = model.params[name]
+            if value.shape != want.shape or value.dtype != want.dtype:
+                raise ModelFileError(
+                    f"tensor {name} has shape {value.shape} and dtype {value.dtype}, but "
+                    f"the architecture {sizes} ({want.dtype}) needs {want.shape}"
+                )
+            if not np.isfinite(value).all():
+                raise ModelFileError(f"tensor {name} holds non-finite values")
+            model.params[name] = np.ascontiguousarray(value)
+        return model
+
+    def __repr__(self) -> str:
+        sizes = "→".join(map(str, self.layer_sizes))
+        return (
+            f"{type(self).__name__}({sizes}, activation={self.activation!r}, "
+            f"head={self.head!r}, dtype={self.dtype.name})"
+        )
+
+
+@register_model_kind("TwoLayerNet")
+class TwoLayerNet(MLP):
+    """The seed's network: ``X → affine → ReLU → affine → softmax``, CS231n-compatible.
+
+    Weights are ``std`` × standard normal, biases zero. ``params`` holds ``W1`` (D, H),
+    ``b1`` (H,), ``W2`` (H, C), ``b2`` (C,).
+    """
+
+    kind = "TwoLayerNet"
+
+    def __init__(
+        self,
+        input_size: int,
+        hidden_size: int,
+        output_size: int,
+        std: float = 1e-4,
+        seed: int | np.random.Generator | None = None,
+        dtype: DTypeLike = np.float64,
+    ) -> None:
+        super().__init__(
+            input_size, (hidden_size,), output_size,
+            activation="relu", head="softmax", init="normal", std=std, seed=seed, dtype=dtype,
+        )
+
+    def train(
+        self,
+        X: NDArray,
+        y: NDArray,
+        X_val: NDArray,
+        y_val: NDArray,
+        learning_rate: float = 1e-3,
+        learning_rate_decay: float = 0.95,
+        reg: float = 5e-6,
+        num_iters: int = 100,
+        batch_size: int = 200,
+        verbose: bool = False,
+        seed: int | np.random.Generator | None = None,
+    ) -> dict[str, list[float]]:
+        """Minibatch SGD, CS231n's contract, run by the one training loop.
+
+        The rate is multiplied by ``learning_rate_decay`` once per epoch; training
+        stops after ``num_iters`` minibatch steps. Returns ``loss_history`` (per
+        step), ``train_acc_history`` and ``val_acc_history`` (per epoch).
+        """
+        from handgrad.optim import SGD, StepDecay
+        from handgrad.training import TrainingConfig, fit
+
+        check_number(num_iters, "num_iters", low=1, integer=True)
+        history = fit(
+            self, X, y,
+            optimizer=SGD(learning_rate, schedule=StepDecay(learning_rate_decay)),
+            config=TrainingConfig(
+                batch_size=batch_size, max_epochs=None, max_steps=num_iters,
+                reg=reg, reg_per_sample=False, stopping="none", verbose=verbose,
+            ),
+            validation=(X_val, y_val),
+            seed=seed,
+        )
+        return {
+            "loss_history": history.step_loss,
+            "train_acc_history": history.train_score,
+            "val_acc_history": history.val_score,
+        }
+
+
+def _check_choice(value: str, name: str, choices) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {sorted(choices)}, but got {value!r}")
+
+
+def _initial_params(
+    sizes: tuple[int, ...], init: str, std: float, activation: str,
+    rng: np.random.Generator, dtype: np.dtype,
+) -> Params:
+    """``W_l`` (fan_in, fan_out) and ``b_l`` (fan_out,) for every layer, drawn from rng."""
+    params: Params = {}
+    for l, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
+        if init == "glorot":
+            factor = 2.0 if activation == "logistic" else 6.0
+            bound = np.sqrt(factor / (fan_in + fan_out))
+            W = rng.uniform(-bound, bound, (fan_in, fan_out))
+            b = rng.uniform(-bound, bound, fan_out)
+        elif init == "he":
+            W = rng.standard_normal((fan_in, fan_out)) * np.sqrt(2.0 / fan_in)
+            b = np.zeros(fan_out)
+        else:
+            W = std * rng.standard_normal((fan_in, fan_out))
+            b = np.zeros(fan_out)
+        params[f"W{l}"] = W.astype(dtype)
+        params[f"b{l}"] = b.astype(dtype)
+    return params

@@ -1,0 +1,204 @@
+"""Update rules and learning-rate schedules.
+
+An optimizer changes ``params`` in place from ``grads`` (both dicts keyed ``W1, b1, …``).
+A schedule changes ``optimizer.learning_rate`` at the end of each epoch, and decides what
+happens when the loss stops improving. The loop that calls them is
+:func:`handgrad.training.fit`; the rules follow scikit-learn's definitions so that
+``MLPClassifier`` means what its scikit-learn namesake means.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+from handgrad._validation import check_number
+
+Params = dict[str, np.ndarray]
+
+
+# ------------------------------------------------------------------------- schedules
+class Schedule:
+    """Constant rate: ``η_t = η_0``; a loss plateau stops training."""
+
+    name = "constant"
+
+    def epoch_end(self, optimizer: Optimizer, samples_seen: int) -> None:
+        """Called once per epoch, after the updates; ``samples_seen`` is scikit-learn's t_."""
+
+    def plateau(self, optimizer: Optimizer) -> bool:
+        """Called when the loss has not improved for too long; True means stop."""
+        return True
+
+
+Constant = Schedule
+
+
+@dataclass
+class InvScaling(Schedule):
+    """``η = η_0 / (t + 1)^power_t`` with t the samples seen so far (scikit-learn's)."""
+
+    power_t: float = 0.5
+    name = "invscaling"
+
+    def epoch_end(self, optimizer: Optimizer, samples_seen: int) -> None:
+        optimizer.learning_rate = optimizer.learning_rate_init / (samples_seen + 1) ** self.power_t
+
+
+@dataclass
+class Adaptive(Schedule):
+    """Keep ``η`` while the loss improves; on a plateau ``η ← η / 5`` until ``η < 1e-6``."""
+
+    name = "adaptive"
+
+    def plateau(self, optimizer: Optimizer) -> bool:
+        if optimizer.learning_rate <= 1e-6:
+            return True
+        optimizer.learning_rate /= 5.0
+        return False
+
+
+@dataclass
+class StepDecay(Schedule):
+    """``η ← decay · η`` once per epoch (CS231n's ``learning_rate_decay``)."""
+
+    decay: float = 0.95
+    name = "step"
+
+    def __post_init__(self) -> None:
+        check_number(self.decay, "learning_rate_decay", low=0, low_open=True, high=1)
+
+    def epoch_end(self, optimizer: Optimizer, samples_seen: int) -> None:
+        optimizer.learning_rate *= self.decay
+
+
+# ------------------------------------------------------------------------ optimizers
+@dataclass
+class Optimizer:
+    """Base class: a learning rate, a schedule, and state arrays keyed like params."""
+
+    learning_rate_init: float = 1e-3
+    schedule: Schedule = field(default_factory=Schedule)
+
+    def __post_init__(self) -> None:
+        check_number(self.learning_rate_init, "learning_rate", low=0, low_open=True)
+        self.learning_rate = float(self.learning_rate_init)
+
+    def update(self, params: Params, grads: Params) -> None:
+        """Change ``params`` in place by one step against ``grads``."""
+        raise NotImplementedError
+
+    def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+        """``(arrays, scalars)``: everything needed to resume bit-identically."""
+        return {}, {"learning_rate": self.learning_rate}
+
+    def load_state(self, arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
+        self.learning_rate = float(scalars["learning_rate"])
+
+
+@dataclass
+class SGD(Optimizer):
+    """Stochastic gradient descent with optional (Nesterov) momentum.
+
+    ``v ← μ v − η g``; then ``θ ← θ + v``, or with Nesterov ``θ ← θ + μ v − η g``.
+    With μ = 0 this is plain ``θ ← θ − η g``.
+    """
+
+    momentum: float = 0.0
+    nesterov: bool = False
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_number(self.momentum, "momentum", low=0, high=1)
+        self.velocity: Params = {}
+
+    def update(self, params: Params, grads: Params) -> None:
+        lr, mu = self.learning_rate, self.momentum
+        for name, g in grads.items():
+            theta = params[name]
+            if mu == 0:
+                theta -= lr * g
+                continue
+            v = self.velocity.setdefault(name, np.zeros_like(theta))
+            v *= mu
+            v -= lr * g
+            if self.nesterov:
+                theta += mu * v - lr * g
+            else:
+                theta += v
+
+    def state(self):
+        _, scalars = super().state()
+        return {f"velocity.{k}": v for k, v in self.velocity.items()}, scalars
+
+    def load_state(self, arrays, scalars):
+        super().load_state(arrays, scalars)
+        self.velocity = {k.split(".", 1)[1]: v.copy() for k, v in arrays.items()}
+
+
+@dataclass
+class Adam(Optimizer):
+    """Adam (Kingma & Ba), as scikit-learn writes it.
+
+    ``m ← β1 m + (1 − β1) g``, ``v ← β2 v + (1 − β2) g²``,
+    ``η_t = η √(1 − β2^t) / (1 − β1^t)``, ``θ ← θ − η_t m / (√v + ε)``.
+    """
+
+    beta_1: float = 0.9
+    beta_2: float = 0.999
+    epsilon: float = 1e-8
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_number(self.beta_1, "beta_1", low=0, high=1)
+        check_number(self.beta_2, "beta_2", low=0, high=1)
+        check_number(self.epsilon, "epsilon", low=0, low_open=True)
+        self.t = 0
+        self.m: Params = {}
+        self.v: Params = {}
+
+    def update(self, params: Params, grads: Params) -> None:
+        self.t += 1
+        b1, b2 = self.beta_1, self.beta_2
+        lr_t = self.learning_rate * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        for name, g in grads.items():
+            theta = params[name]
+            m = self.m.setdefault(name, np.zeros_like(theta))
+            v = self.v.setdefault(name, np.zeros_like(theta))
+            m *= b1
+            m += (1 - b1) * g
+            v *= b2
+            v += (1 - b2) * (g * g)
+            theta -= (lr_t * m) / (np.sqrt(v) + self.epsilon)
+
+    def state(self):
+        _, scalars = super().state()
+        arrays = {f"m.{k}": a for k, a in self.m.items()} | {f"v.{k}": a for k, a in self.v.items()}
+        return arrays, scalars | {"t": self.t}
+
+    def load_state(self, arrays, scalars):
+        super().load_state(arrays, scalars)
+        self.t = int(scalars["t"])
+        self.m = {k[2:]: a.copy() for k, a in arrays.items() if k.startswith("m.")}
+        self.v = {k[2:]: a.copy() for k, a in arrays.items() if k.startswith("v.")}
+
+
+@dataclass
+class LBFGS(Optimizer):
+    """Full-batch L-BFGS through ``scipy.optimize.minimize(method="L-BFGS-B", jac=True)``.
+
+    It has no learning rate: the line search chooses the steps. The loop hands it the
+    hand-derived ``loss``/``grads`` as one flat vector (see ``training.fit``).
+    ``max_fun`` bounds the loss evaluations and ``tol`` is scipy's ``gtol``.
+    """
+
+    max_fun: int = 15000
+
+    def __post_init__(self) -> None:
+        super().__post_init__()
+        check_number(self.max_fun, "max_fun", low=1, integer=True)
+
+
+SCHEDULES = {"constant": Schedule, "invscaling": InvScaling, "adaptive": Adaptive}
