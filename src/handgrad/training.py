@@ -121,7 +121,7 @@ def fit(
     *,
     optimizer: Optimizer,
     config: TrainingConfig | None = None,
-    validation: tuple[Any, Any] | None = None,
+    validation: tuple[Any, ...] | None = None,
     sample_weight: Any = None,
     seed: int | np.random.Generator | None = None,
     callbacks: Sequence[Callback] = (),
@@ -131,7 +131,9 @@ def fit(
 
     Pass ``run`` (from an earlier call or a checkpoint) to continue training with its
     optimizer state, shuffling generator and history; otherwise one is made from
-    ``optimizer`` and ``seed``. Raises :class:`TrainingDivergedError` on a non-finite
+    ``optimizer`` and ``seed``. ``validation`` is ``(X_val, y_val)`` or
+    ``(X_val, y_val, sample_weight_val)``; the validation accuracy is weighted by the
+    latter. Raises :class:`TrainingDivergedError` on a non-finite
     loss, after putting back the weights of the last finished epoch.
     """
     config = config or TrainingConfig()
@@ -141,7 +143,9 @@ def fit(
     if validation is not None:
         X_val = check_X(validation[0], n_features=model.layer_sizes[0], dtype=model.dtype,
                         name="X_val")
-        validation = (X_val, model.encode_targets(validation[1], X_val.shape[0]))
+        w_val = validation[2] if len(validation) > 2 else None
+        validation = (X_val, model.encode_targets(validation[1], X_val.shape[0]),
+                      check_sample_weight(w_val, X_val.shape[0], np.float64))
     elif config.stopping == "validation":
         raise ValueError("stopping='validation' (early stopping) needs validation data")
     run = run or Run(model, optimizer, as_rng(seed))
@@ -156,11 +160,13 @@ def fit(
     return run.history
 
 
-def accuracy(model: MLP, S: np.ndarray, T: np.ndarray) -> float:
-    """Fraction of rows predicted exactly right from scores S and encoded targets T."""
+def accuracy(model: MLP, S: np.ndarray, T: np.ndarray, sample_weight=None) -> float:
+    """(Weighted) fraction of rows predicted exactly right from scores S and targets T."""
     if model.head == "softmax":
-        return float(np.mean(S.argmax(axis=1) == T))
-    return float(np.mean(np.all((S > 0) == (T > 0.5), axis=1)))
+        right = S.argmax(axis=1) == T
+    else:
+        right = np.all((S > 0) == (T > 0.5), axis=1)
+    return float(np.average(right, weights=sample_weight))
 
 
 def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
@@ -221,7 +227,8 @@ def _end_epoch(run: Run, loss, train_score, seen, validation, config) -> bool:
     hist.train_score.append(train_score)
     hist.learning_rate.append(opt.learning_rate)
     if validation is not None:
-        hist.val_score.append(accuracy(model, model.forward(validation[0])[0], validation[1]))
+        X_val, T_val, w_val = validation
+        hist.val_score.append(accuracy(model, model.forward(X_val)[0], T_val, w_val))
     if config.verbose:
         val = f", validation accuracy = {hist.val_score[-1]:.4f}" if validation else ""
         print(f"Iteration {hist.epochs}, loss = {loss:.8f}{val}")
