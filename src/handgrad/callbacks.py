@@ -1,0 +1,255 @@
+"""Callbacks for :func:`handgrad.training.fit`: progress, validation, early stopping, checkpoints.
+
+A checkpoint holds everything that changes while training (:class:`handgrad.training.Run`):
+the weights, the optimizer's state arrays and scalars, the shuffling generator's state,
+the history (which carries the epoch count) and the best weights so far. Restoring one
+with :func:`load_run` and handing the run back to ``fit`` continues training exactly as
+if it had never stopped: the final weights are bit-identical to an uninterrupted run.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handgrad import optim
+from handgrad.errors import ModelFileError
+from handgrad.io import load_checkpoint, save_checkpoint
+from handgrad.network import MLP, TwoLayerNet
+from handgrad.training import Callback, History, Run, accuracy
+
+__all__ = [
+    "Checkpoint",
+    "EarlyStopping",
+    "ProgressBar",
+    "ValidationScore",
+    "load_run",
+    "save_run",
+]
+
+_OPTIMIZERS = {cls.__name__: cls for cls in (optim.SGD, optim.Adam, optim.LBFGS)}
+_SCHEDULES = {
+    cls.__name__: cls
+    for cls in (optim.Schedule, optim.InvScaling, optim.Adaptive, optim.StepDecay)
+}
+_MODELS = {cls.__name__: cls for cls in (MLP, TwoLayerNet)}
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+
+# ------------------------------------------------------------------------ progress
+class ProgressBar(Callback):
+    """A tqdm bar with one tick per epoch, showing the loss and the validation accuracy.
+
+    total: the number of epochs expected (the bar's length); initial: epochs already done
+    (when resuming). Writes to stderr; ``disable=True`` shows nothing.
+    """
+
+    def __init__(self, total: int | None, *, initial: int = 0, disable: bool = False,
+                 desc: str = "training") -> None:  # fmt: skip
+        self.total, self.initial, self.disable, self.desc = total, initial, disable, desc
+        self._bar: Any = None
+
+    def on_train_begin(self, run: Run) -> None:
+        from tqdm.auto import tqdm
+
+        self._bar = tqdm(total=self.total, initial=self.initial, unit="epoch",
+                         desc=self.desc, disable=self.disable, dynamic_ncols=True)  # fmt: skip
+
+    def on_epoch_end(self, run: Run) -> bool | None:
+        if self._bar is not None:
+            hist = run.history
+            post = {"loss": f"{hist.loss[-1]:.4f}"}
+            if hist.val_score:
+                post["val_acc"] = f"{hist.val_score[-1]:.4f}"
+            self._bar.set_postfix(post, refresh=False)
+            self._bar.update(1)
+        return None
+
+    def on_train_end(self, run: Run) -> None:
+        self.close()
+
+    def close(self) -> None:
+        """Close the bar (also safe after an error or when never opened)."""
+        if self._bar is not None:
+            self._bar.close()
+            self._bar = None
+
+
+class ValidationScore(Callback):
+    """Record the validation accuracy of each epoch in ``run.history.val_score``.
+
+    X_val: (N, D) rows in the model's dtype; y_val: (N,) class indices (softmax) or
+    (N, C) 0/1 indicators (sigmoid). Does nothing for epochs ``fit`` already scored.
+    Put it before any callback that reads the score.
+    """
+
+    def __init__(self, X_val: np.ndarray, y_val: np.ndarray) -> None:
+        self.X_val, self.y_val = X_val, y_val
+
+    def on_epoch_end(self, run: Run) -> bool | None:
+        hist = run.history
+        if len(hist.val_score) < hist.epochs:
+            T = run.model.encode_targets(self.y_val, len(self.X_val))
+            S = run.model.forward(np.asarray(self.X_val, dtype=run.model.dtype))[0]
+            hist.val_score.append(accuracy(run.model, S, T))
+        return None
+
+
+class EarlyStopping(Callback):
+    """Stop when the validation accuracy has not improved by ``tol`` for ``patience``
+    epochs, and put back the best weights at the end (scikit-learn's rule).
+
+    The state lives in the run (``history.val_score``, ``history.best_val_score``,
+    ``run.best_params``), so a checkpoint carries it.
+    """
+
+    def __init__(self, patience: int = 10, tol: float = 1e-4) -> None:
+        self.patience, self.tol = patience, tol
+
+    def on_epoch_end(self, run: Run) -> bool | None:
+        hist = run.history
+        if not hist.val_score:
+            raise ValueError("EarlyStopping needs a validation score (add ValidationScore)")
+        score = hist.val_score[-1]
+        if score > hist.best_val_score:
+            hist.best_val_score = score
+            run.best_params = {k: v.copy() for k, v in run.model.params.items()}
+        if self.epochs_without_improvement(hist.val_score) > self.patience:
+            hist.stop_reason = "early_stopping"
+            return True
+        return None
+
+    def epochs_without_improvement(self, scores: list[float]) -> int:
+        """Epochs since a score beat the best before it by at least ``tol``."""
+        best, count = -math.inf, 0
+        for s in scores:
+            count = 0 if s >= best + self.tol else count + 1
+            best = max(best, s)
+        return count
+
+    def on_train_end(self, run: Run) -> None:
+        if run.best_params is not None:
+            for k, v in run.best_params.items():
+                np.copyto(run.model.params[k], v)
+
+
+# --------------------------------------------------------------------- checkpoints
+class Checkpoint(Callback):
+    """Every ``every`` epochs, write the whole run to ``path`` atomically.
+
+    ``metadata`` (JSON) is stored alongside, e.g. the configuration needed to rebuild
+    the data. A crash at any moment leaves the previous checkpoint intact.
+    """
+
+    def __init__(self, path: str | os.PathLike[str], every: int = 1,
+                 metadata: Mapping[str, Any] | None = None,
+                 on_save: Callable[[Path, Run], None] | None = None) -> None:  # fmt: skip
+        if isinstance(every, bool) or not isinstance(every, int) or every < 1:
+            raise ValueError(f"checkpoint interval must be a positive integer, got {every!r}")
+        self.path, self.every = Path(path), every
+        self.metadata = dict(metadata or {})
+        self.on_save = on_save
+
+    def on_epoch_end(self, run: Run) -> bool | None:
+        if run.history.epochs % self.every == 0:
+            save_run(self.path, run, self.metadata)
+            if self.on_save is not None:
+                self.on_save(self.path, run)
+        return None
+
+
+def save_run(path: str | os.PathLike[str], run: Run,
+             metadata: Mapping[str, Any] | None = None) -> Path:  # fmt: skip
+    """Write ``run`` (weights, optimizer, RNG, history, best weights) as a checkpoint."""
+    model_tensors, model_meta = run.model._get_state()
+    opt_arrays, opt_scalars = run.optimizer.state()
+    tensors = {f"param.{k}": v for k, v in model_tensors.items()}
+    tensors |= {f"optim.{k}": v for k, v in opt_arrays.items()}
+    if run.best_params is not None:
+        tensors |= {f"best.{k}": v for k, v in run.best_params.items()}
+    meta = {
+        "model": {"class": type(run.model).__name__, **model_meta},
+        "optimizer": _optimizer_spec(run.optimizer),
+        "optimizer_state": opt_scalars,
+        "rng": run.rng.bit_generator.state,
+        "epoch": run.history.epochs,
+        "history": run.history.to_dict(),
+        "extra": dict(metadata or {}),
+    }
+    return save_checkpoint(path, tensors, meta)
+
+
+def load_run(path: str | os.PathLike[str]) -> tuple[Run, dict[str, Any]]:
+    """Rebuild the :class:`Run` a checkpoint holds, and the caller's metadata.
+
+    Raises ModelFileError when the file is corrupt or its contents do not fit together.
+    """
+    tensors, meta = load_checkpoint(path)
+    try:
+        return _rebuild(tensors, meta), dict(meta.get("extra") or {})
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(
+            f"{path}: cannot rebuild the training run from the checkpoint: {exc}"
+        ) from exc
+
+
+def _rebuild(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> Run:
+    def part(prefix: str) -> dict[str, np.ndarray]:
+        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+    model_meta = dict(meta["model"])
+    model_cls = _MODELS.get(model_meta.pop("class"))
+    if model_cls is None:
+        raise ModelFileError("checkpoint names an unknown model class")
+    model = model_cls._from_state(part("param."), model_meta)
+    optimizer = _optimizer_from_spec(meta["optimizer"])
+    optimizer.load_state(part("optim."), meta["optimizer_state"])
+    best = part("best.") or None
+    if best is not None and {k: v.shape for k, v in best.items()} != {
+        k: v.shape for k, v in model.params.items()
+    }:
+        raise ModelFileError("checkpoint's best weights do not match the model's shapes")
+    history = History.from_dict(meta["history"])
+    if history.epochs != meta["epoch"]:
+        raise ModelFileError("checkpoint's epoch disagrees with its history")
+    return Run(model, optimizer, _generator(meta["rng"]), history, best)
+
+
+def _generator(state: dict[str, Any]) -> np.random.Generator:
+    name = state.get("bit_generator")
+    if name not in _BIT_GENERATORS:
+        raise ModelFileError(f"checkpoint names an unknown random generator {name!r}")
+    bit_generator = getattr(np.random, name)()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+def _optimizer_spec(opt: optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's class and constructor arguments as JSON, its schedule included."""
+    fields = {f.name: getattr(opt, f.name) for f in dataclasses.fields(opt) if f.init}
+    schedule = fields.pop("schedule")
+    schedule_fields = (
+        {f.name: getattr(schedule, f.name) for f in dataclasses.fields(schedule) if f.init}
+        if dataclasses.is_dataclass(schedule) else {}
+    )  # fmt: skip
+    return {
+        "class": type(opt).__name__, "fields": fields,
+        "schedule": {"class": type(schedule).__name__, "fields": schedule_fields},
+    }
+
+
+def _optimizer_from_spec(spec: Mapping[str, Any]) -> optim.Optimizer:
+    opt_cls = _OPTIMIZERS.get(spec["class"])
+    schedule_cls = _SCHEDULES.get(spec["schedule"]["class"])
+    if opt_cls is None or schedule_cls is None:
+        raise ModelFileError("checkpoint names an unknown optimizer or schedule")
+    schedule = schedule_cls(**spec["schedule"]["fields"])
+    return opt_cls(**spec["fields"], schedule=schedule)

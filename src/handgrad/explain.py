@@ -1,0 +1,168 @@
+"""The forward and backward pass of an MLP as a table, in the seed's notation.
+
+:func:`explain` lists every quantity the network computes for a batch — its formula
+(``Z1 = X W1 + b1``, ``dS = (P − Y)/N``, ``dW2 = A1ᵀ dS + λW2``, …) and its shape for
+the given sizes — for any depth, any hidden activation and either head. Formulas are
+the ones :meth:`handgrad.MLP.forward` and :meth:`handgrad.MLP.backward` implement.
+
+Example
+-------
+>>> rows = explain(input_size=4, hidden_sizes=(10,), n_classes=3, batch_size=5)
+>>> [(r.quantity, r.shape) for r in rows][:3]
+[('Z1', '(5, 10)'), ('A1', '(5, 10)'), ('S', '(5, 3)')]
+"""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from handgrad._validation import check_number
+from handgrad.layers import ACTIVATIONS
+from handgrad.network import HEADS
+
+# How each hidden activation is written, and the factor its backward multiplies by.
+_FORWARD = {
+    "relu": "ReLU({Z}) = max(0, {Z})",
+    "tanh": "tanh({Z})",
+    "logistic": "σ({Z}) = 1 / (1 + e^(−{Z}))",
+    "identity": "{Z}",
+}
+_DERIVATIVE = {
+    "relu": "{dA} ⊙ [{Z} > 0]",
+    "tanh": "{dA} ⊙ (1 − {A}²)",
+    "logistic": "{dA} ⊙ {A} ⊙ (1 − {A})",
+    "identity": "{dA}",
+}
+
+
+@dataclass(frozen=True)
+class Row:
+    """One line of the table: which pass, the quantity, its formula, its shape."""
+
+    stage: str  # "forward" or "backward"
+    quantity: str
+    formula: str
+    shape: str
+
+
+def explain(
+    input_size: int,
+    hidden_sizes: Sequence[int],
+    n_classes: int,
+    batch_size: int,
+    *,
+    activation: str = "relu",
+    head: str = "softmax",
+) -> list[Row]:
+    """Every forward and backward quantity of an MLP with its formula and shape.
+
+    Parameters
+    ----------
+    input_size, hidden_sizes, n_classes
+        D, (H1, H2, …) (may be empty: a linear model) and C.
+    batch_size
+        N, the rows of X.
+    activation
+        Hidden activation: ``relu``, ``tanh``, ``logistic`` or ``identity``.
+    head
+        ``softmax`` (P = softmax(S), one label per row) or ``sigmoid`` (P = σ(S)).
+
+    Returns
+    -------
+    list of Row
+        Forward rows first (``Z1, A1, …, S, P, L``), then the backward rows
+        (``dS, dW_L, db_L, dA_{L−1}, dZ_{L−1}, …, dW1, db1``).
+    """
+    check_number(input_size, "input size D", low=1, integer=True)
+    check_number(n_classes, "number of classes C", low=1, integer=True)
+    check_number(batch_size, "batch size N", low=1, integer=True)
+    for i, h in enumerate(hidden_sizes, start=1):
+        check_number(h, f"hidden size {i}", low=1, integer=True)
+    if activation not in ACTIVATIONS:
+        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
+    if head not in HEADS:
+        raise ValueError(f"head must be one of {list(HEADS)}, got {head!r}")
+    if head == "softmax" and n_classes < 2:
+        raise ValueError("the softmax head needs at least 2 classes; use --head sigmoid")
+    sizes = [input_size, *hidden_sizes, n_classes]
+    return _forward(sizes, batch_size, activation, head) + _backward(
+        sizes, batch_size, activation
+    )
+
+
+def _a(l: int) -> str:
+    """The name of layer l's output: ``X`` for the input, ``A{l}`` otherwise."""
+    return "X" if l == 0 else f"A{l}"
+
+
+def _z(l: int, L: int) -> str:
+    """Layer l's pre-activation: ``S`` (the scores) for the last layer."""
+    return "S" if l == L else f"Z{l}"
+
+
+def _shape(*dims: object) -> str:
+    return "(" + ", ".join(str(d) for d in dims) + (",)" if len(dims) == 1 else ")")
+
+
+def _forward(sizes: list[int], N: int, activation: str, head: str) -> list[Row]:
+    L = len(sizes) - 1
+    rows = []
+    for l in range(1, L + 1):
+        Z = _z(l, L)
+        rows.append(Row("forward", Z, f"{Z} = {_a(l - 1)} W{l} + b{l}", _shape(N, sizes[l])))
+        if l < L:
+            rows.append(Row("forward", _a(l), f"{_a(l)} = " + _FORWARD[activation].format(Z=Z),
+                            _shape(N, sizes[l])))  # fmt: skip
+    C = sizes[-1]
+    penalty = "λ/2 (" + " + ".join(f"‖W{l}‖²" for l in range(1, L + 1)) + ")"
+    if head == "softmax":
+        rows.append(Row("forward", "P", "P = softmax(S), row-wise e^S / Σ_cols e^S",
+                        _shape(N, C)))  # fmt: skip
+        data = "−(1/N) Σ_i log P[i, y_i]"
+    else:
+        rows.append(Row("forward", "P", "P = σ(S) = 1 / (1 + e^(−S))", _shape(N, C)))
+        data = "−(1/N) Σ_i Σ_c [Y log P + (1 − Y) log(1 − P)]"
+    rows.append(Row("forward", "L", f"L = {data} + {penalty}", "scalar"))
+    return rows
+
+
+def _backward(sizes: list[int], N: int, activation: str) -> list[Row]:
+    L = len(sizes) - 1
+    C = sizes[-1]
+    rows = [Row("backward", "dS", "dS = (P − Y)/N", _shape(N, C))]
+    for l in range(L, 0, -1):
+        dZ = "d" + _z(l, L)
+        rows.append(Row("backward", f"dW{l}", f"dW{l} = {_a(l - 1)}ᵀ {dZ} + λW{l}",
+                        _shape(sizes[l - 1], sizes[l])))  # fmt: skip
+        rows.append(Row("backward", f"db{l}", f"db{l} = Σ_rows {dZ}", _shape(sizes[l])))
+        if l > 1:
+            dA, A, Z = f"dA{l - 1}", f"A{l - 1}", f"Z{l - 1}"
+            rows.append(Row("backward", dA, f"{dA} = {dZ} W{l}ᵀ", _shape(N, sizes[l - 1])))
+            factor = _DERIVATIVE[activation].format(dA=dA, A=A, Z=Z)
+            rows.append(Row("backward", f"dZ{l - 1}", f"dZ{l - 1} = {factor}",
+                            _shape(N, sizes[l - 1])))  # fmt: skip
+    return rows
+
+
+def format_table(rows: Sequence[Row]) -> str:
+    """The rows as a plain-text table with a header and a rule between the passes."""
+    header = ("pass", "quantity", "formula", "shape")
+    cells = [(r.stage, r.quantity, r.formula, r.shape) for r in rows]
+    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(4)]
+
+    def line(c: Sequence[str]) -> str:
+        return "  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip()
+
+    out = [line(header), line(["-" * w for w in widths])]
+    for i, c in enumerate(cells):
+        if i and cells[i - 1][0] != c[0]:
+            out.append(line(["-" * w for w in widths]))
+        out.append(line(c))
+    return "\n".join(out)
+
+
+def parameter_count(sizes: Sequence[int]) -> int:
+    """Number of weights and biases of an MLP with layer sizes (D, H1, …, C)."""
+    return sum(a * b + b for a, b in itertools.pairwise(sizes))
