@@ -34,7 +34,7 @@ def _torch_loss(net: MLP, X, y, reg, w):
     loss = (weights * per_row).sum() / weights.sum()
     loss = loss + 0.5 * reg * sum((params[f"W{l}"] ** 2).sum() for l in range(1, net.n_layers + 1))
     loss.backward()
-    return float(loss), {k: p.grad.numpy() for k, p in params.items()}
+    return loss.item(), {k: p.grad.numpy() for k, p in params.items()}
 
 
 @pytest.mark.parametrize(
