@@ -5,11 +5,13 @@ The core (:mod:`handgrad.layers`, :class:`MLP`, :class:`TwoLayerNet`,
 scikit-learn drop-in :class:`MLPClassifier`.
 """
 
+from handgrad.estimator import MLPClassifier
 from handgrad.gradcheck import check_gradients, numerical_gradient, rel_error
 from handgrad.network import MLP, TwoLayerNet
 
 __all__ = [
     "MLP",
+    "MLPClassifier",
     "TwoLayerNet",
     "check_gradients",
     "numerical_gradient",

@@ -1,0 +1,468 @@
+"""``MLPClassifier``: scikit-learn's multi-layer perceptron classifier, trained by the
+one loop (:func:`handgrad.training.fit`) on the hand-derived gradients of :class:`MLP`.
+
+Swap it in by changing one import line::
+
+    from handgrad import MLPClassifier   # was: from sklearn.neural_network import ...
+"""
+
+from __future__ import annotations
+
+import sys
+import warnings
+from collections.abc import Sequence
+from typing import Any
+
+import numpy as np
+import scipy.sparse as sp
+from numpy.typing import ArrayLike, NDArray
+from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
+from sklearn.model_selection import train_test_split
+from sklearn.neural_network import MLPClassifier as _SklearnMLPClassifier
+from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils.metaestimators import available_if
+from sklearn.utils.multiclass import (
+    _check_partial_fit_first_call,
+    check_classification_targets,
+    type_of_target,
+    unique_labels,
+)
+from sklearn.utils.validation import (
+    _check_sample_weight,
+    check_is_fitted,
+    column_or_1d,
+    validate_data,
+)
+
+from handgrad import _estimator_state as state
+from handgrad.errors import TrainingDivergedError
+from handgrad.io import register_model_kind
+from handgrad.network import MLP
+from handgrad.optim import LBFGS, SGD, Adam, Adaptive, Constant, InvScaling, Optimizer
+from handgrad.training import Callback, Run, TrainingConfig
+from handgrad.training import fit as train
+
+_OPTIMIZER_PARAMS = ("solver", "learning_rate", "learning_rate_init", "power_t", "momentum",
+                     "nesterovs_momentum", "beta_1", "beta_2", "epsilon", "max_fun")
+
+
+def _stochastic(est: MLPClassifier) -> bool:
+    if est.solver not in ("sgd", "adam"):
+        raise AttributeError(
+            f"partial_fit is only available for stochastic optimizers. {est.solver} is "
+            "not stochastic."
+        )
+    return True
+
+
+@register_model_kind("MLPClassifier")
+class MLPClassifier(ClassifierMixin, BaseEstimator):
+    """Multi-layer perceptron classifier: scikit-learn's, parameter for parameter.
+
+    Every parameter has scikit-learn 1.9's name, default, meaning and validation (see
+    :class:`sklearn.neural_network.MLPClassifier`); training runs through
+    :func:`handgrad.training.fit` on :class:`handgrad.MLP`'s hand-derived gradients.
+
+    Parameters
+    ----------
+    hidden_layer_sizes : array-like of int or int, default=(100,)
+    activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
+    solver : {"lbfgs", "sgd", "adam"}, default="adam"
+    alpha : float, default=1e-4
+        L2 strength, scaled per batch as scikit-learn does. In the seed's notation the
+        loss of a batch of ``n_b`` rows is ``mean CE + λ/2 Σ‖W_l‖²`` with
+        ``λ = alpha / n_b`` (``n_b`` = the batch's weight sum when ``sample_weight`` is
+        given; the whole training set for L-BFGS). Example: ``alpha=1e-4`` with batches
+        of 200 is the seed's ``λ = 5e-7``.
+    batch_size : int or "auto", default="auto"
+        ``"auto"`` is ``min(200, n_samples)``; larger values are clipped with a warning.
+    learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
+        SGD's schedule (:class:`~handgrad.optim.Constant`, ``InvScaling``, ``Adaptive``).
+    learning_rate_init, power_t, max_iter, shuffle, tol, momentum, nesterovs_momentum,
+    beta_1, beta_2, epsilon, n_iter_no_change, max_fun
+        As in scikit-learn (``max_iter`` counts epochs; L-BFGS iterations for lbfgs).
+    random_state : int, RandomState instance or None, default=None
+        An int gives bit-identical results run to run (for each input dtype); a
+        ``RandomState`` has a seed drawn from it; None is fresh each fit. It seeds the
+        initial weights, the shuffling and the early-stopping split, never NumPy's
+        global generator.
+    verbose, warm_start : bool, default=False
+        With ``warm_start`` a second ``fit`` continues the same run: weights,
+        optimizer state (kept unless a solver parameter changed), shuffling generator
+        and ``loss_curve_``.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (split stratified by label when
+        every class can be, except for multi-label targets), stop when its accuracy
+        has not improved by ``tol`` for ``n_iter_no_change`` epochs, and restore the
+        best weights.
+    validation_fraction : float, default=0.1
+
+    Attributes
+    ----------
+    classes_, loss_, best_loss_, loss_curve_, validation_scores_,
+    best_validation_score_, coefs_, intercepts_, n_iter_, t_, n_layers_, n_outputs_,
+    out_activation_, n_features_in_, feature_names_in_
+        As in scikit-learn. ``coefs_``/``intercepts_`` are views of the network's
+        ``W1, W2, …``/``b1, b2, …``. The network dtype is X's (float32 stays float32;
+        anything else becomes float64) and so is that of ``predict_proba``.
+        Binary targets use one sigmoid output, multi-label targets one sigmoid per
+        label, multi-class targets a softmax. Sparse X is accepted and made dense.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import load_iris
+    >>> X, y = load_iris(return_X_y=True)
+    >>> clf = MLPClassifier(solver="lbfgs", max_iter=300, random_state=0).fit(X, y)
+    >>> clf.score(X, y) > 0.95
+    True
+    """
+
+    _parameter_constraints: dict = dict(_SklearnMLPClassifier._parameter_constraints)
+
+    def __init__(
+        self,
+        hidden_layer_sizes: ArrayLike | int = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        max_fun: int = 15000,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+
+    # ------------------------------------------------------------------- fitting
+    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+            ) -> MLPClassifier:
+        """Fit to X (n_samples, n_features) and labels y (n_samples,) or (n_samples,
+        n_labels) 0/1 indicators. Returns self."""
+        return self._fit(X, y, sample_weight)
+
+    @available_if(_stochastic)
+    def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None,
+                    sample_weight: ArrayLike | None = None) -> MLPClassifier:
+        """One epoch over (X, y), continuing the same run (sgd and adam only).
+
+        ``classes`` (every label, e.g. ``np.unique(y_all)``) is required on the first
+        call; labels not in it raise ValueError. Returns self.
+        """
+        return self._fit(X, y, sample_weight, incremental=True, classes=classes)
+
+    def _fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        incremental: bool = False,
+        classes: ArrayLike | None = None,
+        callbacks: Sequence[Callback] = (),
+        run: Run | None = None,
+    ) -> MLPClassifier:
+        """The one entry point behind ``fit`` and ``partial_fit`` (and the CLI's hook).
+
+        ``callbacks`` are passed to :func:`handgrad.training.fit` unchanged. ``run``, a
+        :class:`~handgrad.training.Run` restored from a checkpoint, is resumed: its
+        model, optimizer state, shuffling generator and history are used as they are,
+        and only the epochs left of ``max_iter`` are run. ``self._run`` is set to the
+        run before the loop starts, so a callback's hooks see the same object as
+        ``est._run`` (model params, optimizer state, rng, history).
+        """
+        fitted = hasattr(self, "_run")
+        if not (incremental and fitted):
+            self._validate_params()
+        if incremental:
+            if self.early_stopping:
+                raise ValueError("partial_fit does not support early_stopping=True")
+            if _check_partial_fit_first_call(self, classes):
+                self._label_binarizer = LabelBinarizer().fit(
+                    y if type_of_target(y).startswith("multilabel") else classes)
+        reset = not fitted or (not self.warm_start and not incremental)
+        resumed = run is not None
+        current = run if resumed else None if reset else self._run
+        X, Y, w = self._validate_input(X, y, sample_weight, reset, incremental, classes,
+                                       None if current is None else current.model.dtype)
+        seeds = state.seed_sequence(self.random_state).spawn(3)
+        run = current or self._new_run(X, Y, seeds)
+        if not (reset or resumed):
+            self._refresh_optimizer(run)
+        self._check_run(run, X, Y)
+        self._run = run  # before the loop: callbacks read the same run
+        X_tr, T_tr, w_tr, validation = self._split(X, Y, w, seeds[2], incremental)
+        before = run.history.epochs
+        epochs = 1 if incremental else self.max_iter
+        if resumed and not incremental:
+            epochs -= before  # finish the interrupted fit
+        if epochs <= 0:
+            return self
+        try:
+            train(run.model, X_tr, T_tr, optimizer=run.optimizer,
+                  config=self._config(X_tr.shape[0], epochs), validation=validation,
+                  sample_weight=w_tr, callbacks=callbacks, run=run)
+        finally:
+            self._set_fitted(before)
+        self._warn_unconverged(incremental)
+        return self
+
+    def _validate_input(self, X, y, sample_weight, reset, incremental, classes, dtype):
+        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
+                             dtype=(np.float64, np.float32), reset=reset)
+        if sp.issparse(X):
+            X = X.toarray()
+        if dtype is not None:
+            X = X.astype(dtype, copy=False)  # continuing: the network's dtype rules
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        check_classification_targets(y)
+        if not hasattr(self, "classes_") or (reset and not incremental):
+            multilabel = type_of_target(y).startswith("multilabel")
+            self._label_binarizer = LabelBinarizer().fit(
+                y if classes is None or multilabel else classes)
+            self.classes_ = self._label_binarizer.classes_
+        if not reset or incremental or classes is not None:
+            self._check_labels(y)
+        Y = self._label_binarizer.transform(y)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        return X, Y, sample_weight
+
+    def _check_labels(self, y) -> None:
+        labels = unique_labels(y)
+        if self.warm_start and not np.array_equal(labels, self.classes_):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in the "
+                f"previous call to fit. Previously got {self.classes_}, `y` has {labels}"
+            )
+        unseen = np.setdiff1d(labels, self.classes_)
+        if len(unseen):
+            raise ValueError(
+                f"y has labels {unseen.tolist()} that are not in classes_ "
+                f"{self.classes_.tolist()}; pass every label in `classes` on the first "
+                "call to partial_fit (or refit)"
+            )
+
+    @property
+    def _head(self) -> str:
+        return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "sigmoid"
+
+    def _targets(self, Y: NDArray) -> NDArray:
+        """Binarized labels as the network's head takes them."""
+        return Y.argmax(axis=1) if self._head == "softmax" else Y
+
+    def _new_run(self, X: NDArray, Y: NDArray, seeds) -> Run:
+        model = MLP(X.shape[1], self._hidden_sizes(), Y.shape[1], activation=self.activation,
+                    head=self._head, init="glorot", seed=np.random.default_rng(seeds[0]),
+                    dtype=X.dtype)
+        self._optimizer_key = self._optimizer_signature()
+        return Run(model, self._make_optimizer(), np.random.default_rng(seeds[1]))
+
+    def _refresh_optimizer(self, run: Run) -> None:
+        """Keep the optimizer state unless a solver parameter changed since last fit."""
+        if self._optimizer_signature() != getattr(self, "_optimizer_key", None):
+            run.optimizer = self._make_optimizer()
+            self._optimizer_key = self._optimizer_signature()
+
+    def _check_run(self, run: Run, X: NDArray, Y: NDArray) -> None:
+        sizes = (X.shape[1], *self._hidden_sizes(), Y.shape[1])
+        if run.model.layer_sizes != sizes or run.model.head != self._head:
+            raise ValueError(
+                f"cannot continue training a {run.model!r} with hidden_layer_sizes="
+                f"{self.hidden_layer_sizes!r} on this data (layer sizes {sizes}, "
+                f"{self._head} head); set warm_start=False to start afresh"
+            )
+        if run.model.activation != self.activation:
+            raise ValueError(f"cannot continue a {run.model.activation} network with "
+                             f"activation={self.activation!r}")
+
+    def _hidden_sizes(self) -> list[int]:
+        sizes = np.atleast_1d(self.hidden_layer_sizes).tolist()
+        if any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be positive integers, got {sizes}.")
+        return sizes
+
+    def _optimizer_signature(self) -> tuple:
+        return tuple(getattr(self, p) for p in _OPTIMIZER_PARAMS)
+
+    def _make_optimizer(self) -> Optimizer:
+        """The update rule and schedule for ``solver`` and ``learning_rate``."""
+        lr = self.learning_rate_init
+        if self.solver == "lbfgs":
+            return LBFGS(learning_rate_init=lr, max_fun=self.max_fun)
+        if self.solver == "adam":
+            return Adam(learning_rate_init=lr, beta_1=self.beta_1, beta_2=self.beta_2,
+                        epsilon=self.epsilon)
+        schedules = {"constant": Constant, "adaptive": Adaptive,
+                     "invscaling": lambda: InvScaling(power_t=self.power_t)}
+        return SGD(learning_rate_init=lr, schedule=schedules[self.learning_rate](),
+                   momentum=self.momentum, nesterov=self.nesterovs_momentum)
+
+    def _split(self, X, Y, w, split_seed, incremental):
+        """Training rows and the early-stopping validation set (None without)."""
+        T = self._targets(Y)
+        if not self.early_stopping or incremental or self.solver == "lbfgs":
+            return X, T, w, None
+        seed = int(split_seed.generate_state(1)[0])
+        parts = (X, T) if w is None else (X, T, w)
+        stratify = T if self._label_binarizer.y_type_ != "multilabel-indicator" else None
+        try:
+            split = train_test_split(*parts, test_size=self.validation_fraction,
+                                     random_state=seed, stratify=stratify)
+        except ValueError:  # some class too small to stratify: split at random
+            split = train_test_split(*parts, test_size=self.validation_fraction,
+                                     random_state=seed)
+        X_tr, X_val, T_tr, T_val = split[:4]
+        w_tr, w_val = split[4:] if w is not None else (None, None)
+        if X_val.shape[0] < 2:
+            raise ValueError("The validation set is too small. Increase "
+                             "'validation_fraction' or the size of your dataset.")
+        return X_tr, T_tr, w_tr, (X_val, T_val, w_val)
+
+    def _config(self, n_samples: int, epochs: int) -> TrainingConfig:
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples and self.solver != "lbfgs":
+                warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
+                              "It is going to be clipped", stacklevel=4)
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        patience = self.n_iter_no_change
+        return TrainingConfig(
+            batch_size=batch_size, max_epochs=int(epochs), shuffle=self.shuffle, reg=self.alpha,
+            reg_per_sample=True, stopping="validation" if self._validating() else "loss",
+            tol=self.tol, n_iter_no_change=sys.maxsize if patience == np.inf else patience,
+            verbose=bool(self.verbose),
+        )
+
+    def _validating(self) -> bool:
+        return bool(self.early_stopping) and self.solver != "lbfgs"
+
+    def _set_fitted(self, epochs_before: int) -> None:
+        """Copy what the run did into scikit-learn's fitted attributes."""
+        run = self._run
+        hist, model = run.history, run.model
+        self.n_iter_ = hist.epochs - epochs_before
+        self.t_ = hist.samples_seen
+        self.loss_curve_ = list(hist.loss)
+        self.loss_ = hist.loss[-1] if hist.loss else None
+        self.n_outputs_ = model.layer_sizes[-1]
+        self.n_layers_ = len(model.layer_sizes)
+        self.out_activation_ = "softmax" if model.head == "softmax" else "logistic"
+        validating = self._validating()
+        self.best_loss_ = None if validating else hist.best_loss
+        self.validation_scores_ = list(hist.val_score) if validating else None
+        self.best_validation_score_ = hist.best_val_score if validating else None
+
+    def _warn_unconverged(self, incremental: bool) -> None:
+        reason = self._run.history.stop_reason
+        if reason == "interrupted":
+            warnings.warn("Training interrupted by user.", stacklevel=4)
+        elif not all(np.isfinite(p).all() for p in self._run.model.params.values()):
+            raise TrainingDivergedError(
+                "Solver produced non-finite parameter weights. The input data may contain "
+                "large values and need to be preprocessed.")
+        elif self.solver == "lbfgs" and reason != "converged":
+            warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                          f"({reason}). Increase the number of iterations (max_iter="
+                          f"{self.max_iter}) or scale the data.", ConvergenceWarning,
+                          stacklevel=4)
+        elif reason == "max_epochs" and not incremental and self.solver != "lbfgs":
+            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                          "reached and the optimization hasn't converged yet.",
+                          ConvergenceWarning, stacklevel=4)
+
+    # ---------------------------------------------------------------- prediction
+    def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
+        """Probabilities (n_samples, n_classes) in ``classes_`` order, in the network's
+        dtype; for multi-label targets one independent probability per label."""
+        P = self._forward(X)
+        return np.hstack([1 - P, P]) if P.shape[1] == 1 else P
+
+    def predict_log_proba(self, X: ArrayLike) -> NDArray[np.floating]:
+        """``log(predict_proba(X))``."""
+        P = self.predict_proba(X)
+        return np.log(P, out=P)
+
+    def predict(self, X: ArrayLike) -> NDArray:
+        """Labels (n_samples,), or (n_samples, n_labels) indicators for multi-label."""
+        P = self._forward(X)
+        return self._label_binarizer.inverse_transform(P.ravel() if P.shape[1] == 1 else P)
+
+    def _forward(self, X: ArrayLike) -> NDArray[np.floating]:
+        check_is_fitted(self)
+        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
+                          dtype=(np.float64, np.float32))
+        X = X.toarray() if sp.issparse(X) else X
+        return self._run.model.predict_proba(X.astype(self._run.model.dtype, copy=False))
+
+    # -------------------------------------------------------- weights as views
+    @property
+    def coefs_(self) -> list[NDArray[np.floating]]:
+        """``[W1, …, WL]``, views of the network's weight matrices."""
+        return self._fitted_model("coefs_").weights
+
+    @property
+    def intercepts_(self) -> list[NDArray[np.floating]]:
+        """``[b1, …, bL]``, views of the network's bias vectors."""
+        return self._fitted_model("intercepts_").biases
+
+    def _fitted_model(self, name: str) -> MLP:
+        if "_run" not in self.__dict__:
+            raise AttributeError(f"'{type(self).__name__}' object has no attribute "
+                                 f"'{name}' (it is set by fit)")
+        return self._run.model
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        tags.classifier_tags.multi_label = True
+        return tags
+
+    # ---------------------------------------------------------------- model files
+    def _get_state(self) -> tuple[dict[str, NDArray], dict[str, Any]]:
+        """Tensors and metadata for :func:`handgrad.io.save_model`."""
+        return state.get_state(self)
+
+    @classmethod
+    def _from_state(cls, tensors: dict[str, NDArray], meta: dict[str, Any]) -> MLPClassifier:
+        """Rebuild from :func:`handgrad.io.load_model`, validating every part."""
+        return state.from_state(cls, tensors, meta)

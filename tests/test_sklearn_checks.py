@@ -1,0 +1,21 @@
+"""scikit-learn's own estimator checks, run on handgrad's MLPClassifier."""
+
+from __future__ import annotations
+
+from sklearn.utils.estimator_checks import parametrize_with_checks
+
+from handgrad import MLPClassifier
+
+ESTIMATORS = [
+    MLPClassifier(hidden_layer_sizes=(5,), learning_rate_init=0.01, max_iter=50, random_state=0),
+    MLPClassifier(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=50, random_state=0),
+]
+
+
+def expected_failed_checks(estimator):
+    return {}
+
+
+@parametrize_with_checks(ESTIMATORS, expected_failed_checks=expected_failed_checks)
+def test_sklearn_compatible(estimator, check):
+    check(estimator)
