@@ -1,4 +1,6 @@
-"""Support for :class:`handgrad.MLPClassifier`: seeds, labels as JSON, model-file state.
+"""Support for :class:`handgrad.MLPClassifier`: seeds, the mapping of scikit-learn's
+parameters onto :mod:`handgrad.optim` and :class:`~handgrad.training.TrainingConfig`,
+the early-stopping split, labels as JSON, and model-file state.
 
 Kept apart from ``estimator.py`` so that the estimator file holds the scikit-learn
 contract and little else.
@@ -8,14 +10,18 @@ from __future__ import annotations
 
 import math
 import numbers
+import sys
+import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 
 from handgrad.errors import ModelFileError
 from handgrad.network import MLP
-from handgrad.training import History, Run
+from handgrad.optim import LBFGS, SGD, Adam, Adaptive, Constant, InvScaling, Optimizer
+from handgrad.training import History, Run, TrainingConfig
 
 #: Fitted attributes saved as JSON in a model file (floats, ints, lists or None).
 SCALAR_ATTRS = (
@@ -40,6 +46,65 @@ def seed_sequence(random_state: Any) -> np.random.SeedSequence:
     raise ValueError(
         f"random_state must be None, an int or a numpy RandomState, got {random_state!r}"
     )
+
+
+# ------------------------------------------------------ scikit-learn -> the one loop
+def make_optimizer(est: Any) -> Optimizer:
+    """The update rule and schedule for ``solver`` and ``learning_rate``."""
+    lr = est.learning_rate_init
+    if est.solver == "lbfgs":
+        return LBFGS(learning_rate_init=lr, max_fun=est.max_fun)
+    if est.solver == "adam":
+        return Adam(learning_rate_init=lr, beta_1=est.beta_1, beta_2=est.beta_2,
+                    epsilon=est.epsilon)
+    schedules = {"constant": Constant, "adaptive": Adaptive,
+                 "invscaling": lambda: InvScaling(power_t=est.power_t)}
+    return SGD(learning_rate_init=lr, schedule=schedules[est.learning_rate](),
+               momentum=est.momentum, nesterov=est.nesterovs_momentum)
+
+
+def config(est: Any, n_samples: int, epochs: int) -> TrainingConfig:
+    """``TrainingConfig`` for ``epochs`` epochs; ``alpha`` is the per-sample ``reg``."""
+    if est.batch_size == "auto":
+        batch_size = min(200, n_samples)
+    else:
+        if est.batch_size > n_samples and est.solver != "lbfgs":
+            warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
+                          "It is going to be clipped", stacklevel=5)
+        batch_size = int(np.clip(est.batch_size, 1, n_samples))
+    patience = est.n_iter_no_change
+    return TrainingConfig(
+        batch_size=batch_size, max_epochs=int(epochs), shuffle=est.shuffle, reg=est.alpha,
+        reg_per_sample=True, stopping="validation" if est._validating() else "loss",
+        tol=est.tol, n_iter_no_change=sys.maxsize if patience == np.inf else patience,
+        verbose=bool(est.verbose),
+    )
+
+
+def split(est: Any, X, Y, w, split_seed: np.random.SeedSequence, incremental: bool):
+    """``(X, T, w, validation)``: training rows and the early-stopping set (or None).
+
+    Stratified by label (not for multi-label targets, nor when a class is too small
+    to be split, where the split is plain random), seeded from ``split_seed``.
+    """
+    T = est._targets(Y)
+    if not est._validating() or incremental:
+        return X, T, w, None
+    seed = int(split_seed.generate_state(1)[0])
+    parts = (X, T) if w is None else (X, T, w)
+    stratify = T if est._label_binarizer.y_type_ != "multilabel-indicator" else None
+    try:
+        parts = train_test_split(*parts, test_size=est.validation_fraction,
+                                 random_state=seed, stratify=stratify)
+    except ValueError:  # some class too small to stratify
+        parts = train_test_split(*parts, test_size=est.validation_fraction,
+                                 random_state=seed)
+    X_tr, X_val, T_tr, T_val = parts[:4]
+    w_tr, w_val = parts[4:] if w is not None else (None, None)
+    if X_val.shape[0] < 2:
+        raise ValueError("The validation set is too small. Increase "
+                         "'validation_fraction' or the size of your dataset.")
+    return X_tr, T_tr, w_tr, (X_val, T_val, w_val)
 
 
 # ------------------------------------------------------------------------ labels/JSON
@@ -176,7 +241,7 @@ def from_state(cls: type, tensors: dict[str, np.ndarray], meta: dict[str, Any]) 
                         else float(est.best_validation_score_)),
     )
     ss = seed_sequence(est.random_state).spawn(3)
-    est._run = Run(model, est._make_optimizer(), np.random.default_rng(ss[1]), history)
+    est._run = Run(model, make_optimizer(est), np.random.default_rng(ss[1]), history)
     est._optimizer_key = est._optimizer_signature()
     return est
 

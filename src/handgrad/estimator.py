@@ -8,17 +8,15 @@ Swap it in by changing one import line::
 
 from __future__ import annotations
 
-import sys
 import warnings
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, ClassVar
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as _SklearnMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.metaestimators import available_if
@@ -35,12 +33,11 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from handgrad import _estimator_state as state
+from handgrad import _estimator_support as support
 from handgrad.errors import TrainingDivergedError
 from handgrad.io import register_model_kind
 from handgrad.network import MLP
-from handgrad.optim import LBFGS, SGD, Adam, Adaptive, Constant, InvScaling, Optimizer
-from handgrad.training import Callback, Run, TrainingConfig
+from handgrad.training import Callback, Run
 from handgrad.training import fit as train
 
 _OPTIMIZER_PARAMS = ("solver", "learning_rate", "learning_rate_init", "power_t", "momentum",
@@ -118,7 +115,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     True
     """
 
-    _parameter_constraints: dict = dict(_SklearnMLPClassifier._parameter_constraints)
+    _parameter_constraints: ClassVar[dict] = dict(_SklearnMLPClassifier._parameter_constraints)
 
     def __init__(
         self,
@@ -222,13 +219,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         current = run if resumed else None if reset else self._run
         X, Y, w = self._validate_input(X, y, sample_weight, reset, incremental, classes,
                                        None if current is None else current.model.dtype)
-        seeds = state.seed_sequence(self.random_state).spawn(3)
+        seeds = support.seed_sequence(self.random_state).spawn(3)
         run = current or self._new_run(X, Y, seeds)
         if not (reset or resumed):
             self._refresh_optimizer(run)
         self._check_run(run, X, Y)
         self._run = run  # before the loop: callbacks read the same run
-        X_tr, T_tr, w_tr, validation = self._split(X, Y, w, seeds[2], incremental)
+        X_tr, T_tr, w_tr, validation = support.split(self, X, Y, w, seeds[2], incremental)
         before = run.history.epochs
         epochs = 1 if incremental else self.max_iter
         if resumed and not incremental:
@@ -237,7 +234,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             return self
         try:
             train(run.model, X_tr, T_tr, optimizer=run.optimizer,
-                  config=self._config(X_tr.shape[0], epochs), validation=validation,
+                  config=support.config(self, X_tr.shape[0], epochs), validation=validation,
                   sample_weight=w_tr, callbacks=callbacks, run=run)
         finally:
             self._set_fitted(before)
@@ -294,12 +291,12 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                     head=self._head, init="glorot", seed=np.random.default_rng(seeds[0]),
                     dtype=X.dtype)
         self._optimizer_key = self._optimizer_signature()
-        return Run(model, self._make_optimizer(), np.random.default_rng(seeds[1]))
+        return Run(model, support.make_optimizer(self), np.random.default_rng(seeds[1]))
 
     def _refresh_optimizer(self, run: Run) -> None:
         """Keep the optimizer state unless a solver parameter changed since last fit."""
         if self._optimizer_signature() != getattr(self, "_optimizer_key", None):
-            run.optimizer = self._make_optimizer()
+            run.optimizer = support.make_optimizer(self)
             self._optimizer_key = self._optimizer_signature()
 
     def _check_run(self, run: Run, X: NDArray, Y: NDArray) -> None:
@@ -322,56 +319,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _optimizer_signature(self) -> tuple:
         return tuple(getattr(self, p) for p in _OPTIMIZER_PARAMS)
-
-    def _make_optimizer(self) -> Optimizer:
-        """The update rule and schedule for ``solver`` and ``learning_rate``."""
-        lr = self.learning_rate_init
-        if self.solver == "lbfgs":
-            return LBFGS(learning_rate_init=lr, max_fun=self.max_fun)
-        if self.solver == "adam":
-            return Adam(learning_rate_init=lr, beta_1=self.beta_1, beta_2=self.beta_2,
-                        epsilon=self.epsilon)
-        schedules = {"constant": Constant, "adaptive": Adaptive,
-                     "invscaling": lambda: InvScaling(power_t=self.power_t)}
-        return SGD(learning_rate_init=lr, schedule=schedules[self.learning_rate](),
-                   momentum=self.momentum, nesterov=self.nesterovs_momentum)
-
-    def _split(self, X, Y, w, split_seed, incremental):
-        """Training rows and the early-stopping validation set (None without)."""
-        T = self._targets(Y)
-        if not self.early_stopping or incremental or self.solver == "lbfgs":
-            return X, T, w, None
-        seed = int(split_seed.generate_state(1)[0])
-        parts = (X, T) if w is None else (X, T, w)
-        stratify = T if self._label_binarizer.y_type_ != "multilabel-indicator" else None
-        try:
-            split = train_test_split(*parts, test_size=self.validation_fraction,
-                                     random_state=seed, stratify=stratify)
-        except ValueError:  # some class too small to stratify: split at random
-            split = train_test_split(*parts, test_size=self.validation_fraction,
-                                     random_state=seed)
-        X_tr, X_val, T_tr, T_val = split[:4]
-        w_tr, w_val = split[4:] if w is not None else (None, None)
-        if X_val.shape[0] < 2:
-            raise ValueError("The validation set is too small. Increase "
-                             "'validation_fraction' or the size of your dataset.")
-        return X_tr, T_tr, w_tr, (X_val, T_val, w_val)
-
-    def _config(self, n_samples: int, epochs: int) -> TrainingConfig:
-        if self.batch_size == "auto":
-            batch_size = min(200, n_samples)
-        else:
-            if self.batch_size > n_samples and self.solver != "lbfgs":
-                warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
-                              "It is going to be clipped", stacklevel=4)
-            batch_size = int(np.clip(self.batch_size, 1, n_samples))
-        patience = self.n_iter_no_change
-        return TrainingConfig(
-            batch_size=batch_size, max_epochs=int(epochs), shuffle=self.shuffle, reg=self.alpha,
-            reg_per_sample=True, stopping="validation" if self._validating() else "loss",
-            tol=self.tol, n_iter_no_change=sys.maxsize if patience == np.inf else patience,
-            verbose=bool(self.verbose),
-        )
 
     def _validating(self) -> bool:
         return bool(self.early_stopping) and self.solver != "lbfgs"
@@ -460,9 +407,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     # ---------------------------------------------------------------- model files
     def _get_state(self) -> tuple[dict[str, NDArray], dict[str, Any]]:
         """Tensors and metadata for :func:`handgrad.io.save_model`."""
-        return state.get_state(self)
+        return support.get_state(self)
 
     @classmethod
     def _from_state(cls, tensors: dict[str, NDArray], meta: dict[str, Any]) -> MLPClassifier:
         """Rebuild from :func:`handgrad.io.load_model`, validating every part."""
-        return state.from_state(cls, tensors, meta)
+        return support.from_state(cls, tensors, meta)
