@@ -1,0 +1,342 @@
+"""A model bundle: a fitted classifier and the preprocessing its inputs need, in one file.
+
+The file is an ordinary handgrad model file (:func:`handgrad.io.save_arrays`): the
+classifier's own tensors and metadata (``_get_state``), plus a ``"bundle"`` entry with
+the preprocessing (:meth:`Preprocessor.to_dict`) and what is known about the inputs —
+image shape, pixel range, class and feature names, where the data came from. So
+``handgrad predict`` can take raw rows, arrays or image files and treat them exactly
+like the training data.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handgrad.data import Preprocessor, load_image_files
+from handgrad.errors import ModelFileError
+from handgrad.io import load_arrays, load_model, save_arrays
+
+__all__ = ["Bundle", "load_bundle", "save_bundle"]
+
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
+
+
+@dataclass
+class Bundle:
+    """A classifier with its preprocessing and facts about its inputs.
+
+    info keys (all optional): ``image_shape`` (e.g. [8, 8] or [32, 32, 3]),
+    ``pixel_max`` (the largest raw pixel value of the training images: 255, or 16 for
+    scikit-learn's digits), ``class_names``, ``feature_names``, ``data`` (dataset name),
+    ``split_seed``, ``test_fraction``, ``training`` (a summary).
+    """
+
+    classifier: Any
+    preprocessor: Preprocessor | None = None
+    info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def n_features(self) -> int:
+        """D, the number of raw input features (pixels for images)."""
+        if self.preprocessor is not None and hasattr(self.preprocessor, "n_features_"):
+            return int(self.preprocessor.n_features_)
+        n = getattr(self.classifier, "n_features_in_", None)
+        if n is None:
+            n = self.classifier.layer_sizes[0]
+        return int(n)
+
+    @property
+    def classes(self) -> np.ndarray:
+        """The labels ``predict`` returns, in column order of ``predict_proba``."""
+        classes = getattr(self.classifier, "classes_", None)
+        if classes is None:
+            classes = np.arange(self.classifier.layer_sizes[-1])
+        return np.asarray(classes)
+
+    @property
+    def image_shape(self) -> tuple[int, ...] | None:
+        shape = self.info.get("image_shape")
+        return None if shape is None else tuple(int(s) for s in shape)
+
+    def features(self, X: Any, name: str = "X") -> np.ndarray:
+        """Raw samples (N, D) or (N, *image_shape) -> the (N, D) rows the model eats."""
+        X = np.asarray(X)
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"{name} must hold numbers, but its dtype is {X.dtype}")
+        if X.ndim == 1:
+            X = X.reshape(1, -1)
+        if X.ndim == 0 or len(X) == 0:
+            raise ValueError(f"{name} holds no samples (shape {X.shape})")
+        rows = X.reshape(len(X), -1)
+        if rows.shape[1] != self.n_features:
+            raise ValueError(
+                f"{name} has {rows.shape[1]} features, but the model was trained with "
+                f"{self.n_features}"
+            )
+        if not np.isfinite(rows).all():
+            raise ValueError(f"{name} contains NaN or infinity")
+        if self.preprocessor is None:
+            return rows.astype(np.float64)
+        return self.preprocessor.transform(rows)
+
+    def predict(self, X: Any) -> np.ndarray:
+        """Labels (N,) for raw samples."""
+        return np.asarray(self.classifier.predict(self.features(X)))
+
+    def predict_proba(self, X: Any) -> np.ndarray:
+        """Class probabilities (N, C) for raw samples, columns in :attr:`classes` order."""
+        P = np.asarray(self.classifier.predict_proba(self.features(X)))
+        if P.ndim == 2 and P.shape[1] == 1:  # one sigmoid output: P(class 1)
+            P = np.hstack([1 - P, P])
+        return P
+
+    def load_images(self, paths: Sequence[str | os.PathLike[str]],
+                    invert: bool | None = None) -> np.ndarray:  # fmt: skip
+        """Image files as raw samples like the training images: resized, same channels,
+        same pixel range. ``invert=None`` inverts images whose border is light (dark ink
+        on white paper), since the training images have dark backgrounds."""
+        shape = self.image_shape
+        if shape is None:
+            raise ValueError(
+                "this model was not trained on images, so it cannot read image files; "
+                "give a CSV or .npy/.npz file of feature rows"
+            )
+        mode = "RGB" if len(shape) == 3 and shape[2] == 3 else "L"
+        images = load_image_files(paths, shape=shape[:2], mode=mode).astype(np.float64)
+        for i, image in enumerate(images):
+            if invert or (invert is None and _light_border(image)):
+                images[i] = 255.0 - image
+        pixel_max = float(self.info.get("pixel_max") or 255.0)
+        return images * (pixel_max / 255.0)
+
+
+def _light_border(image: np.ndarray) -> bool:
+    border = np.concatenate([image[0].ravel(), image[-1].ravel(),
+                             image[:, 0].ravel(), image[:, -1].ravel()])  # fmt: skip
+    return float(border.mean()) > 127.5
+
+
+def save_bundle(
+    path: str | os.PathLike[str],
+    classifier: Any,
+    preprocessor: Preprocessor | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> Path:
+    """Save ``classifier`` (anything with ``_get_state`` registered with handgrad.io),
+    the fitted ``preprocessor`` and ``info`` to one model file, atomically."""
+    tensors, meta = classifier._get_state()
+    meta = dict(meta)
+    meta.setdefault("kind", getattr(type(classifier), "kind", type(classifier).__name__))
+    meta["bundle"] = {
+        "preprocessing": None if preprocessor is None else preprocessor.to_dict(),
+        "info": dict(info or {}),
+    }
+    return save_arrays(path, tensors, meta)
+
+
+def load_bundle(path: str | os.PathLike[str]) -> Bundle:
+    """Load a file written by :func:`save_bundle`, or a plain model file (no preprocessing).
+
+    Raises FileNotFoundError when there is no such file, ModelFileError when it is not a
+    valid handgrad model file or its parts disagree.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such model file: {path}")
+    classifier = load_model(path)
+    _, meta = load_arrays(path)
+    stored = meta.get("bundle") or {}
+    if not isinstance(stored, dict):
+        raise ModelFileError(f"{path}: the bundle metadata is not an object")
+    pre_state = stored.get("preprocessing")
+    preprocessor = None if pre_state is None else Preprocessor.from_dict(pre_state)
+    info = stored.get("info") or {}
+    if not isinstance(info, dict):
+        raise ModelFileError(f"{path}: the bundle's info is not an object")
+    bundle = Bundle(classifier, preprocessor, dict(info))
+    _check_consistent(path, bundle)
+    return bundle
+
+
+def _check_consistent(path: Path, bundle: Bundle) -> None:
+    model_d = getattr(bundle.classifier, "n_features_in_", None)
+    if model_d is None and hasattr(bundle.classifier, "layer_sizes"):
+        model_d = bundle.classifier.layer_sizes[0]
+    if model_d is not None and int(model_d) != bundle.n_features:
+        raise ModelFileError(
+            f"{path}: the preprocessing expects {bundle.n_features} features, but the "
+            f"model takes {model_d}"
+        )
+    shape = bundle.info.get("image_shape")
+    if shape is not None:
+        if (not isinstance(shape, list) or not all(isinstance(s, int) and s > 0 for s in shape)
+                or int(np.prod(shape)) != bundle.n_features):  # fmt: skip
+            raise ModelFileError(
+                f"{path}: image shape {shape} does not fit {bundle.n_features} features"
+            )
+
+
+# ------------------------------------------------------------------------- evaluation
+def evaluate(bundle: Bundle, X: Any, y: Any) -> dict[str, Any]:
+    """Accuracy, per-class precision/recall/F1/support and the confusion matrix.
+
+    Returns a JSON-serialisable dict: ``accuracy``, ``n_samples``, ``labels`` (the
+    model's classes), ``class_names``, ``per_class`` (one dict per class),
+    ``macro_avg``, ``weighted_avg`` and ``confusion_matrix`` (rows true, columns
+    predicted, in ``labels`` order).
+    """
+    from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
+
+    y = np.asarray(y)
+    pred = bundle.predict(X)
+    if len(y) != len(pred):
+        raise ValueError(f"X has {len(pred)} samples, but y has {len(y)}")
+    labels = bundle.classes
+    unknown = sorted(set(np.unique(y).tolist()) - set(labels.tolist()))
+    if unknown:
+        raise ValueError(
+            f"the data have labels {unknown[:5]} the model was not trained on "
+            f"(it knows {labels.tolist()[:10]})"
+        )
+    p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
+    names = class_names(bundle)
+    per_class = [
+        {"label": _plain(c), "name": n, "precision": float(pi), "recall": float(ri),
+         "f1": float(fi), "support": int(si)}
+        for c, n, pi, ri, fi, si in zip(labels, names, p, r, f, s, strict=True)
+    ]  # fmt: skip
+    averages = {}
+    for average in ("macro", "weighted"):
+        pa, ra, fa, _ = precision_recall_fscore_support(
+            y, pred, labels=labels, average=average, zero_division=0)  # fmt: skip
+        averages[f"{average}_avg"] = {"precision": float(pa), "recall": float(ra),
+                                      "f1": float(fa)}  # fmt: skip
+    return {
+        "accuracy": float(np.mean(pred == y)), "n_samples": len(y),
+        "labels": [_plain(c) for c in labels], "class_names": names,
+        "per_class": per_class, **averages,
+        "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
+    }  # fmt: skip
+
+
+def class_names(bundle: Bundle) -> list[str]:
+    """A readable name per class: the dataset's names where they fit, else the labels."""
+    labels = bundle.classes
+    names = bundle.info.get("class_names")
+    if isinstance(names, list) and len(names) == len(labels):
+        if labels.dtype.kind in "iu" and all(0 <= int(c) < len(names) for c in labels):
+            return [str(names[int(c)]) for c in labels]
+        if [str(c) for c in labels] == [str(n) for n in names]:
+            return [str(n) for n in names]
+    return [str(c) for c in labels]
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
+
+
+# ---------------------------------------------------------------------------- inputs
+def read_inputs(bundle: Bundle, paths: Sequence[str | os.PathLike[str]], *,
+                label: str | int | None = None,
+                invert: bool | None = None) -> tuple[list[str], np.ndarray]:  # fmt: skip
+    """Raw samples (N, D) from CSV, .npy/.npz and image files, and a name for each row
+    (``file`` for an image, ``file:row`` for a table). Images are read together."""
+    for path in paths:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"no such input file: {path}")
+    images = [p for p in paths if str(p).lower().endswith(IMAGE_SUFFIXES)]
+    names: list[str] = []
+    blocks: list[np.ndarray] = []
+    if images:
+        blocks.append(bundle.load_images(images, invert=invert).reshape(len(images), -1))
+        names += [str(p) for p in images]
+    for path in paths:
+        if path in images:
+            continue
+        suffix = Path(path).suffix.lower()
+        if suffix == ".csv":
+            X = read_feature_csv(path, label=label)
+        elif suffix in (".npy", ".npz"):
+            X = _read_array(path)
+        else:
+            raise ValueError(
+                f"{path}: unknown input type {suffix or '(none)'}; give a .csv, .npy, .npz "
+                f"or an image ({', '.join(IMAGE_SUFFIXES)})"
+            )
+        if X.dtype.kind not in "biuf":
+            raise TypeError(f"{path} must hold numbers, but its dtype is {X.dtype}")
+        X = X.reshape(1, -1) if X.ndim <= 1 else X.reshape(len(X), -1)
+        if X.shape[1] != bundle.n_features:
+            raise ValueError(f"{path} has {X.shape[1]} features, but the model was trained "
+                             f"with {bundle.n_features}")  # fmt: skip
+        blocks.append(X)
+        names += [f"{path}:{i}" for i in range(len(X))]
+    return names, np.concatenate([b.astype(np.float64) for b in blocks])
+
+
+def read_feature_csv(path: str | os.PathLike[str], label: str | int | None = None) -> np.ndarray:
+    """A CSV of numeric feature rows (an optional header is skipped; ``label`` names a
+    column to drop, by header name or index)."""
+    import csv
+
+    from handgrad.errors import DataFormatError
+
+    with open(path, newline="", encoding="utf-8-sig") as handle:
+        rows = [r for r in csv.reader(handle) if r and any(c.strip() for c in r)]
+    if not rows:
+        raise DataFormatError(f"{path}: the CSV file is empty")
+    header = not all(_is_number(c) for c in rows[0])
+    names = [c.strip() for c in rows[0]] if header else []
+    body = rows[1:] if header else rows
+    drop = None
+    if label is not None:
+        if isinstance(label, str):
+            if label not in names:
+                raise DataFormatError(f"{path}: no column named {label!r} (columns: {names})")
+            drop = names.index(label)
+        else:
+            drop = label % len(rows[0])
+    X = []
+    for line, row in enumerate(body, start=2 if header else 1):
+        if len(row) != len(rows[0]):
+            raise DataFormatError(f"{path}, line {line}: {len(row)} cells, expected "
+                                  f"{len(rows[0])}")  # fmt: skip
+        cells = [c for j, c in enumerate(row) if j != drop]
+        bad = next((c for c in cells if not _is_number(c)), None)
+        if bad is not None:
+            raise DataFormatError(f"{path}, line {line}: {bad!r} is not a number")
+        X.append([float(c) for c in cells])
+    if not X:
+        raise DataFormatError(f"{path}: the CSV file has no data rows")
+    return np.array(X)
+
+
+def _is_number(cell: str) -> bool:
+    try:
+        float(cell)
+    except ValueError:
+        return False
+    return True
+
+
+def _read_array(path: str | os.PathLike[str]) -> np.ndarray:
+    from handgrad.errors import DataFormatError
+
+    try:
+        loaded = np.load(path, allow_pickle=False)
+    except (ValueError, OSError, EOFError) as exc:
+        raise DataFormatError(f"{path}: not a readable NumPy file ({exc})") from None
+    if isinstance(loaded, np.lib.npyio.NpzFile):
+        with loaded:
+            keys = list(loaded.keys())
+            key = "X" if "X" in keys else keys[0] if len(keys) == 1 else None
+            if key is None:
+                raise DataFormatError(f"{path}: holds {keys}; expected an array named X")
+            return np.asarray(loaded[key])
+    return np.asarray(loaded)

@@ -1,0 +1,118 @@
+"""The ``handgrad`` command: parse, call the library, print.
+
+Every command lives in its own module; this one holds the group and the one place
+where errors become a single line ``handgrad: error: …`` and a non-zero exit code
+(1 for errors, 2 for bad usage, 130 for Ctrl-C). ``--debug`` (anywhere on the command
+line, or ``HANDGRAD_DEBUG=1``) shows the traceback instead.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+import click
+
+from handgrad.errors import HandgradError
+
+__all__ = ["main"]
+
+EXIT_ERROR, EXIT_USAGE, EXIT_INTERRUPTED = 1, 2, 130
+_EXPECTED = (HandgradError, ValueError, TypeError, OSError, ArithmeticError)
+
+
+def error_message(exc: BaseException) -> str:
+    """The text of one error, OSError's errno noise removed."""
+    if isinstance(exc, OSError) and not isinstance(exc, HandgradError) and exc.strerror:
+        where = exc.filename if exc.filename is not None else ""
+        text = f"{where}: {exc.strerror}" if where else exc.strerror
+    else:
+        text = str(exc) or type(exc).__name__
+    if isinstance(exc, ArithmeticError) and not isinstance(exc, HandgradError):
+        text = f"numerical error: {text}"
+    return text
+
+
+def print_error(text: str) -> None:
+    """``handgrad: error: <first line>``; further lines (e.g. where to put files) follow."""
+    first, *rest = text.strip().splitlines() or [""]
+    click.echo(f"handgrad: error: {first}", err=True)
+    for line in rest:
+        click.echo(f"  {line.strip()}", err=True)
+
+
+class HandgradGroup(click.Group):
+    """A click group that turns every expected exception into one line."""
+
+    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
+             complete_var: str | None = None, standalone_mode: bool = True,
+             **extra: Any) -> Any:  # fmt: skip
+        args = list(sys.argv[1:] if args is None else args)
+        debug = "--debug" in args or os.environ.get("HANDGRAD_DEBUG", "") not in ("", "0")
+        args = [a for a in args if a != "--debug"]
+        try:
+            rv = super().main(
+                args, prog_name=prog_name or "handgrad", complete_var=complete_var,
+                standalone_mode=False, **extra,
+            )
+        except click.exceptions.Exit as exc:
+            sys.exit(exc.exit_code)
+        except click.ClickException as exc:
+            if debug:
+                raise
+            hint = ""
+            ctx = getattr(exc, "ctx", None)
+            if isinstance(exc, click.UsageError) and ctx is not None:
+                hint = f" (see '{ctx.command_path} --help')"
+            print_error(exc.format_message() + hint)
+            sys.exit(exc.exit_code)
+        except (click.exceptions.Abort, KeyboardInterrupt):
+            if debug:
+                raise
+            click.echo("handgrad: interrupted", err=True)
+            sys.exit(EXIT_INTERRUPTED)
+        except _EXPECTED as exc:
+            if debug:
+                raise
+            print_error(error_message(exc))
+            sys.exit(EXIT_ERROR)
+        except Exception as exc:
+            if debug:
+                raise
+            print_error(f"internal error: {type(exc).__name__}: {exc} "
+                        "(run with --debug for the traceback)")  # fmt: skip
+            sys.exit(EXIT_ERROR)
+        sys.exit(rv if isinstance(rv, int) else 0)
+
+
+@click.group(cls=HandgradGroup, context_settings={"help_option_names": ["-h", "--help"]})
+@click.version_option(package_name="handgrad", prog_name="handgrad")
+@click.option("--debug", is_flag=True, expose_value=False,
+              help="Show the full traceback of an error (allowed anywhere on the line).")
+def main() -> None:
+    """handgrad: neural-network classifiers whose every gradient is derived by hand.
+
+    Start with `handgrad train` (the seed's two-layer network on scikit-learn's
+    digits), then look at the run folder it prints.
+    """
+
+
+def _register() -> None:
+    from handgrad.cli import (
+        datasets,
+        evaluate,
+        explain,
+        gradcheck,
+        plot,
+        predict,
+        search,
+        train,
+    )
+
+    for module in (train, evaluate, predict, gradcheck, explain, search, plot, datasets):
+        main.add_command(module.command)
+
+
+_register()

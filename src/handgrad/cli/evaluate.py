@@ -1,0 +1,78 @@
+"""``handgrad evaluate``: accuracy, per-class precision/recall/F1 and the confusion matrix."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+import click
+
+from handgrad.cli._common import data_options, format_table
+
+
+@click.command("evaluate")
+@click.argument("model", type=click.Path(dir_okay=False))
+@data_options(default=None)
+@click.option("--split", type=click.Choice(["test", "train", "all"]), default="test",
+              show_default=True,
+              help="Which part of the data: the held-out test part (split with the seed "
+                   "the model was trained with), the training part, or everything.")
+@click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
+def command(model: str, data: str | None, data_dir: str | None, label: str | None,
+            split: str, as_json: bool) -> None:  # fmt: skip
+    """Score MODEL (a model.safetensors file) on a dataset.
+
+    \b
+    Examples:
+      handgrad evaluate runs/digits/model.safetensors
+      handgrad evaluate model.safetensors --data new.csv --label target --split all --json
+    """
+    from handgrad.bundle import evaluate, load_bundle
+    from handgrad.data import load_dataset
+    from handgrad.runs import label_column
+
+    bundle = load_bundle(model)
+    info = bundle.info
+    name = data or info.get("data")
+    if name is None:
+        raise click.UsageError("this model file does not say what data it was trained on; "
+                               "give --data")  # fmt: skip
+    ds = load_dataset(name, data_dir=data_dir, label=label_column(label),
+                      split_seed=int(info.get("split_seed", 0)),
+                      test_size=float(info.get("test_fraction", 0.25)))  # fmt: skip
+    if split == "test":
+        X, y = ds.X_test, ds.y_test
+    elif split == "train":
+        X, y = ds.X_train, ds.y_train
+    else:
+        import numpy as np
+
+        X, y = np.concatenate([ds.X_train, ds.X_test]), np.concatenate([ds.y_train, ds.y_test])
+    report = evaluate(bundle, X, y)
+    report = {"model": model, "data": name, "split": split, **report}
+    if as_json:
+        click.echo(json.dumps(report, indent=2))
+    else:
+        click.echo(_tables(report))
+
+
+def _tables(report: dict[str, Any]) -> str:
+    rows: list[list[Any]] = [[c["name"], c["precision"], c["recall"], c["f1"], c["support"]]
+                             for c in report["per_class"]]  # fmt: skip
+    for key in ("macro_avg", "weighted_avg"):
+        a = report[key]
+        rows.append([key.replace("_", " "), a["precision"], a["recall"], a["f1"],
+                     report["n_samples"]])  # fmt: skip
+    names = report["class_names"]
+    cm_rows = [[f"true {n}", *row] for n, row in zip(names, report["confusion_matrix"],
+                                                      strict=True)]  # fmt: skip
+    return "\n".join([
+        f"{report['data']} ({report['split']} split, {report['n_samples']} samples): "
+        f"accuracy {report['accuracy']:.4f}",
+        "",
+        format_table(rows, ["class", "precision", "recall", "f1", "support"],
+                     [False, True, True, True, True]),
+        "",
+        "confusion matrix (rows: true class, columns: predicted class)",
+        format_table(cm_rows, ["", *names], [False] + [True] * len(names)),
+    ])  # fmt: skip

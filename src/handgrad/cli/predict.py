@@ -1,0 +1,62 @@
+"""``handgrad predict``: labels (and probabilities) for CSV, NumPy or image inputs."""
+
+from __future__ import annotations
+
+import csv
+import io
+
+import click
+
+from handgrad.cli._common import format_table
+
+
+@click.command("predict")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
+@click.option("--proba", is_flag=True, help="Also print the probability of every class.")
+@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
+              metavar="FILE.csv", help="Write the predictions to a CSV file (atomically).")
+@click.option("--label", default=None, metavar="COLUMN",
+              help="A column of the CSV inputs to ignore (name or index), e.g. the label.")
+@click.option("--invert/--no-invert", default=None,
+              help="Invert image colours [default: when the image border is light, "
+                   "i.e. dark ink on white paper].")
+def command(model: str, inputs: tuple[str, ...], proba: bool, output: str | None,
+            label: str | None, invert: bool | None) -> None:  # fmt: skip
+    """Predict the class of every row of INPUT (.csv, .npy, .npz) or every image file
+    (.png, .jpg, …; resized and scaled like the training images).
+
+    \b
+    Examples:
+      handgrad predict runs/digits/model.safetensors samples.csv --proba
+      handgrad predict model.safetensors digit1.png digit2.png
+      handgrad predict model.safetensors rows.npy --output predictions.csv
+    """
+    from handgrad.bundle import class_names, load_bundle, read_inputs
+    from handgrad.io import write_atomically
+    from handgrad.runs import label_column
+
+    bundle = load_bundle(model)
+    names, X = read_inputs(bundle, inputs, label=label_column(label), invert=invert)
+    X_rows = bundle.features(X)
+    labels = bundle.classifier.predict(X_rows)
+    classes = [str(c) for c in class_names(bundle)]
+    header = ["input", "label"]
+    rows = [[n, _plain(y)] for n, y in zip(names, labels, strict=True)]
+    if proba:
+        P = bundle.predict_proba(X)
+        header += [f"p({c})" for c in classes]
+        rows = [[*r, *(float(p) for p in ps)] for r, ps in zip(rows, P, strict=True)]
+    if output is not None:
+        buffer = io.StringIO()
+        writer = csv.writer(buffer, lineterminator="\n")
+        writer.writerow(header)
+        writer.writerows([[r[0], r[1], *(repr(v) for v in r[2:])] for r in rows])
+        write_atomically(output, buffer.getvalue().encode("utf-8"))
+        click.echo(f"wrote {len(rows)} predictions to {output}", err=True)
+    else:
+        click.echo(format_table(rows, header, [False, False] + [True] * (len(header) - 2)))
+
+
+def _plain(value: object) -> object:
+    return value.item() if hasattr(value, "item") else value

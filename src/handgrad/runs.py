@@ -1,0 +1,360 @@
+"""Training runs on disk: one folder per run, resumable after a crash.
+
+A run folder (``runs/<name or timestamp>/``) holds
+
+* ``config.json`` — the :class:`TrainConfig`, written before training starts;
+* ``checkpoint.safetensors`` — with ``checkpoint_every``, the whole training state
+  (see :mod:`handgrad.callbacks`), rewritten atomically every K epochs;
+* ``model.safetensors`` — the classifier and its preprocessing (:mod:`handgrad.bundle`);
+* ``metrics.json`` — the per-epoch history, final accuracies, test confusion matrix
+  and the configuration;
+* ``report.png`` — loss, accuracy, confusion matrix and first-layer weights.
+
+Every file is written atomically. Training that diverges raises before anything but
+``config.json`` and checkpoints is written, so an earlier good model is never replaced.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import os
+import tempfile
+import time
+import warnings
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handgrad._validation import check_number
+from handgrad.bundle import save_bundle
+from handgrad.callbacks import Checkpoint, EarlyStopping, ProgressBar, ValidationScore, load_run
+from handgrad.data import Preprocessor, load_dataset
+from handgrad.data.preprocess import KINDS as PREPROCESSING
+from handgrad.io import write_atomically
+from handgrad.layers import ACTIVATIONS
+
+__all__ = [
+    "CHECKPOINT", "CONFIG", "METRICS", "MODEL", "REPORT", "PreparedData", "TrainConfig",
+    "TrainResult", "make_run_dir", "prepare_data", "read_json", "resume", "train",
+    "write_json", "write_report",
+]  # fmt: skip
+
+CONFIG, CHECKPOINT, MODEL = "config.json", "checkpoint.safetensors", "model.safetensors"
+METRICS, REPORT = "metrics.json", "report.png"
+SOLVERS = ("adam", "sgd", "lbfgs")
+
+
+@dataclass
+class TrainConfig:
+    """Everything that decides a training run; the defaults train the seed's two-layer
+    network on scikit-learn's digits to about 0.97 test accuracy in a few seconds."""
+
+    data: str = "digits"
+    data_dir: str | None = None
+    label: str | None = None
+    hidden: tuple[int, ...] = (128,)
+    activation: str = "relu"
+    solver: str = "adam"
+    learning_rate: float = 1e-3
+    alpha: float = 1e-4
+    epochs: int = 40
+    batch_size: int = 64
+    dtype: str = "float32"
+    seed: int = 0
+    early_stopping: bool = False
+    patience: int = 10
+    validation_fraction: float = 0.1
+    test_fraction: float = 0.25
+    preprocessing: str = "scale"
+    checkpoint_every: int | None = None
+
+    def __post_init__(self) -> None:
+        self.hidden = tuple(self.hidden)
+        if not self.hidden:
+            raise ValueError("hidden sizes must name at least one hidden layer")
+        for i, h in enumerate(self.hidden, start=1):
+            check_number(h, f"hidden size {i}", low=1, integer=True)
+        _choice(self.activation, "activation", tuple(ACTIVATIONS))
+        _choice(self.solver, "solver", SOLVERS)
+        _choice(self.dtype, "dtype", ("float32", "float64"))
+        _choice(self.preprocessing, "preprocessing", PREPROCESSING)
+        check_number(self.learning_rate, "learning rate", low=0, low_open=True)
+        check_number(self.alpha, "alpha (L2 regularisation)", low=0)
+        check_number(self.epochs, "epochs", low=1, integer=True)
+        check_number(self.batch_size, "batch size", low=1, integer=True)
+        check_number(self.seed, "seed", low=0, integer=True)
+        check_number(self.patience, "patience", low=1, integer=True)
+        for name in ("validation_fraction", "test_fraction"):
+            value = check_number(getattr(self, name), name.replace("_", " "))
+            if not 0 < value < 1:
+                raise ValueError(f"{name.replace('_', ' ')} must be in (0, 1), got {value!r}")
+        if self.checkpoint_every is not None:
+            check_number(self.checkpoint_every, "checkpoint interval", low=1, integer=True)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+        known = {f.name for f in dataclasses.fields(cls)}
+        unknown = sorted(set(d) - known)
+        if unknown:
+            raise ValueError(f"unknown configuration keys {unknown}")
+        return cls(**d)
+
+
+def _choice(value: Any, name: str, choices: Sequence[str]) -> None:
+    if value not in choices:
+        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
+
+
+# ------------------------------------------------------------------------------ files
+def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
+    """Write ``obj`` as indented JSON, atomically."""
+    return write_atomically(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+
+
+def read_json(path: str | os.PathLike[str]) -> Any:
+    """Read a JSON file, with an error naming the file when it is missing or broken."""
+    path = Path(path)
+    if not path.is_file():
+        raise FileNotFoundError(f"no such file: {path}")
+    try:
+        return json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ValueError(f"{path} is not valid JSON ({exc})") from None
+
+
+def make_run_dir(out: str | os.PathLike[str] | None = None, name: str | None = None,
+                 root: str | os.PathLike[str] = "runs") -> Path:  # fmt: skip
+    """Create (if needed) and return a writable run folder.
+
+    ``out`` is the folder itself; otherwise ``root/name``, or ``root/<timestamp>``.
+    Raises OSError with a one-line explanation when it cannot be created or written.
+    """
+    if out is None:
+        if name is not None and (not name or os.sep in name or name in (".", "..")):
+            raise ValueError(f"run name must be a plain folder name, got {name!r}")
+        base = Path(root) / (name or time.strftime("%Y%m%d-%H%M%S"))
+        folder, n = base, 1
+        while name is None and folder.exists():  # two runs in the same second
+            n += 1
+            folder = base.with_name(f"{base.name}-{n}")
+    else:
+        folder = Path(out)
+    for parent in [folder, *folder.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(f"cannot use {folder} as run folder: {parent} is a file")
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+        with tempfile.TemporaryFile(dir=folder):
+            pass
+    except OSError as exc:
+        raise PermissionError(
+            f"cannot write to run folder {folder}: {exc.strerror or exc}"
+        ) from None
+    return folder
+
+
+# ------------------------------------------------------------------------------- data
+def label_column(label: str | int | None) -> str | int | None:
+    """A CSV label column as given by a person: an integer string means an index."""
+    if isinstance(label, str) and label.lstrip("-").isdigit():
+        return int(label)
+    return label
+
+
+@dataclass
+class PreparedData:
+    """A dataset split into train/validation/test, preprocessed to (N, D) rows."""
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_val: np.ndarray
+    y_val: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    preprocessor: Preprocessor
+    info: dict[str, Any] = field(default_factory=dict)
+
+
+def prepare_data(config: TrainConfig) -> PreparedData:
+    """Load ``config.data``, split off a stratified validation part from its training
+    part (seeded by ``config.seed``), and fit the preprocessing on the training rows."""
+    from sklearn.model_selection import train_test_split
+
+    ds = load_dataset(config.data, data_dir=config.data_dir, split_seed=config.seed,
+                      test_size=config.test_fraction, label=label_column(config.label))  # fmt: skip
+    n_val = max(1, round(config.validation_fraction * len(ds.X_train)))
+    try:
+        X_tr, X_val, y_tr, y_val = train_test_split(
+            ds.X_train, ds.y_train, test_size=n_val, random_state=config.seed,
+            stratify=ds.y_train)  # fmt: skip
+    except ValueError:  # a class too small to stratify
+        X_tr, X_val, y_tr, y_val = train_test_split(
+            ds.X_train, ds.y_train, test_size=n_val, random_state=config.seed)  # fmt: skip
+    if config.batch_size > len(X_tr):
+        raise ValueError(
+            f"batch size {config.batch_size} is larger than the training set "
+            f"({len(X_tr)} samples after the validation split)"
+        )
+    pre = Preprocessor(config.preprocessing, dtype=config.dtype).fit(X_tr)
+    info: dict[str, Any] = {
+        "data": config.data, "name": ds.name, "class_names": list(ds.class_names),
+        "image_shape": None if ds.image_shape is None else list(ds.image_shape),
+        "split_seed": config.seed, "test_fraction": config.test_fraction,
+    }
+    if ds.feature_names is not None:
+        info["feature_names"] = list(ds.feature_names)
+    if ds.image_shape is not None:
+        info["pixel_max"] = 255.0 if ds.X_train.dtype == np.uint8 else float(ds.X_train.max())
+    return PreparedData(pre.transform(X_tr), y_tr, pre.transform(X_val), y_val,
+                        pre.transform(ds.X_test), ds.y_test, pre, info)  # fmt: skip
+
+
+# --------------------------------------------------------------------------- training
+@dataclass
+class TrainResult:
+    """What :func:`train` produced."""
+
+    run_dir: Path
+    classifier: Any
+    metrics: dict[str, Any]
+
+
+def build_classifier(config: TrainConfig) -> Any:
+    """The :class:`~handgrad.MLPClassifier` the configuration describes.
+
+    Without early stopping, training runs exactly ``config.epochs`` epochs (the
+    loss-plateau rule is switched off); early stopping is done on our validation split
+    by :class:`~handgrad.callbacks.EarlyStopping`.
+    """
+    from handgrad.estimator import MLPClassifier
+
+    return MLPClassifier(
+        hidden_layer_sizes=config.hidden, activation=config.activation, solver=config.solver,
+        alpha=config.alpha, batch_size=config.batch_size,
+        learning_rate_init=config.learning_rate, max_iter=config.epochs,
+        random_state=config.seed, early_stopping=False, n_iter_no_change=np.inf,
+    )
+
+
+def train(config: TrainConfig, *, out: str | os.PathLike[str] | None = None,
+          name: str | None = None, root: str | os.PathLike[str] = "runs",
+          progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:  # fmt: skip
+    """Train from scratch into a run folder (see :func:`make_run_dir` for ``out``,
+    ``name`` and ``root``, and the module docstring for the files). The data are loaded
+    before the folder is made, so a bad dataset leaves nothing behind."""
+    data = prepare_data(config)
+    run_dir = make_run_dir(out, name, root)
+    write_json(run_dir / CONFIG, config.to_dict())
+    return _train(config, run_dir, data, None, progress, log)
+
+
+def resume(run_dir: str | os.PathLike[str], *, progress: bool = True,
+           log: Callable[[str], None] = print) -> TrainResult:  # fmt: skip
+    """Continue the run in ``run_dir`` from its last checkpoint, to the same end as an
+    uninterrupted run (bit-identical weights)."""
+    run_dir = Path(run_dir)
+    if not run_dir.is_dir():
+        raise FileNotFoundError(f"no such run folder: {run_dir}")
+    config = TrainConfig.from_dict(read_json(run_dir / CONFIG))
+    if not (run_dir / CHECKPOINT).is_file():
+        raise FileNotFoundError(
+            f"{run_dir} has no {CHECKPOINT} to resume from (train with --checkpoint-every K)"
+        )
+    run, extra = load_run(run_dir / CHECKPOINT)
+    if extra.get("config") != config.to_dict():
+        raise ValueError(f"{run_dir / CHECKPOINT} was written by another configuration")
+    log(f"resuming {run_dir} from epoch {run.history.epochs} of {config.epochs}")
+    return _train(config, run_dir, prepare_data(config), run, progress, log)
+
+
+def _train(config: TrainConfig, run_dir: Path, data: PreparedData, run: Any,
+           progress: bool, log: Callable[[str], None]) -> TrainResult:  # fmt: skip
+    from sklearn.exceptions import ConvergenceWarning
+
+    clf = build_classifier(config)
+    classes = np.unique(data.y_train)
+    y_val_idx = np.searchsorted(classes, data.y_val)
+    done = 0 if run is None else run.history.epochs
+    stopper = EarlyStopping(config.patience) if config.early_stopping else None
+    bar = ProgressBar(config.epochs, initial=done, disable=not progress)
+    callbacks: list[Any] = [ValidationScore(data.X_val, y_val_idx), bar]
+    if config.checkpoint_every:
+        callbacks.append(Checkpoint(run_dir / CHECKPOINT, config.checkpoint_every,
+                                    metadata={"config": config.to_dict()}))  # fmt: skip
+    if stopper is not None:
+        callbacks.append(stopper)
+    finished = done >= config.epochs or bool(
+        stopper and run is not None and run.history.val_score
+        and stopper.epochs_without_improvement(run.history.val_score) > config.patience
+    )
+    start = time.perf_counter()
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            # A run is resumed for the epochs it has left; a finished one (its last
+            # checkpoint was its end) is only attached to the classifier.
+            if finished:
+                clf.max_iter = done
+            clf._fit(data.X_train, data.y_train, classes=classes, run=run,
+                     callbacks=() if finished else callbacks)  # fmt: skip
+            if finished and stopper is not None:
+                stopper.on_train_end(run)
+    finally:
+        bar.close()
+    seconds = time.perf_counter() - start
+    metrics = _metrics(clf, data, config, seconds)
+    save_bundle(run_dir / MODEL, clf, data.preprocessor,
+                {**data.info, "training": metrics["final"]})  # fmt: skip
+    write_json(run_dir / METRICS, metrics)
+    write_report(run_dir, metrics, clf)
+    return TrainResult(run_dir, clf, metrics)
+
+
+def _metrics(clf: Any, data: PreparedData, config: TrainConfig, seconds: float) -> dict:
+    from sklearn.metrics import confusion_matrix
+
+    history = clf._run.history
+    pred = clf.predict(data.X_test)
+    cm = confusion_matrix(data.y_test, pred, labels=clf.classes_)
+    final = {
+        "train_accuracy": float(clf.score(data.X_train, data.y_train)),
+        "val_accuracy": float(clf.score(data.X_val, data.y_val)),
+        "test_accuracy": float(np.mean(pred == data.y_test)),
+        "epochs": history.epochs, "stop_reason": history.stop_reason,
+        "seconds": round(seconds, 3),
+    }
+    return {
+        "config": config.to_dict(), "data": data.info, "final": final,
+        "history": history.to_dict(), "classes": clf.classes_.tolist(),
+        "confusion_matrix": cm.tolist(),
+        "sizes": {"train": len(data.y_train), "validation": len(data.y_val),
+                  "test": len(data.y_test)},
+    }  # fmt: skip
+
+
+def write_report(run_dir: str | os.PathLike[str], metrics: dict[str, Any],
+                 classifier: Any = None) -> Path:  # fmt: skip
+    """Draw ``report.png`` from the metrics (and the first-layer weights, for images)."""
+    from handgrad.plots import make_report
+
+    history = metrics.get("history") or {}
+    info = metrics.get("data") or {}
+    shape = info.get("image_shape")
+    W1 = None
+    if shape is not None and classifier is not None:
+        W1 = np.asarray(classifier.coefs_[0])
+    channels = shape[2] if shape is not None and len(shape) == 3 else 1
+    cm = metrics.get("confusion_matrix")
+    return make_report(
+        {"loss_iterations": history.get("step_loss"), "loss": history.get("loss"),
+         "train_score": history.get("train_score"), "val_score": history.get("val_score")},
+        path=Path(run_dir) / REPORT, W1=W1, image_shape=shape, channels=channels,
+        cm=None if cm is None else np.asarray(cm), class_names=info.get("class_names"),
+    )  # fmt: skip

@@ -1,0 +1,138 @@
+"""Random hyperparameter search over a dataset with scikit-learn's ``RandomizedSearchCV``.
+
+The search draws the hidden layer sizes from a list, and ``learning_rate_init`` and
+``alpha`` log-uniformly, cross-validates each draw on the training part of the data,
+refits the best on all of it, scores it on the held-out test part, and writes a run
+folder like ``handgrad train`` does (model bundle, metrics.json with the ranked results,
+report.png).
+"""
+
+from __future__ import annotations
+
+import os
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handgrad._validation import check_number
+from handgrad.bundle import save_bundle
+from handgrad.runs import (
+    METRICS,
+    MODEL,
+    TrainConfig,
+    build_classifier,
+    make_run_dir,
+    prepare_data,
+    write_json,
+    write_report,
+)
+
+__all__ = ["SearchResult", "random_search"]
+
+LEARNING_RATE_RANGE = (1e-4, 1e-1)
+ALPHA_RANGE = (1e-6, 1e-1)
+
+
+@dataclass
+class SearchResult:
+    """The run folder, the refitted best classifier and the metrics written."""
+
+    run_dir: Path
+    classifier: Any
+    metrics: dict[str, Any]
+
+
+def random_search(
+    config: TrainConfig,
+    hidden_choices: Sequence[tuple[int, ...]],
+    *,
+    n_iter: int = 10,
+    cv: int = 3,
+    n_jobs: int = 1,
+    out: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+) -> SearchResult:
+    """Search ``n_iter`` random settings with ``cv``-fold cross-validation on
+    ``n_jobs`` processes; ``config`` gives the data, epochs, batch size, solver, dtype
+    and seed."""
+    from scipy.stats import loguniform
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import RandomizedSearchCV
+
+    check_number(n_iter, "number of iterations", low=1, integer=True)
+    check_number(cv, "cross-validation folds", low=2, integer=True)
+    check_number(n_jobs, "jobs", integer=True)
+    if n_jobs == 0:
+        raise ValueError("jobs must be a positive number of processes, or -1 for all CPUs")
+    if not hidden_choices:
+        raise ValueError("give at least one choice of hidden layer sizes")
+    data = prepare_data(config)
+    X = np.concatenate([data.X_train, data.X_val])
+    y = np.concatenate([data.y_train, data.y_val])
+    run_dir = make_run_dir(out, name)
+    search = RandomizedSearchCV(
+        build_classifier(config),
+        {"hidden_layer_sizes": [tuple(h) for h in hidden_choices],
+         "learning_rate_init": loguniform(*LEARNING_RATE_RANGE),
+         "alpha": loguniform(*ALPHA_RANGE)},
+        n_iter=n_iter, cv=cv, n_jobs=n_jobs, random_state=config.seed, refit=True,
+        error_score=np.nan,
+    )  # fmt: skip
+    import warnings
+
+    start = time.perf_counter()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        search.fit(X, y)
+    seconds = time.perf_counter() - start
+    best = search.best_estimator_
+    metrics = _metrics(search, best, data, config, seconds)
+    save_bundle(run_dir / MODEL, best, data.preprocessor,
+                {**data.info, "training": metrics["final"]})  # fmt: skip
+    write_json(run_dir / METRICS, metrics)
+    write_report(run_dir, metrics, best)
+    return SearchResult(run_dir, best, metrics)
+
+
+def _metrics(search: Any, best: Any, data: Any, config: TrainConfig, seconds: float) -> dict:
+    from sklearn.metrics import confusion_matrix
+
+    results = search.cv_results_
+    order = np.argsort(results["rank_test_score"], kind="stable")
+    ranked = [
+        {"rank": int(results["rank_test_score"][i]),
+         "mean_cv_accuracy": _number(results["mean_test_score"][i]),
+         "std_cv_accuracy": _number(results["std_test_score"][i]),
+         "hidden": list(results["param_hidden_layer_sizes"][i]),
+         "learning_rate": float(results["param_learning_rate_init"][i]),
+         "alpha": float(results["param_alpha"][i]),
+         "fit_seconds": float(results["mean_fit_time"][i])}
+        for i in order
+    ]  # fmt: skip
+    pred = best.predict(data.X_test)
+    history = best._run.history
+    final = {
+        "train_accuracy": float(best.score(np.concatenate([data.X_train, data.X_val]),
+                                           np.concatenate([data.y_train, data.y_val]))),
+        "val_accuracy": _number(search.best_score_),  # the best mean CV accuracy
+        "test_accuracy": float(np.mean(pred == data.y_test)),
+        "epochs": history.epochs, "stop_reason": history.stop_reason,
+        "seconds": round(seconds, 3),
+    }  # fmt: skip
+    return {
+        "config": config.to_dict(), "data": data.info, "final": final,
+        "history": history.to_dict(), "classes": best.classes_.tolist(),
+        "confusion_matrix": confusion_matrix(data.y_test, pred, labels=best.classes_).tolist(),
+        "search": {"n_iter": len(ranked), "cv": search.n_splits_, "results": ranked,
+                   "best_params": {k: (list(v) if isinstance(v, tuple) else float(v))
+                                   for k, v in search.best_params_.items()}},
+    }  # fmt: skip
+
+
+def _number(value: Any) -> float | None:
+    value = float(value)
+    return value if np.isfinite(value) else None
