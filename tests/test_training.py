@@ -1,0 +1,180 @@
+"""The one training loop: stopping rules, best-weights restore, divergence, Ctrl-C,
+callbacks, step limits and the history it keeps."""
+
+from __future__ import annotations
+
+import math
+import re
+
+import numpy as np
+import pytest
+from numpy.testing import assert_array_equal
+
+from handgrad import MLP
+from handgrad.errors import TrainingDivergedError
+from handgrad.optim import SGD, Adam, Adaptive
+from handgrad.training import Callback, Run, TrainingConfig, accuracy, fit
+
+
+@pytest.fixture
+def data():
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((90, 5))
+    y = (X[:, 0] + 0.5 * X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    return X, y
+
+
+def _model(dtype=np.float64):
+    return MLP(5, (8,), 3, seed=0, dtype=dtype)
+
+
+class Recorder(Callback):
+    """Keeps a copy of the weights and the validation score at every epoch's end."""
+
+    def __init__(self, interrupt_at: int | None = None, stop_at: int | None = None):
+        self.calls: list[str] = []
+        self.params: list[dict[str, np.ndarray]] = []
+        self.interrupt_at, self.stop_at = interrupt_at, stop_at
+
+    def on_train_begin(self, run):
+        self.calls.append("begin")
+
+    def on_epoch_end(self, run):
+        self.calls.append("epoch")
+        self.params.append({k: v.copy() for k, v in run.model.params.items()})
+        if len(self.params) == self.interrupt_at:
+            raise KeyboardInterrupt
+        return len(self.params) == self.stop_at
+
+    def on_train_end(self, run):
+        self.calls.append("end")
+
+
+def test_early_stopping_restores_the_best_weights(data):
+    X, y = data
+    model, rec = _model(), Recorder()
+    config = TrainingConfig(batch_size=16, max_epochs=60, stopping="validation",
+                            n_iter_no_change=4, tol=0.0)
+    hist = fit(model, X[:60], y[:60], optimizer=SGD(learning_rate_init=0.5), config=config,
+               validation=(X[60:], y[60:]), seed=0, callbacks=[rec])
+    best = int(np.argmax(hist.val_score))  # the first epoch with the highest score
+    assert best < len(hist.val_score) - 1, "the test needs a run that got worse later"
+    for k, v in model.params.items():
+        assert_array_equal(v, rec.params[best][k])
+    assert hist.best_val_score == hist.val_score[best] and hist.stop_reason == "converged"
+    S = model.forward(X[60:])[0]
+    assert accuracy(model, S, y[60:]) == hist.best_val_score
+
+
+def test_weighted_validation_score(data):
+    X, y = data
+    model = _model()
+    w_val = np.zeros(30)
+    w_val[:3] = 1.0
+    hist = fit(model, X[:60], y[:60], optimizer=SGD(learning_rate_init=0.1),
+               config=TrainingConfig(batch_size=30, max_epochs=1, stopping="validation"),
+               validation=(X[60:], y[60:], w_val), seed=0)
+    right = model.forward(X[60:63])[0].argmax(axis=1) == y[60:63]
+    assert hist.val_score == [pytest.approx(right.mean())]
+
+
+def test_divergence_raises_and_keeps_finite_weights(data):
+    X, y = data
+    model, rec = _model(), Recorder()
+    # NumPy warns about inf − inf on the way; the loop's own check is what matters here
+    with (np.errstate(over="ignore", invalid="ignore"),
+          pytest.raises(TrainingDivergedError, match=r"non-finite in epoch (\d+)") as info):
+        fit(model, X * 1e3, y, optimizer=SGD(learning_rate_init=1e30),
+            config=TrainingConfig(batch_size=10, max_epochs=20), seed=0, callbacks=[rec])
+    assert isinstance(info.value, FloatingPointError)
+    epoch = int(re.search(r"epoch (\d+)", str(info.value)).group(1))
+    assert all(np.isfinite(v).all() for v in model.params.values())
+    assert len(rec.params) == epoch - 1  # epochs that finished before it diverged
+    if rec.params:  # the weights of the last finished epoch were put back
+        for k, v in model.params.items():
+            assert_array_equal(v, rec.params[-1][k])
+
+
+def test_ctrl_c_keeps_the_weights(data):
+    X, y = data
+    model, rec = _model(), Recorder(interrupt_at=3)
+    hist = fit(model, X, y, optimizer=Adam(learning_rate_init=0.01),
+               config=TrainingConfig(batch_size=30, max_epochs=10), seed=0, callbacks=[rec])
+    assert hist.stop_reason == "interrupted" and rec.calls == ["begin", *["epoch"] * 3, "end"]
+    assert all(np.isfinite(v).all() for v in model.params.values())
+    for k, v in model.params.items():  # back to where the interrupted epoch began
+        assert_array_equal(v, rec.params[1][k])
+
+
+def test_callbacks_are_called_and_can_stop(data):
+    X, y = data
+    rec = Recorder(stop_at=2)
+    hist = fit(_model(), X, y, optimizer=SGD(learning_rate_init=0.1),
+               config=TrainingConfig(batch_size=30, max_epochs=10), seed=0, callbacks=[rec])
+    assert rec.calls == ["begin", "epoch", "epoch", "end"]
+    assert hist.epochs == 2 and hist.stop_reason == "callback"
+
+
+def test_max_steps_counts_minibatches(data):
+    X, y = data
+    hist = fit(_model(), X, y, optimizer=SGD(learning_rate_init=0.1),
+               config=TrainingConfig(batch_size=40, max_epochs=None, max_steps=7), seed=0)
+    assert hist.steps == 7 and len(hist.step_loss) == 7  # 3 batches per epoch
+    assert hist.stop_reason == "max_steps" and hist.epochs in (2, 3)
+
+
+def test_history_lists_grow_per_epoch_and_across_calls(data):
+    X, y = data
+    model = _model()
+    opt = SGD(learning_rate_init=0.1, momentum=0.9)
+    config = TrainingConfig(batch_size=32, max_epochs=4, stopping="none")
+    run = Run(model, opt, np.random.default_rng(0))
+    fit(model, X, y, optimizer=opt, config=config, run=run)
+    hist = fit(model, X, y, optimizer=opt, config=config, run=run)
+    assert hist is run.history and hist.epochs == 8 and hist.steps == 8 * 3
+    assert len(hist.loss) == len(hist.train_score) == len(hist.learning_rate) == 8
+    assert len(hist.step_loss) == 24 and hist.val_score == []
+    assert hist.samples_seen == 8 * 90
+    assert all(0.0 <= s <= 1.0 for s in hist.train_score)
+    assert hist.loss[-1] < hist.loss[0]
+    # the epoch loss is the size-weighted mean of its minibatch losses (32, 32, 26 rows)
+    assert hist.loss[0] == pytest.approx(np.dot(hist.step_loss[:3], [32, 32, 26]) / 90)
+
+
+def test_loss_plateau_stops_like_scikit_learn(data):
+    X, y = data
+    hist = fit(_model(), X, y, optimizer=SGD(learning_rate_init=0.01),
+               config=TrainingConfig(batch_size=30, max_epochs=50, tol=1e9,
+                                     n_iter_no_change=2), seed=0)
+    # epoch 1 improves on ∞; epochs 2, 3, 4 do not, and 3 > n_iter_no_change stops
+    assert hist.epochs == 4 and hist.stop_reason == "converged"
+
+
+def test_adaptive_schedule_lowers_the_rate_instead_of_stopping(data):
+    X, y = data
+    opt = SGD(learning_rate_init=0.01, schedule=Adaptive())
+    hist = fit(_model(), X, y, optimizer=opt,
+               config=TrainingConfig(batch_size=30, max_epochs=7, tol=1e9,
+                                     n_iter_no_change=2), seed=0)
+    assert hist.epochs == 7 and hist.learning_rate[-1] == pytest.approx(0.002)
+    assert hist.learning_rate[:4] == [0.01] * 4
+
+
+def test_same_seed_same_run_bit_for_bit(data):
+    X, y = data
+    runs = []
+    for _ in range(2):
+        model = _model(np.float32)
+        fit(model, X, y, optimizer=Adam(learning_rate_init=0.01),
+            config=TrainingConfig(batch_size=16, max_epochs=3), seed=7)
+        runs.append(model.params)
+    for k in runs[0]:
+        assert runs[0][k].dtype == np.float32
+        assert runs[0][k].tobytes() == runs[1][k].tobytes()
+
+
+def test_history_round_trips_through_a_dict(data):
+    X, y = data
+    hist = fit(_model(), X, y, optimizer=SGD(), config=TrainingConfig(max_epochs=2), seed=0)
+    back = type(hist).from_dict(hist.to_dict())
+    assert back == hist and math.isinf(back.best_val_score)
