@@ -1,0 +1,301 @@
+"""The fast path: a training step of an :class:`~handgrad.MLP` in preallocated buffers.
+
+The same equations as :mod:`handgrad.layers` (which stays the readable reference, and
+which the tests hold this module to, within 1e-12 in float64), arranged so that a
+steady-state step allocates nothing that grows with the batch or the network:
+
+- every matrix product writes into a buffer of the :class:`Workspace`;
+- activations, the ReLU mask, the softmax and the bias sums work in place;
+- everything stays in the model's dtype (no float32 → float64 temporaries);
+- for plain SGD the weight update is fused into the gradient's product:
+  ``W ← (1 − ηλ) W − η A_prevᵀ dZ`` is one BLAS ``gemm`` with ``β = 1 − ηλ``,
+  ``α = −η``, so the gradient ``dW = A_prevᵀ dZ + λW`` is never written out.
+
+All products go through SciPy's BLAS ``gemm`` (not NumPy's ``matmul``): NumPy and SciPy
+ship separate OpenBLAS builds, and alternating between their two thread pools within a
+step costs several times the products themselves (measured: 8× on 2 cores). Thread
+counts are left as the user set them.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING
+
+import numpy as np
+import scipy.special
+from numpy.typing import NDArray
+from scipy.linalg import blas
+
+if TYPE_CHECKING:
+    from handgrad.network import MLP
+
+Array = NDArray[np.floating]
+Params = dict[str, Array]
+
+#: Rows per chunk in :func:`scores`: large enough for full-speed products, small enough
+#: that the hidden activations of a chunk stay in cache and are reused.
+CHUNK_ROWS = 2048
+
+
+# ---------------------------------------------------------------- the three products
+def _gemm(dtype: np.dtype):
+    return blas.sgemm if dtype == np.float32 else blas.dgemm
+
+
+def affine_into(A: Array, W: Array, b: Array, Z: Array) -> Array:
+    """``Z ← A W + b`` in place.  A: (n, D), W: (D, H), b: (H,), Z: (n, H), all C-order.
+
+    Row-major ``Z = A W`` is column-major ``Zᵀ = Wᵀ Aᵀ``: BLAS writes straight into Z.
+    """
+    _gemm(Z.dtype)(1.0, W.T, A.T, 0.0, Z.T, overwrite_c=1)
+    Z += b
+    return Z
+
+
+def backprop_into(dZ: Array, W: Array, dA: Array) -> Array:
+    """``dA ← dZ Wᵀ`` in place.  dZ: (n, H), W: (D, H), dA: (n, D), all C-order."""
+    _gemm(dA.dtype)(1.0, W.T, dZ.T, 0.0, dA.T, trans_a=1, overwrite_c=1)
+    return dA
+
+
+def weight_gemm(A: Array, dZ: Array, C: Array, alpha: float, beta: float) -> Array:
+    """``C ← β C + α Aᵀ dZ`` in place.  A: (n, D), dZ: (n, H), C: (D, H), all C-order.
+
+    With ``C = λ W`` copied in and α = 1, β = 1 this is ``dW = Aᵀ dZ + λW``; with
+    ``C = W``, ``α = −η``, ``β = 1 − ηλ`` it is the whole plain-SGD step for W.
+    (β = 0 ignores what C held.) A C that BLAS cannot overwrite in place (not
+    C-contiguous, or of another dtype than dZ) takes NumPy's slower route instead.
+    """
+    if C.flags.c_contiguous and C.flags.writeable and C.dtype == dZ.dtype:
+        _gemm(C.dtype)(alpha, dZ.T, A.T, beta, C.T, trans_b=1, overwrite_c=1)
+    elif beta == 0:
+        np.multiply(A.T @ dZ, alpha, out=C)
+    else:
+        C *= beta
+        C += alpha * (A.T @ dZ)
+    return C
+
+
+def _sqnorm(W: Array) -> float:
+    """``‖W‖²`` by SciPy's BLAS ``dot`` (one pass, no temporary, same thread pool)."""
+    flat = W.reshape(-1)
+    dot = blas.sdot if W.dtype == np.float32 else blas.ddot
+    return float(dot(flat, flat))
+
+
+# ------------------------------------------------------------- in-place activations
+def activation_forward_(Z: Array, activation: str) -> Array:
+    """``A = act(Z)``, overwriting Z.  Z: (n, H)."""
+    if activation == "relu":
+        np.maximum(Z, 0, out=Z)
+    elif activation == "tanh":
+        np.tanh(Z, out=Z)
+    elif activation == "logistic":
+        scipy.special.expit(Z, out=Z)
+    return Z
+
+
+def activation_backward_(dA: Array, A: Array, activation: str, tmp: Array) -> Array:
+    """``dZ = dA ⊙ act'(Z)`` from the activation A, overwriting dA.  All (n, H).
+
+    ReLU: ``[Z > 0] = [A > 0]``; tanh: ``1 − A²``; logistic: ``A (1 − A)``.
+    ``tmp`` is scratch of the same shape (bool for ReLU, float otherwise).
+    """
+    if activation == "relu":
+        np.greater(A, 0, out=tmp)
+        np.multiply(dA, tmp, out=dA)
+    elif activation == "tanh":
+        np.multiply(A, A, out=tmp)
+        np.subtract(1, tmp, out=tmp)
+        dA *= tmp
+    elif activation == "logistic":
+        np.subtract(1, A, out=tmp)
+        tmp *= A
+        dA *= tmp
+    return dA
+
+
+def softmax_(S: Array) -> Array:
+    """Row-wise softmax of S (N, C) in place, shifted by the row max."""
+    S -= S.max(axis=1, keepdims=True)
+    np.exp(S, out=S)
+    S /= S.sum(axis=1, keepdims=True)
+    return S
+
+
+# ----------------------------------------------------------------------- the buffers
+class Workspace:
+    """Buffers for forward, loss and backward of one model on batches of ≤ ``rows`` rows.
+
+    Holds, for n ≤ rows: ``A_l`` (n, H_l) per hidden layer, ``dZ_l`` (n, H_l), the scores
+    S and ``dS`` (n, C), the gradients (shaped like ``params``), and — once
+    :meth:`gather` is used — the batch X (n, D), its targets and weights. Parameters
+    are read from the dict passed to each call, never held.
+    """
+
+    def __init__(self, model: MLP, rows: int) -> None:
+        self.layer_sizes = model.layer_sizes
+        self.activation, self.head, self.dtype = model.activation, model.head, model.dtype
+        self.rows = int(rows)
+        dt, hidden, C = self.dtype, self.layer_sizes[1:-1], self.layer_sizes[-1]
+        self._A = [np.empty((rows, h), dt) for h in hidden]
+        self._dZ = [np.empty((rows, h), dt) for h in hidden]
+        scratch_dtype = bool if self.activation == "relu" else dt
+        self._tmp = np.empty((rows, max(hidden, default=1)), scratch_dtype)
+        self._S, self._dS = np.empty((rows, C), dt), np.empty((rows, C), dt)
+        self._col = np.empty((rows, 1), dt)  # row max, row sums, row weights
+        self._rows = np.arange(rows)
+        self.grads: Params = {}
+        for l in range(1, len(self.layer_sizes)):
+            self.grads[f"W{l}"] = np.empty(self.layer_sizes[l - 1:l + 1], dt)
+            self.grads[f"b{l}"] = np.empty(self.layer_sizes[l], dt)
+        self._db = np.empty(max(self.layer_sizes[1:]), dt)
+        self._batch: tuple[Array, NDArray, Array] | None = None
+
+    # ------------------------------------------------------------------- batches
+    def gather(
+        self, X: Array, T: NDArray, w: Array | None, idx: NDArray[np.intp]
+    ) -> tuple[Array, NDArray, Array | None]:
+        """Rows ``idx`` of X (N, D), T and w copied into reused buffers; no allocation."""
+        n = len(idx)
+        if self._batch is None:
+            self._batch = (np.empty((self.rows, X.shape[1]), self.dtype),
+                           np.empty((self.rows, *T.shape[1:]), T.dtype),
+                           np.empty(self.rows, self.dtype))
+        Xb, Tb, wb = (buf[:n] for buf in self._batch)
+        np.take(X, idx, axis=0, out=Xb, mode="clip")  # "clip": unbuffered
+        np.take(T, idx, axis=0, out=Tb, mode="clip")
+        if w is None:
+            return Xb, Tb, None
+        return Xb, Tb, np.take(w, idx, out=wb, mode="clip")
+
+    # ------------------------------------------------------------------- forward
+    def forward(self, params: Params, X: Array) -> Array:
+        """Scores S (n, C) of X (n, D): ``Z_l = A_{l−1} W_l + b_l``, ``A_l = act(Z_l)``.
+
+        Hidden activations stay in the workspace for :meth:`step`; S is a view of a
+        buffer, valid until the next call.
+        """
+        n, L = X.shape[0], len(self.layer_sizes) - 1
+        A = X
+        for l in range(1, L):
+            Z = affine_into(A, params[f"W{l}"], params[f"b{l}"], self._A[l - 1][:n])
+            A = activation_forward_(Z, self.activation)
+        return affine_into(A, params[f"W{L}"], params[f"b{L}"], self._S[:n])
+
+    # ---------------------------------------------------------------------- head
+    def head_loss(self, S: Array, T: NDArray, w: Array | None) -> float:
+        """The head's mean cross-entropy; writes ``dS = (P − Y) ⊙ w / Σw`` (n, C)."""
+        n = S.shape[0]
+        dS, col = self._dS[:n], self._col[:n]
+        if self.head == "softmax":
+            # log P_iy = S_iy − max_i − log Σ_k e^{S_ik − max_i};  dS = P − Y
+            np.max(S, axis=1, keepdims=True, out=col)
+            np.subtract(S, col, out=dS)
+            picked = dS[self._rows[:n], T]  # S_iy − max_i, (n,)
+            np.exp(dS, out=dS)
+            sums = dS.sum(axis=1)
+            dS /= sums[:, None]
+            picked -= np.log(sums)
+            dS[self._rows[:n], T] -= 1
+            losses = picked
+            losses *= -1
+        else:
+            # ℓ_i = Σ_c softplus(S) − Y S;  dS = σ(S) − Y
+            elementwise = np.logaddexp(0, S)
+            np.multiply(T, S, out=dS)
+            elementwise -= dS
+            losses = elementwise.sum(axis=1)
+            scipy.special.expit(S, out=dS)
+            dS -= T
+        if w is None:
+            dS *= 1.0 / n
+            return float(losses.sum()) / n
+        w_sum = float(w.sum())
+        np.divide(w[:, None], w_sum, out=col)
+        dS *= col
+        losses *= w
+        return float(losses.sum()) / w_sum
+
+    # ------------------------------------------------------------------- backward
+    def _backward(self, params: Params, X: Array, reg: float, learning_rate: float | None):
+        """From dS back to X: gradients into ``self.grads``, or (η given) the SGD step.
+
+        For l = L … 1, with ``dZ_L = dS`` and ``A_0 = X``:
+        ``dA_{l−1} = dZ_l W_lᵀ`` (with W_l before its update),
+        ``dW_l = A_{l−1}ᵀ dZ_l + λ W_l``, ``db_l = Σ_rows dZ_l``,
+        ``dZ_{l−1} = dA_{l−1} ⊙ act'(Z_{l−1})``.
+        """
+        n, L = X.shape[0], len(self.layer_sizes) - 1
+        dZ = self._dS[:n]
+        for l in range(L, 0, -1):
+            W, b = params[f"W{l}"], params[f"b{l}"]
+            A_prev = X if l == 1 else self._A[l - 2][:n]
+            dA = None if l == 1 else backprop_into(dZ, W, self._dZ[l - 2][:n])
+            if learning_rate is None:
+                dW, db = self.grads[f"W{l}"], self.grads[f"b{l}"]
+                np.sum(dZ, axis=0, out=db)
+                if reg:
+                    np.multiply(W, reg, out=dW)
+                weight_gemm(A_prev, dZ, dW, 1.0, 1.0 if reg else 0.0)
+            else:  # W ← (1 − ηλ) W − η dW ;  b ← b − η db
+                weight_gemm(A_prev, dZ, W, -learning_rate, 1.0 - learning_rate * reg)
+                db = np.sum(dZ, axis=0, out=self._db[:b.shape[0]])
+                db *= learning_rate
+                b -= db
+            if dA is not None:
+                dZ = activation_backward_(dA, A_prev, self.activation, self._tmp[:n, :dA.shape[1]])
+
+    def _penalty(self, params: Params, reg: float) -> float:
+        """``λ/2 Σ_l ‖W_l‖²`` (biases not penalised)."""
+        if not reg:
+            return 0.0
+        L = len(self.layer_sizes) - 1
+        return 0.5 * reg * sum(_sqnorm(params[f"W{l}"]) for l in range(1, L + 1))
+
+    # ---------------------------------------------------------------------- steps
+    def step(
+        self, params: Params, X: Array, T: NDArray, reg: float, w: Array | None = None
+    ) -> tuple[float, Params, Array]:
+        """``(loss, grads, S)`` as :meth:`MLP.training_step`, in this workspace's buffers.
+
+        X: (n, D) with n ≤ rows; T: encoded targets; w: (n,) or None. ``grads`` is
+        ``self.grads`` and S a buffer view: both are overwritten by the next call.
+        """
+        S = self.forward(params, X)
+        loss = self.head_loss(S, T, w) + self._penalty(params, reg)
+        self._backward(params, X, reg, None)
+        return loss, self.grads, S
+
+    def sgd_step(
+        self, params: Params, X: Array, T: NDArray, reg: float, w: Array | None,
+        learning_rate: float,
+    ) -> tuple[float, Array]:
+        """One plain-SGD step in place: ``θ ← θ − η ∂L/∂θ`` for every parameter.
+
+        Returns the loss before the step and the scores S (n, C) it was computed from.
+        """
+        S = self.forward(params, X)
+        loss = self.head_loss(S, T, w) + self._penalty(params, reg)
+        self._backward(params, X, reg, learning_rate)
+        return loss, S
+
+
+def scores(model: MLP, X: Array, chunk_rows: int = CHUNK_ROWS) -> Array:
+    """Scores S (N, C) of a checked X (N, D) in the model's dtype, chunk by chunk.
+
+    One workspace of ``chunk_rows`` rows is reused for every chunk, so the memory beyond
+    S does not grow with N; the last layer writes straight into S.
+    """
+    N, L = X.shape[0], model.n_layers
+    S = np.empty((N, model.layer_sizes[-1]), model.dtype)
+    hidden = [np.empty((min(N, chunk_rows), h), model.dtype) for h in model.hidden_sizes]
+    params = model.params
+    for start in range(0, N, chunk_rows):
+        A = X[start:start + chunk_rows]
+        n = A.shape[0]
+        for l in range(1, L):
+            Z = affine_into(A, params[f"W{l}"], params[f"b{l}"], hidden[l - 1][:n])
+            A = activation_forward_(Z, model.activation)
+        affine_into(A, params[f"W{L}"], params[f"b{L}"], S[start:start + n])
+    return S
