@@ -17,6 +17,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
+import scipy.special
 from numpy.typing import DTypeLike, NDArray
 
 from handgrad import layers
@@ -29,6 +30,7 @@ from handgrad._validation import (
 )
 from handgrad.errors import ModelFileError
 from handgrad.io import register_model_kind
+from handgrad.workspace import scores, softmax_
 
 HEADS = ("softmax", "sigmoid")
 INITS = ("glorot", "he", "normal")
@@ -189,7 +191,7 @@ class MLP:
         """
         X = check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype)
         if y is None:
-            return self.forward(X)[0]
+            return scores(self, X)
         check_number(reg, "reg", low=0)
         T = self.encode_targets(y, X.shape[0])
         w = check_sample_weight(sample_weight, X.shape[0], self.dtype)
@@ -202,7 +204,9 @@ class MLP:
         """``(loss, grads, S)`` without input checks, for checked X and encoded targets T.
 
         This is the reference path: forward, the head's loss, backward, each by the
-        functions of :mod:`handgrad.layers`.
+        functions of :mod:`handgrad.layers`. The training loop runs the same step in
+        preallocated buffers (:class:`handgrad.workspace.Workspace`); the tests hold the
+        two equal.
         """
         S, caches = self.forward(X)
         data_loss, dS = self.data_loss(S, T, sample_weight)
@@ -217,9 +221,12 @@ class MLP:
 
     # ------------------------------------------------------------------ prediction
     def predict_proba(self, X: NDArray) -> NDArray:
-        """P (N, C): softmax rows, or per-column sigmoid probabilities."""
+        """P (N, C): softmax rows, or per-column sigmoid probabilities.
+
+        Computed in the model's dtype, in place over the scores (no second (N, C) array).
+        """
         S = self.loss(X)
-        return layers.softmax(S) if self.head == "softmax" else layers.sigmoid(S)
+        return softmax_(S) if self.head == "softmax" else scipy.special.expit(S, out=S)
 
     def predict(self, X: NDArray) -> NDArray:
         """Class indices (N,) for softmax; 0/1 of shape (N,) (C = 1) or (N, C) for sigmoid."""
