@@ -90,6 +90,14 @@ class Optimizer:
         """Change ``params`` in place by one step against ``grads``."""
         raise NotImplementedError
 
+    def _scratch(self, name: str, like: np.ndarray, slot: int = 0) -> np.ndarray:
+        """A reused array shaped like ``like``, so that updates allocate nothing per step."""
+        buffers = self.__dict__.setdefault("_buffers", {})
+        buf = buffers.get((name, slot))
+        if buf is None or buf.shape != like.shape or buf.dtype != like.dtype:
+            buf = buffers[(name, slot)] = np.empty_like(like)
+        return buf
+
     def state(self) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         """``(arrays, scalars)``: everything needed to resume bit-identically."""
         return {}, {"learning_rate": self.learning_rate}
@@ -119,13 +127,16 @@ class SGD(Optimizer):
         for name, g in grads.items():
             theta = params[name]
             if mu == 0:
-                theta -= lr * g
+                theta -= np.multiply(g, lr, out=self._scratch(name, theta))
                 continue
-            v = self.velocity.setdefault(name, np.zeros_like(theta))
+            v = _zeros_once(self.velocity, name, theta)
+            step = np.multiply(g, lr, out=self._scratch(name, theta))  # η g, in place
             v *= mu
-            v -= lr * g
+            v -= step
             if self.nesterov:
-                theta += mu * v - lr * g
+                ahead = np.multiply(v, mu, out=self._scratch(name, theta, 1))
+                ahead -= step
+                theta += ahead
             else:
                 theta += v
 
@@ -162,16 +173,22 @@ class Adam(Optimizer):
     def update(self, params: Params, grads: Params) -> None:
         self.t += 1
         b1, b2 = self.beta_1, self.beta_2
-        lr_t = self.learning_rate * np.sqrt(1 - b2**self.t) / (1 - b1**self.t)
+        # a Python float, so that float32 parameters are not stepped in float64
+        lr_t = float(self.learning_rate * np.sqrt(1 - b2**self.t) / (1 - b1**self.t))
         for name, g in grads.items():
             theta = params[name]
-            m = self.m.setdefault(name, np.zeros_like(theta))
-            v = self.v.setdefault(name, np.zeros_like(theta))
+            m = _zeros_once(self.m, name, theta)
+            v = _zeros_once(self.v, name, theta)
+            tmp, denom = self._scratch(name, theta), self._scratch(name, theta, 1)
             m *= b1
-            m += (1 - b1) * g
+            m += np.multiply(g, 1 - b1, out=tmp)
             v *= b2
-            v += (1 - b2) * (g * g)
-            theta -= (lr_t * m) / (np.sqrt(v) + self.epsilon)
+            np.multiply(g, g, out=tmp)
+            v += np.multiply(tmp, 1 - b2, out=tmp)
+            np.multiply(m, lr_t, out=tmp)
+            np.sqrt(v, out=denom)
+            denom += self.epsilon
+            theta -= np.divide(tmp, denom, out=tmp)  # η_t m / (√v + ε)
 
     def state(self):
         _, scalars = super().state()
@@ -199,6 +216,14 @@ class LBFGS(Optimizer):
     def __post_init__(self) -> None:
         super().__post_init__()
         check_number(self.max_fun, "max_fun", low=1, integer=True)
+
+
+def _zeros_once(store: Params, name: str, like: np.ndarray) -> np.ndarray:
+    """``store[name]``, created as zeros like ``like`` on first use (not on every call,
+    as ``store.setdefault(name, np.zeros_like(like))`` would)."""
+    if name not in store:
+        store[name] = np.zeros_like(like)
+    return store[name]
 
 
 SCHEDULES = {"constant": Schedule, "invscaling": InvScaling, "adaptive": Adaptive}
