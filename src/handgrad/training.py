@@ -20,7 +20,8 @@ import scipy.optimize
 from handgrad._validation import check_number, check_sample_weight, check_X
 from handgrad.errors import TrainingDivergedError
 from handgrad.network import MLP, as_rng
-from handgrad.optim import LBFGS, Optimizer
+from handgrad.optim import LBFGS, SGD, Optimizer
+from handgrad.workspace import Workspace
 
 STOPPING = ("loss", "validation", "none")
 
@@ -174,6 +175,12 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
     N = X.shape[0]
     batch_size = min(config.batch_size, N)
     snapshot = {k: v.copy() for k, v in model.params.items()}
+    # The fast path (preallocated buffers, plain SGD fused into the products) unless the
+    # model's step was overridden or patched: then that step is what trains.
+    ws = Workspace(model, batch_size) if _own_step(model) else None
+    fused = ws is not None and _is_plain_sgd(opt)
+    arange = np.arange(N)
+    order = arange.copy()  # rng.permutation(N) is arange + shuffle: same order, no alloc
     epochs_done = 0
     try:
         while True:
@@ -182,24 +189,36 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                 break
             for k, v in model.params.items():
                 np.copyto(snapshot[k], v)
-            order = run.rng.permutation(N) if config.shuffle else np.arange(N)
+            if config.shuffle:
+                np.copyto(order, arange)
+                run.rng.shuffle(order)
             total, correct, seen = 0.0, 0.0, 0
             for start in range(0, N, batch_size):
                 if config.max_steps is not None and hist.steps >= config.max_steps:
                     break
                 idx = order[start:start + batch_size]
-                wb = None if w is None else w[idx]
-                n_b = len(idx) if wb is None else float(wb.sum())
+                n = len(idx)
+                if ws is None:
+                    Xb, Tb, wb = X[idx], T[idx], (None if w is None else w[idx])
+                else:
+                    Xb, Tb, wb = ws.gather(X, T, w, idx)
+                n_b = n if wb is None else float(wb.sum())
                 reg = config.reg / n_b if config.reg_per_sample else config.reg
-                loss, grads, S = model.training_step(X[idx], T[idx], reg, wb)
+                if fused:
+                    loss, S = ws.sgd_step(model.params, Xb, Tb, reg, wb, opt.learning_rate)
+                elif ws is None:
+                    loss, grads, S = model.training_step(Xb, Tb, reg, wb)
+                else:
+                    loss, grads, S = ws.step(model.params, Xb, Tb, reg, wb)
                 if not math.isfinite(loss):
                     _diverged(model, snapshot, hist, opt)
-                opt.update(model.params, grads)
+                if not fused:
+                    opt.update(model.params, grads)
                 hist.step_loss.append(loss)
                 hist.steps += 1
-                total += loss * len(idx)
-                correct += accuracy(model, S, T[idx]) * len(idx)
-                seen += len(idx)
+                total += loss * n
+                correct += accuracy(model, S, Tb) * n
+                seen += n
             if seen == 0:
                 hist.stop_reason = "max_steps"
                 break
@@ -216,6 +235,19 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
     if config.stopping == "validation" and run.best_params is not None:
         for k, v in run.best_params.items():
             np.copyto(model.params[k], v)
+
+
+def _own_step(model: MLP) -> bool:
+    """True when the model's step is MLP's own math, neither overridden nor patched."""
+    names = ("training_step", "forward", "backward", "data_loss")
+    return all(getattr(type(model), k) is getattr(MLP, k) and k not in vars(model)
+               for k in names)
+
+
+def _is_plain_sgd(opt: Optimizer) -> bool:
+    """True for SGD with momentum 0 whose ``update`` is not replaced: ``θ ← θ − η g``,
+    which the workspace may fuse into the gradient's matrix product."""
+    return type(opt) is SGD and opt.momentum == 0 and "update" not in vars(opt)
 
 
 def _end_epoch(run: Run, loss, train_score, seen, validation, config) -> bool:
