@@ -1,0 +1,181 @@
+"""The fast path (handgrad.workspace) against the reference layer functions."""
+
+from __future__ import annotations
+
+import tracemalloc
+
+import numpy as np
+import pytest
+
+from handgrad import MLP
+from handgrad.optim import SGD, Adam
+from handgrad.training import Callback, TrainingConfig, fit
+from handgrad.workspace import Workspace, scores, weight_gemm
+
+ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
+HEADS = (("softmax", 3), ("sigmoid", 1), ("sigmoid", 3))
+DEPTHS = ((), (6,), (7, 5), (4, 6, 5))
+
+
+def _problem(activation, head, C, hidden, n=13, D=8, seed=0, dtype=np.float64):
+    rng = np.random.default_rng(seed)
+    model = MLP(D, hidden, C, activation=activation, head=head, seed=seed, dtype=dtype)
+    X = rng.standard_normal((n, D)).astype(dtype)
+    T = model.encode_targets(
+        rng.integers(0, C, n) if head == "softmax" else rng.integers(0, 2, (n, C)), n
+    )
+    w = rng.uniform(0.1, 2.0, n).astype(dtype)
+    return model, X, T, w
+
+
+def _assert_close(a, b, tol=1e-12):
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64)
+    assert a.shape == b.shape
+    np.testing.assert_allclose(a, b, rtol=tol, atol=tol)
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("head_c", HEADS)
+@pytest.mark.parametrize("hidden", DEPTHS)
+@pytest.mark.parametrize("weighted", [False, True])
+@pytest.mark.parametrize("reg", [0.0, 0.3])
+def test_step_equals_reference(activation, head_c, hidden, weighted, reg):
+    model, X, T, w = _problem(activation, *head_c, hidden)
+    w = w if weighted else None
+    loss_ref, grads_ref, S_ref = model.training_step(X, T, reg, w)
+    ws = Workspace(model, rows=20)  # more rows than the batch: views of the buffers
+    loss, grads, S = ws.step(model.params, X, T, reg, w)
+    assert loss == pytest.approx(loss_ref, rel=1e-12, abs=1e-12)
+    _assert_close(S, S_ref)
+    assert set(grads) == set(grads_ref)
+    for name in grads_ref:
+        _assert_close(grads[name], grads_ref[name])
+
+
+@pytest.mark.parametrize("activation", ACTIVATIONS)
+@pytest.mark.parametrize("head_c", HEADS)
+@pytest.mark.parametrize("hidden", DEPTHS[:3])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fused_sgd_step_equals_reference_update(activation, head_c, hidden, weighted):
+    model, X, T, w = _problem(activation, *head_c, hidden, seed=3)
+    w = w if weighted else None
+    reg, lr = 0.2, 0.05
+    loss_ref, grads_ref, S_ref = model.training_step(X, T, reg, w)
+    expected = {k: v - lr * grads_ref[k] for k, v in model.params.items()}
+    before = {k: v for k, v in model.params.items()}
+    loss, S = Workspace(model, X.shape[0]).sgd_step(model.params, X, T, reg, w, lr)
+    assert loss == pytest.approx(loss_ref, rel=1e-12, abs=1e-12)
+    _assert_close(S, S_ref)
+    for name, value in expected.items():
+        assert model.params[name] is before[name]  # updated in place
+        _assert_close(model.params[name], value)
+
+
+def test_float32_stays_float32():
+    model, X, T, w = _problem("relu", "softmax", 3, (6, 5), dtype=np.float32)
+    ws = Workspace(model, X.shape[0])
+    _, grads, S = ws.step(model.params, X, T, 0.1, w)
+    assert S.dtype == np.float32
+    assert all(g.dtype == np.float32 for g in grads.values())
+    _, grads_ref, _ = model.training_step(X, T, 0.1, w)
+    _assert_close(grads["W1"], grads_ref["W1"], tol=1e-5)
+    ws.sgd_step(model.params, X, T, 0.1, w, 0.01)
+    assert all(p.dtype == np.float32 for p in model.params.values())
+    assert scores(model, X).dtype == np.float32
+    assert model.predict_proba(X).dtype == np.float32
+
+
+@pytest.mark.parametrize("head_c", HEADS)
+def test_scores_and_predict_proba_equal_reference(head_c):
+    model, X, _, _ = _problem("tanh", *head_c, (7, 5), n=37)
+    S_ref = model.forward(X)[0]
+    _assert_close(scores(model, X, chunk_rows=8), S_ref)  # several chunks and a remainder
+    P = model.predict_proba(X)
+    from handgrad import layers
+
+    ref = layers.softmax(S_ref) if head_c[0] == "softmax" else layers.sigmoid(S_ref)
+    _assert_close(P, ref)
+
+
+def test_gather_takes_rows_into_reused_buffers():
+    model, X, T, w = _problem("relu", "softmax", 3, (6,), n=13)
+    ws = Workspace(model, rows=5)
+    idx = np.array([4, 0, 12])
+    Xb, Tb, wb = ws.gather(X, T, w, idx)
+    np.testing.assert_array_equal(Xb, X[idx])
+    np.testing.assert_array_equal(Tb, T[idx])
+    np.testing.assert_array_equal(wb, w[idx])
+    Xb2, _, _ = ws.gather(X, T, None, np.array([1, 2, 3, 5, 7]))
+    assert np.shares_memory(Xb, Xb2)
+
+
+def test_weight_gemm_on_a_non_contiguous_matrix_takes_numpy_route():
+    rng = np.random.default_rng(0)
+    A, dZ = rng.standard_normal((9, 4)), rng.standard_normal((9, 3))
+    C = np.asfortranarray(rng.standard_normal((4, 3)))
+    expected = 0.5 * C - 2.0 * A.T @ dZ
+    assert weight_gemm(A, dZ, C, -2.0, 0.5) is C
+    _assert_close(C, expected)
+
+
+def _reference_trained(model, optimizer, X, y, w, config):
+    """The same fit, forced through the reference step (a patched step is honoured)."""
+    model.training_step = model.training_step  # instance attribute: the loop's slow path
+    fit(model, X, y, optimizer=optimizer, config=config, sample_weight=w, seed=7)
+    return model
+
+
+@pytest.mark.parametrize("make_optimizer", [
+    lambda: SGD(0.05),
+    lambda: SGD(0.05, momentum=0.9, nesterov=True),
+    lambda: Adam(0.01),
+])
+@pytest.mark.parametrize("weighted", [False, True])
+def test_fit_on_the_fast_path_equals_the_reference_loop(make_optimizer, weighted):
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((53, 6)), rng.integers(0, 3, 53)
+    w = rng.uniform(0.5, 1.5, 53) if weighted else None
+    config = TrainingConfig(batch_size=10, max_epochs=3, reg=1e-2, stopping="none")
+    fast = MLP(6, (8, 5), 3, seed=2)
+    slow = MLP(6, (8, 5), 3, seed=2)
+    h_fast = fit(fast, X, y, optimizer=make_optimizer(), config=config, sample_weight=w,
+                 seed=7)
+    _reference_trained(slow, make_optimizer(), X, y, w, config)
+    for name in fast.params:
+        _assert_close(fast.params[name], slow.params[name], tol=1e-11)
+    assert len(h_fast.step_loss) == 18 and len(h_fast.train_score) == 3
+
+
+class _TraceSecondEpoch(Callback):
+    """Starts tracemalloc when epoch 1 ends; reads the peak when epoch 2 ends."""
+
+    def __init__(self):
+        self.allocated = None
+
+    def on_epoch_end(self, run):
+        if run.history.epochs == 1:
+            tracemalloc.start()
+            tracemalloc.reset_peak()
+            self.start, _ = tracemalloc.get_traced_memory()
+        elif run.history.epochs == 2:
+            _, peak = tracemalloc.get_traced_memory()
+            tracemalloc.stop()
+            self.allocated = peak - self.start
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize("make_optimizer", [lambda: SGD(0.01), lambda: Adam(1e-3)])
+def test_a_further_epoch_allocates_almost_nothing(dtype, make_optimizer):
+    rng = np.random.default_rng(0)
+    N, D, H, C, batch = 1000, 256, 256, 10, 128  # 7 full batches and one of 104 rows
+    X = rng.standard_normal((N, D)).astype(dtype)
+    y = rng.integers(0, C, N)
+    model = MLP(D, (H,), C, seed=0, dtype=dtype)
+    config = TrainingConfig(batch_size=batch, max_epochs=2, reg=1e-4, stopping="none")
+    trace = _TraceSecondEpoch()
+    fit(model, X, y, optimizer=make_optimizer(), config=config, callbacks=[trace], seed=0)
+    # The budget is NumPy's fixed casting buffer (at most 8192 elements, used by the
+    # ReLU mask product) plus 8 KiB; one batch of X or of A1 is 128 KiB in float32, W1
+    # 256 KiB: no copy of any of them, per step or per epoch, fits in it.
+    budget = 8192 * np.dtype(dtype).itemsize + 8 * 1024
+    assert trace.allocated is not None and trace.allocated < budget, trace.allocated
