@@ -334,3 +334,32 @@ def test_labels_json_refuses_objects_it_cannot_store():
     mixed = np.array(["x", "y"], dtype=object)
     back = labels_from_json(labels_to_json(mixed))
     assert back.dtype == object and back.tolist() == ["x", "y"]
+
+
+# ------------------------------------------------------------- the CLI's hook: _fit
+def test_fit_hook_passes_callbacks_and_resumes_a_run_bit_for_bit(blobs):
+    import copy
+
+    from handgrad.training import Callback
+
+    X, y = blobs
+    params = dict(hidden_layer_sizes=(6,), max_iter=6, batch_size=32, random_state=0,
+                  n_iter_no_change=100)
+    whole = MLPClassifier(**params).fit(X, y)
+
+    class StopAt3(Callback):
+        def on_train_begin(self, run):
+            self.same = run is est._run  # est._run is set before the loop starts
+
+        def on_epoch_end(self, run):
+            return run.history.epochs == 3
+
+    est, stop = MLPClassifier(**params), StopAt3()
+    est._fit(X, y, callbacks=[stop])
+    assert stop.same and est.n_iter_ == 3
+    resumed = MLPClassifier(**params)._fit(X, y, run=copy.deepcopy(est._run))
+    assert resumed.n_iter_ == 3 and len(resumed.loss_curve_) == 6
+    for a, b in zip(resumed.coefs_ + resumed.intercepts_, whole.coefs_ + whole.intercepts_,
+                    strict=True):
+        assert a.tobytes() == b.tobytes()
+    assert_array_equal(resumed.predict(X), whole.predict(X))
