@@ -1,0 +1,222 @@
+"""Datasets by name, and readers for the file formats they come in.
+
+``load_dataset(name)`` returns a :class:`Dataset` with a train and a test part:
+
+=====================  =============================================================
+name                   what
+=====================  =============================================================
+digits, iris, wine,    scikit-learn's bundled tables; a stratified split with
+breast_cancer          ``test_size`` (0.25) of the samples for testing
+mnist, fashion-mnist   the official 60000 / 10000 split, uint8 (N, 28, 28)
+mnist-t10k,            only the 10000 official *test* images, split like the tables
+fashion-mnist-t10k     (handy when just ``t10k-*`` files are at hand)
+cifar10                the official 50000 / 10000 split, uint8 (N, 32, 32, 3)
+csv:PATH, npz:PATH     a user file (a plain PATH ending in .csv or .npz works too),
+                       split like the tables; see :mod:`handgrad.data.tabular`
+=====================  =============================================================
+
+Image datasets keep their raw uint8 pixels; :class:`~handgrad.data.preprocess.Preprocessor`
+turns them into (N, D) float rows. Names ignore case, and ``_`` equals ``-``.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+from sklearn import datasets as sk_datasets
+from sklearn.model_selection import train_test_split
+
+from handgrad.data import remote
+from handgrad.data.cifar import extract_archive, load_cifar10
+from handgrad.data.idx import load_mnist_files, read_idx, write_idx
+from handgrad.data.preprocess import Preprocessor, flatten, load_image_files
+from handgrad.data.remote import data_home
+from handgrad.data.tabular import load_csv, load_npz
+from handgrad.errors import DatasetUnavailableError
+
+__all__ = [
+    "Dataset",
+    "Preprocessor",
+    "available_datasets",
+    "data_home",
+    "extract_archive",
+    "flatten",
+    "load_cifar10",
+    "load_csv",
+    "load_dataset",
+    "load_image_files",
+    "load_mnist_files",
+    "load_npz",
+    "read_idx",
+    "write_idx",
+]
+
+_MNIST_TRAIN = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
+_MNIST_TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
+_FASHION_CLASSES = (
+    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
+    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
+)  # fmt: skip
+_DIGITS = tuple(str(d) for d in range(10))
+
+
+@dataclass(frozen=True, eq=False)
+class Dataset:
+    """A dataset split into train and test parts.
+
+    Attributes
+    ----------
+    X_train, X_test : ndarray (N, D) float64 for tables, (N, *image_shape) uint8 for images
+    y_train, y_test : ndarray (N,) of labels (int64, or str for some user files)
+    class_names : names of the classes, in label order
+    image_shape : shape of one image, e.g. (28, 28) or (32, 32, 3); None for tables.
+        ``X.reshape(len(X), *image_shape)`` always works when it is not None.
+    name : the dataset's name
+    feature_names : column names of a table, None for images
+    """
+
+    X_train: np.ndarray
+    y_train: np.ndarray
+    X_test: np.ndarray
+    y_test: np.ndarray
+    class_names: tuple[str, ...]
+    image_shape: tuple[int, ...] | None
+    name: str
+    feature_names: tuple[str, ...] | None = None
+
+
+def available_datasets() -> list[str]:
+    """Names :func:`load_dataset` accepts (besides ``csv:PATH`` and ``npz:PATH``)."""
+    return list(_LOADERS)
+
+
+def load_dataset(
+    name: str,
+    *,
+    data_dir: str | os.PathLike | None = None,
+    split_seed: int = 0,
+    test_size: float = 0.25,
+    download: bool = True,
+    label: str | int | None = None,
+) -> Dataset:
+    """Load a dataset by name (see the module docstring for the names).
+
+    Parameters
+    ----------
+    name : dataset name, ``csv:PATH``/``npz:PATH``, or a path ending in .csv/.npz
+    data_dir : folder of downloaded files (default ``$HANDGRAD_DATA_DIR`` or the user cache)
+    split_seed : seed of the train/test split where the dataset has no official one
+    test_size : fraction of samples for testing where the dataset has no official split
+    download : whether missing files may be downloaded
+    label : label column of a CSV file (name or index; default the last column)
+
+    Raises
+    ------
+    ValueError
+        Unknown name.
+    DatasetUnavailableError
+        Files are missing and cannot be downloaded; the message says where to put them.
+    DataFormatError
+        A file is corrupt or does not match its pinned checksum.
+    """
+    kind, _, path = name.partition(":")
+    if path and kind.lower() in ("csv", "npz"):
+        return _load_user_file(path, kind.lower(), split_seed, test_size, label)
+    if name.lower().endswith((".csv", ".npz")):
+        return _load_user_file(name, name[-3:].lower(), split_seed, test_size, label)
+    key = _ALIASES.get(name.lower().replace("_", "-"))
+    if key is None:
+        raise ValueError(
+            f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}, csv:PATH, npz:PATH"
+        )
+    split = {"seed": split_seed, "test_size": test_size}
+    return _LOADERS[key](data_dir=data_dir, download=download, **split)
+
+
+def _split(X: np.ndarray, y: np.ndarray, seed: int, test_size: float) -> list[np.ndarray]:
+    """Stratified split, or a plain one where some class is too small to stratify."""
+    try:
+        return train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
+    except ValueError:
+        return train_test_split(X, y, test_size=test_size, random_state=seed)
+
+
+def _sklearn(loader_name: str, image_shape: tuple[int, ...] | None = None) -> Callable:
+    def load(*, data_dir: object, download: bool, seed: int, test_size: float) -> Dataset:
+        bunch = getattr(sk_datasets, f"load_{loader_name}")()
+        X_train, X_test, y_train, y_test = _split(bunch.data, bunch.target, seed, test_size)
+        names = tuple(str(n) for n in bunch.target_names)
+        features = None if image_shape else tuple(str(f) for f in bunch.feature_names)
+        return Dataset(X_train, y_train, X_test, y_test, names, image_shape,
+                       loader_name, features)  # fmt: skip
+
+    return load
+
+
+def _mnist_like(dataset: str, classes: tuple[str, ...], test_only: bool) -> Callable:
+    def load(*, data_dir: object, download: bool, seed: int, test_size: float) -> Dataset:
+        names = _MNIST_TEST if test_only else _MNIST_TRAIN + _MNIST_TEST
+        try:
+            paths = remote.fetch(dataset, names, data_dir=data_dir, download=download)
+        except DatasetUnavailableError as exc:
+            raise DatasetUnavailableError(_t10k_hint(exc, dataset, data_dir)) from None
+        X_test, y_test = load_mnist_files(*(paths[n] for n in _MNIST_TEST))
+        if test_only:
+            X_train, X_test, y_train, y_test = _split(X_test, y_test, seed, test_size)
+        else:
+            X_train, y_train = load_mnist_files(*(paths[n] for n in _MNIST_TRAIN))
+        name = f"{dataset}-t10k" if test_only else dataset
+        return Dataset(X_train, y_train, X_test, y_test, classes, (28, 28), name)
+
+    return load
+
+
+def _t10k_hint(exc: DatasetUnavailableError, dataset: str, data_dir: object) -> str:
+    try:
+        remote.fetch(dataset, _MNIST_TEST, data_dir=data_dir, download=False)  # type: ignore[arg-type]
+    except (DatasetUnavailableError, ValueError):
+        return str(exc)
+    return (
+        f"{exc}\nOnly the test files (t10k-*) are present: '{dataset}-t10k' splits "
+        "those 10000 images into a train and a test part."
+    )
+
+
+def _cifar10(*, data_dir: object, download: bool, seed: int, test_size: float) -> Dataset:
+    folder = remote.cifar10_folder(data_dir, download=download)  # type: ignore[arg-type]
+    X_train, y_train, X_test, y_test, names = load_cifar10(folder)
+    return Dataset(X_train, y_train, X_test, y_test, tuple(names), (32, 32, 3), "cifar10")
+
+
+def _load_user_file(path: str, kind: str, seed: int, test_size: float,
+                    label: str | int | None) -> Dataset:  # fmt: skip
+    if not os.path.isfile(path):
+        raise FileNotFoundError(f"no such {kind.upper()} file: {path}")
+    features = None
+    if kind == "csv":
+        X, y, feature_names = load_csv(path, label=label)
+        features = tuple(feature_names)
+    else:
+        X, y = load_npz(path)
+    image_shape = tuple(X.shape[1:]) if X.ndim > 2 else None
+    X_train, X_test, y_train, y_test = _split(X, y, seed, test_size)
+    class_names = tuple(str(c) for c in np.unique(y))
+    return Dataset(X_train, y_train, X_test, y_test, class_names, image_shape,
+                   os.path.basename(path), features)  # fmt: skip
+
+
+_LOADERS: dict[str, Callable[..., Dataset]] = {
+    "digits": _sklearn("digits", image_shape=(8, 8)),
+    "iris": _sklearn("iris"),
+    "wine": _sklearn("wine"),
+    "breast_cancer": _sklearn("breast_cancer"),
+    "mnist": _mnist_like("mnist", _DIGITS, test_only=False),
+    "mnist-t10k": _mnist_like("mnist", _DIGITS, test_only=True),
+    "fashion-mnist": _mnist_like("fashion-mnist", _FASHION_CLASSES, test_only=False),
+    "fashion-mnist-t10k": _mnist_like("fashion-mnist", _FASHION_CLASSES, test_only=True),
+    "cifar10": _cifar10,
+}
+_ALIASES = {key.replace("_", "-"): key for key in _LOADERS}
