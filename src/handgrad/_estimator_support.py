@@ -15,10 +15,11 @@ import warnings
 from typing import Any
 
 import numpy as np
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
 
-from handgrad.errors import ModelFileError
+from handgrad.errors import ModelFileError, TrainingDivergedError
 from handgrad.network import MLP
 from handgrad.optim import LBFGS, SGD, Adam, Adaptive, Constant, InvScaling, Optimizer
 from handgrad.training import History, Run, TrainingConfig
@@ -70,7 +71,7 @@ def config(est: Any, n_samples: int, epochs: int) -> TrainingConfig:
     else:
         if est.batch_size > n_samples and est.solver != "lbfgs":
             warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
-                          "It is going to be clipped", stacklevel=5)
+                          "It is going to be clipped", stacklevel=4)
         batch_size = int(np.clip(est.batch_size, 1, n_samples))
     patience = est.n_iter_no_change
     return TrainingConfig(
@@ -105,6 +106,26 @@ def split(est: Any, X, Y, w, split_seed: np.random.SeedSequence, incremental: bo
         raise ValueError("The validation set is too small. Increase "
                          "'validation_fraction' or the size of your dataset.")
     return X_tr, T_tr, w_tr, (X_val, T_val, w_val)
+
+
+def warn_unconverged(est: Any, incremental: bool) -> None:
+    """scikit-learn's warnings after training (and its error for non-finite weights)."""
+    reason = est._run.history.stop_reason
+    if reason == "interrupted":
+        warnings.warn("Training interrupted by user.", stacklevel=4)
+    elif not all(np.isfinite(p).all() for p in est._run.model.params.values()):
+        raise TrainingDivergedError(
+            "Solver produced non-finite parameter weights. The input data may contain "
+            "large values and need to be preprocessed.")
+    elif est.solver == "lbfgs" and reason != "converged":
+        warnings.warn(f"lbfgs failed to converge after {est.n_iter_} iteration(s) "
+                      f"({reason}). Increase the number of iterations (max_iter="
+                      f"{est.max_iter}) or scale the data.", ConvergenceWarning,
+                      stacklevel=4)
+    elif reason == "max_epochs" and not incremental and est.solver != "lbfgs":
+        warnings.warn(f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) "
+                      "reached and the optimization hasn't converged yet.",
+                      ConvergenceWarning, stacklevel=4)
 
 
 # ------------------------------------------------------------------------ labels/JSON

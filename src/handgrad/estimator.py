@@ -8,7 +8,6 @@ Swap it in by changing one import line::
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from typing import Any, ClassVar
 
@@ -16,7 +15,6 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
-from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as _SklearnMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.metaestimators import available_if
@@ -34,7 +32,6 @@ from sklearn.utils.validation import (
 )
 
 from handgrad import _estimator_support as support
-from handgrad.errors import TrainingDivergedError
 from handgrad.io import register_model_kind
 from handgrad.network import MLP
 from handgrad.training import Callback, Run
@@ -230,15 +227,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         epochs = 1 if incremental else self.max_iter
         if resumed and not incremental:
             epochs -= before  # finish the interrupted fit
-        if epochs <= 0:
-            return self
         try:
-            train(run.model, X_tr, T_tr, optimizer=run.optimizer,
-                  config=support.config(self, X_tr.shape[0], epochs), validation=validation,
-                  sample_weight=w_tr, callbacks=callbacks, run=run)
+            if epochs > 0:
+                train(run.model, X_tr, T_tr, optimizer=run.optimizer, validation=validation,
+                      config=support.config(self, X_tr.shape[0], epochs),
+                      sample_weight=w_tr, callbacks=callbacks, run=run)
         finally:
             self._set_fitted(before)
-        self._warn_unconverged(incremental)
+        support.warn_unconverged(self, incremental)
         return self
 
     def _validate_input(self, X, y, sample_weight, reset, incremental, classes, dtype):
@@ -338,24 +334,6 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.best_loss_ = None if validating else hist.best_loss
         self.validation_scores_ = list(hist.val_score) if validating else None
         self.best_validation_score_ = hist.best_val_score if validating else None
-
-    def _warn_unconverged(self, incremental: bool) -> None:
-        reason = self._run.history.stop_reason
-        if reason == "interrupted":
-            warnings.warn("Training interrupted by user.", stacklevel=4)
-        elif not all(np.isfinite(p).all() for p in self._run.model.params.values()):
-            raise TrainingDivergedError(
-                "Solver produced non-finite parameter weights. The input data may contain "
-                "large values and need to be preprocessed.")
-        elif self.solver == "lbfgs" and reason != "converged":
-            warnings.warn(f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
-                          f"({reason}). Increase the number of iterations (max_iter="
-                          f"{self.max_iter}) or scale the data.", ConvergenceWarning,
-                          stacklevel=4)
-        elif reason == "max_epochs" and not incremental and self.solver != "lbfgs":
-            warnings.warn(f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
-                          "reached and the optimization hasn't converged yet.",
-                          ConvergenceWarning, stacklevel=4)
 
     # ---------------------------------------------------------------- prediction
     def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
