@@ -183,7 +183,7 @@ def _check_consistent(path: Path, bundle: Bundle) -> None:
 
 
 # ------------------------------------------------------------------------- evaluation
-def evaluate(bundle: Bundle, X: Any, y: Any) -> dict[str, Any]:
+def evaluate(bundle: Bundle, X: Any, y: Any, name: str = "X") -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1/support and the confusion matrix.
 
     Returns a JSON-serialisable dict: ``accuracy``, ``n_samples``, ``labels`` (the
@@ -194,9 +194,9 @@ def evaluate(bundle: Bundle, X: Any, y: Any) -> dict[str, Any]:
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     y = np.asarray(y)
-    pred = bundle.predict(X)
+    pred = np.asarray(bundle.classifier.predict(bundle.features(X, name=name)))
     if len(y) != len(pred):
-        raise ValueError(f"X has {len(pred)} samples, but y has {len(y)}")
+        raise ValueError(f"{name} has {len(pred)} samples, but {len(y)} labels")
     labels = bundle.classes
     unknown = sorted(set(np.unique(y).tolist()) - set(labels.tolist()))
     if unknown:
@@ -245,21 +245,19 @@ def _plain(value: Any) -> Any:
 def read_inputs(bundle: Bundle, paths: Sequence[str | os.PathLike[str]], *,
                 label: str | int | None = None,
                 invert: bool | None = None) -> tuple[list[str], np.ndarray]:  # fmt: skip
-    """Raw samples (N, D) from CSV, .npy/.npz and image files, and a name for each row
-    (``file`` for an image, ``file:row`` for a table). Images are read together."""
+    """Raw samples (N, D) from CSV, .npy/.npz and image files, in order, and a name for
+    each row (``file`` for an image, ``file:row`` for a table)."""
     for path in paths:
         if not Path(path).is_file():
             raise FileNotFoundError(f"no such input file: {path}")
-    images = [p for p in paths if str(p).lower().endswith(IMAGE_SUFFIXES)]
     names: list[str] = []
     blocks: list[np.ndarray] = []
-    if images:
-        blocks.append(bundle.load_images(images, invert=invert).reshape(len(images), -1))
-        names += [str(p) for p in images]
     for path in paths:
-        if path in images:
-            continue
         suffix = Path(path).suffix.lower()
+        if suffix in IMAGE_SUFFIXES:
+            blocks.append(bundle.load_images([path], invert=invert).reshape(1, -1))
+            names.append(str(path))
+            continue
         if suffix == ".csv":
             X = read_feature_csv(path, label=label)
         elif suffix in (".npy", ".npz"):
@@ -291,7 +289,7 @@ def read_feature_csv(path: str | os.PathLike[str], label: str | int | None = Non
         rows = [r for r in csv.reader(handle) if r and any(c.strip() for c in r)]
     if not rows:
         raise DataFormatError(f"{path}: the CSV file is empty")
-    header = not all(_is_number(c) for c in rows[0])
+    header = not any(_is_number(c) for c in rows[0])
     names = [c.strip() for c in rows[0]] if header else []
     body = rows[1:] if header else rows
     drop = None

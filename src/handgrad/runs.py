@@ -2,16 +2,18 @@
 
 A run folder (``runs/<name or timestamp>/``) holds
 
-* ``config.json`` — the :class:`TrainConfig`, written before training starts;
 * ``checkpoint.safetensors`` — with ``checkpoint_every``, the whole training state
-  (see :mod:`handgrad.callbacks`), rewritten atomically every K epochs;
+  (see :mod:`handgrad.callbacks`) and the configuration, rewritten atomically every K
+  epochs; :func:`resume` continues from it;
+* ``config.json`` — the :class:`TrainConfig`;
 * ``model.safetensors`` — the classifier and its preprocessing (:mod:`handgrad.bundle`);
 * ``metrics.json`` — the per-epoch history, final accuracies, test confusion matrix
   and the configuration;
 * ``report.png`` — loss, accuracy, confusion matrix and first-layer weights.
 
-Every file is written atomically. Training that diverges raises before anything but
-``config.json`` and checkpoints is written, so an earlier good model is never replaced.
+Every file is written atomically. Only checkpoints are written during training; the
+other files once it has succeeded, so training that diverges (or crashes) never
+replaces the model, metrics or configuration of an earlier run in the same folder.
 """
 
 from __future__ import annotations
@@ -59,9 +61,9 @@ class TrainConfig:
     hidden: tuple[int, ...] = (128,)
     activation: str = "relu"
     solver: str = "adam"
-    learning_rate: float = 1e-3
+    learning_rate: float = 2e-3
     alpha: float = 1e-4
-    epochs: int = 40
+    epochs: int = 20
     batch_size: int = 64
     dtype: str = "float32"
     seed: int = 0
@@ -251,7 +253,6 @@ def train(config: TrainConfig, *, out: str | os.PathLike[str] | None = None,
     before the folder is made, so a bad dataset leaves nothing behind."""
     data = prepare_data(config)
     run_dir = make_run_dir(out, name, root)
-    write_json(run_dir / CONFIG, config.to_dict())
     return _train(config, run_dir, data, None, progress, log)
 
 
@@ -262,14 +263,16 @@ def resume(run_dir: str | os.PathLike[str], *, progress: bool = True,
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no such run folder: {run_dir}")
-    config = TrainConfig.from_dict(read_json(run_dir / CONFIG))
     if not (run_dir / CHECKPOINT).is_file():
         raise FileNotFoundError(
             f"{run_dir} has no {CHECKPOINT} to resume from (train with --checkpoint-every K)"
         )
+    for stale in run_dir.glob(".*.tmp"):  # left by a save the crash cut short
+        stale.unlink(missing_ok=True)
     run, extra = load_run(run_dir / CHECKPOINT)
-    if extra.get("config") != config.to_dict():
-        raise ValueError(f"{run_dir / CHECKPOINT} was written by another configuration")
+    if not isinstance(extra.get("config"), dict):
+        raise ValueError(f"{run_dir / CHECKPOINT} holds no training configuration")
+    config = TrainConfig.from_dict(extra["config"])
     log(f"resuming {run_dir} from epoch {run.history.epochs} of {config.epochs}")
     return _train(config, run_dir, prepare_data(config), run, progress, log)
 
@@ -304,14 +307,19 @@ def _train(config: TrainConfig, run_dir: Path, data: PreparedData, run: Any,
                 clf.max_iter = done
             clf._fit(data.X_train, data.y_train, classes=classes, run=run,
                      callbacks=() if finished else callbacks)  # fmt: skip
-            if finished and stopper is not None:
-                stopper.on_train_end(run)
+            if finished:
+                # _fit returns at once when no epoch is left, before it copies the
+                # run into scikit-learn's fitted attributes.
+                clf._set_fitted(0)
+                if stopper is not None:
+                    stopper.on_train_end(run)
     finally:
         bar.close()
     seconds = time.perf_counter() - start
     metrics = _metrics(clf, data, config, seconds)
     save_bundle(run_dir / MODEL, clf, data.preprocessor,
                 {**data.info, "training": metrics["final"]})  # fmt: skip
+    write_json(run_dir / CONFIG, config.to_dict())
     write_json(run_dir / METRICS, metrics)
     write_report(run_dir, metrics, clf)
     return TrainResult(run_dir, clf, metrics)

@@ -65,7 +65,8 @@ class HandgradGroup(click.Group):
             hint = ""
             ctx = getattr(exc, "ctx", None)
             if isinstance(exc, click.UsageError) and ctx is not None:
-                hint = f" (see '{ctx.command_path} --help')"
+                path = " ".join(["handgrad", *ctx.command_path.split()[1:]])
+                hint = f" (see '{path} --help')"
             print_error(exc.format_message() + hint)
             sys.exit(exc.exit_code)
         except (click.exceptions.Abort, KeyboardInterrupt):

@@ -48,7 +48,7 @@ def command(model: str, data: str | None, data_dir: str | None, label: str | Non
         import numpy as np
 
         X, y = np.concatenate([ds.X_train, ds.X_test]), np.concatenate([ds.y_train, ds.y_test])
-    report = evaluate(bundle, X, y)
+    report = evaluate(bundle, X, y, name=name)
     report = {"model": model, "data": name, "split": split, **report}
     if as_json:
         click.echo(json.dumps(report, indent=2))

@@ -88,7 +88,7 @@ def command(ctx: click.Context, resume_dir: str | None, quiet: bool, **options: 
                      if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE]  # fmt: skip
             if given:
                 raise click.UsageError(
-                    f"--resume takes its settings from {resume_dir}/config.json; "
+                    f"--resume takes its settings from the checkpoint in {resume_dir}; "
                     f"drop {', '.join(given)}", ctx)  # fmt: skip
             result = runs.resume(resume_dir, progress=not quiet, log=log)
         else:
