@@ -307,12 +307,8 @@ def _train(config: TrainConfig, run_dir: Path, data: PreparedData, run: Any,
                 clf.max_iter = done
             clf._fit(data.X_train, data.y_train, classes=classes, run=run,
                      callbacks=() if finished else callbacks)  # fmt: skip
-            if finished:
-                # _fit returns at once when no epoch is left, before it copies the
-                # run into scikit-learn's fitted attributes.
-                clf._set_fitted(0)
-                if stopper is not None:
-                    stopper.on_train_end(run)
+            if finished and stopper is not None:
+                stopper.on_train_end(run)
     finally:
         bar.close()
     seconds = time.perf_counter() - start
