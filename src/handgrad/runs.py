@@ -96,6 +96,11 @@ class TrainConfig:
                 raise ValueError(f"{name.replace('_', ' ')} must be in (0, 1), got {value!r}")
         if self.checkpoint_every is not None:
             check_number(self.checkpoint_every, "checkpoint interval", low=1, integer=True)
+        if self.solver == "lbfgs" and (self.checkpoint_every or self.early_stopping):
+            raise ValueError(
+                "checkpoints and early stopping need an epoch-by-epoch solver (adam or "
+                "sgd); lbfgs runs as one full-batch optimisation"
+            )
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
@@ -286,7 +291,9 @@ def _train(config: TrainConfig, run_dir: Path, data: PreparedData, run: Any,
     y_val_idx = np.searchsorted(classes, data.y_val)
     done = 0 if run is None else run.history.epochs
     stopper = EarlyStopping(config.patience) if config.early_stopping else None
-    bar = ProgressBar(config.epochs, initial=done, disable=not progress)
+    # L-BFGS runs as one scipy call, without epochs to report.
+    bar = ProgressBar(config.epochs, initial=done,
+                      disable=not progress or config.solver == "lbfgs")  # fmt: skip
     callbacks: list[Any] = [ValidationScore(data.X_val, y_val_idx), bar]
     if config.checkpoint_every:
         callbacks.append(Checkpoint(run_dir / CHECKPOINT, config.checkpoint_every,

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import warnings
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,6 +44,12 @@ def print_error(text: str) -> None:
         click.echo(f"  {line.strip()}", err=True)
 
 
+def _show_warning(message: Warning | str, category: type[Warning], *args: Any,
+                  **kwargs: Any) -> None:  # fmt: skip
+    """Warnings as one line each, like errors."""
+    click.echo(f"handgrad: warning: {message}", err=True)
+
+
 class HandgradGroup(click.Group):
     """A click group that turns every expected exception into one line."""
 
@@ -53,10 +60,12 @@ class HandgradGroup(click.Group):
         debug = "--debug" in args or os.environ.get("HANDGRAD_DEBUG", "") not in ("", "0")
         args = [a for a in args if a != "--debug"]
         try:
-            rv = super().main(
-                args, prog_name=prog_name or "handgrad", complete_var=complete_var,
-                standalone_mode=False, **extra,
-            )
+            with warnings.catch_warnings():
+                warnings.showwarning = _show_warning
+                rv = super().main(
+                    args, prog_name=prog_name or "handgrad", complete_var=complete_var,
+                    standalone_mode=False, **extra,
+                )
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
         except click.ClickException as exc:
