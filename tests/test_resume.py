@@ -61,3 +61,39 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     assert history["loss"] == reference.metrics["history"]["loss"]
     assert history["val_score"] == reference.metrics["history"]["val_score"]
     assert not list(run_dir.glob(".*.tmp"))
+
+
+def test_crash_and_resume_with_early_stopping_in_process(tmp_path, monkeypatch):
+    """Early stopping's best weights travel in the checkpoint too."""
+    from click.testing import CliRunner
+
+    import handgrad.runs as runs
+    from handgrad.cli import main
+
+    args = ["--epochs", "40", "--hidden", "8", "--early-stopping", "--patience", "3",
+            "--lr", "0.01", "--checkpoint-every", "1", "--quiet"]
+    reference = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "ref")])
+    assert reference.exit_code == 0, reference.output
+    ref_metrics = read_json(tmp_path / "ref" / METRICS)
+    # Crash right after the best epoch: its weights must be in that checkpoint.
+    best = int(np.argmax(ref_metrics["history"]["val_score"])) + 1
+
+    class CrashAfterSave(runs.Checkpoint):
+        def on_epoch_end(self, run):
+            super().on_epoch_end(run)
+            if run.history.epochs == best:
+                raise RuntimeError("simulated crash")
+
+    monkeypatch.setattr(runs, "Checkpoint", CrashAfterSave)
+    crashed = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "run")])
+    assert crashed.exit_code == 1 and "simulated crash" in crashed.stderr
+    monkeypatch.undo()
+    resumed = CliRunner().invoke(main, ["train", "--resume", str(tmp_path / "run")])
+    assert resumed.exit_code == 0, resumed.output
+    assert f"from epoch {best} of 40" in resumed.stderr
+    want, _ = load_arrays(tmp_path / "ref" / MODEL)
+    got, _ = load_arrays(tmp_path / "run" / MODEL)
+    for name in want:
+        assert np.array_equal(got[name], want[name]), name
+    assert ref_metrics["final"]["stop_reason"] == "early_stopping"
+    assert read_json(tmp_path / "run" / METRICS)["history"] == ref_metrics["history"]

@@ -294,12 +294,14 @@ def _train(config: TrainConfig, run_dir: Path, data: PreparedData, run: Any,
     # L-BFGS runs as one scipy call, without epochs to report.
     bar = ProgressBar(config.epochs, initial=done,
                       disable=not progress or config.solver == "lbfgs")  # fmt: skip
+    # Order matters: the score first; early stopping updates the best weights before
+    # the checkpoint stores them.
     callbacks: list[Any] = [ValidationScore(data.X_val, y_val_idx), bar]
+    if stopper is not None:
+        callbacks.append(stopper)
     if config.checkpoint_every:
         callbacks.append(Checkpoint(run_dir / CHECKPOINT, config.checkpoint_every,
                                     metadata={"config": config.to_dict()}))  # fmt: skip
-    if stopper is not None:
-        callbacks.append(stopper)
     finished = done >= config.epochs or bool(
         stopper and run is not None and run.history.val_score
         and stopper.epochs_without_improvement(run.history.val_score) > config.patience
