@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from handgrad import MLP, check_gradients, numerical_gradient, rel_error
+from handgrad.gradcheck import gradient_errors, norm_error
 
 
 def test_numerical_gradient_of_known_functions():
@@ -50,3 +51,14 @@ def test_check_gradients_works_on_float32_models_without_changing_them():
     for k, v in net.params.items():
         assert v.dtype == np.float32
         np.testing.assert_array_equal(v, before[k])
+
+
+def test_norm_error_and_gradient_errors():
+    assert norm_error([3.0, 4.0], [3.0, 4.0]) == 0.0
+    assert norm_error([1.0, 0.0], [0.0, 0.0]) == pytest.approx(1.0)
+    net = MLP(3, (4,), 2, init="normal", std=0.5, seed=0)
+    X = np.random.default_rng(0).standard_normal((4, 3))
+    errors = gradient_errors(net, X, np.array([0, 1, 1, 0]), reg=0.1)
+    assert set(errors) == set(net.params)
+    for entry, norm in errors.values():
+        assert norm <= entry + 1e-15 and entry < 1e-6

@@ -58,6 +58,38 @@ def rel_error(a: Any, b: Any) -> float:
     return float(np.max(np.abs(a - b) / np.maximum(1e-8, np.abs(a) + np.abs(b))))
 
 
+def norm_error(a: Any, b: Any) -> float:
+    """Relative error of the whole array, ``‖a − b‖ / max(1e-300, ‖a‖ + ‖b‖)``.
+
+    Useful where many entries are near zero (a trained model), so that rounding alone
+    gives single entries a large :func:`rel_error`.
+    """
+    a = np.asarray(a, dtype=np.float64)
+    b = np.asarray(b, dtype=np.float64)
+    scale = max(float(np.linalg.norm(a) + np.linalg.norm(b)), 1e-300)
+    return float(np.linalg.norm(a - b)) / scale
+
+
+def gradient_errors(
+    model: Any, X: Any, y: Any, reg: float = 0.0, sample_weight: Any = None, h: float = 1e-5
+) -> dict[str, tuple[float, float]]:
+    """Per parameter, ``(rel_error, norm_error)`` of analytic vs numerical gradient.
+
+    See :func:`check_gradients`, which returns the first of the two.
+    """
+    model = model.copy(np.float64)
+    _, grads = model.loss(X, y, reg=reg, sample_weight=sample_weight)
+
+    def f(_: NDArray) -> float:
+        return model.loss(X, y, reg=reg, sample_weight=sample_weight)[0]
+
+    errors = {}
+    for name, param in model.params.items():
+        numeric = numerical_gradient(f, param, h)
+        errors[name] = (rel_error(grads[name], numeric), norm_error(grads[name], numeric))
+    return errors
+
+
 def check_gradients(
     model: Any,
     X: Any,
@@ -74,13 +106,5 @@ def check_gradients(
     the derivation and the code agree; errors near 1 mean a wrong gradient (ReLU kinks
     within ``h`` of a ``Z`` entry can also give a rare large error).
     """
-    model = model.copy(np.float64)
-    _, grads = model.loss(X, y, reg=reg, sample_weight=sample_weight)
-
-    def f(_: NDArray) -> float:
-        return model.loss(X, y, reg=reg, sample_weight=sample_weight)[0]
-
-    return {
-        name: rel_error(grads[name], numerical_gradient(f, model.params[name], h))
-        for name in model.params
-    }
+    errors = gradient_errors(model, X, y, reg, sample_weight, h)
+    return {name: entry for name, (entry, _) in errors.items()}

@@ -55,6 +55,7 @@ def command(ctx: click.Context, model_path: str | None, input_size: int,
       handgrad gradcheck --model runs/digits/model.safetensors
     """
     from handgrad import MLP
+    from handgrad.gradcheck import gradient_errors
 
     rng = np.random.default_rng(seed)
     if model_path is not None:
@@ -70,7 +71,7 @@ def command(ctx: click.Context, model_path: str | None, input_size: int,
     y = rng.integers(0, C, size=batch) if net.head == "softmax" else rng.integers(
         0, 2, size=(batch, C))
     rows = []
-    for name, (entry, norm) in _errors(net, X, y, reg).items():
+    for name, (entry, norm) in gradient_errors(net, X, y, reg).items():
         error = entry if metric == "entry" else norm
         rows.append([name, str(net.params[name].shape), entry, norm,
                      "PASS" if error <= threshold else "FAIL"])  # fmt: skip
@@ -83,21 +84,6 @@ def command(ctx: click.Context, model_path: str | None, input_size: int,
         click.echo(f"FAIL: {', '.join(failed)} exceed {threshold:g}", err=True)
         ctx.exit(1)
     click.echo("PASS: every gradient agrees with finite differences")
-
-
-def _errors(net: Any, X: np.ndarray, y: np.ndarray, reg: float) -> dict:
-    """Per parameter: (worst entry's relative error, whole gradient's relative error)."""
-    from handgrad.gradcheck import numerical_gradient, rel_error
-
-    net = net.copy(np.float64)
-    _, grads = net.loss(X, y, reg=reg)
-    out = {}
-    for name, param in net.params.items():
-        numeric = numerical_gradient(lambda _: net.loss(X, y, reg=reg)[0], param)
-        norm = np.linalg.norm(grads[name] - numeric) / max(
-            np.linalg.norm(grads[name]) + np.linalg.norm(numeric), 1e-300)
-        out[name] = (rel_error(grads[name], numeric), float(norm))
-    return out
 
 
 def _network(path: str) -> Any:
