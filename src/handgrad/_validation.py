@@ -45,8 +45,8 @@ def check_X(
         )
     if dtype is None:
         dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
-    arr = np.asarray(arr, dtype=dtype)
-    if not np.isfinite(arr).all():
+    arr = np.asarray(arr, dtype=dtype)  # no copy when the dtype already matches
+    if not _all_finite(arr):
         bad = np.argwhere(~np.isfinite(arr))[0]
         kind = "NaN" if np.isnan(arr[tuple(bad)]) else "infinity"
         raise ValueError(
@@ -54,6 +54,18 @@ def check_X(
             "remove or impute non-finite values"
         )
     return arr
+
+
+def _all_finite(arr: NDArray[np.floating]) -> bool:
+    """True when every entry is finite: one pass, no (N, D) boolean temporary.
+
+    A NaN or ±inf anywhere makes the sum non-finite; only when the sum is non-finite
+    (which a huge finite array can also cause, by overflow) is every entry looked at.
+    """
+    with np.errstate(over="ignore", invalid="ignore"):
+        if np.isfinite(np.sum(arr)):
+            return True
+    return bool(np.isfinite(arr).all())
 
 
 def check_class_indices(y: Any, n_samples: int, n_classes: int, name: str = "y") -> NDArray:
