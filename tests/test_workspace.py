@@ -10,7 +10,7 @@ import pytest
 from handgrad import MLP
 from handgrad.optim import SGD, Adam
 from handgrad.training import Callback, TrainingConfig, fit
-from handgrad.workspace import Workspace, scores, weight_gemm
+from handgrad.workspace import Workspace, scores
 
 ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
 HEADS = (("softmax", 3), ("sigmoid", 1), ("sigmoid", 3))
@@ -109,13 +109,14 @@ def test_gather_takes_rows_into_reused_buffers():
     assert np.shares_memory(Xb, Xb2)
 
 
-def test_weight_gemm_on_a_non_contiguous_matrix_takes_numpy_route():
-    rng = np.random.default_rng(0)
-    A, dZ = rng.standard_normal((9, 4)), rng.standard_normal((9, 3))
-    C = np.asfortranarray(rng.standard_normal((4, 3)))
-    expected = 0.5 * C - 2.0 * A.T @ dZ
-    assert weight_gemm(A, dZ, C, -2.0, 0.5) is C
-    _assert_close(C, expected)
+def test_fused_step_on_fortran_ordered_params_updates_them_in_place():
+    model, X, T, _ = _problem("relu", "softmax", 3, (6,), seed=4)
+    model.params = {k: np.asfortranarray(v) for k, v in model.params.items()}
+    _, grads_ref, _ = model.training_step(X, T, 0.1)
+    expected = {k: v - 0.5 * grads_ref[k] for k, v in model.params.items()}
+    Workspace(model, X.shape[0]).sgd_step(model.params, X, T, 0.1, None, 0.5)
+    for name, value in expected.items():
+        _assert_close(model.params[name], value)
 
 
 def _reference_trained(model, optimizer, X, y, w, config):

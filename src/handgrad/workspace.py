@@ -7,14 +7,13 @@ steady-state step allocates nothing that grows with the batch or the network:
 - every matrix product writes into a buffer of the :class:`Workspace`;
 - activations, the ReLU mask, the softmax and the bias sums work in place;
 - everything stays in the model's dtype (no float32 → float64 temporaries);
-- for plain SGD the weight update is fused into the gradient's product:
-  ``W ← (1 − ηλ) W − η A_prevᵀ dZ`` is one BLAS ``gemm`` with ``β = 1 − ηλ``,
-  ``α = −η``, so the gradient ``dW = A_prevᵀ dZ + λW`` is never written out.
+- for plain SGD the step is taken as the gradient is formed:
+  ``W ← (1 − ηλ) W + A_prevᵀ (−η dZ)``, so ``dW`` is never added to twice.
 
-All products go through SciPy's BLAS ``gemm`` (not NumPy's ``matmul``): NumPy and SciPy
-ship separate OpenBLAS builds, and alternating between their two thread pools within a
-step costs several times the products themselves (measured: 8× on 2 cores). Thread
-counts are left as the user set them.
+Measured and dropped: SciPy's BLAS ``gemm`` with ``β = 1 − ηλ`` would fuse the whole
+update into the product, but SciPy ships its own OpenBLAS: here its products are
+20–30 % slower than NumPy's, and alternating between the two libraries' thread pools
+costs several times the products themselves. Thread counts are left as the user set them.
 """
 
 from __future__ import annotations
@@ -24,7 +23,6 @@ from typing import TYPE_CHECKING
 import numpy as np
 import scipy.special
 from numpy.typing import NDArray
-from scipy.linalg import blas
 
 if TYPE_CHECKING:
     from handgrad.network import MLP
@@ -37,50 +35,17 @@ Params = dict[str, Array]
 CHUNK_ROWS = 2048
 
 
-# ---------------------------------------------------------------- the three products
-def _gemm(dtype: np.dtype):
-    return blas.sgemm if dtype == np.float32 else blas.dgemm
-
-
+# ------------------------------------------------------------------- the products
 def affine_into(A: Array, W: Array, b: Array, Z: Array) -> Array:
-    """``Z ← A W + b`` in place.  A: (n, D), W: (D, H), b: (H,), Z: (n, H), all C-order.
-
-    Row-major ``Z = A W`` is column-major ``Zᵀ = Wᵀ Aᵀ``: BLAS writes straight into Z.
-    """
-    _gemm(Z.dtype)(1.0, W.T, A.T, 0.0, Z.T, overwrite_c=1)
+    """``Z ← A W + b`` in place.  A: (n, D), W: (D, H), b: (H,), Z: (n, H)."""
+    np.matmul(A, W, out=Z)
     Z += b
     return Z
 
 
-def backprop_into(dZ: Array, W: Array, dA: Array) -> Array:
-    """``dA ← dZ Wᵀ`` in place.  dZ: (n, H), W: (D, H), dA: (n, D), all C-order."""
-    _gemm(dA.dtype)(1.0, W.T, dZ.T, 0.0, dA.T, trans_a=1, overwrite_c=1)
-    return dA
-
-
-def weight_gemm(A: Array, dZ: Array, C: Array, alpha: float, beta: float) -> Array:
-    """``C ← β C + α Aᵀ dZ`` in place.  A: (n, D), dZ: (n, H), C: (D, H), all C-order.
-
-    With ``C = λ W`` copied in and α = 1, β = 1 this is ``dW = Aᵀ dZ + λW``; with
-    ``C = W``, ``α = −η``, ``β = 1 − ηλ`` it is the whole plain-SGD step for W.
-    (β = 0 ignores what C held.) A C that BLAS cannot overwrite in place (not
-    C-contiguous, or of another dtype than dZ) takes NumPy's slower route instead.
-    """
-    if C.flags.c_contiguous and C.flags.writeable and C.dtype == dZ.dtype:
-        _gemm(C.dtype)(alpha, dZ.T, A.T, beta, C.T, trans_b=1, overwrite_c=1)
-    elif beta == 0:
-        np.multiply(A.T @ dZ, alpha, out=C)
-    else:
-        C *= beta
-        C += alpha * (A.T @ dZ)
-    return C
-
-
 def _sqnorm(W: Array) -> float:
-    """``‖W‖²`` by SciPy's BLAS ``dot`` (one pass, no temporary, same thread pool)."""
-    flat = W.reshape(-1)
-    dot = blas.sdot if W.dtype == np.float32 else blas.ddot
-    return float(dot(flat, flat))
+    """``‖W‖²`` in one pass, without a temporary."""
+    return float(np.vdot(W, W))
 
 
 # ------------------------------------------------------------- in-place activations
@@ -149,7 +114,7 @@ class Workspace:
         for l in range(1, len(self.layer_sizes)):
             self.grads[f"W{l}"] = np.empty(self.layer_sizes[l - 1:l + 1], dt)
             self.grads[f"b{l}"] = np.empty(self.layer_sizes[l], dt)
-        self._db = np.empty(max(self.layer_sizes[1:]), dt)
+        self._scratches: dict[tuple[int, ...], Array] = {}
         self._batch: tuple[Array, NDArray, Array] | None = None
 
     # ------------------------------------------------------------------- batches
@@ -228,23 +193,35 @@ class Workspace:
         """
         n, L = X.shape[0], len(self.layer_sizes) - 1
         dZ = self._dS[:n]
+        decay = self.dtype.type(1.0 - (learning_rate or 0.0) * reg)
         for l in range(L, 0, -1):
             W, b = params[f"W{l}"], params[f"b{l}"]
+            dW, db = self.grads[f"W{l}"], self.grads[f"b{l}"]
             A_prev = X if l == 1 else self._A[l - 2][:n]
-            dA = None if l == 1 else backprop_into(dZ, W, self._dZ[l - 2][:n])
+            # dA_{l−1} = dZ_l W_lᵀ, with W_l as it was before this step
+            dA = None if l == 1 else np.matmul(dZ, W.T, out=self._dZ[l - 2][:n])
+            np.sum(dZ, axis=0, out=db)  # db_l = Σ_rows dZ_l
             if learning_rate is None:
-                dW, db = self.grads[f"W{l}"], self.grads[f"b{l}"]
-                np.sum(dZ, axis=0, out=db)
+                np.matmul(A_prev.T, dZ, out=dW)  # dW_l = A_{l−1}ᵀ dZ_l + λ W_l
                 if reg:
-                    np.multiply(W, reg, out=dW)
-                weight_gemm(A_prev, dZ, dW, 1.0, 1.0 if reg else 0.0)
-            else:  # W ← (1 − ηλ) W − η dW ;  b ← b − η db
-                weight_gemm(A_prev, dZ, W, -learning_rate, 1.0 - learning_rate * reg)
-                db = np.sum(dZ, axis=0, out=self._db[:b.shape[0]])
+                    dW += np.multiply(W, reg, out=self._scratch(dW))
+            else:  # W_l ← (1 − ηλ) W_l + A_{l−1}ᵀ (−η dZ_l) ;  b_l ← b_l − η db_l
+                dZ *= -learning_rate
+                np.matmul(A_prev.T, dZ, out=dW)
+                if decay != 1:  # 1 − ηλ can round to 1 (float32, small λ): nothing to do
+                    W *= decay
+                W += dW
                 db *= learning_rate
                 b -= db
             if dA is not None:
                 dZ = activation_backward_(dA, A_prev, self.activation, self._tmp[:n, :dA.shape[1]])
+
+    def _scratch(self, like: Array) -> Array:
+        """A reused array shaped like ``like`` (made on first use)."""
+        buf = self._scratches.get(like.shape)
+        if buf is None:
+            buf = self._scratches[like.shape] = np.empty_like(like)
+        return buf
 
     def _penalty(self, params: Params, reg: float) -> float:
         """``λ/2 Σ_l ‖W_l‖²`` (biases not penalised)."""
