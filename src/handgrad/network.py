@@ -230,9 +230,9 @@ class MLP:
 
     def predict(self, X: NDArray) -> NDArray:
         """Class indices (N,) for softmax; 0/1 of shape (N,) (C = 1) or (N, C) for sigmoid."""
-        P = self.predict_proba(X)
         if self.head == "softmax":
-            return P.argmax(axis=1)
+            return self.loss(X).argmax(axis=1)  # the highest score is the likeliest class
+        P = self.predict_proba(X)
         labels = (P > 0.5).astype(np.intp)
         return labels.ravel() if labels.shape[1] == 1 else labels
 
