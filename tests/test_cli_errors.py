@@ -113,7 +113,7 @@ def test_bad_prediction_inputs(tmp_path, model):
     (tmp_path / "fake.png").write_bytes(b"\x89PNG not really")
     _fails_cleanly(["predict", model, tmp_path / "notes.txt"], tmp_path, "unknown input type")
     _fails_cleanly(["predict", model, tmp_path / "cells.csv"], tmp_path,
-                   "line 1: 'x' is not a number")
+                   "line 1, column 3 ('x2'): 'x' is not a finite number")
     _fails_cleanly(["predict", model, tmp_path / "fake.png"], tmp_path, "not a readable image")
     _fails_cleanly(["predict", model, tmp_path / "gone.csv"], tmp_path,
                    "no such input file")

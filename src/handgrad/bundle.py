@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.data import Preprocessor, load_image_files
+from handgrad.data import Preprocessor, load_feature_csv, load_image_files
 from handgrad.errors import ModelFileError
 from handgrad.io import load_arrays, load_model, save_arrays
 
@@ -259,7 +259,7 @@ def read_inputs(bundle: Bundle, paths: Sequence[str | os.PathLike[str]], *,
             names.append(str(path))
             continue
         if suffix == ".csv":
-            X = read_feature_csv(path, label=label)
+            X, _ = load_feature_csv(path, drop=label)
         elif suffix in (".npy", ".npz"):
             X = _read_array(path)
         else:
@@ -276,51 +276,6 @@ def read_inputs(bundle: Bundle, paths: Sequence[str | os.PathLike[str]], *,
         blocks.append(X)
         names += [f"{path}:{i}" for i in range(len(X))]
     return names, np.concatenate([b.astype(np.float64) for b in blocks])
-
-
-def read_feature_csv(path: str | os.PathLike[str], label: str | int | None = None) -> np.ndarray:
-    """A CSV of numeric feature rows (an optional header is skipped; ``label`` names a
-    column to drop, by header name or index)."""
-    import csv
-
-    from handgrad.errors import DataFormatError
-
-    with open(path, newline="", encoding="utf-8-sig") as handle:
-        rows = [r for r in csv.reader(handle) if r and any(c.strip() for c in r)]
-    if not rows:
-        raise DataFormatError(f"{path}: the CSV file is empty")
-    header = not any(_is_number(c) for c in rows[0])
-    names = [c.strip() for c in rows[0]] if header else []
-    body = rows[1:] if header else rows
-    drop = None
-    if label is not None:
-        if isinstance(label, str):
-            if label not in names:
-                raise DataFormatError(f"{path}: no column named {label!r} (columns: {names})")
-            drop = names.index(label)
-        else:
-            drop = label % len(rows[0])
-    X = []
-    for line, row in enumerate(body, start=2 if header else 1):
-        if len(row) != len(rows[0]):
-            raise DataFormatError(f"{path}, line {line}: {len(row)} cells, expected "
-                                  f"{len(rows[0])}")  # fmt: skip
-        cells = [c for j, c in enumerate(row) if j != drop]
-        bad = next((c for c in cells if not _is_number(c)), None)
-        if bad is not None:
-            raise DataFormatError(f"{path}, line {line}: {bad!r} is not a number")
-        X.append([float(c) for c in cells])
-    if not X:
-        raise DataFormatError(f"{path}: the CSV file has no data rows")
-    return np.array(X)
-
-
-def _is_number(cell: str) -> bool:
-    try:
-        float(cell)
-    except ValueError:
-        return False
-    return True
 
 
 def _read_array(path: str | os.PathLike[str]) -> np.ndarray:

@@ -18,7 +18,7 @@ import numpy as np
 
 from handgrad.errors import DataFormatError
 
-__all__ = ["load_csv", "load_npz"]
+__all__ = ["load_csv", "load_feature_csv", "load_npz"]
 
 _MAX_NPZ_MEMBER = 2**32
 
@@ -46,6 +46,28 @@ def load_csv(
     y : ndarray of shape (N,), int64 if every label is an integer, else str
     feature_names : list of D names (``x0``, ``x1`` ... without a header)
     """
+    X, labels, names = _read_table(path, label, header, delimiter, with_label=True)
+    return X, _label_array(labels), names
+
+
+def load_feature_csv(
+    path: str | os.PathLike,
+    drop: str | int | None = None,
+    header: bool | str = "infer",
+    delimiter: str = ",",
+) -> tuple[np.ndarray, list[str]]:
+    """Read a CSV file of numeric features only (rows to predict, say).
+
+    ``drop`` names a column to ignore (a label column left in the file), by name or
+    index; the other arguments are as in :func:`load_csv`. Returns X (N, D) float64 and
+    the D feature names.
+    """
+    X, _, names = _read_table(path, drop, header, delimiter, with_label=drop is not None)
+    return X, names
+
+
+def _read_table(path, label, header, delimiter, *, with_label: bool):
+    """Features (N, D) float64, the label cells (or None), and the feature names."""
     rows = _read_rows(path, delimiter)
     if not rows:
         raise DataFormatError(f"{path}: the CSV file is empty")
@@ -58,8 +80,8 @@ def load_csv(
     body = rows[1:] if header else rows
     if not body:
         raise DataFormatError(f"{path}: the CSV file has a header but no data rows")
-    column = _label_index(path, label, names, bool(header))
-    if width < 2:
+    column = _label_index(path, label, names, bool(header)) if with_label else None
+    if with_label and width < 2:
         raise DataFormatError(f"{path}: {width} column; need features and a label column")
     features = [j for j in range(width) if j != column]
     X = np.empty((len(body), len(features)), dtype=np.float64)
@@ -69,8 +91,9 @@ def load_csv(
             raise DataFormatError(f"{path}: line {line} has {len(cells)} fields, expected {width}")
         for k, j in enumerate(features):
             X[i, k] = _number(path, line, j, names[j], cells[j])
-        labels.append(cells[column].strip())
-    return X, _label_array(labels), [names[j] for j in features]
+        if column is not None:
+            labels.append(cells[column].strip())
+    return X, labels if with_label else None, [names[j] for j in features]
 
 
 def _read_rows(path: str | os.PathLike, delimiter: str) -> list[tuple[int, list[str]]]:
