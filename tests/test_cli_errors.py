@@ -118,7 +118,7 @@ def test_bad_prediction_inputs(tmp_path, model):
     _fails_cleanly(["predict", model, tmp_path / "gone.csv"], tmp_path,
                    "no such input file")
     _fails_cleanly(["predict", model, tmp_path / "cells.csv", "--output",
-                    tmp_path / "no" / "out.csv"], tmp_path, "not a number")
+                    tmp_path / "no" / "out.csv"], tmp_path, "is not a finite number")
 
 
 def test_resume_errors(tmp_path, model):
