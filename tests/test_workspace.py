@@ -7,10 +7,10 @@ import tracemalloc
 import numpy as np
 import pytest
 
-from handgrad import MLP
+from handgrad import MLP, workspace
 from handgrad.optim import SGD, Adam
 from handgrad.training import Callback, TrainingConfig, fit
-from handgrad.workspace import Workspace, scores
+from handgrad.workspace import Workspace, gemm_tn_, scores
 
 ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
 HEADS = (("softmax", 3), ("sigmoid", 1), ("sigmoid", 3))
@@ -52,11 +52,20 @@ def test_step_equals_reference(activation, head_c, hidden, weighted, reg):
         _assert_close(grads[name], grads_ref[name])
 
 
+@pytest.fixture(params=["numpy's cblas", "matmul route"])
+def blas_route(request, monkeypatch):
+    """Run a test with the fused BLAS call (where found) and with the NumPy fallback."""
+    if request.param == "matmul route":
+        monkeypatch.setattr(workspace, "_CBLAS_GEMM", None)
+    return request.param
+
+
 @pytest.mark.parametrize("activation", ACTIVATIONS)
 @pytest.mark.parametrize("head_c", HEADS)
 @pytest.mark.parametrize("hidden", DEPTHS[:3])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_fused_sgd_step_equals_reference_update(activation, head_c, hidden, weighted):
+def test_fused_sgd_step_equals_reference_update(activation, head_c, hidden, weighted,
+                                                blas_route):
     model, X, T, w = _problem(activation, *head_c, hidden, seed=3)
     w = w if weighted else None
     reg, lr = 0.2, 0.05
@@ -107,6 +116,19 @@ def test_gather_takes_rows_into_reused_buffers():
     np.testing.assert_array_equal(wb, w[idx])
     Xb2, _, _ = ws.gather(X, T, None, np.array([1, 2, 3, 5, 7]))
     assert np.shares_memory(Xb, Xb2)
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_gemm_tn_is_one_fused_update_or_declines(dtype):
+    rng = np.random.default_rng(0)
+    A, dZ = rng.standard_normal((9, 4)).astype(dtype), rng.standard_normal((9, 3)).astype(dtype)
+    C = rng.standard_normal((4, 3)).astype(dtype)
+    expected = 0.5 * C - 2.0 * A.T @ dZ
+    if gemm_tn_(A, dZ, C, -2.0, 0.5):
+        _assert_close(C, expected, tol=1e-5 if dtype == np.float32 else 1e-12)
+    F = np.asfortranarray(C)
+    assert not gemm_tn_(A, dZ, F, -2.0, 0.5)  # not row-major: declined, untouched
+    np.testing.assert_array_equal(F, C)
 
 
 def test_fused_step_on_fortran_ordered_params_updates_them_in_place():

@@ -7,17 +7,23 @@ steady-state step allocates nothing that grows with the batch or the network:
 - every matrix product writes into a buffer of the :class:`Workspace`;
 - activations, the ReLU mask, the softmax and the bias sums work in place;
 - everything stays in the model's dtype (no float32 → float64 temporaries);
-- for plain SGD the step is taken as the gradient is formed:
-  ``W ← (1 − ηλ) W + A_prevᵀ (−η dZ)``, so ``dW`` is never added to twice.
+- for plain SGD the weight update is fused into the gradient's product:
+  ``W ← (1 − ηλ) W − η A_prevᵀ dZ`` is one BLAS ``gemm`` with ``β = 1 − ηλ``, ``α = −η``,
+  so ``dW`` is never written out. The call goes to NumPy's own OpenBLAS (the library and
+  thread pool behind ``np.matmul``), found with ctypes; where it is not found the same
+  step takes NumPy's route (``matmul`` into a buffer, then ``W += ...``).
 
-Measured and dropped: SciPy's BLAS ``gemm`` with ``β = 1 − ηλ`` would fuse the whole
-update into the product, but SciPy ships its own OpenBLAS: here its products are
-20–30 % slower than NumPy's, and alternating between the two libraries' thread pools
-costs several times the products themselves. Thread counts are left as the user set them.
+Measured and dropped: SciPy's ``scipy.linalg.blas.sgemm`` offers the same fusion, but
+SciPy ships its own OpenBLAS: here its products are 20–30 % slower than NumPy's, and
+alternating between two libraries' thread pools within a step costs several times the
+products. Thread counts are left as the user set them.
 """
 
 from __future__ import annotations
 
+import ctypes
+import sys
+from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -41,6 +47,55 @@ def affine_into(A: Array, W: Array, b: Array, Z: Array) -> Array:
     np.matmul(A, W, out=Z)
     Z += b
     return Z
+
+
+def _numpy_cblas_gemm() -> dict | None:
+    """``{dtype: cblas_?gemm}`` from the OpenBLAS that NumPy's wheel bundles, or None.
+
+    Only the one build whose symbols are known is used (``scipy_openblas64_``: 64-bit
+    integers); anything else (MKL, a system BLAS, another platform) returns None.
+    """
+    libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
+    found = sorted(libs.glob("libscipy_openblas64_*.so")) if sys.platform == "linux" else []
+    if not found:
+        return None
+    try:
+        lib = ctypes.CDLL(str(found[0]))  # already loaded by NumPy: the same library
+        funcs = {np.dtype(np.float32): (lib.scipy_cblas_sgemm64_, ctypes.c_float),
+                 np.dtype(np.float64): (lib.scipy_cblas_dgemm64_, ctypes.c_double)}
+    except (OSError, AttributeError):
+        return None
+    I, L, P = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
+    for func, real in funcs.values():
+        func.argtypes = [I, I, I, L, L, L, real, P, L, P, L, real, P, L]
+        func.restype = None
+    return {dt: func for dt, (func, _) in funcs.items()}
+
+
+_CBLAS_GEMM = _numpy_cblas_gemm()
+_ROW_MAJOR, _NO_TRANS, _TRANS = 101, 111, 112
+
+
+def _rows_ok(M: Array, dtype: np.dtype) -> bool:
+    """Row-major with unit column stride, as CBLAS reads it."""
+    rows, cols = M.strides
+    return M.dtype == dtype and cols == M.itemsize and rows >= M.shape[1] * M.itemsize
+
+
+def gemm_tn_(A: Array, dZ: Array, C: Array, alpha: float, beta: float) -> bool:
+    """``C ← β C + α Aᵀ dZ`` in place by one BLAS call; False (C untouched) if unavailable.
+
+    A: (n, D), dZ: (n, H), C: (D, H), all of one dtype and row-major.
+    """
+    gemm = None if _CBLAS_GEMM is None else _CBLAS_GEMM.get(C.dtype)
+    if gemm is None or not (C.flags.c_contiguous and C.flags.writeable
+                            and _rows_ok(A, C.dtype) and _rows_ok(dZ, C.dtype)):
+        return False
+    (n, D), H, size = A.shape, dZ.shape[1], C.itemsize
+    gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, D, H, n, float(alpha), A.ctypes.data,
+         A.strides[0] // size, dZ.ctypes.data, dZ.strides[0] // size, float(beta),
+         C.ctypes.data, H)
+    return True
 
 
 def _sqnorm(W: Array) -> float:
@@ -205,12 +260,14 @@ class Workspace:
                 np.matmul(A_prev.T, dZ, out=dW)  # dW_l = A_{l−1}ᵀ dZ_l + λ W_l
                 if reg:
                     dW += np.multiply(W, reg, out=self._scratch(dW))
-            else:  # W_l ← (1 − ηλ) W_l + A_{l−1}ᵀ (−η dZ_l) ;  b_l ← b_l − η db_l
+            elif not gemm_tn_(A_prev, dZ, W, -learning_rate, decay):
+                # W_l ← (1 − ηλ) W_l + A_{l−1}ᵀ (−η dZ_l), in two passes without BLAS's β
                 dZ *= -learning_rate
                 np.matmul(A_prev.T, dZ, out=dW)
                 if decay != 1:  # 1 − ηλ can round to 1 (float32, small λ): nothing to do
                     W *= decay
                 W += dW
+            if learning_rate is not None:  # b_l ← b_l − η db_l
                 db *= learning_rate
                 b -= db
             if dA is not None:
