@@ -1,0 +1,292 @@
+"""One training epoch against the GEMM floor, scikit-learn and PyTorch; and ``predict``.
+
+Every candidate trains one epoch of the same two-layer network (batch 200, plain SGD,
+shuffled) on the same synthetic data, in one process, interleaved round by round; the
+ratio of each to the **GEMM floor** — the five matrix products of every batch alone,
+into preallocated outputs — is the median of the per-round ratios. See README.md here.
+
+    python benchmarks/epoch.py                       # both workloads, both dtypes
+    python benchmarks/epoch.py --workload mnist --dtype float32 --rounds 7
+    python benchmarks/epoch.py --quick               # a tiny smoke run
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import json
+import platform
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+
+import numpy as np
+from threadpoolctl import threadpool_info
+
+import handgrad
+from handgrad import MLP
+from handgrad.optim import SGD
+from handgrad.training import TrainingConfig, fit
+
+WORKLOADS = {  # name: (N, D, H, C)
+    "mnist": (60000, 784, 256, 10),
+    "cifar": (49000, 3072, 100, 10),
+    "quick": (1200, 48, 32, 10),
+}
+BATCH, LEARNING_RATE, ALPHA = 200, 1e-3, 1e-4
+PREDICT_ROWS = 10000
+RESULTS = Path(__file__).parent / "results"
+
+
+def epoch_flops(N: int, D: int, H: int, C: int) -> float:
+    """The five products of an epoch: XW1, A1W2, A1ᵀdS, dS W2ᵀ, XᵀdZ1 = 2N(2DH + 3HC)."""
+    return 2.0 * N * (2 * D * H + 3 * H * C)
+
+
+def make_data(N: int, D: int, C: int, dtype, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, D), dtype=dtype)
+    return X, rng.integers(0, C, N)
+
+
+# ----------------------------------------------------------------------- candidates
+def gemm_floor(X, y, H, C) -> Callable[[], None]:
+    """Only the five products of every batch, into preallocated outputs."""
+    N, D = X.shape
+    rng = np.random.default_rng(1)
+    W1 = rng.standard_normal((D, H), dtype=X.dtype) * 0.01
+    W2 = rng.standard_normal((H, C), dtype=X.dtype) * 0.01
+    A1, S, dA1 = (np.empty((BATCH, k), X.dtype) for k in (H, C, H))
+    dW1, dW2 = np.empty_like(W1), np.empty_like(W2)
+
+    def run() -> None:
+        for start in range(0, N, BATCH):
+            Xb = X[start:start + BATCH]
+            n = Xb.shape[0]
+            np.matmul(Xb, W1, out=A1[:n])
+            np.matmul(A1[:n], W2, out=S[:n])
+            np.matmul(A1[:n].T, S[:n], out=dW2)
+            np.matmul(S[:n], W2.T, out=dA1[:n])
+            np.matmul(Xb.T, dA1[:n], out=dW1)
+
+    return run
+
+
+def handgrad_loop(X, y, H, C) -> Callable[[], None]:
+    """``handgrad.MLP`` trained by ``handgrad.training.fit`` for one epoch."""
+    model = MLP(X.shape[1], (H,), C, seed=0, dtype=X.dtype)
+    config = TrainingConfig(batch_size=BATCH, max_epochs=1, reg=ALPHA, stopping="none")
+    rng = np.random.default_rng(0)
+    return lambda: fit(model, X, y, optimizer=SGD(LEARNING_RATE), config=config, seed=rng)
+
+
+def _mlp_settings(H: int) -> dict:
+    return dict(hidden_layer_sizes=(H,), solver="sgd", momentum=0.0,
+                nesterovs_momentum=False, batch_size=BATCH, max_iter=1, shuffle=True,
+                learning_rate_init=LEARNING_RATE, alpha=ALPHA, tol=0.0,
+                n_iter_no_change=10**9, random_state=0)
+
+
+def handgrad_estimator(X, y, H, C) -> Callable[[], None] | None:
+    try:
+        from handgrad import MLPClassifier
+    except ImportError:
+        return None
+    clf = MLPClassifier(**_mlp_settings(H))
+    return lambda: _quiet_fit(clf, X, y)
+
+
+def sklearn_estimator(X, y, H, C) -> Callable[[], None]:
+    from sklearn.neural_network import MLPClassifier
+
+    clf = MLPClassifier(**_mlp_settings(H))
+    return lambda: _quiet_fit(clf, X, y)
+
+
+def _quiet_fit(clf, X, y) -> None:
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")  # ConvergenceWarning: max_iter=1 on purpose
+        clf.fit(X, y)
+
+
+def torch_eager(X, y, H, C) -> Callable[[], None] | None:
+    """PyTorch CPU eager: nn.Linear, ReLU, CrossEntropyLoss, optim.SGD, randperm batches."""
+    try:
+        import torch
+    except ImportError:
+        return None
+    dtype = torch.float32 if X.dtype == np.float32 else torch.float64
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], H), torch.nn.ReLU(),
+                              torch.nn.Linear(H, C)).to(dtype)
+    # scikit-learn's alpha is λ per sample: λ = alpha / batch as SGD weight decay
+    opt = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE, weight_decay=ALPHA / BATCH)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    Xt, yt = torch.from_numpy(X), torch.from_numpy(y)
+    N = X.shape[0]
+
+    def run() -> None:
+        total = 0.0
+        for idx in torch.randperm(N).split(BATCH):
+            opt.zero_grad(set_to_none=True)
+            loss = loss_fn(net(Xt[idx]), yt[idx])
+            loss.backward()
+            opt.step()
+            total += loss.item()
+
+    return run
+
+
+CANDIDATES = {
+    "GEMM floor": gemm_floor,
+    "handgrad loop": handgrad_loop,
+    "handgrad MLPClassifier": handgrad_estimator,
+    "scikit-learn MLPClassifier": sklearn_estimator,
+    "PyTorch eager": torch_eager,
+}
+
+
+# ------------------------------------------------------------------------- timing
+def interleaved(runs: dict[str, Callable[[], None]], rounds: int, warmup: int = 1,
+                pause: float = 0.2) -> dict[str, list[float]]:
+    """Seconds of each run, round by round (warm-up rounds dropped).
+
+    ``pause`` lets the thread pools of the previous candidate (OpenMP, OpenBLAS)
+    stop spinning before the next one starts.
+    """
+    times: dict[str, list[float]] = {name: [] for name in runs}
+    for r in range(warmup + rounds):
+        for name, run in runs.items():
+            time.sleep(pause)
+            t0 = time.perf_counter()
+            run()
+            if r >= warmup:
+                times[name].append(time.perf_counter() - t0)
+    return times
+
+
+def summarise(times: dict[str, list[float]], floor: str, flops: float) -> list[dict]:
+    rows = []
+    for name, ts in times.items():
+        ratios = [t / f for t, f in zip(ts, times[floor], strict=True)]
+        rows.append({
+            "candidate": name, "median_s": statistics.median(ts), "min_s": min(ts),
+            "ratio_to_floor": statistics.median(ratios), "ratio_of_minima": min(ts) /
+            min(times[floor]), "gflops": flops / statistics.median(ts) / 1e9, "times_s": ts,
+        })
+    return rows
+
+
+def print_table(title: str, rows: list[dict]) -> None:
+    print(f"\n{title}")
+    print(f"{'candidate':<28} {'median s':>9} {'min s':>8} {'× floor':>8} {'GFLOP/s':>8}")
+    for r in rows:
+        print(f"{r['candidate']:<28} {r['median_s']:>9.3f} {r['min_s']:>8.3f} "
+              f"{r['ratio_to_floor']:>7.2f}× {r['gflops']:>8.1f}")
+
+
+def bench_epoch(workload: str, dtype, rounds: int, skip: set[str], pause: float) -> list[dict]:
+    N, D, H, C = WORKLOADS[workload]
+    X, y = make_data(N, D, C, dtype)
+    runs = {}
+    for name, make in CANDIDATES.items():
+        run = None if name in skip else make(X, y, H, C)
+        if run is None:
+            print(f"  ({name}: skipped)")
+        else:
+            runs[name] = run
+    times = interleaved(runs, rounds, pause=pause)
+    rows = summarise(times, "GEMM floor", epoch_flops(N, D, H, C))
+    print_table(f"one epoch, {workload}-like {N}×{D}→{H}→{C}, {np.dtype(dtype).name}, "
+                f"{epoch_flops(N, D, H, C) / 1e9:.1f} GFLOP, {rounds} rounds", rows)
+    return rows
+
+
+def bench_predict(workload: str, dtype, rounds: int, pause: float) -> list[dict]:
+    """``MLP.predict`` on PREDICT_ROWS rows against its two forward products alone."""
+    N, D, H, C = WORKLOADS[workload]
+    rows_n = min(PREDICT_ROWS, N)
+    X, _ = make_data(rows_n, D, C, dtype, seed=2)
+    model = MLP(D, (H,), C, seed=0, dtype=dtype)
+    W1, W2 = model.params["W1"], model.params["W2"]
+    A1, S = np.empty((rows_n, H), dtype), np.empty((rows_n, C), dtype)
+
+    def floor() -> None:
+        np.matmul(X, W1, out=A1)
+        np.matmul(A1, W2, out=S)
+
+    runs = {"forward floor": floor, "handgrad MLP.predict": lambda: model.predict(X),
+            "handgrad MLP.predict_proba": lambda: model.predict_proba(X)}
+    times = interleaved(runs, rounds * 4, warmup=2, pause=pause / 4)
+    rows = summarise(times, "forward floor", 2.0 * rows_n * (D * H + H * C))
+    print_table(f"predict, {rows_n} rows, {workload}-like, {np.dtype(dtype).name}", rows)
+    return rows
+
+
+def blas_description() -> list[str]:
+    """Every BLAS/OpenMP library loaded, with the package that ships it."""
+    rows = []
+    for i in threadpool_info():
+        path = Path(i["filepath"])
+        owner = path.parent.name.removesuffix(".libs")
+        rows.append(f"{owner}: {i.get('internal_api')} {i.get('version') or ''} "
+                    f"{i.get('architecture') or ''}, {i.get('num_threads')} threads "
+                    f"({path.name})")
+    return rows
+
+
+def main(argv: list[str] | None = None) -> dict:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--workload", nargs="+", choices=["mnist", "cifar"],
+                   default=["mnist", "cifar"])
+    p.add_argument("--dtype", nargs="+", choices=["float32", "float64"],
+                   default=["float32", "float64"])
+    p.add_argument("--rounds", type=int, default=5, help="timed rounds after a warm-up")
+    p.add_argument("--skip", nargs="*", default=[], choices=list(CANDIDATES)[1:],
+                   help="candidates to leave out")
+    p.add_argument("--no-predict", action="store_true")
+    p.add_argument("--quick", action="store_true", help="tiny sizes, 2 rounds: a smoke run")
+    p.add_argument("--out", type=Path, default=None, help="JSON file (default: results/)")
+    args = p.parse_args(argv)
+    workloads, rounds = (["quick"], 2) if args.quick else (args.workload, args.rounds)
+    pause = 0.0 if args.quick else 0.2
+    info = {"python": sys.version.split()[0], "numpy": np.__version__,
+            "handgrad": getattr(handgrad, "__version__", "dev"), "machine": platform.platform(),
+            "processor": _cpu_name(), "blas": blas_description()}
+    print("\n".join(["BLAS in use:", *("  " + b for b in info["blas"])]))
+    print(f"processor: {info['processor']}")
+    results: dict = {"info": info, "epoch": {}, "predict": {}}
+    for workload in workloads:
+        for dtype in args.dtype:
+            key = f"{workload}/{dtype}"
+            results["epoch"][key] = bench_epoch(workload, np.dtype(dtype), rounds,
+                                                set(args.skip), pause)
+            if not args.no_predict:
+                results["predict"][key] = bench_predict(workload, np.dtype(dtype), rounds,
+                                                         pause)
+    info["blas"] = blas_description()  # again: torch's libraries load with it
+    if "torch" in sys.modules:
+        torch = sys.modules["torch"]
+        info["blas"].append(f"torch {torch.__version__}: {torch.get_num_threads()} threads, "
+                            f"MKL {'yes' if torch.backends.mkl.is_available() else 'no'}")
+    print("\n".join(["\nlibraries in use:", *("  " + b for b in info["blas"])]))
+    out = args.out or RESULTS / f"epoch-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_text(json.dumps(results, indent=1))
+    print(f"\nwrote {out}")
+    return results
+
+
+def _cpu_name() -> str:
+    with contextlib.suppress(OSError):
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    return platform.processor()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,55 @@
+"""The benchmark scripts run end to end on tiny sizes, so that they cannot rot."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCHMARKS = Path(__file__).resolve().parents[1] / "benchmarks"
+
+
+def _load(name: str):
+    spec = importlib.util.spec_from_file_location(f"_bench_{name}", BENCHMARKS / f"{name}.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_epoch_benchmark_quick_run(tmp_path, capsys):
+    epoch = _load("epoch")
+    out = tmp_path / "epoch.json"
+    results = epoch.main(["--quick", "--dtype", "float32", "--skip", "PyTorch eager",
+                          "--out", str(out)])
+    rows = {r["candidate"]: r for r in results["epoch"]["quick/float32"]}
+    assert rows["GEMM floor"]["ratio_to_floor"] == 1.0
+    assert {"handgrad loop", "scikit-learn MLPClassifier"} <= set(rows)
+    assert all(r["median_s"] > 0 and len(r["times_s"]) == 2 for r in rows.values())
+    assert "handgrad MLP.predict" in {r["candidate"] for r in results["predict"]["quick/float32"]}
+    assert json.loads(out.read_text())["info"]["blas"]
+    assert "× floor" in capsys.readouterr().out
+
+
+def test_epoch_benchmark_torch_candidate_trains_or_is_skipped():
+    epoch = _load("epoch")
+    X, y = epoch.make_data(400, 8, 3, "float32")
+    run = epoch.torch_eager(X, y, 6, 3)
+    if run is None:
+        pytest.skip("torch is not installed (optional extra 'bench')")
+    run()
+
+
+def test_epoch_flops_counts_the_five_products():
+    epoch = _load("epoch")
+    assert epoch.epoch_flops(60000, 784, 256, 10) == pytest.approx(49.1e9, rel=1e-3)
+
+
+def test_memory_benchmark_small_run(tmp_path):
+    memory = _load("memory")
+    rows = memory.main(["--n", "2000", "--d", "16", "--hidden", "8", "--candidates",
+                        "handgrad loop", "--out", str(tmp_path / "m.json")])
+    assert rows and all(r["peak"] > r["baseline"] > 0 for r in rows)
