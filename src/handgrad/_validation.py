@@ -15,12 +15,15 @@ from numpy.typing import NDArray
 
 
 def check_X(
-    X: Any, *, n_features: int | None = None, dtype: Any = None, name: str = "X"
+    X: Any, *, n_features: int | None = None, dtype: Any = None, name: str = "X",
+    finite: bool = True,
 ) -> NDArray[np.floating]:
     """Return ``X`` as a finite 2-D float array of shape (N, D).
 
     dtype: the float dtype wanted (None keeps float32/float64 and turns anything else
-    into float64). Raises ValueError/TypeError naming the problem.
+    into float64). ``finite=False`` leaves the finiteness test to the caller (who must
+    then run it, as :func:`handgrad.workspace.scores` does chunk by chunk). Raises
+    ValueError/TypeError naming the problem.
     """
     arr = np.asarray(X)
     if arr.dtype.kind not in "biuf":
@@ -46,7 +49,7 @@ def check_X(
     if dtype is None:
         dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
     arr = np.asarray(arr, dtype=dtype)  # no copy when the dtype already matches
-    if not _all_finite(arr):
+    if finite and not all_finite(arr):
         bad = np.argwhere(~np.isfinite(arr))[0]
         kind = "NaN" if np.isnan(arr[tuple(bad)]) else "infinity"
         raise ValueError(
@@ -56,7 +59,7 @@ def check_X(
     return arr
 
 
-def _all_finite(arr: NDArray[np.floating]) -> bool:
+def all_finite(arr: NDArray[np.floating]) -> bool:
     """True when every entry is finite: one pass, no (N, D) boolean temporary.
 
     A NaN or ±inf anywhere makes the sum non-finite; only when the sum is non-finite
