@@ -189,9 +189,10 @@ class MLP:
         head — returns ``(L, grads)`` where ``L = mean cross-entropy + λ/2 Σ‖W_l‖²``
         (λ = ``reg``; biases not penalised) and ``grads`` is keyed like ``params``.
         """
+        if y is None:  # finiteness is tested chunk by chunk, while each is in cache
+            return scores(self, check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype,
+                                        finite=False), check_finite=True)
         X = check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype)
-        if y is None:
-            return scores(self, X)
         check_number(reg, "reg", low=0)
         T = self.encode_targets(y, X.shape[0])
         w = check_sample_weight(sample_weight, X.shape[0], self.dtype)
