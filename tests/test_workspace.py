@@ -202,3 +202,14 @@ def test_a_further_epoch_allocates_almost_nothing(dtype, make_optimizer):
     # 256 KiB: no copy of any of them, per step or per epoch, fits in it.
     budget = 8192 * np.dtype(dtype).itemsize + 8 * 1024
     assert trace.allocated is not None and trace.allocated < budget, trace.allocated
+
+
+@pytest.mark.parametrize("bad", [np.nan, np.inf, -np.inf])
+@pytest.mark.parametrize("hidden", [(), (4,)])
+def test_predict_names_a_non_finite_entry_even_behind_zero_weights(bad, hidden):
+    model = MLP(5, hidden, 3, seed=0)
+    model.params["W1"][2] = 0  # the bad feature's weights: inf · 0 is NaN, still caught
+    X = np.ones((5000, 5))
+    X[4100, 2] = bad
+    with pytest.raises(ValueError, match=r"first at row 4100, column 2"):
+        model.predict(X)

@@ -30,6 +30,8 @@ import numpy as np
 import scipy.special
 from numpy.typing import NDArray
 
+from handgrad._validation import all_finite, check_X
+
 if TYPE_CHECKING:
     from handgrad.network import MLP
 
@@ -315,11 +317,17 @@ class Workspace:
         return loss, S
 
 
-def scores(model: MLP, X: Array, chunk_rows: int = CHUNK_ROWS) -> Array:
+def scores(model: MLP, X: Array, chunk_rows: int = CHUNK_ROWS,
+           check_finite: bool = False) -> Array:
     """Scores S (N, C) of a checked X (N, D) in the model's dtype, chunk by chunk.
 
     One workspace of ``chunk_rows`` rows is reused for every chunk, so the memory beyond
     S does not grow with N; the last layer writes straight into S.
+
+    ``check_finite`` raises check_X's ValueError for a NaN or infinity in X, tested on
+    ``Z1 = X W1 + b1`` while it is in cache rather than by another pass over X: in IEEE
+    arithmetic a non-finite ``X_ij`` makes all of row i of Z1 non-finite (``±inf · w``
+    is ±inf or, with ``w = 0``, NaN, and a NaN stays NaN through the sum).
     """
     N, L = X.shape[0], model.n_layers
     S = np.empty((N, model.layer_sizes[-1]), model.dtype)
@@ -328,8 +336,14 @@ def scores(model: MLP, X: Array, chunk_rows: int = CHUNK_ROWS) -> Array:
     for start in range(0, N, chunk_rows):
         A = X[start:start + chunk_rows]
         n = A.shape[0]
-        for l in range(1, L):
-            Z = affine_into(A, params[f"W{l}"], params[f"b{l}"], hidden[l - 1][:n])
-            A = activation_forward_(Z, model.activation)
-        affine_into(A, params[f"W{L}"], params[f"b{L}"], S[start:start + n])
+        for l in range(1, L + 1):
+            out = S[start:start + n] if l == L else hidden[l - 1][:n]
+            if l == 1 and check_finite:
+                with np.errstate(invalid="ignore", over="ignore"):  # reported below
+                    Z = affine_into(A, params["W1"], params["b1"], out)
+                if not all_finite(Z):
+                    check_X(X)  # raises, naming X's first non-finite entry (if any)
+            else:
+                Z = affine_into(A, params[f"W{l}"], params[f"b{l}"], out)
+            A = activation_forward_(Z, model.activation) if l < L else Z
     return S
