@@ -217,7 +217,7 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                 hist.step_loss.append(loss)
                 hist.steps += 1
                 total += loss * n
-                correct += accuracy(model, S, Tb) * n
+                correct += _rows_right(model, S, Tb)
                 seen += n
             if seen == 0:
                 hist.stop_reason = "max_steps"
@@ -235,6 +235,13 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
     if config.stopping == "validation" and run.best_params is not None:
         for k, v in run.best_params.items():
             np.copyto(model.params[k], v)
+
+
+def _rows_right(model: MLP, S: np.ndarray, T: np.ndarray) -> int:
+    """Rows of a batch predicted exactly right (:func:`accuracy` times n, but cheaper)."""
+    if model.head == "softmax":
+        return int(np.count_nonzero(S.argmax(axis=1) == T))
+    return int(np.count_nonzero(np.all((S > 0) == (T > 0.5), axis=1)))
 
 
 def _own_step(model: MLP) -> bool:
