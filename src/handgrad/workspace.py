@@ -165,7 +165,7 @@ class Workspace:
         scratch_dtype = bool if self.activation == "relu" else dt
         self._tmp = np.empty((rows, max(hidden, default=1)), scratch_dtype)
         self._S, self._dS = np.empty((rows, C), dt), np.empty((rows, C), dt)
-        self._col = np.empty((rows, 1), dt)  # row max, row sums, row weights
+        self._col = np.empty((rows, 1), dt)  # row maxima, then row weights
         self._rows = np.arange(rows)
         self.grads: Params = {}
         for l in range(1, len(self.layer_sizes)):
