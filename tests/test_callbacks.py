@@ -5,14 +5,7 @@ import io
 import numpy as np
 import pytest
 
-from handgrad.callbacks import (
-    Checkpoint,
-    EarlyStopping,
-    ProgressBar,
-    ValidationScore,
-    load_run,
-    save_run,
-)
+from handgrad.callbacks import Checkpoint, ProgressBar, load_run, save_run
 from handgrad.errors import ModelFileError
 from handgrad.io import load_checkpoint, save_checkpoint
 from handgrad.network import MLP
@@ -29,14 +22,19 @@ def blobs():
     return X[:200], y[:200], X[200:], y[200:]
 
 
+def _config(epochs):
+    # Early stopping that never triggers: best weights are tracked (and checkpointed).
+    return TrainingConfig(batch_size=32, max_epochs=epochs, reg=1e-3, stopping="validation",
+                          n_iter_no_change=100)
+
+
 def _train(blobs, make_opt, epochs, callbacks=(), run=None):
     X, y, Xv, yv = blobs
     model = MLP(6, (8,), 3, seed=0, dtype=np.float32)
     if run is not None:
         model = run.model
-    config = TrainingConfig(batch_size=32, max_epochs=epochs, reg=1e-3, stopping="none")
-    fit(model, X, y, optimizer=make_opt(), config=config, seed=1,
-        callbacks=[ValidationScore(Xv, yv), *callbacks], run=run)
+    fit(model, X, y, optimizer=make_opt(), config=_config(epochs), seed=1,
+        validation=(Xv, yv), callbacks=callbacks, run=run)
     return model
 
 
@@ -60,17 +58,15 @@ OPTIMIZERS = {
 @pytest.mark.parametrize("name", OPTIMIZERS)
 def test_resume_from_checkpoint_is_bit_identical(tmp_path, blobs, name):
     make = OPTIMIZERS[name]
-    reference = _train(blobs, make, 7, [EarlyStopping(patience=100)])
+    reference = _train(blobs, make, 7)
     path = tmp_path / "ckpt.safetensors"
     with pytest.raises(RuntimeError, match="crash"):
-        _train(blobs, make, 7, [EarlyStopping(patience=100), Checkpoint(path, every=2),
-                                _Crash(at=5)])
+        _train(blobs, make, 7, [Checkpoint(path, every=2), _Crash(at=5)])
     run, extra = load_run(path)
     assert run.history.epochs == 4 and extra == {}
     X, y, Xv, yv = blobs
-    fit(run.model, X, y, optimizer=run.optimizer, run=run,
-        config=TrainingConfig(batch_size=32, max_epochs=3, reg=1e-3, stopping="none"),
-        callbacks=[ValidationScore(Xv, yv), EarlyStopping(patience=100)])
+    fit(run.model, X, y, optimizer=run.optimizer, run=run, config=_config(3),
+        validation=(Xv, yv))
     for k, v in reference.params.items():
         assert np.array_equal(v, run.model.params[k]), k
     assert run.history.epochs == 7
@@ -96,34 +92,6 @@ def test_checkpoint_interval_must_be_positive(tmp_path):
     for bad in (0, -3, 1.5, True):
         with pytest.raises(ValueError, match="checkpoint interval"):
             Checkpoint(tmp_path / "c", every=bad)
-
-
-def test_early_stopping_stops_and_restores_the_best(blobs):
-    X, y, Xv, yv = blobs
-    model = MLP(6, (8,), 3, seed=0)
-    stopper = EarlyStopping(patience=2, tol=1.0)  # nothing improves by 1.0: stop early
-    seen = []
-
-    class Spy(Callback):
-        def on_epoch_end(self, run):
-            seen.append({k: v.copy() for k, v in run.model.params.items()})
-
-    config = TrainingConfig(batch_size=32, max_epochs=50, stopping="none")
-    history = fit(model, X, y, optimizer=Adam(1e-2), config=config, seed=0,
-                  callbacks=[ValidationScore(Xv, yv), Spy(), stopper])
-    assert history.epochs == 4 and history.stop_reason == "early_stopping"
-    best = int(np.argmax(history.val_score))  # first epoch with the top score
-    for k, v in model.params.items():
-        assert np.array_equal(v, seen[best][k])
-    assert EarlyStopping(tol=1e-4).epochs_without_improvement([0.5, 0.6, 0.6, 0.59]) == 2
-
-
-def test_early_stopping_needs_validation():
-    from handgrad.training import History, Run
-
-    run = Run(MLP(2, (2,), 2, seed=0), Adam(), np.random.default_rng(), History(epochs=1))
-    with pytest.raises(ValueError, match="ValidationScore"):
-        EarlyStopping().on_epoch_end(run)
 
 
 def test_progress_bar_shows_loss_and_validation_accuracy(blobs, monkeypatch):

@@ -61,7 +61,7 @@ def test_early_stopping_restores_the_best_weights(data):
     assert best < len(hist.val_score) - 1, "the test needs a run that got worse later"
     for k, v in model.params.items():
         assert_array_equal(v, rec.params[best][k])
-    assert hist.best_val_score == hist.val_score[best] and hist.stop_reason == "converged"
+    assert hist.best_val_score == hist.val_score[best] and hist.stop_reason == "early_stopping"
     S = model.forward(X[60:])[0]
     assert accuracy(model, S, y[60:]) == hist.best_val_score
 

@@ -1,4 +1,4 @@
-"""Callbacks for :func:`handgrad.training.fit`: progress, validation, early stopping, checkpoints.
+"""Callbacks for :func:`handgrad.training.fit`: a progress bar and checkpoints.
 
 A checkpoint holds everything that changes while training (:class:`handgrad.training.Run`):
 the weights, the optimizer's state arrays and scalars, the shuffling generator's state,
@@ -10,7 +10,6 @@ if it had never stopped: the final weights are bit-identical to an uninterrupted
 from __future__ import annotations
 
 import dataclasses
-import math
 import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
@@ -22,13 +21,11 @@ from handgrad import optim
 from handgrad.errors import ModelFileError
 from handgrad.io import load_checkpoint, save_checkpoint
 from handgrad.network import MLP, TwoLayerNet
-from handgrad.training import Callback, History, Run, accuracy
+from handgrad.training import Callback, History, Run
 
 __all__ = [
     "Checkpoint",
-    "EarlyStopping",
     "ProgressBar",
-    "ValidationScore",
     "load_run",
     "save_run",
 ]
@@ -79,64 +76,6 @@ class ProgressBar(Callback):
         if self._bar is not None:
             self._bar.close()
             self._bar = None
-
-
-class ValidationScore(Callback):
-    """Record the validation accuracy of each epoch in ``run.history.val_score``.
-
-    X_val: (N, D) rows in the model's dtype; y_val: (N,) class indices (softmax) or
-    (N, C) 0/1 indicators (sigmoid). Does nothing for epochs ``fit`` already scored.
-    Put it before any callback that reads the score.
-    """
-
-    def __init__(self, X_val: np.ndarray, y_val: np.ndarray) -> None:
-        self.X_val, self.y_val = X_val, y_val
-
-    def on_epoch_end(self, run: Run) -> bool | None:
-        hist = run.history
-        if len(hist.val_score) < hist.epochs:
-            T = run.model.encode_targets(self.y_val, len(self.X_val))
-            S = run.model.forward(np.asarray(self.X_val, dtype=run.model.dtype))[0]
-            hist.val_score.append(accuracy(run.model, S, T))
-        return None
-
-
-class EarlyStopping(Callback):
-    """Stop when the validation accuracy has not improved by ``tol`` for ``patience``
-    epochs, and put back the best weights at the end (scikit-learn's rule).
-
-    The state lives in the run (``history.val_score``, ``history.best_val_score``,
-    ``run.best_params``), so a checkpoint carries it.
-    """
-
-    def __init__(self, patience: int = 10, tol: float = 1e-4) -> None:
-        self.patience, self.tol = patience, tol
-
-    def on_epoch_end(self, run: Run) -> bool | None:
-        hist = run.history
-        if not hist.val_score:
-            raise ValueError("EarlyStopping needs a validation score (add ValidationScore)")
-        score = hist.val_score[-1]
-        if score > hist.best_val_score:
-            hist.best_val_score = score
-            run.best_params = {k: v.copy() for k, v in run.model.params.items()}
-        if self.epochs_without_improvement(hist.val_score) > self.patience:
-            hist.stop_reason = "early_stopping"
-            return True
-        return None
-
-    def epochs_without_improvement(self, scores: list[float]) -> int:
-        """Epochs since a score beat the best before it by at least ``tol``."""
-        best, count = -math.inf, 0
-        for s in scores:
-            count = 0 if s >= best + self.tol else count + 1
-            best = max(best, s)
-        return count
-
-    def on_train_end(self, run: Run) -> None:
-        if run.best_params is not None:
-            for k, v in run.best_params.items():
-                np.copyto(run.model.params[k], v)
 
 
 # --------------------------------------------------------------------- checkpoints

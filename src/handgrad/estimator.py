@@ -192,9 +192,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         classes: ArrayLike | None = None,
         callbacks: Sequence[Callback] = (),
         run: Run | None = None,
+        validation: tuple[ArrayLike, ArrayLike] | None = None,
     ) -> MLPClassifier:
         """The one entry point behind ``fit`` and ``partial_fit`` (and the CLI's hook).
 
+        ``validation``, ``(X_val, y_val)`` held out by the caller, is scored every epoch
+        (``run.history.val_score``) and, with ``early_stopping``, replaces the split of
+        ``validation_fraction``: all of X then trains.
         ``callbacks`` are passed to :func:`handgrad.training.fit` unchanged. ``run``, a
         :class:`~handgrad.training.Run` restored from a checkpoint, is resumed: its
         model, optimizer state, shuffling generator and history are used as they are,
@@ -222,7 +226,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             self._refresh_optimizer(run)
         self._check_run(run, X, Y)
         self._run = run  # before the loop: callbacks read the same run
-        X_tr, T_tr, w_tr, validation = support.split(self, X, Y, w, seeds[2], incremental)
+        if validation is None:
+            X_tr, T_tr, w_tr, validation = support.split(self, X, Y, w, seeds[2], incremental)
+        else:
+            X_tr, T_tr, w_tr = X, self._targets(Y), w
+            validation = self._validation_set(*validation, X.dtype)
         before = run.history.epochs
         epochs = 1 if incremental else self.max_iter
         if resumed and not incremental:
@@ -232,6 +240,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 train(run.model, X_tr, T_tr, optimizer=run.optimizer, validation=validation,
                       config=support.config(self, X_tr.shape[0], epochs),
                       sample_weight=w_tr, callbacks=callbacks, run=run)
+            elif resumed and self._validating() and run.best_params is not None:
+                for k, v in run.best_params.items():  # as the loop does when it ends
+                    np.copyto(run.model.params[k], v)
         finally:
             self._set_fitted(before)
         support.warn_unconverged(self, incremental)
@@ -258,6 +269,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         return X, Y, sample_weight
+
+    def _validation_set(self, X_val, y_val, dtype) -> tuple[NDArray, NDArray, None]:
+        """A caller's held-out ``(X_val, y_val)`` checked and encoded like the training data."""
+        X_val, y_val = validate_data(self, X_val, y_val, reset=False, multi_output=True,
+                                     dtype=dtype)  # fmt: skip
+        unseen = np.setdiff1d(unique_labels(y_val), self.classes_)
+        if len(unseen):
+            raise ValueError(f"y_val has labels {unseen.tolist()} that are not in classes_ "
+                             f"{self.classes_.tolist()}")  # fmt: skip
+        return X_val, self._targets(self._label_binarizer.transform(y_val)), None
 
     def _check_labels(self, y) -> None:
         labels = unique_labels(y)

@@ -33,7 +33,7 @@ import numpy as np
 
 from handgrad._validation import check_number
 from handgrad.bundle import save_bundle
-from handgrad.callbacks import Checkpoint, EarlyStopping, ProgressBar, ValidationScore, load_run
+from handgrad.callbacks import Checkpoint, ProgressBar, load_run
 from handgrad.data import Preprocessor, load_dataset
 from handgrad.data.preprocess import KINDS as PREPROCESSING
 from handgrad.io import write_atomically
@@ -237,8 +237,8 @@ def build_classifier(config: TrainConfig) -> Any:
     """The :class:`~handgrad.MLPClassifier` the configuration describes.
 
     Without early stopping, training runs exactly ``config.epochs`` epochs (the
-    loss-plateau rule is switched off); early stopping is done on our validation split
-    by :class:`~handgrad.callbacks.EarlyStopping`.
+    loss-plateau rule is switched off); early stopping (the training loop's rule, with
+    ``config.patience``) uses the run's own validation split, passed to ``_fit``.
     """
     from handgrad.estimator import MLPClassifier
 
@@ -246,7 +246,8 @@ def build_classifier(config: TrainConfig) -> Any:
         hidden_layer_sizes=config.hidden, activation=config.activation, solver=config.solver,
         alpha=config.alpha, batch_size=config.batch_size,
         learning_rate_init=config.learning_rate, max_iter=config.epochs,
-        random_state=config.seed, early_stopping=False, n_iter_no_change=np.inf,
+        random_state=config.seed, early_stopping=config.early_stopping,
+        n_iter_no_change=config.patience if config.early_stopping else np.inf,
     )
 
 
@@ -288,23 +289,17 @@ def _train(config: TrainConfig, run_dir: Path, data: PreparedData, run: Any,
 
     clf = build_classifier(config)
     classes = np.unique(data.y_train)
-    y_val_idx = np.searchsorted(classes, data.y_val)
     done = 0 if run is None else run.history.epochs
-    stopper = EarlyStopping(config.patience) if config.early_stopping else None
     # L-BFGS runs as one scipy call, without epochs to report.
     bar = ProgressBar(config.epochs, initial=done,
                       disable=not progress or config.solver == "lbfgs")  # fmt: skip
-    # Order matters: the score first; early stopping updates the best weights before
-    # the checkpoint stores them.
-    callbacks: list[Any] = [ValidationScore(data.X_val, y_val_idx), bar]
-    if stopper is not None:
-        callbacks.append(stopper)
+    callbacks: list[Any] = [bar]
     if config.checkpoint_every:
         callbacks.append(Checkpoint(run_dir / CHECKPOINT, config.checkpoint_every,
                                     metadata={"config": config.to_dict()}))  # fmt: skip
     finished = done >= config.epochs or bool(
-        stopper and run is not None and run.history.val_score
-        and stopper.epochs_without_improvement(run.history.val_score) > config.patience
+        config.early_stopping and run is not None
+        and run.history.n_no_improvement > config.patience
     )
     start = time.perf_counter()
     try:
@@ -315,9 +310,8 @@ def _train(config: TrainConfig, run_dir: Path, data: PreparedData, run: Any,
             if finished:
                 clf.max_iter = done
             clf._fit(data.X_train, data.y_train, classes=classes, run=run,
+                     validation=(data.X_val, data.y_val),
                      callbacks=() if finished else callbacks)  # fmt: skip
-            if finished and stopper is not None:
-                stopper.on_train_end(run)
     finally:
         bar.close()
     seconds = time.perf_counter() - start

@@ -275,7 +275,7 @@ def _end_epoch(run: Run, loss, train_score, seen, validation, config) -> bool:
     opt.schedule.epoch_end(opt, hist.samples_seen)
     if config.stopping != "none" and hist.n_no_improvement > config.n_iter_no_change:
         if opt.schedule.plateau(opt):
-            hist.stop_reason = "converged"
+            hist.stop_reason = "early_stopping" if config.stopping == "validation" else "converged"
             return True
         hist.n_no_improvement = 0
     if config.max_steps is not None and hist.steps >= config.max_steps:
