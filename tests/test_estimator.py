@@ -363,3 +363,22 @@ def test_fit_hook_passes_callbacks_and_resumes_a_run_bit_for_bit(blobs):
                     strict=True):
         assert a.tobytes() == b.tobytes()
     assert_array_equal(resumed.predict(X), whole.predict(X))
+
+
+def test_fit_hook_takes_a_held_out_validation_set():
+    from sklearn.datasets import load_iris
+
+    X, y = load_iris(return_X_y=True)
+    Xv, yv = X[::5], y[::5]
+    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, n_iter_no_change=np.inf,
+                        random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf._fit(X, y, validation=(Xv, yv))
+    history = clf._run.history
+    assert len(history.val_score) == 5 and clf.n_iter_ == 5
+    assert history.val_score[-1] == pytest.approx(clf.score(Xv, yv))
+    with pytest.raises(ValueError, match=r"y_val has labels \[7\]"):
+        MLPClassifier(max_iter=1)._fit(X, y, validation=(Xv, np.full(len(yv), 7)))
+    with pytest.raises(ValueError, match="features"):
+        MLPClassifier(max_iter=1)._fit(X, y, validation=(Xv[:, :2], yv))
