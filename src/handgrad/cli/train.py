@@ -100,6 +100,8 @@ def command(ctx: click.Context, resume_dir: str | None, quiet: bool, **options: 
             f"training diverged: {exc} Nothing was saved over an existing model."
         ) from exc
     _print_result(result)
+    if result.metrics["final"]["stop_reason"] == "interrupted":
+        ctx.exit(130)  # saved what was trained; still tell scripts it was cut short
 
 
 def _print_result(result: Any) -> None:
