@@ -230,3 +230,19 @@ def test_resume_a_finished_run_in_process(tmp_path):
     assert "from epoch 4 of 4" in invoke("train", "--resume", folder).stderr
     again, _ = load_arrays(folder / "model.safetensors")
     assert all(np.array_equal(model[k], again[k]) for k in model)
+
+
+def test_ctrl_c_during_training_saves_the_model_and_exits_130(tmp_path, monkeypatch):
+    from handgrad.callbacks import ProgressBar
+
+    def interrupt(self, run):
+        if run.history.epochs == 2:
+            raise KeyboardInterrupt
+
+    monkeypatch.setattr(ProgressBar, "on_epoch_end", interrupt)
+    result = invoke("train", *SMALL, "--out", tmp_path / "cut", ok=False)
+    assert result.exit_code == 130, result.output
+    assert "(stopped: interrupted)" in result.output
+    final = read_json(tmp_path / "cut" / "metrics.json")["final"]
+    assert final["stop_reason"] == "interrupted" and final["epochs"] == 2
+    assert load_bundle(tmp_path / "cut" / "model.safetensors").classifier.n_iter_ == 2

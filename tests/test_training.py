@@ -102,7 +102,26 @@ def test_ctrl_c_keeps_the_weights(data):
                config=TrainingConfig(batch_size=30, max_epochs=10), seed=0, callbacks=[rec])
     assert hist.stop_reason == "interrupted" and rec.calls == ["begin", *["epoch"] * 3, "end"]
     assert all(np.isfinite(v).all() for v in model.params.values())
-    for k, v in model.params.items():  # back to where the interrupted epoch began
+    for k, v in model.params.items():  # epoch 3 had finished: its weights are kept
+        assert_array_equal(v, rec.params[2][k])
+
+
+def test_ctrl_c_mid_epoch_goes_back_to_the_last_finished_epoch(data):
+    X, y = data
+    model, rec = _model(), Recorder()
+    step, calls = model.training_step, []
+
+    def interrupted_step(*args):
+        calls.append(1)
+        if len(calls) == 7:  # batch 3 of epoch 3 (three batches of 30 per epoch)
+            raise KeyboardInterrupt
+        return step(*args)
+
+    model.training_step = interrupted_step
+    hist = fit(model, X, y, optimizer=Adam(learning_rate_init=0.01),
+               config=TrainingConfig(batch_size=30, max_epochs=10), seed=0, callbacks=[rec])
+    assert hist.stop_reason == "interrupted" and hist.epochs == 2
+    for k, v in model.params.items():
         assert_array_equal(v, rec.params[1][k])
 
 

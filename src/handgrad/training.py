@@ -182,6 +182,7 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
     arange = np.arange(N)
     order = arange.copy()  # rng.permutation(N) is arange + shuffle: same order, no alloc
     epochs_done = 0
+    mid_epoch = False  # True while the weights are part way through an epoch
     try:
         while True:
             if config.max_epochs is not None and epochs_done >= config.max_epochs:
@@ -193,6 +194,7 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                 np.copyto(order, arange)
                 run.rng.shuffle(order)
             total, correct, seen = 0.0, 0.0, 0
+            mid_epoch = True
             for start in range(0, N, batch_size):
                 if config.max_steps is not None and hist.steps >= config.max_steps:
                     break
@@ -219,6 +221,7 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                 total += loss * n
                 correct += _rows_right(model, S, Tb)
                 seen += n
+            mid_epoch = False
             if seen == 0:
                 hist.stop_reason = "max_steps"
                 break
@@ -229,8 +232,9 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                 hist.stop_reason = hist.stop_reason or "callback"
                 break
     except KeyboardInterrupt:
-        for k, v in snapshot.items():
-            np.copyto(model.params[k], v)
+        if mid_epoch:  # drop the unfinished epoch: back to the last finished one
+            for k, v in snapshot.items():
+                np.copyto(model.params[k], v)
         hist.stop_reason = "interrupted"
     if config.stopping == "validation" and run.best_params is not None:
         for k, v in run.best_params.items():
