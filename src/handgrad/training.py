@@ -170,6 +170,9 @@ def accuracy(model: MLP, S: np.ndarray, T: np.ndarray, sample_weight=None) -> fl
     return float(np.average(right, weights=sample_weight))
 
 
+# A diverging step overflows on its way to the non-finite loss that the loop reports
+# itself (TrainingDivergedError): no NumPy warnings on top of that.
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
     model, opt, hist = run.model, run.optimizer, run.history
     N = X.shape[0]
