@@ -5,7 +5,8 @@ The core (:mod:`handgrad.layers`, :class:`MLP`, :class:`TwoLayerNet`,
 scikit-learn drop-in :class:`MLPClassifier`.
 """
 
-from handgrad.estimator import MLPClassifier
+from typing import Any
+
 from handgrad.gradcheck import check_gradients, numerical_gradient, rel_error
 from handgrad.network import MLP, TwoLayerNet
 
@@ -17,3 +18,13 @@ __all__ = [
     "numerical_gradient",
     "rel_error",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    """``MLPClassifier`` is imported on first use: the core needs no scikit-learn, and a
+    script that trains ``MLP`` directly does not pay its import time and memory."""
+    if name == "MLPClassifier":
+        from handgrad.estimator import MLPClassifier
+
+        return MLPClassifier
+    raise AttributeError(f"module 'handgrad' has no attribute {name!r}")

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import importlib
 import importlib.metadata
 import json
 import os
@@ -39,6 +40,12 @@ METADATA_KEY = "handgrad"
 
 _NUMERIC_KINDS = frozenset("biuf")
 _MODEL_KINDS: dict[str, type] = {}
+#: handgrad's own kinds and the module defining each, imported when a file needs it.
+_BUILTIN_KINDS = {
+    "MLP": "handgrad.network",
+    "TwoLayerNet": "handgrad.network",
+    "MLPClassifier": "handgrad.estimator",
+}
 
 T = TypeVar("T", bound=type)
 
@@ -408,10 +415,10 @@ def load_model(path: str | os.PathLike[str]) -> object:
         Everything :func:`load_arrays` raises for, an unknown ``kind``, or state the
         class cannot rebuild from.
     """
-    import handgrad  # noqa: F401  (its __init__ imports the modules that register kinds)
-
     tensors, metadata = load_arrays(path)
     kind = metadata.get("kind")
+    if isinstance(kind, str) and kind in _BUILTIN_KINDS:  # a fixed list, never the file's
+        importlib.import_module(_BUILTIN_KINDS[kind])  # its classes register themselves
     cls = _MODEL_KINDS.get(kind) if isinstance(kind, str) else None
     if cls is None:
         known = ", ".join(sorted(_MODEL_KINDS)) or "none"

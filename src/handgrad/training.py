@@ -15,7 +15,6 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
-import scipy.optimize
 
 from handgrad._validation import check_number, check_sample_weight, check_X
 from handgrad.errors import TrainingDivergedError
@@ -320,6 +319,7 @@ def _diverged(model: MLP, snapshot, hist: History, opt: Optimizer) -> None:
 
 def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
     """Full-batch L-BFGS-B on the flattened parameters, driven by the hand-derived grads."""
+    import scipy.optimize
     model, opt, hist = run.model, run.optimizer, run.history
     names = list(model.params)
     shapes = [model.params[k].shape for k in names]
