@@ -36,5 +36,5 @@ def test_a_saved_classifier_loads_in_a_fresh_process(tmp_path):
         clf.fit(X, y)
     path = save_model(tmp_path / "clf.safetensors", clf)
     out = _python(f"from handgrad.io import load_model; m = load_model({str(path)!r}); "
-                  "print(type(m).__name__, list(m.classes_))")
+                  "print(type(m).__name__, m.classes_.tolist())")
     assert out == "MLPClassifier ['a', 'b', 'c']"
