@@ -18,6 +18,8 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils.multiclass import unique_labels
+from sklearn.utils.validation import validate_data
 
 from handgrad.errors import ModelFileError, TrainingDivergedError
 from handgrad.network import MLP
@@ -282,3 +284,30 @@ def _binarizer(y_type: Any, classes: np.ndarray) -> LabelBinarizer:
     if len(np.unique(classes)) != len(classes):
         raise ModelFileError("classes_ holds duplicate labels")
     return binarizer
+
+
+def validation_set(est: Any, X_val, y_val, dtype) -> tuple[Any, Any, None]:
+    """A caller's held-out ``(X_val, y_val)`` checked and encoded like the training data."""
+    X_val, y_val = validate_data(est, X_val, y_val, reset=False, multi_output=True,
+                                 dtype=dtype)  # fmt: skip
+    unseen = np.setdiff1d(unique_labels(y_val), est.classes_)
+    if len(unseen):
+        raise ValueError(f"y_val has labels {unseen.tolist()} that are not in classes_ "
+                         f"{est.classes_.tolist()}")  # fmt: skip
+    return X_val, est._targets(est._label_binarizer.transform(y_val)), None
+
+
+def check_labels(est: Any, y) -> None:
+    labels = unique_labels(y)
+    if est.warm_start and not np.array_equal(labels, est.classes_):
+        raise ValueError(
+            "warm_start can only be used where `y` has the same classes as in the "
+            f"previous call to fit. Previously got {est.classes_}, `y` has {labels}"
+        )
+    unseen = np.setdiff1d(labels, est.classes_)
+    if len(unseen):
+        raise ValueError(
+            f"y has labels {unseen.tolist()} that are not in classes_ "
+            f"{est.classes_.tolist()}; pass every label in `classes` on the first "
+            "call to partial_fit (or refit)"
+        )

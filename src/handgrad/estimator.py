@@ -22,7 +22,6 @@ from sklearn.utils.multiclass import (
     _check_partial_fit_first_call,
     check_classification_targets,
     type_of_target,
-    unique_labels,
 )
 from sklearn.utils.validation import (
     _check_sample_weight,
@@ -230,7 +229,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             X_tr, T_tr, w_tr, validation = support.split(self, X, Y, w, seeds[2], incremental)
         else:
             X_tr, T_tr, w_tr = X, self._targets(Y), w
-            validation = self._validation_set(*validation, X.dtype)
+            validation = support.validation_set(self, *validation, X.dtype)
         before = run.history.epochs
         epochs = 1 if incremental else self.max_iter
         if resumed and not incremental:
@@ -264,36 +263,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 y if classes is None or multilabel else classes)
             self.classes_ = self._label_binarizer.classes_
         if not reset or incremental or classes is not None:
-            self._check_labels(y)
+            support.check_labels(self, y)
         Y = self._label_binarizer.transform(y)
         if sample_weight is not None:
             sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
         return X, Y, sample_weight
-
-    def _validation_set(self, X_val, y_val, dtype) -> tuple[NDArray, NDArray, None]:
-        """A caller's held-out ``(X_val, y_val)`` checked and encoded like the training data."""
-        X_val, y_val = validate_data(self, X_val, y_val, reset=False, multi_output=True,
-                                     dtype=dtype)  # fmt: skip
-        unseen = np.setdiff1d(unique_labels(y_val), self.classes_)
-        if len(unseen):
-            raise ValueError(f"y_val has labels {unseen.tolist()} that are not in classes_ "
-                             f"{self.classes_.tolist()}")  # fmt: skip
-        return X_val, self._targets(self._label_binarizer.transform(y_val)), None
-
-    def _check_labels(self, y) -> None:
-        labels = unique_labels(y)
-        if self.warm_start and not np.array_equal(labels, self.classes_):
-            raise ValueError(
-                "warm_start can only be used where `y` has the same classes as in the "
-                f"previous call to fit. Previously got {self.classes_}, `y` has {labels}"
-            )
-        unseen = np.setdiff1d(labels, self.classes_)
-        if len(unseen):
-            raise ValueError(
-                f"y has labels {unseen.tolist()} that are not in classes_ "
-                f"{self.classes_.tolist()}; pass every label in `classes` on the first "
-                "call to partial_fit (or refit)"
-            )
 
     @property
     def _head(self) -> str:

@@ -18,19 +18,18 @@ a ``kind`` name by :func:`register_model_kind`. Loading only ever builds registe
 
 from __future__ import annotations
 
-import contextlib
 import hashlib
 import importlib
 import importlib.metadata
 import json
 import os
-import tempfile
 from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any, TypeVar
 
 import numpy as np
 
+from handgrad._atomic import write_atomically
 from handgrad.errors import ModelFileError
 
 FORMAT_VERSION = 1
@@ -108,63 +107,6 @@ def _normalise_metadata(metadata: Mapping[str, Any]) -> dict[str, Any]:
         return json.loads(json.dumps(dict(metadata)))
     except (TypeError, ValueError) as exc:
         raise TypeError(f"metadata must be JSON-serialisable: {exc}") from exc
-
-
-def _check_target(path: Path) -> None:
-    folder = path.parent
-    if not folder.exists():
-        raise FileNotFoundError(f"cannot save to {path}: the folder {folder} does not exist")
-    if not folder.is_dir():
-        raise NotADirectoryError(f"cannot save to {path}: {folder} is not a folder")
-    if path.is_dir():
-        raise IsADirectoryError(f"cannot save to {path}: it is a folder")
-
-
-def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
-    """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it.
-
-    Either the whole new content lands at ``path`` or, on any error, the old file (if
-    any) is untouched and no temporary file is left behind.
-    """
-    path = Path(path)
-    _check_target(path)
-    try:
-        handle = tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
-        )
-    except PermissionError as exc:
-        raise PermissionError(
-            f"cannot save to {path}: the folder {path.parent} is not writable"
-        ) from exc
-    tmp = Path(handle.name)
-    try:
-        with handle:
-            handle.write(data)
-            handle.flush()
-            os.fsync(handle.fileno())
-        # NamedTemporaryFile creates 0o600; give the result an ordinary file's mode.
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
-        os.chmod(tmp, mode)
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(OSError):
-            tmp.unlink()
-        raise
-    _fsync_folder(path.parent)
-    return path
-
-
-def _fsync_folder(folder: Path) -> None:
-    """Make the rename itself durable where the platform allows (POSIX only)."""
-    try:
-        fd = os.open(folder, os.O_RDONLY)
-    except OSError:
-        return
-    try:
-        with contextlib.suppress(OSError):
-            os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 def _save(
