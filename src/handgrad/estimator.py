@@ -349,8 +349,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _forward(self, X: ArrayLike) -> NDArray[np.floating]:
         check_is_fitted(self)
+        # NaN/inf are caught by the network on Z1 = X W1 + b1, chunk by chunk, rather
+        # than by a separate pass over X here.
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
-                          dtype=(np.float64, np.float32))
+                          dtype=(np.float64, np.float32), ensure_all_finite=False)
         X = X.toarray() if sp.issparse(X) else X
         return self._run.model.predict_proba(X.astype(self._run.model.dtype, copy=False))
 
