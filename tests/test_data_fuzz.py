@@ -24,7 +24,7 @@ from test_data_cifar import batch_dict, meta_dict, py2_pickle
 from handgrad.data.cifar import extract_archive, load_batch, load_binary_batch, load_meta
 from handgrad.data.idx import load_mnist_files, read_idx, write_idx
 from handgrad.data.preprocess import load_image_files
-from handgrad.data.tabular import load_csv, load_npz
+from handgrad.data.tabular import load_array, load_csv, load_npz
 from handgrad.errors import DataFormatError
 
 FUZZ = settings(
@@ -53,6 +53,12 @@ def _raw_idx(array: np.ndarray) -> bytes:
 def _npz() -> bytes:
     buffer = io.BytesIO()
     np.savez(buffer, X=np.arange(6.0).reshape(3, 2), y=np.array([0, 1, 0]))
+    return buffer.getvalue()
+
+
+def _npy() -> bytes:
+    buffer = io.BytesIO()
+    np.save(buffer, np.arange(6.0, dtype=np.float32).reshape(3, 2))
     return buffer.getvalue()
 
 
@@ -95,6 +101,7 @@ SEEDS = {
     "cifar_bin": [bytes(range(256)) * 12 + bytes(range(1)), bytes(3073)],
     "csv": [b"a,b,label\n1,2,x\n3.5,-4,y\n", b"1,2,0\n3,4,1\n"],
     "npz": [_npz()],
+    "array": [_npy(), _npz()],
     "tar": [_tar(True), _tar(False)],
     "image": [_png()],
 }
@@ -162,6 +169,7 @@ def _reader(kind: str, path):  # returns a zero-argument call of the reader unde
         "cifar_bin": lambda: load_binary_batch(path),
         "csv": lambda: load_csv(path),
         "npz": lambda: load_npz(path),
+        "array": lambda: load_array(path),
         "tar": lambda: extract_archive(path, path.parent / f"out{next(_counter)}"),
         "image": lambda: load_image_files([path]),
     }[kind]

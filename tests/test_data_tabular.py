@@ -163,3 +163,32 @@ def test_npy_file_instead_of_npz(tmp_path):
     np.save(tmp_path / "d.npy", np.zeros(3))
     with pytest.raises(DataFormatError, match=r"not a readable \.npz archive"):
         load_npz(tmp_path / "d.npy")
+
+
+def test_load_array_reads_npy_and_npz_and_refuses_lying_headers(tmp_path):
+    from handgrad.data import load_array
+
+    X = np.arange(6.0).reshape(3, 2)
+    np.save(tmp_path / "a.npy", X)
+    np.savez(tmp_path / "b.npz", X=X, y=np.arange(3))
+    np.savez(tmp_path / "c.npz", only=X)
+    for name in ("a.npy", "b.npz", "c.npz"):
+        np.testing.assert_array_equal(load_array(tmp_path / name), X)
+    np.savez(tmp_path / "d.npz", a=X, b=X)
+    with pytest.raises(DataFormatError, match="expected an array named X"):
+        load_array(tmp_path / "d.npz")
+    # A header claiming 10**15 float64 values in a tiny file: refused before allocating.
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1))
+    header["shape"] = (10**15,)
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    lying = tmp_path / "lying.npy"
+    lying.write_bytes(buffer.getvalue() + bytes(16))
+    with pytest.raises(DataFormatError, match="claims shape"):
+        load_array(lying)
+    import zipfile
+
+    with zipfile.ZipFile(tmp_path / "lying.npz", "w") as archive:
+        archive.writestr("X.npy", buffer.getvalue() + bytes(16))
+    with pytest.raises(DataFormatError, match="claims shape"):
+        load_array(tmp_path / "lying.npz")

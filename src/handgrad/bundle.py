@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.data import Preprocessor, load_feature_csv, load_image_files
+from handgrad.data import Preprocessor, load_array, load_feature_csv, load_image_files
 from handgrad.errors import ModelFileError
 from handgrad.io import load_arrays, load_model, save_arrays
 
@@ -261,7 +261,7 @@ def read_inputs(bundle: Bundle, paths: Sequence[str | os.PathLike[str]], *,
         if suffix == ".csv":
             X, _ = load_feature_csv(path, drop=label)
         elif suffix in (".npy", ".npz"):
-            X = _read_array(path)
+            X = load_array(path)
         else:
             raise ValueError(
                 f"{path}: unknown input type {suffix or '(none)'}; give a .csv, .npy, .npz "
@@ -278,18 +278,3 @@ def read_inputs(bundle: Bundle, paths: Sequence[str | os.PathLike[str]], *,
     return names, np.concatenate([b.astype(np.float64) for b in blocks])
 
 
-def _read_array(path: str | os.PathLike[str]) -> np.ndarray:
-    from handgrad.errors import DataFormatError
-
-    try:
-        loaded = np.load(path, allow_pickle=False)
-    except (ValueError, OSError, EOFError) as exc:
-        raise DataFormatError(f"{path}: not a readable NumPy file ({exc})") from None
-    if isinstance(loaded, np.lib.npyio.NpzFile):
-        with loaded:
-            keys = list(loaded.keys())
-            key = "X" if "X" in keys else keys[0] if len(keys) == 1 else None
-            if key is None:
-                raise DataFormatError(f"{path}: holds {keys}; expected an array named X")
-            return np.asarray(loaded[key])
-    return np.asarray(loaded)

@@ -34,7 +34,7 @@ from handgrad.data.cifar import extract_archive, load_cifar10
 from handgrad.data.idx import load_mnist_files, read_idx, write_idx
 from handgrad.data.preprocess import Preprocessor, flatten, load_image_files
 from handgrad.data.remote import data_home
-from handgrad.data.tabular import load_csv, load_feature_csv, load_npz
+from handgrad.data.tabular import load_array, load_csv, load_feature_csv, load_npz
 from handgrad.errors import DatasetUnavailableError
 
 __all__ = [
@@ -44,6 +44,7 @@ __all__ = [
     "data_home",
     "extract_archive",
     "flatten",
+    "load_array",
     "load_cifar10",
     "load_csv",
     "load_dataset",

@@ -18,7 +18,7 @@ import numpy as np
 
 from handgrad.errors import DataFormatError
 
-__all__ = ["load_csv", "load_feature_csv", "load_npz"]
+__all__ = ["load_array", "load_csv", "load_feature_csv", "load_npz"]
 
 _MAX_NPZ_MEMBER = 2**32
 
@@ -203,25 +203,57 @@ def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
     return X, y
 
 
+def load_array(path: str | os.PathLike) -> np.ndarray:
+    """One array from a ``.npy`` file, or from an ``.npz`` archive (its array ``X``, or
+    its only array), never unpickling and with the size its header claims checked
+    against the file before anything is allocated."""
+    _npz_errors = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error,
+                   ValueError, NotImplementedError, RuntimeError)  # fmt: skip
+    try:
+        if zipfile.is_zipfile(path):
+            with zipfile.ZipFile(path) as archive:
+                members = {n[:-4]: n for n in archive.namelist() if n.endswith(".npy")}
+                key = "X" if "X" in members else next(iter(members), None)
+                if key is None or (key != "X" and len(members) > 1):
+                    raise DataFormatError(
+                        f"{path}: holds {sorted(members) or 'no arrays'}; expected an "
+                        "array named X (or a single array)"
+                    )
+                return _read_member(path, archive, members[key], key)
+        with open(path, "rb") as handle:
+            _read_header(path, handle, os.path.getsize(path), "the array")
+            handle.seek(0)
+            return np.lib.format.read_array(handle, allow_pickle=False)
+    except DataFormatError:
+        raise
+    except _npz_errors as exc:
+        raise DataFormatError(f"{path}: not a readable NumPy file ({exc})") from None
+
+
+def _read_header(path: str | os.PathLike, handle, size: int, key: str) -> None:
+    """Check a ``.npy`` header: known version, no objects, claimed bytes ≤ ``size``."""
+    version = np.lib.format.read_magic(handle)
+    if version == (1, 0):
+        shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
+    elif version == (2, 0):
+        shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
+    else:
+        raise DataFormatError(f"{path}: array {key} uses .npy version {version}")
+    if dtype.hasobject:
+        raise DataFormatError(f"{path}: array {key} holds Python objects; refused")
+    if math.prod(shape) * dtype.itemsize > size:
+        raise DataFormatError(
+            f"{path}: array {key} claims shape {shape} of {dtype}, more than its "
+            f"{size} bytes"
+        )
+
+
 def _read_member(path: str | os.PathLike, archive: zipfile.ZipFile, member: str,
                  key: str) -> np.ndarray:  # fmt: skip
     info = archive.getinfo(member)
     if info.file_size > _MAX_NPZ_MEMBER:
         raise DataFormatError(f"{path}: array {key} is {info.file_size} bytes; refused")
     with archive.open(info) as handle:
-        version = np.lib.format.read_magic(handle)
-        if version == (1, 0):
-            shape, _, dtype = np.lib.format.read_array_header_1_0(handle)
-        elif version == (2, 0):
-            shape, _, dtype = np.lib.format.read_array_header_2_0(handle)
-        else:
-            raise DataFormatError(f"{path}: array {key} uses .npy version {version}")
-        if dtype.hasobject:
-            raise DataFormatError(f"{path}: array {key} holds Python objects; refused")
-        if math.prod(shape) * dtype.itemsize > info.file_size:
-            raise DataFormatError(
-                f"{path}: array {key} claims shape {shape} of {dtype}, more than its "
-                f"{info.file_size} bytes"
-            )
+        _read_header(path, handle, info.file_size, key)
     with archive.open(info) as handle:
         return np.lib.format.read_array(handle, allow_pickle=False)
