@@ -62,6 +62,7 @@ def test_early_stopping_restores_the_best_weights(data):
     for k, v in model.params.items():
         assert_array_equal(v, rec.params[best][k])
     assert hist.best_val_score == hist.val_score[best] and hist.stop_reason == "early_stopping"
+    assert len(rec.params) == hist.epochs  # callbacks saw the stopping epoch too
     S = model.forward(X[60:])[0]
     assert accuracy(model, S, y[60:]) == hist.best_val_score
 
@@ -112,16 +113,31 @@ def test_ctrl_c_mid_epoch_goes_back_to_the_last_finished_epoch(data):
 
     def interrupted_step(*args):
         calls.append(1)
-        if len(calls) == 7:  # batch 3 of epoch 3 (three batches of 30 per epoch)
+        if len(calls) == 9:  # batch 3 of epoch 3 (three batches of 30 per epoch)
             raise KeyboardInterrupt
         return step(*args)
 
     model.training_step = interrupted_step
-    hist = fit(model, X, y, optimizer=Adam(learning_rate_init=0.01),
-               config=TrainingConfig(batch_size=30, max_epochs=10), seed=0, callbacks=[rec])
+    opt = Adam(learning_rate_init=0.01)
+    run = Run(model, opt, np.random.default_rng(0))
+    hist = fit(model, X, y, optimizer=opt, config=TrainingConfig(batch_size=30, max_epochs=10),
+               callbacks=[rec], run=run)
     assert hist.stop_reason == "interrupted" and hist.epochs == 2
+    # The whole run is back at the end of epoch 2: weights, Adam's state, the counters
+    # and the shuffling generator, so that it can be continued consistently.
+    assert hist.steps == 6 and len(hist.step_loss) == 6 and opt.t == 6
     for k, v in model.params.items():
         assert_array_equal(v, rec.params[1][k])
+    # Continue (the patched step passes through from now on: both runs take the
+    # reference path, so the comparison can be bit for bit).
+    reference = Run(_model(), Adam(learning_rate_init=0.01), np.random.default_rng(0))
+    reference.model.training_step = reference.model.training_step
+    fit(reference.model, X, y, optimizer=reference.optimizer, run=reference,
+        config=TrainingConfig(batch_size=30, max_epochs=3))
+    fit(model, X, y, optimizer=opt, config=TrainingConfig(batch_size=30, max_epochs=1),
+        run=run)
+    for k, v in model.params.items():  # continuing gives what an uninterrupted run gives
+        assert_array_equal(v, reference.model.params[k])
 
 
 def test_callbacks_are_called_and_can_stop(data):
@@ -138,7 +154,7 @@ def test_max_steps_counts_minibatches(data):
     hist = fit(_model(), X, y, optimizer=SGD(learning_rate_init=0.1),
                config=TrainingConfig(batch_size=40, max_epochs=None, max_steps=7), seed=0)
     assert hist.steps == 7 and len(hist.step_loss) == 7  # 3 batches per epoch
-    assert hist.stop_reason == "max_steps" and hist.epochs in (2, 3)
+    assert hist.stop_reason == "max_steps" and hist.epochs == 3  # the third is partial
 
 
 def test_history_lists_grow_per_epoch_and_across_calls(data):

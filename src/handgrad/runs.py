@@ -297,9 +297,8 @@ def _train(config: TrainConfig, run_dir: Path, data: PreparedData, run: Any,
     if config.checkpoint_every:
         callbacks.append(Checkpoint(run_dir / CHECKPOINT, config.checkpoint_every,
                                     metadata={"config": config.to_dict()}))  # fmt: skip
-    finished = done >= config.epochs or bool(
-        config.early_stopping and run is not None
-        and run.history.n_no_improvement > config.patience
+    finished = done >= config.epochs or (
+        run is not None and run.history.stop_reason in ("early_stopping", "converged")
     )
     start = time.perf_counter()
     try:

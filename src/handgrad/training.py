@@ -12,6 +12,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
+from functools import partial
 from typing import Any
 
 import numpy as np
@@ -20,7 +21,7 @@ from handgrad._validation import check_number, check_sample_weight, check_X
 from handgrad.errors import TrainingDivergedError
 from handgrad.network import MLP, as_rng
 from handgrad.optim import LBFGS, SGD, Optimizer
-from handgrad.workspace import Workspace
+from handgrad.workspace import Workspace, scores
 
 STOPPING = ("loss", "validation", "none")
 
@@ -160,13 +161,46 @@ def fit(
     return run.history
 
 
+def right_rows(model: MLP, S: np.ndarray, T: np.ndarray) -> np.ndarray:
+    """(n,) bool: rows whose scores S predict encoded targets T exactly (every label)."""
+    if model.head == "softmax":
+        return S.argmax(axis=1) == T
+    return np.all((S > 0) == (T > 0.5), axis=1)
+
+
 def accuracy(model: MLP, S: np.ndarray, T: np.ndarray, sample_weight=None) -> float:
     """(Weighted) fraction of rows predicted exactly right from scores S and targets T."""
-    if model.head == "softmax":
-        right = S.argmax(axis=1) == T
-    else:
-        right = np.all((S > 0) == (T > 0.5), axis=1)
-    return float(np.average(right, weights=sample_weight))
+    return float(np.average(right_rows(model, S, T), weights=sample_weight))
+
+
+class _EpochStart:
+    """The run as it was when the current epoch began: weights, optimizer state,
+    shuffling generator and step counters. Ctrl-C or divergence part way through an
+    epoch goes back to it, so the run stays consistent (and can be continued)."""
+
+    def __init__(self, run: Run) -> None:
+        self.params = {k: v.copy() for k, v in run.model.params.items()}
+        self.optimizer_arrays: dict[str, np.ndarray] = {}
+
+    def take(self, run: Run) -> None:
+        for k, v in run.model.params.items():
+            np.copyto(self.params[k], v)
+        arrays, self.optimizer_scalars = run.optimizer.state()
+        for k, v in arrays.items():  # reuse the copies: no allocation after epoch 1
+            if k in self.optimizer_arrays:
+                np.copyto(self.optimizer_arrays[k], v)
+            else:
+                self.optimizer_arrays[k] = v.copy()
+        self.rng_state = run.rng.bit_generator.state
+        self.steps, self.n_step_loss = run.history.steps, len(run.history.step_loss)
+
+    def restore(self, run: Run) -> None:
+        for k, v in self.params.items():
+            np.copyto(run.model.params[k], v)
+        run.optimizer.load_state(self.optimizer_arrays, dict(self.optimizer_scalars))
+        run.rng.bit_generator.state = self.rng_state
+        run.history.steps = self.steps
+        del run.history.step_loss[self.n_step_loss:]
 
 
 # A diverging step overflows on its way to the non-finite loss that the loop reports
@@ -176,7 +210,8 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
     model, opt, hist = run.model, run.optimizer, run.history
     N = X.shape[0]
     batch_size = min(config.batch_size, N)
-    snapshot = {k: v.copy() for k, v in model.params.items()}
+    epoch_start = _EpochStart(run)
+    epoch_start.take(run)
     # The fast path (preallocated buffers, plain SGD fused into the products) unless the
     # model's step was overridden or patched: then that step is what trains.
     ws = Workspace(model, batch_size) if _own_step(model) else None
@@ -190,8 +225,6 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
             if config.max_epochs is not None and epochs_done >= config.max_epochs:
                 hist.stop_reason = "max_epochs"
                 break
-            for k, v in model.params.items():
-                np.copyto(snapshot[k], v)
             if config.shuffle:
                 np.copyto(order, arange)
                 run.rng.shuffle(order)
@@ -215,39 +248,35 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                 else:
                     loss, grads, S = ws.step(model.params, Xb, Tb, reg, wb)
                 if not math.isfinite(loss):
-                    _diverged(model, snapshot, hist, opt)
+                    epoch_start.restore(run)
+                    _diverged(hist, opt)
                 if not fused:
                     opt.update(model.params, grads)
                 hist.step_loss.append(loss)
                 hist.steps += 1
                 total += loss * n
-                correct += _rows_right(model, S, Tb)
+                correct += int(np.count_nonzero(right_rows(model, S, Tb)))
                 seen += n
             mid_epoch = False
             if seen == 0:
                 hist.stop_reason = "max_steps"
                 break
             epochs_done += 1
-            if _end_epoch(run, total / seen, correct / seen, seen, validation, config):
-                break
-            if any(cb.on_epoch_end(run) for cb in callbacks):
-                hist.stop_reason = hist.stop_reason or "callback"
+            stop = _end_epoch(run, total / seen, correct / seen, seen, validation, config)
+            epoch_start.take(run)  # where the next epoch starts (copies made in epoch 1)
+            # Every callback sees every finished epoch, the last one included.
+            if any([cb.on_epoch_end(run) for cb in callbacks]) and not stop:
+                hist.stop_reason = "callback"
+                stop = True
+            if stop:
                 break
     except KeyboardInterrupt:
         if mid_epoch:  # drop the unfinished epoch: back to the last finished one
-            for k, v in snapshot.items():
-                np.copyto(model.params[k], v)
+            epoch_start.restore(run)
         hist.stop_reason = "interrupted"
     if config.stopping == "validation" and run.best_params is not None:
         for k, v in run.best_params.items():
             np.copyto(model.params[k], v)
-
-
-def _rows_right(model: MLP, S: np.ndarray, T: np.ndarray) -> int:
-    """Rows of a batch predicted exactly right (:func:`accuracy` times n, but cheaper)."""
-    if model.head == "softmax":
-        return int(np.count_nonzero(S.argmax(axis=1) == T))
-    return int(np.count_nonzero(np.all((S > 0) == (T > 0.5), axis=1)))
 
 
 def _own_step(model: MLP) -> bool:
@@ -273,7 +302,8 @@ def _end_epoch(run: Run, loss, train_score, seen, validation, config) -> bool:
     hist.learning_rate.append(opt.learning_rate)
     if validation is not None:
         X_val, T_val, w_val = validation
-        hist.val_score.append(accuracy(model, model.forward(X_val)[0], T_val, w_val))
+        S_val = scores(model, X_val) if _own_step(model) else model.forward(X_val)[0]
+        hist.val_score.append(accuracy(model, S_val, T_val, w_val))
     if config.verbose:
         val = f", validation accuracy = {hist.val_score[-1]:.4f}" if validation else ""
         print(f"Iteration {hist.epochs}, loss = {loss:.8f}{val}")
@@ -305,9 +335,7 @@ def _update_plateau(run: Run, config: TrainingConfig) -> None:
     hist.n_no_improvement = 0 if improved else hist.n_no_improvement + 1
 
 
-def _diverged(model: MLP, snapshot, hist: History, opt: Optimizer) -> None:
-    for k, v in snapshot.items():
-        np.copyto(model.params[k], v)
+def _diverged(hist: History, opt: Optimizer) -> None:
     hist.stop_reason = "diverged"
     raise TrainingDivergedError(
         f"the training loss became non-finite in epoch {hist.epochs + 1} (step "
@@ -326,6 +354,7 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
     splits = np.cumsum([int(np.prod(s)) for s in shapes])[:-1]
     n_w = X.shape[0] if w is None else float(w.sum())
     reg = config.reg / n_w if config.reg_per_sample else config.reg
+    ws = Workspace(model, X.shape[0]) if _own_step(model) else None
 
     def unpack(theta: np.ndarray) -> None:
         for k, part, shape in zip(names, np.split(theta, splits), shapes, strict=True):
@@ -333,10 +362,11 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
 
     def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
         unpack(theta)
-        loss, grads, _ = model.training_step(X, T, reg, w)
+        step = model.training_step if ws is None else partial(ws.step, model.params)
+        loss, grads, _ = step(X, T, reg, w)
         if not math.isfinite(loss):
             raise TrainingDivergedError("the loss became non-finite during L-BFGS")
-        return loss, np.concatenate([grads[k].ravel() for k in names]).astype(np.float64)
+        return loss, np.concatenate([grads[k].ravel() for k in names], dtype=np.float64)
 
     def record(intermediate_result) -> None:
         hist.loss.append(float(intermediate_result.fun))
