@@ -344,17 +344,22 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def predict(self, X: ArrayLike) -> NDArray:
         """Labels (n_samples,), or (n_samples, n_labels) indicators for multi-label."""
+        check_is_fitted(self)
+        if self.out_activation_ == "softmax":  # the highest score is the likeliest class
+            return self.classes_[self._forward(X, scores=True).argmax(axis=1)]
         P = self._forward(X)
         return self._label_binarizer.inverse_transform(P.ravel() if P.shape[1] == 1 else P)
 
-    def _forward(self, X: ArrayLike) -> NDArray[np.floating]:
+    def _forward(self, X: ArrayLike, scores: bool = False) -> NDArray[np.floating]:
+        """The network's probabilities (or, with ``scores``, its scores S) for X."""
         check_is_fitted(self)
         # NaN/inf are caught by the network on Z1 = X W1 + b1, chunk by chunk, rather
         # than by a separate pass over X here.
         X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
                           dtype=(np.float64, np.float32), ensure_all_finite=False)
         X = X.toarray() if sp.issparse(X) else X
-        return self._run.model.predict_proba(X.astype(self._run.model.dtype, copy=False))
+        X = X.astype(self._run.model.dtype, copy=False)
+        return self._run.model.loss(X) if scores else self._run.model.predict_proba(X)
 
     # -------------------------------------------------------- weights as views
     @property
