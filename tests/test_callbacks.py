@@ -83,7 +83,7 @@ def test_checkpoint_every_k_epochs_holds_everything(tmp_path, blobs):
     assert {"param.W1", "param.b2", "optim.m.W1", "optim.v.b1"} <= set(tensors)
     assert meta["epoch"] == 4 and meta["extra"] == {"config": {"a": 1}}
     assert meta["rng"]["bit_generator"] == "PCG64"
-    assert meta["optimizer"]["class"] == "Adam" and meta["optimizer_state"]["t"] > 0
+    assert meta["optimizer"]["name"] == "adam" and meta["optimizer_state"]["t"] > 0
     assert len(meta["history"]["val_score"]) == 4
     assert not list(tmp_path.glob(".*tmp"))  # no temporary file left behind
 
@@ -118,9 +118,9 @@ def test_broken_checkpoints_are_refused(tmp_path, blobs):
     _train(blobs, OPTIMIZERS["adam"], 2, [Checkpoint(path, every=1)])
     tensors, meta = load_checkpoint(path)
     for change, message in [
-        ({"optimizer": {**meta["optimizer"], "class": "os.system"}}, "unknown optimizer"),
+        ({"optimizer": {**meta["optimizer"], "name": "os.system"}}, "unknown optimizer"),
         ({"rng": {**meta["rng"], "bit_generator": "Evil"}}, "unknown random generator"),
-        ({"model": {**meta["model"], "class": "Popen"}}, "unknown model class"),
+        ({"model": {**meta["model"], "kind": "Popen"}}, "unknown kind 'Popen'"),
         ({"epoch": 99}, "epoch disagrees"),
         ({"history": {"nonsense": 1}}, "cannot rebuild"),
     ]:

@@ -23,7 +23,7 @@ from sklearn.utils.validation import validate_data
 
 from handgrad.errors import ModelFileError, TrainingDivergedError
 from handgrad.network import MLP
-from handgrad.optim import LBFGS, SGD, Adam, Adaptive, Constant, InvScaling, Optimizer
+from handgrad.optim import LBFGS, SCHEDULES, SGD, Adam, InvScaling, Optimizer
 from handgrad.training import History, Run, TrainingConfig
 
 #: Fitted attributes saved as JSON in a model file (floats, ints, lists or None).
@@ -60,10 +60,11 @@ def make_optimizer(est: Any) -> Optimizer:
     if est.solver == "adam":
         return Adam(learning_rate_init=lr, beta_1=est.beta_1, beta_2=est.beta_2,
                     epsilon=est.epsilon)
-    schedules = {"constant": Constant, "adaptive": Adaptive,
-                 "invscaling": lambda: InvScaling(power_t=est.power_t)}
-    return SGD(learning_rate_init=lr, schedule=schedules[est.learning_rate](),
-               momentum=est.momentum, nesterov=est.nesterovs_momentum)
+    schedule_cls = SCHEDULES[est.learning_rate]
+    schedule = (InvScaling(power_t=est.power_t) if schedule_cls is InvScaling
+                else schedule_cls())  # fmt: skip
+    return SGD(learning_rate_init=lr, schedule=schedule, momentum=est.momentum,
+               nesterov=est.nesterovs_momentum)
 
 
 def config(est: Any, n_samples: int, epochs: int) -> TrainingConfig:

@@ -19,8 +19,8 @@ import numpy as np
 
 from handgrad import optim
 from handgrad.errors import ModelFileError
-from handgrad.io import load_checkpoint, save_checkpoint
-from handgrad.network import MLP, TwoLayerNet
+from handgrad.io import load_checkpoint, model_class, save_checkpoint
+from handgrad.network import MLP
 from handgrad.training import Callback, History, Run
 
 __all__ = [
@@ -30,12 +30,6 @@ __all__ = [
     "save_run",
 ]
 
-_OPTIMIZERS = {cls.__name__: cls for cls in (optim.SGD, optim.Adam, optim.LBFGS)}
-_SCHEDULES = {
-    cls.__name__: cls
-    for cls in (optim.Schedule, optim.InvScaling, optim.Adaptive, optim.StepDecay)
-}
-_MODELS = {cls.__name__: cls for cls in (MLP, TwoLayerNet)}
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
 
 
@@ -113,7 +107,7 @@ def save_run(path: str | os.PathLike[str], run: Run,
     if run.best_params is not None:
         tensors |= {f"best.{k}": v for k, v in run.best_params.items()}
     meta = {
-        "model": {"class": type(run.model).__name__, **model_meta},
+        "model": {"kind": run.model.kind, **model_meta},
         "optimizer": _optimizer_spec(run.optimizer),
         "optimizer_state": opt_scalars,
         "rng": run.rng.bit_generator.state,
@@ -145,9 +139,9 @@ def _rebuild(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> Run:
         return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
 
     model_meta = dict(meta["model"])
-    model_cls = _MODELS.get(model_meta.pop("class"))
-    if model_cls is None:
-        raise ModelFileError("checkpoint names an unknown model class")
+    model_cls = model_class(model_meta.pop("kind"))
+    if not issubclass(model_cls, MLP):
+        raise ModelFileError(f"checkpoint holds a {model_cls.__name__}, not a network")
     model = model_cls._from_state(part("param."), model_meta)
     optimizer = _optimizer_from_spec(meta["optimizer"])
     optimizer.load_state(part("optim."), meta["optimizer_state"])
@@ -180,14 +174,14 @@ def _optimizer_spec(opt: optim.Optimizer) -> dict[str, Any]:
         if dataclasses.is_dataclass(schedule) else {}
     )  # fmt: skip
     return {
-        "class": type(opt).__name__, "fields": fields,
-        "schedule": {"class": type(schedule).__name__, "fields": schedule_fields},
+        "name": opt.name, "fields": fields,
+        "schedule": {"name": schedule.name, "fields": schedule_fields},
     }
 
 
 def _optimizer_from_spec(spec: Mapping[str, Any]) -> optim.Optimizer:
-    opt_cls = _OPTIMIZERS.get(spec["class"])
-    schedule_cls = _SCHEDULES.get(spec["schedule"]["class"])
+    opt_cls = optim.OPTIMIZERS.get(spec["name"])
+    schedule_cls = optim.SCHEDULES.get(spec["schedule"]["name"])
     if opt_cls is None or schedule_cls is None:
         raise ModelFileError("checkpoint names an unknown optimizer or schedule")
     schedule = schedule_cls(**spec["schedule"]["fields"])

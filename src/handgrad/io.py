@@ -345,6 +345,18 @@ def save_model(path: str | os.PathLike[str], model: object) -> Path:
     return save_arrays(path, tensors, metadata)
 
 
+def model_class(kind: Any) -> type:
+    """The class registered under ``kind``; handgrad's own kinds are imported on demand
+    from a fixed list (nothing named in a file is ever imported)."""
+    if isinstance(kind, str) and kind in _BUILTIN_KINDS:
+        importlib.import_module(_BUILTIN_KINDS[kind])  # its classes register themselves
+    cls = _MODEL_KINDS.get(kind) if isinstance(kind, str) else None
+    if cls is None:
+        known = ", ".join(sorted(_MODEL_KINDS)) or "none"
+        raise ModelFileError(f"a model of unknown kind {kind!r} (this handgrad knows: {known})")
+    return cls
+
+
 def load_model(path: str | os.PathLike[str]) -> object:
     """Load a model saved by :func:`save_model`.
 
@@ -359,14 +371,10 @@ def load_model(path: str | os.PathLike[str]) -> object:
     """
     tensors, metadata = load_arrays(path)
     kind = metadata.get("kind")
-    if isinstance(kind, str) and kind in _BUILTIN_KINDS:  # a fixed list, never the file's
-        importlib.import_module(_BUILTIN_KINDS[kind])  # its classes register themselves
-    cls = _MODEL_KINDS.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        known = ", ".join(sorted(_MODEL_KINDS)) or "none"
-        raise ModelFileError(
-            f"{path} holds a model of unknown kind {kind!r} (this handgrad knows: {known})"
-        )
+    try:
+        cls = model_class(kind)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path} holds {exc}") from None
     try:
         return cls._from_state(tensors, metadata)
     except ModelFileError:

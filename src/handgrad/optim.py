@@ -114,6 +114,8 @@ class SGD(Optimizer):
     With μ = 0 this is plain ``θ ← θ − η g``.
     """
 
+    name = "sgd"
+
     momentum: float = 0.0
     nesterov: bool = False
 
@@ -156,6 +158,8 @@ class Adam(Optimizer):
     ``m ← β1 m + (1 − β1) g``, ``v ← β2 v + (1 − β2) g²``,
     ``η_t = η √(1 − β2^t) / (1 − β1^t)``, ``θ ← θ − η_t m / (√v + ε)``.
     """
+
+    name = "adam"
 
     beta_1: float = 0.9
     beta_2: float = 0.999
@@ -211,6 +215,8 @@ class LBFGS(Optimizer):
     ``max_fun`` bounds the loss evaluations and ``tol`` is scipy's ``gtol``.
     """
 
+    name = "lbfgs"
+
     max_fun: int = 15000
 
     def __post_init__(self) -> None:
@@ -226,4 +232,9 @@ def _zeros_once(store: Params, name: str, like: np.ndarray) -> np.ndarray:
     return store[name]
 
 
-SCHEDULES = {"constant": Schedule, "invscaling": InvScaling, "adaptive": Adaptive}
+#: Schedules by name (scikit-learn's ``learning_rate`` values, and CS231n's step decay).
+SCHEDULES: dict[str, type[Schedule]] = {
+    cls.name: cls for cls in (Constant, InvScaling, Adaptive, StepDecay)
+}
+#: Update rules by scikit-learn's ``solver`` names.
+OPTIMIZERS: dict[str, type[Optimizer]] = {cls.name: cls for cls in (SGD, Adam, LBFGS)}

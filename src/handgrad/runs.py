@@ -38,6 +38,7 @@ from handgrad.data import Preprocessor, load_dataset
 from handgrad.data.preprocess import KINDS as PREPROCESSING
 from handgrad.io import write_atomically
 from handgrad.layers import ACTIVATIONS
+from handgrad.optim import OPTIMIZERS
 
 __all__ = [
     "CHECKPOINT", "CONFIG", "METRICS", "MODEL", "REPORT", "PreparedData", "TrainConfig",
@@ -47,7 +48,7 @@ __all__ = [
 
 CONFIG, CHECKPOINT, MODEL = "config.json", "checkpoint.safetensors", "model.safetensors"
 METRICS, REPORT = "metrics.json", "report.png"
-SOLVERS = ("adam", "sgd", "lbfgs")
+SOLVERS = tuple(OPTIMIZERS)
 
 
 @dataclass

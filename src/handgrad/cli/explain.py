@@ -6,6 +6,7 @@ import click
 
 from handgrad.cli._common import HIDDEN
 from handgrad.layers import ACTIVATIONS
+from handgrad.network import HEADS
 
 
 @click.command("explain")
@@ -18,7 +19,7 @@ from handgrad.layers import ACTIVATIONS
               help="Rows in the batch.")
 @click.option("--activation", type=click.Choice(list(ACTIVATIONS)), default="relu",
               show_default=True)
-@click.option("--head", type=click.Choice(["softmax", "sigmoid"]), default="softmax",
+@click.option("--head", type=click.Choice(HEADS), default="softmax",
               show_default=True)
 def command(input_size: int, hidden: tuple[int, ...], classes: int, batch: int,
             activation: str, head: str) -> None:  # fmt: skip

@@ -9,6 +9,7 @@ import numpy as np
 
 from handgrad.cli._common import HIDDEN, format_table
 from handgrad.layers import ACTIVATIONS
+from handgrad.network import HEADS
 
 
 @click.command("gradcheck")
@@ -24,7 +25,7 @@ from handgrad.layers import ACTIVATIONS
               help="N, the rows of the random batch.")
 @click.option("--activation", type=click.Choice(list(ACTIVATIONS)), default="relu",
               show_default=True)
-@click.option("--head", type=click.Choice(["softmax", "sigmoid"]), default="softmax",
+@click.option("--head", type=click.Choice(HEADS), default="softmax",
               show_default=True)
 @click.option("--reg", type=click.FloatRange(min=0), default=None,
               help="λ, the L2 regularisation strength [default: 0.05; 0 with --model].")

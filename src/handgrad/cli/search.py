@@ -5,6 +5,7 @@ from __future__ import annotations
 import click
 
 from handgrad.cli._common import data_options, format_table
+from handgrad.runs import SOLVERS
 
 
 def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> list:
@@ -33,7 +34,7 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
               help="Hidden sizes to draw from; 128x64 means two layers.")
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--solver", type=click.Choice(["adam", "sgd", "lbfgs"]), default="adam",
+@click.option("--solver", type=click.Choice(SOLVERS), default="adam",
               show_default=True)
 @click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
               show_default=True)

@@ -11,7 +11,7 @@ from click.core import ParameterSource
 from handgrad.cli._common import HIDDEN, data_options
 from handgrad.errors import TrainingDivergedError
 from handgrad.layers import ACTIVATIONS
-from handgrad.runs import TrainConfig
+from handgrad.runs import PREPROCESSING, SOLVERS, TrainConfig
 
 _D = TrainConfig()  # the defaults shown in --help
 # Options that --resume takes from the run folder instead of the command line.
@@ -28,7 +28,7 @@ _CONFIG_OPTIONS = (
               help="Hidden layer sizes: 256 for one layer, 256,128 for two.")
 @click.option("--activation", type=click.Choice(list(ACTIVATIONS)), default=_D.activation,
               show_default=True, help="Hidden-layer activation.")
-@click.option("--solver", type=click.Choice(["adam", "sgd", "lbfgs"]), default=_D.solver,
+@click.option("--solver", type=click.Choice(SOLVERS), default=_D.solver,
               show_default=True, help="Optimizer (sgd uses Nesterov momentum 0.9).")
 @click.option("--learning-rate", "--lr", "learning_rate", type=float,
               default=_D.learning_rate, show_default=True, help="Initial learning rate η.")
@@ -51,8 +51,8 @@ _CONFIG_OPTIONS = (
               show_default=True, help="Share of the training data held out for validation.")
 @click.option("--test-fraction", type=float, default=_D.test_fraction, show_default=True,
               help="Share held out for testing (datasets without an official test set).")
-@click.option("--preprocessing", type=click.Choice(["none", "scale", "standardize",
-              "mean_image"]), default=_D.preprocessing, show_default=True,
+@click.option("--preprocessing", type=click.Choice(PREPROCESSING),
+              default=_D.preprocessing, show_default=True,
               help="Input preprocessing, fitted on the training split.")  # fmt: skip
 @click.option("--checkpoint-every", type=int, default=None, metavar="K",
               help="Write a resumable checkpoint every K epochs.")
