@@ -20,7 +20,7 @@ import numpy as np
 
 from handgrad.data import Preprocessor, load_array, load_feature_csv, load_image_files
 from handgrad.errors import ModelFileError
-from handgrad.io import load_arrays, load_model, save_arrays
+from handgrad.io import load_model, save_model
 
 __all__ = ["Bundle", "load_bundle", "save_bundle"]
 
@@ -130,14 +130,11 @@ def save_bundle(
 ) -> Path:
     """Save ``classifier`` (anything with ``_get_state`` registered with handgrad.io),
     the fitted ``preprocessor`` and ``info`` to one model file, atomically."""
-    tensors, meta = classifier._get_state()
-    meta = dict(meta)
-    meta.setdefault("kind", getattr(type(classifier), "kind", type(classifier).__name__))
-    meta["bundle"] = {
+    bundle = {
         "preprocessing": None if preprocessor is None else preprocessor.to_dict(),
         "info": dict(info or {}),
     }
-    return save_arrays(path, tensors, meta)
+    return save_model(path, classifier, extra={"bundle": bundle})
 
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
@@ -149,8 +146,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"no such model file: {path}")
-    classifier = load_model(path)
-    _, meta = load_arrays(path)
+    classifier, meta = load_model(path, return_metadata=True)
     stored = meta.get("bundle") or {}
     if not isinstance(stored, dict):
         raise ModelFileError(f"{path}: the bundle metadata is not an object")

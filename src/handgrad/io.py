@@ -329,13 +329,16 @@ def _kind_of(model: object) -> str | None:
     return None
 
 
-def save_model(path: str | os.PathLike[str], model: object) -> Path:
+def save_model(
+    path: str | os.PathLike[str], model: object, extra: Mapping[str, Any] | None = None
+) -> Path:
     """Save a registered model through its ``_get_state()``; see :func:`save_arrays`.
 
-    The metadata's ``"kind"`` defaults to the kind ``type(model)`` is registered under.
+    The metadata's ``"kind"`` defaults to the kind ``type(model)`` is registered under;
+    ``extra`` (JSON) is stored beside the model's own metadata, e.g. its preprocessing.
     """
     tensors, metadata = model._get_state()
-    metadata = dict(metadata)
+    metadata = {**metadata, **(extra or {})}
     kind = metadata.setdefault("kind", _kind_of(model))
     if kind not in _MODEL_KINDS:
         raise TypeError(
@@ -357,8 +360,9 @@ def model_class(kind: Any) -> type:
     return cls
 
 
-def load_model(path: str | os.PathLike[str]) -> object:
-    """Load a model saved by :func:`save_model`.
+def load_model(path: str | os.PathLike[str], *, return_metadata: bool = False) -> Any:
+    """Load a model saved by :func:`save_model` (with ``return_metadata``, the pair
+    ``(model, metadata)``, the file read once).
 
     Only classes registered with :func:`register_model_kind` can be built; nothing named
     in the file is ever imported.
@@ -376,10 +380,11 @@ def load_model(path: str | os.PathLike[str]) -> object:
     except ModelFileError as exc:
         raise ModelFileError(f"{path} holds {exc}") from None
     try:
-        return cls._from_state(tensors, metadata)
+        model = cls._from_state(tensors, metadata)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError) as exc:
         raise ModelFileError(
             f"{path}: cannot rebuild a {kind} from the saved state: {exc}"
         ) from exc
+    return (model, metadata) if return_metadata else model
