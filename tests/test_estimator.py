@@ -382,3 +382,16 @@ def test_fit_hook_takes_a_held_out_validation_set():
         MLPClassifier(max_iter=1)._fit(X, y, validation=(Xv, np.full(len(yv), 7)))
     with pytest.raises(ValueError, match="features"):
         MLPClassifier(max_iter=1)._fit(X, y, validation=(Xv[:, :2], yv))
+
+
+def test_warm_start_cast_to_float32_that_overflows_is_refused():
+    X = np.random.default_rng(0).standard_normal((20, 3)).astype(np.float32)
+    y = np.arange(20) % 2
+    clf = MLPClassifier(hidden_layer_sizes=(4,), max_iter=2, warm_start=True, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        clf.fit(X, y)
+        big = X.astype(np.float64)
+        big[3, 1] = 1e300  # finite in float64, infinite once cast to the network's float32
+        with pytest.raises(ValueError, match="infinity"):
+            clf.fit(big, y)

@@ -31,6 +31,7 @@ from sklearn.utils.validation import (
 )
 
 from handgrad import _estimator_support as support
+from handgrad._validation import check_X
 from handgrad.io import register_model_kind
 from handgrad.network import MLP
 from handgrad.training import Callback, Run
@@ -238,7 +239,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             if epochs > 0:
                 train(run.model, X_tr, T_tr, optimizer=run.optimizer, validation=validation,
                       config=support.config(self, X_tr.shape[0], epochs),
-                      sample_weight=w_tr, callbacks=callbacks, run=run)
+                      sample_weight=w_tr, callbacks=callbacks, run=run,
+                      check_input=False)  # validate_data has just checked X
             elif resumed and self._validating() and run.best_params is not None:
                 for k, v in run.best_params.items():  # as the loop does when it ends
                     np.copyto(run.model.params[k], v)
@@ -252,8 +254,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                              dtype=(np.float64, np.float32), reset=reset)
         if sp.issparse(X):
             X = X.toarray()
-        if dtype is not None:
-            X = X.astype(dtype, copy=False)  # continuing: the network's dtype rules
+        if dtype is not None and X.dtype != dtype:  # continuing: the network's dtype rules
+            X = check_X(X, dtype=dtype)  # and a cast to float32 can overflow to inf
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)

@@ -127,6 +127,7 @@ def fit(
     seed: int | np.random.Generator | None = None,
     callbacks: Sequence[Callback] = (),
     run: Run | None = None,
+    check_input: bool = True,
 ) -> History:
     """Train ``model`` in place on X (N, D) and y (targets as ``model.loss`` takes them).
 
@@ -136,14 +137,21 @@ def fit(
     ``(X_val, y_val, sample_weight_val)``; the validation accuracy is weighted by the
     latter. Raises :class:`TrainingDivergedError` on a non-finite
     loss, after putting back the weights of the last finished epoch.
+
+    ``check_input=False`` (scikit-learn's idiom) skips the pass over X and X_val that
+    checks shapes and finiteness, for callers that have just checked them (X must then
+    be a finite (N, D) array of the model's dtype).
     """
     config = config or TrainingConfig()
-    X = check_X(X, n_features=model.layer_sizes[0], dtype=model.dtype)
+    if check_input:
+        X = check_X(X, n_features=model.layer_sizes[0], dtype=model.dtype)
     T = model.encode_targets(y, X.shape[0])
     w = check_sample_weight(sample_weight, X.shape[0], model.dtype)
     if validation is not None:
-        X_val = check_X(validation[0], n_features=model.layer_sizes[0], dtype=model.dtype,
-                        name="X_val")
+        X_val = validation[0]
+        if check_input:
+            X_val = check_X(X_val, n_features=model.layer_sizes[0], dtype=model.dtype,
+                            name="X_val")
         w_val = validation[2] if len(validation) > 2 else None
         validation = (X_val, model.encode_targets(validation[1], X_val.shape[0]),
                       check_sample_weight(w_val, X_val.shape[0], np.float64))
