@@ -246,3 +246,12 @@ def test_ctrl_c_during_training_saves_the_model_and_exits_130(tmp_path, monkeypa
     final = read_json(tmp_path / "cut" / "metrics.json")["final"]
     assert final["stop_reason"] == "interrupted" and final["epochs"] == 2
     assert load_bundle(tmp_path / "cut" / "model.safetensors").classifier.n_iter_ == 2
+
+
+def test_predict_names_a_nan_in_the_input(run_dir, tmp_path):
+    rows = np.zeros((3, 64))
+    rows[1, 5] = np.nan
+    np.save(tmp_path / "rows.npy", rows)
+    result = invoke("predict", run_dir / "model.safetensors", tmp_path / "rows.npy", ok=False)
+    assert result.exit_code == 1
+    assert "contains NaN (first at row 1, column 5)" in result.stderr
