@@ -17,11 +17,11 @@ import math
 import os
 import struct
 import zlib
-from pathlib import Path
 from typing import BinaryIO
 
 import numpy as np
 
+from handgrad._atomic import write_atomically
 from handgrad.errors import DataFormatError
 
 __all__ = ["MAX_BYTES", "load_mnist_files", "read_idx", "write_idx"]
@@ -195,9 +195,8 @@ def write_idx(path: str | os.PathLike, array: np.ndarray, *, compress: bool = Tr
         raise ValueError(f"array has shape {array.shape}, which IDX cannot store")
     header = bytes([0, 0, code, array.ndim]) + struct.pack(f">{array.ndim}I", *array.shape)
     payload = header + np.ascontiguousarray(array, dtype=_CODE_TO_DTYPE[code]).tobytes()
-    opener = gzip.open if compress else open
-    with opener(Path(path), "wb") as handle:
-        handle.write(payload)
+    data = gzip.compress(payload, mtime=0) if compress else payload
+    write_atomically(path, data)
 
 
 def load_mnist_files(
