@@ -155,6 +155,13 @@ def check_number(
     return value
 
 
+def check_choice(value: Any, name: str, choices: Any) -> Any:
+    """Return ``value`` if it is one of ``choices``, else a ValueError listing them."""
+    if isinstance(value, str) and value in choices:
+        return value
+    raise ValueError(f"{name} must be one of {', '.join(map(str, choices))}, but got {value!r}")
+
+
 def _check_length(arr: NDArray, n_samples: int, name: str) -> None:
     if arr.shape[0] != n_samples:
         raise ValueError(

@@ -18,7 +18,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
-from handgrad._validation import check_number
+from handgrad._validation import check_choice, check_number
 from handgrad.layers import ACTIVATIONS
 from handgrad.network import HEADS
 
@@ -80,10 +80,8 @@ def explain(
     check_number(batch_size, "batch size N", low=1, integer=True)
     for i, h in enumerate(hidden_sizes, start=1):
         check_number(h, f"hidden size {i}", low=1, integer=True)
-    if activation not in ACTIVATIONS:
-        raise ValueError(f"activation must be one of {sorted(ACTIVATIONS)}, got {activation!r}")
-    if head not in HEADS:
-        raise ValueError(f"head must be one of {list(HEADS)}, got {head!r}")
+    check_choice(activation, "activation", ACTIVATIONS)
+    check_choice(head, "head", HEADS)
     if head == "softmax" and n_classes < 2:
         raise ValueError("the softmax head needs at least 2 classes; use --head sigmoid")
     sizes = [input_size, *hidden_sizes, n_classes]

@@ -22,6 +22,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from handgrad import layers
 from handgrad._validation import (
+    check_choice,
     check_class_indices,
     check_indicators,
     check_number,
@@ -94,9 +95,9 @@ class MLP:
         names = ["input_size"] + [f"hidden size {i + 1}" for i in range(len(sizes) - 2)]
         for value, name in zip(sizes, [*names, "output_size"], strict=True):
             check_number(value, name, low=1, integer=True)
-        _check_choice(activation, "activation", layers.ACTIVATIONS)
-        _check_choice(head, "head", HEADS)
-        _check_choice(init, "init", INITS)
+        check_choice(activation, "activation", layers.ACTIVATIONS)
+        check_choice(head, "head", HEADS)
+        check_choice(init, "init", INITS)
         check_number(std, "std", low=0, low_open=True)
         if np.dtype(dtype) not in DTYPES:
             raise ValueError(f"dtype must be float32 or float64, but got {np.dtype(dtype)}")
@@ -353,11 +354,6 @@ class TwoLayerNet(MLP):
             "train_acc_history": history.train_score,
             "val_acc_history": history.val_score,
         }
-
-
-def _check_choice(value: str, name: str, choices) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {sorted(choices)}, but got {value!r}")
 
 
 def _initial_params(

@@ -24,14 +24,14 @@ import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from handgrad._validation import check_number
+from handgrad._validation import check_choice, check_number
 from handgrad.bundle import save_bundle
 from handgrad.callbacks import Checkpoint, ProgressBar, load_run
 from handgrad.data import Preprocessor, load_dataset
@@ -81,10 +81,10 @@ class TrainConfig:
             raise ValueError("hidden sizes must name at least one hidden layer")
         for i, h in enumerate(self.hidden, start=1):
             check_number(h, f"hidden size {i}", low=1, integer=True)
-        _choice(self.activation, "activation", tuple(ACTIVATIONS))
-        _choice(self.solver, "solver", SOLVERS)
-        _choice(self.dtype, "dtype", ("float32", "float64"))
-        _choice(self.preprocessing, "preprocessing", PREPROCESSING)
+        check_choice(self.activation, "activation", tuple(ACTIVATIONS))
+        check_choice(self.solver, "solver", SOLVERS)
+        check_choice(self.dtype, "dtype", ("float32", "float64"))
+        check_choice(self.preprocessing, "preprocessing", PREPROCESSING)
         check_number(self.learning_rate, "learning rate", low=0, low_open=True)
         check_number(self.alpha, "alpha (L2 regularisation)", low=0)
         check_number(self.epochs, "epochs", low=1, integer=True)
@@ -113,11 +113,6 @@ class TrainConfig:
         if unknown:
             raise ValueError(f"unknown configuration keys {unknown}")
         return cls(**d)
-
-
-def _choice(value: Any, name: str, choices: Sequence[str]) -> None:
-    if value not in choices:
-        raise ValueError(f"{name} must be one of {', '.join(choices)}, got {value!r}")
 
 
 # ------------------------------------------------------------------------------ files

@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from handgrad._validation import check_number, check_sample_weight, check_X
+from handgrad._validation import check_choice, check_number, check_sample_weight, check_X
 from handgrad.errors import TrainingDivergedError
 from handgrad.network import MLP, as_rng
 from handgrad.optim import LBFGS, SGD, Optimizer
@@ -59,8 +59,7 @@ class TrainingConfig:
         check_number(self.reg, "reg (alpha)", low=0)
         check_number(self.tol, "tol", low=0)
         check_number(self.n_iter_no_change, "n_iter_no_change", low=1, integer=True)
-        if self.stopping not in STOPPING:
-            raise ValueError(f"stopping must be one of {STOPPING}, got {self.stopping!r}")
+        check_choice(self.stopping, "stopping", STOPPING)
 
 
 @dataclass

@@ -23,6 +23,7 @@ import numpy as np
 from PIL import Image, UnidentifiedImageError
 from sklearn.exceptions import NotFittedError
 
+from handgrad._validation import check_choice
 from handgrad.errors import DataFormatError, ModelFileError
 
 __all__ = ["KINDS", "Preprocessor", "flatten", "load_image_files"]
@@ -56,8 +57,7 @@ class Preprocessor:
     """
 
     def __init__(self, kind: str = "scale", dtype: np.dtype | type | str = np.float32) -> None:
-        if kind not in KINDS:
-            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {kind!r}")
+        check_choice(kind, "kind", KINDS)
         self.kind = kind
         self.dtype = np.dtype(dtype)
         if self.dtype.kind != "f":
