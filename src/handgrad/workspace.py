@@ -5,7 +5,8 @@ which the tests hold this module to, within 1e-12 in float64), arranged so that 
 steady-state step allocates nothing that grows with the batch or the network:
 
 - every matrix product writes into a buffer of the :class:`Workspace`;
-- activations, the ReLU mask, the softmax and the bias sums work in place;
+- activations and the softmax work in place; ReLU keeps its mask ``[Z > 0]`` for the
+  backward pass; the bias sums ``Σ_rows dZ`` are products ``1ᵀ dZ`` with a ones vector;
 - everything stays in the model's dtype (no float32 → float64 temporaries);
 - for plain SGD the weight update is fused into the gradient's product:
   ``W ← (1 − ηλ) W − η A_prevᵀ dZ`` is one BLAS ``gemm`` with ``β = 1 − ηλ``, ``α = −η``,
@@ -44,13 +45,6 @@ CHUNK_ROWS = 2048
 
 
 # ------------------------------------------------------------------- the products
-def affine_into(A: Array, W: Array, b: Array, Z: Array) -> Array:
-    """``Z ← A W + b`` in place.  A: (n, D), W: (D, H), b: (H,), Z: (n, H)."""
-    np.matmul(A, W, out=Z)
-    Z += b
-    return Z
-
-
 def _numpy_cblas_gemm() -> dict | None:
     """``{dtype: cblas_?gemm}`` from the OpenBLAS that NumPy's wheel bundles, or None.
 
@@ -84,20 +78,42 @@ def _rows_ok(M: Array, dtype: np.dtype) -> bool:
     return M.dtype == dtype and cols == M.itemsize and rows >= M.shape[1] * M.itemsize
 
 
-def gemm_tn_(A: Array, dZ: Array, C: Array, alpha: float, beta: float) -> bool:
-    """``C ← β C + α Aᵀ dZ`` in place by one BLAS call; False (C untouched) if unavailable.
+def _address(M: Array) -> int:
+    """The address of M's first element (``M.ctypes.data``, three times faster)."""
+    if M.flags.c_contiguous and M.flags.writeable:
+        return ctypes.addressof(ctypes.c_char.from_buffer(M))
+    return M.ctypes.data
 
-    A: (n, D), dZ: (n, H), C: (D, H), all of one dtype and row-major.
+
+def gemm_(A: Array, B: Array, C: Array, alpha: float, beta: float,
+          trans_a: bool = False) -> bool:
+    """``C ← β C + α op(A) B`` in place by one BLAS call; False (C untouched) if unavailable.
+
+    ``op(A) = Aᵀ`` with ``trans_a``. A: (k, m) if trans_a else (m, k); B: (k, n);
+    C: (m, n); all of one dtype and row-major.
     """
     gemm = None if _CBLAS_GEMM is None else _CBLAS_GEMM.get(C.dtype)
     if gemm is None or not (C.flags.c_contiguous and C.flags.writeable
-                            and _rows_ok(A, C.dtype) and _rows_ok(dZ, C.dtype)):
+                            and _rows_ok(A, C.dtype) and _rows_ok(B, C.dtype)):
         return False
-    (n, D), H, size = A.shape, dZ.shape[1], C.itemsize
-    gemm(_ROW_MAJOR, _TRANS, _NO_TRANS, D, H, n, float(alpha), A.ctypes.data,
-         A.strides[0] // size, dZ.ctypes.data, dZ.strides[0] // size, float(beta),
-         C.ctypes.data, H)
+    (m, n), k, size = C.shape, B.shape[0], C.itemsize
+    gemm(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _NO_TRANS, m, n, k, float(alpha),
+         _address(A), A.strides[0] // size, _address(B), B.strides[0] // size,
+         float(beta), _address(C), n)
     return True
+
+
+def affine_into(A: Array, W: Array, b: Array, Z: Array) -> Array:
+    """``Z ← A W + b`` in place: ``Z = b``, then ``Z += A W`` within the product (β = 1).
+
+    A: (n, D), W: (D, H), b: (H,), Z: (n, H). Writing b before the product spares a
+    pass over Z after it (Z then sits in the other cores' caches).
+    """
+    np.copyto(Z, b)
+    if not gemm_(A, W, Z, 1.0, 1.0):  # without NumPy's cblas: the product, then b
+        np.matmul(A, W, out=Z)
+        Z += b
+    return Z
 
 
 def _sqnorm(W: Array) -> float:
@@ -106,35 +122,29 @@ def _sqnorm(W: Array) -> float:
 
 
 # ------------------------------------------------------------- in-place activations
-def activation_forward_(Z: Array, activation: str) -> Array:
-    """``A = act(Z)``, overwriting Z.  Z: (n, H)."""
-    if activation == "relu":
-        np.maximum(Z, 0, out=Z)
-    elif activation == "tanh":
-        np.tanh(Z, out=Z)
-    elif activation == "logistic":
-        scipy.special.expit(Z, out=Z)
-    return Z
+def activation_forward_(Z: Array, activation: str, D: Array | None = None) -> Array:
+    """``A = act(Z)``, overwriting Z; with D given, also ``D = act'(Z)``.  Z, D: (n, H).
 
-
-def activation_backward_(dA: Array, A: Array, activation: str, tmp: Array) -> Array:
-    """``dZ = dA ⊙ act'(Z)`` from the activation A, overwriting dA.  All (n, H).
-
-    ReLU: ``[Z > 0] = [A > 0]``; tanh: ``1 − A²``; logistic: ``A (1 − A)``.
-    ``tmp`` is scratch of the same shape (bool for ReLU, float otherwise).
+    ReLU: ``D = [Z > 0]``, ``A = Z ⊙ D`` (faster than ``max(Z, 0)``, and a NaN stays
+    NaN); tanh: ``D = 1 − A²``; logistic: ``D = A (1 − A)``; identity: D is not written.
+    The backward pass is then ``dZ = dA ⊙ D``.
     """
     if activation == "relu":
-        np.greater(A, 0, out=tmp)
-        np.multiply(dA, tmp, out=dA)
+        if D is None:
+            return np.maximum(Z, 0, out=Z)
+        np.greater(Z, 0, out=D)
+        Z *= D
     elif activation == "tanh":
-        np.multiply(A, A, out=tmp)
-        np.subtract(1, tmp, out=tmp)
-        dA *= tmp
+        np.tanh(Z, out=Z)
+        if D is not None:
+            np.multiply(Z, Z, out=D)
+            np.subtract(1, D, out=D)
     elif activation == "logistic":
-        np.subtract(1, A, out=tmp)
-        tmp *= A
-        dA *= tmp
-    return dA
+        scipy.special.expit(Z, out=Z)
+        if D is not None:
+            np.subtract(1, Z, out=D)
+            D *= Z
+    return Z
 
 
 def softmax_(S: Array) -> Array:
@@ -149,26 +159,32 @@ def softmax_(S: Array) -> Array:
 class Workspace:
     """Buffers for forward, loss and backward of one model on batches of ≤ ``rows`` rows.
 
-    Holds, for n ≤ rows: ``A_l`` (n, H_l) per hidden layer, ``dZ_l`` (n, H_l), the scores
-    S and ``dS`` (n, C), the gradients (shaped like ``params``), and — once
-    :meth:`gather` is used — the batch X (n, D), its targets and weights. Parameters
-    are read from the dict passed to each call, never held.
+    Holds, for n ≤ rows: ``A_l`` and ``act'(Z_l)`` (n, H_l) per hidden layer, ``dZ_l``
+    (n, H_l), the scores S and ``dS`` (n, C), the gradients (shaped like ``params``),
+    and — once :meth:`gather` is used — the batch X (n, D), its targets and weights.
+    Parameters are read from the dict passed to each call, never held.
     """
 
     def __init__(self, model: MLP, rows: int) -> None:
         self.layer_sizes = model.layer_sizes
         self.activation, self.head, self.dtype = model.activation, model.head, model.dtype
-        self.rows = int(rows)
+        self.rows = rows = int(rows)
         dt, hidden, C = self.dtype, self.layer_sizes[1:-1], self.layer_sizes[-1]
+        L = len(self.layer_sizes) - 1
+        self._names = [(f"W{l}", f"b{l}") for l in range(L + 1)]  # [l] = ("W_l", "b_l")
         self._A = [np.empty((rows, h), dt) for h in hidden]
+        self._D = [None if self.activation == "identity" else np.empty((rows, h), dt)
+                   for h in hidden]  # act'(Z_l)
         self._dZ = [np.empty((rows, h), dt) for h in hidden]
-        scratch_dtype = bool if self.activation == "relu" else dt
-        self._tmp = np.empty((rows, max(hidden, default=1)), scratch_dtype)
         self._S, self._dS = np.empty((rows, C), dt), np.empty((rows, C), dt)
-        self._col = np.empty((rows, 1), dt)  # row maxima, then row weights
-        self._rows = np.arange(rows)
+        self._ones = np.ones(rows, dt)  # Σ_rows dZ = 1ᵀ dZ
+        # softmax head: Σ_cols as a product, flat indices of (i, argmax_i) and (i, y_i)
+        self._ones_C = np.ones(C, dt)
+        self._row_starts = np.arange(rows) * C
+        self._flat = np.empty(rows, np.intp)
+        self._m, self._total, self._picked, self._c = np.empty((4, rows), dt)  # (rows,) each
         self.grads: Params = {}
-        for l in range(1, len(self.layer_sizes)):
+        for l in range(1, L + 1):
             self.grads[f"W{l}"] = np.empty(self.layer_sizes[l - 1:l + 1], dt)
             self.grads[f"b{l}"] = np.empty(self.layer_sizes[l], dt)
         self._scratches: dict[tuple[int, ...], Array] = {}
@@ -195,33 +211,28 @@ class Workspace:
     def forward(self, params: Params, X: Array) -> Array:
         """Scores S (n, C) of X (n, D): ``Z_l = A_{l−1} W_l + b_l``, ``A_l = act(Z_l)``.
 
-        Hidden activations stay in the workspace for :meth:`step`; S is a view of a
-        buffer, valid until the next call.
+        Hidden activations and ``act'(Z_l)`` stay in the workspace for the backward
+        pass; S is a view of a buffer, valid until the next call.
         """
         n, L = X.shape[0], len(self.layer_sizes) - 1
         A = X
         for l in range(1, L):
-            Z = affine_into(A, params[f"W{l}"], params[f"b{l}"], self._A[l - 1][:n])
-            A = activation_forward_(Z, self.activation)
-        return affine_into(A, params[f"W{L}"], params[f"b{L}"], self._S[:n])
+            W, b = self._names[l]
+            Z = affine_into(A, params[W], params[b], self._A[l - 1][:n])
+            D = self._D[l - 1]
+            A = activation_forward_(Z, self.activation, None if D is None else D[:n])
+        W, b = self._names[L]
+        return affine_into(A, params[W], params[b], self._S[:n])
 
     # ---------------------------------------------------------------------- head
     def head_loss(self, S: Array, T: NDArray, w: Array | None) -> float:
         """The head's mean cross-entropy; writes ``dS = (P − Y) ⊙ w / Σw`` (n, C)."""
         n = S.shape[0]
-        dS, col = self._dS[:n], self._col[:n]
+        dS = self._dS[:n]
+        # c_i: each row's share of the mean, 1/n or w_i / Σw
+        c = (1.0 / n) if w is None else np.divide(w, w.sum(), out=self._c[:n])
         if self.head == "softmax":
-            # log P_iy = S_iy − max_i − log Σ_k e^{S_ik − max_i};  dS = P − Y
-            np.max(S, axis=1, keepdims=True, out=col)
-            np.subtract(S, col, out=dS)
-            picked = dS[self._rows[:n], T]  # S_iy − max_i, (n,)
-            np.exp(dS, out=dS)
-            sums = dS.sum(axis=1)
-            dS /= sums[:, None]
-            picked -= np.log(sums)
-            dS[self._rows[:n], T] -= 1
-            losses = picked
-            losses *= -1
+            losses = self._softmax_head(S, T, c, dS)
         else:
             # ℓ_i = Σ_c softplus(S) − Y S;  dS = σ(S) − Y
             elementwise = np.logaddexp(0, S)
@@ -230,14 +241,33 @@ class Workspace:
             losses = elementwise.sum(axis=1)
             scipy.special.expit(S, out=dS)
             dS -= T
-        if w is None:
-            dS *= 1.0 / n
-            return float(losses.sum()) / n
-        w_sum = float(w.sum())
-        np.divide(w[:, None], w_sum, out=col)
-        dS *= col
-        losses *= w
-        return float(losses.sum()) / w_sum
+            dS *= c if w is None else c[:, None]
+        return float(np.dot(losses, c)) if w is not None else float(losses.sum()) * c
+
+    def _softmax_head(self, S: Array, T: NDArray, c: float | Array, dS: Array) -> Array:
+        """Per-row ``ℓ_i = log Σ_k e^{S_ik − m_i} − (S_iy − m_i)``, m_i the row max;
+        writes ``dS = (P − Y) c`` with ``P = e^{S − m} / Σ_k e^{S_k − m}``.
+
+        The row max comes from ``argmax`` (a faster reduction than ``max`` over short
+        rows), the row sums from a product with ones.
+        """
+        n = S.shape[0]
+        flat, starts = self._flat[:n], self._row_starts[:n]
+        m, total, picked = self._m[:n], self._total[:n], self._picked[:n]
+        np.argmax(S, axis=1, out=flat)
+        flat += starts
+        np.take(S, flat, out=m)  # m_i
+        np.subtract(S, m[:, None], out=dS)
+        np.exp(dS, out=dS)  # e^{S − m}
+        np.matmul(dS, self._ones_C, out=total)  # Σ_k e^{S_ik − m_i}
+        np.add(T, starts, out=flat)  # (i, y_i)
+        np.take(S, flat, out=picked)
+        picked -= m  # S_iy − m_i
+        dS *= np.divide(c, total, out=m)[:, None]  # P c
+        dS.reshape(-1)[flat] -= c  # (P − Y) c
+        losses = np.log(total, out=total)
+        losses -= picked
+        return losses
 
     # ------------------------------------------------------------------- backward
     def _backward(self, params: Params, X: Array, reg: float, learning_rate: float | None):
@@ -245,24 +275,24 @@ class Workspace:
 
         For l = L … 1, with ``dZ_L = dS`` and ``A_0 = X``:
         ``dA_{l−1} = dZ_l W_lᵀ`` (with W_l before its update),
-        ``dW_l = A_{l−1}ᵀ dZ_l + λ W_l``, ``db_l = Σ_rows dZ_l``,
+        ``dW_l = A_{l−1}ᵀ dZ_l + λ W_l``, ``db_l = Σ_rows dZ_l = 1ᵀ dZ_l``,
         ``dZ_{l−1} = dA_{l−1} ⊙ act'(Z_{l−1})``.
         """
         n, L = X.shape[0], len(self.layer_sizes) - 1
-        dZ = self._dS[:n]
+        dZ, ones = self._dS[:n], self._ones[:n]
         decay = self.dtype.type(1.0 - (learning_rate or 0.0) * reg)
         for l in range(L, 0, -1):
-            W, b = params[f"W{l}"], params[f"b{l}"]
-            dW, db = self.grads[f"W{l}"], self.grads[f"b{l}"]
+            W_name, b_name = self._names[l]
+            W, b, dW, db = params[W_name], params[b_name], self.grads[W_name], self.grads[b_name]
             A_prev = X if l == 1 else self._A[l - 2][:n]
             # dA_{l−1} = dZ_l W_lᵀ, with W_l as it was before this step
             dA = None if l == 1 else np.matmul(dZ, W.T, out=self._dZ[l - 2][:n])
-            np.sum(dZ, axis=0, out=db)  # db_l = Σ_rows dZ_l
+            np.matmul(ones, dZ, out=db)  # db_l = 1ᵀ dZ_l
             if learning_rate is None:
                 np.matmul(A_prev.T, dZ, out=dW)  # dW_l = A_{l−1}ᵀ dZ_l + λ W_l
                 if reg:
                     dW += np.multiply(W, reg, out=self._scratch(dW))
-            elif not gemm_tn_(A_prev, dZ, W, -learning_rate, decay):
+            elif not gemm_(A_prev, dZ, W, -learning_rate, decay, trans_a=True):
                 # W_l ← (1 − ηλ) W_l + A_{l−1}ᵀ (−η dZ_l), in two passes without BLAS's β
                 dZ *= -learning_rate
                 np.matmul(A_prev.T, dZ, out=dW)
@@ -273,7 +303,10 @@ class Workspace:
                 db *= learning_rate
                 b -= db
             if dA is not None:
-                dZ = activation_backward_(dA, A_prev, self.activation, self._tmp[:n, :dA.shape[1]])
+                D = self._D[l - 2]
+                if D is not None:
+                    dA *= D[:n]  # dZ_{l−1} = dA_{l−1} ⊙ act'(Z_{l−1})
+                dZ = dA
 
     def _scratch(self, like: Array) -> Array:
         """A reused array shaped like ``like`` (made on first use)."""
@@ -286,8 +319,7 @@ class Workspace:
         """``λ/2 Σ_l ‖W_l‖²`` (biases not penalised)."""
         if not reg:
             return 0.0
-        L = len(self.layer_sizes) - 1
-        return 0.5 * reg * sum(_sqnorm(params[f"W{l}"]) for l in range(1, L + 1))
+        return 0.5 * reg * sum(_sqnorm(params[W]) for W, _ in self._names[1:])
 
     # ---------------------------------------------------------------------- steps
     def step(
@@ -331,7 +363,11 @@ def scores(model: MLP, X: Array, chunk_rows: int = CHUNK_ROWS,
     """
     N, L = X.shape[0], model.n_layers
     S = np.empty((N, model.layer_sizes[-1]), model.dtype)
-    hidden = [np.empty((min(N, chunk_rows), h), model.dtype) for h in model.hidden_sizes]
+    rows = min(N, chunk_rows)
+    hidden = [np.empty((rows, h), model.dtype) for h in model.hidden_sizes]
+    # ReLU is faster as Z ⊙ [Z > 0] than as max(Z, 0): one scratch for the mask
+    mask = (np.empty((rows, max(model.hidden_sizes)), model.dtype)
+            if model.activation == "relu" and model.hidden_sizes else None)
     params = model.params
     for start in range(0, N, chunk_rows):
         A = X[start:start + chunk_rows]
@@ -345,5 +381,7 @@ def scores(model: MLP, X: Array, chunk_rows: int = CHUNK_ROWS,
                     check_X(X)  # raises, naming X's first non-finite entry (if any)
             else:
                 Z = affine_into(A, params[f"W{l}"], params[f"b{l}"], out)
-            A = activation_forward_(Z, model.activation) if l < L else Z
+            if l < L:
+                D = None if mask is None else mask[:n, :Z.shape[1]]
+                A = activation_forward_(Z, model.activation, D)
     return S
