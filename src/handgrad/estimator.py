@@ -251,11 +251,13 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _validate_input(self, X, y, sample_weight, reset, incremental, classes, dtype):
         X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             dtype=(np.float64, np.float32), reset=reset)
+                             dtype=(np.float64, np.float32), reset=reset,
+                             ensure_all_finite=False)  # check_X's pass is 2× faster
         if sp.issparse(X):
             X = X.toarray()
-        if dtype is not None and X.dtype != dtype:  # continuing: the network's dtype rules
-            X = check_X(X, dtype=dtype)  # and a cast to float32 can overflow to inf
+        # Finite, and in the network's dtype when continuing (where a cast to float32
+        # can overflow to inf); the message names the first bad entry.
+        X = check_X(X, dtype=dtype)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         check_classification_targets(y)
