@@ -125,9 +125,10 @@ def _sqnorm(W: Array) -> float:
 def activation_forward_(Z: Array, activation: str, D: Array | None = None) -> Array:
     """``A = act(Z)``, overwriting Z; with D given, also ``D = act'(Z)``.  Z, D: (n, H).
 
-    ReLU: ``D = [Z > 0]``, ``A = Z ⊙ D`` (faster than ``max(Z, 0)``, and a NaN stays
-    NaN); tanh: ``D = 1 − A²``; logistic: ``D = A (1 − A)``; identity: D is not written.
-    The backward pass is then ``dZ = dA ⊙ D``.
+    ReLU: ``D = [Z > 0]``, ``A = Z ⊙ D`` (a NaN stays NaN); without D, ``max(Z, 0)``
+    (which is slower than the two passes on a batch in cache, faster on the large
+    chunks of prediction); tanh: ``D = 1 − A²``; logistic: ``D = A (1 − A)``;
+    identity: D is not written. The backward pass is then ``dZ = dA ⊙ D``.
     """
     if activation == "relu":
         if D is None:
@@ -363,11 +364,7 @@ def scores(model: MLP, X: Array, chunk_rows: int = CHUNK_ROWS,
     """
     N, L = X.shape[0], model.n_layers
     S = np.empty((N, model.layer_sizes[-1]), model.dtype)
-    rows = min(N, chunk_rows)
-    hidden = [np.empty((rows, h), model.dtype) for h in model.hidden_sizes]
-    # ReLU is faster as Z ⊙ [Z > 0] than as max(Z, 0): one scratch for the mask
-    mask = (np.empty((rows, max(model.hidden_sizes)), model.dtype)
-            if model.activation == "relu" and model.hidden_sizes else None)
+    hidden = [np.empty((min(N, chunk_rows), h), model.dtype) for h in model.hidden_sizes]
     params = model.params
     for start in range(0, N, chunk_rows):
         A = X[start:start + chunk_rows]
@@ -381,7 +378,5 @@ def scores(model: MLP, X: Array, chunk_rows: int = CHUNK_ROWS,
                     check_X(X)  # raises, naming X's first non-finite entry (if any)
             else:
                 Z = affine_into(A, params[f"W{l}"], params[f"b{l}"], out)
-            if l < L:
-                D = None if mask is None else mask[:n, :Z.shape[1]]
-                A = activation_forward_(Z, model.activation, D)
+            A = activation_forward_(Z, model.activation) if l < L else Z
     return S
