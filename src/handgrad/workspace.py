@@ -106,8 +106,9 @@ def gemm_(A: Array, B: Array, C: Array, alpha: float, beta: float,
 def affine_into(A: Array, W: Array, b: Array, Z: Array) -> Array:
     """``Z ← A W + b`` in place: ``Z = b``, then ``Z += A W`` within the product (β = 1).
 
-    A: (n, D), W: (D, H), b: (H,), Z: (n, H). Writing b before the product spares a
-    pass over Z after it (Z then sits in the other cores' caches).
+    A: (n, D), W: (D, H), b: (H,), Z: (n, H). NumPy's broadcast ``Z += b`` runs through
+    a buffered iterator (an 8192-element buffer allocated per call, at half the speed
+    of a plain add); written first, b costs one copy and the product nothing more.
     """
     np.copyto(Z, b)
     if not gemm_(A, W, Z, 1.0, 1.0):  # without NumPy's cblas: the product, then b
