@@ -146,6 +146,12 @@ def test_gemm_is_one_fused_update_or_declines(dtype):
     else:
         assert gemm_(A, dZ, C, -2.0, 0.5, trans_a=True)
         _assert_close(C, expected, tol=1e-5 if dtype == np.float32 else 1e-12)
+    if workspace._CBLAS_GEMM is not None:  # op(A) = A, and A a view that starts late
+        rows = rng.standard_normal((7, 4)).astype(dtype)
+        Z = rng.standard_normal((5, 3)).astype(dtype)
+        want = Z + rows[2:7] @ C
+        assert gemm_(rows[2:7], C, Z, 1.0, 1.0)
+        _assert_close(Z, want, tol=1e-5 if dtype == np.float32 else 1e-12)
     F = np.asfortranarray(C)
     assert not gemm_(A, dZ, F, -2.0, 0.5, trans_a=True)  # not row-major: declined, untouched
     np.testing.assert_array_equal(F, C)

@@ -4,7 +4,8 @@ The same equations as :mod:`handgrad.layers` (which stays the readable reference
 which the tests hold this module to, within 1e-12 in float64), arranged so that a
 steady-state step allocates nothing that grows with the batch or the network:
 
-- every matrix product writes into a buffer of the :class:`Workspace`;
+- every matrix product writes into a buffer of the :class:`Workspace`, on top of the
+  bias written there first (``Z = b; Z += A W`` by BLAS with β = 1);
 - activations and the softmax work in place; ReLU keeps its mask ``[Z > 0]`` for the
   backward pass; the bias sums ``Σ_rows dZ`` are products ``1ᵀ dZ`` with a ones vector;
 - everything stays in the model's dtype (no float32 → float64 temporaries);
@@ -17,7 +18,9 @@ steady-state step allocates nothing that grows with the batch or the network:
 Measured and dropped: SciPy's ``scipy.linalg.blas.sgemm`` offers the same fusion, but
 SciPy ships its own OpenBLAS: here its products are 20–30 % slower than NumPy's, and
 alternating between two libraries' thread pools within a step costs several times the
-products. Thread counts are left as the user set them.
+products. Gathering the next batch on a helper thread during the step (or a batch on
+two threads) gained nothing: the copy is memory-bound and the handoff costs as much.
+Thread counts are left as the user set them.
 """
 
 from __future__ import annotations
