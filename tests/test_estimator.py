@@ -396,9 +396,3 @@ def test_warm_start_cast_to_float32_that_overflows_is_refused():
         with pytest.raises(ValueError, match="infinity"):
             clf.fit(big, y)
 
-
-def test_fit_names_the_first_non_finite_entry():
-    X = np.random.default_rng(0).standard_normal((30, 4))
-    X[17, 2] = np.nan
-    with pytest.raises(ValueError, match=r"X contains NaN \(first at row 17, column 2\)"):
-        MLPClassifier(max_iter=1).fit(X, np.arange(30) % 3)
