@@ -3,7 +3,9 @@
 Every candidate trains one epoch of the same two-layer network (batch 200, plain SGD,
 shuffled) on the same synthetic data, in one process, interleaved round by round; the
 ratio of each to the **GEMM floor** — the five matrix products of every batch alone,
-into preallocated outputs — is the median of the per-round ratios. See README.md here.
+into preallocated outputs — is the median of the per-round ratios. A second floor, the
+same products on gathered shuffled batches, shows what the gather alone costs.
+See README.md here.
 
     python benchmarks/epoch.py                       # both workloads, both dtypes
     python benchmarks/epoch.py --workload mnist --dtype float32 --rounds 7
@@ -75,6 +77,33 @@ def gemm_floor(X, y, H, C) -> Callable[[], None]:
     return run
 
 
+def gemm_floor_gathered(X, y, H, C) -> Callable[[], None]:
+    """The floor's products on shuffled batches, each gathered into a reused buffer
+    first (``np.take``): what the products cost once the batches are an epoch's own.
+    A reference for where the time goes, not a target."""
+    N, D = X.shape
+    rng = np.random.default_rng(1)
+    W1 = rng.standard_normal((D, H), dtype=X.dtype) * 0.01
+    W2 = rng.standard_normal((H, C), dtype=X.dtype) * 0.01
+    Xb, A1, S, dA1 = (np.empty((BATCH, k), X.dtype) for k in (D, H, C, H))
+    dW1, dW2 = np.empty_like(W1), np.empty_like(W2)
+    order = np.arange(N)
+
+    def run() -> None:
+        rng.shuffle(order)
+        for start in range(0, N, BATCH):
+            idx = order[start:start + BATCH]
+            n = len(idx)
+            np.take(X, idx, axis=0, out=Xb[:n], mode="clip")
+            np.matmul(Xb[:n], W1, out=A1[:n])
+            np.matmul(A1[:n], W2, out=S[:n])
+            np.matmul(A1[:n].T, S[:n], out=dW2)
+            np.matmul(S[:n], W2.T, out=dA1[:n])
+            np.matmul(Xb[:n].T, dA1[:n], out=dW1)
+
+    return run
+
+
 def handgrad_loop(X, y, H, C) -> Callable[[], None]:
     """``handgrad.MLP`` trained by ``handgrad.training.fit`` for one epoch."""
     model = MLP(X.shape[1], (H,), C, seed=0, dtype=X.dtype)
@@ -142,6 +171,7 @@ def torch_eager(X, y, H, C) -> Callable[[], None] | None:
 
 CANDIDATES = {
     "GEMM floor": gemm_floor,
+    "floor, gathered batches": gemm_floor_gathered,
     "handgrad loop": handgrad_loop,
     "handgrad MLPClassifier": handgrad_estimator,
     "scikit-learn MLPClassifier": sklearn_estimator,

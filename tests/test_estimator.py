@@ -18,9 +18,6 @@ from sklearn.preprocessing import StandardScaler
 from sklearn.utils._param_validation import InvalidParameterError
 
 from handgrad import MLPClassifier
-from handgrad._estimator_support import labels_from_json, labels_to_json
-from handgrad.errors import ModelFileError
-from handgrad.io import load_arrays, load_model, save_arrays, save_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -288,52 +285,6 @@ def test_pipeline_gridsearch_cross_val_clone(blobs):
     assert twin.get_params()["mlpclassifier__alpha"] == grid.best_params_[
         "mlpclassifier__alpha"]
     assert not hasattr(twin[-1], "classes_")
-
-
-# --------------------------------------------------------------------- model files
-@pytest.mark.parametrize("labels", [np.array(["b", "a", "c"]), np.array([10, -2, 3]),
-                                    np.array([True, False, True]), "multilabel"])
-def test_model_file_round_trip(tmp_path, blobs, labels):
-    X, y = blobs
-    Y = (np.stack([y == 0, y == 1], axis=1).astype(int) if isinstance(labels, str)
-         else labels[y])
-    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0).fit(X, Y)
-    path = save_model(tmp_path / "clf.safetensors", clf)
-    back = load_model(path)
-    assert isinstance(back, MLPClassifier) and back.get_params() == clf.get_params()
-    assert_array_equal(back.classes_, clf.classes_)
-    assert back.classes_.dtype.kind == clf.classes_.dtype.kind
-    assert_array_equal(back.predict(X), clf.predict(X))
-    assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
-    assert back.loss_curve_ == clf.loss_curve_ and back.n_iter_ == clf.n_iter_
-    back.set_params(warm_start=True, max_iter=2).fit(X, Y)  # a loaded model trains on
-    assert len(back.loss_curve_) == 7
-
-
-def test_model_file_with_inconsistent_state_is_refused(tmp_path, blobs):
-    X, y = blobs
-    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0).fit(X, y)
-    path = save_model(tmp_path / "clf.safetensors", clf)
-    tensors, meta = load_arrays(path)
-    meta["classes"]["values"].append(3)  # four labels for a three-output network
-    save_arrays(tmp_path / "bad.safetensors", tensors, meta)
-    with pytest.raises(ModelFileError, match="does not fit the estimator"):
-        load_model(tmp_path / "bad.safetensors")
-    meta["classes"]["values"].pop()
-    meta["params"]["solver"] = "newton"
-    save_arrays(tmp_path / "bad2.safetensors", tensors, meta)
-    with pytest.raises(ModelFileError, match="solver"):
-        load_model(tmp_path / "bad2.safetensors")
-
-
-def test_labels_json_refuses_objects_it_cannot_store():
-    labels = np.empty(2, dtype=object)
-    labels[:] = [(1, 2), (3, 4)]
-    with pytest.raises(TypeError, match="strings, integers or booleans"):
-        labels_to_json(labels)
-    mixed = np.array(["x", "y"], dtype=object)
-    back = labels_from_json(labels_to_json(mixed))
-    assert back.dtype == object and back.tolist() == ["x", "y"]
 
 
 # ------------------------------------------------------------- the CLI's hook: _fit

@@ -21,6 +21,7 @@ from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import validate_data
 
+from handgrad.callbacks import run_from_state, run_state
 from handgrad.errors import ModelFileError, TrainingDivergedError
 from handgrad.network import MLP
 from handgrad.optim import LBFGS, SCHEDULES, SGD, Adam, InvScaling, Optimizer
@@ -32,6 +33,9 @@ SCALAR_ATTRS = (
     "n_iter_", "t_",
 )
 
+#: The parameters that make the optimizer: when one changes, warm_start starts a new one.
+OPTIMIZER_PARAMS = ("solver", "learning_rate", "learning_rate_init", "power_t", "momentum",
+                    "nesterovs_momentum", "beta_1", "beta_2", "epsilon", "max_fun")
 
 # ------------------------------------------------------------------------------ seeds
 def seed_sequence(random_state: Any) -> np.random.SeedSequence:
@@ -213,6 +217,10 @@ def get_state(est: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
 
     check_is_fitted(est)
     tensors, mlp_meta = est._run.model._get_state()
+    # The optimizer's state, the shuffling generator and the history too: a loaded
+    # estimator continues (warm_start, partial_fit) exactly as the saved one would have.
+    run_tensors, run_meta = run_state(est._run, step_losses=False)
+    tensors = tensors | run_tensors
     meta: dict[str, Any] = {
         "params": {k: _jsonable(v) for k, v in est.get_params(deep=False).items()},
         "classes": labels_to_json(est.classes_),
@@ -220,6 +228,8 @@ def get_state(est: Any) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
         "n_features_in": int(est.n_features_in_),
         "mlp": mlp_meta,
         "out_activation": est.out_activation_,
+        "run": run_meta,
+        "optimizer_params": [_jsonable(v) for v in est._optimizer_key],
     }
     if hasattr(est, "feature_names_in_"):
         meta["feature_names_in"] = [str(f) for f in est.feature_names_in_]
@@ -232,7 +242,7 @@ def from_state(cls: type, tensors: dict[str, np.ndarray], meta: dict[str, Any]) 
     """Rebuild a fitted estimator, checking that every part agrees with the others."""
     est = cls(**{k: _from_jsonable(k, v) for k, v in meta["params"].items()})
     est._validate_params()
-    model = MLP._from_state(tensors, meta["mlp"])
+    model = MLP._from_state({k: v for k, v in tensors.items() if "." not in k}, meta["mlp"])
     classes = labels_from_json(meta["classes"])
     binarizer = _binarizer(meta["y_type"], classes)
     n_features = int(meta["n_features_in"])
@@ -257,16 +267,21 @@ def from_state(cls: type, tensors: dict[str, np.ndarray], meta: dict[str, Any]) 
         est.feature_names_in_ = names
     for name in SCALAR_ATTRS:
         setattr(est, name, _from_jsonable(name, meta.get(name)))
-    history = History(
-        loss=list(est.loss_curve_ or []), val_score=list(est.validation_scores_ or []),
-        epochs=len(est.loss_curve_ or []), samples_seen=int(est.t_ or 0),
-        best_loss=math.inf if est.best_loss_ is None else float(est.best_loss_),
-        best_val_score=(-math.inf if est.best_validation_score_ is None
-                        else float(est.best_validation_score_)),
-    )
-    ss = seed_sequence(est.random_state).spawn(3)
-    est._run = Run(model, make_optimizer(est), np.random.default_rng(ss[1]), history)
-    est._optimizer_key = est._optimizer_signature()
+    if "run" in meta:
+        est._run = run_from_state(model, tensors, meta["run"])
+        est._optimizer_key = tuple(_from_jsonable(name, v) for name, v in
+                                   zip(OPTIMIZER_PARAMS, meta["optimizer_params"], strict=True))
+    else:  # a file written before runs were saved: a fresh optimizer and generator
+        history = History(
+            loss=list(est.loss_curve_ or []), val_score=list(est.validation_scores_ or []),
+            epochs=len(est.loss_curve_ or []), samples_seen=int(est.t_ or 0),
+            best_loss=math.inf if est.best_loss_ is None else float(est.best_loss_),
+            best_val_score=(-math.inf if est.best_validation_score_ is None
+                            else float(est.best_validation_score_)),
+        )
+        ss = seed_sequence(est.random_state).spawn(3)
+        est._run = Run(model, make_optimizer(est), np.random.default_rng(ss[1]), history)
+        est._optimizer_key = est._optimizer_signature()
     return est
 
 

@@ -27,6 +27,8 @@ __all__ = [
     "Checkpoint",
     "ProgressBar",
     "load_run",
+    "run_from_state",
+    "run_state",
     "save_run",
 ]
 
@@ -97,22 +99,68 @@ class Checkpoint(Callback):
         return None
 
 
+def run_state(run: Run, *, step_losses: bool = True) -> tuple[dict[str, np.ndarray],
+                                                              dict[str, Any]]:
+    """Everything of ``run`` but the model, as ``(tensors, JSON metadata)``.
+
+    Tensors: the optimizer's state arrays (``optim.<name>``) and the best weights so far
+    (``best.<param>``); metadata: the optimizer and its schedule, its scalar state, the
+    shuffling generator's state and the history (without the loss of every step unless
+    ``step_losses``). :func:`run_from_state` is the inverse.
+    """
+    opt_arrays, opt_scalars = run.optimizer.state()
+    tensors = {f"optim.{k}": v for k, v in opt_arrays.items()}
+    if run.best_params is not None:
+        tensors |= {f"best.{k}": v for k, v in run.best_params.items()}
+    history = run.history.to_dict()
+    if not step_losses:
+        del history["step_loss"]
+    meta = {
+        "optimizer": _optimizer_spec(run.optimizer),
+        "optimizer_state": opt_scalars,
+        "rng": run.rng.bit_generator.state,
+        "history": history,
+    }
+    return tensors, meta
+
+
+def run_from_state(model: MLP, tensors: Mapping[str, np.ndarray],
+                   meta: Mapping[str, Any]) -> Run:  # fmt: skip
+    """The :class:`Run` of ``model`` that :func:`run_state` described.
+
+    Raises ModelFileError when a state array or the best weights do not fit the model.
+    """
+    def part(prefix: str) -> dict[str, np.ndarray]:
+        arrays = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        for name, value in arrays.items():
+            want = model.params.get(name.rsplit(".", 1)[-1])
+            if want is None or value.shape != want.shape or value.dtype != want.dtype:
+                raise ModelFileError(
+                    f"state tensor {prefix}{name} {value.shape} {value.dtype} fits none of "
+                    f"the model's parameters"
+                )
+            if not np.isfinite(value).all():
+                raise ModelFileError(f"state tensor {prefix}{name} holds non-finite values")
+        return arrays
+
+    optimizer = _optimizer_from_spec(meta["optimizer"])
+    optimizer.load_state(part("optim."), meta["optimizer_state"])
+    best = part("best.") or None
+    if best is not None and set(best) != set(model.params):
+        raise ModelFileError("the best weights saved do not match the model's parameters")
+    history = History.from_dict(meta["history"])
+    return Run(model, optimizer, _generator(meta["rng"]), history, best)
+
+
 def save_run(path: str | os.PathLike[str], run: Run,
              metadata: Mapping[str, Any] | None = None) -> Path:  # fmt: skip
     """Write ``run`` (weights, optimizer, RNG, history, best weights) as a checkpoint."""
     model_tensors, model_meta = run.model._get_state()
-    opt_arrays, opt_scalars = run.optimizer.state()
-    tensors = {f"param.{k}": v for k, v in model_tensors.items()}
-    tensors |= {f"optim.{k}": v for k, v in opt_arrays.items()}
-    if run.best_params is not None:
-        tensors |= {f"best.{k}": v for k, v in run.best_params.items()}
-    meta = {
+    tensors, meta = run_state(run)
+    tensors |= {f"param.{k}": v for k, v in model_tensors.items()}
+    meta |= {
         "model": {"kind": run.model.kind, **model_meta},
-        "optimizer": _optimizer_spec(run.optimizer),
-        "optimizer_state": opt_scalars,
-        "rng": run.rng.bit_generator.state,
         "epoch": run.history.epochs,
-        "history": run.history.to_dict(),
         "extra": dict(metadata or {}),
     }
     return save_checkpoint(path, tensors, meta)
@@ -135,25 +183,15 @@ def load_run(path: str | os.PathLike[str]) -> tuple[Run, dict[str, Any]]:
 
 
 def _rebuild(tensors: dict[str, np.ndarray], meta: dict[str, Any]) -> Run:
-    def part(prefix: str) -> dict[str, np.ndarray]:
-        return {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
-
     model_meta = dict(meta["model"])
     model_cls = model_class(model_meta.pop("kind"))
     if not issubclass(model_cls, MLP):
         raise ModelFileError(f"checkpoint holds a {model_cls.__name__}, not a network")
-    model = model_cls._from_state(part("param."), model_meta)
-    optimizer = _optimizer_from_spec(meta["optimizer"])
-    optimizer.load_state(part("optim."), meta["optimizer_state"])
-    best = part("best.") or None
-    if best is not None and {k: v.shape for k, v in best.items()} != {
-        k: v.shape for k, v in model.params.items()
-    }:
-        raise ModelFileError("checkpoint's best weights do not match the model's shapes")
-    history = History.from_dict(meta["history"])
-    if history.epochs != meta["epoch"]:
+    params = {k[6:]: v for k, v in tensors.items() if k.startswith("param.")}
+    run = run_from_state(model_cls._from_state(params, model_meta), tensors, meta)
+    if run.history.epochs != meta["epoch"]:
         raise ModelFileError("checkpoint's epoch disagrees with its history")
-    return Run(model, optimizer, _generator(meta["rng"]), history, best)
+    return run
 
 
 def _generator(state: dict[str, Any]) -> np.random.Generator:

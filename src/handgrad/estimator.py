@@ -37,9 +37,6 @@ from handgrad.network import MLP
 from handgrad.training import Callback, Run
 from handgrad.training import fit as train
 
-_OPTIMIZER_PARAMS = ("solver", "learning_rate", "learning_rate_init", "power_t", "momentum",
-                     "nesterovs_momentum", "beta_1", "beta_2", "epsilon", "max_fun")
-
 
 def _stochastic(est: MLPClassifier) -> bool:
     if est.solver not in ("sgd", "adam"):
@@ -222,7 +219,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                                        None if current is None else current.model.dtype)
         seeds = support.seed_sequence(self.random_state).spawn(3)
         run = current or self._new_run(X, Y, seeds)
-        if not (reset or resumed):
+        if resumed:  # the checkpoint's optimizer was made from these parameters
+            self._optimizer_key = self._optimizer_signature()
+        elif not reset:
             self._refresh_optimizer(run)
         self._check_run(run, X, Y)
         self._run = run  # before the loop: callbacks read the same run
@@ -313,7 +312,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return sizes
 
     def _optimizer_signature(self) -> tuple:
-        return tuple(getattr(self, p) for p in _OPTIMIZER_PARAMS)
+        return tuple(getattr(self, p) for p in support.OPTIMIZER_PARAMS)
 
     def _validating(self) -> bool:
         return bool(self.early_stopping) and self.solver != "lbfgs"
