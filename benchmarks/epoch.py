@@ -212,10 +212,11 @@ def summarise(times: dict[str, list[float]], floor: str, flops: float) -> list[d
 
 def print_table(title: str, rows: list[dict]) -> None:
     print(f"\n{title}")
-    print(f"{'candidate':<28} {'median s':>9} {'min s':>8} {'× floor':>8} {'GFLOP/s':>8}")
+    print(f"{'candidate':<28} {'median s':>9} {'min s':>8} {'× floor':>8} {'(minima)':>9} "
+          f"{'GFLOP/s':>8}")
     for r in rows:
         print(f"{r['candidate']:<28} {r['median_s']:>9.3f} {r['min_s']:>8.3f} "
-              f"{r['ratio_to_floor']:>7.2f}× {r['gflops']:>8.1f}")
+              f"{r['ratio_to_floor']:>7.2f}× {r['ratio_of_minima']:>8.2f}× {r['gflops']:>8.1f}")
 
 
 def bench_epoch(workload: str, dtype, rounds: int, skip: set[str], pause: float) -> list[dict]:
