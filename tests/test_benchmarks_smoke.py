@@ -53,3 +53,17 @@ def test_memory_benchmark_small_run(tmp_path):
     rows = memory.main(["--n", "2000", "--d", "16", "--hidden", "8", "--candidates",
                         "handgrad loop", "--out", str(tmp_path / "m.json")])
     assert rows and all(r["peak"] > r["baseline"] > 0 for r in rows)
+
+
+def test_fused_step_experiment_quick_run(tmp_path):
+    """The numba experiment (optional): its step agrees with handgrad's and it runs."""
+    pytest.importorskip("numba")
+    sys.path.insert(0, str(BENCHMARKS))  # it imports epoch.py beside it
+    try:
+        fused = _load("fused_step")
+        results = fused.main(["--quick", "--dtype", "float64", "--out", str(tmp_path / "f.json")])
+    finally:
+        sys.path.remove(str(BENCHMARKS))
+    assert results["agreement"]["float64"] < 1e-12
+    names = {r["candidate"] for r in results["epoch"]["quick/float64"]}
+    assert {"handgrad NumPy steps", "numba-fused steps"} <= names
