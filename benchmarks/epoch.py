@@ -304,11 +304,17 @@ def main(argv: list[str] | None = None) -> dict:
         info["blas"].append(f"torch {torch.__version__}: {torch.get_num_threads()} threads, "
                             f"MKL {'yes' if torch.backends.mkl.is_available() else 'no'}")
     print("\n".join(["\nlibraries in use:", *("  " + b for b in info["blas"])]))
-    out = args.out or RESULTS / f"epoch-{time.strftime('%Y%m%d-%H%M%S')}.json"
+    write_results(results, args.out, "epoch")
+    return results
+
+
+def write_results(results, out: Path | None, stem: str) -> Path:
+    """``results`` as JSON to ``out``, or to ``results/<stem>-<time>.json``."""
+    out = out or RESULTS / f"{stem}-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(results, indent=1))
     print(f"\nwrote {out}")
-    return results
+    return out
 
 
 def _cpu_name() -> str:

@@ -13,14 +13,11 @@ Needs numba (``pip install numba``); it is not a dependency of handgrad.
 from __future__ import annotations
 
 import argparse
-import json
-import time
 from pathlib import Path
 
 import numpy as np
 from epoch import (
     BATCH,
-    RESULTS,
     WORKLOADS,
     epoch_flops,
     gemm_floor,
@@ -29,6 +26,7 @@ from epoch import (
     make_data,
     print_table,
     summarise,
+    write_results,
 )
 
 from handgrad import MLP
@@ -198,10 +196,7 @@ def main(argv: list[str] | None = None) -> dict:
             print_table(f"steps of one epoch, {workload}-like, {dtype.name}, {rounds} rounds",
                         rows)
             results["epoch"][f"{workload}/{dtype.name}"] = rows
-    out = args.out or RESULTS / f"fused-{time.strftime('%Y%m%d-%H%M%S')}.json"
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(json.dumps(results, indent=1))
-    print(f"\nwrote {out}")
+    write_results(results, args.out, "fused")
     return results
 
 
