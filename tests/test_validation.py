@@ -1,4 +1,5 @@
-"""The shared input checks: finiteness found however X is laid out, named where it is."""
+"""The shared input checks: finiteness found however X is laid out, named where it is;
+labels that cannot be ordered named as such."""
 
 from __future__ import annotations
 
@@ -27,3 +28,11 @@ def test_fit_names_the_first_non_finite_entry():
     X[17, 2] = np.nan
     with pytest.raises(ValueError, match=r"X contains NaN \(first at row 17, column 2\)"):
         MLPClassifier(max_iter=1).fit(X, np.arange(30) % 3)
+
+
+@pytest.mark.parametrize("labels", [["a", 1, "b"], ["a", None, "b"]])
+def test_fit_refuses_labels_that_cannot_be_ordered(labels):
+    y = np.array(labels * 4, dtype=object)
+    X = np.random.default_rng(0).standard_normal((len(y), 3))
+    with pytest.raises(ValueError, match="y mixes labels that cannot be ordered"):
+        MLPClassifier(max_iter=1).fit(X, y)

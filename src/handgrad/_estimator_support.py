@@ -18,6 +18,7 @@ import numpy as np
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import train_test_split
 from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils._unique import attach_unique
 from sklearn.utils.multiclass import unique_labels
 from sklearn.utils.validation import validate_data
 
@@ -311,6 +312,18 @@ def validation_set(est: Any, X_val, y_val, dtype) -> tuple[Any, Any, None]:
         raise ValueError(f"y_val has labels {unseen.tolist()} that are not in classes_ "
                          f"{est.classes_.tolist()}")  # fmt: skip
     return X_val, est._targets(est._label_binarizer.transform(y_val)), None
+
+
+def with_unique_labels(y: np.ndarray) -> np.ndarray:
+    """y with ``np.unique(y)`` attached (``attach_unique``), so that scikit-learn's label
+    checks share one pass instead of one each; labels that cannot be ordered (strings
+    mixed with numbers or None) raise a ValueError that says so."""
+    try:
+        return attach_unique(y)
+    except TypeError:  # np.unique sorts the labels
+        kinds = sorted({type(v).__name__ for v in np.asarray(y, dtype=object).ravel()})
+        raise ValueError(f"y mixes labels that cannot be ordered ({', '.join(kinds)}); "
+                         "use labels of one type, e.g. all strings") from None
 
 
 def check_labels(est: Any, y) -> None:

@@ -17,7 +17,6 @@ from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
 from sklearn.neural_network import MLPClassifier as _SklearnMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils._unique import attach_unique
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (
     _check_partial_fit_first_call,
@@ -260,7 +259,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         X = check_X(X, dtype=dtype)
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        y = attach_unique(y)  # scikit-learn's label checks below reuse one np.unique(y)
+        y = support.with_unique_labels(y)  # for the label checks below
         check_classification_targets(y)
         if not hasattr(self, "classes_") or (reset and not incremental):
             multilabel = type_of_target(y).startswith("multilabel")
