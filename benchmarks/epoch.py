@@ -66,7 +66,7 @@ def gemm_floor(X, y, H, C) -> Callable[[], None]:
 
     def run() -> None:
         for start in range(0, N, BATCH):
-            Xb = X[start:start + BATCH]
+            Xb = X[start : start + BATCH]
             n = Xb.shape[0]
             np.matmul(Xb, W1, out=A1[:n])
             np.matmul(A1[:n], W2, out=S[:n])
@@ -92,7 +92,7 @@ def gemm_floor_gathered(X, y, H, C) -> Callable[[], None]:
     def run() -> None:
         rng.shuffle(order)
         for start in range(0, N, BATCH):
-            idx = order[start:start + BATCH]
+            idx = order[start : start + BATCH]
             n = len(idx)
             np.take(X, idx, axis=0, out=Xb[:n], mode="clip")
             np.matmul(Xb[:n], W1, out=A1[:n])
@@ -113,10 +113,20 @@ def handgrad_loop(X, y, H, C) -> Callable[[], None]:
 
 
 def _mlp_settings(H: int) -> dict:
-    return dict(hidden_layer_sizes=(H,), solver="sgd", momentum=0.0,
-                nesterovs_momentum=False, batch_size=BATCH, max_iter=1, shuffle=True,
-                learning_rate_init=LEARNING_RATE, alpha=ALPHA, tol=0.0,
-                n_iter_no_change=10**9, random_state=0)
+    return dict(
+        hidden_layer_sizes=(H,),
+        solver="sgd",
+        momentum=0.0,
+        nesterovs_momentum=False,
+        batch_size=BATCH,
+        max_iter=1,
+        shuffle=True,
+        learning_rate_init=LEARNING_RATE,
+        alpha=ALPHA,
+        tol=0.0,
+        n_iter_no_change=10**9,
+        random_state=0,
+    )
 
 
 def handgrad_estimator(X, y, H, C) -> Callable[[], None] | None:
@@ -149,8 +159,9 @@ def torch_eager(X, y, H, C) -> Callable[[], None] | None:
         return None
     dtype = torch.float32 if X.dtype == np.float32 else torch.float64
     torch.manual_seed(0)
-    net = torch.nn.Sequential(torch.nn.Linear(X.shape[1], H), torch.nn.ReLU(),
-                              torch.nn.Linear(H, C)).to(dtype)
+    net = torch.nn.Sequential(
+        torch.nn.Linear(X.shape[1], H), torch.nn.ReLU(), torch.nn.Linear(H, C)
+    ).to(dtype)
     # scikit-learn's alpha is λ per sample: λ = alpha / batch as SGD weight decay
     opt = torch.optim.SGD(net.parameters(), lr=LEARNING_RATE, weight_decay=ALPHA / BATCH)
     loss_fn = torch.nn.CrossEntropyLoss()
@@ -180,8 +191,9 @@ CANDIDATES = {
 
 
 # ------------------------------------------------------------------------- timing
-def interleaved(runs: dict[str, Callable[[], None]], rounds: int, warmup: int = 1,
-                pause: float = 0.2) -> dict[str, list[float]]:
+def interleaved(
+    runs: dict[str, Callable[[], None]], rounds: int, warmup: int = 1, pause: float = 0.2
+) -> dict[str, list[float]]:
     """Seconds of each run, round by round (warm-up rounds dropped).
 
     ``pause`` lets the thread pools of the previous candidate (OpenMP, OpenBLAS)
@@ -202,21 +214,31 @@ def summarise(times: dict[str, list[float]], floor: str, flops: float) -> list[d
     rows = []
     for name, ts in times.items():
         ratios = [t / f for t, f in zip(ts, times[floor], strict=True)]
-        rows.append({
-            "candidate": name, "median_s": statistics.median(ts), "min_s": min(ts),
-            "ratio_to_floor": statistics.median(ratios), "ratio_of_minima": min(ts) /
-            min(times[floor]), "gflops": flops / statistics.median(ts) / 1e9, "times_s": ts,
-        })
+        rows.append(
+            {
+                "candidate": name,
+                "median_s": statistics.median(ts),
+                "min_s": min(ts),
+                "ratio_to_floor": statistics.median(ratios),
+                "ratio_of_minima": min(ts) / min(times[floor]),
+                "gflops": flops / statistics.median(ts) / 1e9,
+                "times_s": ts,
+            }
+        )
     return rows
 
 
 def print_table(title: str, rows: list[dict]) -> None:
     print(f"\n{title}")
-    print(f"{'candidate':<28} {'median s':>9} {'min s':>8} {'× floor':>8} {'(minima)':>9} "
-          f"{'GFLOP/s':>8}")
+    print(
+        f"{'candidate':<28} {'median s':>9} {'min s':>8} {'× floor':>8} {'(minima)':>9} "
+        f"{'GFLOP/s':>8}"
+    )
     for r in rows:
-        print(f"{r['candidate']:<28} {r['median_s']:>9.3f} {r['min_s']:>8.3f} "
-              f"{r['ratio_to_floor']:>7.2f}× {r['ratio_of_minima']:>8.2f}× {r['gflops']:>8.1f}")
+        print(
+            f"{r['candidate']:<28} {r['median_s']:>9.3f} {r['min_s']:>8.3f} "
+            f"{r['ratio_to_floor']:>7.2f}× {r['ratio_of_minima']:>8.2f}× {r['gflops']:>8.1f}"
+        )
 
 
 def bench_epoch(workload: str, dtype, rounds: int, skip: set[str], pause: float) -> list[dict]:
@@ -231,8 +253,11 @@ def bench_epoch(workload: str, dtype, rounds: int, skip: set[str], pause: float)
             runs[name] = run
     times = interleaved(runs, rounds, pause=pause)
     rows = summarise(times, "GEMM floor", epoch_flops(N, D, H, C))
-    print_table(f"one epoch, {workload}-like {N}×{D}→{H}→{C}, {np.dtype(dtype).name}, "
-                f"{epoch_flops(N, D, H, C) / 1e9:.1f} GFLOP, {rounds} rounds", rows)
+    print_table(
+        f"one epoch, {workload}-like {N}×{D}→{H}→{C}, {np.dtype(dtype).name}, "
+        f"{epoch_flops(N, D, H, C) / 1e9:.1f} GFLOP, {rounds} rounds",
+        rows,
+    )
     return rows
 
 
@@ -249,8 +274,11 @@ def bench_predict(workload: str, dtype, rounds: int, pause: float) -> list[dict]
         np.matmul(X, W1, out=A1)
         np.matmul(A1, W2, out=S)
 
-    runs = {"forward floor": floor, "handgrad MLP.predict": lambda: model.predict(X),
-            "handgrad MLP.predict_proba": lambda: model.predict_proba(X)}
+    runs = {
+        "forward floor": floor,
+        "handgrad MLP.predict": lambda: model.predict(X),
+        "handgrad MLP.predict_proba": lambda: model.predict_proba(X),
+    }
     times = interleaved(runs, rounds * 4, warmup=2, pause=pause / 4)
     rows = summarise(times, "forward floor", 2.0 * rows_n * (D * H + H * C))
     print_table(f"predict, {rows_n} rows, {workload}-like, {np.dtype(dtype).name}", rows)
@@ -263,46 +291,60 @@ def blas_description() -> list[str]:
     for i in threadpool_info():
         path = Path(i["filepath"])
         owner = path.parent.name.removesuffix(".libs")
-        rows.append(f"{owner}: {i.get('internal_api')} {i.get('version') or ''} "
-                    f"{i.get('architecture') or ''}, {i.get('num_threads')} threads "
-                    f"({path.name})")
+        rows.append(
+            f"{owner}: {i.get('internal_api')} {i.get('version') or ''} "
+            f"{i.get('architecture') or ''}, {i.get('num_threads')} threads "
+            f"({path.name})"
+        )
     return rows
 
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workload", nargs="+", choices=["mnist", "cifar"],
-                   default=["mnist", "cifar"])
-    p.add_argument("--dtype", nargs="+", choices=["float32", "float64"],
-                   default=["float32", "float64"])
+    p.add_argument("--workload", nargs="+", choices=["mnist", "cifar"], default=["mnist", "cifar"])
+    p.add_argument(
+        "--dtype", nargs="+", choices=["float32", "float64"], default=["float32", "float64"]
+    )
     p.add_argument("--rounds", type=int, default=5, help="timed rounds after a warm-up")
-    p.add_argument("--skip", nargs="*", default=[], choices=list(CANDIDATES)[1:],
-                   help="candidates to leave out")
+    p.add_argument(
+        "--skip",
+        nargs="*",
+        default=[],
+        choices=list(CANDIDATES)[1:],
+        help="candidates to leave out",
+    )
     p.add_argument("--no-predict", action="store_true")
     p.add_argument("--quick", action="store_true", help="tiny sizes, 2 rounds: a smoke run")
     p.add_argument("--out", type=Path, default=None, help="JSON file (default: results/)")
     args = p.parse_args(argv)
     workloads, rounds = (["quick"], 2) if args.quick else (args.workload, args.rounds)
     pause = 0.0 if args.quick else 0.2
-    info = {"python": sys.version.split()[0], "numpy": np.__version__,
-            "handgrad": getattr(handgrad, "__version__", "dev"), "machine": platform.platform(),
-            "processor": _cpu_name(), "blas": blas_description()}
+    info = {
+        "python": sys.version.split()[0],
+        "numpy": np.__version__,
+        "handgrad": getattr(handgrad, "__version__", "dev"),
+        "machine": platform.platform(),
+        "processor": _cpu_name(),
+        "blas": blas_description(),
+    }
     print("\n".join(["BLAS in use:", *("  " + b for b in info["blas"])]))
     print(f"processor: {info['processor']}")
     results: dict = {"info": info, "epoch": {}, "predict": {}}
     for workload in workloads:
         for dtype in args.dtype:
             key = f"{workload}/{dtype}"
-            results["epoch"][key] = bench_epoch(workload, np.dtype(dtype), rounds,
-                                                set(args.skip), pause)
+            results["epoch"][key] = bench_epoch(
+                workload, np.dtype(dtype), rounds, set(args.skip), pause
+            )
             if not args.no_predict:
-                results["predict"][key] = bench_predict(workload, np.dtype(dtype), rounds,
-                                                         pause)
+                results["predict"][key] = bench_predict(workload, np.dtype(dtype), rounds, pause)
     info["blas"] = blas_description()  # again: torch's libraries load with it
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
-        info["blas"].append(f"torch {torch.__version__}: {torch.get_num_threads()} threads, "
-                            f"MKL {'yes' if torch.backends.mkl.is_available() else 'no'}")
+        info["blas"].append(
+            f"torch {torch.__version__}: {torch.get_num_threads()} threads, "
+            f"MKL {'yes' if torch.backends.mkl.is_available() else 'no'}"
+        )
     print("\n".join(["\nlibraries in use:", *("  " + b for b in info["blas"])]))
     write_results(results, args.out, "epoch")
     return results

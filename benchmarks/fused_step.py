@@ -136,7 +136,7 @@ def _steps(make_step, X, y, H, C):
     def run() -> None:
         rng.shuffle(order)
         for start in range(0, N, BATCH):
-            Xb, Tb, _ = ws.gather(X, y, None, order[start:start + BATCH])
+            Xb, Tb, _ = ws.gather(X, y, None, order[start : start + BATCH])
             step(model.params, Xb, Tb)
 
     return run
@@ -144,16 +144,20 @@ def _steps(make_step, X, y, H, C):
 
 def numpy_steps(X, y, H, C):
     """handgrad's own step (``Workspace.sgd_step``)."""
+
     def make_step(model, ws):
         return lambda p, Xb, Tb: ws.sgd_step(p, Xb, Tb, REG, None, LEARNING_RATE)
+
     return _steps(make_step, X, y, H, C)
 
 
 def fused_steps(X, y, H, C):
     """The numba-fused step."""
+
     def make_step(model, ws):
         fused = FusedStep(model, BATCH)
         return lambda p, Xb, Tb: fused.sgd_step(p, Xb, Tb, REG, LEARNING_RATE)
+
     return _steps(make_step, X, y, H, C)
 
 
@@ -187,14 +191,18 @@ def main(argv: list[str] | None = None) -> dict:
         for workload in workloads:
             N, D, H, C = WORKLOADS[workload]
             X, y = make_data(N, D, C, dtype)
-            runs = {"GEMM floor": gemm_floor(X, y, H, C),
-                    "floor, gathered batches": gemm_floor_gathered(X, y, H, C),
-                    "handgrad NumPy steps": numpy_steps(X, y, H, C),
-                    "numba-fused steps": fused_steps(X, y, H, C)}
-            rows = summarise(interleaved(runs, rounds, pause=0.0 if args.quick else 0.2),
-                             "GEMM floor", epoch_flops(N, D, H, C))
-            print_table(f"steps of one epoch, {workload}-like, {dtype.name}, {rounds} rounds",
-                        rows)
+            runs = {
+                "GEMM floor": gemm_floor(X, y, H, C),
+                "floor, gathered batches": gemm_floor_gathered(X, y, H, C),
+                "handgrad NumPy steps": numpy_steps(X, y, H, C),
+                "numba-fused steps": fused_steps(X, y, H, C),
+            }
+            rows = summarise(
+                interleaved(runs, rounds, pause=0.0 if args.quick else 0.2),
+                "GEMM floor",
+                epoch_flops(N, D, H, C),
+            )
+            print_table(f"steps of one epoch, {workload}-like, {dtype.name}, {rounds} rounds", rows)
             results["epoch"][f"{workload}/{dtype.name}"] = rows
     write_results(results, args.out, "fused")
     return results

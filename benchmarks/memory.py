@@ -63,8 +63,12 @@ print(json.dumps({"baseline": baseline, "peak": peak, "data": X.nbytes + y.nbyte
 
 
 def measure(candidate: str, N: int, D: int, H: int, C: int) -> dict | None:
-    out = subprocess.run([sys.executable, "-c", CHILD, candidate, str(N), str(D), str(H),
-                          str(C)], capture_output=True, text=True, check=True)
+    out = subprocess.run(
+        [sys.executable, "-c", CHILD, candidate, str(N), str(D), str(H), str(C)],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
     row = json.loads(out.stdout.strip().splitlines()[-1])
     if row is None:
         return None
@@ -84,17 +88,21 @@ def main(argv: list[str] | None = None) -> list[dict]:
     args = p.parse_args(argv)
     rows = []
     print(f"float32 fit, one epoch, {args.n}×{args.d}→{args.hidden}→10")
-    print(f"{'candidate':<24} {'peak MiB':>9} {'baseline':>9} {'X+y MiB':>8} "
-          f"{'added MiB':>10} {'peak ≤ X+y+64 MiB':>18}")
+    print(
+        f"{'candidate':<24} {'peak MiB':>9} {'baseline':>9} {'X+y MiB':>8} "
+        f"{'added MiB':>10} {'peak ≤ X+y+64 MiB':>18}"
+    )
     for candidate in args.candidates:
         row = measure(candidate, args.n, args.d, args.hidden, 10)
         if row is None:
             print(f"{candidate:<24} (skipped: not importable)")
             continue
         rows.append(row)
-        print(f"{candidate:<24} {row['peak'] / MIB:>9.1f} {row['baseline'] / MIB:>9.1f} "
-              f"{row['data'] / MIB:>8.1f} {row['added'] / MIB:>10.1f} "
-              f"{'yes' if row['peak'] <= row['target'] else 'no':>18}")
+        print(
+            f"{candidate:<24} {row['peak'] / MIB:>9.1f} {row['baseline'] / MIB:>9.1f} "
+            f"{row['data'] / MIB:>8.1f} {row['added'] / MIB:>10.1f} "
+            f"{'yes' if row['peak'] <= row['target'] else 'no':>18}"
+        )
     out = args.out or RESULTS / f"memory-{time.strftime('%Y%m%d-%H%M%S')}.json"
     out.parent.mkdir(parents=True, exist_ok=True)
     out.write_text(json.dumps(rows, indent=1))

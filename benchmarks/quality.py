@@ -73,32 +73,44 @@ def run(seeds: int) -> list[dict]:
     return rows
 
 
-HEADER = (f"| {'dataset':<13} | {'solver':<6} | handgrad acc | sklearn acc | "
-          "handgrad fit s | sklearn fit s | ok |")
+HEADER = (
+    f"| {'dataset':<13} | {'solver':<6} | handgrad acc | sklearn acc | "
+    "handgrad fit s | sklearn fit s | ok |"
+)
 
 
 def print_row(r: dict, flush: bool = False) -> None:
-    print(f"| {r['dataset']:<13} | {r['solver']:<6} | {100 * r['handgrad_accuracy']:11.2f}% | "
-          f"{100 * r['sklearn_accuracy']:10.2f}% | {r['handgrad_fit_s']:14.3f} | "
-          f"{r['sklearn_fit_s']:13.3f} | {'yes' if r['ok'] else 'NO':>2} |", flush=flush)
+    print(
+        f"| {r['dataset']:<13} | {r['solver']:<6} | {100 * r['handgrad_accuracy']:11.2f}% | "
+        f"{100 * r['sklearn_accuracy']:10.2f}% | {r['handgrad_fit_s']:14.3f} | "
+        f"{r['sklearn_fit_s']:13.3f} | {'yes' if r['ok'] else 'NO':>2} |",
+        flush=flush,
+    )
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=3, help="weight seeds per row (mean)")
-    parser.add_argument("--out", type=Path,
-                        default=Path(__file__).parent / "results" / "quality.json")
+    parser.add_argument(
+        "--out", type=Path, default=Path(__file__).parent / "results" / "quality.json"
+    )
     args = parser.parse_args(argv)
-    print(f"test accuracy (mean of {args.seeds} seeds) and median fit time; "
-          f"settings {PARAMS}, split seed {SPLIT_SEED}")
+    print(
+        f"test accuracy (mean of {args.seeds} seeds) and median fit time; "
+        f"settings {PARAMS}, split seed {SPLIT_SEED}"
+    )
     print(HEADER)
     print("|" + "|".join("-" * (len(c)) for c in HEADER.split("|")[1:-1]) + "|")
     rows = run(args.seeds)
     args.out.parent.mkdir(parents=True, exist_ok=True)
-    meta = {"python": platform.python_version(), "numpy": np.__version__,
-            "sklearn": sklearn.__version__, "machine": platform.machine(),
-            "seeds": args.seeds, "params": {k: list(v) if isinstance(v, tuple) else v
-                                            for k, v in PARAMS.items()}}
+    meta = {
+        "python": platform.python_version(),
+        "numpy": np.__version__,
+        "sklearn": sklearn.__version__,
+        "machine": platform.machine(),
+        "seeds": args.seeds,
+        "params": {k: list(v) if isinstance(v, tuple) else v for k, v in PARAMS.items()},
+    }
     args.out.write_text(json.dumps({"meta": meta, "rows": rows}, indent=2) + "\n")
     print(f"wrote {args.out}")
     return 0 if all(r["ok"] for r in rows) else 1

@@ -32,24 +32,36 @@ def main(folder: Path) -> float:
     images = folder / "t10k-images-idx3-ubyte.gz"
     labels = folder / "t10k-labels-idx1-ubyte.gz"
     if not images.is_file() or not labels.is_file():
-        sys.exit(f"mnist_t10k: no MNIST test files in {folder} (want {images.name} and "
-                 f"{labels.name})")
+        sys.exit(
+            f"mnist_t10k: no MNIST test files in {folder} (want {images.name} and {labels.name})"
+        )
     X, y = load_mnist_files(images, labels)  # uint8 (10000, 28, 28), int (10000,)
     X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.2, random_state=0, stratify=y)
+        X, y, test_size=0.2, random_state=0, stratify=y
+    )
     pre = Preprocessor("scale", dtype=np.float32).fit(X_train)  # pixels / 255, flattened
-    clf = MLPClassifier(hidden_layer_sizes=(256,), alpha=1e-3, batch_size=64,
-                        learning_rate_init=1e-3, max_iter=15, random_state=0)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(256,),
+        alpha=1e-3,
+        batch_size=64,
+        learning_rate_init=1e-3,
+        max_iter=15,
+        random_state=0,
+    )
     start = time.perf_counter()
     with warnings.catch_warnings():  # 15 epochs are enough; the loss still creeps down
         warnings.simplefilter("ignore", ConvergenceWarning)
         clf.fit(pre.transform(X_train), y_train)
     seconds = time.perf_counter() - start
     accuracy = clf.score(pre.transform(X_test), y_test)
-    print(f"MNIST t10k: {len(X_train)} training and {len(X_test)} test images, "
-          f"784→256→10, {clf.n_iter_} epochs in {seconds:.1f} s")
-    print(f"train accuracy {clf.score(pre.transform(X_train), y_train):.4f}  "
-          f"test accuracy {accuracy:.4f}")
+    print(
+        f"MNIST t10k: {len(X_train)} training and {len(X_test)} test images, "
+        f"784→256→10, {clf.n_iter_} epochs in {seconds:.1f} s"
+    )
+    print(
+        f"train accuracy {clf.score(pre.transform(X_train), y_train):.4f}  "
+        f"test accuracy {accuracy:.4f}"
+    )
     return accuracy
 
 

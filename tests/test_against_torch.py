@@ -15,8 +15,7 @@ from handgrad import MLP
 
 torch = pytest.importorskip("torch", reason="PyTorch not installed (optional extra 'bench')")
 
-ACT = {"relu": torch.relu, "tanh": torch.tanh, "logistic": torch.sigmoid,
-       "identity": lambda z: z}
+ACT = {"relu": torch.relu, "tanh": torch.tanh, "logistic": torch.sigmoid, "identity": lambda z: z}
 
 
 def _torch_loss(net: MLP, X, y, reg, w):
@@ -30,7 +29,8 @@ def _torch_loss(net: MLP, X, y, reg, w):
         per_row = torch.nn.functional.cross_entropy(A, torch.tensor(y), reduction="none")
     else:
         per_row = torch.nn.functional.binary_cross_entropy_with_logits(
-            A, torch.tensor(y, dtype=torch.float64), reduction="none").sum(dim=1)
+            A, torch.tensor(y, dtype=torch.float64), reduction="none"
+        ).sum(dim=1)
     loss = (weights * per_row).sum() / weights.sum()
     loss = loss + 0.5 * reg * sum((params[f"W{l}"] ** 2).sum() for l in range(1, net.n_layers + 1))
     loss.backward()
@@ -39,8 +39,14 @@ def _torch_loss(net: MLP, X, y, reg, w):
 
 @pytest.mark.parametrize(
     "activation,head,hidden,weighted",
-    list(itertools.product(["relu", "tanh", "logistic", "identity"], ["softmax", "sigmoid"],
-                           [(7,), (6, 5)], [False, True])),
+    list(
+        itertools.product(
+            ["relu", "tanh", "logistic", "identity"],
+            ["softmax", "sigmoid"],
+            [(7,), (6, 5)],
+            [False, True],
+        )
+    ),
 )
 def test_loss_and_gradients_equal_pytorch_autograd(activation, head, hidden, weighted):
     rng = np.random.default_rng(0)

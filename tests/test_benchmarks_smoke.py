@@ -23,8 +23,9 @@ def _load(name: str):
 def test_epoch_benchmark_quick_run(tmp_path, capsys):
     epoch = _load("epoch")
     out = tmp_path / "epoch.json"
-    results = epoch.main(["--quick", "--dtype", "float32", "--skip", "PyTorch eager",
-                          "--out", str(out)])
+    results = epoch.main(
+        ["--quick", "--dtype", "float32", "--skip", "PyTorch eager", "--out", str(out)]
+    )
     rows = {r["candidate"]: r for r in results["epoch"]["quick/float32"]}
     assert rows["GEMM floor"]["ratio_to_floor"] == 1.0
     assert {"handgrad loop", "scikit-learn MLPClassifier"} <= set(rows)
@@ -50,8 +51,20 @@ def test_epoch_flops_counts_the_five_products():
 
 def test_memory_benchmark_small_run(tmp_path):
     memory = _load("memory")
-    rows = memory.main(["--n", "2000", "--d", "16", "--hidden", "8", "--candidates",
-                        "handgrad loop", "--out", str(tmp_path / "m.json")])
+    rows = memory.main(
+        [
+            "--n",
+            "2000",
+            "--d",
+            "16",
+            "--hidden",
+            "8",
+            "--candidates",
+            "handgrad loop",
+            "--out",
+            str(tmp_path / "m.json"),
+        ]
+    )
     assert rows and all(r["peak"] > r["baseline"] > 0 for r in rows)
 
 

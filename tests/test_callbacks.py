@@ -24,8 +24,9 @@ def blobs():
 
 def _config(epochs):
     # Early stopping that never triggers: best weights are tracked (and checkpointed).
-    return TrainingConfig(batch_size=32, max_epochs=epochs, reg=1e-3, stopping="validation",
-                          n_iter_no_change=100)
+    return TrainingConfig(
+        batch_size=32, max_epochs=epochs, reg=1e-3, stopping="validation", n_iter_no_change=100
+    )
 
 
 def _train(blobs, make_opt, epochs, callbacks=(), run=None):
@@ -33,8 +34,17 @@ def _train(blobs, make_opt, epochs, callbacks=(), run=None):
     model = MLP(6, (8,), 3, seed=0, dtype=np.float32)
     if run is not None:
         model = run.model
-    fit(model, X, y, optimizer=make_opt(), config=_config(epochs), seed=1,
-        validation=(Xv, yv), callbacks=callbacks, run=run)
+    fit(
+        model,
+        X,
+        y,
+        optimizer=make_opt(),
+        config=_config(epochs),
+        seed=1,
+        validation=(Xv, yv),
+        callbacks=callbacks,
+        run=run,
+    )
     return model
 
 
@@ -49,8 +59,9 @@ class _Crash(Callback):
 
 OPTIMIZERS = {
     "adam": lambda: Adam(1e-2),
-    "sgd-nesterov-invscaling": lambda: SGD(0.1, momentum=0.9, nesterov=True,
-                                           schedule=InvScaling(0.3)),
+    "sgd-nesterov-invscaling": lambda: SGD(
+        0.1, momentum=0.9, nesterov=True, schedule=InvScaling(0.3)
+    ),
     "sgd-step": lambda: SGD(0.05, schedule=StepDecay(0.9)),
 }
 
@@ -65,8 +76,7 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path, blobs, name):
     run, extra = load_run(path)
     assert run.history.epochs == 4 and extra == {}
     X, y, Xv, yv = blobs
-    fit(run.model, X, y, optimizer=run.optimizer, run=run, config=_config(3),
-        validation=(Xv, yv))
+    fit(run.model, X, y, optimizer=run.optimizer, run=run, config=_config(3), validation=(Xv, yv))
     for k, v in reference.params.items():
         assert np.array_equal(v, run.model.params[k]), k
     assert run.history.epochs == 7
@@ -75,9 +85,19 @@ def test_resume_from_checkpoint_is_bit_identical(tmp_path, blobs, name):
 def test_checkpoint_every_k_epochs_holds_everything(tmp_path, blobs):
     saved = []
     path = tmp_path / "c.safetensors"
-    _train(blobs, OPTIMIZERS["adam"], 5,
-           [Checkpoint(path, every=2, metadata={"config": {"a": 1}},
-                       on_save=lambda p, run: saved.append(run.history.epochs))])
+    _train(
+        blobs,
+        OPTIMIZERS["adam"],
+        5,
+        [
+            Checkpoint(
+                path,
+                every=2,
+                metadata={"config": {"a": 1}},
+                on_save=lambda p, run: saved.append(run.history.epochs),
+            )
+        ],
+    )
     assert saved == [2, 4]
     tensors, meta = load_checkpoint(path)
     assert {"param.W1", "param.b2", "optim.m.W1", "optim.v.b1"} <= set(tensors)

@@ -17,8 +17,7 @@ from handgrad.io import load_arrays
 from handgrad.runs import read_json
 
 CLI = [sys.executable, "-c", "from handgrad.cli import main; main()"]
-COMMANDS = ["train", "evaluate", "predict", "gradcheck", "explain", "search", "plot",
-            "datasets"]
+COMMANDS = ["train", "evaluate", "predict", "gradcheck", "explain", "search", "plot", "datasets"]
 SMALL = ["--epochs", "4", "--hidden", "16", "--quiet"]
 
 
@@ -43,13 +42,15 @@ def digits():
 
 def test_default_train_as_subprocess_reaches_095(tmp_path):
     """The README's first command: no arguments, digits, a timestamped run folder."""
-    done = subprocess.run([*CLI, "train"], cwd=tmp_path, capture_output=True, text=True,
-                          timeout=300)
+    done = subprocess.run(
+        [*CLI, "train"], cwd=tmp_path, capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stderr
     assert "val_acc=" in done.stderr and "loss=" in done.stderr  # the progress bar
     (folder,) = (tmp_path / "runs").iterdir()
     assert {"model.safetensors", "metrics.json", "report.png", "config.json"} <= {
-        p.name for p in folder.iterdir()}
+        p.name for p in folder.iterdir()
+    }
     final = read_json(folder / "metrics.json")["final"]
     assert final["test_accuracy"] >= 0.95
     assert f"test accuracy {final['test_accuracy']:.4f}" in done.stdout
@@ -84,16 +85,17 @@ def test_train_writes_a_complete_run_folder(run_dir):
 def test_save_load_predict_identical(tmp_path, digits):
     from handgrad.runs import TrainConfig, train
 
-    result = train(TrainConfig(epochs=3, hidden=(8,), dtype="float64"), out=tmp_path,
-                   progress=False)
+    result = train(
+        TrainConfig(epochs=3, hidden=(8,), dtype="float64"), out=tmp_path, progress=False
+    )
     bundle = load_bundle(tmp_path / "model.safetensors")
     rows = bundle.preprocessor.transform(digits.data)
-    assert np.array_equal(bundle.classifier.predict_proba(rows),
-                          result.classifier.predict_proba(rows))
+    assert np.array_equal(
+        bundle.classifier.predict_proba(rows), result.classifier.predict_proba(rows)
+    )
     assert np.array_equal(bundle.predict(digits.data), result.classifier.predict(rows))
     tensors, _ = load_arrays(tmp_path / "model.safetensors")
-    for W, saved in zip(result.classifier.coefs_, (tensors["W1"], tensors["W2"]),
-                        strict=True):
+    for W, saved in zip(result.classifier.coefs_, (tensors["W1"], tensors["W2"]), strict=True):
         assert np.array_equal(W, saved) and saved.dtype == np.float64
 
 
@@ -112,8 +114,11 @@ def test_evaluate_prints_tables_and_json(run_dir):
 def test_evaluate_on_a_csv_file(tmp_path, run_dir, digits):
     path = tmp_path / "digits.csv"
     np.savetxt(path, np.c_[digits.data, digits.target], delimiter=",", fmt="%g")
-    report = json.loads(invoke("evaluate", run_dir / "model.safetensors", "--data", path,
-                               "--split", "all", "--json").output)
+    report = json.loads(
+        invoke(
+            "evaluate", run_dir / "model.safetensors", "--data", path, "--split", "all", "--json"
+        ).output
+    )
     assert report["n_samples"] == 1797 and report["accuracy"] > 0.3
     assert sum(map(sum, report["confusion_matrix"])) == 1797
 
@@ -125,13 +130,14 @@ def test_predict_csv_npy_npz_and_images(tmp_path, run_dir, digits):
     np.savez(tmp_path / "c.npz", X=digits.images[5:7])
     for i in (7, 8):
         img = (digits.images[i] / 16 * 255).astype(np.uint8)
-        Image.fromarray(img).resize((32, 32), Image.Resampling.NEAREST).save(
-            tmp_path / f"d{i}.png")
+        Image.fromarray(img).resize((32, 32), Image.Resampling.NEAREST).save(tmp_path / f"d{i}.png")
         Image.fromarray(255 - img).resize((32, 32), Image.Resampling.NEAREST).save(
-            tmp_path / f"ink{i}.png")  # dark ink on white paper: inverted automatically
+            tmp_path / f"ink{i}.png"
+        )  # dark ink on white paper: inverted automatically
     inputs = ["a.csv", "b.npy", "c.npz", "d7.png", "ink7.png", "d8.png"]
-    out = invoke("predict", run_dir / "model.safetensors",
-                 *[tmp_path / n for n in inputs]).output.splitlines()
+    out = invoke(
+        "predict", run_dir / "model.safetensors", *[tmp_path / n for n in inputs]
+    ).output.splitlines()
     labels = [line.split()[-1] for line in out[2:]]
     assert len(labels) == 3 + 2 + 2 + 3
     want = bundle.predict(digits.data[:7]).tolist()
@@ -141,11 +147,24 @@ def test_predict_csv_npy_npz_and_images(tmp_path, run_dir, digits):
 
 
 def test_predict_proba_to_csv(tmp_path, run_dir, digits):
-    np.savetxt(tmp_path / "x.csv", np.c_[digits.data[:4], digits.target[:4]],
-               delimiter=",", fmt="%g",
-               header=",".join([f"p{i}" for i in range(64)] + ["digit"]), comments="")
-    invoke("predict", run_dir / "model.safetensors", tmp_path / "x.csv", "--label", "digit",
-           "--proba", "--output", tmp_path / "out.csv")
+    np.savetxt(
+        tmp_path / "x.csv",
+        np.c_[digits.data[:4], digits.target[:4]],
+        delimiter=",",
+        fmt="%g",
+        header=",".join([f"p{i}" for i in range(64)] + ["digit"]),
+        comments="",
+    )
+    invoke(
+        "predict",
+        run_dir / "model.safetensors",
+        tmp_path / "x.csv",
+        "--label",
+        "digit",
+        "--proba",
+        "--output",
+        tmp_path / "out.csv",
+    )
     with open(tmp_path / "out.csv", newline="") as handle:
         rows = list(csv.reader(handle))
     assert rows[0][:3] == ["input", "label", "p(0)"] and len(rows[0]) == 12
@@ -157,8 +176,9 @@ def test_predict_proba_to_csv(tmp_path, run_dir, digits):
 
 
 def test_gradcheck_pass_and_fail():
-    text = invoke("gradcheck", "--hidden", "6,5", "--activation", "tanh", "--head",
-                  "sigmoid").output
+    text = invoke(
+        "gradcheck", "--hidden", "6,5", "--activation", "tanh", "--head", "sigmoid"
+    ).output
     assert text.count("PASS") == 7 and "W3" in text
     failed = invoke("gradcheck", "--threshold", "1e-30", ok=False)
     assert failed.exit_code == 1 and "FAIL" in failed.output
@@ -170,16 +190,31 @@ def test_gradcheck_on_a_saved_model(run_dir):
 
 
 def test_explain_table():
-    text = invoke("explain", "--input", "64", "--hidden", "100,50", "--classes", "10",
-                  "--batch", "32").output
+    text = invoke(
+        "explain", "--input", "64", "--hidden", "100,50", "--classes", "10", "--batch", "32"
+    ).output
     assert "dW3 = A2ᵀ dS + λW3" in text and "(100, 50)" in text and "dZ1 = dA1 ⊙ [Z1 > 0]" in text
     assert "network 64→100→50→10" in text and "12,060 parameters" in text
 
 
 def test_search_ranks_and_saves_the_best(tmp_path):
-    text = invoke("search", "--data", "iris", "--iter", "2", "--cv", "2", "--epochs", "3",
-                  "--batch-size", "16", "--hidden-choices", "4,3x3", "--out",
-                  tmp_path / "s").output
+    text = invoke(
+        "search",
+        "--data",
+        "iris",
+        "--iter",
+        "2",
+        "--cv",
+        "2",
+        "--epochs",
+        "3",
+        "--batch-size",
+        "16",
+        "--hidden-choices",
+        "4,3x3",
+        "--out",
+        tmp_path / "s",
+    ).output
     lines = text.splitlines()
     assert lines[0].split()[:3] == ["rank", "hidden", "learning"] and "best:" in lines[-1]
     metrics = read_json(tmp_path / "s" / "metrics.json")
@@ -202,8 +237,21 @@ def test_datasets_lists_names():
 
 def test_early_stopping_and_named_run(tmp_path, monkeypatch):
     monkeypatch.chdir(tmp_path)
-    text = invoke("train", "--epochs", "60", "--hidden", "8", "--early-stopping",
-                  "--patience", "2", "--quiet", "--name", "early", "--lr", "0.05").output
+    text = invoke(
+        "train",
+        "--epochs",
+        "60",
+        "--hidden",
+        "8",
+        "--early-stopping",
+        "--patience",
+        "2",
+        "--quiet",
+        "--name",
+        "early",
+        "--lr",
+        "0.05",
+    ).output
     metrics = read_json(tmp_path / "runs" / "early" / "metrics.json")
     assert metrics["final"]["stop_reason"] == "early_stopping"
     assert metrics["final"]["epochs"] < 60 and "stopped: early_stopping" in text
@@ -213,8 +261,19 @@ def test_divergence_keeps_the_good_model(tmp_path):
     folder = tmp_path / "good"
     invoke("train", *SMALL, "--out", folder)
     before = {p.name: p.read_bytes() for p in folder.iterdir()}
-    result = invoke("train", "--solver", "sgd", "--lr", "1e4", "--epochs", "20", "--quiet",
-                    "--out", folder, ok=False)
+    result = invoke(
+        "train",
+        "--solver",
+        "sgd",
+        "--lr",
+        "1e4",
+        "--epochs",
+        "20",
+        "--quiet",
+        "--out",
+        folder,
+        ok=False,
+    )
     assert result.exit_code == 1
     (line,) = result.stderr.strip().splitlines()
     assert line.startswith("handgrad: error: training diverged") and "epoch" in line

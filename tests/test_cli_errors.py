@@ -10,8 +10,9 @@ from handgrad.cli import main
 @pytest.fixture(scope="module")
 def model(tmp_path_factory):
     folder = tmp_path_factory.mktemp("model")
-    result = CliRunner().invoke(main, ["train", "--epochs", "2", "--hidden", "8", "--quiet",
-                                       "--out", str(folder / "run")])
+    result = CliRunner().invoke(
+        main, ["train", "--epochs", "2", "--hidden", "8", "--quiet", "--out", str(folder / "run")]
+    )
     assert result.exit_code == 0, result.output
     return folder / "run" / "model.safetensors"
 
@@ -46,10 +47,14 @@ TRAIN_CASES = {
     "zero epochs": (["--epochs", "0"], "epochs must be >= 1, but got 0"),
     "epochs not a number": (["--epochs", "ten"], "'ten' is not a valid integer"),
     "zero batch size": (["--batch-size", "0"], "batch size must be >= 1"),
-    "batch larger than N": (["--batch-size", "5000"], "batch size 5000 is larger than the "
-                                                      "training set (1212 samples"),
-    "validation fraction": (["--validation-fraction", "1.5"], "validation fraction must be "
-                                                              "in (0, 1)"),
+    "batch larger than N": (
+        ["--batch-size", "5000"],
+        "batch size 5000 is larger than the training set (1212 samples",
+    ),
+    "validation fraction": (
+        ["--validation-fraction", "1.5"],
+        "validation fraction must be in (0, 1)",
+    ),
     "unknown dataset": (["--data", "nosuch"], "unknown dataset 'nosuch'; available: digits"),
     "missing csv": (["--data", "missing.csv"], "no such CSV file: missing.csv"),
     "unknown activation": (["--activation", "softsign"], "'softsign' is not one of"),
@@ -75,8 +80,9 @@ def test_usage_errors_exit_2_and_point_to_help(tmp_path):
 
 def test_unwritable_output_folder(tmp_path):
     (tmp_path / "file").write_text("not a folder")
-    _fails_cleanly(["train", "--epochs", "1", "--out", tmp_path / "file" / "run"], tmp_path,
-                   "is a file")
+    _fails_cleanly(
+        ["train", "--epochs", "1", "--out", tmp_path / "file" / "run"], tmp_path, "is a file"
+    )
 
 
 def test_corrupt_and_truncated_and_missing_model_files(tmp_path, model):
@@ -85,26 +91,41 @@ def test_corrupt_and_truncated_and_missing_model_files(tmp_path, model):
     (tmp_path / "edited.safetensors").write_bytes(bytes(data))
     (tmp_path / "short.safetensors").write_bytes(bytes(data[:100]))
     (tmp_path / "text.safetensors").write_text("hello")
-    _fails_cleanly(["evaluate", tmp_path / "edited.safetensors"], tmp_path,
-                   "failed its integrity check")
-    _fails_cleanly(["predict", tmp_path / "short.safetensors", model], tmp_path,
-                   "not a valid handgrad model file")
-    _fails_cleanly(["gradcheck", "--model", tmp_path / "text.safetensors"], tmp_path,
-                   "not a valid handgrad model file")
-    _fails_cleanly(["evaluate", tmp_path / "nope.safetensors"], tmp_path,
-                   "no such model file")
+    _fails_cleanly(
+        ["evaluate", tmp_path / "edited.safetensors"], tmp_path, "failed its integrity check"
+    )
+    _fails_cleanly(
+        ["predict", tmp_path / "short.safetensors", model],
+        tmp_path,
+        "not a valid handgrad model file",
+    )
+    _fails_cleanly(
+        ["gradcheck", "--model", tmp_path / "text.safetensors"],
+        tmp_path,
+        "not a valid handgrad model file",
+    )
+    _fails_cleanly(["evaluate", tmp_path / "nope.safetensors"], tmp_path, "no such model file")
 
 
 def test_wrong_feature_count_at_predict_and_evaluate(tmp_path, model):
     rows = np.arange(30.0).reshape(3, 10)
     np.savetxt(tmp_path / "ten.csv", rows, delimiter=",")
     np.save(tmp_path / "ten.npy", rows)
-    _fails_cleanly(["predict", model, tmp_path / "ten.csv"], tmp_path,
-                   "ten.csv has 10 features, but the model was trained with 64")
-    _fails_cleanly(["predict", model, tmp_path / "ten.npy"], tmp_path,
-                   "ten.npy has 10 features, but the model was trained with 64")
-    _fails_cleanly(["evaluate", model, "--data", tmp_path / "ten.csv"], tmp_path,
-                   "ten.csv has 9 features, but the model was trained with 64")
+    _fails_cleanly(
+        ["predict", model, tmp_path / "ten.csv"],
+        tmp_path,
+        "ten.csv has 10 features, but the model was trained with 64",
+    )
+    _fails_cleanly(
+        ["predict", model, tmp_path / "ten.npy"],
+        tmp_path,
+        "ten.npy has 10 features, but the model was trained with 64",
+    )
+    _fails_cleanly(
+        ["evaluate", model, "--data", tmp_path / "ten.csv"],
+        tmp_path,
+        "ten.csv has 9 features, but the model was trained with 64",
+    )
 
 
 def test_bad_prediction_inputs(tmp_path, model):
@@ -112,33 +133,57 @@ def test_bad_prediction_inputs(tmp_path, model):
     (tmp_path / "cells.csv").write_text("1,2,x\n")
     (tmp_path / "fake.png").write_bytes(b"\x89PNG not really")
     _fails_cleanly(["predict", model, tmp_path / "notes.txt"], tmp_path, "unknown input type")
-    _fails_cleanly(["predict", model, tmp_path / "cells.csv"], tmp_path,
-                   "line 1, column 3 ('x2'): 'x' is not a finite number")
+    _fails_cleanly(
+        ["predict", model, tmp_path / "cells.csv"],
+        tmp_path,
+        "line 1, column 3 ('x2'): 'x' is not a finite number",
+    )
     _fails_cleanly(["predict", model, tmp_path / "fake.png"], tmp_path, "not a readable image")
-    _fails_cleanly(["predict", model, tmp_path / "gone.csv"], tmp_path,
-                   "no such input file")
-    _fails_cleanly(["predict", model, tmp_path / "cells.csv", "--output",
-                    tmp_path / "no" / "out.csv"], tmp_path, "is not a finite number")
+    _fails_cleanly(["predict", model, tmp_path / "gone.csv"], tmp_path, "no such input file")
+    _fails_cleanly(
+        ["predict", model, tmp_path / "cells.csv", "--output", tmp_path / "no" / "out.csv"],
+        tmp_path,
+        "is not a finite number",
+    )
 
 
 def test_resume_errors(tmp_path, model):
     _fails_cleanly(["train", "--resume", tmp_path / "none"], tmp_path, "no such run folder")
-    _fails_cleanly(["train", "--resume", model.parent], tmp_path,
-                   "has no checkpoint.safetensors to resume from")
-    _fails_cleanly(["train", "--resume", model.parent, "--epochs", "3"], tmp_path,
-                   "--resume takes its settings from the checkpoint", code=2)
+    _fails_cleanly(
+        ["train", "--resume", model.parent],
+        tmp_path,
+        "has no checkpoint.safetensors to resume from",
+    )
+    _fails_cleanly(
+        ["train", "--resume", model.parent, "--epochs", "3"],
+        tmp_path,
+        "--resume takes its settings from the checkpoint",
+        code=2,
+    )
 
 
 def test_other_commands_reject_bad_input(tmp_path):
-    _fails_cleanly(["explain", "--input", "4", "--hidden", "0", "--classes", "3", "--batch",
-                    "2"], tmp_path, "hidden sizes must be positive")
-    _fails_cleanly(["explain", "--input", "4", "--hidden", "5", "--classes", "3", "--batch",
-                    "0"], tmp_path, "0 is not in the range x>=1")
-    _fails_cleanly(["explain", "--input", "4", "--hidden", "5", "--classes", "1", "--batch",
-                    "2"], tmp_path, "softmax head needs at least 2 classes")
+    _fails_cleanly(
+        ["explain", "--input", "4", "--hidden", "0", "--classes", "3", "--batch", "2"],
+        tmp_path,
+        "hidden sizes must be positive",
+    )
+    _fails_cleanly(
+        ["explain", "--input", "4", "--hidden", "5", "--classes", "3", "--batch", "0"],
+        tmp_path,
+        "0 is not in the range x>=1",
+    )
+    _fails_cleanly(
+        ["explain", "--input", "4", "--hidden", "5", "--classes", "1", "--batch", "2"],
+        tmp_path,
+        "softmax head needs at least 2 classes",
+    )
     _fails_cleanly(["plot", tmp_path], tmp_path, "no such file")
-    _fails_cleanly(["search", "--iter", "0", "--out", tmp_path / "s"], tmp_path,
-                   "number of iterations must be >= 1")
+    _fails_cleanly(
+        ["search", "--iter", "0", "--out", tmp_path / "s"],
+        tmp_path,
+        "number of iterations must be >= 1",
+    )
     _fails_cleanly(["gradcheck", "--threshold", "-1"], tmp_path, "-1.0 is not in the range")
 
 

@@ -180,26 +180,36 @@ def test_code_in_a_pickle_is_refused_not_run(tmp_path, payload, protocol):
         # numpy.ndarray((10**12,)) called directly would allocate: the token is not callable
         (b"\x80\x02cnumpy\nndarray\nJ\x00\x10\xa5\xd4\x85R.", "corrupt pickle"),
         # _reconstruct asked for a big shape instead of numpy's (0,)
-        (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
-         b"J\x00\xca\x9a;\x85U\x01b\x87R.", "_reconstruct with unexpected arguments"),
+        (
+            b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\n"
+            b"J\x00\xca\x9a;\x85U\x01b\x87R.",
+            "_reconstruct with unexpected arguments",
+        ),
         (b"\x80\x02cnumpy\ndtype\nU\x01O\x89\x88\x87R.", "only integers allowed"),
         # numpy's own dtype __setstate__ would take these flags (object refcounting) and
         # later free the array as if it held pointers
-        (b"\x80\x02cnumpy\ndtype\nU\x02u1\x89\x88\x87R(K\x03U\x01|NNN"
-         b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x1ftb.", "dtype an unexpected state"),
-        (b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b"
-         b"\x87R(K\x01K\x05\x85cnumpy\ndtype\nU\x02u1\x89\x88\x87R(K\x03U\x01|NNN"
-         b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U\x03abctb.",
-         r"shape \(5,\) does not match its 3 bytes"),
-        (b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00xX\x04\x00\x00\x00zlib\x86R.",
-         "_codecs.encode with unexpected arguments"),
+        (
+            b"\x80\x02cnumpy\ndtype\nU\x02u1\x89\x88\x87R(K\x03U\x01|NNN"
+            b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x1ftb.",
+            "dtype an unexpected state",
+        ),
+        (
+            b"\x80\x02cnumpy.core.multiarray\n_reconstruct\ncnumpy\nndarray\nK\x00\x85U\x01b"
+            b"\x87R(K\x01K\x05\x85cnumpy\ndtype\nU\x02u1\x89\x88\x87R(K\x03U\x01|NNN"
+            b"J\xff\xff\xff\xffJ\xff\xff\xff\xffK\x00tb\x89U\x03abctb.",
+            r"shape \(5,\) does not match its 3 bytes",
+        ),
+        (
+            b"\x80\x02c_codecs\nencode\nX\x01\x00\x00\x00xX\x04\x00\x00\x00zlib\x86R.",
+            "_codecs.encode with unexpected arguments",
+        ),
         (b"\x80\x02cbuiltins\neval\nX\x01\x00\x00\x001\x85R.", "builtins.eval"),
         (b"\x80\x02\x82\x01.", "opcode EXT1 is not allowed"),
         (b"\x80\x02K\x01r\xff\xff\xff\xff.", "memo index 4294967295 out of range"),
         (b"\x80\x02}q\x00", "not a valid pickle"),
         (b"garbage", "not a valid pickle"),
     ],
-)  # fmt: skip
+)
 def test_unsafe_or_broken_pickles_are_refused(payload, message):
     with pytest.raises(DataFormatError, match=message):
         safe_loads(payload, "x")

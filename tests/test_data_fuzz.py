@@ -80,8 +80,12 @@ def _png() -> bytes:
 
 def _small_batch() -> dict:
     # a valid batch of zero images: a tiny pickle whose every byte is structure
-    return {b"batch_label": b"x", b"labels": [], b"data": np.zeros((0, 3072), np.uint8),
-            b"filenames": []}  # fmt: skip
+    return {
+        b"batch_label": b"x",
+        b"labels": [],
+        b"data": np.zeros((0, 3072), np.uint8),
+        b"filenames": [],
+    }
 
 
 SEEDS = {
@@ -203,4 +207,3 @@ def test_seeds_are_valid_files(workdir):
             path = workdir / f"seed-{kind}-{i}"
             path.write_bytes(seed)
             _reader(kind, path)()
-

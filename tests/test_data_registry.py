@@ -52,15 +52,28 @@ def fake_mnist(folder: Path, monkeypatch, n_train=30, n_test=20, dataset="mnist"
 
 def test_available_datasets():
     names = available_datasets()
-    for name in ("digits", "iris", "wine", "breast_cancer", "mnist", "mnist-t10k",
-                 "fashion-mnist", "cifar10"):  # fmt: skip
+    for name in (
+        "digits",
+        "iris",
+        "wine",
+        "breast_cancer",
+        "mnist",
+        "mnist-t10k",
+        "fashion-mnist",
+        "cifar10",
+    ):
         assert name in names
 
 
-@pytest.mark.parametrize(("name", "n", "d", "classes"), [
-    ("digits", 1797, 64, 10), ("iris", 150, 4, 3), ("wine", 178, 13, 3),
-    ("breast_cancer", 569, 30, 2),
-])  # fmt: skip
+@pytest.mark.parametrize(
+    ("name", "n", "d", "classes"),
+    [
+        ("digits", 1797, 64, 10),
+        ("iris", 150, 4, 3),
+        ("wine", 178, 13, 3),
+        ("breast_cancer", 569, 30, 2),
+    ],
+)
 def test_sklearn_datasets_are_split_stratified(name, n, d, classes):
     data = load_dataset(name)
     assert isinstance(data, Dataset) and data.name == name
@@ -162,8 +175,11 @@ def test_mnist_with_only_the_test_files_points_to_t10k(tmp_path, monkeypatch):
 def test_checksum_mismatch_is_a_clear_error(tmp_path, monkeypatch):
     fake_mnist(tmp_path, monkeypatch)
     write_idx(tmp_path / TEST[1], np.zeros(20, dtype=np.uint8))  # altered after pinning
-    with pytest.raises(DataFormatError, match=r"t10k-labels-idx1-ubyte\.gz has sha256 .*, "
-                       r"expected .*corrupt, incomplete or from another dataset"):  # fmt: skip
+    with pytest.raises(
+        DataFormatError,
+        match=r"t10k-labels-idx1-ubyte\.gz has sha256 .*, "
+        r"expected .*corrupt, incomplete or from another dataset",
+    ):
         load_dataset("mnist-t10k", data_dir=tmp_path)
 
 

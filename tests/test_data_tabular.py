@@ -56,8 +56,10 @@ def test_csv_label_by_name_bom_and_semicolons(tmp_path):
 
 def test_missing_label_column_lists_the_columns(tmp_path):
     path = write(tmp_path, IRIS_LIKE)
-    with pytest.raises(DataFormatError, match="no label column 'target'; available columns: "
-                       "sepal_length, sepal_width, species"):  # fmt: skip
+    with pytest.raises(
+        DataFormatError,
+        match="no label column 'target'; available columns: sepal_length, sepal_width, species",
+    ):
         load_csv(path, label="target")
     with pytest.raises(DataFormatError, match="index 3 is out of range for 3 columns"):
         load_csv(path, label=3)
@@ -115,8 +117,11 @@ def test_npz_images_keep_their_shape(tmp_path):
 
 def test_npz_missing_keys_are_listed(tmp_path):
     np.savez(tmp_path / "d.npz", data=np.zeros((2, 2)), target=np.zeros(2))
-    with pytest.raises(DataFormatError, match=r"no array X or y; the archive holds "
-                       r"\['data', 'target'\]"):  # fmt: skip
+    with pytest.raises(
+        DataFormatError,
+        match=r"no array X or y; the archive holds "
+        r"\['data', 'target'\]",
+    ):
         load_npz(tmp_path / "d.npz")
 
 

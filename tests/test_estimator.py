@@ -84,8 +84,10 @@ def _both_from_same_start(X, y, sample_weight=None, **params):
     ("kind", "params"),
     [
         ("multiclass", dict(solver="sgd", momentum=0.9, nesterovs_momentum=True)),
-        ("multiclass", dict(solver="sgd", momentum=0.5, nesterovs_momentum=False,
-                            learning_rate="invscaling")),
+        (
+            "multiclass",
+            dict(solver="sgd", momentum=0.5, nesterovs_momentum=False, learning_rate="invscaling"),
+        ),
         ("binary", dict(solver="adam", activation="tanh")),
         ("multilabel", dict(solver="adam", activation="logistic")),
         ("weighted", dict(solver="sgd", momentum=0.0)),
@@ -106,8 +108,9 @@ def test_training_follows_scikit_learn_step_for_step(blobs, kind, params):
     for est in (ours, theirs):
         est.set_params(learning_rate_init=0.05, max_iter=6).fit(X, y, w)
     rtol = 1e-6 if params["solver"] == "lbfgs" else 1e-9
-    for a, b in zip(ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_,
-                    strict=True):
+    for a, b in zip(
+        ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True
+    ):
         assert_allclose(a, b, rtol=rtol, atol=1e-12)
     assert_allclose(ours.loss_, theirs.loss_, rtol=rtol)
     assert ours.n_iter_ == theirs.n_iter_
@@ -145,11 +148,11 @@ def test_multiclass_non_contiguous_labels(blobs):
 
 
 def test_multilabel_uses_sigmoid_outputs():
-    X, Y = make_multilabel_classification(n_samples=150, n_features=6, n_classes=4,
-                                          random_state=0)
+    X, Y = make_multilabel_classification(n_samples=150, n_features=6, n_classes=4, random_state=0)
     X = StandardScaler().fit_transform(X)
-    clf = MLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=200,
-                        random_state=0).fit(X, Y)
+    clf = MLPClassifier(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=200, random_state=0).fit(
+        X, Y
+    )
     assert clf.out_activation_ == "logistic" and clf.n_outputs_ == 4
     P = clf.predict_proba(X)
     assert P.shape == (150, 4) and ((P >= 0) & (P <= 1)).all()
@@ -161,8 +164,13 @@ def test_multilabel_uses_sigmoid_outputs():
 @pytest.mark.parametrize("dtype", [np.float32, np.float64])
 def test_same_random_state_is_bit_identical(blobs, dtype):
     X, y = blobs[0].astype(dtype), blobs[1]
-    params = dict(hidden_layer_sizes=(6,), max_iter=15, random_state=3, early_stopping=True,
-                  validation_fraction=0.2)
+    params = dict(
+        hidden_layer_sizes=(6,),
+        max_iter=15,
+        random_state=3,
+        early_stopping=True,
+        validation_fraction=0.2,
+    )
     a, b = MLPClassifier(**params).fit(X, y), MLPClassifier(**params).fit(X, y)
     for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
         assert p.dtype == dtype and p.tobytes() == q.tobytes()
@@ -171,9 +179,10 @@ def test_same_random_state_is_bit_identical(blobs, dtype):
     assert not np.array_equal(a.coefs_[0], c.coefs_[0])
 
 
-@pytest.mark.parametrize(("in_dtype", "net_dtype"),
-                         [(np.float32, np.float32), (np.float64, np.float64),
-                          (np.int64, np.float64)])
+@pytest.mark.parametrize(
+    ("in_dtype", "net_dtype"),
+    [(np.float32, np.float32), (np.float64, np.float64), (np.int64, np.float64)],
+)
 def test_dtype_is_kept_end_to_end(blobs, in_dtype, net_dtype):
     X, y = (blobs[0] * 10).astype(in_dtype), blobs[1]
     clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0).fit(X, y)
@@ -201,8 +210,7 @@ def test_max_iter_reached_warns_like_scikit_learn(blobs):
 
 def test_loss_stopping_sets_scikit_learn_attributes(blobs):
     X, y = blobs
-    clf = MLPClassifier(hidden_layer_sizes=(5,), tol=10.0, n_iter_no_change=2,
-                        random_state=0)
+    clf = MLPClassifier(hidden_layer_sizes=(5,), tol=10.0, n_iter_no_change=2, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("error", ConvergenceWarning)
         clf.fit(X, y)
@@ -214,8 +222,14 @@ def test_loss_stopping_sets_scikit_learn_attributes(blobs):
 
 def test_early_stopping_attributes(blobs):
     X, y = blobs
-    clf = MLPClassifier(hidden_layer_sizes=(5,), early_stopping=True, max_iter=40,
-                        n_iter_no_change=5, learning_rate_init=0.01, random_state=0).fit(X, y)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(5,),
+        early_stopping=True,
+        max_iter=40,
+        n_iter_no_change=5,
+        learning_rate_init=0.01,
+        random_state=0,
+    ).fit(X, y)
     assert clf.best_loss_ is None
     assert len(clf.validation_scores_) == clf.n_iter_ == len(clf.loss_curve_)
     assert clf.best_validation_score_ == max(clf.validation_scores_)
@@ -230,8 +244,9 @@ def test_partial_fit_in_chunks_reaches_fit_accuracy(digits):
     order = np.random.default_rng(0).permutation(len(X_tr))
     for epoch in range(20):
         for chunk in np.array_split(order, 4):
-            chunked.partial_fit(X_tr[chunk], y_tr[chunk],
-                                classes=np.arange(10) if epoch == 0 else None)
+            chunked.partial_fit(
+                X_tr[chunk], y_tr[chunk], classes=np.arange(10) if epoch == 0 else None
+            )
     assert chunked.n_iter_ == 1 and len(chunked.loss_curve_) == 80
     assert chunked.score(X_te, y_te) >= full.score(X_te, y_te) - 0.02
     assert full.score(X_te, y_te) > 0.93
@@ -276,14 +291,14 @@ def test_refit_without_warm_start_starts_afresh(blobs):
 # ------------------------------------------------------------- scikit-learn tools
 def test_pipeline_gridsearch_cross_val_clone(blobs):
     X, y = blobs
-    pipe = make_pipeline(StandardScaler(), MLPClassifier(hidden_layer_sizes=(6,),
-                                                         solver="lbfgs", random_state=0))
+    pipe = make_pipeline(
+        StandardScaler(), MLPClassifier(hidden_layer_sizes=(6,), solver="lbfgs", random_state=0)
+    )
     grid = GridSearchCV(pipe, {"mlpclassifier__alpha": [1e-4, 1e-1]}, cv=3).fit(X, y)
     assert grid.best_score_ > 0.9
     assert cross_val_score(pipe, X, y, cv=3).mean() > 0.9
     twin = clone(grid.best_estimator_)
-    assert twin.get_params()["mlpclassifier__alpha"] == grid.best_params_[
-        "mlpclassifier__alpha"]
+    assert twin.get_params()["mlpclassifier__alpha"] == grid.best_params_["mlpclassifier__alpha"]
     assert not hasattr(twin[-1], "classes_")
 
 
@@ -294,8 +309,9 @@ def test_fit_hook_passes_callbacks_and_resumes_a_run_bit_for_bit(blobs):
     from handgrad.training import Callback
 
     X, y = blobs
-    params = dict(hidden_layer_sizes=(6,), max_iter=6, batch_size=32, random_state=0,
-                  n_iter_no_change=100)
+    params = dict(
+        hidden_layer_sizes=(6,), max_iter=6, batch_size=32, random_state=0, n_iter_no_change=100
+    )
     whole = MLPClassifier(**params).fit(X, y)
 
     class StopAt3(Callback):
@@ -310,8 +326,9 @@ def test_fit_hook_passes_callbacks_and_resumes_a_run_bit_for_bit(blobs):
     assert stop.same and est.n_iter_ == 3
     resumed = MLPClassifier(**params)._fit(X, y, run=copy.deepcopy(est._run))
     assert resumed.n_iter_ == 3 and len(resumed.loss_curve_) == 6
-    for a, b in zip(resumed.coefs_ + resumed.intercepts_, whole.coefs_ + whole.intercepts_,
-                    strict=True):
+    for a, b in zip(
+        resumed.coefs_ + resumed.intercepts_, whole.coefs_ + whole.intercepts_, strict=True
+    ):
         assert a.tobytes() == b.tobytes()
     assert_array_equal(resumed.predict(X), whole.predict(X))
 
@@ -321,8 +338,9 @@ def test_fit_hook_takes_a_held_out_validation_set():
 
     X, y = load_iris(return_X_y=True)
     Xv, yv = X[::5], y[::5]
-    clf = MLPClassifier(hidden_layer_sizes=(8,), max_iter=5, n_iter_no_change=np.inf,
-                        random_state=0)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(8,), max_iter=5, n_iter_no_change=np.inf, random_state=0
+    )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         clf._fit(X, y, validation=(Xv, yv))
@@ -346,4 +364,3 @@ def test_warm_start_cast_to_float32_that_overflows_is_refused():
         big[3, 1] = 1e300  # finite in float64, infinite once cast to the network's float32
         with pytest.raises(ValueError, match="infinity"):
             clf.fit(big, y)
-

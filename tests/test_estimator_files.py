@@ -24,12 +24,13 @@ def blobs():
 
 
 # --------------------------------------------------------------------- model files
-@pytest.mark.parametrize("labels", [np.array(["b", "a", "c"]), np.array([10, -2, 3]),
-                                    np.array([True, False, True]), "multilabel"])
+@pytest.mark.parametrize(
+    "labels",
+    [np.array(["b", "a", "c"]), np.array([10, -2, 3]), np.array([True, False, True]), "multilabel"],
+)
 def test_model_file_round_trip(tmp_path, blobs, labels):
     X, y = blobs
-    Y = (np.stack([y == 0, y == 1], axis=1).astype(int) if isinstance(labels, str)
-         else labels[y])
+    Y = np.stack([y == 0, y == 1], axis=1).astype(int) if isinstance(labels, str) else labels[y]
     clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=5, random_state=0).fit(X, Y)
     path = save_model(tmp_path / "clf.safetensors", clf)
     back = load_model(path)
@@ -75,11 +76,14 @@ def _assert_same_estimator(a: MLPClassifier, b: MLPClassifier) -> None:
     assert a.loss_curve_ == b.loss_curve_ and a.t_ == b.t_ and a.n_iter_ == b.n_iter_
 
 
-@pytest.mark.parametrize("params", [
-    dict(solver="adam"),
-    dict(solver="sgd", momentum=0.9, learning_rate="adaptive", learning_rate_init=0.05),
-    dict(solver="sgd", momentum=0.5, learning_rate="invscaling", nesterovs_momentum=False),
-])
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="adam"),
+        dict(solver="sgd", momentum=0.9, learning_rate="adaptive", learning_rate_init=0.05),
+        dict(solver="sgd", momentum=0.5, learning_rate="invscaling", nesterovs_momentum=False),
+    ],
+)
 def test_loaded_estimator_continues_bit_for_bit(tmp_path, blobs, params):
     """Optimizer state (momenta, Adam's moments and t, the current learning rate) and the
     shuffling generator travel in the file: partial_fit and a warm-started fit after a
@@ -97,8 +101,14 @@ def test_loaded_estimator_continues_bit_for_bit(tmp_path, blobs, params):
 
 def test_loaded_early_stopping_estimator_keeps_its_best_weights(tmp_path, blobs):
     X, y = blobs
-    clf = MLPClassifier(hidden_layer_sizes=(6,), early_stopping=True, max_iter=8,
-                        n_iter_no_change=2, random_state=0, warm_start=True).fit(X, y)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(6,),
+        early_stopping=True,
+        max_iter=8,
+        n_iter_no_change=2,
+        random_state=0,
+        warm_start=True,
+    ).fit(X, y)
     back = load_model(save_model(tmp_path / "clf.safetensors", clf))
     assert back.best_validation_score_ == clf.best_validation_score_
     for est in (clf, back):
@@ -108,8 +118,9 @@ def test_loaded_early_stopping_estimator_keeps_its_best_weights(tmp_path, blobs)
 
 def test_model_file_state_that_does_not_fit_is_refused(tmp_path, blobs):
     X, y = blobs
-    clf = MLPClassifier(hidden_layer_sizes=(5,), solver="sgd", momentum=0.9, max_iter=2,
-                        random_state=0).fit(X, y)
+    clf = MLPClassifier(
+        hidden_layer_sizes=(5,), solver="sgd", momentum=0.9, max_iter=2, random_state=0
+    ).fit(X, y)
     tensors, meta = load_arrays(save_model(tmp_path / "clf.safetensors", clf))
     assert {"optim.velocity.W1", "optim.velocity.b2"} <= set(tensors)
     bad = tensors | {"optim.velocity.W1": np.zeros((3, 3))}

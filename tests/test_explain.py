@@ -26,7 +26,14 @@ def test_two_layer_table_is_the_seed():
     assert t["db1"] == ("db1 = Σ_rows dZ1", "(100,)")
     assert [r.stage for r in rows].count("forward") == 5
     assert [r.quantity for r in rows if r.stage == "backward"] == [
-        "dS", "dW2", "db2", "dA1", "dZ1", "dW1", "db1"]
+        "dS",
+        "dW2",
+        "db2",
+        "dA1",
+        "dZ1",
+        "dW1",
+        "db1",
+    ]
 
 
 def test_three_layers_chain_through_every_layer():
@@ -40,11 +47,14 @@ def test_three_layers_chain_through_every_layer():
     assert t["dW1"] == ("dW1 = Xᵀ dZ1 + λW1", "(784, 256)")
 
 
-@pytest.mark.parametrize(("activation", "forward", "factor"), [
-    ("tanh", "A1 = tanh(Z1)", "dZ1 = dA1 ⊙ (1 − A1²)"),
-    ("logistic", "A1 = σ(Z1)", "dZ1 = dA1 ⊙ A1 ⊙ (1 − A1)"),
-    ("identity", "A1 = Z1", "dZ1 = dA1"),
-])
+@pytest.mark.parametrize(
+    ("activation", "forward", "factor"),
+    [
+        ("tanh", "A1 = tanh(Z1)", "dZ1 = dA1 ⊙ (1 − A1²)"),
+        ("logistic", "A1 = σ(Z1)", "dZ1 = dA1 ⊙ A1 ⊙ (1 − A1)"),
+        ("identity", "A1 = Z1", "dZ1 = dA1"),
+    ],
+)
 def test_activation_specific_derivative(activation, forward, factor):
     t = _table(explain(4, (5,), 3, 2, activation=activation))
     assert t["A1"][0].startswith(forward)
@@ -59,14 +69,17 @@ def test_sigmoid_head_and_linear_model():
     assert "Z1" not in t and "dA0" not in t
 
 
-@pytest.mark.parametrize(("kwargs", "message"), [
-    ({"input_size": 0}, "input size D"),
-    ({"hidden_sizes": (5, -1)}, "hidden size 2"),
-    ({"batch_size": 0}, "batch size N"),
-    ({"activation": "softsign"}, "activation must be one of"),
-    ({"head": "linear"}, "head must be one of"),
-    ({"n_classes": 1}, "softmax head needs at least 2 classes"),
-])
+@pytest.mark.parametrize(
+    ("kwargs", "message"),
+    [
+        ({"input_size": 0}, "input size D"),
+        ({"hidden_sizes": (5, -1)}, "hidden size 2"),
+        ({"batch_size": 0}, "batch size N"),
+        ({"activation": "softsign"}, "activation must be one of"),
+        ({"head": "linear"}, "head must be one of"),
+        ({"n_classes": 1}, "softmax head needs at least 2 classes"),
+    ],
+)
 def test_bad_sizes_are_named(kwargs, message):
     args = {"input_size": 4, "hidden_sizes": (5,), "n_classes": 3, "batch_size": 2} | kwargs
     with pytest.raises(ValueError, match=message):

@@ -11,11 +11,13 @@ from handgrad.gradcheck import gradient_errors, norm_error
 
 def test_numerical_gradient_of_known_functions():
     x = np.array([1.0, -2.0, 0.5])
-    np.testing.assert_allclose(numerical_gradient(lambda v: float(np.sum(v**3)), x),
-                               3 * x**2, rtol=1e-9)
+    np.testing.assert_allclose(
+        numerical_gradient(lambda v: float(np.sum(v**3)), x), 3 * x**2, rtol=1e-9
+    )
     M = np.array([[1.0, 2.0], [3.0, 4.0]])
-    np.testing.assert_allclose(numerical_gradient(lambda m: float(np.sum(np.sin(m))), M),
-                               np.cos(M), rtol=1e-9)
+    np.testing.assert_allclose(
+        numerical_gradient(lambda m: float(np.sum(np.sin(m))), M), np.cos(M), rtol=1e-9
+    )
 
 
 def test_numerical_gradient_restores_the_array():

@@ -12,16 +12,17 @@ from handgrad.io import save_model
 
 
 def _python(code: str) -> str:
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
-                          timeout=120)
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stderr
     return done.stdout.strip()
 
 
 def test_import_handgrad_needs_no_scikit_learn_or_matplotlib():
-    out = _python("import sys, handgrad; from handgrad.training import fit; "
-                  "print(sorted(m for m in ('sklearn', 'matplotlib', 'pandas') "
-                  "if m in sys.modules))")
+    out = _python(
+        "import sys, handgrad; from handgrad.training import fit; "
+        "print(sorted(m for m in ('sklearn', 'matplotlib', 'pandas') "
+        "if m in sys.modules))"
+    )
     assert out == "[]"
 
 
@@ -35,6 +36,8 @@ def test_a_saved_classifier_loads_in_a_fresh_process(tmp_path):
         warnings.simplefilter("ignore")
         clf.fit(X, y)
     path = save_model(tmp_path / "clf.safetensors", clf)
-    out = _python(f"from handgrad.io import load_model; m = load_model({str(path)!r}); "
-                  "print(type(m).__name__, m.classes_.tolist())")
+    out = _python(
+        f"from handgrad.io import load_model; m = load_model({str(path)!r}); "
+        "print(type(m).__name__, m.classes_.tolist())"
+    )
     assert out == "MLPClassifier ['a', 'b', 'c']"

@@ -26,8 +26,16 @@ STD = {"relu": 0.5, "tanh": 0.5, "identity": 0.5, "logistic": 1.5}
 def _net_and_data(activation, head, C, hidden, seed, reg=0.1, weighted=True):
     rng = np.random.default_rng(seed)
     for _ in range(200):
-        net = MLP(4, hidden, C, activation=activation, head=head, init="normal",
-                  std=STD[activation], seed=rng)
+        net = MLP(
+            4,
+            hidden,
+            C,
+            activation=activation,
+            head=head,
+            init="normal",
+            std=STD[activation],
+            seed=rng,
+        )
         for name, value in net.params.items():
             if name.startswith("b"):  # nonzero biases: no Z lands exactly on ReLU's kink
                 net.params[name] = rng.normal(0, 0.5, value.shape)
@@ -158,8 +166,18 @@ def test_train_drives_loss_below_002_on_separable_data():
     y = np.repeat(np.arange(3), 30)
     X = centres[y] + 0.3 * rng.standard_normal((90, 2))
     net = TwoLayerNet(2, 20, 3, std=0.1, seed=0)
-    history = net.train(X, y, X, y, learning_rate=0.5, learning_rate_decay=0.99, reg=1e-5,
-                        num_iters=300, batch_size=30, seed=0)
+    history = net.train(
+        X,
+        y,
+        X,
+        y,
+        learning_rate=0.5,
+        learning_rate_decay=0.99,
+        reg=1e-5,
+        num_iters=300,
+        batch_size=30,
+        seed=0,
+    )
     assert history["loss_history"][-1] < 0.02
     assert len(history["loss_history"]) == 300
     assert len(history["train_acc_history"]) == len(history["val_acc_history"]) == 100
@@ -220,4 +238,3 @@ def test_copy_is_deep_and_casts():
     assert twin.dtype == np.float32 and net.dtype == np.float64
     twin.params["W1"][0, 0] = 99
     assert net.params["W1"][0, 0] != 99
-

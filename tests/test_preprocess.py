@@ -79,8 +79,9 @@ def test_errors():
     with pytest.raises(NotFittedError, match="not fitted yet"):
         Preprocessor("scale").transform(IMAGES)
     pre = Preprocessor("scale").fit(IMAGES)
-    with pytest.raises(ValueError, match="X has 3 features, but the preprocessor was fitted "
-                       "with 4"):  # fmt: skip
+    with pytest.raises(
+        ValueError, match="X has 3 features, but the preprocessor was fitted with 4"
+    ):
         pre.transform(np.zeros((1, 3)))
     with pytest.raises(ValueError, match="NaN or infinity"):
         Preprocessor("standardize").fit(np.array([[np.nan]]))
@@ -93,12 +94,24 @@ def test_errors():
     [
         {},
         {"kind": "bogus", "dtype": "float32"},
-        {"kind": "standardize", "dtype": "float32", "n_features": 2, "scale": 1.0,
-         "mean": [0.0], "std": [1.0, 1.0]},
-        {"kind": "scale", "dtype": "float32", "n_features": 2, "scale": 0.0,
-         "mean": None, "std": None},
+        {
+            "kind": "standardize",
+            "dtype": "float32",
+            "n_features": 2,
+            "scale": 1.0,
+            "mean": [0.0],
+            "std": [1.0, 1.0],
+        },
+        {
+            "kind": "scale",
+            "dtype": "float32",
+            "n_features": 2,
+            "scale": 0.0,
+            "mean": None,
+            "std": None,
+        },
     ],
-)  # fmt: skip
+)
 def test_from_dict_refuses_broken_state(state):
     with pytest.raises(ModelFileError, match="invalid preprocessor state"):
         Preprocessor.from_dict(state)

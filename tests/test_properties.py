@@ -67,8 +67,11 @@ def test_adding_a_constant_to_every_logit_leaves_softmax_loss_unchanged(problem,
 
 @SETTINGS
 @given(
-    st.integers(1, 10), st.integers(1, 8), st.lists(st.integers(1, 8), max_size=3),
-    st.integers(2, 5), st.sampled_from(["relu", "tanh", "logistic", "identity"]),
+    st.integers(1, 10),
+    st.integers(1, 8),
+    st.lists(st.integers(1, 8), max_size=3),
+    st.integers(2, 5),
+    st.sampled_from(["relu", "tanh", "logistic", "identity"]),
     st.integers(0, 2**32 - 1),
 )
 def test_float32_and_float64_agree_to_float32_precision(N, D, hidden, C, activation, seed):

@@ -29,8 +29,11 @@ def _checkpoint_epoch(path):
 
 def test_sigkill_then_resume_is_bit_identical(tmp_path):
     run_dir = tmp_path / "crashed"
-    proc = subprocess.Popen([*CLI, "train", "--quiet", *ARGS, "--out", str(run_dir)],
-                            stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    proc = subprocess.Popen(
+        [*CLI, "train", "--quiet", *ARGS, "--out", str(run_dir)],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
     deadline = time.monotonic() + 60
     # Kill once a checkpoint after the first exists: an epoch past it is then running.
     while _checkpoint_epoch(run_dir / CHECKPOINT) < 10:
@@ -45,8 +48,12 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     assert not (run_dir / MODEL).exists(), "the run finished before it was killed"
     assert 10 <= saved_epoch < SETTINGS["epochs"] and saved_epoch % 5 == 0
 
-    resumed = subprocess.run([*CLI, "train", "--resume", str(run_dir), "--quiet"],
-                             capture_output=True, text=True, timeout=120)
+    resumed = subprocess.run(
+        [*CLI, "train", "--resume", str(run_dir), "--quiet"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert resumed.returncode == 0, resumed.stderr
     assert "test accuracy" in resumed.stdout
 
@@ -71,8 +78,20 @@ def test_crash_and_resume_with_early_stopping_in_process(tmp_path, monkeypatch):
     import handgrad.runs as runs
     from handgrad.cli import main
 
-    args = ["--epochs", "40", "--hidden", "8", "--early-stopping", "--patience", "3",
-            "--lr", "0.01", "--checkpoint-every", "1", "--quiet"]
+    args = [
+        "--epochs",
+        "40",
+        "--hidden",
+        "8",
+        "--early-stopping",
+        "--patience",
+        "3",
+        "--lr",
+        "0.01",
+        "--checkpoint-every",
+        "1",
+        "--quiet",
+    ]
     reference = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "ref")])
     assert reference.exit_code == 0, reference.output
     ref_metrics = read_json(tmp_path / "ref" / METRICS)

@@ -53,10 +53,19 @@ class Recorder(Callback):
 def test_early_stopping_restores_the_best_weights(data):
     X, y = data
     model, rec = _model(), Recorder()
-    config = TrainingConfig(batch_size=16, max_epochs=60, stopping="validation",
-                            n_iter_no_change=4, tol=0.0)
-    hist = fit(model, X[:60], y[:60], optimizer=SGD(learning_rate_init=0.5), config=config,
-               validation=(X[60:], y[60:]), seed=0, callbacks=[rec])
+    config = TrainingConfig(
+        batch_size=16, max_epochs=60, stopping="validation", n_iter_no_change=4, tol=0.0
+    )
+    hist = fit(
+        model,
+        X[:60],
+        y[:60],
+        optimizer=SGD(learning_rate_init=0.5),
+        config=config,
+        validation=(X[60:], y[60:]),
+        seed=0,
+        callbacks=[rec],
+    )
     best = int(np.argmax(hist.val_score))  # the first epoch with the highest score
     assert best < len(hist.val_score) - 1, "the test needs a run that got worse later"
     for k, v in model.params.items():
@@ -72,9 +81,15 @@ def test_weighted_validation_score(data):
     model = _model()
     w_val = np.zeros(30)
     w_val[:3] = 1.0
-    hist = fit(model, X[:60], y[:60], optimizer=SGD(learning_rate_init=0.1),
-               config=TrainingConfig(batch_size=30, max_epochs=1, stopping="validation"),
-               validation=(X[60:], y[60:], w_val), seed=0)
+    hist = fit(
+        model,
+        X[:60],
+        y[:60],
+        optimizer=SGD(learning_rate_init=0.1),
+        config=TrainingConfig(batch_size=30, max_epochs=1, stopping="validation"),
+        validation=(X[60:], y[60:], w_val),
+        seed=0,
+    )
     right = model.forward(X[60:63])[0].argmax(axis=1) == y[60:63]
     assert hist.val_score == [pytest.approx(right.mean())]
 
@@ -84,8 +99,15 @@ def test_divergence_raises_and_keeps_finite_weights(data):
     model, rec = _model(), Recorder()
     # No NumPy warning on the way (pytest turns handgrad's RuntimeWarnings into errors)
     with pytest.raises(TrainingDivergedError, match=r"non-finite in epoch (\d+)") as info:
-        fit(model, X * 1e3, y, optimizer=SGD(learning_rate_init=1e30),
-            config=TrainingConfig(batch_size=10, max_epochs=20), seed=0, callbacks=[rec])
+        fit(
+            model,
+            X * 1e3,
+            y,
+            optimizer=SGD(learning_rate_init=1e30),
+            config=TrainingConfig(batch_size=10, max_epochs=20),
+            seed=0,
+            callbacks=[rec],
+        )
     assert isinstance(info.value, FloatingPointError)
     epoch = int(re.search(r"epoch (\d+)", str(info.value)).group(1))
     assert all(np.isfinite(v).all() for v in model.params.values())
@@ -98,8 +120,15 @@ def test_divergence_raises_and_keeps_finite_weights(data):
 def test_ctrl_c_keeps_the_weights(data):
     X, y = data
     model, rec = _model(), Recorder(interrupt_at=3)
-    hist = fit(model, X, y, optimizer=Adam(learning_rate_init=0.01),
-               config=TrainingConfig(batch_size=30, max_epochs=10), seed=0, callbacks=[rec])
+    hist = fit(
+        model,
+        X,
+        y,
+        optimizer=Adam(learning_rate_init=0.01),
+        config=TrainingConfig(batch_size=30, max_epochs=10),
+        seed=0,
+        callbacks=[rec],
+    )
     assert hist.stop_reason == "interrupted" and rec.calls == ["begin", *["epoch"] * 3, "end"]
     assert all(np.isfinite(v).all() for v in model.params.values())
     for k, v in model.params.items():  # epoch 3 had finished: its weights are kept
@@ -120,8 +149,15 @@ def test_ctrl_c_mid_epoch_goes_back_to_the_last_finished_epoch(data):
     model.training_step = interrupted_step
     opt = Adam(learning_rate_init=0.01)
     run = Run(model, opt, np.random.default_rng(0))
-    hist = fit(model, X, y, optimizer=opt, config=TrainingConfig(batch_size=30, max_epochs=10),
-               callbacks=[rec], run=run)
+    hist = fit(
+        model,
+        X,
+        y,
+        optimizer=opt,
+        config=TrainingConfig(batch_size=30, max_epochs=10),
+        callbacks=[rec],
+        run=run,
+    )
     assert hist.stop_reason == "interrupted" and hist.epochs == 2
     # The whole run is back at the end of epoch 2: weights, Adam's state, the counters
     # and the shuffling generator, so that it can be continued consistently.
@@ -132,10 +168,15 @@ def test_ctrl_c_mid_epoch_goes_back_to_the_last_finished_epoch(data):
     # reference path, so the comparison can be bit for bit).
     reference = Run(_model(), Adam(learning_rate_init=0.01), np.random.default_rng(0))
     reference.model.training_step = reference.model.training_step
-    fit(reference.model, X, y, optimizer=reference.optimizer, run=reference,
-        config=TrainingConfig(batch_size=30, max_epochs=3))
-    fit(model, X, y, optimizer=opt, config=TrainingConfig(batch_size=30, max_epochs=1),
-        run=run)
+    fit(
+        reference.model,
+        X,
+        y,
+        optimizer=reference.optimizer,
+        run=reference,
+        config=TrainingConfig(batch_size=30, max_epochs=3),
+    )
+    fit(model, X, y, optimizer=opt, config=TrainingConfig(batch_size=30, max_epochs=1), run=run)
     for k, v in model.params.items():  # continuing gives what an uninterrupted run gives
         assert_array_equal(v, reference.model.params[k])
 
@@ -143,16 +184,29 @@ def test_ctrl_c_mid_epoch_goes_back_to_the_last_finished_epoch(data):
 def test_callbacks_are_called_and_can_stop(data):
     X, y = data
     rec = Recorder(stop_at=2)
-    hist = fit(_model(), X, y, optimizer=SGD(learning_rate_init=0.1),
-               config=TrainingConfig(batch_size=30, max_epochs=10), seed=0, callbacks=[rec])
+    hist = fit(
+        _model(),
+        X,
+        y,
+        optimizer=SGD(learning_rate_init=0.1),
+        config=TrainingConfig(batch_size=30, max_epochs=10),
+        seed=0,
+        callbacks=[rec],
+    )
     assert rec.calls == ["begin", "epoch", "epoch", "end"]
     assert hist.epochs == 2 and hist.stop_reason == "callback"
 
 
 def test_max_steps_counts_minibatches(data):
     X, y = data
-    hist = fit(_model(), X, y, optimizer=SGD(learning_rate_init=0.1),
-               config=TrainingConfig(batch_size=40, max_epochs=None, max_steps=7), seed=0)
+    hist = fit(
+        _model(),
+        X,
+        y,
+        optimizer=SGD(learning_rate_init=0.1),
+        config=TrainingConfig(batch_size=40, max_epochs=None, max_steps=7),
+        seed=0,
+    )
     assert hist.steps == 7 and len(hist.step_loss) == 7  # 3 batches per epoch
     assert hist.stop_reason == "max_steps" and hist.epochs == 3  # the third is partial
 
@@ -177,9 +231,14 @@ def test_history_lists_grow_per_epoch_and_across_calls(data):
 
 def test_loss_plateau_stops_like_scikit_learn(data):
     X, y = data
-    hist = fit(_model(), X, y, optimizer=SGD(learning_rate_init=0.01),
-               config=TrainingConfig(batch_size=30, max_epochs=50, tol=1e9,
-                                     n_iter_no_change=2), seed=0)
+    hist = fit(
+        _model(),
+        X,
+        y,
+        optimizer=SGD(learning_rate_init=0.01),
+        config=TrainingConfig(batch_size=30, max_epochs=50, tol=1e9, n_iter_no_change=2),
+        seed=0,
+    )
     # epoch 1 improves on ∞; epochs 2, 3, 4 do not, and 3 > n_iter_no_change stops
     assert hist.epochs == 4 and hist.stop_reason == "converged"
 
@@ -187,9 +246,14 @@ def test_loss_plateau_stops_like_scikit_learn(data):
 def test_adaptive_schedule_lowers_the_rate_instead_of_stopping(data):
     X, y = data
     opt = SGD(learning_rate_init=0.01, schedule=Adaptive())
-    hist = fit(_model(), X, y, optimizer=opt,
-               config=TrainingConfig(batch_size=30, max_epochs=7, tol=1e9,
-                                     n_iter_no_change=2), seed=0)
+    hist = fit(
+        _model(),
+        X,
+        y,
+        optimizer=opt,
+        config=TrainingConfig(batch_size=30, max_epochs=7, tol=1e9, n_iter_no_change=2),
+        seed=0,
+    )
     assert hist.epochs == 7 and hist.learning_rate[-1] == pytest.approx(0.002)
     assert hist.learning_rate[:4] == [0.01] * 4
 
@@ -199,8 +263,14 @@ def test_same_seed_same_run_bit_for_bit(data):
     runs = []
     for _ in range(2):
         model = _model(np.float32)
-        fit(model, X, y, optimizer=Adam(learning_rate_init=0.01),
-            config=TrainingConfig(batch_size=16, max_epochs=3), seed=7)
+        fit(
+            model,
+            X,
+            y,
+            optimizer=Adam(learning_rate_init=0.01),
+            config=TrainingConfig(batch_size=16, max_epochs=3),
+            seed=7,
+        )
         runs.append(model.params)
     for k in runs[0]:
         assert runs[0][k].dtype == np.float32

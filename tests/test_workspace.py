@@ -70,8 +70,10 @@ def blas_route(request, monkeypatch):
     return request.param
 
 
-@pytest.mark.skipif(not _numpy_bundles_openblas(), reason="NumPy is not the Linux wheel "
-                    "that bundles scipy_openblas64_")  # fmt: skip
+@pytest.mark.skipif(
+    not _numpy_bundles_openblas(),
+    reason="NumPy is not the Linux wheel that bundles scipy_openblas64_",
+)
 def test_the_fused_route_is_found_where_numpy_bundles_openblas():
     # Without this, a change in NumPy's wheel would silently turn the fast path off.
     assert workspace._CBLAS_GEMM is not None
@@ -81,8 +83,7 @@ def test_the_fused_route_is_found_where_numpy_bundles_openblas():
 @pytest.mark.parametrize("head_c", HEADS)
 @pytest.mark.parametrize("hidden", DEPTHS[:3])
 @pytest.mark.parametrize("weighted", [False, True])
-def test_fused_sgd_step_equals_reference_update(activation, head_c, hidden, weighted,
-                                                blas_route):
+def test_fused_sgd_step_equals_reference_update(activation, head_c, hidden, weighted, blas_route):
     model, X, T, w = _problem(activation, *head_c, hidden, seed=3)
     w = w if weighted else None
     reg, lr = 0.2, 0.05
@@ -174,11 +175,14 @@ def _reference_trained(model, optimizer, X, y, w, config):
     return model
 
 
-@pytest.mark.parametrize("make_optimizer", [
-    lambda: SGD(0.05),
-    lambda: SGD(0.05, momentum=0.9, nesterov=True),
-    lambda: Adam(0.01),
-])
+@pytest.mark.parametrize(
+    "make_optimizer",
+    [
+        lambda: SGD(0.05),
+        lambda: SGD(0.05, momentum=0.9, nesterov=True),
+        lambda: Adam(0.01),
+    ],
+)
 @pytest.mark.parametrize("weighted", [False, True])
 def test_fit_on_the_fast_path_equals_the_reference_loop(make_optimizer, weighted):
     rng = np.random.default_rng(1)
@@ -187,8 +191,7 @@ def test_fit_on_the_fast_path_equals_the_reference_loop(make_optimizer, weighted
     config = TrainingConfig(batch_size=10, max_epochs=3, reg=1e-2, stopping="none")
     fast = MLP(6, (8, 5), 3, seed=2)
     slow = MLP(6, (8, 5), 3, seed=2)
-    h_fast = fit(fast, X, y, optimizer=make_optimizer(), config=config, sample_weight=w,
-                 seed=7)
+    h_fast = fit(fast, X, y, optimizer=make_optimizer(), config=config, sample_weight=w, seed=7)
     _reference_trained(slow, make_optimizer(), X, y, w, config)
     for name in fast.params:
         _assert_close(fast.params[name], slow.params[name], tol=1e-11)

@@ -30,13 +30,29 @@ from handgrad.training import History, Run, TrainingConfig
 
 #: Fitted attributes saved as JSON in a model file (floats, ints, lists or None).
 SCALAR_ATTRS = (
-    "loss_", "best_loss_", "loss_curve_", "validation_scores_", "best_validation_score_",
-    "n_iter_", "t_",
+    "loss_",
+    "best_loss_",
+    "loss_curve_",
+    "validation_scores_",
+    "best_validation_score_",
+    "n_iter_",
+    "t_",
 )
 
 #: The parameters that make the optimizer: when one changes, warm_start starts a new one.
-OPTIMIZER_PARAMS = ("solver", "learning_rate", "learning_rate_init", "power_t", "momentum",
-                    "nesterovs_momentum", "beta_1", "beta_2", "epsilon", "max_fun")
+OPTIMIZER_PARAMS = (
+    "solver",
+    "learning_rate",
+    "learning_rate_init",
+    "power_t",
+    "momentum",
+    "nesterovs_momentum",
+    "beta_1",
+    "beta_2",
+    "epsilon",
+    "max_fun",
+)
+
 
 # ------------------------------------------------------------------------------ seeds
 def seed_sequence(random_state: Any) -> np.random.SeedSequence:
@@ -63,13 +79,17 @@ def make_optimizer(est: Any) -> Optimizer:
     if est.solver == "lbfgs":
         return LBFGS(learning_rate_init=lr, max_fun=est.max_fun)
     if est.solver == "adam":
-        return Adam(learning_rate_init=lr, beta_1=est.beta_1, beta_2=est.beta_2,
-                    epsilon=est.epsilon)
+        return Adam(
+            learning_rate_init=lr, beta_1=est.beta_1, beta_2=est.beta_2, epsilon=est.epsilon
+        )
     schedule_cls = SCHEDULES[est.learning_rate]
-    schedule = (InvScaling(power_t=est.power_t) if schedule_cls is InvScaling
-                else schedule_cls())  # fmt: skip
-    return SGD(learning_rate_init=lr, schedule=schedule, momentum=est.momentum,
-               nesterov=est.nesterovs_momentum)
+    schedule = InvScaling(power_t=est.power_t) if schedule_cls is InvScaling else schedule_cls()
+    return SGD(
+        learning_rate_init=lr,
+        schedule=schedule,
+        momentum=est.momentum,
+        nesterov=est.nesterovs_momentum,
+    )
 
 
 def config(est: Any, n_samples: int, epochs: int) -> TrainingConfig:
@@ -78,14 +98,22 @@ def config(est: Any, n_samples: int, epochs: int) -> TrainingConfig:
         batch_size = min(200, n_samples)
     else:
         if est.batch_size > n_samples and est.solver != "lbfgs":
-            warnings.warn("Got `batch_size` less than 1 or larger than sample size. "
-                          "It is going to be clipped", stacklevel=4)
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. "
+                "It is going to be clipped",
+                stacklevel=4,
+            )
         batch_size = int(np.clip(est.batch_size, 1, n_samples))
     patience = est.n_iter_no_change
     return TrainingConfig(
-        batch_size=batch_size, max_epochs=int(epochs), shuffle=est.shuffle, reg=est.alpha,
-        reg_per_sample=True, stopping="validation" if est._validating() else "loss",
-        tol=est.tol, n_iter_no_change=sys.maxsize if patience == np.inf else patience,
+        batch_size=batch_size,
+        max_epochs=int(epochs),
+        shuffle=est.shuffle,
+        reg=est.alpha,
+        reg_per_sample=True,
+        stopping="validation" if est._validating() else "loss",
+        tol=est.tol,
+        n_iter_no_change=sys.maxsize if patience == np.inf else patience,
         verbose=bool(est.verbose),
     )
 
@@ -103,16 +131,18 @@ def split(est: Any, X, Y, w, split_seed: np.random.SeedSequence, incremental: bo
     parts = (X, T) if w is None else (X, T, w)
     stratify = T if est._label_binarizer.y_type_ != "multilabel-indicator" else None
     try:
-        parts = train_test_split(*parts, test_size=est.validation_fraction,
-                                 random_state=seed, stratify=stratify)
+        parts = train_test_split(
+            *parts, test_size=est.validation_fraction, random_state=seed, stratify=stratify
+        )
     except ValueError:  # some class too small to stratify
-        parts = train_test_split(*parts, test_size=est.validation_fraction,
-                                 random_state=seed)
+        parts = train_test_split(*parts, test_size=est.validation_fraction, random_state=seed)
     X_tr, X_val, T_tr, T_val = parts[:4]
     w_tr, w_val = parts[4:] if w is not None else (None, None)
     if X_val.shape[0] < 2:
-        raise ValueError("The validation set is too small. Increase "
-                         "'validation_fraction' or the size of your dataset.")
+        raise ValueError(
+            "The validation set is too small. Increase "
+            "'validation_fraction' or the size of your dataset."
+        )
     return X_tr, T_tr, w_tr, (X_val, T_val, w_val)
 
 
@@ -124,16 +154,23 @@ def warn_unconverged(est: Any, incremental: bool) -> None:
     elif not all(np.isfinite(p).all() for p in est._run.model.params.values()):
         raise TrainingDivergedError(
             "Solver produced non-finite parameter weights. The input data may contain "
-            "large values and need to be preprocessed.")
+            "large values and need to be preprocessed."
+        )
     elif est.solver == "lbfgs" and reason != "converged":
-        warnings.warn(f"lbfgs failed to converge after {est.n_iter_} iteration(s) "
-                      f"({reason}). Increase the number of iterations (max_iter="
-                      f"{est.max_iter}) or scale the data.", ConvergenceWarning,
-                      stacklevel=4)
+        warnings.warn(
+            f"lbfgs failed to converge after {est.n_iter_} iteration(s) "
+            f"({reason}). Increase the number of iterations (max_iter="
+            f"{est.max_iter}) or scale the data.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
     elif reason == "max_epochs" and not incremental and est.solver != "lbfgs":
-        warnings.warn(f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) "
-                      "reached and the optimization hasn't converged yet.",
-                      ConvergenceWarning, stacklevel=4)
+        warnings.warn(
+            f"Stochastic Optimizer: Maximum iterations ({est.max_iter}) "
+            "reached and the optimization hasn't converged yet.",
+            ConvergenceWarning,
+            stacklevel=4,
+        )
 
 
 # ------------------------------------------------------------------------ labels/JSON
@@ -145,11 +182,12 @@ def labels_to_json(classes: np.ndarray) -> dict[str, Any]:
     if classes.dtype.kind == "U":
         return {"type": "str", "values": classes.tolist()}
     values = classes.tolist()
-    for kind, test in (("object-str", _is_str), ("object-bool", _is_bool),
-                       ("object-int", _is_int)):
+    for kind, test in (("object-str", _is_str), ("object-bool", _is_bool), ("object-int", _is_int)):
         if all(test(v) for v in values):
-            return {"type": kind, "values": [v.item() if isinstance(v, np.generic) else v
-                                             for v in values]}
+            return {
+                "type": kind,
+                "values": [v.item() if isinstance(v, np.generic) else v for v in values],
+            }
     bad = next(v for v in values if not (_is_str(v) or _is_int(v) or _is_bool(v)))
     raise TypeError(
         f"cannot save this MLPClassifier: its labels (classes_) must all be strings, "
@@ -270,15 +308,22 @@ def from_state(cls: type, tensors: dict[str, np.ndarray], meta: dict[str, Any]) 
         setattr(est, name, _from_jsonable(name, meta.get(name)))
     if "run" in meta:
         est._run = run_from_state(model, tensors, meta["run"])
-        est._optimizer_key = tuple(_from_jsonable(name, v) for name, v in
-                                   zip(OPTIMIZER_PARAMS, meta["optimizer_params"], strict=True))
+        est._optimizer_key = tuple(
+            _from_jsonable(name, v)
+            for name, v in zip(OPTIMIZER_PARAMS, meta["optimizer_params"], strict=True)
+        )
     else:  # a file written before runs were saved: a fresh optimizer and generator
         history = History(
-            loss=list(est.loss_curve_ or []), val_score=list(est.validation_scores_ or []),
-            epochs=len(est.loss_curve_ or []), samples_seen=int(est.t_ or 0),
+            loss=list(est.loss_curve_ or []),
+            val_score=list(est.validation_scores_ or []),
+            epochs=len(est.loss_curve_ or []),
+            samples_seen=int(est.t_ or 0),
             best_loss=math.inf if est.best_loss_ is None else float(est.best_loss_),
-            best_val_score=(-math.inf if est.best_validation_score_ is None
-                            else float(est.best_validation_score_)),
+            best_val_score=(
+                -math.inf
+                if est.best_validation_score_ is None
+                else float(est.best_validation_score_)
+            ),
         )
         ss = seed_sequence(est.random_state).spawn(3)
         est._run = Run(model, make_optimizer(est), np.random.default_rng(ss[1]), history)
@@ -305,12 +350,12 @@ def _binarizer(y_type: Any, classes: np.ndarray) -> LabelBinarizer:
 
 def validation_set(est: Any, X_val, y_val, dtype) -> tuple[Any, Any, None]:
     """A caller's held-out ``(X_val, y_val)`` checked and encoded like the training data."""
-    X_val, y_val = validate_data(est, X_val, y_val, reset=False, multi_output=True,
-                                 dtype=dtype)  # fmt: skip
+    X_val, y_val = validate_data(est, X_val, y_val, reset=False, multi_output=True, dtype=dtype)
     unseen = np.setdiff1d(unique_labels(y_val), est.classes_)
     if len(unseen):
-        raise ValueError(f"y_val has labels {unseen.tolist()} that are not in classes_ "
-                         f"{est.classes_.tolist()}")  # fmt: skip
+        raise ValueError(
+            f"y_val has labels {unseen.tolist()} that are not in classes_ {est.classes_.tolist()}"
+        )
     return X_val, est._targets(est._label_binarizer.transform(y_val)), None
 
 
@@ -322,8 +367,10 @@ def with_unique_labels(y: np.ndarray) -> np.ndarray:
         return attach_unique(y)
     except TypeError:  # np.unique sorts the labels
         kinds = sorted({type(v).__name__ for v in np.asarray(y, dtype=object).ravel()})
-        raise ValueError(f"y mixes labels that cannot be ordered ({', '.join(kinds)}); "
-                         "use labels of one type, e.g. all strings") from None
+        raise ValueError(
+            f"y mixes labels that cannot be ordered ({', '.join(kinds)}); "
+            "use labels of one type, e.g. all strings"
+        ) from None
 
 
 def check_labels(est: Any, y) -> None:

@@ -15,7 +15,11 @@ from numpy.typing import NDArray
 
 
 def check_X(
-    X: Any, *, n_features: int | None = None, dtype: Any = None, name: str = "X",
+    X: Any,
+    *,
+    n_features: int | None = None,
+    dtype: Any = None,
+    name: str = "X",
     finite: bool = True,
 ) -> NDArray[np.floating]:
     """Return ``X`` as a finite 2-D float array of shape (N, D).
@@ -35,17 +39,18 @@ def check_X(
         raise ValueError(
             f"{name} must be 2-D (n_samples, n_features), but it has {arr.ndim} "
             f"dimension(s), shape {arr.shape}"
-            + ("; use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
-               if arr.ndim == 1 else "")
+            + (
+                "; use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
+                if arr.ndim == 1
+                else ""
+            )
         )
     if arr.shape[0] == 0:
         raise ValueError(f"{name} is empty: it has 0 samples (shape {arr.shape})")
     if arr.shape[1] == 0:
         raise ValueError(f"{name} has 0 features (shape {arr.shape})")
     if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(
-            f"{name} has {arr.shape[1]} features, but the model expects {n_features}"
-        )
+        raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_features}")
     if dtype is None:
         dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
     arr = np.asarray(arr, dtype=dtype)  # no copy when the dtype already matches
@@ -140,8 +145,13 @@ def check_sample_weight(sample_weight: Any, n_samples: int, dtype: Any) -> NDArr
 
 
 def check_number(
-    value: Any, name: str, *, low: float | None = None, high: float | None = None,
-    low_open: bool = False, integer: bool = False,
+    value: Any,
+    name: str,
+    *,
+    low: float | None = None,
+    high: float | None = None,
+    low_open: bool = False,
+    integer: bool = False,
 ) -> Any:
     """Return ``value`` if it is a finite (integer) number within the bounds, else raise.
 

@@ -95,8 +95,9 @@ class Bundle:
             P = np.hstack([1 - P, P])
         return P
 
-    def load_images(self, paths: Sequence[str | os.PathLike[str]],
-                    invert: bool | None = None) -> np.ndarray:  # fmt: skip
+    def load_images(
+        self, paths: Sequence[str | os.PathLike[str]], invert: bool | None = None
+    ) -> np.ndarray:
         """Image files as raw samples like the training images: resized, same channels,
         same pixel range. ``invert=None`` inverts images whose border is light (dark ink
         on white paper), since the training images have dark backgrounds."""
@@ -116,8 +117,9 @@ class Bundle:
 
 
 def _light_border(image: np.ndarray) -> bool:
-    border = np.concatenate([image[0].ravel(), image[-1].ravel(),
-                             image[:, 0].ravel(), image[:, -1].ravel()])  # fmt: skip
+    border = np.concatenate(
+        [image[0].ravel(), image[-1].ravel(), image[:, 0].ravel(), image[:, -1].ravel()]
+    )
     return float(border.mean()) > 127.5
 
 
@@ -170,8 +172,11 @@ def _check_consistent(path: Path, bundle: Bundle) -> None:
         )
     shape = bundle.info.get("image_shape")
     if shape is not None:
-        if (not isinstance(shape, list) or not all(isinstance(s, int) and s > 0 for s in shape)
-                or int(np.prod(shape)) != bundle.n_features):  # fmt: skip
+        if (
+            not isinstance(shape, list)
+            or not all(isinstance(s, int) and s > 0 for s in shape)
+            or int(np.prod(shape)) != bundle.n_features
+        ):
             raise ModelFileError(
                 f"{path}: image shape {shape} does not fit {bundle.n_features} features"
             )
@@ -202,22 +207,31 @@ def evaluate(bundle: Bundle, X: Any, y: Any, name: str = "X") -> dict[str, Any]:
     p, r, f, s = precision_recall_fscore_support(y, pred, labels=labels, zero_division=0)
     names = class_names(bundle)
     per_class = [
-        {"label": _plain(c), "name": n, "precision": float(pi), "recall": float(ri),
-         "f1": float(fi), "support": int(si)}
+        {
+            "label": _plain(c),
+            "name": n,
+            "precision": float(pi),
+            "recall": float(ri),
+            "f1": float(fi),
+            "support": int(si),
+        }
         for c, n, pi, ri, fi, si in zip(labels, names, p, r, f, s, strict=True)
-    ]  # fmt: skip
+    ]
     averages = {}
     for average in ("macro", "weighted"):
         pa, ra, fa, _ = precision_recall_fscore_support(
-            y, pred, labels=labels, average=average, zero_division=0)  # fmt: skip
-        averages[f"{average}_avg"] = {"precision": float(pa), "recall": float(ra),
-                                      "f1": float(fa)}  # fmt: skip
+            y, pred, labels=labels, average=average, zero_division=0
+        )
+        averages[f"{average}_avg"] = {"precision": float(pa), "recall": float(ra), "f1": float(fa)}
     return {
-        "accuracy": float(np.mean(pred == y)), "n_samples": len(y),
-        "labels": [_plain(c) for c in labels], "class_names": names,
-        "per_class": per_class, **averages,
+        "accuracy": float(np.mean(pred == y)),
+        "n_samples": len(y),
+        "labels": [_plain(c) for c in labels],
+        "class_names": names,
+        "per_class": per_class,
+        **averages,
         "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
-    }  # fmt: skip
+    }
 
 
 def class_names(bundle: Bundle) -> list[str]:
@@ -237,9 +251,13 @@ def _plain(value: Any) -> Any:
 
 
 # ---------------------------------------------------------------------------- inputs
-def read_inputs(bundle: Bundle, paths: Sequence[str | os.PathLike[str]], *,
-                label: str | int | None = None,
-                invert: bool | None = None) -> tuple[list[str], np.ndarray]:  # fmt: skip
+def read_inputs(
+    bundle: Bundle,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    label: str | int | None = None,
+    invert: bool | None = None,
+) -> tuple[list[str], np.ndarray]:
     """Raw samples (N, D) from CSV, .npy/.npz and image files, in order, and a name for
     each row (``file`` for an image, ``file:row`` for a table)."""
     for path in paths:
@@ -266,10 +284,10 @@ def read_inputs(bundle: Bundle, paths: Sequence[str | os.PathLike[str]], *,
             raise TypeError(f"{path} must hold numbers, but its dtype is {X.dtype}")
         X = X.reshape(1, -1) if X.ndim <= 1 else X.reshape(len(X), -1)
         if X.shape[1] != bundle.n_features:
-            raise ValueError(f"{path} has {X.shape[1]} features, but the model was trained "
-                             f"with {bundle.n_features}")  # fmt: skip
+            raise ValueError(
+                f"{path} has {X.shape[1]} features, but the model was trained "
+                f"with {bundle.n_features}"
+            )
         blocks.append(X)
         names += [f"{path}:{i}" for i in range(len(X))]
     return names, np.concatenate([b.astype(np.float64) for b in blocks])
-
-

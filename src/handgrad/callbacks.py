@@ -43,16 +43,23 @@ class ProgressBar(Callback):
     (when resuming). Writes to stderr; ``disable=True`` shows nothing.
     """
 
-    def __init__(self, total: int | None, *, initial: int = 0, disable: bool = False,
-                 desc: str = "training") -> None:  # fmt: skip
+    def __init__(
+        self, total: int | None, *, initial: int = 0, disable: bool = False, desc: str = "training"
+    ) -> None:
         self.total, self.initial, self.disable, self.desc = total, initial, disable, desc
         self._bar: Any = None
 
     def on_train_begin(self, run: Run) -> None:
         from tqdm.auto import tqdm
 
-        self._bar = tqdm(total=self.total, initial=self.initial, unit="epoch",
-                         desc=self.desc, disable=self.disable, dynamic_ncols=True)  # fmt: skip
+        self._bar = tqdm(
+            total=self.total,
+            initial=self.initial,
+            unit="epoch",
+            desc=self.desc,
+            disable=self.disable,
+            dynamic_ncols=True,
+        )
 
     def on_epoch_end(self, run: Run) -> bool | None:
         if self._bar is not None:
@@ -82,9 +89,13 @@ class Checkpoint(Callback):
     the data. A crash at any moment leaves the previous checkpoint intact.
     """
 
-    def __init__(self, path: str | os.PathLike[str], every: int = 1,
-                 metadata: Mapping[str, Any] | None = None,
-                 on_save: Callable[[Path, Run], None] | None = None) -> None:  # fmt: skip
+    def __init__(
+        self,
+        path: str | os.PathLike[str],
+        every: int = 1,
+        metadata: Mapping[str, Any] | None = None,
+        on_save: Callable[[Path, Run], None] | None = None,
+    ) -> None:
         if isinstance(every, bool) or not isinstance(every, int) or every < 1:
             raise ValueError(f"checkpoint interval must be a positive integer, got {every!r}")
         self.path, self.every = Path(path), every
@@ -99,8 +110,9 @@ class Checkpoint(Callback):
         return None
 
 
-def run_state(run: Run, *, step_losses: bool = True) -> tuple[dict[str, np.ndarray],
-                                                              dict[str, Any]]:
+def run_state(
+    run: Run, *, step_losses: bool = True
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Everything of ``run`` but the model, as ``(tensors, JSON metadata)``.
 
     Tensors: the optimizer's state arrays (``optim.<name>``) and the best weights so far
@@ -124,14 +136,14 @@ def run_state(run: Run, *, step_losses: bool = True) -> tuple[dict[str, np.ndarr
     return tensors, meta
 
 
-def run_from_state(model: MLP, tensors: Mapping[str, np.ndarray],
-                   meta: Mapping[str, Any]) -> Run:  # fmt: skip
+def run_from_state(model: MLP, tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Run:
     """The :class:`Run` of ``model`` that :func:`run_state` described.
 
     Raises ModelFileError when a state array or the best weights do not fit the model.
     """
+
     def part(prefix: str) -> dict[str, np.ndarray]:
-        arrays = {k[len(prefix):]: v for k, v in tensors.items() if k.startswith(prefix)}
+        arrays = {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
         for name, value in arrays.items():
             want = model.params.get(name.rsplit(".", 1)[-1])
             if want is None or value.shape != want.shape or value.dtype != want.dtype:
@@ -152,8 +164,9 @@ def run_from_state(model: MLP, tensors: Mapping[str, np.ndarray],
     return Run(model, optimizer, _generator(meta["rng"]), history, best)
 
 
-def save_run(path: str | os.PathLike[str], run: Run,
-             metadata: Mapping[str, Any] | None = None) -> Path:  # fmt: skip
+def save_run(
+    path: str | os.PathLike[str], run: Run, metadata: Mapping[str, Any] | None = None
+) -> Path:
     """Write ``run`` (weights, optimizer, RNG, history, best weights) as a checkpoint."""
     model_tensors, model_meta = run.model._get_state()
     tensors, meta = run_state(run)
@@ -209,10 +222,12 @@ def _optimizer_spec(opt: optim.Optimizer) -> dict[str, Any]:
     schedule = fields.pop("schedule")
     schedule_fields = (
         {f.name: getattr(schedule, f.name) for f in dataclasses.fields(schedule) if f.init}
-        if dataclasses.is_dataclass(schedule) else {}
-    )  # fmt: skip
+        if dataclasses.is_dataclass(schedule)
+        else {}
+    )
     return {
-        "name": opt.name, "fields": fields,
+        "name": opt.name,
+        "fields": fields,
         "schedule": {"name": schedule.name, "fields": schedule_fields},
     }
 

@@ -163,15 +163,21 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         self.max_fun = max_fun
 
     # ------------------------------------------------------------------- fitting
-    def fit(self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
-            ) -> MLPClassifier:
+    def fit(
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+    ) -> MLPClassifier:
         """Fit to X (n_samples, n_features) and labels y (n_samples,) or (n_samples,
         n_labels) 0/1 indicators. Returns self."""
         return self._fit(X, y, sample_weight)
 
     @available_if(_stochastic)
-    def partial_fit(self, X: ArrayLike, y: ArrayLike, classes: ArrayLike | None = None,
-                    sample_weight: ArrayLike | None = None) -> MLPClassifier:
+    def partial_fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        classes: ArrayLike | None = None,
+        sample_weight: ArrayLike | None = None,
+    ) -> MLPClassifier:
         """One epoch over (X, y), continuing the same run (sgd and adam only).
 
         ``classes`` (every label, e.g. ``np.unique(y_all)``) is required on the first
@@ -211,12 +217,20 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 raise ValueError("partial_fit does not support early_stopping=True")
             if _check_partial_fit_first_call(self, classes):
                 self._label_binarizer = LabelBinarizer().fit(
-                    y if type_of_target(y).startswith("multilabel") else classes)
+                    y if type_of_target(y).startswith("multilabel") else classes
+                )
         reset = not fitted or (not self.warm_start and not incremental)
         resumed = run is not None
         current = run if resumed else None if reset else self._run
-        X, Y, w = self._validate_input(X, y, sample_weight, reset, incremental, classes,
-                                       None if current is None else current.model.dtype)
+        X, Y, w = self._validate_input(
+            X,
+            y,
+            sample_weight,
+            reset,
+            incremental,
+            classes,
+            None if current is None else current.model.dtype,
+        )
         seeds = support.seed_sequence(self.random_state).spawn(3)
         run = current or self._new_run(X, Y, seeds)
         if resumed:  # the checkpoint's optimizer was made from these parameters
@@ -236,10 +250,18 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             epochs -= before  # finish the interrupted fit
         try:
             if epochs > 0:
-                train(run.model, X_tr, T_tr, optimizer=run.optimizer, validation=validation,
-                      config=support.config(self, X_tr.shape[0], epochs),
-                      sample_weight=w_tr, callbacks=callbacks, run=run,
-                      check_input=False)  # validate_data has just checked X
+                train(
+                    run.model,
+                    X_tr,
+                    T_tr,
+                    optimizer=run.optimizer,
+                    validation=validation,
+                    config=support.config(self, X_tr.shape[0], epochs),
+                    sample_weight=w_tr,
+                    callbacks=callbacks,
+                    run=run,
+                    check_input=False,
+                )  # validate_data has just checked X
             elif resumed and self._validating() and run.best_params is not None:
                 for k, v in run.best_params.items():  # as the loop does when it ends
                     np.copyto(run.model.params[k], v)
@@ -249,9 +271,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return self
 
     def _validate_input(self, X, y, sample_weight, reset, incremental, classes, dtype):
-        X, y = validate_data(self, X, y, accept_sparse=["csr", "csc"], multi_output=True,
-                             dtype=(np.float64, np.float32), reset=reset,
-                             ensure_all_finite=False)  # check_X's pass is 2× faster
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            dtype=(np.float64, np.float32),
+            reset=reset,
+            ensure_all_finite=False,
+        )  # check_X's pass is 2× faster
         if sp.issparse(X):
             X = X.toarray()
         # Finite, and in the network's dtype when continuing (where a cast to float32
@@ -264,7 +293,8 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         if not hasattr(self, "classes_") or (reset and not incremental):
             multilabel = type_of_target(y).startswith("multilabel")
             self._label_binarizer = LabelBinarizer().fit(
-                y if classes is None or multilabel else classes)
+                y if classes is None or multilabel else classes
+            )
             self.classes_ = self._label_binarizer.classes_
         if not reset or incremental or classes is not None:
             support.check_labels(self, y)
@@ -282,9 +312,16 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         return Y.argmax(axis=1) if self._head == "softmax" else Y
 
     def _new_run(self, X: NDArray, Y: NDArray, seeds) -> Run:
-        model = MLP(X.shape[1], self._hidden_sizes(), Y.shape[1], activation=self.activation,
-                    head=self._head, init="glorot", seed=np.random.default_rng(seeds[0]),
-                    dtype=X.dtype)
+        model = MLP(
+            X.shape[1],
+            self._hidden_sizes(),
+            Y.shape[1],
+            activation=self.activation,
+            head=self._head,
+            init="glorot",
+            seed=np.random.default_rng(seeds[0]),
+            dtype=X.dtype,
+        )
         self._optimizer_key = self._optimizer_signature()
         return Run(model, support.make_optimizer(self), np.random.default_rng(seeds[1]))
 
@@ -303,8 +340,10 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
                 f"{self._head} head); set warm_start=False to start afresh"
             )
         if run.model.activation != self.activation:
-            raise ValueError(f"cannot continue a {run.model.activation} network with "
-                             f"activation={self.activation!r}")
+            raise ValueError(
+                f"cannot continue a {run.model.activation} network with "
+                f"activation={self.activation!r}"
+            )
 
     def _hidden_sizes(self) -> list[int]:
         sizes = np.atleast_1d(self.hidden_layer_sizes).tolist()
@@ -359,8 +398,14 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         check_is_fitted(self)
         # NaN/inf are caught by the network on Z1 = X W1 + b1, chunk by chunk, rather
         # than by a separate pass over X here.
-        X = validate_data(self, X, accept_sparse=["csr", "csc"], reset=False,
-                          dtype=(np.float64, np.float32), ensure_all_finite=False)
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=["csr", "csc"],
+            reset=False,
+            dtype=(np.float64, np.float32),
+            ensure_all_finite=False,
+        )
         X = X.toarray() if sp.issparse(X) else X
         X = X.astype(self._run.model.dtype, copy=False)
         return self._run.model.loss(X) if scores else self._run.model.predict_proba(X)
@@ -378,8 +423,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
 
     def _fitted_model(self, name: str) -> MLP:
         if "_run" not in self.__dict__:
-            raise AttributeError(f"'{type(self).__name__}' object has no attribute "
-                                 f"'{name}' (it is set by fit)")
+            raise AttributeError(
+                f"'{type(self).__name__}' object has no attribute '{name}' (it is set by fit)"
+            )
         return self._run.model
 
     def __sklearn_tags__(self):

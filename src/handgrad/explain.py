@@ -85,9 +85,7 @@ def explain(
     if head == "softmax" and n_classes < 2:
         raise ValueError("the softmax head needs at least 2 classes; use --head sigmoid")
     sizes = [input_size, *hidden_sizes, n_classes]
-    return _forward(sizes, batch_size, activation, head) + _backward(
-        sizes, batch_size, activation
-    )
+    return _forward(sizes, batch_size, activation, head) + _backward(sizes, batch_size, activation)
 
 
 def _a(l: int) -> str:
@@ -111,13 +109,18 @@ def _forward(sizes: list[int], N: int, activation: str, head: str) -> list[Row]:
         Z = _z(l, L)
         rows.append(Row("forward", Z, f"{Z} = {_a(l - 1)} W{l} + b{l}", _shape(N, sizes[l])))
         if l < L:
-            rows.append(Row("forward", _a(l), f"{_a(l)} = " + _FORWARD[activation].format(Z=Z),
-                            _shape(N, sizes[l])))  # fmt: skip
+            rows.append(
+                Row(
+                    "forward",
+                    _a(l),
+                    f"{_a(l)} = " + _FORWARD[activation].format(Z=Z),
+                    _shape(N, sizes[l]),
+                )
+            )
     C = sizes[-1]
     penalty = "λ/2 (" + " + ".join(f"‖W{l}‖²" for l in range(1, L + 1)) + ")"
     if head == "softmax":
-        rows.append(Row("forward", "P", "P = softmax(S), row-wise e^S / Σ_cols e^S",
-                        _shape(N, C)))  # fmt: skip
+        rows.append(Row("forward", "P", "P = softmax(S), row-wise e^S / Σ_cols e^S", _shape(N, C)))
         data = "−(1/N) Σ_i log P[i, y_i]"
     else:
         rows.append(Row("forward", "P", "P = σ(S) = 1 / (1 + e^(−S))", _shape(N, C)))
@@ -132,15 +135,22 @@ def _backward(sizes: list[int], N: int, activation: str) -> list[Row]:
     rows = [Row("backward", "dS", "dS = (P − Y)/N", _shape(N, C))]
     for l in range(L, 0, -1):
         dZ = "d" + _z(l, L)
-        rows.append(Row("backward", f"dW{l}", f"dW{l} = {_a(l - 1)}ᵀ {dZ} + λW{l}",
-                        _shape(sizes[l - 1], sizes[l])))  # fmt: skip
+        rows.append(
+            Row(
+                "backward",
+                f"dW{l}",
+                f"dW{l} = {_a(l - 1)}ᵀ {dZ} + λW{l}",
+                _shape(sizes[l - 1], sizes[l]),
+            )
+        )
         rows.append(Row("backward", f"db{l}", f"db{l} = Σ_rows {dZ}", _shape(sizes[l])))
         if l > 1:
             dA, A, Z = f"dA{l - 1}", f"A{l - 1}", f"Z{l - 1}"
             rows.append(Row("backward", dA, f"{dA} = {dZ} W{l}ᵀ", _shape(N, sizes[l - 1])))
             factor = _DERIVATIVE[activation].format(dA=dA, A=A, Z=Z)
-            rows.append(Row("backward", f"dZ{l - 1}", f"dZ{l - 1} = {factor}",
-                            _shape(N, sizes[l - 1])))  # fmt: skip
+            rows.append(
+                Row("backward", f"dZ{l - 1}", f"dZ{l - 1} = {factor}", _shape(N, sizes[l - 1]))
+            )
     return rows
 
 

@@ -191,8 +191,11 @@ class MLP:
         (λ = ``reg``; biases not penalised) and ``grads`` is keyed like ``params``.
         """
         if y is None:  # finiteness is tested chunk by chunk, while each is in cache
-            return scores(self, check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype,
-                                        finite=False), check_finite=True)
+            return scores(
+                self,
+                check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype, finite=False),
+                check_finite=True,
+            )
         X = check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype)
         check_number(reg, "reg", low=0)
         T = self.encode_targets(y, X.shape[0])
@@ -251,8 +254,12 @@ class MLP:
     def _get_state(self) -> tuple[Params, dict[str, Any]]:
         """Tensors and metadata for :func:`handgrad.io.save_model`."""
         meta = {
-            "layer_sizes": list(self.layer_sizes), "activation": self.activation,
-            "head": self.head, "init": self.init, "std": self.std, "dtype": self.dtype.name,
+            "layer_sizes": list(self.layer_sizes),
+            "activation": self.activation,
+            "head": self.head,
+            "init": self.init,
+            "std": self.std,
+            "dtype": self.dtype.name,
         }
         return dict(self.params), meta
 
@@ -261,8 +268,14 @@ class MLP:
         """Rebuild from a model file, checking every shape against the architecture."""
         sizes = [int(s) for s in meta["layer_sizes"]]
         model = MLP(
-            sizes[0], sizes[1:-1], sizes[-1], activation=meta["activation"],
-            head=meta["head"], init=meta["init"], std=meta["std"], dtype=meta["dtype"],
+            sizes[0],
+            sizes[1:-1],
+            sizes[-1],
+            activation=meta["activation"],
+            head=meta["head"],
+            init=meta["init"],
+            std=meta["std"],
+            dtype=meta["dtype"],
             seed=0,
         )
         model.__class__ = cls
@@ -311,8 +324,15 @@ class TwoLayerNet(MLP):
         dtype: DTypeLike = np.float64,
     ) -> None:
         super().__init__(
-            input_size, (hidden_size,), output_size,
-            activation="relu", head="softmax", init="normal", std=std, seed=seed, dtype=dtype,
+            input_size,
+            (hidden_size,),
+            output_size,
+            activation="relu",
+            head="softmax",
+            init="normal",
+            std=std,
+            seed=seed,
+            dtype=dtype,
         )
 
     def train(
@@ -340,11 +360,18 @@ class TwoLayerNet(MLP):
 
         check_number(num_iters, "num_iters", low=1, integer=True)
         history = fit(
-            self, X, y,
+            self,
+            X,
+            y,
             optimizer=SGD(learning_rate, schedule=StepDecay(learning_rate_decay)),
             config=TrainingConfig(
-                batch_size=batch_size, max_epochs=None, max_steps=num_iters,
-                reg=reg, reg_per_sample=False, stopping="none", verbose=verbose,
+                batch_size=batch_size,
+                max_epochs=None,
+                max_steps=num_iters,
+                reg=reg,
+                reg_per_sample=False,
+                stopping="none",
+                verbose=verbose,
             ),
             validation=(X_val, y_val),
             seed=seed,
@@ -357,8 +384,12 @@ class TwoLayerNet(MLP):
 
 
 def _initial_params(
-    sizes: tuple[int, ...], init: str, std: float, activation: str,
-    rng: np.random.Generator, dtype: np.dtype,
+    sizes: tuple[int, ...],
+    init: str,
+    std: float,
+    activation: str,
+    rng: np.random.Generator,
+    dtype: np.dtype,
 ) -> Params:
     """``W_l`` (fan_in, fan_out) and ``b_l`` (fan_out,) for every layer, drawn from rng."""
     params: Params = {}

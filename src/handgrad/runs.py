@@ -41,10 +41,22 @@ from handgrad.layers import ACTIVATIONS
 from handgrad.optim import OPTIMIZERS
 
 __all__ = [
-    "CHECKPOINT", "CONFIG", "METRICS", "MODEL", "REPORT", "PreparedData", "TrainConfig",
-    "TrainResult", "make_run_dir", "prepare_data", "read_json", "resume", "train",
-    "write_json", "write_report",
-]  # fmt: skip
+    "CHECKPOINT",
+    "CONFIG",
+    "METRICS",
+    "MODEL",
+    "REPORT",
+    "PreparedData",
+    "TrainConfig",
+    "TrainResult",
+    "make_run_dir",
+    "prepare_data",
+    "read_json",
+    "resume",
+    "train",
+    "write_json",
+    "write_report",
+]
 
 CONFIG, CHECKPOINT, MODEL = "config.json", "checkpoint.safetensors", "model.safetensors"
 METRICS, REPORT = "metrics.json", "report.png"
@@ -132,8 +144,11 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise ValueError(f"{path} is not valid JSON ({exc})") from None
 
 
-def make_run_dir(out: str | os.PathLike[str] | None = None, name: str | None = None,
-                 root: str | os.PathLike[str] = "runs") -> Path:  # fmt: skip
+def make_run_dir(
+    out: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    root: str | os.PathLike[str] = "runs",
+) -> Path:
     """Create (if needed) and return a writable run folder.
 
     ``out`` is the folder itself; otherwise ``root/name``, or ``root/<timestamp>``.
@@ -190,16 +205,22 @@ def prepare_data(config: TrainConfig) -> PreparedData:
     part (seeded by ``config.seed``), and fit the preprocessing on the training rows."""
     from sklearn.model_selection import train_test_split
 
-    ds = load_dataset(config.data, data_dir=config.data_dir, split_seed=config.seed,
-                      test_size=config.test_fraction, label=label_column(config.label))  # fmt: skip
+    ds = load_dataset(
+        config.data,
+        data_dir=config.data_dir,
+        split_seed=config.seed,
+        test_size=config.test_fraction,
+        label=label_column(config.label),
+    )
     n_val = max(1, round(config.validation_fraction * len(ds.X_train)))
     try:
         X_tr, X_val, y_tr, y_val = train_test_split(
-            ds.X_train, ds.y_train, test_size=n_val, random_state=config.seed,
-            stratify=ds.y_train)  # fmt: skip
+            ds.X_train, ds.y_train, test_size=n_val, random_state=config.seed, stratify=ds.y_train
+        )
     except ValueError:  # a class too small to stratify
         X_tr, X_val, y_tr, y_val = train_test_split(
-            ds.X_train, ds.y_train, test_size=n_val, random_state=config.seed)  # fmt: skip
+            ds.X_train, ds.y_train, test_size=n_val, random_state=config.seed
+        )
     if config.batch_size > len(X_tr):
         raise ValueError(
             f"batch size {config.batch_size} is larger than the training set "
@@ -207,16 +228,27 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         )
     pre = Preprocessor(config.preprocessing, dtype=config.dtype).fit(X_tr)
     info: dict[str, Any] = {
-        "data": config.data, "name": ds.name, "class_names": list(ds.class_names),
+        "data": config.data,
+        "name": ds.name,
+        "class_names": list(ds.class_names),
         "image_shape": None if ds.image_shape is None else list(ds.image_shape),
-        "split_seed": config.seed, "test_fraction": config.test_fraction,
+        "split_seed": config.seed,
+        "test_fraction": config.test_fraction,
     }
     if ds.feature_names is not None:
         info["feature_names"] = list(ds.feature_names)
     if ds.image_shape is not None:
         info["pixel_max"] = 255.0 if ds.X_train.dtype == np.uint8 else float(ds.X_train.max())
-    return PreparedData(pre.transform(X_tr), y_tr, pre.transform(X_val), y_val,
-                        pre.transform(ds.X_test), ds.y_test, pre, info)  # fmt: skip
+    return PreparedData(
+        pre.transform(X_tr),
+        y_tr,
+        pre.transform(X_val),
+        y_val,
+        pre.transform(ds.X_test),
+        ds.y_test,
+        pre,
+        info,
+    )
 
 
 # --------------------------------------------------------------------------- training
@@ -239,17 +271,28 @@ def build_classifier(config: TrainConfig) -> Any:
     from handgrad.estimator import MLPClassifier
 
     return MLPClassifier(
-        hidden_layer_sizes=config.hidden, activation=config.activation, solver=config.solver,
-        alpha=config.alpha, batch_size=config.batch_size,
-        learning_rate_init=config.learning_rate, max_iter=config.epochs,
-        random_state=config.seed, early_stopping=config.early_stopping,
+        hidden_layer_sizes=config.hidden,
+        activation=config.activation,
+        solver=config.solver,
+        alpha=config.alpha,
+        batch_size=config.batch_size,
+        learning_rate_init=config.learning_rate,
+        max_iter=config.epochs,
+        random_state=config.seed,
+        early_stopping=config.early_stopping,
         n_iter_no_change=config.patience if config.early_stopping else np.inf,
     )
 
 
-def train(config: TrainConfig, *, out: str | os.PathLike[str] | None = None,
-          name: str | None = None, root: str | os.PathLike[str] = "runs",
-          progress: bool = True, log: Callable[[str], None] = print) -> TrainResult:  # fmt: skip
+def train(
+    config: TrainConfig,
+    *,
+    out: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    root: str | os.PathLike[str] = "runs",
+    progress: bool = True,
+    log: Callable[[str], None] = print,
+) -> TrainResult:
     """Train from scratch into a run folder (see :func:`make_run_dir` for ``out``,
     ``name`` and ``root``, and the module docstring for the files). The data are loaded
     before the folder is made, so a bad dataset leaves nothing behind."""
@@ -258,8 +301,9 @@ def train(config: TrainConfig, *, out: str | os.PathLike[str] | None = None,
     return _train(config, run_dir, data, None, progress, log)
 
 
-def resume(run_dir: str | os.PathLike[str], *, progress: bool = True,
-           log: Callable[[str], None] = print) -> TrainResult:  # fmt: skip
+def resume(
+    run_dir: str | os.PathLike[str], *, progress: bool = True, log: Callable[[str], None] = print
+) -> TrainResult:
     """Continue the run in ``run_dir`` from its last checkpoint, to the same end as an
     uninterrupted run (bit-identical weights)."""
     run_dir = Path(run_dir)
@@ -279,20 +323,28 @@ def resume(run_dir: str | os.PathLike[str], *, progress: bool = True,
     return _train(config, run_dir, prepare_data(config), run, progress, log)
 
 
-def _train(config: TrainConfig, run_dir: Path, data: PreparedData, run: Any,
-           progress: bool, log: Callable[[str], None]) -> TrainResult:  # fmt: skip
+def _train(
+    config: TrainConfig,
+    run_dir: Path,
+    data: PreparedData,
+    run: Any,
+    progress: bool,
+    log: Callable[[str], None],
+) -> TrainResult:
     from sklearn.exceptions import ConvergenceWarning
 
     clf = build_classifier(config)
     classes = np.unique(data.y_train)
     done = 0 if run is None else run.history.epochs
     # L-BFGS runs as one scipy call, without epochs to report.
-    bar = ProgressBar(config.epochs, initial=done,
-                      disable=not progress or config.solver == "lbfgs")  # fmt: skip
+    bar = ProgressBar(config.epochs, initial=done, disable=not progress or config.solver == "lbfgs")
     callbacks: list[Any] = [bar]
     if config.checkpoint_every:
-        callbacks.append(Checkpoint(run_dir / CHECKPOINT, config.checkpoint_every,
-                                    metadata={"config": config.to_dict()}))  # fmt: skip
+        callbacks.append(
+            Checkpoint(
+                run_dir / CHECKPOINT, config.checkpoint_every, metadata={"config": config.to_dict()}
+            )
+        )
     finished = done >= config.epochs or (
         run is not None and run.history.stop_reason in ("early_stopping", "converged")
     )
@@ -304,15 +356,21 @@ def _train(config: TrainConfig, run_dir: Path, data: PreparedData, run: Any,
             # checkpoint was its end) is only attached to the classifier.
             if finished:
                 clf.max_iter = done
-            clf._fit(data.X_train, data.y_train, classes=classes, run=run,
-                     validation=(data.X_val, data.y_val),
-                     callbacks=() if finished else callbacks)  # fmt: skip
+            clf._fit(
+                data.X_train,
+                data.y_train,
+                classes=classes,
+                run=run,
+                validation=(data.X_val, data.y_val),
+                callbacks=() if finished else callbacks,
+            )
     finally:
         bar.close()
     seconds = time.perf_counter() - start
     metrics = _metrics(clf, data, config, seconds)
-    save_bundle(run_dir / MODEL, clf, data.preprocessor,
-                {**data.info, "training": metrics["final"]})  # fmt: skip
+    save_bundle(
+        run_dir / MODEL, clf, data.preprocessor, {**data.info, "training": metrics["final"]}
+    )
     write_json(run_dir / CONFIG, config.to_dict())
     write_json(run_dir / METRICS, metrics)
     write_report(run_dir, metrics, clf)
@@ -329,20 +387,28 @@ def _metrics(clf: Any, data: PreparedData, config: TrainConfig, seconds: float) 
         "train_accuracy": float(clf.score(data.X_train, data.y_train)),
         "val_accuracy": float(clf.score(data.X_val, data.y_val)),
         "test_accuracy": float(np.mean(pred == data.y_test)),
-        "epochs": history.epochs, "stop_reason": history.stop_reason,
+        "epochs": history.epochs,
+        "stop_reason": history.stop_reason,
         "seconds": round(seconds, 3),
     }
     return {
-        "config": config.to_dict(), "data": data.info, "final": final,
-        "history": history.to_dict(), "classes": clf.classes_.tolist(),
+        "config": config.to_dict(),
+        "data": data.info,
+        "final": final,
+        "history": history.to_dict(),
+        "classes": clf.classes_.tolist(),
         "confusion_matrix": cm.tolist(),
-        "sizes": {"train": len(data.y_train), "validation": len(data.y_val),
-                  "test": len(data.y_test)},
-    }  # fmt: skip
+        "sizes": {
+            "train": len(data.y_train),
+            "validation": len(data.y_val),
+            "test": len(data.y_test),
+        },
+    }
 
 
-def write_report(run_dir: str | os.PathLike[str], metrics: dict[str, Any],
-                 classifier: Any = None) -> Path:  # fmt: skip
+def write_report(
+    run_dir: str | os.PathLike[str], metrics: dict[str, Any], classifier: Any = None
+) -> Path:
     """Draw ``report.png`` from the metrics (and the first-layer weights, for images)."""
     from handgrad.plots import make_report
 
@@ -355,8 +421,16 @@ def write_report(run_dir: str | os.PathLike[str], metrics: dict[str, Any],
     channels = shape[2] if shape is not None and len(shape) == 3 else 1
     cm = metrics.get("confusion_matrix")
     return make_report(
-        {"loss_iterations": history.get("step_loss"), "loss": history.get("loss"),
-         "train_score": history.get("train_score"), "val_score": history.get("val_score")},
-        path=Path(run_dir) / REPORT, W1=W1, image_shape=shape, channels=channels,
-        cm=None if cm is None else np.asarray(cm), class_names=info.get("class_names"),
-    )  # fmt: skip
+        {
+            "loss_iterations": history.get("step_loss"),
+            "loss": history.get("loss"),
+            "train_score": history.get("train_score"),
+            "val_score": history.get("val_score"),
+        },
+        path=Path(run_dir) / REPORT,
+        W1=W1,
+        image_shape=shape,
+        channels=channels,
+        cm=None if cm is None else np.asarray(cm),
+        class_names=info.get("class_names"),
+    )

@@ -76,12 +76,18 @@ def random_search(
     run_dir = make_run_dir(out, name)
     search = RandomizedSearchCV(
         build_classifier(config),
-        {"hidden_layer_sizes": [tuple(h) for h in hidden_choices],
-         "learning_rate_init": loguniform(*LEARNING_RATE_RANGE),
-         "alpha": loguniform(*ALPHA_RANGE)},
-        n_iter=n_iter, cv=cv, n_jobs=n_jobs, random_state=config.seed, refit=True,
+        {
+            "hidden_layer_sizes": [tuple(h) for h in hidden_choices],
+            "learning_rate_init": loguniform(*LEARNING_RATE_RANGE),
+            "alpha": loguniform(*ALPHA_RANGE),
+        },
+        n_iter=n_iter,
+        cv=cv,
+        n_jobs=n_jobs,
+        random_state=config.seed,
+        refit=True,
         error_score=np.nan,
-    )  # fmt: skip
+    )
     import warnings
 
     start = time.perf_counter()
@@ -91,8 +97,9 @@ def random_search(
     seconds = time.perf_counter() - start
     best = search.best_estimator_
     metrics = _metrics(search, best, data, config, seconds)
-    save_bundle(run_dir / MODEL, best, data.preprocessor,
-                {**data.info, "training": metrics["final"]})  # fmt: skip
+    save_bundle(
+        run_dir / MODEL, best, data.preprocessor, {**data.info, "training": metrics["final"]}
+    )
     write_json(run_dir / METRICS, metrics)
     write_report(run_dir, metrics, best)
     return SearchResult(run_dir, best, metrics)
@@ -104,33 +111,49 @@ def _metrics(search: Any, best: Any, data: Any, config: TrainConfig, seconds: fl
     results = search.cv_results_
     order = np.argsort(results["rank_test_score"], kind="stable")
     ranked = [
-        {"rank": int(results["rank_test_score"][i]),
-         "mean_cv_accuracy": _number(results["mean_test_score"][i]),
-         "std_cv_accuracy": _number(results["std_test_score"][i]),
-         "hidden": list(results["param_hidden_layer_sizes"][i]),
-         "learning_rate": float(results["param_learning_rate_init"][i]),
-         "alpha": float(results["param_alpha"][i]),
-         "fit_seconds": float(results["mean_fit_time"][i])}
+        {
+            "rank": int(results["rank_test_score"][i]),
+            "mean_cv_accuracy": _number(results["mean_test_score"][i]),
+            "std_cv_accuracy": _number(results["std_test_score"][i]),
+            "hidden": list(results["param_hidden_layer_sizes"][i]),
+            "learning_rate": float(results["param_learning_rate_init"][i]),
+            "alpha": float(results["param_alpha"][i]),
+            "fit_seconds": float(results["mean_fit_time"][i]),
+        }
         for i in order
-    ]  # fmt: skip
+    ]
     pred = best.predict(data.X_test)
     history = best._run.history
     final = {
-        "train_accuracy": float(best.score(np.concatenate([data.X_train, data.X_val]),
-                                           np.concatenate([data.y_train, data.y_val]))),
+        "train_accuracy": float(
+            best.score(
+                np.concatenate([data.X_train, data.X_val]),
+                np.concatenate([data.y_train, data.y_val]),
+            )
+        ),
         "val_accuracy": _number(search.best_score_),  # the best mean CV accuracy
         "test_accuracy": float(np.mean(pred == data.y_test)),
-        "epochs": history.epochs, "stop_reason": history.stop_reason,
+        "epochs": history.epochs,
+        "stop_reason": history.stop_reason,
         "seconds": round(seconds, 3),
-    }  # fmt: skip
+    }
     return {
-        "config": config.to_dict(), "data": data.info, "final": final,
-        "history": history.to_dict(), "classes": best.classes_.tolist(),
+        "config": config.to_dict(),
+        "data": data.info,
+        "final": final,
+        "history": history.to_dict(),
+        "classes": best.classes_.tolist(),
         "confusion_matrix": confusion_matrix(data.y_test, pred, labels=best.classes_).tolist(),
-        "search": {"n_iter": len(ranked), "cv": search.n_splits_, "results": ranked,
-                   "best_params": {k: (list(v) if isinstance(v, tuple) else float(v))
-                                   for k, v in search.best_params_.items()}},
-    }  # fmt: skip
+        "search": {
+            "n_iter": len(ranked),
+            "cv": search.n_splits_,
+            "results": ranked,
+            "best_params": {
+                k: (list(v) if isinstance(v, tuple) else float(v))
+                for k, v in search.best_params_.items()
+            },
+        },
+    }
 
 
 def _number(value: Any) -> float | None:

@@ -82,8 +82,9 @@ class History:
     def to_dict(self) -> dict[str, Any]:
         """A JSON-serialisable dict (infinities become None)."""
         d = asdict(self)
-        return {k: (None if isinstance(v, float) and not math.isfinite(v) else v)
-                for k, v in d.items()}
+        return {
+            k: (None if isinstance(v, float) and not math.isfinite(v) else v) for k, v in d.items()
+        }
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> History:
@@ -149,11 +150,13 @@ def fit(
     if validation is not None:
         X_val = validation[0]
         if check_input:
-            X_val = check_X(X_val, n_features=model.layer_sizes[0], dtype=model.dtype,
-                            name="X_val")
+            X_val = check_X(X_val, n_features=model.layer_sizes[0], dtype=model.dtype, name="X_val")
         w_val = validation[2] if len(validation) > 2 else None
-        validation = (X_val, model.encode_targets(validation[1], X_val.shape[0]),
-                      check_sample_weight(w_val, X_val.shape[0], np.float64))
+        validation = (
+            X_val,
+            model.encode_targets(validation[1], X_val.shape[0]),
+            check_sample_weight(w_val, X_val.shape[0], np.float64),
+        )
     elif config.stopping == "validation":
         raise ValueError("stopping='validation' (early stopping) needs validation data")
     run = run or Run(model, optimizer, as_rng(seed))
@@ -207,7 +210,7 @@ class _EpochStart:
         run.optimizer.load_state(self.optimizer_arrays, dict(self.optimizer_scalars))
         run.rng.bit_generator.state = self.rng_state
         run.history.steps = self.steps
-        del run.history.step_loss[self.n_step_loss:]
+        del run.history.step_loss[self.n_step_loss :]
 
 
 # A diverging step overflows on its way to the non-finite loss that the loop reports
@@ -240,7 +243,7 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
             for start in range(0, N, batch_size):
                 if config.max_steps is not None and hist.steps >= config.max_steps:
                     break
-                idx = order[start:start + batch_size]
+                idx = order[start : start + batch_size]
                 n = len(idx)
                 if ws is None:
                     Xb, Tb, wb = X[idx], T[idx], (None if w is None else w[idx])
@@ -289,8 +292,7 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
 def _own_step(model: MLP) -> bool:
     """True when the model's step is MLP's own math, neither overridden nor patched."""
     names = ("training_step", "forward", "backward", "data_loss")
-    return all(getattr(type(model), k) is getattr(MLP, k) and k not in vars(model)
-               for k in names)
+    return all(getattr(type(model), k) is getattr(MLP, k) and k not in vars(model) for k in names)
 
 
 def _is_plain_sgd(opt: Optimizer) -> bool:
@@ -355,6 +357,7 @@ def _diverged(hist: History, opt: Optimizer) -> None:
 def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
     """Full-batch L-BFGS-B on the flattened parameters, driven by the hand-derived grads."""
     import scipy.optimize
+
     model, opt, hist = run.model, run.optimizer, run.history
     names = list(model.params)
     shapes = [model.params[k].shape for k in names]
@@ -381,7 +384,11 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
     theta0 = np.concatenate([model.params[k].ravel() for k in names]).astype(np.float64)
     max_iter = config.max_epochs or config.max_steps
     result = scipy.optimize.minimize(
-        loss_grad, theta0, method="L-BFGS-B", jac=True, callback=record,
+        loss_grad,
+        theta0,
+        method="L-BFGS-B",
+        jac=True,
+        callback=record,
         options={"maxfun": opt.max_fun, "maxiter": max_iter, "gtol": config.tol},
     )
     unpack(result.x)

@@ -60,8 +60,10 @@ def _numpy_cblas_gemm() -> dict | None:
         return None
     try:
         lib = ctypes.CDLL(str(found[0]))  # already loaded by NumPy: the same library
-        funcs = {np.dtype(np.float32): (lib.scipy_cblas_sgemm64_, ctypes.c_float),
-                 np.dtype(np.float64): (lib.scipy_cblas_dgemm64_, ctypes.c_double)}
+        funcs = {
+            np.dtype(np.float32): (lib.scipy_cblas_sgemm64_, ctypes.c_float),
+            np.dtype(np.float64): (lib.scipy_cblas_dgemm64_, ctypes.c_double),
+        }
     except (OSError, AttributeError):
         return None
     I, L, P = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
@@ -88,21 +90,34 @@ def _address(M: Array) -> int:
     return M.ctypes.data
 
 
-def gemm_(A: Array, B: Array, C: Array, alpha: float, beta: float,
-          trans_a: bool = False) -> bool:
+def gemm_(A: Array, B: Array, C: Array, alpha: float, beta: float, trans_a: bool = False) -> bool:
     """``C ← β C + α op(A) B`` in place by one BLAS call; False (C untouched) if unavailable.
 
     ``op(A) = Aᵀ`` with ``trans_a``. A: (k, m) if trans_a else (m, k); B: (k, n);
     C: (m, n); all of one dtype and row-major.
     """
     gemm = None if _CBLAS_GEMM is None else _CBLAS_GEMM.get(C.dtype)
-    if gemm is None or not (C.flags.c_contiguous and C.flags.writeable
-                            and _rows_ok(A, C.dtype) and _rows_ok(B, C.dtype)):
+    if gemm is None or not (
+        C.flags.c_contiguous and C.flags.writeable and _rows_ok(A, C.dtype) and _rows_ok(B, C.dtype)
+    ):
         return False
     (m, n), k, size = C.shape, B.shape[0], C.itemsize
-    gemm(_ROW_MAJOR, _TRANS if trans_a else _NO_TRANS, _NO_TRANS, m, n, k, float(alpha),
-         _address(A), A.strides[0] // size, _address(B), B.strides[0] // size,
-         float(beta), _address(C), n)
+    gemm(
+        _ROW_MAJOR,
+        _TRANS if trans_a else _NO_TRANS,
+        _NO_TRANS,
+        m,
+        n,
+        k,
+        float(alpha),
+        _address(A),
+        A.strides[0] // size,
+        _address(B),
+        B.strides[0] // size,
+        float(beta),
+        _address(C),
+        n,
+    )
     return True
 
 
@@ -178,8 +193,9 @@ class Workspace:
         L = len(self.layer_sizes) - 1
         self._names = [(f"W{l}", f"b{l}") for l in range(L + 1)]  # [l] = ("W_l", "b_l")
         self._A = [np.empty((rows, h), dt) for h in hidden]
-        self._D = [None if self.activation == "identity" else np.empty((rows, h), dt)
-                   for h in hidden]  # act'(Z_l)
+        self._D = [
+            None if self.activation == "identity" else np.empty((rows, h), dt) for h in hidden
+        ]  # act'(Z_l)
         self._dZ = [np.empty((rows, h), dt) for h in hidden]
         self._S, self._dS = np.empty((rows, C), dt), np.empty((rows, C), dt)
         self._ones = np.ones(rows, dt)  # Σ_rows dZ = 1ᵀ dZ
@@ -190,7 +206,7 @@ class Workspace:
         self._m, self._total, self._picked, self._c = np.empty((4, rows), dt)  # (rows,) each
         self.grads: Params = {}
         for l in range(1, L + 1):
-            self.grads[f"W{l}"] = np.empty(self.layer_sizes[l - 1:l + 1], dt)
+            self.grads[f"W{l}"] = np.empty(self.layer_sizes[l - 1 : l + 1], dt)
             self.grads[f"b{l}"] = np.empty(self.layer_sizes[l], dt)
         self._scratches: dict[tuple[int, ...], Array] = {}
         self._batch: tuple[Array, NDArray, Array] | None = None
@@ -202,9 +218,11 @@ class Workspace:
         """Rows ``idx`` of X (N, D), T and w copied into reused buffers; no allocation."""
         n = len(idx)
         if self._batch is None:
-            self._batch = (np.empty((self.rows, X.shape[1]), self.dtype),
-                           np.empty((self.rows, *T.shape[1:]), T.dtype),
-                           np.empty(self.rows, self.dtype))
+            self._batch = (
+                np.empty((self.rows, X.shape[1]), self.dtype),
+                np.empty((self.rows, *T.shape[1:]), T.dtype),
+                np.empty(self.rows, self.dtype),
+            )
         Xb, Tb, wb = (buf[:n] for buf in self._batch)
         np.take(X, idx, axis=0, out=Xb, mode="clip")  # "clip": unbuffered
         np.take(T, idx, axis=0, out=Tb, mode="clip")
@@ -341,7 +359,12 @@ class Workspace:
         return loss, self.grads, S
 
     def sgd_step(
-        self, params: Params, X: Array, T: NDArray, reg: float, w: Array | None,
+        self,
+        params: Params,
+        X: Array,
+        T: NDArray,
+        reg: float,
+        w: Array | None,
         learning_rate: float,
     ) -> tuple[float, Array]:
         """One plain-SGD step in place: ``θ ← θ − η ∂L/∂θ`` for every parameter.
@@ -354,8 +377,7 @@ class Workspace:
         return loss, S
 
 
-def scores(model: MLP, X: Array, chunk_rows: int = CHUNK_ROWS,
-           check_finite: bool = False) -> Array:
+def scores(model: MLP, X: Array, chunk_rows: int = CHUNK_ROWS, check_finite: bool = False) -> Array:
     """Scores S (N, C) of a checked X (N, D) in the model's dtype, chunk by chunk.
 
     One workspace of ``chunk_rows`` rows is reused for every chunk, so the memory beyond
@@ -371,10 +393,10 @@ def scores(model: MLP, X: Array, chunk_rows: int = CHUNK_ROWS,
     hidden = [np.empty((min(N, chunk_rows), h), model.dtype) for h in model.hidden_sizes]
     params = model.params
     for start in range(0, N, chunk_rows):
-        A = X[start:start + chunk_rows]
+        A = X[start : start + chunk_rows]
         n = A.shape[0]
         for l in range(1, L + 1):
-            out = S[start:start + n] if l == L else hidden[l - 1][:n]
+            out = S[start : start + n] if l == L else hidden[l - 1][:n]
             if l == 1 and check_finite:
                 with np.errstate(invalid="ignore", over="ignore"):  # reported below
                     Z = affine_into(A, params["W1"], params["b1"], out)

@@ -44,8 +44,9 @@ def print_error(text: str) -> None:
         click.echo(f"  {line.strip()}", err=True)
 
 
-def _show_warning(message: Warning | str, category: type[Warning], *args: Any,
-                  **kwargs: Any) -> None:  # fmt: skip
+def _show_warning(
+    message: Warning | str, category: type[Warning], *args: Any, **kwargs: Any
+) -> None:
     """Warnings as one line each, like errors."""
     click.echo(f"handgrad: warning: {message}", err=True)
 
@@ -53,9 +54,14 @@ def _show_warning(message: Warning | str, category: type[Warning], *args: Any,
 class HandgradGroup(click.Group):
     """A click group that turns every expected exception into one line."""
 
-    def main(self, args: Sequence[str] | None = None, prog_name: str | None = None,
-             complete_var: str | None = None, standalone_mode: bool = True,
-             **extra: Any) -> Any:  # fmt: skip
+    def main(
+        self,
+        args: Sequence[str] | None = None,
+        prog_name: str | None = None,
+        complete_var: str | None = None,
+        standalone_mode: bool = True,
+        **extra: Any,
+    ) -> Any:
         args = list(sys.argv[1:] if args is None else args)
         debug = "--debug" in args or os.environ.get("HANDGRAD_DEBUG", "") not in ("", "0")
         args = [a for a in args if a != "--debug"]
@@ -63,8 +69,11 @@ class HandgradGroup(click.Group):
             with warnings.catch_warnings():
                 warnings.showwarning = _show_warning
                 rv = super().main(
-                    args, prog_name=prog_name or "handgrad", complete_var=complete_var,
-                    standalone_mode=False, **extra,
+                    args,
+                    prog_name=prog_name or "handgrad",
+                    complete_var=complete_var,
+                    standalone_mode=False,
+                    **extra,
                 )
         except click.exceptions.Exit as exc:
             sys.exit(exc.exit_code)
@@ -91,16 +100,21 @@ class HandgradGroup(click.Group):
         except Exception as exc:
             if debug:
                 raise
-            print_error(f"internal error: {type(exc).__name__}: {exc} "
-                        "(run with --debug for the traceback)")  # fmt: skip
+            print_error(
+                f"internal error: {type(exc).__name__}: {exc} (run with --debug for the traceback)"
+            )
             sys.exit(EXIT_ERROR)
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
 @click.group(cls=HandgradGroup, context_settings={"help_option_names": ["-h", "--help"]})
 @click.version_option(package_name="handgrad", prog_name="handgrad")
-@click.option("--debug", is_flag=True, expose_value=False,
-              help="Show the full traceback of an error (allowed anywhere on the line).")
+@click.option(
+    "--debug",
+    is_flag=True,
+    expose_value=False,
+    help="Show the full traceback of an error (allowed anywhere on the line).",
+)
 def main() -> None:
     """handgrad: neural-network classifiers whose every gradient is derived by hand.
 

@@ -19,13 +19,22 @@ _DESCRIPTIONS = {
     "fashion-mnist-t10k": "Fashion-MNIST's 10000 test images only",
     "cifar10": "60000 32×32 colour images, 10 classes (download, 163 MB)",
 }
-_REMOTE = {"mnist": "mnist", "mnist-t10k": "mnist", "fashion-mnist": "fashion-mnist",
-           "fashion-mnist-t10k": "fashion-mnist", "cifar10": "cifar10"}  # fmt: skip
+_REMOTE = {
+    "mnist": "mnist",
+    "mnist-t10k": "mnist",
+    "fashion-mnist": "fashion-mnist",
+    "fashion-mnist-t10k": "fashion-mnist",
+    "cifar10": "cifar10",
+}
 
 
 @click.command("datasets")
-@click.option("--data-dir", type=click.Path(file_okay=False), default=None,
-              help="Folder to look in instead of the default cache.")
+@click.option(
+    "--data-dir",
+    type=click.Path(file_okay=False),
+    default=None,
+    help="Folder to look in instead of the default cache.",
+)
 def command(data_dir: str | None) -> None:
     """List the dataset names --data accepts and where downloads are cached.
 
@@ -44,8 +53,7 @@ def command(data_dir: str | None) -> None:
             where = f"{home / _REMOTE[name]} ({_present(_REMOTE[name], home)})"
         rows.append([name, _DESCRIPTIONS.get(name, ""), where])
     click.echo(format_table(rows, ["name", "what", "files"], [False] * 3))
-    click.echo("csv:PATH or a .csv file   your table: numeric features + a label column "
-               "(--label)")  # fmt: skip
+    click.echo("csv:PATH or a .csv file   your table: numeric features + a label column (--label)")
     click.echo("npz:PATH or a .npz file   arrays X (N, ...) and y (N,)")
     click.echo(f"\ndownloads go to {home} (change with --data-dir or ${ENV_VAR})")
 

@@ -13,13 +13,18 @@ from handgrad.cli._common import data_options, format_table
 @click.command("evaluate")
 @click.argument("model", type=click.Path(dir_okay=False))
 @data_options(default=None)
-@click.option("--split", type=click.Choice(["test", "train", "all"]), default="test",
-              show_default=True,
-              help="Which part of the data: the held-out test part (split with the seed "
-                   "the model was trained with), the training part, or everything.")
+@click.option(
+    "--split",
+    type=click.Choice(["test", "train", "all"]),
+    default="test",
+    show_default=True,
+    help="Which part of the data: the held-out test part (split with the seed "
+    "the model was trained with), the training part, or everything.",
+)
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
-def command(model: str, data: str | None, data_dir: str | None, label: str | None,
-            split: str, as_json: bool) -> None:  # fmt: skip
+def command(
+    model: str, data: str | None, data_dir: str | None, label: str | None, split: str, as_json: bool
+) -> None:
     """Score MODEL (a model.safetensors file) on a dataset.
 
     \b
@@ -35,11 +40,16 @@ def command(model: str, data: str | None, data_dir: str | None, label: str | Non
     info = bundle.info
     name = data or info.get("data")
     if name is None:
-        raise click.UsageError("this model file does not say what data it was trained on; "
-                               "give --data")  # fmt: skip
-    ds = load_dataset(name, data_dir=data_dir, label=label_column(label),
-                      split_seed=int(info.get("split_seed", 0)),
-                      test_size=float(info.get("test_fraction", 0.25)))  # fmt: skip
+        raise click.UsageError(
+            "this model file does not say what data it was trained on; give --data"
+        )
+    ds = load_dataset(
+        name,
+        data_dir=data_dir,
+        label=label_column(label),
+        split_seed=int(info.get("split_seed", 0)),
+        test_size=float(info.get("test_fraction", 0.25)),
+    )
     if split == "test":
         X, y = ds.X_test, ds.y_test
     elif split == "train":
@@ -57,22 +67,30 @@ def command(model: str, data: str | None, data_dir: str | None, label: str | Non
 
 
 def _tables(report: dict[str, Any]) -> str:
-    rows: list[list[Any]] = [[c["name"], c["precision"], c["recall"], c["f1"], c["support"]]
-                             for c in report["per_class"]]  # fmt: skip
+    rows: list[list[Any]] = [
+        [c["name"], c["precision"], c["recall"], c["f1"], c["support"]] for c in report["per_class"]
+    ]
     for key in ("macro_avg", "weighted_avg"):
         a = report[key]
-        rows.append([key.replace("_", " "), a["precision"], a["recall"], a["f1"],
-                     report["n_samples"]])  # fmt: skip
+        rows.append(
+            [key.replace("_", " "), a["precision"], a["recall"], a["f1"], report["n_samples"]]
+        )
     names = report["class_names"]
-    cm_rows = [[f"true {n}", *row] for n, row in zip(names, report["confusion_matrix"],
-                                                      strict=True)]  # fmt: skip
-    return "\n".join([
-        f"{report['data']} ({report['split']} split, {report['n_samples']} samples): "
-        f"accuracy {report['accuracy']:.4f}",
-        "",
-        format_table(rows, ["class", "precision", "recall", "f1", "support"],
-                     [False, True, True, True, True]),
-        "",
-        "confusion matrix (rows: true class, columns: predicted class)",
-        format_table(cm_rows, ["", *names], [False] + [True] * len(names)),
-    ])  # fmt: skip
+    cm_rows = [
+        [f"true {n}", *row] for n, row in zip(names, report["confusion_matrix"], strict=True)
+    ]
+    return "\n".join(
+        [
+            f"{report['data']} ({report['split']} split, {report['n_samples']} samples): "
+            f"accuracy {report['accuracy']:.4f}",
+            "",
+            format_table(
+                rows,
+                ["class", "precision", "recall", "f1", "support"],
+                [False, True, True, True, True],
+            ),
+            "",
+            "confusion matrix (rows: true class, columns: predicted class)",
+            format_table(cm_rows, ["", *names], [False] + [True] * len(names)),
+        ]
+    )

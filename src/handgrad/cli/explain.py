@@ -10,19 +10,28 @@ from handgrad.network import HEADS
 
 
 @click.command("explain")
-@click.option("--input", "input_size", type=click.IntRange(min=1), required=True,
-              metavar="D", help="Number of input features.")
+@click.option(
+    "--input",
+    "input_size",
+    type=click.IntRange(min=1),
+    required=True,
+    metavar="D",
+    help="Number of input features.",
+)
 @click.option("--hidden", type=HIDDEN, required=True, help="Hidden sizes: H or H1,H2,…")
-@click.option("--classes", type=click.IntRange(min=1), required=True, metavar="C",
-              help="Number of classes.")
-@click.option("--batch", type=click.IntRange(min=1), required=True, metavar="N",
-              help="Rows in the batch.")
-@click.option("--activation", type=click.Choice(list(ACTIVATIONS)), default="relu",
-              show_default=True)
-@click.option("--head", type=click.Choice(HEADS), default="softmax",
-              show_default=True)
-def command(input_size: int, hidden: tuple[int, ...], classes: int, batch: int,
-            activation: str, head: str) -> None:  # fmt: skip
+@click.option(
+    "--classes", type=click.IntRange(min=1), required=True, metavar="C", help="Number of classes."
+)
+@click.option(
+    "--batch", type=click.IntRange(min=1), required=True, metavar="N", help="Rows in the batch."
+)
+@click.option(
+    "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
+)
+@click.option("--head", type=click.Choice(HEADS), default="softmax", show_default=True)
+def command(
+    input_size: int, hidden: tuple[int, ...], classes: int, batch: int, activation: str, head: str
+) -> None:
     """Print every quantity of the forward and backward pass with its formula in the
     seed's notation and its shape for these sizes.
 
@@ -35,9 +44,13 @@ def command(input_size: int, hidden: tuple[int, ...], classes: int, batch: int,
 
     rows = explain(input_size, hidden, classes, batch, activation=activation, head=head)
     sizes = (input_size, *hidden, classes)
-    click.echo(f"network {'→'.join(map(str, sizes))}, {activation} hidden activation, "
-               f"{head} head, batch N={batch}")  # fmt: skip
+    click.echo(
+        f"network {'→'.join(map(str, sizes))}, {activation} hidden activation, "
+        f"{head} head, batch N={batch}"
+    )
     click.echo(format_table(rows))
     target = "one-hot" if head == "softmax" else "0/1"
-    click.echo(f"{parameter_count(sizes):,} parameters; Y is the (N, {classes}) {target} "
-               "target matrix, λ the L2 strength")  # fmt: skip
+    click.echo(
+        f"{parameter_count(sizes):,} parameters; Y is the (N, {classes}) {target} "
+        "target matrix, λ the L2 strength"
+    )

@@ -13,35 +13,85 @@ from handgrad.network import HEADS
 
 
 @click.command("gradcheck")
-@click.option("--model", "model_path", type=click.Path(dir_okay=False), default=None,
-              metavar="FILE", help="Check a saved model instead of building a small net.")
-@click.option("--input", "input_size", type=click.IntRange(min=1), default=5,
-              show_default=True, help="D, the number of input features.")
-@click.option("--hidden", type=HIDDEN, default="10", show_default=True,
-              help="Hidden layer sizes, e.g. 10 or 10,7.")
-@click.option("--classes", type=click.IntRange(min=1), default=3, show_default=True,
-              help="C, the number of classes (outputs).")
-@click.option("--batch", type=click.IntRange(min=1), default=4, show_default=True,
-              help="N, the rows of the random batch.")
-@click.option("--activation", type=click.Choice(list(ACTIVATIONS)), default="relu",
-              show_default=True)
-@click.option("--head", type=click.Choice(HEADS), default="softmax",
-              show_default=True)
-@click.option("--reg", type=click.FloatRange(min=0), default=None,
-              help="λ, the L2 regularisation strength [default: 0.05; 0 with --model].")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE",
+    help="Check a saved model instead of building a small net.",
+)
+@click.option(
+    "--input",
+    "input_size",
+    type=click.IntRange(min=1),
+    default=5,
+    show_default=True,
+    help="D, the number of input features.",
+)
+@click.option(
+    "--hidden",
+    type=HIDDEN,
+    default="10",
+    show_default=True,
+    help="Hidden layer sizes, e.g. 10 or 10,7.",
+)
+@click.option(
+    "--classes",
+    type=click.IntRange(min=1),
+    default=3,
+    show_default=True,
+    help="C, the number of classes (outputs).",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=4,
+    show_default=True,
+    help="N, the rows of the random batch.",
+)
+@click.option(
+    "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
+)
+@click.option("--head", type=click.Choice(HEADS), default="softmax", show_default=True)
+@click.option(
+    "--reg",
+    type=click.FloatRange(min=0),
+    default=None,
+    help="λ, the L2 regularisation strength [default: 0.05; 0 with --model].",
+)
 @click.option("--seed", type=int, default=0, show_default=True)
-@click.option("--threshold", type=click.FloatRange(min=0, min_open=True), default=1e-6,
-              show_default=True, help="Largest relative error that passes.")
-@click.option("--metric", type=click.Choice(["entry", "norm"]), default=None,
-              help="What the verdict uses: the worst entry's relative error, or the "
-                   "relative error of the whole gradient [default: entry; norm with "
-                   "--model, whose trained weights give many near-zero gradient entries "
-                   "that only rounding separates].")
+@click.option(
+    "--threshold",
+    type=click.FloatRange(min=0, min_open=True),
+    default=1e-6,
+    show_default=True,
+    help="Largest relative error that passes.",
+)
+@click.option(
+    "--metric",
+    type=click.Choice(["entry", "norm"]),
+    default=None,
+    help="What the verdict uses: the worst entry's relative error, or the "
+    "relative error of the whole gradient [default: entry; norm with "
+    "--model, whose trained weights give many near-zero gradient entries "
+    "that only rounding separates].",
+)
 @click.pass_context
-def command(ctx: click.Context, model_path: str | None, input_size: int,
-            hidden: tuple[int, ...], classes: int, batch: int, activation: str, head: str,
-            reg: float | None, seed: int, threshold: float,
-            metric: str | None) -> None:  # fmt: skip
+def command(
+    ctx: click.Context,
+    model_path: str | None,
+    input_size: int,
+    hidden: tuple[int, ...],
+    classes: int,
+    batch: int,
+    activation: str,
+    head: str,
+    reg: float | None,
+    seed: int,
+    threshold: float,
+    metric: str | None,
+) -> None:
     """Compare every hand-derived gradient with finite differences; exit 1 on FAIL.
 
     Prints, per parameter, the largest relative error |a − n| / (|a| + |n|) of any entry
@@ -63,23 +113,46 @@ def command(ctx: click.Context, model_path: str | None, input_size: int,
         net = _network(model_path)
         X = rng.random((batch, net.layer_sizes[0]))  # like inputs scaled to [0, 1]
     else:
-        net = MLP(input_size, hidden, classes, activation=activation, head=head, seed=rng,
-                  dtype=np.float64)  # fmt: skip
+        net = MLP(
+            input_size,
+            hidden,
+            classes,
+            activation=activation,
+            head=head,
+            seed=rng,
+            dtype=np.float64,
+        )
         X = rng.standard_normal((batch, input_size))
     reg = (0.0 if model_path else 0.05) if reg is None else reg
     metric = metric or ("norm" if model_path else "entry")
     C = net.layer_sizes[-1]
-    y = rng.integers(0, C, size=batch) if net.head == "softmax" else rng.integers(
-        0, 2, size=(batch, C))
+    y = (
+        rng.integers(0, C, size=batch)
+        if net.head == "softmax"
+        else rng.integers(0, 2, size=(batch, C))
+    )
     rows = []
     for name, (entry, norm) in gradient_errors(net, X, y, reg).items():
         error = entry if metric == "entry" else norm
-        rows.append([name, str(net.params[name].shape), entry, norm,
-                     "PASS" if error <= threshold else "FAIL"])  # fmt: skip
-    click.echo(f"{net!r}, batch N={batch}, λ={reg:g}, verdict on the {metric} error "
-               f"<= {threshold:g}")  # fmt: skip
-    click.echo(format_table(rows, ["parameter", "shape", "entry error", "norm error",
-                                   "verdict"], [False, False, True, True, False]))  # fmt: skip
+        rows.append(
+            [
+                name,
+                str(net.params[name].shape),
+                entry,
+                norm,
+                "PASS" if error <= threshold else "FAIL",
+            ]
+        )
+    click.echo(
+        f"{net!r}, batch N={batch}, λ={reg:g}, verdict on the {metric} error <= {threshold:g}"
+    )
+    click.echo(
+        format_table(
+            rows,
+            ["parameter", "shape", "entry error", "norm error", "verdict"],
+            [False, False, True, True, False],
+        )
+    )
     failed = [r[0] for r in rows if r[-1] == "FAIL"]
     if failed:
         click.echo(f"FAIL: {', '.join(failed)} exceed {threshold:g}", err=True)

@@ -14,15 +14,34 @@ from handgrad.cli._common import format_table
 @click.argument("model", type=click.Path(dir_okay=False))
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--proba", is_flag=True, help="Also print the probability of every class.")
-@click.option("--output", "-o", type=click.Path(dir_okay=False), default=None,
-              metavar="FILE.csv", help="Write the predictions to a CSV file (atomically).")
-@click.option("--label", default=None, metavar="COLUMN",
-              help="A column of the CSV inputs to ignore (name or index), e.g. the label.")
-@click.option("--invert/--no-invert", default=None,
-              help="Invert image colours [default: when the image border is light, "
-                   "i.e. dark ink on white paper].")
-def command(model: str, inputs: tuple[str, ...], proba: bool, output: str | None,
-            label: str | None, invert: bool | None) -> None:  # fmt: skip
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="FILE.csv",
+    help="Write the predictions to a CSV file (atomically).",
+)
+@click.option(
+    "--label",
+    default=None,
+    metavar="COLUMN",
+    help="A column of the CSV inputs to ignore (name or index), e.g. the label.",
+)
+@click.option(
+    "--invert/--no-invert",
+    default=None,
+    help="Invert image colours [default: when the image border is light, "
+    "i.e. dark ink on white paper].",
+)
+def command(
+    model: str,
+    inputs: tuple[str, ...],
+    proba: bool,
+    output: str | None,
+    label: str | None,
+    invert: bool | None,
+) -> None:
     """Predict the class of every row of INPUT (.csv, .npy, .npz) or every image file
     (.png, .jpg, …; resized and scaled like the training images).
 

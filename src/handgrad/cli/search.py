@@ -14,8 +14,9 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
         try:
             sizes = tuple(int(s) for s in part.strip().lower().split("x"))
         except ValueError:
-            raise click.BadParameter(f"{part.strip()!r} is not a layer size like 128 or "
-                                     "128x64", ctx, param) from None  # fmt: skip
+            raise click.BadParameter(
+                f"{part.strip()!r} is not a layer size like 128 or 128x64", ctx, param
+            ) from None
         if not sizes or min(sizes) < 1:
             raise click.BadParameter(f"layer sizes must be positive, got {part!r}", ctx, param)
         choices.append(sizes)
@@ -24,29 +25,58 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
 
 @click.command("search")
 @data_options(default="digits")
-@click.option("--iter", "n_iter", type=int, default=10, show_default=True,
-              help="Number of random settings to try.")
-@click.option("--jobs", type=int, default=1, show_default=True,
-              help="Parallel processes (-1: all CPUs).")
+@click.option(
+    "--iter",
+    "n_iter",
+    type=int,
+    default=10,
+    show_default=True,
+    help="Number of random settings to try.",
+)
+@click.option(
+    "--jobs", type=int, default=1, show_default=True, help="Parallel processes (-1: all CPUs)."
+)
 @click.option("--cv", type=int, default=3, show_default=True, help="Cross-validation folds.")
-@click.option("--hidden-choices", default="32,64,128,256", show_default=True,
-              callback=_hidden_choices,
-              help="Hidden sizes to draw from; 128x64 means two layers.")
+@click.option(
+    "--hidden-choices",
+    default="32,64,128,256",
+    show_default=True,
+    callback=_hidden_choices,
+    help="Hidden sizes to draw from; 128x64 means two layers.",
+)
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--solver", type=click.Choice(SOLVERS), default="adam",
-              show_default=True)
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default="float32",
-              show_default=True)
+@click.option("--solver", type=click.Choice(SOLVERS), default="adam", show_default=True)
+@click.option(
+    "--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True
+)
 @click.option("--seed", type=int, default=0, show_default=True)
 @click.option("--top", type=int, default=10, show_default=True, help="Rows of the table.")
-@click.option("--out", type=click.Path(), default=None, metavar="DIR",
-              help="Run folder for the best model [default: runs/<name or timestamp>].")
+@click.option(
+    "--out",
+    type=click.Path(),
+    default=None,
+    metavar="DIR",
+    help="Run folder for the best model [default: runs/<name or timestamp>].",
+)
 @click.option("--name", default=None, help="Name of the run folder under runs/.")
-def command(data: str, data_dir: str | None, label: str | None, n_iter: int, jobs: int,
-            cv: int, hidden_choices: list, epochs: int, batch_size: int, solver: str,
-            dtype: str, seed: int, top: int, out: str | None,
-            name: str | None) -> None:  # fmt: skip
+def command(
+    data: str,
+    data_dir: str | None,
+    label: str | None,
+    n_iter: int,
+    jobs: int,
+    cv: int,
+    hidden_choices: list,
+    epochs: int,
+    batch_size: int,
+    solver: str,
+    dtype: str,
+    seed: int,
+    top: int,
+    out: str | None,
+    name: str | None,
+) -> None:
     """Search hidden size, learning rate (log-uniform 1e-4…1e-1) and alpha (log-uniform
     1e-6…1e-1) with RandomizedSearchCV; print the ranking and save the best model.
 
@@ -58,17 +88,40 @@ def command(data: str, data_dir: str | None, label: str | None, n_iter: int, job
     from handgrad.runs import TrainConfig
     from handgrad.search import random_search
 
-    config = TrainConfig(data=data, data_dir=data_dir, label=label, epochs=epochs,
-                         batch_size=batch_size, solver=solver, dtype=dtype, seed=seed)  # fmt: skip
-    result = random_search(config, hidden_choices, n_iter=n_iter, cv=cv, n_jobs=jobs,
-                           out=out, name=name)  # fmt: skip
+    config = TrainConfig(
+        data=data,
+        data_dir=data_dir,
+        label=label,
+        epochs=epochs,
+        batch_size=batch_size,
+        solver=solver,
+        dtype=dtype,
+        seed=seed,
+    )
+    result = random_search(
+        config, hidden_choices, n_iter=n_iter, cv=cv, n_jobs=jobs, out=out, name=name
+    )
     ranked = result.metrics["search"]["results"]
-    rows = [[r["rank"], "x".join(map(str, r["hidden"])), r["learning_rate"], r["alpha"],
-             r["mean_cv_accuracy"] if r["mean_cv_accuracy"] is not None else "failed",
-             r["std_cv_accuracy"] if r["std_cv_accuracy"] is not None else "-"]
-            for r in ranked[:max(top, 1)]]  # fmt: skip
-    click.echo(format_table(rows, ["rank", "hidden", "learning rate", "alpha", "cv accuracy",
-                                   "± std"], [True, False, True, True, True, True]))  # fmt: skip
+    rows = [
+        [
+            r["rank"],
+            "x".join(map(str, r["hidden"])),
+            r["learning_rate"],
+            r["alpha"],
+            r["mean_cv_accuracy"] if r["mean_cv_accuracy"] is not None else "failed",
+            r["std_cv_accuracy"] if r["std_cv_accuracy"] is not None else "-",
+        ]
+        for r in ranked[: max(top, 1)]
+    ]
+    click.echo(
+        format_table(
+            rows,
+            ["rank", "hidden", "learning rate", "alpha", "cv accuracy", "± std"],
+            [True, False, True, True, True, True],
+        )
+    )
     final = result.metrics["final"]
-    click.echo(f"best: test accuracy {final['test_accuracy']:.4f} "
-               f"(cv {final['val_accuracy']:.4f}); saved to {result.run_dir}")  # fmt: skip
+    click.echo(
+        f"best: test accuracy {final['test_accuracy']:.4f} "
+        f"(cv {final['val_accuracy']:.4f}); saved to {result.run_dir}"
+    )

@@ -16,50 +16,150 @@ from handgrad.runs import PREPROCESSING, SOLVERS, TrainConfig
 _D = TrainConfig()  # the defaults shown in --help
 # Options that --resume takes from the run folder instead of the command line.
 _CONFIG_OPTIONS = (
-    "data", "data_dir", "label", "hidden", "activation", "solver", "learning_rate", "alpha",
-    "epochs", "batch_size", "dtype", "seed", "early_stopping", "patience",
-    "validation_fraction", "test_fraction", "preprocessing", "checkpoint_every", "out", "name",
-)  # fmt: skip
+    "data",
+    "data_dir",
+    "label",
+    "hidden",
+    "activation",
+    "solver",
+    "learning_rate",
+    "alpha",
+    "epochs",
+    "batch_size",
+    "dtype",
+    "seed",
+    "early_stopping",
+    "patience",
+    "validation_fraction",
+    "test_fraction",
+    "preprocessing",
+    "checkpoint_every",
+    "out",
+    "name",
+)
 
 
 @click.command("train")
 @data_options(default=_D.data)
-@click.option("--hidden", type=HIDDEN, default=",".join(map(str, _D.hidden)), show_default=True,
-              help="Hidden layer sizes: 256 for one layer, 256,128 for two.")
-@click.option("--activation", type=click.Choice(list(ACTIVATIONS)), default=_D.activation,
-              show_default=True, help="Hidden-layer activation.")
-@click.option("--solver", type=click.Choice(SOLVERS), default=_D.solver,
-              show_default=True, help="Optimizer (sgd uses Nesterov momentum 0.9).")
-@click.option("--learning-rate", "--lr", "learning_rate", type=float,
-              default=_D.learning_rate, show_default=True, help="Initial learning rate η.")
-@click.option("--alpha", "--reg", "alpha", type=float, default=_D.alpha, show_default=True,
-              help="L2 regularisation strength (scikit-learn's alpha, the seed's λ).")
-@click.option("--epochs", type=int, default=_D.epochs, show_default=True,
-              help="Number of passes over the training set.")
-@click.option("--batch-size", type=int, default=_D.batch_size, show_default=True,
-              help="Minibatch size.")
-@click.option("--dtype", type=click.Choice(["float32", "float64"]), default=_D.dtype,
-              show_default=True, help="Floating-point precision of weights and data.")
-@click.option("--seed", type=int, default=_D.seed, show_default=True,
-              help="Seed of the data split, the initial weights and the shuffling.")
-@click.option("--early-stopping/--no-early-stopping", default=_D.early_stopping,
-              show_default=True,
-              help="Stop when the validation accuracy stops improving; keep the best weights.")
-@click.option("--patience", type=int, default=_D.patience, show_default=True,
-              help="Epochs without improvement before early stopping.")
-@click.option("--validation-fraction", type=float, default=_D.validation_fraction,
-              show_default=True, help="Share of the training data held out for validation.")
-@click.option("--test-fraction", type=float, default=_D.test_fraction, show_default=True,
-              help="Share held out for testing (datasets without an official test set).")
-@click.option("--preprocessing", type=click.Choice(PREPROCESSING),
-              default=_D.preprocessing, show_default=True,
-              help="Input preprocessing, fitted on the training split.")  # fmt: skip
-@click.option("--checkpoint-every", type=int, default=None, metavar="K",
-              help="Write a resumable checkpoint every K epochs.")
-@click.option("--resume", "resume_dir", type=click.Path(), default=None, metavar="RUN_DIR",
-              help="Continue the run in RUN_DIR from its last checkpoint.")
-@click.option("--out", type=click.Path(), default=None, metavar="DIR",
-              help="Run folder to write [default: runs/<name or timestamp>].")
+@click.option(
+    "--hidden",
+    type=HIDDEN,
+    default=",".join(map(str, _D.hidden)),
+    show_default=True,
+    help="Hidden layer sizes: 256 for one layer, 256,128 for two.",
+)
+@click.option(
+    "--activation",
+    type=click.Choice(list(ACTIVATIONS)),
+    default=_D.activation,
+    show_default=True,
+    help="Hidden-layer activation.",
+)
+@click.option(
+    "--solver",
+    type=click.Choice(SOLVERS),
+    default=_D.solver,
+    show_default=True,
+    help="Optimizer (sgd uses Nesterov momentum 0.9).",
+)
+@click.option(
+    "--learning-rate",
+    "--lr",
+    "learning_rate",
+    type=float,
+    default=_D.learning_rate,
+    show_default=True,
+    help="Initial learning rate η.",
+)
+@click.option(
+    "--alpha",
+    "--reg",
+    "alpha",
+    type=float,
+    default=_D.alpha,
+    show_default=True,
+    help="L2 regularisation strength (scikit-learn's alpha, the seed's λ).",
+)
+@click.option(
+    "--epochs",
+    type=int,
+    default=_D.epochs,
+    show_default=True,
+    help="Number of passes over the training set.",
+)
+@click.option(
+    "--batch-size", type=int, default=_D.batch_size, show_default=True, help="Minibatch size."
+)
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float64"]),
+    default=_D.dtype,
+    show_default=True,
+    help="Floating-point precision of weights and data.",
+)
+@click.option(
+    "--seed",
+    type=int,
+    default=_D.seed,
+    show_default=True,
+    help="Seed of the data split, the initial weights and the shuffling.",
+)
+@click.option(
+    "--early-stopping/--no-early-stopping",
+    default=_D.early_stopping,
+    show_default=True,
+    help="Stop when the validation accuracy stops improving; keep the best weights.",
+)
+@click.option(
+    "--patience",
+    type=int,
+    default=_D.patience,
+    show_default=True,
+    help="Epochs without improvement before early stopping.",
+)
+@click.option(
+    "--validation-fraction",
+    type=float,
+    default=_D.validation_fraction,
+    show_default=True,
+    help="Share of the training data held out for validation.",
+)
+@click.option(
+    "--test-fraction",
+    type=float,
+    default=_D.test_fraction,
+    show_default=True,
+    help="Share held out for testing (datasets without an official test set).",
+)
+@click.option(
+    "--preprocessing",
+    type=click.Choice(PREPROCESSING),
+    default=_D.preprocessing,
+    show_default=True,
+    help="Input preprocessing, fitted on the training split.",
+)
+@click.option(
+    "--checkpoint-every",
+    type=int,
+    default=None,
+    metavar="K",
+    help="Write a resumable checkpoint every K epochs.",
+)
+@click.option(
+    "--resume",
+    "resume_dir",
+    type=click.Path(),
+    default=None,
+    metavar="RUN_DIR",
+    help="Continue the run in RUN_DIR from its last checkpoint.",
+)
+@click.option(
+    "--out",
+    type=click.Path(),
+    default=None,
+    metavar="DIR",
+    help="Run folder to write [default: runs/<name or timestamp>].",
+)
 @click.option("--name", default=None, help="Name of the run folder under runs/.")
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the result.")
 @click.pass_context
@@ -84,12 +184,17 @@ def command(ctx: click.Context, resume_dir: str | None, quiet: bool, **options: 
     log = (lambda _msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     try:
         if resume_dir is not None:
-            given = [f"--{n.replace('_', '-')}" for n in _CONFIG_OPTIONS
-                     if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE]  # fmt: skip
+            given = [
+                f"--{n.replace('_', '-')}"
+                for n in _CONFIG_OPTIONS
+                if ctx.get_parameter_source(n) is ParameterSource.COMMANDLINE
+            ]
             if given:
                 raise click.UsageError(
                     f"--resume takes its settings from the checkpoint in {resume_dir}; "
-                    f"drop {', '.join(given)}", ctx)  # fmt: skip
+                    f"drop {', '.join(given)}",
+                    ctx,
+                )
             result = runs.resume(resume_dir, progress=not quiet, log=log)
         else:
             out, name = options.pop("out"), options.pop("name")

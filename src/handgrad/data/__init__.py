@@ -59,9 +59,17 @@ __all__ = [
 _MNIST_TRAIN = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 _MNIST_TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 _FASHION_CLASSES = (
-    "T-shirt/top", "Trouser", "Pullover", "Dress", "Coat",
-    "Sandal", "Shirt", "Sneaker", "Bag", "Ankle boot",
-)  # fmt: skip
+    "T-shirt/top",
+    "Trouser",
+    "Pullover",
+    "Dress",
+    "Coat",
+    "Sandal",
+    "Shirt",
+    "Sneaker",
+    "Bag",
+    "Ankle boot",
+)
 _DIGITS = tuple(str(d) for d in range(10))
 
 
@@ -152,8 +160,7 @@ def _sklearn(loader_name: str, image_shape: tuple[int, ...] | None = None) -> Ca
         X_train, X_test, y_train, y_test = _split(bunch.data, bunch.target, seed, test_size)
         names = tuple(str(n) for n in bunch.target_names)
         features = None if image_shape else tuple(str(f) for f in bunch.feature_names)
-        return Dataset(X_train, y_train, X_test, y_test, names, image_shape,
-                       loader_name, features)  # fmt: skip
+        return Dataset(X_train, y_train, X_test, y_test, names, image_shape, loader_name, features)
 
     return load
 
@@ -193,8 +200,9 @@ def _cifar10(*, data_dir: object, download: bool, seed: int, test_size: float) -
     return Dataset(X_train, y_train, X_test, y_test, tuple(names), (32, 32, 3), "cifar10")
 
 
-def _load_user_file(path: str, kind: str, seed: int, test_size: float,
-                    label: str | int | None) -> Dataset:  # fmt: skip
+def _load_user_file(
+    path: str, kind: str, seed: int, test_size: float, label: str | int | None
+) -> Dataset:
     if not os.path.isfile(path):
         raise FileNotFoundError(f"no such {kind.upper()} file: {path}")
     features = None
@@ -206,8 +214,9 @@ def _load_user_file(path: str, kind: str, seed: int, test_size: float,
     image_shape = tuple(X.shape[1:]) if X.ndim > 2 else None
     X_train, X_test, y_train, y_test = _split(X, y, seed, test_size)
     class_names = tuple(str(c) for c in np.unique(y))
-    return Dataset(X_train, y_train, X_test, y_test, class_names, image_shape,
-                   os.path.basename(path), features)  # fmt: skip
+    return Dataset(
+        X_train, y_train, X_test, y_test, class_names, image_shape, os.path.basename(path), features
+    )
 
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {

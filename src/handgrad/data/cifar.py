@@ -37,9 +37,17 @@ __all__ = [
 ]
 
 CLASS_NAMES = (
-    "airplane", "automobile", "bird", "cat", "deer",
-    "dog", "frog", "horse", "ship", "truck",
-)  # fmt: skip
+    "airplane",
+    "automobile",
+    "bird",
+    "cat",
+    "deer",
+    "dog",
+    "frog",
+    "horse",
+    "ship",
+    "truck",
+)
 _ROW = 3072
 _RECORD = 1 + _ROW
 _MAX_FILE = 2**31

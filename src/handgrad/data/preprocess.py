@@ -189,8 +189,14 @@ def load_image_files(
                 images.append(np.asarray(image, dtype=np.uint8))
         except FileNotFoundError:
             raise
-        except (UnidentifiedImageError, Image.DecompressionBombError, OSError, ValueError,
-                SyntaxError, EOFError) as exc:  # fmt: skip
+        except (
+            UnidentifiedImageError,
+            Image.DecompressionBombError,
+            OSError,
+            ValueError,
+            SyntaxError,
+            EOFError,
+        ) as exc:
             raise DataFormatError(f"{path}: not a readable image ({exc})") from None
     if not images:
         raise ValueError("paths is empty: no image files to read")

@@ -51,26 +51,31 @@ _CIFAR_MIRRORS = ("https://www.cs.toronto.edu/~kriz/",)
 #: Pinned files of each downloadable dataset (TensorFlow Datasets' SHA-256 for MNIST,
 #: the MD5s published by Zalando and by Alex Krizhevsky for the others).
 DATASET_FILES: dict[str, tuple[RemoteFile, ...]] = {
-    "mnist": _files(_MNIST_MIRRORS, {
-        "train-images-idx3-ubyte.gz":
-            "sha256:440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
-        "train-labels-idx1-ubyte.gz":
-            "sha256:3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
-        "t10k-images-idx3-ubyte.gz":
-            "sha256:8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
-        "t10k-labels-idx1-ubyte.gz":
-            "sha256:f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
-    }),
-    "fashion-mnist": _files(_FASHION_MIRRORS, {
-        "train-images-idx3-ubyte.gz": "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d",
-        "train-labels-idx1-ubyte.gz": "md5:25c81989df183df01b3e8a0aad5dffbe",
-        "t10k-images-idx3-ubyte.gz": "md5:bef4ecab320f06d8554ea6380940ec79",
-        "t10k-labels-idx1-ubyte.gz": "md5:bb300cfdad3c16e7a12a480ee83cd310",
-    }),
-    "cifar10": _files(_CIFAR_MIRRORS, {
-        "cifar-10-python.tar.gz": "md5:c58f30108f718f92721af3b95e74349a",
-    }),
-}  # fmt: skip
+    "mnist": _files(
+        _MNIST_MIRRORS,
+        {
+            "train-images-idx3-ubyte.gz": "sha256:440fcabf73cc546fa21475e81ea370265605f56be210a4024d2ca8f203523609",
+            "train-labels-idx1-ubyte.gz": "sha256:3552534a0a558bbed6aed32b30c495cca23d567ec52cac8be1a0730e8010255c",
+            "t10k-images-idx3-ubyte.gz": "sha256:8d422c7b0a1c1c79245a5bcf07fe86e33eeafee792b84584aec276f5a2dbc4e6",
+            "t10k-labels-idx1-ubyte.gz": "sha256:f7ae60f92e00ec6debd23a6088c31dbd2371eca3ffa0defaefb259924204aec6",
+        },
+    ),
+    "fashion-mnist": _files(
+        _FASHION_MIRRORS,
+        {
+            "train-images-idx3-ubyte.gz": "md5:8d4fb7e6c68d591d4c3dfef9ec88bf0d",
+            "train-labels-idx1-ubyte.gz": "md5:25c81989df183df01b3e8a0aad5dffbe",
+            "t10k-images-idx3-ubyte.gz": "md5:bef4ecab320f06d8554ea6380940ec79",
+            "t10k-labels-idx1-ubyte.gz": "md5:bb300cfdad3c16e7a12a480ee83cd310",
+        },
+    ),
+    "cifar10": _files(
+        _CIFAR_MIRRORS,
+        {
+            "cifar-10-python.tar.gz": "md5:c58f30108f718f92721af3b95e74349a",
+        },
+    ),
+}
 
 #: MD5s of the extracted Python-version batches (as torchvision pins them).
 CIFAR_BATCH_HASHES: dict[str, str] = {

@@ -116,8 +116,9 @@ def _read_rows(path: str | os.PathLike, delimiter: str) -> list[tuple[int, list[
     return rows
 
 
-def _label_index(path: str | os.PathLike, label: str | int | None, names: list[str],
-                 has_header: bool) -> int:  # fmt: skip
+def _label_index(
+    path: str | os.PathLike, label: str | int | None, names: list[str], has_header: bool
+) -> int:
     width = len(names)
     if label is None:
         return width - 1
@@ -191,8 +192,16 @@ def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
             X, y = (_read_member(path, archive, members[k], k) for k in ("X", "y"))
     except DataFormatError:
         raise
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error,
-            ValueError, NotImplementedError, RuntimeError) as exc:  # fmt: skip
+    except (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        zlib.error,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+    ) as exc:
         raise DataFormatError(f"{path}: not a readable .npz archive ({exc})") from None
     if X.ndim < 2 or X.dtype.kind not in "biuf":
         raise DataFormatError(f"{path}: X must be a numeric (N, D) array, got {X.dtype} {X.shape}")
@@ -207,8 +216,16 @@ def load_array(path: str | os.PathLike) -> np.ndarray:
     """One array from a ``.npy`` file, or from an ``.npz`` archive (its array ``X``, or
     its only array), never unpickling and with the size its header claims checked
     against the file before anything is allocated."""
-    _npz_errors = (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError, zlib.error,
-                   ValueError, NotImplementedError, RuntimeError)  # fmt: skip
+    _npz_errors = (
+        zipfile.BadZipFile,
+        zipfile.LargeZipFile,
+        OSError,
+        EOFError,
+        zlib.error,
+        ValueError,
+        NotImplementedError,
+        RuntimeError,
+    )
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
@@ -243,13 +260,13 @@ def _read_header(path: str | os.PathLike, handle, size: int, key: str) -> None:
         raise DataFormatError(f"{path}: array {key} holds Python objects; refused")
     if math.prod(shape) * dtype.itemsize > size:
         raise DataFormatError(
-            f"{path}: array {key} claims shape {shape} of {dtype}, more than its "
-            f"{size} bytes"
+            f"{path}: array {key} claims shape {shape} of {dtype}, more than its {size} bytes"
         )
 
 
-def _read_member(path: str | os.PathLike, archive: zipfile.ZipFile, member: str,
-                 key: str) -> np.ndarray:  # fmt: skip
+def _read_member(
+    path: str | os.PathLike, archive: zipfile.ZipFile, member: str, key: str
+) -> np.ndarray:
     info = archive.getinfo(member)
     if info.file_size > _MAX_NPZ_MEMBER:
         raise DataFormatError(f"{path}: array {key} is {info.file_size} bytes; refused")
