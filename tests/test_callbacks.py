@@ -5,11 +5,12 @@ import io
 import numpy as np
 import pytest
 
-from handgrad.callbacks import Checkpoint, ProgressBar, load_run, save_run
+from handgrad.callbacks import Checkpoint, ProgressBar
 from handgrad.errors import ModelFileError
-from handgrad.io import load_checkpoint, save_checkpoint
+from handgrad.modelfile import load_checkpoint, save_checkpoint
 from handgrad.network import MLP
 from handgrad.optim import SGD, Adam, InvScaling, StepDecay
+from handgrad.state import load_run, save_run
 from handgrad.training import Callback, TrainingConfig, fit
 
 

@@ -13,7 +13,7 @@ from sklearn.datasets import load_digits
 
 from handgrad.bundle import load_bundle
 from handgrad.cli import main
-from handgrad.io import load_arrays
+from handgrad.modelfile import load_arrays
 from handgrad.runs import read_json
 
 CLI = [sys.executable, "-c", "from handgrad.cli import main; main()"]

@@ -10,9 +10,9 @@ from sklearn.datasets import make_blobs
 from sklearn.preprocessing import StandardScaler
 
 from handgrad import MLPClassifier
-from handgrad._estimator_support import labels_from_json, labels_to_json
 from handgrad.errors import ModelFileError
-from handgrad.io import load_arrays, load_model, save_arrays, save_model
+from handgrad.modelfile import load_arrays, save_arrays
+from handgrad.state import labels_from_json, labels_to_json, load_model, save_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 

@@ -8,7 +8,7 @@ import sys
 import numpy as np
 
 from handgrad import MLPClassifier
-from handgrad.io import save_model
+from handgrad.state import save_model
 
 
 def _python(code: str) -> str:
@@ -37,7 +37,7 @@ def test_a_saved_classifier_loads_in_a_fresh_process(tmp_path):
         clf.fit(X, y)
     path = save_model(tmp_path / "clf.safetensors", clf)
     out = _python(
-        f"from handgrad.io import load_model; m = load_model({str(path)!r}); "
+        f"from handgrad.state import load_model; m = load_model({str(path)!r}); "
         "print(type(m).__name__, m.classes_.tolist())"
     )
     assert out == "MLPClassifier ['a', 'b', 'c']"

@@ -10,7 +10,7 @@ import time
 import numpy as np
 import pytest
 
-from handgrad.io import load_arrays, load_checkpoint
+from handgrad.modelfile import load_arrays, load_checkpoint
 from handgrad.runs import CHECKPOINT, METRICS, MODEL, TrainConfig, read_json, train
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")

@@ -1,7 +1,7 @@
 """A model bundle: a fitted classifier and the preprocessing its inputs need, in one file.
 
-The file is an ordinary handgrad model file (:func:`handgrad.io.save_arrays`): the
-classifier's own tensors and metadata (``_get_state``), plus a ``"bundle"`` entry with
+The file is an ordinary handgrad model file (:func:`handgrad.state.save_model`): the
+classifier's own tensors and metadata, plus a ``"bundle"`` entry with
 the preprocessing (:meth:`Preprocessor.to_dict`) and what is known about the inputs —
 image shape, pixel range, class and feature names, where the data came from. So
 ``handgrad predict`` can take raw rows, arrays or image files and treat them exactly
@@ -20,7 +20,7 @@ import numpy as np
 
 from handgrad.data import Preprocessor, load_array, load_feature_csv, load_image_files
 from handgrad.errors import ModelFileError
-from handgrad.io import load_model, save_model
+from handgrad.state import load_model, save_model
 
 __all__ = ["Bundle", "load_bundle", "save_bundle"]
 
@@ -129,8 +129,8 @@ def save_bundle(
     preprocessor: Preprocessor | None = None,
     info: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Save ``classifier`` (anything with ``_get_state`` registered with handgrad.io),
-    the fitted ``preprocessor`` and ``info`` to one model file, atomically."""
+    """Save ``classifier`` (any kind :func:`handgrad.state.save_model` saves), the
+    fitted ``preprocessor`` and ``info`` to one model file, atomically."""
     bundle = {
         "preprocessing": None if preprocessor is None else preprocessor.to_dict(),
         "info": dict(info or {}),

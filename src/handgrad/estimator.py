@@ -9,7 +9,7 @@ Swap it in by changing one import line::
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import ClassVar
 
 import numpy as np
 import scipy.sparse as sp
@@ -32,7 +32,6 @@ from sklearn.utils.validation import (
 
 from handgrad import _estimator_support as support
 from handgrad._validation import check_X
-from handgrad.io import register_model_kind
 from handgrad.network import MLP
 from handgrad.training import Callback, Run
 from handgrad.training import fit as train
@@ -47,7 +46,6 @@ def _stochastic(est: MLPClassifier) -> bool:
     return True
 
 
-@register_model_kind("MLPClassifier")
 class MLPClassifier(ClassifierMixin, BaseEstimator):
     """Multi-layer perceptron classifier: scikit-learn's, parameter for parameter.
 
@@ -433,13 +431,3 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         tags.input_tags.sparse = True
         tags.classifier_tags.multi_label = True
         return tags
-
-    # ---------------------------------------------------------------- model files
-    def _get_state(self) -> tuple[dict[str, NDArray], dict[str, Any]]:
-        """Tensors and metadata for :func:`handgrad.io.save_model`."""
-        return support.get_state(self)
-
-    @classmethod
-    def _from_state(cls, tensors: dict[str, NDArray], meta: dict[str, Any]) -> MLPClassifier:
-        """Rebuild from :func:`handgrad.io.load_model`, validating every part."""
-        return support.from_state(cls, tensors, meta)

@@ -29,8 +29,6 @@ from handgrad._validation import (
     check_sample_weight,
     check_X,
 )
-from handgrad.errors import ModelFileError
-from handgrad.io import register_model_kind
 from handgrad.workspace import scores, softmax_
 
 HEADS = ("softmax", "sigmoid")
@@ -46,7 +44,6 @@ def as_rng(seed: int | np.random.Generator | None) -> np.random.Generator:
     return np.random.default_rng(seed)
 
 
-@register_model_kind("MLP")
 class MLP:
     """A fully connected classifier of any depth with hand-derived gradients.
 
@@ -250,52 +247,6 @@ class MLP:
         new.params = {k: np.array(v, dtype=dtype) for k, v in self.params.items()}
         return new
 
-    # ------------------------------------------------------------- model files
-    def _get_state(self) -> tuple[Params, dict[str, Any]]:
-        """Tensors and metadata for :func:`handgrad.io.save_model`."""
-        meta = {
-            "layer_sizes": list(self.layer_sizes),
-            "activation": self.activation,
-            "head": self.head,
-            "init": self.init,
-            "std": self.std,
-            "dtype": self.dtype.name,
-        }
-        return dict(self.params), meta
-
-    @classmethod
-    def _from_state(cls, tensors: Params, meta: dict[str, Any]) -> MLP:
-        """Rebuild from a model file, checking every shape against the architecture."""
-        sizes = [int(s) for s in meta["layer_sizes"]]
-        model = MLP(
-            sizes[0],
-            sizes[1:-1],
-            sizes[-1],
-            activation=meta["activation"],
-            head=meta["head"],
-            init=meta["init"],
-            std=meta["std"],
-            dtype=meta["dtype"],
-            seed=0,
-        )
-        model.__class__ = cls
-        if set(tensors) != set(model.params):
-            raise ModelFileError(
-                f"model file holds tensors {sorted(tensors)}, but a {sizes} network "
-                f"needs {sorted(model.params)}"
-            )
-        for name, value in tensors.items():
-            want = model.params[name]
-            if value.shape != want.shape or value.dtype != want.dtype:
-                raise ModelFileError(
-                    f"tensor {name} has shape {value.shape} and dtype {value.dtype}, but "
-                    f"the architecture {sizes} ({want.dtype}) needs {want.shape}"
-                )
-            if not np.isfinite(value).all():
-                raise ModelFileError(f"tensor {name} holds non-finite values")
-            model.params[name] = np.ascontiguousarray(value)
-        return model
-
     def __repr__(self) -> str:
         sizes = "→".join(map(str, self.layer_sizes))
         return (
@@ -304,7 +255,6 @@ class MLP:
         )
 
 
-@register_model_kind("TwoLayerNet")
 class TwoLayerNet(MLP):
     """The seed's network: ``X → affine → ReLU → affine → softmax``, CS231n-compatible.
 

@@ -3,7 +3,7 @@
 Every function takes plain data (lists, arrays), draws on a given ``ax`` or on a fresh
 :class:`matplotlib.figure.Figure` with an Agg canvas, and returns the figure. Pyplot is
 never imported, so no global figure state and no display backend is touched. Files are
-written atomically (see :func:`handgrad.io.write_atomically`).
+written atomically (see :func:`handgrad._atomic.write_atomically`).
 """
 
 from __future__ import annotations
@@ -21,7 +21,7 @@ from matplotlib.backends.backend_agg import FigureCanvasAgg
 from matplotlib.figure import Figure
 from matplotlib.ticker import MaxNLocator
 
-from handgrad.io import write_atomically
+from handgrad._atomic import write_atomically
 
 PathLike = str | os.PathLike[str]
 _MAX_ANNOTATED_CLASSES = 20  # beyond this, per-cell counts become unreadable

@@ -31,14 +31,15 @@ from typing import Any
 
 import numpy as np
 
+from handgrad._atomic import write_atomically
 from handgrad._validation import check_choice, check_number
 from handgrad.bundle import save_bundle
-from handgrad.callbacks import Checkpoint, ProgressBar, load_run
+from handgrad.callbacks import Checkpoint, ProgressBar
 from handgrad.data import Preprocessor, load_dataset
 from handgrad.data.preprocess import KINDS as PREPROCESSING
-from handgrad.io import write_atomically
 from handgrad.layers import ACTIVATIONS
 from handgrad.optim import OPTIMIZERS
+from handgrad.state import load_run
 
 __all__ = [
     "CHECKPOINT",

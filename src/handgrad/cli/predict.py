@@ -51,8 +51,8 @@ def command(
       handgrad predict model.safetensors digit1.png digit2.png
       handgrad predict model.safetensors rows.npy --output predictions.csv
     """
+    from handgrad._atomic import write_atomically
     from handgrad.bundle import class_names, load_bundle, read_inputs
-    from handgrad.io import write_atomically
     from handgrad.runs import label_column
 
     bundle = load_bundle(model)

@@ -1,4 +1,4 @@
-"""Tests for handgrad.io: round trips, atomic saves, and every way a file can go bad."""
+"""Tests for handgrad.modelfile: round trips, atomic saves, and every way a file can go bad."""
 
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from safetensors.numpy import save as raw_safetensors
 
-from handgrad import io
+from handgrad import modelfile
 from handgrad.errors import ModelFileError
 
 
@@ -36,7 +36,7 @@ METADATA = {"kind": "MLP", "epoch": 12, "learning_rate": 0.001, "history": {"los
 
 @pytest.fixture
 def saved(tmp_path: Path) -> Path:
-    return io.save_arrays(tmp_path / "model.safetensors", _tensors(), METADATA)
+    return modelfile.save_arrays(tmp_path / "model.safetensors", _tensors(), METADATA)
 
 
 def _assert_same(loaded: dict[str, np.ndarray], expected: dict[str, np.ndarray]) -> None:
@@ -51,7 +51,7 @@ def _assert_same(loaded: dict[str, np.ndarray], expected: dict[str, np.ndarray])
 
 
 def test_round_trip_is_bit_identical(saved: Path) -> None:
-    tensors, metadata = io.load_arrays(saved)
+    tensors, metadata = modelfile.load_arrays(saved)
     _assert_same(tensors, _tensors())
     assert metadata == METADATA
     assert all(t.flags.writeable for t in tensors.values())
@@ -60,7 +60,7 @@ def test_round_trip_is_bit_identical(saved: Path) -> None:
 def test_non_contiguous_and_big_endian_arrays_are_saved_by_value(tmp_path: Path) -> None:
     W = np.arange(12, dtype=np.float64).reshape(3, 4)
     tensors = {"WT": W.T, "big": W.astype(">f8"), "strided": W[:, ::2]}
-    loaded, _ = io.load_arrays(io.save_arrays(tmp_path / "m", tensors, {}))
+    loaded, _ = modelfile.load_arrays(modelfile.save_arrays(tmp_path / "m", tensors, {}))
     for name, array in tensors.items():
         np.testing.assert_array_equal(loaded[name], array)
         assert loaded[name].shape == array.shape
@@ -71,7 +71,7 @@ def test_header_carries_format_and_version(saved: Path) -> None:
     header = json.loads(raw[8 : 8 + int.from_bytes(raw[:8], "little")])
     envelope = json.loads(header["__metadata__"]["handgrad"])
     assert envelope["format"] == "handgrad-model"
-    assert envelope["format_version"] == io.FORMAT_VERSION == 1
+    assert envelope["format_version"] == modelfile.FORMAT_VERSION == 1
     assert isinstance(envelope["handgrad_version"], str)
     assert envelope["checksum"].startswith("sha256:")
     assert list(header["__metadata__"]) == ["handgrad"]
@@ -79,19 +79,19 @@ def test_header_carries_format_and_version(saved: Path) -> None:
 
 def test_checkpoint_round_trip_and_formats_are_not_interchangeable(tmp_path: Path) -> None:
     rng_state = np.random.default_rng(5).bit_generator.state  # 128-bit ints in JSON
-    path = io.save_checkpoint(tmp_path / "ckpt", _tensors(), {"rng": rng_state, "epoch": 3})
-    tensors, metadata = io.load_checkpoint(path)
+    path = modelfile.save_checkpoint(tmp_path / "ckpt", _tensors(), {"rng": rng_state, "epoch": 3})
+    tensors, metadata = modelfile.load_checkpoint(path)
     _assert_same(tensors, _tensors())
     assert metadata["rng"] == rng_state
     with pytest.raises(ModelFileError, match="'handgrad-checkpoint' file, not a 'handgrad-model'"):
-        io.load_arrays(path)
+        modelfile.load_arrays(path)
 
 
 def test_bad_inputs_to_save_are_rejected_before_writing(tmp_path: Path) -> None:
     with pytest.raises(TypeError, match="tensor 'names' has dtype <U1"):
-        io.save_arrays(tmp_path / "m", {"names": np.array(["a", "b"])}, {})
+        modelfile.save_arrays(tmp_path / "m", {"names": np.array(["a", "b"])}, {})
     with pytest.raises(TypeError, match="JSON-serialisable"):
-        io.save_arrays(tmp_path / "m", {}, {"f": object()})
+        modelfile.save_arrays(tmp_path / "m", {}, {"f": object()})
     assert list(tmp_path.iterdir()) == []
 
 
@@ -109,11 +109,11 @@ def test_failed_save_leaves_old_file_and_no_temp(
     before = saved.read_bytes()
     monkeypatch.setattr(os, step, _fail)
     with pytest.raises(OSError, match="simulated"):
-        io.save_arrays(saved, {"W1": np.zeros((100, 100))}, {"kind": "other"})
+        modelfile.save_arrays(saved, {"W1": np.zeros((100, 100))}, {"kind": "other"})
     monkeypatch.undo()
     assert saved.read_bytes() == before
     assert [p.name for p in saved.parent.iterdir()] == [saved.name]
-    _assert_same(io.load_arrays(saved)[0], _tensors())
+    _assert_same(modelfile.load_arrays(saved)[0], _tensors())
 
 
 def test_failed_partial_write_leaves_old_file(saved: Path, monkeypatch: pytest.MonkeyPatch) -> None:
@@ -133,20 +133,20 @@ def test_failed_partial_write_leaves_old_file(saved: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", half_writing)
     with pytest.raises(OSError, match="no space"):
-        io.save_arrays(saved, _tensors(), {"epoch": 99})
+        modelfile.save_arrays(saved, _tensors(), {"epoch": 99})
     assert saved.read_bytes() == before
     assert [p.name for p in saved.parent.iterdir()] == [saved.name]
 
 
 def test_missing_folder_is_named(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError, match=r"folder .*nowhere does not exist"):
-        io.save_arrays(tmp_path / "nowhere" / "m.safetensors", {}, {})
+        modelfile.save_arrays(tmp_path / "nowhere" / "m.safetensors", {}, {})
 
 
 def test_parent_that_is_a_file_is_named(tmp_path: Path) -> None:
     (tmp_path / "plain").write_text("x")
     with pytest.raises(NotADirectoryError, match="plain is not a folder"):
-        io.save_arrays(tmp_path / "plain" / "m.safetensors", {}, {})
+        modelfile.save_arrays(tmp_path / "plain" / "m.safetensors", {}, {})
 
 
 @pytest.mark.skipif(os.name != "posix" or os.geteuid() == 0, reason="root ignores chmod")
@@ -155,7 +155,7 @@ def test_unwritable_folder_is_named(tmp_path: Path) -> None:
     folder.mkdir(mode=0o500)
     try:
         with pytest.raises(PermissionError, match="locked is not writable"):
-            io.save_arrays(folder / "m.safetensors", {}, {})
+            modelfile.save_arrays(folder / "m.safetensors", {}, {})
     finally:
         folder.chmod(0o700)
 
@@ -166,12 +166,12 @@ def test_permission_error_names_the_folder(tmp_path: Path, monkeypatch: pytest.M
 
     monkeypatch.setattr(tempfile, "NamedTemporaryFile", refuse)  # works even as root
     with pytest.raises(PermissionError, match=re.escape(f"folder {tmp_path} is not writable")):
-        io.save_arrays(tmp_path / "m.safetensors", {}, {})
+        modelfile.save_arrays(tmp_path / "m.safetensors", {}, {})
 
 
 def test_missing_file_raises_file_not_found(tmp_path: Path) -> None:
     with pytest.raises(FileNotFoundError):
-        io.load_arrays(tmp_path / "absent.safetensors")
+        modelfile.load_arrays(tmp_path / "absent.safetensors")
 
 
 # ---------------------------------------------------------------------- corrupt files
@@ -183,7 +183,7 @@ def test_truncated_files_raise(saved: Path, tmp_path: Path) -> None:
     for n in [*range(0, len(raw), 37), len(raw) - 1]:
         cut.write_bytes(raw[:n])
         with pytest.raises(ModelFileError, match=r"cut\.safetensors"):
-            io.load_arrays(cut)
+            modelfile.load_arrays(cut)
 
 
 def test_edited_metadata_number_is_detected(saved: Path) -> None:
@@ -192,17 +192,17 @@ def test_edited_metadata_number_is_detected(saved: Path) -> None:
     assert edited != raw and len(edited) == len(raw)
     saved.write_bytes(edited)
     with pytest.raises(ModelFileError, match="metadata or weights were modified after saving"):
-        io.load_arrays(saved)
+        modelfile.load_arrays(saved)
 
 
 def test_edited_tensor_shape_is_detected(tmp_path: Path) -> None:
-    path = io.save_arrays(tmp_path / "m", {"W": np.arange(6.0).reshape(2, 3)}, {})
+    path = modelfile.save_arrays(tmp_path / "m", {"W": np.arange(6.0).reshape(2, 3)}, {})
     raw = path.read_bytes()
     edited = raw.replace(b'"shape":[2,3]', b'"shape":[3,2]')
     assert edited != raw
     path.write_bytes(edited)
     with pytest.raises(ModelFileError, match="modified after saving"):
-        io.load_arrays(path)
+        modelfile.load_arrays(path)
 
 
 def test_flipped_weight_byte_is_detected(saved: Path) -> None:
@@ -210,7 +210,7 @@ def test_flipped_weight_byte_is_detected(saved: Path) -> None:
     raw[-3] ^= 0x01
     saved.write_bytes(bytes(raw))
     with pytest.raises(ModelFileError, match="modified after saving"):
-        io.load_arrays(saved)
+        modelfile.load_arrays(saved)
 
 
 def _with_envelope(path: Path, **changes: object) -> Path:
@@ -230,25 +230,25 @@ def test_newer_format_version_is_refused(tmp_path: Path) -> None:
     with pytest.raises(
         ModelFileError, match=r"newer handgrad \(format version 7; this .* reads 1\)"
     ):
-        io.load_arrays(path)
+        modelfile.load_arrays(path)
 
 
 @pytest.mark.parametrize("version", [0, "1", None, True])
 def test_invalid_format_version_is_refused(tmp_path: Path, version: object) -> None:
     with pytest.raises(ModelFileError, match="format_version"):
-        io.load_arrays(_with_envelope(tmp_path / "odd", format_version=version))
+        modelfile.load_arrays(_with_envelope(tmp_path / "odd", format_version=version))
 
 
 def test_missing_checksum_is_refused(tmp_path: Path) -> None:
     with pytest.raises(ModelFileError, match="integrity"):
-        io.load_arrays(_with_envelope(tmp_path / "nosum"))
+        modelfile.load_arrays(_with_envelope(tmp_path / "nosum"))
 
 
 def test_foreign_safetensors_file_is_refused(tmp_path: Path) -> None:
     path = tmp_path / "foreign.safetensors"
     path.write_bytes(raw_safetensors({"W": np.zeros(2)}))
     with pytest.raises(ModelFileError, match="not a handgrad file"):
-        io.load_arrays(path)
+        modelfile.load_arrays(path)
 
 
 class _Booby:
@@ -266,23 +266,21 @@ def test_pickle_file_is_refused_and_never_executed(tmp_path: Path) -> None:
     path = tmp_path / "model.safetensors"
     path.write_bytes(pickle.dumps({"W1": _Booby(marker)}))
     with pytest.raises(ModelFileError, match="not a valid handgrad model file"):
-        io.load_arrays(path)
-    with pytest.raises(ModelFileError):
-        io.load_model(path)
+        modelfile.load_arrays(path)
     assert not marker.exists()
 
 
 @cache
 def _valid_bytes() -> bytes:
     with tempfile.TemporaryDirectory() as folder:
-        return io.save_arrays(Path(folder) / "m", _tensors(), METADATA).read_bytes()
+        return modelfile.save_arrays(Path(folder) / "m", _tensors(), METADATA).read_bytes()
 
 
 def _load_bytes(data: bytes):
     with tempfile.TemporaryDirectory() as folder:
         path = Path(folder) / "fuzz.safetensors"
         path.write_bytes(data)
-        return io.load_arrays(path)
+        return modelfile.load_arrays(path)
 
 
 _FUZZ = settings(max_examples=100, deadline=None, suppress_health_check=[HealthCheck.too_slow])
@@ -315,70 +313,3 @@ def test_fuzz_mutated_file_loads_identically_or_raises_model_file_error(
 def test_fuzz_random_bytes_raise_model_file_error(data: bytes) -> None:
     with pytest.raises(ModelFileError):
         _load_bytes(data)
-
-
-# ------------------------------------------------------------------------------ models
-
-
-@pytest.fixture
-def registry(monkeypatch: pytest.MonkeyPatch) -> dict[str, type]:
-    import handgrad  # noqa: F401  (let the package register its kinds first)
-
-    kinds = dict(io._MODEL_KINDS)
-    monkeypatch.setattr(io, "_MODEL_KINDS", kinds)
-    return kinds
-
-
-class _Dummy:
-    def __init__(self, W: np.ndarray, alpha: float) -> None:
-        self.W, self.alpha = W, alpha
-
-    def _get_state(self):
-        return {"W": self.W}, {"alpha": self.alpha}
-
-    @classmethod
-    def _from_state(cls, tensors, metadata):
-        return cls(tensors["W"], metadata["alpha"])
-
-
-def test_save_model_load_model_dispatch_on_kind(tmp_path: Path, registry) -> None:
-    io.register_model_kind("TestDummy")(_Dummy)
-    path = io.save_model(tmp_path / "dummy.safetensors", _Dummy(np.eye(3, dtype=np.float32), 0.5))
-    assert io.load_arrays(path)[1]["kind"] == "TestDummy"
-    model = io.load_model(path)
-    assert isinstance(model, _Dummy)
-    assert model.alpha == 0.5
-    assert model.W.dtype == np.float32
-    np.testing.assert_array_equal(model.W, np.eye(3))
-
-
-def test_unknown_kind_is_refused_without_importing(tmp_path: Path, registry) -> None:
-    path = io.save_arrays(tmp_path / "m", {"W": np.zeros(2)}, {"kind": "os.system"})
-    with pytest.raises(ModelFileError, match=r"unknown kind 'os\.system'"):
-        io.load_model(path)
-
-
-def test_unregistered_model_cannot_be_saved(tmp_path: Path, registry) -> None:
-    with pytest.raises(TypeError, match="not registered"):
-        io.save_model(tmp_path / "m", _Dummy(np.zeros(2), 1.0))
-    assert list(tmp_path.iterdir()) == []
-
-
-def test_registering_a_kind_twice_with_another_class_fails(registry) -> None:
-    io.register_model_kind("TestDummy", _Dummy)
-    io.register_model_kind("TestDummy", _Dummy)  # same class again: fine
-
-    class Other(_Dummy):
-        pass
-
-    with pytest.raises(ValueError, match="already registered"):
-        io.register_model_kind("TestDummy", Other)
-    with pytest.raises(TypeError, match="no _get_state"):
-        io.register_model_kind("Plain", object)
-
-
-def test_state_the_class_cannot_use_becomes_model_file_error(tmp_path: Path, registry) -> None:
-    io.register_model_kind("TestDummy", _Dummy)
-    path = io.save_arrays(tmp_path / "m", {"W": np.zeros(2)}, {"kind": "TestDummy"})
-    with pytest.raises(ModelFileError, match=r"cannot rebuild a TestDummy.*alpha"):
-        io.load_model(path)

@@ -8,24 +8,22 @@ A handgrad file is a plain safetensors file. Its ``__metadata__`` holds a single
 
 The checksum covers the canonical JSON of the envelope (without the checksum) and every
 tensor's name, dtype, shape and bytes, so an edited number anywhere is caught on load.
-Files are written atomically: a temporary file in the target folder, fsync, then
-``os.replace``; a failed save leaves any earlier file untouched.
+Files are written atomically (:func:`handgrad._atomic.write_atomically`); a failed save
+leaves any earlier file untouched.
 
-Models plug in through a two-method protocol: ``model._get_state() -> (tensors,
-metadata)`` and ``cls._from_state(tensors, metadata)``, with the class registered under
-a ``kind`` name by :func:`register_model_kind`. Loading only ever builds registered kinds.
+This module knows files, not models: what a file holds for each kind of model, and for
+a training run, is :mod:`handgrad.state`'s.
 """
 
 from __future__ import annotations
 
 import hashlib
-import importlib
 import importlib.metadata
 import json
 import os
-from collections.abc import Callable, Mapping
+from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import numpy as np
 
@@ -38,15 +36,6 @@ CHECKPOINT_FORMAT = "handgrad-checkpoint"
 METADATA_KEY = "handgrad"
 
 _NUMERIC_KINDS = frozenset("biuf")
-_MODEL_KINDS: dict[str, type] = {}
-#: handgrad's own kinds and the module defining each, imported when a file needs it.
-_BUILTIN_KINDS = {
-    "MLP": "handgrad.network",
-    "TwoLayerNet": "handgrad.network",
-    "MLPClassifier": "handgrad.estimator",
-}
-
-T = TypeVar("T", bound=type)
 
 
 def _handgrad_version() -> str:
@@ -286,105 +275,3 @@ def load_checkpoint(
     """Load and verify a file written by :func:`save_checkpoint` (see
     :func:`load_arrays` for what is checked)."""
     return _load(path, CHECKPOINT_FORMAT)
-
-
-# ------------------------------------------------------------------------------ models
-
-
-def register_model_kind(kind: str, cls: T | None = None) -> T | Callable[[T], T]:
-    """Register ``cls`` as the class :func:`load_model` builds for ``kind``.
-
-    Use as a decorator, ``@register_model_kind("MLP")``, or call it directly,
-    ``register_model_kind("MLP", MLP)``. The class must provide a classmethod
-    ``_from_state(tensors, metadata)`` and instances a method ``_get_state()``.
-    """
-    if not isinstance(kind, str) or not kind:
-        raise TypeError(f"kind must be a non-empty string, got {kind!r}")
-
-    def register(cls: T) -> T:
-        for method in ("_get_state", "_from_state"):
-            if not callable(getattr(cls, method, None)):
-                raise TypeError(f"cannot register {cls.__name__}: it has no {method} method")
-        previous = _MODEL_KINDS.get(kind)
-        if previous is not None and not _same_class(previous, cls):
-            raise ValueError(
-                f"model kind {kind!r} is already registered to "
-                f"{previous.__module__}.{previous.__qualname__}"
-            )
-        _MODEL_KINDS[kind] = cls
-        return cls
-
-    return register if cls is None else register(cls)
-
-
-def _same_class(a: type, b: type) -> bool:
-    # A reloaded module re-creates its classes; treat those as the same registration.
-    return (a.__module__, a.__qualname__) == (b.__module__, b.__qualname__)
-
-
-def _kind_of(model: object) -> str | None:
-    for kind, cls in _MODEL_KINDS.items():
-        if type(model) is cls:
-            return kind
-    return None
-
-
-def save_model(
-    path: str | os.PathLike[str], model: object, extra: Mapping[str, Any] | None = None
-) -> Path:
-    """Save a registered model through its ``_get_state()``; see :func:`save_arrays`.
-
-    The metadata's ``"kind"`` defaults to the kind ``type(model)`` is registered under;
-    ``extra`` (JSON) is stored beside the model's own metadata, e.g. its preprocessing.
-    """
-    tensors, metadata = model._get_state()
-    metadata = {**metadata, **(extra or {})}
-    kind = metadata.setdefault("kind", _kind_of(model))
-    if kind not in _MODEL_KINDS:
-        raise TypeError(
-            f"cannot save {type(model).__name__}: model kind {kind!r} is not registered "
-            "(decorate the class with @register_model_kind)"
-        )
-    return save_arrays(path, tensors, metadata)
-
-
-def model_class(kind: Any) -> type:
-    """The class registered under ``kind``; handgrad's own kinds are imported on demand
-    from a fixed list (nothing named in a file is ever imported)."""
-    if isinstance(kind, str) and kind in _BUILTIN_KINDS:
-        importlib.import_module(_BUILTIN_KINDS[kind])  # its classes register themselves
-    cls = _MODEL_KINDS.get(kind) if isinstance(kind, str) else None
-    if cls is None:
-        known = ", ".join(sorted(_MODEL_KINDS)) or "none"
-        raise ModelFileError(f"a model of unknown kind {kind!r} (this handgrad knows: {known})")
-    return cls
-
-
-def load_model(path: str | os.PathLike[str], *, return_metadata: bool = False) -> Any:
-    """Load a model saved by :func:`save_model` (with ``return_metadata``, the pair
-    ``(model, metadata)``, the file read once).
-
-    Only classes registered with :func:`register_model_kind` can be built; nothing named
-    in the file is ever imported.
-
-    Raises
-    ------
-    ModelFileError
-        Everything :func:`load_arrays` raises for, an unknown ``kind``, or state the
-        class cannot rebuild from.
-    """
-    tensors, metadata = load_arrays(path)
-    kind = metadata.get("kind")
-    try:
-        cls = model_class(kind)
-    except ModelFileError as exc:
-        raise ModelFileError(f"{path} holds {exc}") from None
-    try:
-        model = cls._from_state(tensors, metadata)
-    except ModelFileError:
-        raise
-    except (KeyError, TypeError, ValueError) as exc:
-        raise ModelFileError(
-            f"{path}: cannot rebuild a {kind} from the saved state: {exc}"
-        ) from exc
-    return (model, metadata) if return_metadata else model

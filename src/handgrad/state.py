@@ -1,0 +1,547 @@
+"""What a handgrad file holds for each kind of model, and for a training run.
+
+A model file (:func:`save_model`) holds one of the kinds in :data:`KINDS`:
+
+- ``MLP`` and ``TwoLayerNet``: the parameters ``W1, b1, …`` as tensors; the
+  architecture (layer sizes, activation, head, init, std, dtype) as metadata.
+- ``MLPClassifier``: its network as above, plus the run it continues (optimizer state,
+  shuffling generator, history, best weights), its constructor parameters, its labels
+  and fitted attributes as JSON. A loaded estimator trains on exactly as the saved one
+  would have.
+
+A checkpoint (:func:`save_run`) holds a whole :class:`~handgrad.training.Run`: the
+network's parameters (``param.W1``, …), the optimizer's state arrays (``optim.…``), the
+best weights so far (``best.W1``, …), and as metadata the optimizer with its schedule,
+the generator's state and the history. Resuming from one continues training exactly as
+if it had never stopped.
+
+The envelope, checksum and atomic write are :mod:`handgrad.modelfile`'s. Loading only
+ever builds a kind from :data:`KINDS`: nothing named in a file is imported, and every
+tensor read is checked against what the model needs (:func:`check_tensors`).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import math
+import numbers
+import os
+from collections.abc import Callable, Mapping
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from handgrad import optim
+from handgrad.errors import ModelFileError
+from handgrad.modelfile import load_arrays, load_checkpoint, save_arrays, save_checkpoint
+from handgrad.network import MLP, TwoLayerNet
+from handgrad.training import History, Run
+
+__all__ = [
+    "KINDS",
+    "check_tensors",
+    "labels_from_json",
+    "labels_to_json",
+    "load_model",
+    "load_run",
+    "save_model",
+    "save_run",
+]
+
+Tensors = dict[str, np.ndarray]
+State = tuple[Tensors, dict[str, Any]]
+
+_BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+#: Fitted attributes of an ``MLPClassifier`` saved as JSON (floats, ints, lists or None).
+SCALAR_ATTRS = (
+    "loss_",
+    "best_loss_",
+    "loss_curve_",
+    "validation_scores_",
+    "best_validation_score_",
+    "n_iter_",
+    "t_",
+)
+
+
+# ------------------------------------------------------------------------ the check
+def check_tensors(
+    tensors: Mapping[str, np.ndarray], model: MLP, *, prefix: str = "", complete: bool = True
+) -> None:
+    """Check tensors read from a file against the parameters of ``model``.
+
+    Each name ends in the name of a parameter (``W1``, or ``velocity.W1`` for an
+    optimizer's state array), and the tensor must have that parameter's shape and dtype
+    and hold only finite numbers. With ``complete`` there must be exactly one tensor per
+    parameter. ``prefix`` is the tensors' prefix in the file (``"optim."``), for messages.
+
+    Raises
+    ------
+    ModelFileError
+        Naming the first tensor that does not fit.
+    """
+    sizes = list(model.layer_sizes)
+    if complete and set(tensors) != set(model.params):
+        raise ModelFileError(
+            f"the file holds the tensors {sorted(prefix + k for k in tensors)}, but a "
+            f"{sizes} network needs one for each of {sorted(model.params)}"
+        )
+    for name, value in tensors.items():
+        want = model.params.get(name.rsplit(".", 1)[-1])
+        if want is None or value.shape != want.shape or value.dtype != want.dtype:
+            raise ModelFileError(
+                f"tensor {prefix}{name} has shape {value.shape} and dtype {value.dtype}: "
+                f"it fits none of the parameters of a {sizes} {model.dtype} network"
+            )
+        if not np.isfinite(value).all():
+            raise ModelFileError(f"tensor {prefix}{name} holds non-finite values")
+
+
+def _part(tensors: Mapping[str, np.ndarray], prefix: str) -> Tensors:
+    """The tensors named ``prefix…``, keyed without the prefix."""
+    return {k[len(prefix) :]: v for k, v in tensors.items() if k.startswith(prefix)}
+
+
+# ------------------------------------------------------------------------- networks
+def network_state(model: MLP) -> State:
+    """An ``MLP``'s (or ``TwoLayerNet``'s) parameters and architecture."""
+    meta = {
+        "layer_sizes": list(model.layer_sizes),
+        "activation": model.activation,
+        "head": model.head,
+        "init": model.init,
+        "std": model.std,
+        "dtype": model.dtype.name,
+    }
+    return dict(model.params), meta
+
+
+def mlp_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> MLP:
+    """The ``MLP`` that :func:`network_state` described, every tensor checked."""
+    sizes = [int(s) for s in meta["layer_sizes"]]
+    model = MLP(
+        sizes[0],
+        sizes[1:-1],
+        sizes[-1],
+        activation=meta["activation"],
+        head=meta["head"],
+        init=meta["init"],
+        std=meta["std"],
+        dtype=meta["dtype"],
+        seed=0,
+    )
+    return _with_params(model, tensors)
+
+
+def two_layer_net_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> TwoLayerNet:
+    """The ``TwoLayerNet`` that :func:`network_state` described, every tensor checked."""
+    sizes = [int(s) for s in meta["layer_sizes"]]
+    fixed = {"activation": "relu", "head": "softmax", "init": "normal"}
+    if len(sizes) != 3 or any(meta[k] != v for k, v in fixed.items()):
+        raise ModelFileError(
+            f"a TwoLayerNet has one hidden layer, ReLU, a softmax head and normal "
+            f"initialisation, but the file describes layer sizes {sizes}, "
+            f"{', '.join(f'{k} {meta[k]!r}' for k in fixed)}"
+        )
+    model = TwoLayerNet(*sizes, std=meta["std"], dtype=meta["dtype"], seed=0)
+    return _with_params(model, tensors)
+
+
+def _with_params(model: MLP, tensors: Tensors) -> MLP:
+    check_tensors(tensors, model)
+    model.params.update({k: np.ascontiguousarray(v) for k, v in tensors.items()})
+    return model
+
+
+# ---------------------------------------------------------------------- training runs
+def _run_state(run: Run, *, step_losses: bool = True) -> State:
+    """Everything of ``run`` but the model, as ``(tensors, JSON metadata)``.
+
+    Tensors: the optimizer's state arrays (``optim.<name>``) and the best weights so far
+    (``best.<param>``); metadata: the optimizer and its schedule, its scalar state, the
+    shuffling generator's state and the history (without the loss of every step unless
+    ``step_losses``). :func:`_run_from_state` is the inverse.
+    """
+    opt_arrays, opt_scalars = run.optimizer.state()
+    tensors = {f"optim.{k}": v for k, v in opt_arrays.items()}
+    if run.best_params is not None:
+        tensors |= {f"best.{k}": v for k, v in run.best_params.items()}
+    history = run.history.to_dict()
+    if not step_losses:
+        del history["step_loss"]
+    meta = {
+        "optimizer": _optimizer_spec(run.optimizer),
+        "optimizer_state": opt_scalars,
+        "rng": run.rng.bit_generator.state,
+        "history": history,
+    }
+    return tensors, meta
+
+
+def _run_from_state(model: MLP, tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> Run:
+    """The :class:`Run` of ``model`` that :func:`_run_state` described.
+
+    Raises ModelFileError when a state array or the best weights do not fit the model.
+    """
+    optimizer = _optimizer_from_spec(meta["optimizer"])
+    opt_arrays = _part(tensors, "optim.")
+    check_tensors(opt_arrays, model, prefix="optim.", complete=False)
+    optimizer.load_state(opt_arrays, meta["optimizer_state"])
+    best = _part(tensors, "best.") or None
+    if best is not None:
+        check_tensors(best, model, prefix="best.")
+    history = History.from_dict(meta["history"])
+    return Run(model, optimizer, _generator(meta["rng"]), history, best)
+
+
+def _generator(state: dict[str, Any]) -> np.random.Generator:
+    name = state.get("bit_generator")
+    if name not in _BIT_GENERATORS:
+        raise ModelFileError(f"checkpoint names an unknown random generator {name!r}")
+    bit_generator = getattr(np.random, name)()
+    bit_generator.state = state
+    return np.random.Generator(bit_generator)
+
+
+def _optimizer_spec(opt: optim.Optimizer) -> dict[str, Any]:
+    """The optimizer's class and constructor arguments as JSON, its schedule included."""
+    fields = {f.name: getattr(opt, f.name) for f in dataclasses.fields(opt) if f.init}
+    schedule = fields.pop("schedule")
+    schedule_fields = (
+        {f.name: getattr(schedule, f.name) for f in dataclasses.fields(schedule) if f.init}
+        if dataclasses.is_dataclass(schedule)
+        else {}
+    )
+    return {
+        "name": opt.name,
+        "fields": fields,
+        "schedule": {"name": schedule.name, "fields": schedule_fields},
+    }
+
+
+def _optimizer_from_spec(spec: Mapping[str, Any]) -> optim.Optimizer:
+    opt_cls = optim.OPTIMIZERS.get(spec["name"])
+    schedule_cls = optim.SCHEDULES.get(spec["schedule"]["name"])
+    if opt_cls is None or schedule_cls is None:
+        raise ModelFileError("checkpoint names an unknown optimizer or schedule")
+    schedule = schedule_cls(**spec["schedule"]["fields"])
+    return opt_cls(**spec["fields"], schedule=schedule)
+
+
+def save_run(
+    path: str | os.PathLike[str], run: Run, metadata: Mapping[str, Any] | None = None
+) -> Path:
+    """Write ``run`` (weights, optimizer, RNG, history, best weights) as a checkpoint,
+    atomically, with the caller's JSON ``metadata`` beside it."""
+    kind = "TwoLayerNet" if isinstance(run.model, TwoLayerNet) else "MLP"
+    model_tensors, model_meta = network_state(run.model)
+    tensors, meta = _run_state(run)
+    tensors |= {f"param.{k}": v for k, v in model_tensors.items()}
+    meta |= {
+        "model": {"kind": kind, **model_meta},
+        "epoch": run.history.epochs,
+        "extra": dict(metadata or {}),
+    }
+    return save_checkpoint(path, tensors, meta)
+
+
+def load_run(path: str | os.PathLike[str]) -> tuple[Run, dict[str, Any]]:
+    """Rebuild the :class:`Run` a checkpoint holds, and the caller's metadata.
+
+    Raises ModelFileError when the file is corrupt or its contents do not fit together.
+    """
+    tensors, meta = load_checkpoint(path)
+    try:
+        return _rebuild_run(tensors, meta), dict(meta.get("extra") or {})
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
+        raise ModelFileError(
+            f"{path}: cannot rebuild the training run from the checkpoint: {exc}"
+        ) from exc
+
+
+def _rebuild_run(tensors: Tensors, meta: dict[str, Any]) -> Run:
+    model_meta = dict(meta["model"])
+    kind = model_meta.pop("kind")
+    _, from_state = _kind(kind)
+    if kind not in ("MLP", "TwoLayerNet"):
+        raise ModelFileError(f"checkpoint holds a {kind}, not a network")
+    model = from_state(_part(tensors, "param."), model_meta)
+    run = _run_from_state(model, tensors, meta)
+    if run.history.epochs != meta["epoch"]:
+        raise ModelFileError("checkpoint's epoch disagrees with its history")
+    return run
+
+
+# ------------------------------------------------------------------------ estimators
+def classifier_state(est: Any) -> State:
+    """Tensors (the network's ``W1, b1, …`` and its run's) and JSON metadata for a
+    fitted ``MLPClassifier``."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(est)
+    tensors, mlp_meta = network_state(est._run.model)
+    # The optimizer's state, the shuffling generator and the history too: a loaded
+    # estimator continues (warm_start, partial_fit) exactly as the saved one would have.
+    run_tensors, run_meta = _run_state(est._run, step_losses=False)
+    tensors = tensors | run_tensors
+    meta: dict[str, Any] = {
+        "params": {k: _jsonable(v) for k, v in est.get_params(deep=False).items()},
+        "classes": labels_to_json(est.classes_),
+        "y_type": est._label_binarizer.y_type_,
+        "n_features_in": int(est.n_features_in_),
+        "mlp": mlp_meta,
+        "out_activation": est.out_activation_,
+        "run": run_meta,
+        "optimizer_params": [_jsonable(v) for v in est._optimizer_key],
+    }
+    if hasattr(est, "feature_names_in_"):
+        meta["feature_names_in"] = [str(f) for f in est.feature_names_in_]
+    for name in SCALAR_ATTRS:
+        meta[name] = _jsonable(getattr(est, name, None))
+    return tensors, meta
+
+
+def classifier_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
+    """Rebuild a fitted ``MLPClassifier``, checking that every part agrees with the
+    others."""
+    # scikit-learn is imported only when a file holds an estimator.
+    from handgrad._estimator_support import OPTIMIZER_PARAMS, make_optimizer, seed_sequence
+    from handgrad.estimator import MLPClassifier
+
+    est = MLPClassifier(**{k: _from_jsonable(k, v) for k, v in meta["params"].items()})
+    est._validate_params()
+    model = mlp_from_state({k: v for k, v in tensors.items() if "." not in k}, meta["mlp"])
+    classes = labels_from_json(meta["classes"])
+    binarizer = _binarizer(meta["y_type"], classes)
+    n_features = int(meta["n_features_in"])
+    hidden = np.atleast_1d(est.hidden_layer_sizes).tolist()
+    head = "softmax" if meta["y_type"] == "multiclass" else "sigmoid"
+    n_out = len(classes) if meta["y_type"] != "binary" else 1
+    want = (n_features, *hidden, n_out)
+    if model.layer_sizes != want or model.activation != est.activation or model.head != head:
+        raise ModelFileError(
+            f"the network {model!r} does not fit the estimator: it needs layer sizes {want}, "
+            f"activation {est.activation!r} and a {head} head"
+        )
+    if meta["out_activation"] != ("softmax" if head == "softmax" else "logistic"):
+        raise ModelFileError(f"out_activation {meta['out_activation']!r} contradicts the head")
+    est._label_binarizer, est.classes_ = binarizer, binarizer.classes_
+    est.n_features_in_, est.out_activation_ = n_features, meta["out_activation"]
+    est.n_outputs_, est.n_layers_ = n_out, len(want)
+    if "feature_names_in" in meta:
+        names = np.asarray(meta["feature_names_in"], dtype=object)
+        if len(names) != n_features:
+            raise ModelFileError(f"{len(names)} feature names for {n_features} features")
+        est.feature_names_in_ = names
+    for name in SCALAR_ATTRS:
+        setattr(est, name, _from_jsonable(name, meta.get(name)))
+    if "run" in meta:
+        est._run = _run_from_state(model, tensors, meta["run"])
+        est._optimizer_key = tuple(
+            _from_jsonable(name, v)
+            for name, v in zip(OPTIMIZER_PARAMS, meta["optimizer_params"], strict=True)
+        )
+    else:  # a file written before runs were saved: a fresh optimizer and generator
+        history = History(
+            loss=list(est.loss_curve_ or []),
+            val_score=list(est.validation_scores_ or []),
+            epochs=len(est.loss_curve_ or []),
+            samples_seen=int(est.t_ or 0),
+            best_loss=math.inf if est.best_loss_ is None else float(est.best_loss_),
+            best_val_score=(
+                -math.inf
+                if est.best_validation_score_ is None
+                else float(est.best_validation_score_)
+            ),
+        )
+        ss = seed_sequence(est.random_state).spawn(3)
+        est._run = Run(model, make_optimizer(est), np.random.default_rng(ss[1]), history)
+        est._optimizer_key = est._optimizer_signature()
+    return est
+
+
+def _binarizer(y_type: Any, classes: np.ndarray) -> Any:
+    """A fitted ``LabelBinarizer`` equal to the one ``fit`` made."""
+    from sklearn.preprocessing import LabelBinarizer
+
+    if y_type == "multilabel-indicator":
+        binarizer = LabelBinarizer().fit(np.zeros((1, len(classes)), dtype=int))
+        if not np.array_equal(binarizer.classes_, classes):
+            raise ModelFileError("multi-label classes_ must be 0..n_outputs-1")
+        return binarizer
+    if y_type not in ("binary", "multiclass"):
+        raise ModelFileError(f"unknown target type {y_type!r}")
+    binarizer = LabelBinarizer().fit(classes)
+    if binarizer.y_type_ != y_type and len(classes) > 1:
+        raise ModelFileError(f"{len(classes)} classes contradict target type {y_type!r}")
+    if len(np.unique(classes)) != len(classes):
+        raise ModelFileError("classes_ holds duplicate labels")
+    return binarizer
+
+
+def labels_to_json(classes: np.ndarray) -> dict[str, Any]:
+    """``classes_`` as ``{"type": ..., "values": [...]}``; refuses non-JSON-able labels."""
+    classes = np.asarray(classes)
+    if classes.dtype.kind in "biuf":
+        return {"type": classes.dtype.str, "values": classes.tolist()}
+    if classes.dtype.kind == "U":
+        return {"type": "str", "values": classes.tolist()}
+    values = classes.tolist()
+    for kind, test in (("object-str", _is_str), ("object-bool", _is_bool), ("object-int", _is_int)):
+        if all(test(v) for v in values):
+            return {
+                "type": kind,
+                "values": [v.item() if isinstance(v, np.generic) else v for v in values],
+            }
+    bad = next(v for v in values if not (_is_str(v) or _is_int(v) or _is_bool(v)))
+    raise TypeError(
+        f"cannot save this MLPClassifier: its labels (classes_) must all be strings, "
+        f"integers or booleans to be stored as JSON, but it has {bad!r} of type "
+        f"{type(bad).__name__}; encode the labels first (e.g. str(label))"
+    )
+
+
+def labels_from_json(d: Any) -> np.ndarray:
+    """Inverse of :func:`labels_to_json`."""
+    if not isinstance(d, dict) or not isinstance(d.get("values"), list) or not d["values"]:
+        raise ModelFileError(f"classes_ in the model file is malformed: {d!r}")
+    kind, values = d.get("type"), d["values"]
+    if kind == "str":
+        return np.array(values, dtype=str)
+    if isinstance(kind, str) and kind.startswith("object-"):
+        out = np.empty(len(values), dtype=object)
+        out[:] = values
+        return out
+    try:
+        dtype = np.dtype(kind)
+    except TypeError as exc:
+        raise ModelFileError(f"classes_ has unknown label type {kind!r}") from exc
+    if dtype.kind not in "biuf":
+        raise ModelFileError(f"classes_ has unknown label type {kind!r}")
+    return np.array(values, dtype=dtype)
+
+
+def _is_str(v: Any) -> bool:
+    return isinstance(v, str)
+
+
+def _is_bool(v: Any) -> bool:
+    return isinstance(v, bool | np.bool_)
+
+
+def _is_int(v: Any) -> bool:
+    return isinstance(v, numbers.Integral) and not _is_bool(v)
+
+
+def _jsonable(value: Any) -> Any:
+    """Constructor parameters as JSON (numpy scalars unwrapped, ∞ as the string "inf")."""
+    if isinstance(value, np.generic):
+        value = value.item()
+    if isinstance(value, float) and math.isinf(value):
+        return "inf"
+    if isinstance(value, tuple | list | np.ndarray):
+        return [_jsonable(v) for v in value]
+    if isinstance(value, np.random.RandomState):
+        return None  # a generator's state is not a parameter worth keeping
+    return value
+
+
+def _from_jsonable(name: str, value: Any) -> Any:
+    if value == "inf":
+        return math.inf
+    if name == "hidden_layer_sizes" and isinstance(value, list):
+        return tuple(value)
+    return value
+
+
+# ---------------------------------------------------------------------- model files
+#: Every kind a model file can hold: kind -> (its state as (tensors, metadata), the
+#: model rebuilt from that state). A file naming any other kind is refused.
+KINDS: dict[str, tuple[Callable[[Any], State], Callable[[Tensors, Mapping[str, Any]], Any]]] = {
+    "MLP": (network_state, mlp_from_state),
+    "TwoLayerNet": (network_state, two_layer_net_from_state),
+    "MLPClassifier": (classifier_state, classifier_from_state),
+}
+
+
+def _kind(kind: Any) -> tuple[Callable[[Any], State], Callable[[Tensors, Mapping[str, Any]], Any]]:
+    if not isinstance(kind, str) or kind not in KINDS:
+        raise ModelFileError(
+            f"a model of unknown kind {kind!r} (this handgrad knows: {', '.join(sorted(KINDS))})"
+        )
+    return KINDS[kind]
+
+
+def _kind_of(model: object) -> str:
+    """The kind of exactly ``MLP``, ``TwoLayerNet`` or ``MLPClassifier`` (no subclass:
+    it would load as its parent)."""
+    kind = {MLP: "MLP", TwoLayerNet: "TwoLayerNet"}.get(type(model))
+    if kind is None and type(model).__name__ == "MLPClassifier":
+        from handgrad.estimator import MLPClassifier
+
+        kind = "MLPClassifier" if type(model) is MLPClassifier else None
+    if kind is None:
+        raise TypeError(
+            f"cannot save a {type(model).__name__}: a model file holds one of {', '.join(KINDS)}"
+        )
+    return kind
+
+
+def save_model(
+    path: str | os.PathLike[str], model: object, extra: Mapping[str, Any] | None = None
+) -> Path:
+    """Save an ``MLP``, ``TwoLayerNet`` or fitted ``MLPClassifier`` to a model file,
+    atomically (see :func:`handgrad.modelfile.save_arrays`).
+
+    ``extra`` (JSON) is stored beside the model's own metadata, e.g. its preprocessing;
+    :func:`load_model` with ``return_metadata`` gives it back.
+
+    Raises
+    ------
+    TypeError
+        ``model`` is of another class, or its labels cannot be stored as JSON.
+    FileNotFoundError, NotADirectoryError, PermissionError
+        The folder is missing, not a folder, or not writable.
+    """
+    kind = _kind_of(model)
+    to_state, _ = KINDS[kind]
+    tensors, metadata = to_state(model)
+    metadata = {**metadata, **(extra or {})}
+    metadata.setdefault("kind", kind)
+    return save_arrays(path, tensors, metadata)
+
+
+def load_model(path: str | os.PathLike[str], *, return_metadata: bool = False) -> Any:
+    """Load a model saved by :func:`save_model` (with ``return_metadata``, the pair
+    ``(model, metadata)``, the file read once).
+
+    Only the kinds in :data:`KINDS` can be built; nothing named in the file is ever
+    imported.
+
+    Raises
+    ------
+    FileNotFoundError
+        No file at ``path``.
+    ModelFileError
+        Everything :func:`handgrad.modelfile.load_arrays` raises for, an unknown
+        ``kind``, or state the model cannot be rebuilt from.
+    """
+    tensors, metadata = load_arrays(path)
+    kind = metadata.get("kind")
+    try:
+        _, from_state = _kind(kind)
+    except ModelFileError as exc:
+        raise ModelFileError(f"{path} holds {exc}") from None
+    try:
+        model = from_state(tensors, metadata)
+    except ModelFileError:
+        raise
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(
+            f"{path}: cannot rebuild a {kind} from the saved state: {exc}"
+        ) from exc
+    return (model, metadata) if return_metadata else model
