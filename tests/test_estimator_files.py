@@ -133,16 +133,13 @@ def test_model_file_state_that_does_not_fit_is_refused(tmp_path, blobs):
         load_model(tmp_path / "nan.safetensors")
 
 
-def test_model_file_without_run_state_still_loads(tmp_path, blobs):
-    """Files written before the run was saved: the weights load, training starts a
-    fresh optimizer."""
+def test_model_file_without_run_state_is_refused(tmp_path, blobs):
+    """Every MLPClassifier file carries the run it continues; one without is refused."""
     X, y = blobs
     clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=2, random_state=0).fit(X, y)
     tensors, meta = load_arrays(save_model(tmp_path / "clf.safetensors", clf))
     del meta["run"], meta["optimizer_params"]
     weights = {k: v for k, v in tensors.items() if "." not in k}
     save_arrays(tmp_path / "old.safetensors", weights, meta)
-    back = load_model(tmp_path / "old.safetensors")
-    assert_array_equal(back.predict_proba(X), clf.predict_proba(X))
-    back.set_params(warm_start=True, max_iter=1).fit(X, y)
-    assert back.n_iter_ == 1 and len(back.loss_curve_) == 3
+    with pytest.raises(ModelFileError, match="holds no training run"):
+        load_model(tmp_path / "old.safetensors")

@@ -307,11 +307,16 @@ def classifier_state(est: Any) -> State:
 
 def classifier_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
     """Rebuild a fitted ``MLPClassifier``, checking that every part agrees with the
-    others."""
+    others. A file without the run it continues is refused."""
     # scikit-learn is imported only when a file holds an estimator.
-    from handgrad._estimator_support import OPTIMIZER_PARAMS, make_optimizer, seed_sequence
+    from handgrad._estimator_support import OPTIMIZER_PARAMS
     from handgrad.estimator import MLPClassifier
 
+    if "run" not in meta or "optimizer_params" not in meta:
+        raise ModelFileError(
+            "the MLPClassifier holds no training run (optimizer state, shuffling "
+            "generator, history), which every handgrad model file carries"
+        )
     est = MLPClassifier(**{k: _from_jsonable(k, v) for k, v in meta["params"].items()})
     est._validate_params()
     model = mlp_from_state({k: v for k, v in tensors.items() if "." not in k}, meta["mlp"])
@@ -339,28 +344,11 @@ def classifier_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
         est.feature_names_in_ = names
     for name in SCALAR_ATTRS:
         setattr(est, name, _from_jsonable(name, meta.get(name)))
-    if "run" in meta:
-        est._run = _run_from_state(model, tensors, meta["run"])
-        est._optimizer_key = tuple(
-            _from_jsonable(name, v)
-            for name, v in zip(OPTIMIZER_PARAMS, meta["optimizer_params"], strict=True)
-        )
-    else:  # a file written before runs were saved: a fresh optimizer and generator
-        history = History(
-            loss=list(est.loss_curve_ or []),
-            val_score=list(est.validation_scores_ or []),
-            epochs=len(est.loss_curve_ or []),
-            samples_seen=int(est.t_ or 0),
-            best_loss=math.inf if est.best_loss_ is None else float(est.best_loss_),
-            best_val_score=(
-                -math.inf
-                if est.best_validation_score_ is None
-                else float(est.best_validation_score_)
-            ),
-        )
-        ss = seed_sequence(est.random_state).spawn(3)
-        est._run = Run(model, make_optimizer(est), np.random.default_rng(ss[1]), history)
-        est._optimizer_key = est._optimizer_signature()
+    est._run = _run_from_state(model, tensors, meta["run"])
+    est._optimizer_key = tuple(
+        _from_jsonable(name, v)
+        for name, v in zip(OPTIMIZER_PARAMS, meta["optimizer_params"], strict=True)
+    )
     return est
 
 
