@@ -42,7 +42,7 @@ _MODEL_KINDS: dict[str, type] = {}
 #: handgrad's own kinds and the module defining each, imported when a file needs it.
 _BUILTIN_KINDS = {
     "MLP": "handgrad.network",
-    "TwoLayerNet": "handgrad.network",
+    "TwoLayerNet": "handgrad.twolayer",
     "MLPClassifier": "handgrad.estimator",
 }
 
