@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from handgrad import optim
+import handgrad.optim as optim
 from handgrad.errors import ModelFileError
 from handgrad.io import load_checkpoint, model_class, save_checkpoint
 from handgrad.network import MLP
