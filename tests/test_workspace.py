@@ -236,9 +236,9 @@ def test_a_further_epoch_allocates_almost_nothing(dtype, make_optimizer):
     trace = _TraceSecondEpoch()
     fit(model, X, y, optimizer=make_optimizer(), config=config, callbacks=[trace], seed=0)
     # What a step may allocate: a few (batch,)-sized temporaries (the head's picked
-    # entries, the accuracy count) and the growth of the history's lists — about 11 KiB
-    # in float32 and 13 KiB in float64 here. One batch of X or of A1 is 128 KiB in
-    # float32, W1 256 KiB: no copy of any of them, per step or per epoch, fits in it.
+    # entries, the accuracy count) and the growth of the history's lists. One batch of X
+    # or of A1 is 128 KiB in float32, W1 256 KiB: no copy of any of them, per step or per
+    # epoch, fits in the budget.
     budget = 24 * 1024
     assert trace.allocated is not None and trace.allocated < budget, trace.allocated
 

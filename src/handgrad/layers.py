@@ -136,7 +136,7 @@ def identity_(Z: Array, D: Array | None = None) -> Array:
 
 Forward = Callable[[Array], tuple[Array, Cache]]
 Backward = Callable[[Array, Cache], Array]
-InPlace = Callable[[Array, "Array | None"], Array]
+InPlace = Callable[[Array, Array | None], Array]
 
 
 @dataclass(frozen=True)
@@ -170,27 +170,27 @@ ACTIVATIONS: dict[str, Activation] = {
             relu_forward,
             relu_backward,
             relu_,
-            True,
-            "ReLU({Z}) = max(0, {Z})",
-            "{dA} ⊙ [{Z} > 0]",
+            needs_derivative=True,
+            formula="ReLU({Z}) = max(0, {Z})",
+            backward_formula="{dA} ⊙ [{Z} > 0]",
         ),
         Activation(
             "tanh",
             tanh_forward,
             tanh_backward,
             tanh_,
-            True,
-            "tanh({Z})",
-            "{dA} ⊙ (1 − {A}²)",
+            needs_derivative=True,
+            formula="tanh({Z})",
+            backward_formula="{dA} ⊙ (1 − {A}²)",
         ),
         Activation(
             "logistic",
             logistic_forward,
             logistic_backward,
             logistic_,
-            True,
-            "σ({Z}) = 1 / (1 + e^(−{Z}))",
-            "{dA} ⊙ {A} ⊙ (1 − {A})",
+            needs_derivative=True,
+            formula="σ({Z}) = 1 / (1 + e^(−{Z}))",
+            backward_formula="{dA} ⊙ {A} ⊙ (1 − {A})",
             glorot_factor=2.0,
         ),
         Activation(
@@ -198,9 +198,9 @@ ACTIVATIONS: dict[str, Activation] = {
             identity_forward,
             identity_backward,
             identity_,
-            False,
-            "{Z}",
-            "{dA}",
+            needs_derivative=False,
+            formula="{Z}",
+            backward_formula="{dA}",
         ),
     )
 }
@@ -412,6 +412,9 @@ class Head:
     losses take; ``random_targets(rng, n, C)`` draws valid ones (for gradient checks).
     ``min_outputs`` is the smallest C the head accepts. The ``*_formula`` texts are
     what ``explain`` prints; ``targets_text`` names the form of Y.
+
+    A head for regression takes the same fields: squared error on the identity
+    (``P = S``) or Poisson (``P = e^S``) also give ``dS = (P − Y)/N``.
     """
 
     name: str
