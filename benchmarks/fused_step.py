@@ -125,11 +125,18 @@ class FusedStep:
         return loss + penalty, right
 
 
+def _workspace(model: MLP) -> Workspace:
+    """handgrad's buffers for ``model`` on batches of ``BATCH`` rows."""
+    return Workspace(
+        model.layer_sizes, BATCH, activation=model.activation, head=model.head, dtype=model.dtype
+    )
+
+
 def _steps(make_step, X, y, H, C):
     """One epoch of gathered shuffled batches through ``make_step(model)``'s step."""
     N, D = X.shape
     model = MLP(D, (H,), C, seed=0, dtype=X.dtype)
-    ws = Workspace(model, BATCH)
+    ws = _workspace(model)
     step = make_step(model, ws)
     rng, order = np.random.default_rng(0), np.arange(N)
 
@@ -165,7 +172,7 @@ def check_agreement(dtype, steps: int = 3) -> float:
     """Largest weight difference between the fused and the NumPy step after ``steps``."""
     X, y = make_data(BATCH, 20, 4, dtype)
     a, b = (MLP(20, (16,), 4, seed=0, dtype=dtype) for _ in range(2))
-    ws, fused = Workspace(a, BATCH), FusedStep(b, BATCH)
+    ws, fused = _workspace(a), FusedStep(b, BATCH)
     for _ in range(steps):
         la, _ = ws.sgd_step(a.params, X, y, REG, None, 0.1)
         lb, _ = fused.sgd_step(b.params, X, y, REG, 0.1)

@@ -1,4 +1,4 @@
-"""The explain table: formulas in the seed's notation, shapes for any depth."""
+"""The explain table: formulas in the notes' notation, shapes for any depth."""
 
 import pytest
 
@@ -9,7 +9,7 @@ def _table(rows):
     return {r.quantity: (r.formula, r.shape) for r in rows}
 
 
-def test_two_layer_table_is_the_seed():
+def test_two_layer_table_is_the_notes():
     rows = explain(64, (100,), 10, 32)
     t = _table(rows)
     assert t["Z1"] == ("Z1 = X W1 + b1", "(32, 100)")

@@ -42,13 +42,13 @@ def test_affine_backward_matches_numerical(rng):
 
 @pytest.mark.parametrize("name", sorted(layers.ACTIVATIONS))
 def test_activation_backward_matches_numerical(name, rng):
-    forward, backward = layers.ACTIVATIONS[name]
+    forward, backward = layers.ACTIVATIONS[name].forward, layers.ACTIVATIONS[name].backward
     Z = rng.standard_normal((6, 4))
     Z[np.abs(Z) < 1e-3] = 0.5  # keep ReLU's kink away from the finite difference
     _check_backward(forward, backward, Z, rng.standard_normal((6, 4)))
 
 
-def test_relu_mask_is_the_seed_ismorethan():
+def test_relu_mask_is_the_notes_ismorethan():
     Z = np.array([[-1.0, 0.0, 2.0]])
     A, cache = layers.relu_forward(Z)
     np.testing.assert_array_equal(A, [[0, 0, 2]])
@@ -56,7 +56,7 @@ def test_relu_mask_is_the_seed_ismorethan():
 
 
 def _softmax_jacobian(s):
-    """The seed's C×C Jacobian, entry by entry: ∂P_j/∂S_k = P_j(δ_jk − P_k)."""
+    """The notes' C×C Jacobian, entry by entry: ∂P_j/∂S_k = P_j(δ_jk − P_k)."""
     C = s.size
     e = np.exp(s - s.max())
     P = e / e.sum()

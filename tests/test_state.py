@@ -12,10 +12,11 @@ import pytest
 
 from handgrad.errors import ModelFileError
 from handgrad.modelfile import load_arrays, load_checkpoint, save_arrays, save_checkpoint
-from handgrad.network import MLP, TwoLayerNet
+from handgrad.network import MLP
 from handgrad.optim import SGD
 from handgrad.state import KINDS, check_tensors, load_model, load_run, save_model, save_run
 from handgrad.training import History, Run
+from handgrad.twolayer import TwoLayerNet
 
 
 def _mlp() -> MLP:

@@ -12,7 +12,7 @@ from numpy.testing import assert_array_equal
 
 from handgrad import MLP
 from handgrad.errors import TrainingDivergedError
-from handgrad.optim import SGD, Adam, Adaptive
+from handgrad.optim import LBFGS, SGD, Adam, Adaptive
 from handgrad.training import Callback, Run, TrainingConfig, accuracy, fit
 
 
@@ -138,7 +138,7 @@ def test_ctrl_c_keeps_the_weights(data):
 def test_ctrl_c_mid_epoch_goes_back_to_the_last_finished_epoch(data):
     X, y = data
     model, rec = _model(), Recorder()
-    step, calls = model.training_step, []
+    step, calls = model.loss_and_gradients, []
 
     def interrupted_step(*args):
         calls.append(1)
@@ -146,7 +146,7 @@ def test_ctrl_c_mid_epoch_goes_back_to_the_last_finished_epoch(data):
             raise KeyboardInterrupt
         return step(*args)
 
-    model.training_step = interrupted_step
+    model.loss_and_gradients = interrupted_step
     opt = Adam(learning_rate_init=0.01)
     run = Run(model, opt, np.random.default_rng(0))
     hist = fit(
@@ -154,7 +154,7 @@ def test_ctrl_c_mid_epoch_goes_back_to_the_last_finished_epoch(data):
         X,
         y,
         optimizer=opt,
-        config=TrainingConfig(batch_size=30, max_epochs=10),
+        config=TrainingConfig(batch_size=30, max_epochs=10, engine="reference"),
         callbacks=[rec],
         run=run,
     )
@@ -165,18 +165,18 @@ def test_ctrl_c_mid_epoch_goes_back_to_the_last_finished_epoch(data):
     for k, v in model.params.items():
         assert_array_equal(v, rec.params[1][k])
     # Continue (the patched step passes through from now on: both runs take the
-    # reference path, so the comparison can be bit for bit).
+    # reference engine, so the comparison can be bit for bit).
     reference = Run(_model(), Adam(learning_rate_init=0.01), np.random.default_rng(0))
-    reference.model.training_step = reference.model.training_step
     fit(
         reference.model,
         X,
         y,
         optimizer=reference.optimizer,
         run=reference,
-        config=TrainingConfig(batch_size=30, max_epochs=3),
+        config=TrainingConfig(batch_size=30, max_epochs=3, engine="reference"),
     )
-    fit(model, X, y, optimizer=opt, config=TrainingConfig(batch_size=30, max_epochs=1), run=run)
+    config = TrainingConfig(batch_size=30, max_epochs=1, engine="reference")
+    fit(model, X, y, optimizer=opt, config=config, run=run)
     for k, v in model.params.items():  # continuing gives what an uninterrupted run gives
         assert_array_equal(v, reference.model.params[k])
 
@@ -282,3 +282,26 @@ def test_history_round_trips_through_a_dict(data):
     hist = fit(_model(), X, y, optimizer=SGD(), config=TrainingConfig(max_epochs=2), seed=0)
     back = type(hist).from_dict(hist.to_dict())
     assert back == hist and math.isinf(back.best_val_score)
+
+
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+@pytest.mark.parametrize("make_optimizer", [lambda: SGD(0.1), lambda: Adam(0.01), LBFGS])
+def test_the_engine_setting_decides_which_step_runs(data, engine, make_optimizer):
+    X, y = data
+    model, calls = _model(), []
+    step = model.loss_and_gradients
+
+    def counted_step(*args):
+        calls.append(1)
+        return step(*args)
+
+    model.loss_and_gradients = counted_step  # seen by the reference engine only
+    config = TrainingConfig(batch_size=30, max_epochs=2, engine=engine)
+    hist = fit(model, X, y, optimizer=make_optimizer(), config=config, seed=0)
+    assert hist.epochs >= 1 and all(np.isfinite(v).all() for v in model.params.values())
+    assert (len(calls) > 0) == (engine == "reference")
+
+
+def test_an_unknown_engine_is_refused():
+    with pytest.raises(ValueError, match=r"engine must be one of fast, reference, but got 'slow'"):
+        TrainingConfig(engine="slow")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import tracemalloc
 
 import numpy as np
@@ -15,6 +16,12 @@ from handgrad.workspace import Workspace, gemm_, scores
 ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
 HEADS = (("softmax", 3), ("sigmoid", 1), ("sigmoid", 3))
 DEPTHS = ((), (6,), (7, 5), (4, 6, 5))
+
+
+def _workspace(model, rows):
+    return Workspace(
+        model.layer_sizes, rows, activation=model.activation, head=model.head, dtype=model.dtype
+    )
 
 
 def _problem(activation, head, C, hidden, n=13, D=8, seed=0, dtype=np.float64):
@@ -42,8 +49,8 @@ def _assert_close(a, b, tol=1e-12):
 def test_step_equals_reference(activation, head_c, hidden, weighted, reg):
     model, X, T, w = _problem(activation, *head_c, hidden)
     w = w if weighted else None
-    loss_ref, grads_ref, S_ref = model.training_step(X, T, reg, w)
-    ws = Workspace(model, rows=20)  # more rows than the batch: views of the buffers
+    loss_ref, grads_ref, S_ref = model.loss_and_gradients(X, T, reg, w)
+    ws = _workspace(model, rows=20)  # more rows than the batch: views of the buffers
     loss, grads, S = ws.step(model.params, X, T, reg, w)
     assert loss == pytest.approx(loss_ref, rel=1e-12, abs=1e-12)
     _assert_close(S, S_ref)
@@ -87,10 +94,10 @@ def test_fused_sgd_step_equals_reference_update(activation, head_c, hidden, weig
     model, X, T, w = _problem(activation, *head_c, hidden, seed=3)
     w = w if weighted else None
     reg, lr = 0.2, 0.05
-    loss_ref, grads_ref, S_ref = model.training_step(X, T, reg, w)
+    loss_ref, grads_ref, S_ref = model.loss_and_gradients(X, T, reg, w)
     expected = {k: v - lr * grads_ref[k] for k, v in model.params.items()}
     before = {k: v for k, v in model.params.items()}
-    loss, S = Workspace(model, X.shape[0]).sgd_step(model.params, X, T, reg, w, lr)
+    loss, S = _workspace(model, X.shape[0]).sgd_step(model.params, X, T, reg, w, lr)
     assert loss == pytest.approx(loss_ref, rel=1e-12, abs=1e-12)
     _assert_close(S, S_ref)
     for name, value in expected.items():
@@ -100,15 +107,15 @@ def test_fused_sgd_step_equals_reference_update(activation, head_c, hidden, weig
 
 def test_float32_stays_float32():
     model, X, T, w = _problem("relu", "softmax", 3, (6, 5), dtype=np.float32)
-    ws = Workspace(model, X.shape[0])
+    ws = _workspace(model, X.shape[0])
     _, grads, S = ws.step(model.params, X, T, 0.1, w)
     assert S.dtype == np.float32
     assert all(g.dtype == np.float32 for g in grads.values())
-    _, grads_ref, _ = model.training_step(X, T, 0.1, w)
+    _, grads_ref, _ = model.loss_and_gradients(X, T, 0.1, w)
     _assert_close(grads["W1"], grads_ref["W1"], tol=1e-5)
     ws.sgd_step(model.params, X, T, 0.1, w, 0.01)
     assert all(p.dtype == np.float32 for p in model.params.values())
-    assert scores(model, X).dtype == np.float32
+    assert scores(model.params, X, model.activation).dtype == np.float32
     assert model.predict_proba(X).dtype == np.float32
 
 
@@ -116,7 +123,9 @@ def test_float32_stays_float32():
 def test_scores_and_predict_proba_equal_reference(head_c):
     model, X, _, _ = _problem("tanh", *head_c, (7, 5), n=37)
     S_ref = model.forward(X)[0]
-    _assert_close(scores(model, X, chunk_rows=8), S_ref)  # several chunks and a remainder
+    _assert_close(
+        scores(model.params, X, model.activation, chunk_rows=8), S_ref
+    )  # several chunks and a remainder
     P = model.predict_proba(X)
     from handgrad import layers
 
@@ -126,7 +135,7 @@ def test_scores_and_predict_proba_equal_reference(head_c):
 
 def test_gather_takes_rows_into_reused_buffers():
     model, X, T, w = _problem("relu", "softmax", 3, (6,), n=13)
-    ws = Workspace(model, rows=5)
+    ws = _workspace(model, rows=5)
     idx = np.array([4, 0, 12])
     Xb, Tb, wb = ws.gather(X, T, w, idx)
     np.testing.assert_array_equal(Xb, X[idx])
@@ -161,16 +170,16 @@ def test_gemm_is_one_fused_update_or_declines(dtype):
 def test_fused_step_on_fortran_ordered_params_updates_them_in_place():
     model, X, T, _ = _problem("relu", "softmax", 3, (6,), seed=4)
     model.params = {k: np.asfortranarray(v) for k, v in model.params.items()}
-    _, grads_ref, _ = model.training_step(X, T, 0.1)
+    _, grads_ref, _ = model.loss_and_gradients(X, T, 0.1)
     expected = {k: v - 0.5 * grads_ref[k] for k, v in model.params.items()}
-    Workspace(model, X.shape[0]).sgd_step(model.params, X, T, 0.1, None, 0.5)
+    _workspace(model, X.shape[0]).sgd_step(model.params, X, T, 0.1, None, 0.5)
     for name, value in expected.items():
         _assert_close(model.params[name], value)
 
 
 def _reference_trained(model, optimizer, X, y, w, config):
-    """The same fit, forced through the reference step (a patched step is honoured)."""
-    model.training_step = model.training_step  # instance attribute: the loop's slow path
+    """The same fit, on the reference engine."""
+    config = dataclasses.replace(config, engine="reference")
     fit(model, X, y, optimizer=optimizer, config=config, sample_weight=w, seed=7)
     return model
 
@@ -227,9 +236,9 @@ def test_a_further_epoch_allocates_almost_nothing(dtype, make_optimizer):
     trace = _TraceSecondEpoch()
     fit(model, X, y, optimizer=make_optimizer(), config=config, callbacks=[trace], seed=0)
     # What a step may allocate: a few (batch,)-sized temporaries (the head's picked
-    # entries, the accuracy count) and the growth of the history's lists — about 11 KiB
-    # in float32 and 13 KiB in float64 here. One batch of X or of A1 is 128 KiB in
-    # float32, W1 256 KiB: no copy of any of them, per step or per epoch, fits in it.
+    # entries, the accuracy count) and the growth of the history's lists. One batch of X
+    # or of A1 is 128 KiB in float32, W1 256 KiB: no copy of any of them, per step or per
+    # epoch, fits in the budget.
     budget = 24 * 1024
     assert trace.allocated is not None and trace.allocated < budget, trace.allocated
 

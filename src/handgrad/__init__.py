@@ -8,7 +8,8 @@ scikit-learn drop-in :class:`MLPClassifier`.
 from typing import Any
 
 from handgrad.gradcheck import check_gradients, numerical_gradient, rel_error
-from handgrad.network import MLP, TwoLayerNet
+from handgrad.network import MLP
+from handgrad.twolayer import TwoLayerNet
 
 __all__ = [
     "MLP",

@@ -30,7 +30,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-from handgrad import _estimator_support as support
+import handgrad._estimator_support as support
 from handgrad._validation import check_X
 from handgrad.network import MLP
 from handgrad.training import Callback, Run

@@ -1,9 +1,10 @@
-"""The forward and backward pass of an MLP as a table, in the seed's notation.
+"""The forward and backward pass of an MLP as a table, in the notes' notation.
 
 :func:`explain` lists every quantity the network computes for a batch — its formula
 (``Z1 = X W1 + b1``, ``dS = (P − Y)/N``, ``dW2 = A1ᵀ dS + λW2``, …) and its shape for
 the given sizes — for any depth, any hidden activation and either head. Formulas are
-the ones :meth:`handgrad.MLP.forward` and :meth:`handgrad.MLP.backward` implement.
+the ones :meth:`handgrad.MLP.forward` and :meth:`handgrad.MLP.backward` implement; the
+text for each activation and head comes from its record in :mod:`handgrad.layers`.
 
 Example
 -------
@@ -19,22 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from handgrad._validation import check_choice, check_number
-from handgrad.layers import ACTIVATIONS
-from handgrad.network import HEADS
-
-# How each hidden activation is written, and the factor its backward multiplies by.
-_FORWARD = {
-    "relu": "ReLU({Z}) = max(0, {Z})",
-    "tanh": "tanh({Z})",
-    "logistic": "σ({Z}) = 1 / (1 + e^(−{Z}))",
-    "identity": "{Z}",
-}
-_DERIVATIVE = {
-    "relu": "{dA} ⊙ [{Z} > 0]",
-    "tanh": "{dA} ⊙ (1 − {A}²)",
-    "logistic": "{dA} ⊙ {A} ⊙ (1 − {A})",
-    "identity": "{dA}",
-}
+from handgrad.layers import ACTIVATIONS, HEADS
 
 
 @dataclass(frozen=True)
@@ -82,10 +68,14 @@ def explain(
         check_number(h, f"hidden size {i}", low=1, integer=True)
     check_choice(activation, "activation", ACTIVATIONS)
     check_choice(head, "head", HEADS)
-    if head == "softmax" and n_classes < 2:
-        raise ValueError("the softmax head needs at least 2 classes; use --head sigmoid")
+    if n_classes < HEADS[head].min_outputs:
+        raise ValueError(
+            f"the {head} head needs at least {HEADS[head].min_outputs} classes; use --head sigmoid"
+        )
     sizes = [input_size, *hidden_sizes, n_classes]
-    return _forward(sizes, batch_size, activation, head) + _backward(sizes, batch_size, activation)
+    return _forward(sizes, batch_size, activation, head) + _backward(
+        sizes, batch_size, activation, head
+    )
 
 
 def _a(l: int) -> str:
@@ -113,26 +103,21 @@ def _forward(sizes: list[int], N: int, activation: str, head: str) -> list[Row]:
                 Row(
                     "forward",
                     _a(l),
-                    f"{_a(l)} = " + _FORWARD[activation].format(Z=Z),
+                    f"{_a(l)} = " + ACTIVATIONS[activation].formula.format(Z=Z),
                     _shape(N, sizes[l]),
                 )
             )
     C = sizes[-1]
     penalty = "λ/2 (" + " + ".join(f"‖W{l}‖²" for l in range(1, L + 1)) + ")"
-    if head == "softmax":
-        rows.append(Row("forward", "P", "P = softmax(S), row-wise e^S / Σ_cols e^S", _shape(N, C)))
-        data = "−(1/N) Σ_i log P[i, y_i]"
-    else:
-        rows.append(Row("forward", "P", "P = σ(S) = 1 / (1 + e^(−S))", _shape(N, C)))
-        data = "−(1/N) Σ_i Σ_c [Y log P + (1 − Y) log(1 − P)]"
-    rows.append(Row("forward", "L", f"L = {data} + {penalty}", "scalar"))
+    rows.append(Row("forward", "P", HEADS[head].probabilities_formula, _shape(N, C)))
+    rows.append(Row("forward", "L", f"L = {HEADS[head].loss_formula} + {penalty}", "scalar"))
     return rows
 
 
-def _backward(sizes: list[int], N: int, activation: str) -> list[Row]:
+def _backward(sizes: list[int], N: int, activation: str, head: str) -> list[Row]:
     L = len(sizes) - 1
     C = sizes[-1]
-    rows = [Row("backward", "dS", "dS = (P − Y)/N", _shape(N, C))]
+    rows = [Row("backward", "dS", HEADS[head].gradient_formula, _shape(N, C))]
     for l in range(L, 0, -1):
         dZ = "d" + _z(l, L)
         rows.append(
@@ -147,7 +132,7 @@ def _backward(sizes: list[int], N: int, activation: str) -> list[Row]:
         if l > 1:
             dA, A, Z = f"dA{l - 1}", f"A{l - 1}", f"Z{l - 1}"
             rows.append(Row("backward", dA, f"{dA} = {dZ} W{l}ᵀ", _shape(N, sizes[l - 1])))
-            factor = _DERIVATIVE[activation].format(dA=dA, A=A, Z=Z)
+            factor = ACTIVATIONS[activation].backward_formula.format(dA=dA, A=A, Z=Z)
             rows.append(
                 Row("backward", f"dZ{l - 1}", f"dZ{l - 1} = {factor}", _shape(N, sizes[l - 1]))
             )

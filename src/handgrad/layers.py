@@ -1,19 +1,31 @@
-"""Forward/backward pairs and the two losses: the seed's equations as pure functions.
+"""Forward/backward pairs and the two losses: the notes' equations as pure functions.
 
 Every ``*_forward`` returns ``(out, cache)``; the matching ``*_backward(dout, cache)``
 returns the gradients of the loss with respect to the forward's inputs. Shapes use the
-seed's letters: N rows, D input features, H hidden units, C classes (score columns).
+notes' letters: N rows, D input features, H hidden units, C classes (score columns).
 
-Nothing here holds state, trains, or touches files. These functions are the reference
-that the fast path in :mod:`handgrad.workspace` is tested against.
+Beside each pair sits its in-place form (name ending in ``_``), which writes its result
+over its input or into buffers it is given: the same equation, for the fast path in
+:mod:`handgrad.workspace`. :data:`ACTIVATIONS` and :data:`HEADS` hold one record per
+activation and per head with all of its forms and its formula text; everything else
+(the network, the workspace, ``explain``) looks them up there, so adding one is
+editing this file only.
+
+Nothing here holds state, trains, or touches files. The reference functions are what
+the fast path is tested against.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, NamedTuple
 
 import numpy as np
+import scipy.special
 from numpy.typing import NDArray
+
+from handgrad._validation import check_class_indices, check_indicators
 
 Array = NDArray[np.floating]
 Cache = tuple
@@ -33,7 +45,7 @@ def affine_backward(dZ: Array, cache: Cache) -> tuple[Array, Array, Array]:
 
     dZ: (N, H)  ->  ``dX = dZ Wᵀ`` (N, D), ``dW = Xᵀ dZ`` (D, H), ``db = Σ_rows dZ`` (H,).
 
-    In the seed: ``dW2 = A1ᵀ dS``, ``db2 = Σ_rows dS``, ``dA1 = dS W2ᵀ`` (the L2 term
+    In the notes: ``dW2 = A1ᵀ dS``, ``db2 = Σ_rows dS``, ``dA1 = dS W2ᵀ`` (the L2 term
     ``λW`` is added by :func:`l2_penalty`), and likewise ``dW1 = Xᵀ dZ1``, ``db1 = Σ dZ1``.
     """
     X, W = cache
@@ -47,7 +59,7 @@ def relu_forward(Z: Array) -> tuple[Array, Cache]:
 
 
 def relu_backward(dA: Array, cache: Cache) -> Array:
-    """``dZ = dA ⊙ [Z > 0]`` — the seed's "ismorethan" mask.  dA: (N, H) -> dZ: (N, H)."""
+    """``dZ = dA ⊙ [Z > 0]`` — the notes' "ismorethan" mask.  dA: (N, H) -> dZ: (N, H)."""
     (Z,) = cache
     return dA * (Z > 0)
 
@@ -86,15 +98,111 @@ def identity_backward(dA: Array, cache: Cache) -> Array:
     return dA
 
 
+# ------------------------------------------------------------- in-place activations
+def relu_(Z: Array, D: Array | None = None) -> Array:
+    """``A = max(Z, 0)`` over Z; with D, also ``D = [Z > 0]``.  Z, D: (n, H).
+
+    With D, ``A = Z ⊙ D`` (a NaN stays NaN); without, ``max(Z, 0)`` in one pass.
+    """
+    if D is None:
+        return np.maximum(Z, 0, out=Z)
+    np.greater(Z, 0, out=D)
+    Z *= D
+    return Z
+
+
+def tanh_(Z: Array, D: Array | None = None) -> Array:
+    """``A = tanh(Z)`` over Z; with D, also ``D = 1 − A²``.  Z, D: (n, H)."""
+    np.tanh(Z, out=Z)
+    if D is not None:
+        np.multiply(Z, Z, out=D)
+        np.subtract(1, D, out=D)
+    return Z
+
+
+def logistic_(Z: Array, D: Array | None = None) -> Array:
+    """``A = σ(Z)`` over Z; with D, also ``D = A (1 − A)``.  Z, D: (n, H)."""
+    scipy.special.expit(Z, out=Z)
+    if D is not None:
+        np.subtract(1, Z, out=D)
+        D *= Z
+    return Z
+
+
+def identity_(Z: Array, D: Array | None = None) -> Array:
+    """``A = Z``; D is not written (``act' = 1``).  Z: (n, H)."""
+    return Z
+
+
 Forward = Callable[[Array], tuple[Array, Cache]]
 Backward = Callable[[Array, Cache], Array]
+InPlace = Callable[[Array, Array | None], Array]
 
-#: Hidden-layer activations by scikit-learn's names: ``name -> (forward, backward)``.
-ACTIVATIONS: dict[str, tuple[Forward, Backward]] = {
-    "relu": (relu_forward, relu_backward),
-    "tanh": (tanh_forward, tanh_backward),
-    "logistic": (logistic_forward, logistic_backward),
-    "identity": (identity_forward, identity_backward),
+
+@dataclass(frozen=True)
+class Activation:
+    """One hidden activation in every form the library uses.
+
+    ``forward``/``backward`` are the reference pair. ``forward_(Z, D)`` writes
+    ``A = act(Z)`` over Z and, with D given, ``D = act'(Z)``, so that the backward pass
+    is ``dZ = dA ⊙ D``; ``needs_derivative`` is False where ``act' = 1`` (no D to keep).
+    ``formula`` and ``backward_formula`` are the text ``explain`` prints, with ``{Z}``,
+    ``{A}`` and ``{dA}`` standing for the layer's symbols. ``glorot_factor`` is the
+    numerator of scikit-learn's uniform bound ``sqrt(factor / (fan_in + fan_out))``.
+    """
+
+    name: str
+    forward: Forward
+    backward: Backward
+    forward_: InPlace
+    needs_derivative: bool
+    formula: str
+    backward_formula: str
+    glorot_factor: float = 6.0
+
+
+#: Hidden-layer activations by scikit-learn's names.
+ACTIVATIONS: dict[str, Activation] = {
+    a.name: a
+    for a in (
+        Activation(
+            "relu",
+            relu_forward,
+            relu_backward,
+            relu_,
+            needs_derivative=True,
+            formula="ReLU({Z}) = max(0, {Z})",
+            backward_formula="{dA} ⊙ [{Z} > 0]",
+        ),
+        Activation(
+            "tanh",
+            tanh_forward,
+            tanh_backward,
+            tanh_,
+            needs_derivative=True,
+            formula="tanh({Z})",
+            backward_formula="{dA} ⊙ (1 − {A}²)",
+        ),
+        Activation(
+            "logistic",
+            logistic_forward,
+            logistic_backward,
+            logistic_,
+            needs_derivative=True,
+            formula="σ({Z}) = 1 / (1 + e^(−{Z}))",
+            backward_formula="{dA} ⊙ {A} ⊙ (1 − {A})",
+            glorot_factor=2.0,
+        ),
+        Activation(
+            "identity",
+            identity_forward,
+            identity_backward,
+            identity_,
+            needs_derivative=False,
+            formula="{Z}",
+            backward_formula="{dA}",
+        ),
+    )
 }
 
 
@@ -130,7 +238,7 @@ def softmax_cross_entropy(
     With weights ``w`` the mean becomes ``Σ_i w_i ℓ_i / Σ_i w_i`` and row i of dS is
     scaled by ``w_i / Σ w`` (``1/N`` when every ``w_i = 1``).
 
-    Why ``P − Y``: the seed's softmax Jacobian ``∂P_j/∂S_k = P_j(δ_jk − P_k)`` times
+    Why ``P − Y``: the notes' softmax Jacobian ``∂P_j/∂S_k = P_j(δ_jk − P_k)`` times
     ``∂ℓ/∂P_j = −Y_j / P_j`` sums to ``−Y_k + P_k Σ_j Y_j = P_k − Y_k``.
     ``log P`` is computed as ``S − max − log Σ e^{S − max}`` (log-sum-exp), so any
     finite scores give a finite loss.
@@ -151,7 +259,7 @@ def softmax_cross_entropy(
 def sigmoid_cross_entropy(
     S: Array, Y: Array, sample_weight: Array | None = None
 ) -> tuple[float, Array]:
-    """Mean sigmoid cross-entropy (the seed's σ head) and ``dS = (σ(S) − Y) / N``.
+    """Mean sigmoid cross-entropy (the notes' σ head) and ``dS = (σ(S) − Y) / N``.
 
     S: (N, C) scores; Y: (N, C) 0/1 indicators (C = 1 for a binary problem; a 1-D
     ``(N,)`` Y is taken as one column); sample_weight: (N,) or None.
@@ -178,3 +286,185 @@ def l2_penalty(weights: list[Array], reg: float) -> tuple[float, list[Array]]:
     """
     penalty = 0.5 * reg * sum(float(np.vdot(W, W)) for W in weights)
     return penalty, [reg * W for W in weights]
+
+
+# ------------------------------------------------------------ in-place heads
+def softmax_(S: Array) -> Array:
+    """Row-wise softmax of S (N, C) written over S, shifted by the row max."""
+    S -= S.max(axis=1, keepdims=True)
+    np.exp(S, out=S)
+    S /= S.sum(axis=1, keepdims=True)
+    return S
+
+
+def sigmoid_(S: Array) -> Array:
+    """``σ(S)`` element-wise, written over S (N, C)."""
+    return scipy.special.expit(S, out=S)
+
+
+class HeadBuffers(NamedTuple):
+    """Scratch arrays an in-place head loss may use, for batches of at most ``rows`` rows.
+
+    Made once per workspace by :func:`head_buffers`; a loss uses the first n entries.
+    """
+
+    ones_C: Array  # (C,) ones: row sums as a product
+    row_starts: NDArray[np.intp]  # (rows,) i·C, the flat index of row i's first entry
+    flat: NDArray[np.intp]  # (rows,) flat indices
+    m: Array  # (rows,) each
+    total: Array
+    picked: Array
+
+
+def head_buffers(rows: int, C: int, dtype: np.dtype) -> HeadBuffers:
+    """Empty :class:`HeadBuffers` for batches of at most ``rows`` rows and C columns."""
+    m, total, picked = np.empty((3, rows), dtype)
+    return HeadBuffers(
+        np.ones(C, dtype), np.arange(rows) * C, np.empty(rows, np.intp), m, total, picked
+    )
+
+
+def softmax_cross_entropy_(
+    S: Array, y: NDArray[np.integer], c: float | Array, dS: Array, buf: HeadBuffers
+) -> Array:
+    """Per-row ``ℓ_i = log Σ_k e^{S_ik − m_i} − (S_iy − m_i)`` (m_i the row max), and
+    ``dS = (P − Y) c`` written into dS, with ``P = e^{S − m} / Σ_k e^{S_k − m}``.
+
+    S, dS: (n, C); y: (n,) class indices; c: each row's share of the mean (``1/n``, or
+    (n,) ``w_i / Σ w``). Returns ℓ (n,), a view of ``buf``. The row max comes from
+    ``argmax`` (a cheaper reduction than ``max`` over short rows), the row sums from a
+    product with ones.
+    """
+    n = S.shape[0]
+    flat, starts = buf.flat[:n], buf.row_starts[:n]
+    m, total, picked = buf.m[:n], buf.total[:n], buf.picked[:n]
+    np.argmax(S, axis=1, out=flat)
+    flat += starts
+    np.take(S, flat, out=m)  # m_i
+    np.subtract(S, m[:, None], out=dS)
+    np.exp(dS, out=dS)  # e^{S − m}
+    np.matmul(dS, buf.ones_C, out=total)  # Σ_k e^{S_ik − m_i}
+    np.add(y, starts, out=flat)  # (i, y_i)
+    np.take(S, flat, out=picked)
+    picked -= m  # S_iy − m_i
+    dS *= np.divide(c, total, out=m)[:, None]  # P c
+    dS.reshape(-1)[flat] -= c  # (P − Y) c
+    losses = np.log(total, out=total)
+    losses -= picked
+    return losses
+
+
+def sigmoid_cross_entropy_(
+    S: Array, Y: Array, c: float | Array, dS: Array, buf: HeadBuffers
+) -> Array:
+    """Per-row ``ℓ_i = Σ_c softplus(S) − Y S``, and ``dS = (σ(S) − Y) c`` into dS.
+
+    S, dS, Y: (n, C); c as in :func:`softmax_cross_entropy_`. Returns ℓ (n,).
+    """
+    elementwise = np.logaddexp(0, S)
+    np.multiply(Y, S, out=dS)
+    elementwise -= dS
+    losses = elementwise.sum(axis=1)
+    scipy.special.expit(S, out=dS)
+    dS -= Y
+    dS *= c[:, None] if isinstance(c, np.ndarray) else c
+    return losses
+
+
+def _softmax_labels(S: Array) -> NDArray[np.intp]:
+    return S.argmax(axis=1)  # the highest score is the likeliest class
+
+
+def _sigmoid_labels(S: Array) -> NDArray[np.intp]:
+    labels = (sigmoid_(S) > 0.5).astype(np.intp)
+    return labels.ravel() if labels.shape[1] == 1 else labels
+
+
+def _softmax_right_rows(S: Array, y: NDArray) -> NDArray[np.bool_]:
+    return S.argmax(axis=1) == y
+
+
+def _sigmoid_right_rows(S: Array, Y: NDArray) -> NDArray[np.bool_]:
+    return np.all((S > 0) == (Y > 0.5), axis=1)
+
+
+def _class_indices(y: Any, n_samples: int, C: int, dtype: np.dtype) -> NDArray:
+    return check_class_indices(y, n_samples, C)
+
+
+def _random_class_indices(rng: np.random.Generator, n: int, C: int) -> NDArray:
+    return rng.integers(0, C, size=n)
+
+
+def _random_indicators(rng: np.random.Generator, n: int, C: int) -> NDArray:
+    return rng.integers(0, 2, size=(n, C))
+
+
+@dataclass(frozen=True)
+class Head:
+    """One output head (the last layer's non-linearity and its loss) in every form.
+
+    ``loss(S, T, sample_weight) -> (L, dS)`` is the reference; ``loss_(S, T, c, dS,
+    buf) -> ℓ (n,)`` the in-place form (see :func:`softmax_cross_entropy_`).
+    ``probabilities_(S)`` writes P over S; ``labels(S)`` predicts from scores (S may be
+    overwritten); ``right_rows(S, T)`` marks rows predicted exactly right.
+    ``encode_targets(y, n_samples, C, dtype)`` checks y and returns the targets T the
+    losses take; ``random_targets(rng, n, C)`` draws valid ones (for gradient checks).
+    ``min_outputs`` is the smallest C the head accepts. The ``*_formula`` texts are
+    what ``explain`` prints; ``targets_text`` names the form of Y.
+
+    A head for regression takes the same fields: squared error on the identity
+    (``P = S``) or Poisson (``P = e^S``) also give ``dS = (P − Y)/N``.
+    """
+
+    name: str
+    loss: Callable[..., tuple[float, Array]]
+    loss_: Callable[..., Array]
+    probabilities_: Callable[[Array], Array]
+    labels: Callable[[Array], NDArray]
+    right_rows: Callable[[Array, NDArray], NDArray[np.bool_]]
+    encode_targets: Callable[[Any, int, int, np.dtype], NDArray]
+    random_targets: Callable[[np.random.Generator, int, int], NDArray]
+    min_outputs: int
+    probabilities_formula: str
+    loss_formula: str
+    gradient_formula: str
+    targets_text: str
+
+
+#: Output heads by name: softmax (one label per row) and sigmoid (binary or multi-label).
+HEADS: dict[str, Head] = {
+    h.name: h
+    for h in (
+        Head(
+            "softmax",
+            softmax_cross_entropy,
+            softmax_cross_entropy_,
+            softmax_,
+            _softmax_labels,
+            _softmax_right_rows,
+            _class_indices,
+            _random_class_indices,
+            min_outputs=2,
+            probabilities_formula="P = softmax(S), row-wise e^S / Σ_cols e^S",
+            loss_formula="−(1/N) Σ_i log P[i, y_i]",
+            gradient_formula="dS = (P − Y)/N",
+            targets_text="one-hot",
+        ),
+        Head(
+            "sigmoid",
+            sigmoid_cross_entropy,
+            sigmoid_cross_entropy_,
+            sigmoid_,
+            _sigmoid_labels,
+            _sigmoid_right_rows,
+            check_indicators,
+            _random_indicators,
+            min_outputs=1,
+            probabilities_formula="P = σ(S) = 1 / (1 + e^(−S))",
+            loss_formula="−(1/N) Σ_i Σ_c [Y log P + (1 − Y) log(1 − P)]",
+            gradient_formula="dS = (P − Y)/N",
+            targets_text="0/1",
+        ),
+    )
+}

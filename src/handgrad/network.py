@@ -1,13 +1,15 @@
-"""``MLP`` and the seed's ``TwoLayerNet``: parameters, initialisation, loss and gradients.
+"""``MLP``: parameters, initialisation, loss and gradients, prediction.
 
 The network is ``Z_l = A_{l−1} W_l + b_l``, ``A_l = act(Z_l)`` for the hidden layers
 (``A_0 = X``) and scores ``S = A_{L−1} W_L + b_L``; the head is softmax (one label per
-row) or sigmoid (binary or multi-label). With one hidden layer this is exactly the seed:
-``Z1 = X W1 + b1``, ``A1 = ReLU(Z1)``, ``S = A1 W2 + b2``.
+row) or sigmoid (binary or multi-label). With one hidden layer this is exactly the
+notes: ``Z1 = X W1 + b1``, ``A1 = ReLU(Z1)``, ``S = A1 W2 + b2``.
 
-Parameters live in ``params``, a plain dict named in the seed's notation
+Parameters live in ``params``, a plain dict named in the notes' notation
 ``W1, b1, W2, b2, …``. ``loss`` follows CS231n's contract: scores without ``y``,
-``(loss, grads)`` with it.
+``(loss, grads)`` with it. The activation and the head are looked up by name in
+:data:`handgrad.layers.ACTIVATIONS` and :data:`handgrad.layers.HEADS`. CS231n's
+``TwoLayerNet``, which trains itself, is in :mod:`handgrad.twolayer`.
 """
 
 from __future__ import annotations
@@ -17,21 +19,12 @@ from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
-import scipy.special
 from numpy.typing import DTypeLike, NDArray
 
-from handgrad import layers
-from handgrad._validation import (
-    check_choice,
-    check_class_indices,
-    check_indicators,
-    check_number,
-    check_sample_weight,
-    check_X,
-)
-from handgrad.workspace import scores, softmax_
+from handgrad._validation import check_choice, check_number, check_sample_weight, check_X
+from handgrad.layers import ACTIVATIONS, HEADS, affine_backward, affine_forward, l2_penalty
+from handgrad.workspace import scores
 
-HEADS = ("softmax", "sigmoid")
 INITS = ("glorot", "he", "normal")
 DTYPES = (np.float32, np.float64)
 Params = dict[str, NDArray[np.floating]]
@@ -73,8 +66,6 @@ class MLP:
     True
     """
 
-    kind = "MLP"
-
     def __init__(
         self,
         input_size: int,
@@ -92,14 +83,17 @@ class MLP:
         names = ["input_size"] + [f"hidden size {i + 1}" for i in range(len(sizes) - 2)]
         for value, name in zip(sizes, [*names, "output_size"], strict=True):
             check_number(value, name, low=1, integer=True)
-        check_choice(activation, "activation", layers.ACTIVATIONS)
+        check_choice(activation, "activation", ACTIVATIONS)
         check_choice(head, "head", HEADS)
         check_choice(init, "init", INITS)
         check_number(std, "std", low=0, low_open=True)
         if np.dtype(dtype) not in DTYPES:
             raise ValueError(f"dtype must be float32 or float64, but got {np.dtype(dtype)}")
-        if head == "softmax" and output_size < 2:
-            raise ValueError("the softmax head needs output_size >= 2; use head='sigmoid'")
+        if output_size < HEADS[head].min_outputs:
+            raise ValueError(
+                f"the {head} head needs output_size >= {HEADS[head].min_outputs}; "
+                "use head='sigmoid'"
+            )
         self.layer_sizes = tuple(int(s) for s in sizes)
         self.activation = activation
         self.head = head
@@ -136,10 +130,10 @@ class MLP:
     # ------------------------------------------------------------ forward/backward
     def forward(self, X: NDArray) -> tuple[NDArray, list]:
         """Scores ``S`` (N, C) and the per-layer caches, by the reference layer functions."""
-        act_forward, _ = layers.ACTIVATIONS[self.activation]
+        act_forward = ACTIVATIONS[self.activation].forward
         A, caches = X, []
         for l in range(1, self.n_layers + 1):
-            Z, affine_cache = layers.affine_forward(A, self.params[f"W{l}"], self.params[f"b{l}"])
+            Z, affine_cache = affine_forward(A, self.params[f"W{l}"], self.params[f"b{l}"])
             if l == self.n_layers:
                 caches.append((affine_cache, None))
                 return Z, caches
@@ -154,13 +148,13 @@ class MLP:
         ``dA_{l−1} = dZ_l W_lᵀ`` and ``dZ_{l−1} = dA_{l−1} ⊙ act'(Z_{l−1})``, with
         ``dZ_L = dS``. Returns a dict keyed like ``params``.
         """
-        _, act_backward = layers.ACTIVATIONS[self.activation]
-        _, reg_grads = layers.l2_penalty(self.weights, reg)
+        act_backward = ACTIVATIONS[self.activation].backward
+        _, reg_grads = l2_penalty(self.weights, reg)
         grads: Params = {}
         dZ = dS
         for l in range(self.n_layers, 0, -1):
             affine_cache, _ = caches[l - 1]
-            dA, dW, db = layers.affine_backward(dZ, affine_cache)
+            dA, dW, db = affine_backward(dZ, affine_cache)
             grads[f"W{l}"] = dW + reg_grads[l - 1]
             grads[f"b{l}"] = db
             if l > 1:
@@ -168,10 +162,8 @@ class MLP:
         return grads
 
     def data_loss(self, S: NDArray, T: NDArray, sample_weight: NDArray | None):
-        """The head's mean cross-entropy and ``dS`` for encoded targets T."""
-        if self.head == "softmax":
-            return layers.softmax_cross_entropy(S, T, sample_weight)
-        return layers.sigmoid_cross_entropy(S, T, sample_weight)
+        """The head's mean loss and ``dS`` for encoded targets T."""
+        return HEADS[self.head].loss(S, T, sample_weight)
 
     def loss(
         self,
@@ -189,37 +181,36 @@ class MLP:
         """
         if y is None:  # finiteness is tested chunk by chunk, while each is in cache
             return scores(
-                self,
+                self.params,
                 check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype, finite=False),
+                self.activation,
                 check_finite=True,
             )
         X = check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype)
         check_number(reg, "reg", low=0)
         T = self.encode_targets(y, X.shape[0])
         w = check_sample_weight(sample_weight, X.shape[0], self.dtype)
-        loss, grads, _ = self.training_step(X, T, reg, w)
+        loss, grads, _ = self.loss_and_gradients(X, T, reg, w)
         return loss, grads
 
-    def training_step(
+    def loss_and_gradients(
         self, X: NDArray, T: NDArray, reg: float, sample_weight: NDArray | None = None
     ) -> tuple[float, Params, NDArray]:
         """``(loss, grads, S)`` without input checks, for checked X and encoded targets T.
 
-        This is the reference path: forward, the head's loss, backward, each by the
-        functions of :mod:`handgrad.layers`. The training loop runs the same step in
-        preallocated buffers (:class:`handgrad.workspace.Workspace`); the tests hold the
-        two equal.
+        This is the reference engine: forward, the head's loss, backward, each by the
+        functions of :mod:`handgrad.layers`. The training loop's fast engine computes the
+        same in preallocated buffers (:class:`handgrad.workspace.Workspace`); the tests
+        hold the two equal.
         """
         S, caches = self.forward(X)
         data_loss, dS = self.data_loss(S, T, sample_weight)
-        penalty, _ = layers.l2_penalty(self.weights, reg)
+        penalty, _ = l2_penalty(self.weights, reg)
         return data_loss + penalty, self.backward(dS, caches, reg), S
 
     def encode_targets(self, y: Any, n_samples: int) -> NDArray:
         """Checked targets for the head: class indices (softmax) or 0/1 floats (sigmoid)."""
-        if self.head == "softmax":
-            return check_class_indices(y, n_samples, self.layer_sizes[-1])
-        return check_indicators(y, n_samples, self.layer_sizes[-1], self.dtype)
+        return HEADS[self.head].encode_targets(y, n_samples, self.layer_sizes[-1], self.dtype)
 
     # ------------------------------------------------------------------ prediction
     def predict_proba(self, X: NDArray) -> NDArray:
@@ -227,16 +218,11 @@ class MLP:
 
         Computed in the model's dtype, in place over the scores (no second (N, C) array).
         """
-        S = self.loss(X)
-        return softmax_(S) if self.head == "softmax" else scipy.special.expit(S, out=S)
+        return HEADS[self.head].probabilities_(self.loss(X))
 
     def predict(self, X: NDArray) -> NDArray:
         """Class indices (N,) for softmax; 0/1 of shape (N,) (C = 1) or (N, C) for sigmoid."""
-        if self.head == "softmax":
-            return self.loss(X).argmax(axis=1)  # the highest score is the likeliest class
-        P = self.predict_proba(X)
-        labels = (P > 0.5).astype(np.intp)
-        return labels.ravel() if labels.shape[1] == 1 else labels
+        return HEADS[self.head].labels(self.loss(X))
 
     # -------------------------------------------------------------------- copying
     def copy(self, dtype: DTypeLike | None = None) -> MLP:
@@ -255,84 +241,6 @@ class MLP:
         )
 
 
-class TwoLayerNet(MLP):
-    """The seed's network: ``X → affine → ReLU → affine → softmax``, CS231n-compatible.
-
-    Weights are ``std`` × standard normal, biases zero. ``params`` holds ``W1`` (D, H),
-    ``b1`` (H,), ``W2`` (H, C), ``b2`` (C,).
-    """
-
-    kind = "TwoLayerNet"
-
-    def __init__(
-        self,
-        input_size: int,
-        hidden_size: int,
-        output_size: int,
-        std: float = 1e-4,
-        seed: int | np.random.Generator | None = None,
-        dtype: DTypeLike = np.float64,
-    ) -> None:
-        super().__init__(
-            input_size,
-            (hidden_size,),
-            output_size,
-            activation="relu",
-            head="softmax",
-            init="normal",
-            std=std,
-            seed=seed,
-            dtype=dtype,
-        )
-
-    def train(
-        self,
-        X: NDArray,
-        y: NDArray,
-        X_val: NDArray,
-        y_val: NDArray,
-        learning_rate: float = 1e-3,
-        learning_rate_decay: float = 0.95,
-        reg: float = 5e-6,
-        num_iters: int = 100,
-        batch_size: int = 200,
-        verbose: bool = False,
-        seed: int | np.random.Generator | None = None,
-    ) -> dict[str, list[float]]:
-        """Minibatch SGD, CS231n's contract, run by the one training loop.
-
-        The rate is multiplied by ``learning_rate_decay`` once per epoch; training
-        stops after ``num_iters`` minibatch steps. Returns ``loss_history`` (per
-        step), ``train_acc_history`` and ``val_acc_history`` (per epoch).
-        """
-        from handgrad.optim import SGD, StepDecay
-        from handgrad.training import TrainingConfig, fit
-
-        check_number(num_iters, "num_iters", low=1, integer=True)
-        history = fit(
-            self,
-            X,
-            y,
-            optimizer=SGD(learning_rate, schedule=StepDecay(learning_rate_decay)),
-            config=TrainingConfig(
-                batch_size=batch_size,
-                max_epochs=None,
-                max_steps=num_iters,
-                reg=reg,
-                reg_per_sample=False,
-                stopping="none",
-                verbose=verbose,
-            ),
-            validation=(X_val, y_val),
-            seed=seed,
-        )
-        return {
-            "loss_history": history.step_loss,
-            "train_acc_history": history.train_score,
-            "val_acc_history": history.val_score,
-        }
-
-
 def _initial_params(
     sizes: tuple[int, ...],
     init: str,
@@ -345,8 +253,7 @@ def _initial_params(
     params: Params = {}
     for l, (fan_in, fan_out) in enumerate(itertools.pairwise(sizes), start=1):
         if init == "glorot":
-            factor = 2.0 if activation == "logistic" else 6.0
-            bound = np.sqrt(factor / (fan_in + fan_out))
+            bound = np.sqrt(ACTIVATIONS[activation].glorot_factor / (fan_in + fan_out))
             W = rng.uniform(-bound, bound, (fan_in, fan_out))
             b = rng.uniform(-bound, bound, fan_out)
         elif init == "he":

@@ -32,11 +32,12 @@ from typing import Any
 
 import numpy as np
 
-from handgrad import optim
+import handgrad.optim as optim
 from handgrad.errors import ModelFileError
 from handgrad.modelfile import load_arrays, load_checkpoint, save_arrays, save_checkpoint
-from handgrad.network import MLP, TwoLayerNet
+from handgrad.network import MLP
 from handgrad.training import History, Run
+from handgrad.twolayer import TwoLayerNet
 
 __all__ = [
     "KINDS",

@@ -5,6 +5,13 @@
 for early stopping, refuses to continue past a non-finite loss (keeping the last finite
 weights), keeps the weights when interrupted with Ctrl-C, and calls callbacks once per
 epoch (progress bars and checkpoints hang off them).
+
+Each step runs on one of two engines, chosen by ``TrainingConfig.engine``: ``"fast"``
+(the default) computes it in the preallocated buffers of a
+:class:`~handgrad.workspace.Workspace`, and for plain SGD (momentum 0) fuses the update
+into the gradient's matrix product; ``"reference"`` calls
+:meth:`MLP.loss_and_gradients <handgrad.network.MLP.loss_and_gradients>`, the
+layer functions of the notes, and then the optimizer. The tests hold the two equal.
 """
 
 from __future__ import annotations
@@ -12,29 +19,35 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
-from functools import partial
 from typing import Any
 
 import numpy as np
 
 from handgrad._validation import check_choice, check_number, check_sample_weight, check_X
 from handgrad.errors import TrainingDivergedError
+from handgrad.layers import HEADS
 from handgrad.network import MLP, as_rng
 from handgrad.optim import LBFGS, SGD, Optimizer
 from handgrad.workspace import Workspace, scores
 
 STOPPING = ("loss", "validation", "none")
+ENGINES = ("fast", "reference")
 
 
 @dataclass
 class TrainingConfig:
-    """How to train. ``reg`` is the seed's λ; with ``reg_per_sample`` (scikit-learn's
+    """How to train. ``reg`` is the notes' λ; with ``reg_per_sample`` (scikit-learn's
     ``alpha``) the penalty of each batch uses ``λ = reg / Σ_batch w`` instead.
 
     ``stopping``: ``"loss"`` stops when the epoch's training loss has not improved by
     ``tol`` for ``n_iter_no_change`` epochs; ``"validation"`` does the same on the
     validation accuracy and restores the best weights (early stopping); ``"none"`` runs
     to ``max_epochs``/``max_steps``.
+
+    ``engine``: ``"fast"`` (buffers reused across steps; plain SGD fused into the
+    products) or ``"reference"`` (``model.loss_and_gradients``, then the optimizer).
+    Both compute the same step; the reference is the one to read, to debug, or to
+    override in a subclass. Validation scoring and L-BFGS follow the same setting.
     """
 
     batch_size: int = 200
@@ -47,6 +60,7 @@ class TrainingConfig:
     tol: float = 1e-4
     n_iter_no_change: int = 10
     verbose: bool = False
+    engine: str = "fast"
 
     def __post_init__(self) -> None:
         check_number(self.batch_size, "batch_size", low=1, integer=True)
@@ -60,6 +74,7 @@ class TrainingConfig:
         check_number(self.tol, "tol", low=0)
         check_number(self.n_iter_no_change, "n_iter_no_change", low=1, integer=True)
         check_choice(self.stopping, "stopping", STOPPING)
+        check_choice(self.engine, "engine", ENGINES)
 
 
 @dataclass
@@ -173,9 +188,7 @@ def fit(
 
 def right_rows(model: MLP, S: np.ndarray, T: np.ndarray) -> np.ndarray:
     """(n,) bool: rows whose scores S predict encoded targets T exactly (every label)."""
-    if model.head == "softmax":
-        return S.argmax(axis=1) == T
-    return np.all((S > 0) == (T > 0.5), axis=1)
+    return HEADS[model.head].right_rows(S, T)
 
 
 def accuracy(model: MLP, S: np.ndarray, T: np.ndarray, sample_weight=None) -> float:
@@ -222,10 +235,9 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
     batch_size = min(config.batch_size, N)
     epoch_start = _EpochStart(run)
     epoch_start.take(run)
-    # The fast path (preallocated buffers, plain SGD fused into the products) unless the
-    # model's step was overridden or patched: then that step is what trains.
-    ws = Workspace(model, batch_size) if _own_step(model) else None
-    fused = ws is not None and _is_plain_sgd(opt)
+    ws = _workspace(model, batch_size, config)
+    # θ ← θ − η g: the update can be fused into the gradient's product
+    fused = ws is not None and type(opt) is SGD and opt.momentum == 0
     arange = np.arange(N)
     order = arange.copy()  # rng.permutation(N) is arange + shuffle: same order, no alloc
     epochs_done = 0
@@ -254,7 +266,7 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                 if fused:
                     loss, S = ws.sgd_step(model.params, Xb, Tb, reg, wb, opt.learning_rate)
                 elif ws is None:
-                    loss, grads, S = model.training_step(Xb, Tb, reg, wb)
+                    loss, grads, S = model.loss_and_gradients(Xb, Tb, reg, wb)
                 else:
                     loss, grads, S = ws.step(model.params, Xb, Tb, reg, wb)
                 if not math.isfinite(loss):
@@ -289,16 +301,13 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
             np.copyto(model.params[k], v)
 
 
-def _own_step(model: MLP) -> bool:
-    """True when the model's step is MLP's own math, neither overridden nor patched."""
-    names = ("training_step", "forward", "backward", "data_loss")
-    return all(getattr(type(model), k) is getattr(MLP, k) and k not in vars(model) for k in names)
-
-
-def _is_plain_sgd(opt: Optimizer) -> bool:
-    """True for SGD with momentum 0 whose ``update`` is not replaced: ``θ ← θ − η g``,
-    which the workspace may fuse into the gradient's matrix product."""
-    return type(opt) is SGD and opt.momentum == 0 and "update" not in vars(opt)
+def _workspace(model: MLP, rows: int, config: TrainingConfig) -> Workspace | None:
+    """The fast engine's buffers for ``model`` on ``rows`` rows; None for the reference."""
+    if config.engine != "fast":
+        return None
+    return Workspace(
+        model.layer_sizes, rows, activation=model.activation, head=model.head, dtype=model.dtype
+    )
 
 
 def _end_epoch(run: Run, loss, train_score, seen, validation, config) -> bool:
@@ -311,7 +320,10 @@ def _end_epoch(run: Run, loss, train_score, seen, validation, config) -> bool:
     hist.learning_rate.append(opt.learning_rate)
     if validation is not None:
         X_val, T_val, w_val = validation
-        S_val = scores(model, X_val) if _own_step(model) else model.forward(X_val)[0]
+        if config.engine == "fast":
+            S_val = scores(model.params, X_val, model.activation)
+        else:
+            S_val = model.forward(X_val)[0]
         hist.val_score.append(accuracy(model, S_val, T_val, w_val))
     if config.verbose:
         val = f", validation accuracy = {hist.val_score[-1]:.4f}" if validation else ""
@@ -364,7 +376,7 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
     splits = np.cumsum([int(np.prod(s)) for s in shapes])[:-1]
     n_w = X.shape[0] if w is None else float(w.sum())
     reg = config.reg / n_w if config.reg_per_sample else config.reg
-    ws = Workspace(model, X.shape[0]) if _own_step(model) else None
+    ws = _workspace(model, X.shape[0], config)
 
     def unpack(theta: np.ndarray) -> None:
         for k, part, shape in zip(names, np.split(theta, splits), shapes, strict=True):
@@ -372,8 +384,10 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
 
     def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
         unpack(theta)
-        step = model.training_step if ws is None else partial(ws.step, model.params)
-        loss, grads, _ = step(X, T, reg, w)
+        if ws is None:
+            loss, grads, _ = model.loss_and_gradients(X, T, reg, w)
+        else:
+            loss, grads, _ = ws.step(model.params, X, T, reg, w)
         if not math.isfinite(loss):
             raise TrainingDivergedError("the loss became non-finite during L-BFGS")
         return loss, np.concatenate([grads[k].ravel() for k in names], dtype=np.float64)

@@ -1,13 +1,17 @@
-"""The fast path: a training step of an :class:`~handgrad.MLP` in preallocated buffers.
+"""The fast engine: a training step of a network in preallocated buffers.
 
-The same equations as :mod:`handgrad.layers` (which stays the readable reference, and
-which the tests hold this module to, within 1e-12 in float64), arranged so that a
-steady-state step allocates nothing that grows with the batch or the network:
+A :class:`Workspace` is made from the network's description (layer sizes, activation,
+head, dtype) and reads the parameters from the dict passed to each call; it knows no
+model class. The same equations as :mod:`handgrad.layers` (which stays the readable
+reference, and which the tests hold this module to, within 1e-12 in float64), arranged
+so that a steady-state step allocates nothing that grows with the batch or the network:
 
 - every matrix product writes into a buffer of the :class:`Workspace`, on top of the
   bias written there first (``Z = b; Z += A W`` by BLAS with β = 1);
-- activations and the softmax work in place; ReLU keeps its mask ``[Z > 0]`` for the
-  backward pass; the bias sums ``Σ_rows dZ`` are products ``1ᵀ dZ`` with a ones vector;
+- activations and the head work in place, by the in-place forms of the records in
+  :data:`handgrad.layers.ACTIVATIONS` and :data:`~handgrad.layers.HEADS`; ReLU keeps its
+  mask ``[Z > 0]`` for the backward pass; the bias sums ``Σ_rows dZ`` are products
+  ``1ᵀ dZ`` with a ones vector;
 - everything stays in the model's dtype (no float32 → float64 temporaries);
 - for plain SGD the weight update is fused into the gradient's product:
   ``W ← (1 − ηλ) W − η A_prevᵀ dZ`` is one BLAS ``gemm`` with ``β = 1 − ηλ``, ``α = −η``,
@@ -15,29 +19,26 @@ steady-state step allocates nothing that grows with the batch or the network:
   thread pool behind ``np.matmul``), found with ctypes; where it is not found the same
   step takes NumPy's route (``matmul`` into a buffer, then ``W += ...``).
 
-Measured and dropped: SciPy's ``scipy.linalg.blas.sgemm`` offers the same fusion, but
-SciPy ships its own OpenBLAS: here its products are 20–30 % slower than NumPy's, and
-alternating between two libraries' thread pools within a step costs several times the
-products. Gathering the next batch on a helper thread during the step (or a batch on
-two threads) gained nothing: the copy is memory-bound and the handoff costs as much.
-Thread counts are left as the user set them.
+Tried and dropped (benchmarks/README.md has the figures): SciPy's
+``scipy.linalg.blas.sgemm`` offers the same fusion, but SciPy ships its own OpenBLAS,
+whose products were slower than NumPy's here, and alternating between two libraries'
+thread pools within a step costs more than the products. Gathering the next batch on a
+helper thread during the step (or a batch on two threads) gained nothing: the copy is
+memory-bound and the handoff costs as much. Thread counts are left as the user set them.
 """
 
 from __future__ import annotations
 
 import ctypes
 import sys
+from collections.abc import Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
 
 import numpy as np
-import scipy.special
-from numpy.typing import NDArray
+from numpy.typing import DTypeLike, NDArray
 
 from handgrad._validation import all_finite, check_X
-
-if TYPE_CHECKING:
-    from handgrad.network import MLP
+from handgrad.layers import ACTIVATIONS, HEADS, head_buffers
 
 Array = NDArray[np.floating]
 Params = dict[str, Array]
@@ -84,7 +85,8 @@ def _rows_ok(M: Array, dtype: np.dtype) -> bool:
 
 
 def _address(M: Array) -> int:
-    """The address of M's first element (``M.ctypes.data``, three times faster)."""
+    """The address of M's first element: ``M.ctypes.data`` builds an object per call,
+    which costs more than the small products of a step."""
     if M.flags.c_contiguous and M.flags.writeable:
         return ctypes.addressof(ctypes.c_char.from_buffer(M))
     return M.ctypes.data
@@ -121,12 +123,12 @@ def gemm_(A: Array, B: Array, C: Array, alpha: float, beta: float, trans_a: bool
     return True
 
 
-def affine_into(A: Array, W: Array, b: Array, Z: Array) -> Array:
+def affine_(A: Array, W: Array, b: Array, Z: Array) -> Array:
     """``Z ← A W + b`` in place: ``Z = b``, then ``Z += A W`` within the product (β = 1).
 
     A: (n, D), W: (D, H), b: (H,), Z: (n, H). NumPy's broadcast ``Z += b`` runs through
-    a buffered iterator (an 8192-element buffer allocated per call, at half the speed
-    of a plain add); written first, b costs one copy and the product nothing more.
+    a buffered iterator (a buffer allocated per call, slower than a plain add); written
+    first, b costs one copy and the product nothing more.
     """
     np.copyto(Z, b)
     if not gemm_(A, W, Z, 1.0, 1.0):  # without NumPy's cblas: the product, then b
@@ -140,70 +142,44 @@ def _sqnorm(W: Array) -> float:
     return float(np.vdot(W, W))
 
 
-# ------------------------------------------------------------- in-place activations
-def activation_forward_(Z: Array, activation: str, D: Array | None = None) -> Array:
-    """``A = act(Z)``, overwriting Z; with D given, also ``D = act'(Z)``.  Z, D: (n, H).
-
-    ReLU: ``D = [Z > 0]``, ``A = Z ⊙ D`` (a NaN stays NaN); without D, ``max(Z, 0)``
-    (which is slower than the two passes on a batch in cache, faster on the large
-    chunks of prediction); tanh: ``D = 1 − A²``; logistic: ``D = A (1 − A)``;
-    identity: D is not written. The backward pass is then ``dZ = dA ⊙ D``.
-    """
-    if activation == "relu":
-        if D is None:
-            return np.maximum(Z, 0, out=Z)
-        np.greater(Z, 0, out=D)
-        Z *= D
-    elif activation == "tanh":
-        np.tanh(Z, out=Z)
-        if D is not None:
-            np.multiply(Z, Z, out=D)
-            np.subtract(1, D, out=D)
-    elif activation == "logistic":
-        scipy.special.expit(Z, out=Z)
-        if D is not None:
-            np.subtract(1, Z, out=D)
-            D *= Z
-    return Z
-
-
-def softmax_(S: Array) -> Array:
-    """Row-wise softmax of S (N, C) in place, shifted by the row max."""
-    S -= S.max(axis=1, keepdims=True)
-    np.exp(S, out=S)
-    S /= S.sum(axis=1, keepdims=True)
-    return S
-
-
 # ----------------------------------------------------------------------- the buffers
 class Workspace:
-    """Buffers for forward, loss and backward of one model on batches of ≤ ``rows`` rows.
+    """Buffers for forward, loss and backward of one network on batches of ≤ ``rows`` rows.
 
-    Holds, for n ≤ rows: ``A_l`` and ``act'(Z_l)`` (n, H_l) per hidden layer, ``dZ_l``
-    (n, H_l), the scores S and ``dS`` (n, C), the gradients (shaped like ``params``),
-    and — once :meth:`gather` is used — the batch X (n, D), its targets and weights.
+    The network is described by ``layer_sizes`` (D, H1, …, C), the names of its hidden
+    ``activation`` and its ``head`` (keys of :data:`handgrad.layers.ACTIVATIONS` and
+    :data:`~handgrad.layers.HEADS`) and the ``dtype`` of its parameters. Holds, for
+    n ≤ rows: ``A_l`` and ``act'(Z_l)`` (n, H_l) per hidden layer, ``dZ_l`` (n, H_l),
+    the scores S and ``dS`` (n, C), the gradients (shaped like the parameters), and —
+    once :meth:`gather` is used — the batch X (n, D), its targets and weights.
     Parameters are read from the dict passed to each call, never held.
     """
 
-    def __init__(self, model: MLP, rows: int) -> None:
-        self.layer_sizes = model.layer_sizes
-        self.activation, self.head, self.dtype = model.activation, model.head, model.dtype
+    def __init__(
+        self,
+        layer_sizes: Sequence[int],
+        rows: int,
+        *,
+        activation: str,
+        head: str,
+        dtype: DTypeLike,
+    ) -> None:
+        self.layer_sizes = tuple(int(s) for s in layer_sizes)
+        self.activation, self.head, self.dtype = activation, head, np.dtype(dtype)
+        self._act, self._head = ACTIVATIONS[activation], HEADS[head]
         self.rows = rows = int(rows)
         dt, hidden, C = self.dtype, self.layer_sizes[1:-1], self.layer_sizes[-1]
         L = len(self.layer_sizes) - 1
         self._names = [(f"W{l}", f"b{l}") for l in range(L + 1)]  # [l] = ("W_l", "b_l")
         self._A = [np.empty((rows, h), dt) for h in hidden]
         self._D = [
-            None if self.activation == "identity" else np.empty((rows, h), dt) for h in hidden
+            np.empty((rows, h), dt) if self._act.needs_derivative else None for h in hidden
         ]  # act'(Z_l)
         self._dZ = [np.empty((rows, h), dt) for h in hidden]
         self._S, self._dS = np.empty((rows, C), dt), np.empty((rows, C), dt)
         self._ones = np.ones(rows, dt)  # Σ_rows dZ = 1ᵀ dZ
-        # softmax head: Σ_cols as a product, flat indices of (i, argmax_i) and (i, y_i)
-        self._ones_C = np.ones(C, dt)
-        self._row_starts = np.arange(rows) * C
-        self._flat = np.empty(rows, np.intp)
-        self._m, self._total, self._picked, self._c = np.empty((4, rows), dt)  # (rows,) each
+        self._head_buffers = head_buffers(rows, C, dt)
+        self._c = np.empty(rows, dt)  # each row's share of the mean
         self.grads: Params = {}
         for l in range(1, L + 1):
             self.grads[f"W{l}"] = np.empty(self.layer_sizes[l - 1 : l + 1], dt)
@@ -241,56 +217,20 @@ class Workspace:
         A = X
         for l in range(1, L):
             W, b = self._names[l]
-            Z = affine_into(A, params[W], params[b], self._A[l - 1][:n])
+            Z = affine_(A, params[W], params[b], self._A[l - 1][:n])
             D = self._D[l - 1]
-            A = activation_forward_(Z, self.activation, None if D is None else D[:n])
+            A = self._act.forward_(Z, None if D is None else D[:n])
         W, b = self._names[L]
-        return affine_into(A, params[W], params[b], self._S[:n])
+        return affine_(A, params[W], params[b], self._S[:n])
 
     # ---------------------------------------------------------------------- head
     def head_loss(self, S: Array, T: NDArray, w: Array | None) -> float:
-        """The head's mean cross-entropy; writes ``dS = (P − Y) ⊙ w / Σw`` (n, C)."""
+        """The head's mean loss; writes ``dS`` (n, C), e.g. ``(P − Y) ⊙ w / Σw``."""
         n = S.shape[0]
-        dS = self._dS[:n]
         # c_i: each row's share of the mean, 1/n or w_i / Σw
         c = (1.0 / n) if w is None else np.divide(w, w.sum(), out=self._c[:n])
-        if self.head == "softmax":
-            losses = self._softmax_head(S, T, c, dS)
-        else:
-            # ℓ_i = Σ_c softplus(S) − Y S;  dS = σ(S) − Y
-            elementwise = np.logaddexp(0, S)
-            np.multiply(T, S, out=dS)
-            elementwise -= dS
-            losses = elementwise.sum(axis=1)
-            scipy.special.expit(S, out=dS)
-            dS -= T
-            dS *= c if w is None else c[:, None]
+        losses = self._head.loss_(S, T, c, self._dS[:n], self._head_buffers)
         return float(np.dot(losses, c)) if w is not None else float(losses.sum()) * c
-
-    def _softmax_head(self, S: Array, T: NDArray, c: float | Array, dS: Array) -> Array:
-        """Per-row ``ℓ_i = log Σ_k e^{S_ik − m_i} − (S_iy − m_i)``, m_i the row max;
-        writes ``dS = (P − Y) c`` with ``P = e^{S − m} / Σ_k e^{S_k − m}``.
-
-        The row max comes from ``argmax`` (a faster reduction than ``max`` over short
-        rows), the row sums from a product with ones.
-        """
-        n = S.shape[0]
-        flat, starts = self._flat[:n], self._row_starts[:n]
-        m, total, picked = self._m[:n], self._total[:n], self._picked[:n]
-        np.argmax(S, axis=1, out=flat)
-        flat += starts
-        np.take(S, flat, out=m)  # m_i
-        np.subtract(S, m[:, None], out=dS)
-        np.exp(dS, out=dS)  # e^{S − m}
-        np.matmul(dS, self._ones_C, out=total)  # Σ_k e^{S_ik − m_i}
-        np.add(T, starts, out=flat)  # (i, y_i)
-        np.take(S, flat, out=picked)
-        picked -= m  # S_iy − m_i
-        dS *= np.divide(c, total, out=m)[:, None]  # P c
-        dS.reshape(-1)[flat] -= c  # (P − Y) c
-        losses = np.log(total, out=total)
-        losses -= picked
-        return losses
 
     # ------------------------------------------------------------------- backward
     def _backward(self, params: Params, X: Array, reg: float, learning_rate: float | None):
@@ -348,7 +288,8 @@ class Workspace:
     def step(
         self, params: Params, X: Array, T: NDArray, reg: float, w: Array | None = None
     ) -> tuple[float, Params, Array]:
-        """``(loss, grads, S)`` as :meth:`MLP.training_step`, in this workspace's buffers.
+        """``(loss, grads, S)`` as :meth:`MLP.loss_and_gradients
+        <handgrad.network.MLP.loss_and_gradients>`, in this workspace's buffers.
 
         X: (n, D) with n ≤ rows; T: encoded targets; w: (n,) or None. ``grads`` is
         ``self.grads`` and S a buffer view: both are overwritten by the next call.
@@ -377,21 +318,29 @@ class Workspace:
         return loss, S
 
 
-def scores(model: MLP, X: Array, chunk_rows: int = CHUNK_ROWS, check_finite: bool = False) -> Array:
-    """Scores S (N, C) of a checked X (N, D) in the model's dtype, chunk by chunk.
+def scores(
+    params: Params,
+    X: Array,
+    activation: str,
+    chunk_rows: int = CHUNK_ROWS,
+    check_finite: bool = False,
+) -> Array:
+    """Scores S (N, C) of a checked X (N, D) by the network ``params`` (``W1, b1, …``)
+    with hidden ``activation``, in the parameters' dtype, chunk by chunk.
 
-    One workspace of ``chunk_rows`` rows is reused for every chunk, so the memory beyond
-    S does not grow with N; the last layer writes straight into S.
+    One set of hidden buffers of ``chunk_rows`` rows is reused for every chunk, so the
+    memory beyond S does not grow with N; the last layer writes straight into S.
 
     ``check_finite`` raises check_X's ValueError for a NaN or infinity in X, tested on
     ``Z1 = X W1 + b1`` while it is in cache rather than by another pass over X: in IEEE
     arithmetic a non-finite ``X_ij`` makes all of row i of Z1 non-finite (``±inf · w``
     is ±inf or, with ``w = 0``, NaN, and a NaN stays NaN through the sum).
     """
-    N, L = X.shape[0], model.n_layers
-    S = np.empty((N, model.layer_sizes[-1]), model.dtype)
-    hidden = [np.empty((min(N, chunk_rows), h), model.dtype) for h in model.hidden_sizes]
-    params = model.params
+    L = len(params) // 2
+    weights = [params[f"W{l}"] for l in range(1, L + 1)]
+    N, dtype, forward_ = X.shape[0], weights[0].dtype, ACTIVATIONS[activation].forward_
+    S = np.empty((N, weights[-1].shape[1]), dtype)
+    hidden = [np.empty((min(N, chunk_rows), W.shape[1]), dtype) for W in weights[:-1]]
     for start in range(0, N, chunk_rows):
         A = X[start : start + chunk_rows]
         n = A.shape[0]
@@ -399,10 +348,10 @@ def scores(model: MLP, X: Array, chunk_rows: int = CHUNK_ROWS, check_finite: boo
             out = S[start : start + n] if l == L else hidden[l - 1][:n]
             if l == 1 and check_finite:
                 with np.errstate(invalid="ignore", over="ignore"):  # reported below
-                    Z = affine_into(A, params["W1"], params["b1"], out)
+                    Z = affine_(A, params["W1"], params["b1"], out)
                 if not all_finite(Z):
                     check_X(X)  # raises, naming X's first non-finite entry (if any)
             else:
-                Z = affine_into(A, params[f"W{l}"], params[f"b{l}"], out)
-            A = activation_forward_(Z, model.activation) if l < L else Z
+                Z = affine_(A, params[f"W{l}"], params[f"b{l}"], out)
+            A = forward_(Z) if l < L else Z
     return S

@@ -5,8 +5,7 @@ from __future__ import annotations
 import click
 
 from handgrad.cli._common import HIDDEN
-from handgrad.layers import ACTIVATIONS
-from handgrad.network import HEADS
+from handgrad.layers import ACTIVATIONS, HEADS
 
 
 @click.command("explain")
@@ -28,12 +27,12 @@ from handgrad.network import HEADS
 @click.option(
     "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
 )
-@click.option("--head", type=click.Choice(HEADS), default="softmax", show_default=True)
+@click.option("--head", type=click.Choice(list(HEADS)), default="softmax", show_default=True)
 def command(
     input_size: int, hidden: tuple[int, ...], classes: int, batch: int, activation: str, head: str
 ) -> None:
     """Print every quantity of the forward and backward pass with its formula in the
-    seed's notation and its shape for these sizes.
+    notes' notation and its shape for these sizes.
 
     \b
     Examples:
@@ -49,7 +48,7 @@ def command(
         f"{head} head, batch N={batch}"
     )
     click.echo(format_table(rows))
-    target = "one-hot" if head == "softmax" else "0/1"
+    target = HEADS[head].targets_text
     click.echo(
         f"{parameter_count(sizes):,} parameters; Y is the (N, {classes}) {target} "
         "target matrix, λ the L2 strength"

@@ -8,8 +8,7 @@ import click
 import numpy as np
 
 from handgrad.cli._common import HIDDEN, format_table
-from handgrad.layers import ACTIVATIONS
-from handgrad.network import HEADS
+from handgrad.layers import ACTIVATIONS, HEADS
 
 
 @click.command("gradcheck")
@@ -53,7 +52,7 @@ from handgrad.network import HEADS
 @click.option(
     "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
 )
-@click.option("--head", type=click.Choice(HEADS), default="softmax", show_default=True)
+@click.option("--head", type=click.Choice(list(HEADS)), default="softmax", show_default=True)
 @click.option(
     "--reg",
     type=click.FloatRange(min=0),
@@ -105,8 +104,8 @@ def command(
       handgrad gradcheck --hidden 16,8 --activation tanh --head sigmoid --reg 0.1
       handgrad gradcheck --model runs/digits/model.safetensors
     """
-    from handgrad import MLP
     from handgrad.gradcheck import gradient_errors
+    from handgrad.network import MLP
 
     rng = np.random.default_rng(seed)
     if model_path is not None:
@@ -126,11 +125,7 @@ def command(
     reg = (0.0 if model_path else 0.05) if reg is None else reg
     metric = metric or ("norm" if model_path else "entry")
     C = net.layer_sizes[-1]
-    y = (
-        rng.integers(0, C, size=batch)
-        if net.head == "softmax"
-        else rng.integers(0, 2, size=(batch, C))
-    )
+    y = HEADS[net.head].random_targets(rng, batch, C)
     rows = []
     for name, (entry, norm) in gradient_errors(net, X, y, reg).items():
         error = entry if metric == "entry" else norm
@@ -162,8 +157,8 @@ def command(
 
 def _network(path: str) -> Any:
     """The MLP inside a model file (an MLP, or a classifier holding one)."""
-    from handgrad import MLP
     from handgrad.bundle import load_bundle
+    from handgrad.network import MLP
 
     model = load_bundle(path).classifier
     if isinstance(model, MLP):

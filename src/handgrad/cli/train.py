@@ -179,7 +179,7 @@ def command(ctx: click.Context, resume_dir: str | None, quiet: bool, **options: 
       handgrad train --checkpoint-every 5 --out runs/long   # then, after a crash:
       handgrad train --resume runs/long
     """
-    from handgrad import runs
+    import handgrad.runs as runs
 
     log = (lambda _msg: None) if quiet else (lambda msg: click.echo(msg, err=True))
     try:
