@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from handgrad._split import stratified_split
 from handgrad._validation import check_choice, check_number
 from handgrad.bundle import save_bundle
 from handgrad.callbacks import Checkpoint, ProgressBar, load_run
@@ -203,8 +204,6 @@ class PreparedData:
 def prepare_data(config: TrainConfig) -> PreparedData:
     """Load ``config.data``, split off a stratified validation part from its training
     part (seeded by ``config.seed``), and fit the preprocessing on the training rows."""
-    from sklearn.model_selection import train_test_split
-
     ds = load_dataset(
         config.data,
         data_dir=config.data_dir,
@@ -213,14 +212,9 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         label=label_column(config.label),
     )
     n_val = max(1, round(config.validation_fraction * len(ds.X_train)))
-    try:
-        X_tr, X_val, y_tr, y_val = train_test_split(
-            ds.X_train, ds.y_train, test_size=n_val, random_state=config.seed, stratify=ds.y_train
-        )
-    except ValueError:  # a class too small to stratify
-        X_tr, X_val, y_tr, y_val = train_test_split(
-            ds.X_train, ds.y_train, test_size=n_val, random_state=config.seed
-        )
+    X_tr, X_val, y_tr, y_val = stratified_split(
+        ds.X_train, ds.y_train, test_size=n_val, seed=config.seed, stratify=ds.y_train
+    )
     if config.batch_size > len(X_tr):
         raise ValueError(
             f"batch size {config.batch_size} is larger than the training set "
@@ -266,7 +260,8 @@ def build_classifier(config: TrainConfig) -> Any:
 
     Without early stopping, training runs exactly ``config.epochs`` epochs (the
     loss-plateau rule is switched off); early stopping (the training loop's rule, with
-    ``config.patience``) uses the run's own validation split, passed to ``_fit``.
+    ``config.patience``) scores the run's own validation split, passed to ``fit`` as
+    ``eval_set``.
     """
     from handgrad.estimator import MLPClassifier
 
@@ -334,7 +329,6 @@ def _train(
     from sklearn.exceptions import ConvergenceWarning
 
     clf = build_classifier(config)
-    classes = np.unique(data.y_train)
     done = 0 if run is None else run.history.epochs
     # L-BFGS runs as one scipy call, without epochs to report.
     bar = ProgressBar(config.epochs, initial=done, disable=not progress or config.solver == "lbfgs")
@@ -356,13 +350,12 @@ def _train(
             # checkpoint was its end) is only attached to the classifier.
             if finished:
                 clf.max_iter = done
-            clf._fit(
+            clf.fit(
                 data.X_train,
                 data.y_train,
-                classes=classes,
-                run=run,
-                validation=(data.X_val, data.y_val),
+                eval_set=(data.X_val, data.y_val),
                 callbacks=() if finished else callbacks,
+                resume=run,
             )
     finally:
         bar.close()
@@ -380,7 +373,7 @@ def _train(
 def _metrics(clf: Any, data: PreparedData, config: TrainConfig, seconds: float) -> dict:
     from sklearn.metrics import confusion_matrix
 
-    history = clf._run.history
+    history = clf.history_
     pred = clf.predict(data.X_test)
     cm = confusion_matrix(data.y_test, pred, labels=clf.classes_)
     final = {

@@ -123,7 +123,7 @@ def _metrics(search: Any, best: Any, data: Any, config: TrainConfig, seconds: fl
         for i in order
     ]
     pred = best.predict(data.X_test)
-    history = best._run.history
+    history = best.history_
     final = {
         "train_accuracy": float(
             best.score(
