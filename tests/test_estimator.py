@@ -194,7 +194,7 @@ def test_dtype_is_kept_end_to_end(blobs, in_dtype, net_dtype):
 def test_coefs_are_views_of_the_network(blobs):
     X, y = blobs
     clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0).fit(X, y)
-    assert np.shares_memory(clf.coefs_[0], clf._run.model.params["W1"])
+    assert np.shares_memory(clf.coefs_[0], clf.network_.params["W1"])
     before = clf.predict_proba(X)
     clf.intercepts_[-1][0] += 5.0
     assert (clf.predict_proba(X)[:, 0] > before[:, 0]).all()

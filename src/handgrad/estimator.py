@@ -13,7 +13,7 @@ import sys
 import warnings
 from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
@@ -160,6 +160,35 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         """What the first call to ``partial_fit`` must set up before checking y."""
 
     # ------------------------------------------------------------------- fitting
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        resume: Run | None = None,
+    ) -> Self:
+        """Fit to X (n_samples, n_features) and y (for a classifier, labels (n_samples,)
+        or (n_samples, n_labels) 0/1 indicators). Returns self.
+
+        eval_set : (X_val, y_val), optional
+            Held-out data scored every epoch (``history_.val_score``). With
+            ``early_stopping`` it is the set that decides when to stop, instead of a
+            ``validation_fraction`` split: all of X then trains.
+        callbacks : sequence of :class:`handgrad.training.Callback`, optional
+            Called by the training loop at the start, after every epoch (returning
+            True stops training) and at the end, with the run (``network_`` and
+            ``history_`` are already its network and history when they are called).
+        resume : :class:`handgrad.training.Run`, optional
+            A run saved by :class:`handgrad.callbacks.Checkpoint` and read back with
+            :func:`handgrad.callbacks.load_run`. Training continues it exactly (its
+            network, optimizer state, shuffling generator and history) for the epochs
+            left of ``max_iter``: the result is bit-identical to the uninterrupted fit.
+        """
+        return self._fit(X, y, sample_weight, eval_set=eval_set, callbacks=callbacks, resume=resume)
+
     def _fit(
         self,
         X: ArrayLike,
@@ -171,7 +200,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         eval_set: tuple[ArrayLike, ArrayLike] | None = None,
         callbacks: Sequence[Callback] | None = None,
         resume: Run | None = None,
-    ) -> BaseMultilayerPerceptron:
+    ) -> Self:
         """The one entry point behind ``fit`` and ``partial_fit``: choose the run (new,
         continued, or ``resume``), check the data against it, and train."""
         fitted = hasattr(self, "_run")
@@ -606,35 +635,6 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         )
 
     # ------------------------------------------------------------------- fitting
-    def fit(
-        self,
-        X: ArrayLike,
-        y: ArrayLike,
-        sample_weight: ArrayLike | None = None,
-        *,
-        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
-        callbacks: Sequence[Callback] | None = None,
-        resume: Run | None = None,
-    ) -> MLPClassifier:
-        """Fit to X (n_samples, n_features) and labels y (n_samples,) or (n_samples,
-        n_labels) 0/1 indicators. Returns self.
-
-        eval_set : (X_val, y_val), optional
-            Held-out data scored every epoch (``history_.val_score``). With
-            ``early_stopping`` it is the set that decides when to stop, instead of a
-            ``validation_fraction`` split: all of X then trains.
-        callbacks : sequence of :class:`handgrad.training.Callback`, optional
-            Called by the training loop at the start, after every epoch (returning
-            True stops training) and at the end, with the run (``network_`` and
-            ``history_`` are already its network and history when they are called).
-        resume : :class:`handgrad.training.Run`, optional
-            A run saved by :class:`handgrad.callbacks.Checkpoint` and read back with
-            :func:`handgrad.callbacks.load_run`. Training continues it exactly (its
-            network, optimizer state, shuffling generator and history) for the epochs
-            left of ``max_iter``: the result is bit-identical to the uninterrupted fit.
-        """
-        return self._fit(X, y, sample_weight, eval_set=eval_set, callbacks=callbacks, resume=resume)
-
     @available_if(_stochastic)
     def partial_fit(
         self,
