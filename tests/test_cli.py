@@ -83,11 +83,9 @@ def test_train_writes_a_complete_run_folder(run_dir):
 
 
 def test_save_load_predict_identical(tmp_path, digits):
-    from handgrad.runs import TrainConfig, train
+    from handgrad.runs import RunConfig, train
 
-    result = train(
-        TrainConfig(epochs=3, hidden=(8,), dtype="float64"), out=tmp_path, progress=False
-    )
+    result = train(RunConfig(epochs=3, hidden=(8,), dtype="float64"), out=tmp_path, progress=False)
     bundle = load_bundle(tmp_path / "model.safetensors")
     rows = bundle.preprocessor.transform(digits.data)
     assert np.array_equal(

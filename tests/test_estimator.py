@@ -194,7 +194,7 @@ def test_dtype_is_kept_end_to_end(blobs, in_dtype, net_dtype):
 def test_coefs_are_views_of_the_network(blobs):
     X, y = blobs
     clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, random_state=0).fit(X, y)
-    assert np.shares_memory(clf.coefs_[0], clf._run.model.params["W1"])
+    assert np.shares_memory(clf.coefs_[0], clf.network_.params["W1"])
     before = clf.predict_proba(X)
     clf.intercepts_[-1][0] += 5.0
     assert (clf.predict_proba(X)[:, 0] > before[:, 0]).all()
@@ -302,8 +302,8 @@ def test_pipeline_gridsearch_cross_val_clone(blobs):
     assert not hasattr(twin[-1], "classes_")
 
 
-# ------------------------------------------------------------- the CLI's hook: _fit
-def test_fit_hook_passes_callbacks_and_resumes_a_run_bit_for_bit(blobs):
+# ------------------------------------- fit's eval_set, callbacks and resume (the CLI's)
+def test_fit_passes_callbacks_and_resumes_a_run_bit_for_bit(blobs):
     import copy
 
     from handgrad.training import Callback
@@ -316,15 +316,17 @@ def test_fit_hook_passes_callbacks_and_resumes_a_run_bit_for_bit(blobs):
 
     class StopAt3(Callback):
         def on_train_begin(self, run):
-            self.same = run is est._run  # est._run is set before the loop starts
+            # the estimator shows the run before the loop starts
+            self.same = run.model is est.network_ and run.history is est.history_
+            self.run = run
 
         def on_epoch_end(self, run):
             return run.history.epochs == 3
 
     est, stop = MLPClassifier(**params), StopAt3()
-    est._fit(X, y, callbacks=[stop])
+    est.fit(X, y, callbacks=[stop])
     assert stop.same and est.n_iter_ == 3
-    resumed = MLPClassifier(**params)._fit(X, y, run=copy.deepcopy(est._run))
+    resumed = MLPClassifier(**params).fit(X, y, resume=copy.deepcopy(stop.run))
     assert resumed.n_iter_ == 3 and len(resumed.loss_curve_) == 6
     for a, b in zip(
         resumed.coefs_ + resumed.intercepts_, whole.coefs_ + whole.intercepts_, strict=True
@@ -333,7 +335,7 @@ def test_fit_hook_passes_callbacks_and_resumes_a_run_bit_for_bit(blobs):
     assert_array_equal(resumed.predict(X), whole.predict(X))
 
 
-def test_fit_hook_takes_a_held_out_validation_set():
+def test_fit_scores_an_eval_set():
     from sklearn.datasets import load_iris
 
     X, y = load_iris(return_X_y=True)
@@ -343,14 +345,14 @@ def test_fit_hook_takes_a_held_out_validation_set():
     )
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
-        clf._fit(X, y, validation=(Xv, yv))
-    history = clf._run.history
+        clf.fit(X, y, eval_set=(Xv, yv))
+    history = clf.history_
     assert len(history.val_score) == 5 and clf.n_iter_ == 5
     assert history.val_score[-1] == pytest.approx(clf.score(Xv, yv))
     with pytest.raises(ValueError, match=r"y_val has labels \[7\]"):
-        MLPClassifier(max_iter=1)._fit(X, y, validation=(Xv, np.full(len(yv), 7)))
+        MLPClassifier(max_iter=1).fit(X, y, eval_set=(Xv, np.full(len(yv), 7)))
     with pytest.raises(ValueError, match="features"):
-        MLPClassifier(max_iter=1)._fit(X, y, validation=(Xv[:, :2], yv))
+        MLPClassifier(max_iter=1).fit(X, y, eval_set=(Xv[:, :2], yv))
 
 
 def test_warm_start_cast_to_float32_that_overflows_is_refused():

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 
 from handgrad.modelfile import load_arrays, load_checkpoint
-from handgrad.runs import CHECKPOINT, METRICS, MODEL, TrainConfig, read_json, train
+from handgrad.runs import CHECKPOINT, METRICS, MODEL, RunConfig, read_json, train
 
 pytestmark = pytest.mark.skipif(sys.platform == "win32", reason="needs SIGKILL")
 
@@ -57,7 +57,7 @@ def test_sigkill_then_resume_is_bit_identical(tmp_path):
     assert resumed.returncode == 0, resumed.stderr
     assert "test accuracy" in resumed.stdout
 
-    reference = train(TrainConfig(**SETTINGS), out=tmp_path / "reference", progress=False)
+    reference = train(RunConfig(**SETTINGS), out=tmp_path / "reference", progress=False)
     want, _ = load_arrays(reference.run_dir / MODEL)
     got, _ = load_arrays(run_dir / MODEL)
     # the weights, and the optimizer's state that the model file carries too

@@ -1,5 +1,6 @@
-"""``MLPClassifier``: scikit-learn's multi-layer perceptron classifier, trained by the
-one loop (:func:`handgrad.training.fit`) on the hand-derived gradients of :class:`MLP`.
+"""The scikit-learn faces: ``BaseMultilayerPerceptron`` (everything an MLP estimator
+shares) and ``MLPClassifier``, trained by the one loop (:func:`handgrad.training.fit`)
+on the hand-derived gradients of :class:`MLP`.
 
 Swap it in by changing one import line::
 
@@ -8,20 +9,26 @@ Swap it in by changing one import line::
 
 from __future__ import annotations
 
+import sys
+import warnings
+from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as _SklearnMLPClassifier
 from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils._unique import attach_unique
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (
     _check_partial_fit_first_call,
     check_classification_targets,
     type_of_target,
+    unique_labels,
 )
 from sklearn.utils.validation import (
     _check_sample_weight,
@@ -30,14 +37,18 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
-import handgrad._estimator_support as support
+import handgrad.training as training
+from handgrad._parameters import OPTIMIZER_PARAMS, make_optimizer, seed_sequence
+from handgrad._split import stratified_split
 from handgrad._validation import check_X
+from handgrad.errors import TrainingDivergedError
 from handgrad.network import MLP
-from handgrad.training import Callback, Run
-from handgrad.training import fit as train
+from handgrad.training import Callback, History, Run, TrainingConfig
+
+__all__ = ["BaseMultilayerPerceptron", "MLPClassifier"]
 
 
-def _stochastic(est: MLPClassifier) -> bool:
+def _stochastic(est: BaseMultilayerPerceptron) -> bool:
     if est.solver not in ("sgd", "adam"):
         raise AttributeError(
             f"partial_fit is only available for stochastic optimizers. {est.solver} is "
@@ -46,7 +57,459 @@ def _stochastic(est: MLPClassifier) -> bool:
     return True
 
 
-class MLPClassifier(ClassifierMixin, BaseEstimator):
+class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
+    """What every multi-layer-perceptron estimator shares, as in scikit-learn.
+
+    The run management of ``fit``/``partial_fit``/``warm_start``/``resume``, the
+    translation of the parameters into an optimizer and a
+    :class:`~handgrad.training.TrainingConfig`, the early-stopping split, the fitted
+    attributes (``coefs_``, ``loss_curve_``, ``history_`` …) and the forward pass for
+    prediction. A subclass says what its targets are: how ``y`` is checked and encoded
+    (``_encode_y``, ``_encode_held_out``, ``_targets``), which head the network gets
+    (``_head``, with its scikit-learn name in ``_OUT_ACTIVATION``) and how the
+    early-stopping split may be stratified (``_stratify``).
+
+    All the training state lives in one :class:`~handgrad.training.Run` (network,
+    optimizer, shuffling generator, history), set before the loop starts, so the hooks
+    of a callback see the same objects as ``network_`` and ``history_``.
+    """
+
+    #: The network's head → scikit-learn's name for the output activation.
+    _OUT_ACTIVATION: ClassVar[dict[str, str]] = {}
+
+    @abstractmethod
+    def __init__(
+        self,
+        hidden_layer_sizes: ArrayLike | int,
+        activation: str,
+        *,
+        solver: str,
+        alpha: float,
+        batch_size: int | str,
+        learning_rate: str,
+        learning_rate_init: float,
+        power_t: float,
+        max_iter: int,
+        shuffle: bool,
+        random_state: int | np.random.RandomState | None,
+        tol: float,
+        verbose: bool,
+        warm_start: bool,
+        momentum: float,
+        nesterovs_momentum: bool,
+        early_stopping: bool,
+        validation_fraction: float,
+        beta_1: float,
+        beta_2: float,
+        epsilon: float,
+        n_iter_no_change: int,
+        max_fun: int,
+    ) -> None:
+        self.hidden_layer_sizes = hidden_layer_sizes
+        self.activation = activation
+        self.solver = solver
+        self.alpha = alpha
+        self.batch_size = batch_size
+        self.learning_rate = learning_rate
+        self.learning_rate_init = learning_rate_init
+        self.power_t = power_t
+        self.max_iter = max_iter
+        self.shuffle = shuffle
+        self.random_state = random_state
+        self.tol = tol
+        self.verbose = verbose
+        self.warm_start = warm_start
+        self.momentum = momentum
+        self.nesterovs_momentum = nesterovs_momentum
+        self.early_stopping = early_stopping
+        self.validation_fraction = validation_fraction
+        self.beta_1 = beta_1
+        self.beta_2 = beta_2
+        self.epsilon = epsilon
+        self.n_iter_no_change = n_iter_no_change
+        self.max_fun = max_fun
+
+    # ------------------------------------------------------------ what a subclass says
+    @property
+    @abstractmethod
+    def _head(self) -> str:
+        """The network's head for the targets seen by ``fit``."""
+
+    @abstractmethod
+    def _encode_y(
+        self, y: NDArray, *, reset: bool, incremental: bool, classes: ArrayLike | None
+    ) -> NDArray:
+        """Check the training targets (already through ``validate_data``) and encode
+        them as an (N, n_outputs) matrix, setting what the estimator learns from them."""
+
+    @abstractmethod
+    def _encode_held_out(self, y_val: NDArray) -> NDArray:
+        """Encode the targets of ``eval_set`` as ``_encode_y`` did those of training."""
+
+    def _targets(self, Y: NDArray) -> NDArray:
+        """The encoded targets as the network's head takes them."""
+        return Y
+
+    def _stratify(self, T: NDArray) -> NDArray | None:
+        """Labels to stratify the early-stopping split by (None: a plain split)."""
+        return None
+
+    def _begin_partial_fit(self, y: ArrayLike, classes: ArrayLike | None) -> None:
+        """What the first call to ``partial_fit`` must set up before checking y."""
+
+    # ------------------------------------------------------------------- fitting
+    def fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        resume: Run | None = None,
+    ) -> Self:
+        """Fit to X (n_samples, n_features) and y (for a classifier, labels (n_samples,)
+        or (n_samples, n_labels) 0/1 indicators). Returns self.
+
+        eval_set : (X_val, y_val), optional
+            Held-out data scored every epoch (``history_.val_score``). With
+            ``early_stopping`` it is the set that decides when to stop, instead of a
+            ``validation_fraction`` split: all of X then trains.
+        callbacks : sequence of :class:`handgrad.training.Callback`, optional
+            Called by the training loop at the start, after every epoch (returning
+            True stops training) and at the end, with the run (``network_`` and
+            ``history_`` are already its network and history when they are called).
+        resume : :class:`handgrad.training.Run`, optional
+            A run saved by :class:`handgrad.callbacks.Checkpoint` and read back with
+            :func:`handgrad.state.load_run`. Training continues it exactly (its
+            network, optimizer state, shuffling generator and history) for the epochs
+            left of ``max_iter``: the result is bit-identical to the uninterrupted fit.
+        """
+        return self._fit(X, y, sample_weight, eval_set=eval_set, callbacks=callbacks, resume=resume)
+
+    def _fit(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        sample_weight: ArrayLike | None = None,
+        *,
+        incremental: bool = False,
+        classes: ArrayLike | None = None,
+        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
+        callbacks: Sequence[Callback] | None = None,
+        resume: Run | None = None,
+    ) -> Self:
+        """The one entry point behind ``fit`` and ``partial_fit``: choose the run (new,
+        continued, or ``resume``), check the data against it, and train."""
+        fitted = hasattr(self, "_run")
+        if not (incremental and fitted):
+            self._validate_params()
+        if incremental:
+            if self.early_stopping:
+                raise ValueError("partial_fit does not support early_stopping=True")
+            self._begin_partial_fit(y, classes)
+        if resume is not None and not isinstance(resume, Run):
+            raise TypeError(
+                "resume must be a handgrad.training.Run (e.g. from "
+                f"handgrad.state.load_run), got {type(resume).__name__}"
+            )
+        reset = not fitted or (not self.warm_start and not incremental)
+        current = resume if resume is not None else None if reset else self._run
+        X, Y, w = self._validate_input(
+            X,
+            y,
+            sample_weight,
+            reset,
+            incremental,
+            classes,
+            None if current is None else current.model.dtype,
+        )
+        seeds = seed_sequence(self.random_state).spawn(3)
+        run = current or self._new_run(X, Y, seeds)
+        if resume is not None:  # the checkpoint's optimizer was made from these parameters
+            self._optimizer_key = self._optimizer_signature()
+        elif not reset:
+            self._refresh_optimizer(run)
+        self._check_run(run, X, Y)
+        self._run = run  # before the loop: callbacks read the same run
+        if eval_set is None:
+            X_tr, T_tr, w_tr, validation = self._early_stopping_split(
+                X, Y, w, seeds[2], incremental
+            )
+        else:
+            X_tr, T_tr, w_tr = X, self._targets(Y), w
+            validation = self._validation_set(eval_set, X.dtype)
+        before = run.history.epochs
+        epochs = 1 if incremental else self.max_iter
+        if resume is not None and not incremental:
+            epochs -= before  # finish the interrupted fit
+        try:
+            if epochs > 0:
+                training.fit(
+                    run.model,
+                    X_tr,
+                    T_tr,
+                    optimizer=run.optimizer,
+                    validation=validation,
+                    config=self._training_config(X_tr.shape[0], epochs),
+                    sample_weight=w_tr,
+                    callbacks=callbacks or (),
+                    run=run,
+                    check_input=False,
+                )  # validate_data has just checked X
+            elif resume is not None and self._validating() and run.best_params is not None:
+                for k, v in run.best_params.items():  # as the loop does when it ends
+                    np.copyto(run.model.params[k], v)
+        finally:
+            self._set_fitted(before)
+        self._warn_unconverged(incremental)
+        return self
+
+    def _validate_input(self, X, y, sample_weight, reset, incremental, classes, dtype):
+        """``(X, Y, sample_weight)`` checked; X dense and, when continuing, in the
+        network's dtype."""
+        X, y = validate_data(
+            self,
+            X,
+            y,
+            accept_sparse=["csr", "csc"],
+            multi_output=True,
+            dtype=(np.float64, np.float32),
+            reset=reset,
+            ensure_all_finite=False,
+        )  # check_X's pass is 2× faster
+        if sp.issparse(X):
+            X = X.toarray()
+        # Finite, and in the network's dtype when continuing (where a cast to float32
+        # can overflow to inf); the message names the first bad entry.
+        X = check_X(X, dtype=dtype)
+        Y = self._encode_y(y, reset=reset, incremental=incremental, classes=classes)
+        if sample_weight is not None:
+            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+        return X, Y, sample_weight
+
+    def _validation_set(self, eval_set: Any, dtype: Any) -> tuple[NDArray, NDArray, None]:
+        """A caller's held-out ``(X_val, y_val)`` checked and encoded like the training
+        data."""
+        if not isinstance(eval_set, tuple | list) or len(eval_set) != 2:
+            raise TypeError(
+                f"eval_set must be a pair (X_val, y_val), got {type(eval_set).__name__}"
+                + (f" of length {len(eval_set)}" if isinstance(eval_set, tuple | list) else "")
+            )
+        X_val, y_val = validate_data(
+            self, eval_set[0], eval_set[1], reset=False, multi_output=True, dtype=dtype
+        )
+        return X_val, self._targets(self._encode_held_out(y_val)), None
+
+    def _early_stopping_split(
+        self, X: NDArray, Y: NDArray, w: NDArray | None, split_seed: Any, incremental: bool
+    ) -> tuple[NDArray, NDArray, NDArray | None, tuple | None]:
+        """``(X, T, w, validation)``: training rows and the early-stopping set (or None).
+
+        Stratified by ``_stratify`` where every class can be, seeded from ``split_seed``.
+        """
+        T = self._targets(Y)
+        if not self._validating() or incremental:
+            return X, T, w, None
+        parts = (X, T) if w is None else (X, T, w)
+        parts = stratified_split(
+            *parts,
+            test_size=self.validation_fraction,
+            seed=int(split_seed.generate_state(1)[0]),
+            stratify=self._stratify(T),
+        )
+        X_tr, X_val, T_tr, T_val = parts[:4]
+        w_tr, w_val = parts[4:] if w is not None else (None, None)
+        if X_val.shape[0] < 2:
+            raise ValueError(
+                "The validation set is too small. Increase "
+                "'validation_fraction' or the size of your dataset."
+            )
+        return X_tr, T_tr, w_tr, (X_val, T_val, w_val)
+
+    def _new_run(self, X: NDArray, Y: NDArray, seeds: list[np.random.SeedSequence]) -> Run:
+        model = MLP(
+            X.shape[1],
+            self._hidden_sizes(),
+            Y.shape[1],
+            activation=self.activation,
+            head=self._head,
+            init="glorot",
+            seed=np.random.default_rng(seeds[0]),
+            dtype=X.dtype,
+        )
+        self._optimizer_key = self._optimizer_signature()
+        return Run(model, make_optimizer(self), np.random.default_rng(seeds[1]))
+
+    def _refresh_optimizer(self, run: Run) -> None:
+        """Keep the optimizer state unless a solver parameter changed since last fit."""
+        if self._optimizer_signature() != getattr(self, "_optimizer_key", None):
+            run.optimizer = make_optimizer(self)
+            self._optimizer_key = self._optimizer_signature()
+
+    def _check_run(self, run: Run, X: NDArray, Y: NDArray) -> None:
+        sizes = (X.shape[1], *self._hidden_sizes(), Y.shape[1])
+        if run.model.layer_sizes != sizes or run.model.head != self._head:
+            raise ValueError(
+                f"cannot continue training a {run.model!r} with hidden_layer_sizes="
+                f"{self.hidden_layer_sizes!r} on this data (layer sizes {sizes}, "
+                f"{self._head} head); set warm_start=False to start afresh"
+            )
+        if run.model.activation != self.activation:
+            raise ValueError(
+                f"cannot continue a {run.model.activation} network with "
+                f"activation={self.activation!r}"
+            )
+
+    def _hidden_sizes(self) -> list[int]:
+        sizes = np.atleast_1d(self.hidden_layer_sizes).tolist()
+        if any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in sizes):
+            raise ValueError(f"hidden_layer_sizes must be positive integers, got {sizes}.")
+        return sizes
+
+    def _optimizer_signature(self) -> tuple:
+        return tuple(getattr(self, p) for p in OPTIMIZER_PARAMS)
+
+    def _validating(self) -> bool:
+        return bool(self.early_stopping) and self.solver != "lbfgs"
+
+    def _training_config(self, n_samples: int, epochs: int) -> TrainingConfig:
+        """``TrainingConfig`` for ``epochs`` epochs; ``alpha`` is the per-sample ``reg``."""
+        if self.batch_size == "auto":
+            batch_size = min(200, n_samples)
+        else:
+            if self.batch_size > n_samples and self.solver != "lbfgs":
+                warnings.warn(
+                    "Got `batch_size` less than 1 or larger than sample size. "
+                    "It is going to be clipped",
+                    stacklevel=4,
+                )
+            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        patience = self.n_iter_no_change
+        return TrainingConfig(
+            batch_size=batch_size,
+            max_epochs=int(epochs),
+            shuffle=self.shuffle,
+            reg=self.alpha,
+            reg_per_sample=True,
+            stopping="validation" if self._validating() else "loss",
+            tol=self.tol,
+            n_iter_no_change=sys.maxsize if patience == np.inf else patience,
+            verbose=bool(self.verbose),
+        )
+
+    def _set_fitted(self, epochs_before: int) -> None:
+        """Copy what the run did into scikit-learn's fitted attributes."""
+        hist, model = self._run.history, self._run.model
+        self.n_iter_ = hist.epochs - epochs_before
+        self.t_ = hist.samples_seen
+        self.loss_curve_ = list(hist.loss)
+        self.loss_ = hist.loss[-1] if hist.loss else None
+        self.n_outputs_ = model.layer_sizes[-1]
+        self.n_layers_ = len(model.layer_sizes)
+        self.out_activation_ = self._OUT_ACTIVATION[model.head]
+        validating = self._validating()
+        self.best_loss_ = None if validating else hist.best_loss
+        self.validation_scores_ = list(hist.val_score) if validating else None
+        self.best_validation_score_ = hist.best_val_score if validating else None
+
+    def _warn_unconverged(self, incremental: bool) -> None:
+        """scikit-learn's warnings after training (and its error for non-finite weights)."""
+        reason = self._run.history.stop_reason
+        if reason == "interrupted":
+            warnings.warn("Training interrupted by user.", stacklevel=4)
+        elif not all(np.isfinite(p).all() for p in self._run.model.params.values()):
+            raise TrainingDivergedError(
+                "Solver produced non-finite parameter weights. The input data may contain "
+                "large values and need to be preprocessed."
+            )
+        elif self.solver == "lbfgs" and reason != "converged":
+            warnings.warn(
+                f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
+                f"({reason}). Increase the number of iterations (max_iter="
+                f"{self.max_iter}) or scale the data.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+        elif reason == "max_epochs" and not incremental and self.solver != "lbfgs":
+            warnings.warn(
+                f"Stochastic Optimizer: Maximum iterations ({self.max_iter}) "
+                "reached and the optimization hasn't converged yet.",
+                ConvergenceWarning,
+                stacklevel=4,
+            )
+
+    # ---------------------------------------------------------------- prediction
+    def _forward(self, X: ArrayLike, scores: bool = False) -> NDArray[np.floating]:
+        """The network's output (or, with ``scores``, its scores S) for X."""
+        check_is_fitted(self)
+        # NaN/inf are caught by the network on Z1 = X W1 + b1, chunk by chunk, rather
+        # than by a separate pass over X here.
+        X = validate_data(
+            self,
+            X,
+            accept_sparse=["csr", "csc"],
+            reset=False,
+            dtype=(np.float64, np.float32),
+            ensure_all_finite=False,
+        )
+        X = X.toarray() if sp.issparse(X) else X
+        X = X.astype(self._run.model.dtype, copy=False)
+        return self._run.model.loss(X) if scores else self._run.model.predict_proba(X)
+
+    # -------------------------------------------------------- the run, in public
+    @property
+    def coefs_(self) -> list[NDArray[np.floating]]:
+        """``[W1, …, WL]``, views of the network's weight matrices."""
+        return self._fitted_model("coefs_").weights
+
+    @property
+    def intercepts_(self) -> list[NDArray[np.floating]]:
+        """``[b1, …, bL]``, views of the network's bias vectors."""
+        return self._fitted_model("intercepts_").biases
+
+    @property
+    def network_(self) -> MLP:
+        """The fitted :class:`handgrad.MLP` (``coefs_`` and ``intercepts_`` are views of
+        its parameters)."""
+        return self._fitted_model("network_")
+
+    @property
+    def history_(self) -> History:
+        """The run's :class:`~handgrad.training.History`, epoch by epoch across every
+        ``fit``/``partial_fit`` of the run: training loss, step losses, training and
+        ``eval_set`` accuracy, learning rate, epochs, samples seen and why it stopped."""
+        self._fitted_model("history_")
+        return self._run.history
+
+    def _fitted_model(self, name: str) -> MLP:
+        if "_run" not in self.__dict__:
+            raise AttributeError(
+                f"'{type(self).__name__}' object has no attribute '{name}' (it is set by fit)"
+            )
+        return self._run.model
+
+    def __sklearn_tags__(self):
+        tags = super().__sklearn_tags__()
+        tags.input_tags.sparse = True
+        return tags
+
+
+def _with_unique_labels(y: NDArray) -> NDArray:
+    """y with ``np.unique(y)`` attached (``attach_unique``), so that scikit-learn's label
+    checks share one pass instead of one each; labels that cannot be ordered (strings
+    mixed with numbers or None) raise a ValueError that says so."""
+    try:
+        return attach_unique(y)
+    except TypeError:  # np.unique sorts the labels
+        kinds = sorted({type(v).__name__ for v in np.asarray(y, dtype=object).ravel()})
+        raise ValueError(
+            f"y mixes labels that cannot be ordered ({', '.join(kinds)}); "
+            "use labels of one type, e.g. all strings"
+        ) from None
+
+
+class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     """Multi-layer perceptron classifier: scikit-learn's, parameter for parameter.
 
     Every parameter has scikit-learn 1.9's name, default, meaning and validation (see
@@ -59,11 +522,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     activation : {"identity", "logistic", "tanh", "relu"}, default="relu"
     solver : {"lbfgs", "sgd", "adam"}, default="adam"
     alpha : float, default=1e-4
-        L2 strength, scaled per batch as scikit-learn does. In the seed's notation the
+        L2 strength, scaled per batch as scikit-learn does. In the notes' symbols the
         loss of a batch of ``n_b`` rows is ``mean CE + λ/2 Σ‖W_l‖²`` with
         ``λ = alpha / n_b`` (``n_b`` = the batch's weight sum when ``sample_weight`` is
         given; the whole training set for L-BFGS). Example: ``alpha=1e-4`` with batches
-        of 200 is the seed's ``λ = 5e-7``.
+        of 200 is the notes' ``λ = 5e-7``.
     batch_size : int or "auto", default="auto"
         ``"auto"`` is ``min(200, n_samples)``; larger values are clipped with a warning.
     learning_rate : {"constant", "invscaling", "adaptive"}, default="constant"
@@ -82,9 +545,9 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         and ``loss_curve_``.
     early_stopping : bool, default=False
         Hold out ``validation_fraction`` of the data (split stratified by label when
-        every class can be, except for multi-label targets), stop when its accuracy
-        has not improved by ``tol`` for ``n_iter_no_change`` epochs, and restore the
-        best weights.
+        every class can be, except for multi-label targets), or score ``fit``'s
+        ``eval_set``; stop when its accuracy has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs, and restore the best weights.
     validation_fraction : float, default=0.1
 
     Attributes
@@ -97,6 +560,11 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         anything else becomes float64) and so is that of ``predict_proba``.
         Binary targets use one sigmoid output, multi-label targets one sigmoid per
         label, multi-class targets a softmax. Sparse X is accepted and made dense.
+    history_ : handgrad.training.History
+        The whole run epoch by epoch (also ``eval_set``'s accuracy, in ``val_score``,
+        and ``stop_reason``).
+    network_ : handgrad.MLP
+        The fitted network.
 
     Examples
     --------
@@ -108,6 +576,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
     """
 
     _parameter_constraints: ClassVar[dict] = dict(_SklearnMLPClassifier._parameter_constraints)
+    _OUT_ACTIVATION: ClassVar[dict[str, str]] = {"softmax": "softmax", "sigmoid": "logistic"}
 
     def __init__(
         self,
@@ -136,38 +605,33 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         n_iter_no_change: int = 10,
         max_fun: int = 15000,
     ) -> None:
-        self.hidden_layer_sizes = hidden_layer_sizes
-        self.activation = activation
-        self.solver = solver
-        self.alpha = alpha
-        self.batch_size = batch_size
-        self.learning_rate = learning_rate
-        self.learning_rate_init = learning_rate_init
-        self.power_t = power_t
-        self.max_iter = max_iter
-        self.shuffle = shuffle
-        self.random_state = random_state
-        self.tol = tol
-        self.verbose = verbose
-        self.warm_start = warm_start
-        self.momentum = momentum
-        self.nesterovs_momentum = nesterovs_momentum
-        self.early_stopping = early_stopping
-        self.validation_fraction = validation_fraction
-        self.beta_1 = beta_1
-        self.beta_2 = beta_2
-        self.epsilon = epsilon
-        self.n_iter_no_change = n_iter_no_change
-        self.max_fun = max_fun
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+        )
 
     # ------------------------------------------------------------------- fitting
-    def fit(
-        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
-    ) -> MLPClassifier:
-        """Fit to X (n_samples, n_features) and labels y (n_samples,) or (n_samples,
-        n_labels) 0/1 indicators. Returns self."""
-        return self._fit(X, y, sample_weight)
-
     @available_if(_stochastic)
     def partial_fit(
         self,
@@ -183,110 +647,19 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         """
         return self._fit(X, y, sample_weight, incremental=True, classes=classes)
 
-    def _fit(
-        self,
-        X: ArrayLike,
-        y: ArrayLike,
-        sample_weight: ArrayLike | None = None,
-        *,
-        incremental: bool = False,
-        classes: ArrayLike | None = None,
-        callbacks: Sequence[Callback] = (),
-        run: Run | None = None,
-        validation: tuple[ArrayLike, ArrayLike] | None = None,
-    ) -> MLPClassifier:
-        """The one entry point behind ``fit`` and ``partial_fit`` (and the CLI's hook).
+    def _begin_partial_fit(self, y: ArrayLike, classes: ArrayLike | None) -> None:
+        if _check_partial_fit_first_call(self, classes):
+            self._label_binarizer = LabelBinarizer().fit(
+                y if type_of_target(y).startswith("multilabel") else classes
+            )
 
-        ``validation``, ``(X_val, y_val)`` held out by the caller, is scored every epoch
-        (``run.history.val_score``) and, with ``early_stopping``, replaces the split of
-        ``validation_fraction``: all of X then trains.
-        ``callbacks`` are passed to :func:`handgrad.training.fit` unchanged. ``run``, a
-        :class:`~handgrad.training.Run` restored from a checkpoint, is resumed: its
-        model, optimizer state, shuffling generator and history are used as they are,
-        and only the epochs left of ``max_iter`` are run. ``self._run`` is set to the
-        run before the loop starts, so a callback's hooks see the same object as
-        ``est._run`` (model params, optimizer state, rng, history).
-        """
-        fitted = hasattr(self, "_run")
-        if not (incremental and fitted):
-            self._validate_params()
-        if incremental:
-            if self.early_stopping:
-                raise ValueError("partial_fit does not support early_stopping=True")
-            if _check_partial_fit_first_call(self, classes):
-                self._label_binarizer = LabelBinarizer().fit(
-                    y if type_of_target(y).startswith("multilabel") else classes
-                )
-        reset = not fitted or (not self.warm_start and not incremental)
-        resumed = run is not None
-        current = run if resumed else None if reset else self._run
-        X, Y, w = self._validate_input(
-            X,
-            y,
-            sample_weight,
-            reset,
-            incremental,
-            classes,
-            None if current is None else current.model.dtype,
-        )
-        seeds = support.seed_sequence(self.random_state).spawn(3)
-        run = current or self._new_run(X, Y, seeds)
-        if resumed:  # the checkpoint's optimizer was made from these parameters
-            self._optimizer_key = self._optimizer_signature()
-        elif not reset:
-            self._refresh_optimizer(run)
-        self._check_run(run, X, Y)
-        self._run = run  # before the loop: callbacks read the same run
-        if validation is None:
-            X_tr, T_tr, w_tr, validation = support.split(self, X, Y, w, seeds[2], incremental)
-        else:
-            X_tr, T_tr, w_tr = X, self._targets(Y), w
-            validation = support.validation_set(self, *validation, X.dtype)
-        before = run.history.epochs
-        epochs = 1 if incremental else self.max_iter
-        if resumed and not incremental:
-            epochs -= before  # finish the interrupted fit
-        try:
-            if epochs > 0:
-                train(
-                    run.model,
-                    X_tr,
-                    T_tr,
-                    optimizer=run.optimizer,
-                    validation=validation,
-                    config=support.config(self, X_tr.shape[0], epochs),
-                    sample_weight=w_tr,
-                    callbacks=callbacks,
-                    run=run,
-                    check_input=False,
-                )  # validate_data has just checked X
-            elif resumed and self._validating() and run.best_params is not None:
-                for k, v in run.best_params.items():  # as the loop does when it ends
-                    np.copyto(run.model.params[k], v)
-        finally:
-            self._set_fitted(before)
-        support.warn_unconverged(self, incremental)
-        return self
-
-    def _validate_input(self, X, y, sample_weight, reset, incremental, classes, dtype):
-        X, y = validate_data(
-            self,
-            X,
-            y,
-            accept_sparse=["csr", "csc"],
-            multi_output=True,
-            dtype=(np.float64, np.float32),
-            reset=reset,
-            ensure_all_finite=False,
-        )  # check_X's pass is 2× faster
-        if sp.issparse(X):
-            X = X.toarray()
-        # Finite, and in the network's dtype when continuing (where a cast to float32
-        # can overflow to inf); the message names the first bad entry.
-        X = check_X(X, dtype=dtype)
+    def _encode_y(
+        self, y: NDArray, *, reset: bool, incremental: bool, classes: ArrayLike | None
+    ) -> NDArray:
+        """Labels checked, ``classes_`` set (on a fresh fit), one-hot/indicator matrix."""
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
-        y = support.with_unique_labels(y)  # for the label checks below
+        y = _with_unique_labels(y)  # for the label checks below
         check_classification_targets(y)
         if not hasattr(self, "classes_") or (reset and not incremental):
             multilabel = type_of_target(y).startswith("multilabel")
@@ -295,81 +668,44 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
             )
             self.classes_ = self._label_binarizer.classes_
         if not reset or incremental or classes is not None:
-            support.check_labels(self, y)
-        Y = self._label_binarizer.transform(y)
-        if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
-        return X, Y, sample_weight
+            self._check_labels(y)
+        return self._label_binarizer.transform(y)
+
+    def _check_labels(self, y: NDArray) -> None:
+        labels = unique_labels(y)
+        if self.warm_start and not np.array_equal(labels, self.classes_):
+            raise ValueError(
+                "warm_start can only be used where `y` has the same classes as in the "
+                f"previous call to fit. Previously got {self.classes_}, `y` has {labels}"
+            )
+        unseen = np.setdiff1d(labels, self.classes_)
+        if len(unseen):
+            raise ValueError(
+                f"y has labels {unseen.tolist()} that are not in classes_ "
+                f"{self.classes_.tolist()}; pass every label in `classes` on the first "
+                "call to partial_fit (or refit)"
+            )
+
+    def _encode_held_out(self, y_val: NDArray) -> NDArray:
+        unseen = np.setdiff1d(unique_labels(y_val), self.classes_)
+        if len(unseen):
+            raise ValueError(
+                f"y_val has labels {unseen.tolist()} that are not in classes_ "
+                f"{self.classes_.tolist()}"
+            )
+        return self._label_binarizer.transform(y_val)
 
     @property
     def _head(self) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "sigmoid"
 
     def _targets(self, Y: NDArray) -> NDArray:
-        """Binarized labels as the network's head takes them."""
+        """Binarized labels as the network's head takes them: class indices for the
+        softmax, the 0/1 matrix for sigmoids."""
         return Y.argmax(axis=1) if self._head == "softmax" else Y
 
-    def _new_run(self, X: NDArray, Y: NDArray, seeds) -> Run:
-        model = MLP(
-            X.shape[1],
-            self._hidden_sizes(),
-            Y.shape[1],
-            activation=self.activation,
-            head=self._head,
-            init="glorot",
-            seed=np.random.default_rng(seeds[0]),
-            dtype=X.dtype,
-        )
-        self._optimizer_key = self._optimizer_signature()
-        return Run(model, support.make_optimizer(self), np.random.default_rng(seeds[1]))
-
-    def _refresh_optimizer(self, run: Run) -> None:
-        """Keep the optimizer state unless a solver parameter changed since last fit."""
-        if self._optimizer_signature() != getattr(self, "_optimizer_key", None):
-            run.optimizer = support.make_optimizer(self)
-            self._optimizer_key = self._optimizer_signature()
-
-    def _check_run(self, run: Run, X: NDArray, Y: NDArray) -> None:
-        sizes = (X.shape[1], *self._hidden_sizes(), Y.shape[1])
-        if run.model.layer_sizes != sizes or run.model.head != self._head:
-            raise ValueError(
-                f"cannot continue training a {run.model!r} with hidden_layer_sizes="
-                f"{self.hidden_layer_sizes!r} on this data (layer sizes {sizes}, "
-                f"{self._head} head); set warm_start=False to start afresh"
-            )
-        if run.model.activation != self.activation:
-            raise ValueError(
-                f"cannot continue a {run.model.activation} network with "
-                f"activation={self.activation!r}"
-            )
-
-    def _hidden_sizes(self) -> list[int]:
-        sizes = np.atleast_1d(self.hidden_layer_sizes).tolist()
-        if any(not isinstance(s, int) or isinstance(s, bool) or s <= 0 for s in sizes):
-            raise ValueError(f"hidden_layer_sizes must be positive integers, got {sizes}.")
-        return sizes
-
-    def _optimizer_signature(self) -> tuple:
-        return tuple(getattr(self, p) for p in support.OPTIMIZER_PARAMS)
-
-    def _validating(self) -> bool:
-        return bool(self.early_stopping) and self.solver != "lbfgs"
-
-    def _set_fitted(self, epochs_before: int) -> None:
-        """Copy what the run did into scikit-learn's fitted attributes."""
-        run = self._run
-        hist, model = run.history, run.model
-        self.n_iter_ = hist.epochs - epochs_before
-        self.t_ = hist.samples_seen
-        self.loss_curve_ = list(hist.loss)
-        self.loss_ = hist.loss[-1] if hist.loss else None
-        self.n_outputs_ = model.layer_sizes[-1]
-        self.n_layers_ = len(model.layer_sizes)
-        self.out_activation_ = "softmax" if model.head == "softmax" else "logistic"
-        validating = self._validating()
-        self.best_loss_ = None if validating else hist.best_loss
-        self.validation_scores_ = list(hist.val_score) if validating else None
-        self.best_validation_score_ = hist.best_val_score if validating else None
+    def _stratify(self, T: NDArray) -> NDArray | None:
+        return T if self._label_binarizer.y_type_ != "multilabel-indicator" else None
 
     # ---------------------------------------------------------------- prediction
     def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
@@ -391,43 +727,7 @@ class MLPClassifier(ClassifierMixin, BaseEstimator):
         P = self._forward(X)
         return self._label_binarizer.inverse_transform(P.ravel() if P.shape[1] == 1 else P)
 
-    def _forward(self, X: ArrayLike, scores: bool = False) -> NDArray[np.floating]:
-        """The network's probabilities (or, with ``scores``, its scores S) for X."""
-        check_is_fitted(self)
-        # NaN/inf are caught by the network on Z1 = X W1 + b1, chunk by chunk, rather
-        # than by a separate pass over X here.
-        X = validate_data(
-            self,
-            X,
-            accept_sparse=["csr", "csc"],
-            reset=False,
-            dtype=(np.float64, np.float32),
-            ensure_all_finite=False,
-        )
-        X = X.toarray() if sp.issparse(X) else X
-        X = X.astype(self._run.model.dtype, copy=False)
-        return self._run.model.loss(X) if scores else self._run.model.predict_proba(X)
-
-    # -------------------------------------------------------- weights as views
-    @property
-    def coefs_(self) -> list[NDArray[np.floating]]:
-        """``[W1, …, WL]``, views of the network's weight matrices."""
-        return self._fitted_model("coefs_").weights
-
-    @property
-    def intercepts_(self) -> list[NDArray[np.floating]]:
-        """``[b1, …, bL]``, views of the network's bias vectors."""
-        return self._fitted_model("intercepts_").biases
-
-    def _fitted_model(self, name: str) -> MLP:
-        if "_run" not in self.__dict__:
-            raise AttributeError(
-                f"'{type(self).__name__}' object has no attribute '{name}' (it is set by fit)"
-            )
-        return self._run.model
-
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
-        tags.input_tags.sparse = True
         tags.classifier_tags.multi_label = True
         return tags

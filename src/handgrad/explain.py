@@ -19,6 +19,7 @@ import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+import handgrad._table as _table
 from handgrad._validation import check_choice, check_number
 from handgrad.layers import ACTIVATIONS, HEADS
 
@@ -141,19 +142,8 @@ def _backward(sizes: list[int], N: int, activation: str, head: str) -> list[Row]
 
 def format_table(rows: Sequence[Row]) -> str:
     """The rows as a plain-text table with a header and a rule between the passes."""
-    header = ("pass", "quantity", "formula", "shape")
     cells = [(r.stage, r.quantity, r.formula, r.shape) for r in rows]
-    widths = [max(len(c[i]) for c in [header, *cells]) for i in range(4)]
-
-    def line(c: Sequence[str]) -> str:
-        return "  ".join(v.ljust(w) for v, w in zip(c, widths, strict=True)).rstrip()
-
-    out = [line(header), line(["-" * w for w in widths])]
-    for i, c in enumerate(cells):
-        if i and cells[i - 1][0] != c[0]:
-            out.append(line(["-" * w for w in widths]))
-        out.append(line(c))
-    return "\n".join(out)
+    return _table.format_table(cells, ("pass", "quantity", "formula", "shape"), rule_between=0)
 
 
 def parameter_count(sizes: Sequence[int]) -> int:

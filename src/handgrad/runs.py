@@ -5,7 +5,7 @@ A run folder (``runs/<name or timestamp>/``) holds
 * ``checkpoint.safetensors`` — with ``checkpoint_every``, the whole training state
   (see :mod:`handgrad.callbacks`) and the configuration, rewritten atomically every K
   epochs; :func:`resume` continues from it;
-* ``config.json`` — the :class:`TrainConfig`;
+* ``config.json`` — the :class:`RunConfig`;
 * ``model.safetensors`` — the classifier and its preprocessing (:mod:`handgrad.bundle`);
 * ``metrics.json`` — the per-epoch history, final accuracies, test confusion matrix
   and the configuration;
@@ -32,6 +32,7 @@ from typing import Any
 import numpy as np
 
 from handgrad._atomic import write_atomically
+from handgrad._split import stratified_split
 from handgrad._validation import check_choice, check_number
 from handgrad.bundle import save_bundle
 from handgrad.callbacks import Checkpoint, ProgressBar
@@ -48,12 +49,15 @@ __all__ = [
     "MODEL",
     "REPORT",
     "PreparedData",
-    "TrainConfig",
+    "RunConfig",
     "TrainResult",
+    "build_classifier",
+    "finish_run",
     "make_run_dir",
     "prepare_data",
     "read_json",
     "resume",
+    "run_metrics",
     "train",
     "write_json",
     "write_report",
@@ -65,7 +69,7 @@ SOLVERS = tuple(OPTIMIZERS)
 
 
 @dataclass
-class TrainConfig:
+class RunConfig:
     """Everything that decides a training run; the defaults train the seed's two-layer
     network on scikit-learn's digits to about 0.97 test accuracy in a few seconds."""
 
@@ -120,7 +124,7 @@ class TrainConfig:
         return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
 
     @classmethod
-    def from_dict(cls, d: dict[str, Any]) -> TrainConfig:
+    def from_dict(cls, d: dict[str, Any]) -> RunConfig:
         known = {f.name for f in dataclasses.fields(cls)}
         unknown = sorted(set(d) - known)
         if unknown:
@@ -201,11 +205,9 @@ class PreparedData:
     info: dict[str, Any] = field(default_factory=dict)
 
 
-def prepare_data(config: TrainConfig) -> PreparedData:
+def prepare_data(config: RunConfig) -> PreparedData:
     """Load ``config.data``, split off a stratified validation part from its training
     part (seeded by ``config.seed``), and fit the preprocessing on the training rows."""
-    from sklearn.model_selection import train_test_split
-
     ds = load_dataset(
         config.data,
         data_dir=config.data_dir,
@@ -214,14 +216,9 @@ def prepare_data(config: TrainConfig) -> PreparedData:
         label=label_column(config.label),
     )
     n_val = max(1, round(config.validation_fraction * len(ds.X_train)))
-    try:
-        X_tr, X_val, y_tr, y_val = train_test_split(
-            ds.X_train, ds.y_train, test_size=n_val, random_state=config.seed, stratify=ds.y_train
-        )
-    except ValueError:  # a class too small to stratify
-        X_tr, X_val, y_tr, y_val = train_test_split(
-            ds.X_train, ds.y_train, test_size=n_val, random_state=config.seed
-        )
+    X_tr, X_val, y_tr, y_val = stratified_split(
+        ds.X_train, ds.y_train, test_size=n_val, seed=config.seed, stratify=ds.y_train
+    )
     if config.batch_size > len(X_tr):
         raise ValueError(
             f"batch size {config.batch_size} is larger than the training set "
@@ -262,12 +259,13 @@ class TrainResult:
     metrics: dict[str, Any]
 
 
-def build_classifier(config: TrainConfig) -> Any:
+def build_classifier(config: RunConfig) -> Any:
     """The :class:`~handgrad.MLPClassifier` the configuration describes.
 
     Without early stopping, training runs exactly ``config.epochs`` epochs (the
     loss-plateau rule is switched off); early stopping (the training loop's rule, with
-    ``config.patience``) uses the run's own validation split, passed to ``_fit``.
+    ``config.patience``) scores the run's own validation split, passed to ``fit`` as
+    ``eval_set``.
     """
     from handgrad.estimator import MLPClassifier
 
@@ -286,7 +284,7 @@ def build_classifier(config: TrainConfig) -> Any:
 
 
 def train(
-    config: TrainConfig,
+    config: RunConfig,
     *,
     out: str | os.PathLike[str] | None = None,
     name: str | None = None,
@@ -319,13 +317,13 @@ def resume(
     run, extra = load_run(run_dir / CHECKPOINT)
     if not isinstance(extra.get("config"), dict):
         raise ValueError(f"{run_dir / CHECKPOINT} holds no training configuration")
-    config = TrainConfig.from_dict(extra["config"])
+    config = RunConfig.from_dict(extra["config"])
     log(f"resuming {run_dir} from epoch {run.history.epochs} of {config.epochs}")
     return _train(config, run_dir, prepare_data(config), run, progress, log)
 
 
 def _train(
-    config: TrainConfig,
+    config: RunConfig,
     run_dir: Path,
     data: PreparedData,
     run: Any,
@@ -335,7 +333,6 @@ def _train(
     from sklearn.exceptions import ConvergenceWarning
 
     clf = build_classifier(config)
-    classes = np.unique(data.y_train)
     done = 0 if run is None else run.history.epochs
     # L-BFGS runs as one scipy call, without epochs to report.
     bar = ProgressBar(config.epochs, initial=done, disable=not progress or config.solver == "lbfgs")
@@ -357,36 +354,52 @@ def _train(
             # checkpoint was its end) is only attached to the classifier.
             if finished:
                 clf.max_iter = done
-            clf._fit(
+            clf.fit(
                 data.X_train,
                 data.y_train,
-                classes=classes,
-                run=run,
-                validation=(data.X_val, data.y_val),
+                eval_set=(data.X_val, data.y_val),
                 callbacks=() if finished else callbacks,
+                resume=run,
             )
     finally:
         bar.close()
     seconds = time.perf_counter() - start
-    metrics = _metrics(clf, data, config, seconds)
-    save_bundle(
-        run_dir / MODEL, clf, data.preprocessor, {**data.info, "training": metrics["final"]}
+    metrics = run_metrics(
+        clf,
+        data,
+        config,
+        seconds,
+        train_accuracy=float(clf.score(data.X_train, data.y_train)),
+        val_accuracy=float(clf.score(data.X_val, data.y_val)),
     )
-    write_json(run_dir / CONFIG, config.to_dict())
-    write_json(run_dir / METRICS, metrics)
-    write_report(run_dir, metrics, clf)
+    metrics["sizes"] = {
+        "train": len(data.y_train),
+        "validation": len(data.y_val),
+        "test": len(data.y_test),
+    }
+    finish_run(run_dir, clf, data, metrics, config)
     return TrainResult(run_dir, clf, metrics)
 
 
-def _metrics(clf: Any, data: PreparedData, config: TrainConfig, seconds: float) -> dict:
+def run_metrics(
+    clf: Any,
+    data: PreparedData,
+    config: RunConfig,
+    seconds: float,
+    *,
+    train_accuracy: float,
+    val_accuracy: float | None,
+) -> dict[str, Any]:
+    """What ``metrics.json`` holds for a trained classifier: the configuration, the
+    data, the final accuracies (test accuracy measured here), the epoch-by-epoch
+    history, the classes and the test confusion matrix."""
     from sklearn.metrics import confusion_matrix
 
-    history = clf._run.history
+    history = clf.history_
     pred = clf.predict(data.X_test)
-    cm = confusion_matrix(data.y_test, pred, labels=clf.classes_)
     final = {
-        "train_accuracy": float(clf.score(data.X_train, data.y_train)),
-        "val_accuracy": float(clf.score(data.X_val, data.y_val)),
+        "train_accuracy": train_accuracy,
+        "val_accuracy": val_accuracy,
         "test_accuracy": float(np.mean(pred == data.y_test)),
         "epochs": history.epochs,
         "stop_reason": history.stop_reason,
@@ -398,13 +411,26 @@ def _metrics(clf: Any, data: PreparedData, config: TrainConfig, seconds: float) 
         "final": final,
         "history": history.to_dict(),
         "classes": clf.classes_.tolist(),
-        "confusion_matrix": cm.tolist(),
-        "sizes": {
-            "train": len(data.y_train),
-            "validation": len(data.y_val),
-            "test": len(data.y_test),
-        },
+        "confusion_matrix": confusion_matrix(data.y_test, pred, labels=clf.classes_).tolist(),
     }
+
+
+def finish_run(
+    run_dir: Path,
+    clf: Any,
+    data: PreparedData,
+    metrics: dict[str, Any],
+    config: RunConfig | None = None,
+) -> None:
+    """Write a finished run's files: the model bundle (with its preprocessing),
+    ``config.json`` when ``config`` is given, ``metrics.json`` and ``report.png``."""
+    save_bundle(
+        run_dir / MODEL, clf, data.preprocessor, {**data.info, "training": metrics["final"]}
+    )
+    if config is not None:
+        write_json(run_dir / CONFIG, config.to_dict())
+    write_json(run_dir / METRICS, metrics)
+    write_report(run_dir, metrics, clf)
 
 
 def write_report(

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 import time
+import warnings
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,16 +20,13 @@ from typing import Any
 import numpy as np
 
 from handgrad._validation import check_number
-from handgrad.bundle import save_bundle
 from handgrad.runs import (
-    METRICS,
-    MODEL,
-    TrainConfig,
+    RunConfig,
     build_classifier,
+    finish_run,
     make_run_dir,
     prepare_data,
-    write_json,
-    write_report,
+    run_metrics,
 )
 
 __all__ = ["SearchResult", "random_search"]
@@ -47,7 +45,7 @@ class SearchResult:
 
 
 def random_search(
-    config: TrainConfig,
+    config: RunConfig,
     hidden_choices: Sequence[tuple[int, ...]],
     *,
     n_iter: int = 10,
@@ -88,26 +86,27 @@ def random_search(
         refit=True,
         error_score=np.nan,
     )
-    import warnings
-
     start = time.perf_counter()
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(X, y)
     seconds = time.perf_counter() - start
     best = search.best_estimator_
-    metrics = _metrics(search, best, data, config, seconds)
-    save_bundle(
-        run_dir / MODEL, best, data.preprocessor, {**data.info, "training": metrics["final"]}
+    metrics = run_metrics(
+        best,
+        data,
+        config,
+        seconds,
+        train_accuracy=float(best.score(X, y)),
+        val_accuracy=_number(search.best_score_),  # the best mean CV accuracy
     )
-    write_json(run_dir / METRICS, metrics)
-    write_report(run_dir, metrics, best)
+    metrics["search"] = _ranked(search)
+    finish_run(run_dir, best, data, metrics)
     return SearchResult(run_dir, best, metrics)
 
 
-def _metrics(search: Any, best: Any, data: Any, config: TrainConfig, seconds: float) -> dict:
-    from sklearn.metrics import confusion_matrix
-
+def _ranked(search: Any) -> dict[str, Any]:
+    """The settings tried, best first, with their cross-validated accuracy."""
     results = search.cv_results_
     order = np.argsort(results["rank_test_score"], kind="stable")
     ranked = [
@@ -122,36 +121,13 @@ def _metrics(search: Any, best: Any, data: Any, config: TrainConfig, seconds: fl
         }
         for i in order
     ]
-    pred = best.predict(data.X_test)
-    history = best._run.history
-    final = {
-        "train_accuracy": float(
-            best.score(
-                np.concatenate([data.X_train, data.X_val]),
-                np.concatenate([data.y_train, data.y_val]),
-            )
-        ),
-        "val_accuracy": _number(search.best_score_),  # the best mean CV accuracy
-        "test_accuracy": float(np.mean(pred == data.y_test)),
-        "epochs": history.epochs,
-        "stop_reason": history.stop_reason,
-        "seconds": round(seconds, 3),
-    }
     return {
-        "config": config.to_dict(),
-        "data": data.info,
-        "final": final,
-        "history": history.to_dict(),
-        "classes": best.classes_.tolist(),
-        "confusion_matrix": confusion_matrix(data.y_test, pred, labels=best.classes_).tolist(),
-        "search": {
-            "n_iter": len(ranked),
-            "cv": search.n_splits_,
-            "results": ranked,
-            "best_params": {
-                k: (list(v) if isinstance(v, tuple) else float(v))
-                for k, v in search.best_params_.items()
-            },
+        "n_iter": len(ranked),
+        "cv": search.n_splits_,
+        "results": ranked,
+        "best_params": {
+            k: (list(v) if isinstance(v, tuple) else float(v))
+            for k, v in search.best_params_.items()
         },
     }
 

@@ -310,7 +310,7 @@ def classifier_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
     """Rebuild a fitted ``MLPClassifier``, checking that every part agrees with the
     others. A file without the run it continues is refused."""
     # scikit-learn is imported only when a file holds an estimator.
-    from handgrad._estimator_support import OPTIMIZER_PARAMS
+    from handgrad._parameters import OPTIMIZER_PARAMS
     from handgrad.estimator import MLPClassifier
 
     if "run" not in meta or "optimizer_params" not in meta:

@@ -1,11 +1,14 @@
-"""Option types and table printing shared by the commands."""
+"""Option types shared by the commands, and the table printer (:mod:`handgrad._table`)."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import click
+
+from handgrad._table import format_table
+
+__all__ = ["HIDDEN", "HiddenSizes", "data_options", "format_table"]
 
 
 class HiddenSizes(click.ParamType):
@@ -63,30 +66,3 @@ def data_options(default: str | None) -> Any:
         return click.option("--data", default=default, metavar="NAME|FILE", help=help_text)(f)
 
     return decorate
-
-
-def format_table(
-    rows: Sequence[Sequence[Any]], header: Sequence[str], align_right: Sequence[bool] | None = None
-) -> str:
-    """A plain-text table with a header rule; numbers right-aligned by default."""
-    cells = [[str(c) for c in header]] + [[_cell(c) for c in row] for row in rows]
-    widths = [max(len(r[i]) for r in cells) for i in range(len(header))]
-    if align_right is None:
-        align_right = [
-            bool(rows) and isinstance(rows[0][i], int | float) and not isinstance(rows[0][i], bool)
-            for i in range(len(header))
-        ]
-
-    def line(r: Sequence[str]) -> str:
-        parts = zip(r, widths, align_right, strict=True)
-        return "  ".join(c.rjust(w) if right else c.ljust(w) for c, w, right in parts).rstrip()
-
-    return "\n".join(
-        [line(cells[0]), line(["-" * w for w in widths])] + [line(r) for r in cells[1:]]
-    )
-
-
-def _cell(value: Any) -> str:
-    if isinstance(value, float):
-        return f"{value:.4f}" if abs(value) >= 1e-3 or value == 0 else f"{value:.2e}"
-    return str(value)

@@ -163,7 +163,7 @@ def _network(path: str) -> Any:
     model = load_bundle(path).classifier
     if isinstance(model, MLP):
         return model
-    run = getattr(model, "_run", None)
-    if run is not None and isinstance(run.model, MLP):
-        return run.model
+    network = getattr(model, "network_", None)
+    if isinstance(network, MLP):
+        return network
     raise ValueError(f"{path} holds a {type(model).__name__}, which has no network to check")

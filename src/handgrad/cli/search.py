@@ -85,10 +85,10 @@ def command(
       handgrad search --iter 20 --jobs 2
       handgrad search --data wine --hidden-choices 16,32,32x16 --cv 5 --name wine-search
     """
-    from handgrad.runs import TrainConfig
+    from handgrad.runs import RunConfig
     from handgrad.search import random_search
 
-    config = TrainConfig(
+    config = RunConfig(
         data=data,
         data_dir=data_dir,
         label=label,

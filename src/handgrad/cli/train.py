@@ -11,9 +11,9 @@ from click.core import ParameterSource
 from handgrad.cli._common import HIDDEN, data_options
 from handgrad.errors import TrainingDivergedError
 from handgrad.layers import ACTIVATIONS
-from handgrad.runs import PREPROCESSING, SOLVERS, TrainConfig
+from handgrad.runs import PREPROCESSING, SOLVERS, RunConfig
 
-_D = TrainConfig()  # the defaults shown in --help
+_D = RunConfig()  # the defaults shown in --help
 # Options that --resume takes from the run folder instead of the command line.
 _CONFIG_OPTIONS = (
     "data",
@@ -198,7 +198,7 @@ def command(ctx: click.Context, resume_dir: str | None, quiet: bool, **options: 
             result = runs.resume(resume_dir, progress=not quiet, log=log)
         else:
             out, name = options.pop("out"), options.pop("name")
-            config = TrainConfig(**options)
+            config = RunConfig(**options)
             result = runs.train(config, out=out, name=name, progress=not quiet, log=log)
     except TrainingDivergedError as exc:
         raise TrainingDivergedError(

@@ -27,8 +27,8 @@ from dataclasses import dataclass
 
 import numpy as np
 from sklearn import datasets as sk_datasets
-from sklearn.model_selection import train_test_split
 
+from handgrad._split import stratified_split
 from handgrad.data import remote
 from handgrad.data.cifar import extract_archive, load_cifar10
 from handgrad.data.idx import load_mnist_files, read_idx, write_idx
@@ -146,18 +146,12 @@ def load_dataset(
     return _LOADERS[key](data_dir=data_dir, download=download, **split)
 
 
-def _split(X: np.ndarray, y: np.ndarray, seed: int, test_size: float) -> list[np.ndarray]:
-    """Stratified split, or a plain one where some class is too small to stratify."""
-    try:
-        return train_test_split(X, y, test_size=test_size, random_state=seed, stratify=y)
-    except ValueError:
-        return train_test_split(X, y, test_size=test_size, random_state=seed)
-
-
 def _sklearn(loader_name: str, image_shape: tuple[int, ...] | None = None) -> Callable:
     def load(*, data_dir: object, download: bool, seed: int, test_size: float) -> Dataset:
         bunch = getattr(sk_datasets, f"load_{loader_name}")()
-        X_train, X_test, y_train, y_test = _split(bunch.data, bunch.target, seed, test_size)
+        X_train, X_test, y_train, y_test = stratified_split(
+            bunch.data, bunch.target, test_size=test_size, seed=seed, stratify=bunch.target
+        )
         names = tuple(str(n) for n in bunch.target_names)
         features = None if image_shape else tuple(str(f) for f in bunch.feature_names)
         return Dataset(X_train, y_train, X_test, y_test, names, image_shape, loader_name, features)
@@ -174,7 +168,9 @@ def _mnist_like(dataset: str, classes: tuple[str, ...], test_only: bool) -> Call
             raise DatasetUnavailableError(_t10k_hint(exc, dataset, data_dir)) from None
         X_test, y_test = load_mnist_files(*(paths[n] for n in _MNIST_TEST))
         if test_only:
-            X_train, X_test, y_train, y_test = _split(X_test, y_test, seed, test_size)
+            X_train, X_test, y_train, y_test = stratified_split(
+                X_test, y_test, test_size=test_size, seed=seed, stratify=y_test
+            )
         else:
             X_train, y_train = load_mnist_files(*(paths[n] for n in _MNIST_TRAIN))
         name = f"{dataset}-t10k" if test_only else dataset
@@ -212,7 +208,9 @@ def _load_user_file(
     else:
         X, y = load_npz(path)
     image_shape = tuple(X.shape[1:]) if X.ndim > 2 else None
-    X_train, X_test, y_train, y_test = _split(X, y, seed, test_size)
+    X_train, X_test, y_train, y_test = stratified_split(
+        X, y, test_size=test_size, seed=seed, stratify=y
+    )
     class_names = tuple(str(c) for c in np.unique(y))
     return Dataset(
         X_train, y_train, X_test, y_test, class_names, image_shape, os.path.basename(path), features
