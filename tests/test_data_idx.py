@@ -14,7 +14,15 @@ import pytest
 from handgrad.data.idx import load_mnist_files, read_idx, write_idx
 from handgrad.errors import DataFormatError
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+# the shared real MNIST files, beside the clone (or beside the folder of worktrees)
+MNIST_DIR = next(
+    (
+        folder / "shared" / "data" / "mnist"
+        for folder in Path(__file__).resolve().parents[1:4]
+        if (folder / "shared" / "data" / "mnist").is_dir()
+    ),
+    Path("shared/data/mnist"),
+)
 
 
 def idx_bytes(code: int, shape: tuple[int, ...], data: bytes) -> bytes:

@@ -18,7 +18,15 @@ from test_data_cifar import py2_pickle, write_py_folder
 from handgrad.data import Dataset, available_datasets, load_dataset, remote, write_idx
 from handgrad.errors import DataFormatError, DatasetUnavailableError
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+# the shared real MNIST files, beside the clone (or beside the folder of worktrees)
+MNIST_DIR = next(
+    (
+        folder / "shared" / "data" / "mnist"
+        for folder in Path(__file__).resolve().parents[1:4]
+        if (folder / "shared" / "data" / "mnist").is_dir()
+    ),
+    Path("shared/data/mnist"),
+)
 TRAIN = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
@@ -373,6 +381,7 @@ def test_offline_download_is_one_line_without_pooch_chatter(tmp_path, monkeypatc
     )
     assert "HTTPSConnectionPool" not in str(info.value)
     assert "Downloading" not in capfd.readouterr().err
+    assert not list(tmp_path.iterdir())  # no empty folder left behind
     assert pooch.get_logger().level == level  # as it was, afterwards
 
 
@@ -387,3 +396,14 @@ def test_a_folder_given_as_data_is_named_a_folder(tmp_path):
         load_dataset(str(tmp_path))
     with pytest.raises(FileNotFoundError, match="no such CSV file"):
         load_dataset(str(tmp_path / "absent.csv"))
+
+
+@pytest.mark.skipif(not (MNIST_DIR / TEST[0]).is_file(), reason="no real MNIST files")
+def test_real_mnist_files_are_mnists_and_not_fashion_mnists():
+    from handgrad.data import dataset_status
+
+    assert remote.owner(MNIST_DIR / TEST[0]) == "mnist"
+    assert dataset_status("mnist-t10k", MNIST_DIR) == "present"
+    assert dataset_status("fashion-mnist-t10k", MNIST_DIR) == (
+        "not downloaded; 2 files of the same names are mnist's"
+    )

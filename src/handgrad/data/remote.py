@@ -112,7 +112,7 @@ def data_home(data_dir: str | os.PathLike | None = None) -> Path:
 def verify(path: str | os.PathLike, known_hash: str) -> None:
     """Raise :class:`DataFormatError` unless the file at ``path`` has ``known_hash``."""
     algorithm, _, expected = known_hash.partition(":")
-    actual = _file_hash(Path(path), algorithm)
+    actual = pooch.file_hash(str(path), alg=algorithm)
     if actual != expected:
         raise DataFormatError(
             f"{path} has {algorithm} {actual}, expected {expected}: the file is corrupt, "
@@ -227,25 +227,13 @@ def _find_local(root: Path, dataset: str, remote: RemoteFile) -> Path | str | No
 
 def _matches(path: Path, known_hash: str) -> bool:
     algorithm, _, expected = known_hash.partition(":")
-    return _file_hash(path, algorithm) == expected
-
-
-_HASHES: dict[tuple[str, str, int, int], str] = {}
-
-
-def _file_hash(path: Path, algorithm: str) -> str:
-    """pooch's hash of a file, remembered while its size and time stay the same (a
-    folder of several datasets' files is otherwise read once per candidate)."""
-    stat = path.stat()
-    key = (str(path.resolve()), algorithm, stat.st_size, stat.st_mtime_ns)
-    if key not in _HASHES:
-        _HASHES[key] = pooch.file_hash(str(path), alg=algorithm)
-    return _HASHES[key]
+    return pooch.file_hash(str(path), alg=algorithm) == expected
 
 
 def _download(folder: Path, remote: RemoteFile) -> tuple[Path | None, str]:
     """Try each mirror; return the path, or None and one line saying why none answered."""
     error: Exception | None = None
+    made = not folder.exists()
     logger = pooch.get_logger()
     level = logger.level
     logger.setLevel(logging.WARNING)  # no "Downloading ..." lines: a failure says it all
@@ -266,6 +254,8 @@ def _download(folder: Path, remote: RemoteFile) -> tuple[Path | None, str]:
             return Path(path), ""
     finally:
         logger.setLevel(level)
+    if made and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()  # pooch made it for the download that never came
     hosts = [urlsplit(url).hostname or url for url in remote.urls]
     where = hosts[0] if len(hosts) == 1 else f"{', '.join(hosts[:-1])} or {hosts[-1]}"
     return None, f"could not reach {where} ({_short_reason(error)})"

@@ -165,8 +165,10 @@ def _read_table(path, label, header, delimiter, *, with_label: bool, missing_lab
         if not labels:
             raise DataFormatError(f"{path}: no row has a label")
         shown = ", ".join(map(str, dropped[:5])) + (", ..." if len(dropped) > 5 else "")
+        rows_word = "row" if len(dropped) == 1 else "rows"
+        lines_word = "line" if len(dropped) == 1 else "lines"
         warnings.warn(
-            f"{path}: dropped {len(dropped)} rows without a label (lines {shown})",
+            f"{path}: dropped {len(dropped)} {rows_word} without a label ({lines_word} {shown})",
             UserWarning,
             stacklevel=4,
         )
