@@ -23,7 +23,7 @@ from test_data_cifar import batch_dict, meta_dict, py2_pickle
 
 from handgrad.data.cifar import extract_archive, load_batch, load_binary_batch, load_meta
 from handgrad.data.idx import load_mnist_files, read_idx, write_idx
-from handgrad.data.preprocess import load_image_files
+from handgrad.data.images import load_image_files
 from handgrad.data.tabular import load_array, load_csv, load_npz
 from handgrad.errors import DataFormatError
 

@@ -14,7 +14,15 @@ import pytest
 from handgrad.data.idx import load_mnist_files, read_idx, write_idx
 from handgrad.errors import DataFormatError
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+# the shared real MNIST files, beside the clone (or beside the folder of worktrees)
+MNIST_DIR = next(
+    (
+        folder / "shared" / "data" / "mnist"
+        for folder in Path(__file__).resolve().parents[1:4]
+        if (folder / "shared" / "data" / "mnist").is_dir()
+    ),
+    Path("shared/data/mnist"),
+)
 
 
 def idx_bytes(code: int, shape: tuple[int, ...], data: bytes) -> bytes:
@@ -194,3 +202,21 @@ def test_real_mnist_test_set():
     assert y[:10].tolist() == [7, 2, 1, 0, 4, 1, 4, 9, 5, 9]
     counts = [980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009]
     assert np.bincount(y, minlength=10).tolist() == counts
+
+
+def test_more_dimensions_than_numpy_allows_is_a_format_error(tmp_path):
+    path = tmp_path / "deep.idx"
+    path.write_bytes(idx_bytes(0x08, (1,) * 255, b"\7"))
+    with pytest.raises(
+        DataFormatError,
+        match=r"deep\.idx: IDX header announces 255 dimensions, more than a NumPy array can",
+    ):
+        read_idx(path)
+    path.write_bytes(gzip.compress(idx_bytes(0x08, (1,) * 65, b"\7")))
+    with pytest.raises(DataFormatError, match="announces 65 dimensions"):
+        read_idx(path)
+
+
+def test_a_folder_is_named_a_folder(tmp_path):
+    with pytest.raises(IsADirectoryError, match="is a folder, not an IDX file"):
+        read_idx(tmp_path)

@@ -18,7 +18,15 @@ from test_data_cifar import py2_pickle, write_py_folder
 from handgrad.data import Dataset, available_datasets, load_dataset, remote, write_idx
 from handgrad.errors import DataFormatError, DatasetUnavailableError
 
-MNIST_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist"
+# the shared real MNIST files, beside the clone (or beside the folder of worktrees)
+MNIST_DIR = next(
+    (
+        folder / "shared" / "data" / "mnist"
+        for folder in Path(__file__).resolve().parents[1:4]
+        if (folder / "shared" / "data" / "mnist").is_dir()
+    ),
+    Path("shared/data/mnist"),
+)
 TRAIN = ("train-images-idx3-ubyte.gz", "train-labels-idx1-ubyte.gz")
 TEST = ("t10k-images-idx3-ubyte.gz", "t10k-labels-idx1-ubyte.gz")
 
@@ -155,8 +163,16 @@ def test_offline_message_says_what_to_put_where(tmp_path):
     with pytest.raises(DatasetUnavailableError) as info:
         load_dataset("fashion-mnist", data_dir=tmp_path)
     message = str(info.value)
-    assert "no network in tests" in message
-    assert f"Place these files in {tmp_path / 'fashion-mnist'}" in message
+    first = message.splitlines()[0]
+    assert first.startswith(
+        "could not reach fashion-mnist.s3-website.eu-central-1.amazonaws.com or "
+        "raw.githubusercontent.com (no network in tests"
+    )
+    assert first.endswith(
+        "); place train-images-idx3-ubyte.gz, train-labels-idx1-ubyte.gz, "
+        "t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz in "
+        f"{tmp_path / 'fashion-mnist'}"
+    )
     for name in TRAIN + TEST:
         assert name in message
     assert "md5:bef4ecab320f06d8554ea6380940ec79" in message
@@ -268,3 +284,126 @@ def test_real_mnist_t10k_through_the_registry():
     assert data.X_train.shape == (8000, 28, 28) and data.X_test.shape == (2000, 28, 28)
     counts = np.array([980, 1135, 1032, 1010, 982, 892, 958, 1028, 974, 1009])
     assert np.abs(np.bincount(data.y_test) - 0.2 * counts).max() <= 1  # stratified
+
+
+# ------------------------------------------------ datasets by content, not name (12.7)
+def test_mnist_files_are_told_from_fashion_mnist_by_checksum(tmp_path, monkeypatch):
+    from handgrad.data import dataset_status
+
+    fake_mnist(tmp_path, monkeypatch)  # MNIST's names and (pinned) checksums
+    before = {p.name: p.read_bytes() for p in tmp_path.iterdir()}
+    assert dataset_status("mnist", tmp_path) == "present"
+    assert dataset_status("mnist-t10k", tmp_path) == "present"
+    assert dataset_status("fashion-mnist", tmp_path) == (
+        "not downloaded; 4 files of the same names are mnist's"
+    )
+    assert dataset_status("fashion-mnist-t10k", tmp_path) == (
+        "not downloaded; 2 files of the same names are mnist's"
+    )
+    assert dataset_status("digits", tmp_path) == "bundled with scikit-learn"
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_dataset("fashion-mnist-t10k", data_dir=tmp_path)
+    message = str(info.value)
+    assert "delete" not in message and "corrupt" not in message
+    assert f"place t10k-images-idx3-ubyte.gz and t10k-labels-idx1-ubyte.gz in {tmp_path}" in (
+        message.replace(f"{tmp_path / 'fashion-mnist'}", f"{tmp_path}")
+    )
+    assert "t10k-images-idx3-ubyte.gz here is mnist's file of that name (kept)" in message
+    assert {p.name: p.read_bytes() for p in tmp_path.iterdir()} == before
+
+
+def test_fashion_mnist_downloads_beside_mnist_files_of_the_same_names(tmp_path, monkeypatch):
+    source = tmp_path / "source"
+    fake_mnist(source, monkeypatch, dataset="fashion-mnist")
+    fake_mnist(tmp_path / "cache", monkeypatch, n_train=25, n_test=10)  # other bytes: MNIST's
+    serve_from(source, monkeypatch)
+    data = load_dataset("fashion-mnist", data_dir=tmp_path / "cache")
+    assert data.X_test.shape == (20, 28, 28) and data.class_names[0] == "T-shirt/top"
+    assert load_dataset("mnist", data_dir=tmp_path / "cache").X_test.shape == (10, 28, 28)
+    assert len(list((tmp_path / "cache" / "fashion-mnist").iterdir())) == 4
+
+
+def test_partly_present_and_corrupt_files_are_told_apart(tmp_path, monkeypatch):
+    from handgrad.data import dataset_status
+
+    fake_mnist(tmp_path, monkeypatch)
+    for name in TRAIN:
+        (tmp_path / name).unlink()
+    assert dataset_status("mnist", tmp_path) == "2 of 4 files present"
+    assert dataset_status("mnist-t10k", tmp_path) == "present"
+    (tmp_path / TEST[1]).write_bytes(b"something else")
+    assert dataset_status("mnist-t10k", tmp_path) == (
+        "1 of 2 files present; t10k-labels-idx1-ubyte.gz corrupt"
+    )
+    with pytest.raises(DataFormatError, match="delete it to download it again"):
+        load_dataset("mnist-t10k", data_dir=tmp_path)
+
+
+def test_datasets_command_reads_the_files_by_content(tmp_path, monkeypatch):
+    from click.testing import CliRunner
+
+    from handgrad.cli import main
+
+    fake_mnist(tmp_path, monkeypatch)
+    output = CliRunner().invoke(main, ["datasets", "--data-dir", str(tmp_path)]).output
+    rows = {line.split()[0]: line for line in output.splitlines() if line.strip()}
+    assert rows["mnist"].endswith("(present)") and rows["mnist-t10k"].endswith("(present)")
+    assert "(not downloaded; 4 files of the same names are mnist's)" in rows["fashion-mnist"]
+    assert "partly" not in output
+
+
+# ------------------------------------------------------------------- offline, briefly
+REAL_RETRIEVE = pooch.retrieve
+URLLIB3_REPR = (
+    "HTTPSConnectionPool(host='ossci-datasets.s3.amazonaws.com', port=443): Max retries "
+    "exceeded with url: /mnist/t10k-images-idx3-ubyte.gz (Caused by NameResolutionError("
+    '"<urllib3.connection.HTTPSConnection object at 0x7f3b2c1d5e10>: Failed to resolve '
+    "'ossci-datasets.s3.amazonaws.com' ([Errno -2] Name or service not known)\"))"
+)
+
+
+def test_offline_download_is_one_line_without_pooch_chatter(tmp_path, monkeypatch, capfd):
+    import requests
+
+    def unreachable(self, url, output_file, pooch_instance, check_only=False):
+        raise requests.exceptions.ConnectionError(URLLIB3_REPR)
+
+    monkeypatch.setattr(pooch, "retrieve", REAL_RETRIEVE)
+    monkeypatch.setattr(pooch.HTTPDownloader, "__call__", unreachable)
+    level = pooch.get_logger().level
+    with pytest.raises(DatasetUnavailableError) as info:
+        load_dataset("mnist-t10k", data_dir=tmp_path)
+    first = str(info.value).splitlines()[0]
+    assert first == (
+        "could not reach ossci-datasets.s3.amazonaws.com, storage.googleapis.com or "
+        "yann.lecun.com (name not resolved); place t10k-images-idx3-ubyte.gz and "
+        f"t10k-labels-idx1-ubyte.gz in {tmp_path / 'mnist'}"
+    )
+    assert "HTTPSConnectionPool" not in str(info.value)
+    assert "Downloading" not in capfd.readouterr().err
+    assert not list(tmp_path.iterdir())  # no empty folder left behind
+    assert pooch.get_logger().level == level  # as it was, afterwards
+
+
+# -------------------------------------------------------------- a folder is a folder
+def test_a_folder_given_as_data_is_named_a_folder(tmp_path):
+    (tmp_path / "table.csv").mkdir()
+    with pytest.raises(IsADirectoryError, match=r"table\.csv is a folder, not a CSV file"):
+        load_dataset(str(tmp_path / "table.csv"))
+    with pytest.raises(IsADirectoryError, match=r"is a folder, not a \.npz file"):
+        load_dataset(f"npz:{tmp_path}")
+    with pytest.raises(IsADirectoryError, match=r"is a folder, not a dataset name or a \.csv"):
+        load_dataset(str(tmp_path))
+    with pytest.raises(FileNotFoundError, match="no such CSV file"):
+        load_dataset(str(tmp_path / "absent.csv"))
+
+
+@pytest.mark.skipif(not (MNIST_DIR / TEST[0]).is_file(), reason="no real MNIST files")
+def test_real_mnist_files_are_mnists_and_not_fashion_mnists():
+    from handgrad.data import dataset_status
+
+    assert remote.owner(MNIST_DIR / TEST[0]) == "mnist"
+    assert dataset_status("mnist-t10k", MNIST_DIR) == "present"
+    assert dataset_status("fashion-mnist-t10k", MNIST_DIR) == (
+        "not downloaded; 2 files of the same names are mnist's"
+    )

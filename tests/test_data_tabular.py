@@ -8,7 +8,7 @@ import zipfile
 import numpy as np
 import pytest
 
-from handgrad.data.tabular import load_csv, load_npz
+from handgrad.data.tabular import load_array, load_csv, load_feature_csv, load_npz
 from handgrad.errors import DataFormatError
 
 IRIS_LIKE = """sepal_length,sepal_width,species
@@ -197,3 +197,169 @@ def test_load_array_reads_npy_and_npz_and_refuses_lying_headers(tmp_path):
         archive.writestr("X.npy", buffer.getvalue() + bytes(16))
     with pytest.raises(DataFormatError, match="claims shape"):
         load_array(tmp_path / "lying.npz")
+
+
+# --------------------------------------------------------------- header or not (13.1)
+def pandas_csv(tmp_path, labels, name="p.csv", with_label=True):
+    """What ``pd.DataFrame(X).assign(target=labels).to_csv(index=False)`` writes."""
+    X = np.array([[5.1, 3.5, 1.4, 0.2], [7.0, 3.2, 4.7, 1.4], [6.3, 3.3, 6.0, 2.5]])
+    lines = ["0,1,2,3" + (",target" if with_label else "")]
+    for row, label in zip(X, labels, strict=True):
+        lines.append(",".join(f"{v:g}" for v in row) + (f",{label}" if with_label else ""))
+    return write(tmp_path, "\n".join(lines) + "\n", name=name)
+
+
+def test_pandas_numeric_column_names_over_integer_labels_are_a_header(tmp_path, recwarn):
+    X, y, names = load_csv(pandas_csv(tmp_path, [0, 1, 2]))
+    assert X.shape == (3, 4) and names == ["0", "1", "2", "3"]
+    assert y.dtype == np.int64 and y.tolist() == [0, 1, 2]
+    assert not recwarn.list  # "target" over a column of numbers: no doubt, no note
+
+
+def test_pandas_numeric_column_names_over_string_labels_are_a_header_with_a_note(tmp_path):
+    path = pandas_csv(tmp_path, ["setosa", "versicolor", "virginica"])
+    with pytest.warns(UserWarning) as notes:
+        X, y, names = load_csv(path)
+    assert X.shape == (3, 4) and y.tolist() == ["setosa", "versicolor", "virginica"]
+    assert names == ["0", "1", "2", "3"]
+    assert len(notes) == 1
+    assert str(notes[0].message) == (
+        f"{path}: line 1 (0,1,2,3,target) was read as the column names, as pandas writes "
+        "them; pass header=False (--no-header) to read it as data"
+    )
+    with pytest.raises(DataFormatError, match=r"line 1, column 5 \('x4'\): 'target'"):
+        load_csv(path, header=False, label=0)  # forced: the row is data
+
+
+def test_feature_csv_with_pandas_names_gives_one_row_per_data_line(tmp_path):
+    path = pandas_csv(tmp_path, [None] * 3, with_label=False)
+    with pytest.warns(UserWarning, match="read as the column names"):
+        X, names = load_feature_csv(path)
+    assert X.shape == (3, 4) and names == ["0", "1", "2", "3"]
+    X, names = load_feature_csv(path, header=False)
+    assert X.shape == (4, 4) and names == ["x0", "x1", "x2", "x3"]
+
+
+def test_all_numeric_pandas_header_and_a_pandas_index_header(tmp_path):
+    path = write(tmp_path, "0,1,2\n0.5,1.5,1\n2.5,3.5,0\n")  # pd.DataFrame(np.c_[X, y])
+    with pytest.warns(UserWarning, match=r"line 1 \(0,1,2\) was read as the column names"):
+        X, y, names = load_csv(path)
+    assert X.shape == (2, 2) and y.tolist() == [1, 0] and names == ["0", "1"]
+    path = write(tmp_path, ",0,1,target\n0,0.5,1.5,1\n1,2.5,3.5,0\n", name="index.csv")
+    X, y, names = load_csv(path)
+    assert X.shape == (2, 3) and y.tolist() == [1, 0] and names == ["", "0", "1"]
+
+
+@pytest.mark.parametrize(
+    "first",
+    ["1,2,0", "0,0,1", "1,2,3", "0,1.0,1", "0,-1,1", "0.0,1,1"],
+)
+def test_first_rows_of_numbers_that_are_not_pandas_names_are_data(tmp_path, first, recwarn):
+    X, y, names = load_csv(write(tmp_path, first + "\n4,5,6\n"))
+    assert X.shape == (2, 2) and y[1] == 6 and names == ["x0", "x1"] and not recwarn.list
+
+
+def test_a_misspelt_first_data_row_is_an_error_that_suggests_header(tmp_path):
+    path = write(tmp_path, "1,abc,0\n4,5,6\n")
+    with pytest.raises(
+        DataFormatError,
+        match=r"line 1, column 2 \('x1'\): 'abc' is not a finite number; if line 1 "
+        r"names the columns, pass header=True \(--header\)",
+    ):
+        load_csv(path)
+    X, y, names = load_csv(path, header=True)
+    assert X.tolist() == [[4, 5]] and names == ["1", "abc"] and y.tolist() == [6]
+    with pytest.raises(ValueError, match="header must be True, False or None"):
+        load_csv(path, header="infer")
+
+
+# ------------------------------------------------------------ missing labels (13.3)
+def test_an_empty_label_is_an_error_naming_the_line(tmp_path):
+    path = write(tmp_path, "a,b,y\n1,2,cat\n\n3,4,\n5,6,dog\n7,8, \n")
+    with pytest.raises(
+        DataFormatError,
+        match=r"data\.csv: line 4 has no label \(column 3, 'y', is empty\); fill it in "
+        r"or drop such rows \(missing_label='drop'\)",
+    ):
+        load_csv(path)
+    with pytest.warns(UserWarning, match=r"dropped 2 rows without a label \(lines 4, 6\)"):
+        X, y, _ = load_csv(path, missing_label="drop")
+    np.testing.assert_array_equal(X, [[1, 2], [5, 6]])
+    assert y.tolist() == ["cat", "dog"]
+    with pytest.raises(ValueError, match="missing_label must be one of error, drop"):
+        load_csv(path, missing_label="skip")
+    write(tmp_path, "a,y\n1,\n", name="none.csv")
+    with pytest.raises(DataFormatError, match=r"none\.csv: no row has a label"):
+        load_csv(tmp_path / "none.csv", missing_label="drop")
+
+
+def test_an_empty_cell_of_a_dropped_label_column_is_no_error(tmp_path):
+    X, names = load_feature_csv(write(tmp_path, "a,b,y\n1,2,\n3,4,1\n"), drop="y")
+    np.testing.assert_array_equal(X, [[1, 2], [3, 4]])
+    assert names == ["a", "b"]
+
+
+# ------------------------------------------------- file positions and sizes (13.9-11)
+def test_npz_non_finite_value_is_named_by_its_row_in_the_file(tmp_path):
+    X = np.ones((6, 3))
+    X[4, 1] = np.nan
+    np.savez(tmp_path / "d.npz", X=X, y=np.arange(6) % 2)
+    with pytest.raises(DataFormatError, match=r"d\.npz: row 4 of X holds nan"):
+        load_npz(tmp_path / "d.npz")
+
+
+def test_csv_keeps_values_beyond_float32_for_the_preprocessing_to_scale(tmp_path):
+    X, _, _ = load_csv(write(tmp_path, "a,b,y\n1e39,2,0\n-3e39,1,1\n"))
+    assert X.dtype == np.float64 and X[1, 0] == -3e39
+
+
+def lying_npz(path, claimed: int) -> None:
+    """An archive of a 1 KB member whose zip headers claim ``claimed`` bytes."""
+    header = np.lib.format.header_data_from_array_1_0(np.zeros(1))
+    header["shape"] = (claimed // 8 - 16,)
+    buffer = io.BytesIO()
+    np.lib.format.write_array_header_1_0(buffer, header)
+    payload = buffer.getvalue() + bytes(1000)
+    with zipfile.ZipFile(path, "w", zipfile.ZIP_DEFLATED) as archive:
+        archive.writestr("X.npy", payload)
+        archive.writestr("y.npy", payload)
+    data = bytearray(path.read_bytes())
+    size = len(payload).to_bytes(4, "little")
+    for signature, offset in ((b"PK\x03\x04", 22), (b"PK\x01\x02", 24)):
+        start = 0
+        while (start := data.find(signature, start)) >= 0:
+            assert data[start + offset : start + offset + 4] == size
+            data[start + offset : start + offset + 4] = claimed.to_bytes(4, "little")
+            start += 4
+    path.write_bytes(bytes(data))
+
+
+@pytest.mark.parametrize("reader", [load_npz, load_array])
+def test_npz_member_claiming_gigabytes_from_a_kilobyte_is_refused_unallocated(
+    tmp_path, monkeypatch, reader
+):
+    lying_npz(tmp_path / "bomb.npz", 3_600_000_000)
+    assert (tmp_path / "bomb.npz").stat().st_size < 1500
+
+    def no_allocation(*args, **kwargs):
+        raise AssertionError("read_array was called")
+
+    monkeypatch.setattr(np.lib.format, "read_array", no_allocation)
+    with pytest.raises(
+        DataFormatError,
+        match=r"bomb\.npz: array X claims 3\.35 GiB \(3600000000 bytes\) from \d+ compressed "
+        r"bytes, more than compression can give \(at most 1100:1\)",
+    ):
+        reader(tmp_path / "bomb.npz")
+
+
+@pytest.mark.parametrize(
+    ("reader", "what"),
+    [(load_csv, "CSV file"), (load_npz, ".npz file"), (load_array, "NumPy file")],
+)
+def test_a_folder_is_named_a_folder(tmp_path, reader, what):
+    (tmp_path / "data.csv").mkdir()
+    with pytest.raises(IsADirectoryError, match=f"data.csv is a folder, not a {what}"):
+        reader(tmp_path / "data.csv")
+    with pytest.raises(FileNotFoundError, match=f"no such {what}"):
+        reader(tmp_path / "absent")

@@ -1,4 +1,4 @@
-"""Preprocessor kinds, their JSON state, and reading image files for prediction."""
+"""Preprocessor kinds and their JSON state."""
 
 from __future__ import annotations
 
@@ -6,11 +6,10 @@ import json
 
 import numpy as np
 import pytest
-from PIL import Image
 from sklearn.exceptions import NotFittedError
 
-from handgrad.data.preprocess import Preprocessor, flatten, load_image_files
-from handgrad.errors import DataFormatError, ModelFileError
+from handgrad.data.preprocess import Preprocessor, flatten
+from handgrad.errors import ModelFileError
 
 IMAGES = np.array([[[0, 255], [51, 102]], [[255, 255], [0, 0]]], dtype=np.uint8)  # (2, 2, 2)
 
@@ -117,26 +116,30 @@ def test_from_dict_refuses_broken_state(state):
         Preprocessor.from_dict(state)
 
 
-def test_load_image_files_resizes_and_converts(tmp_path):
-    grey = np.zeros((56, 40), dtype=np.uint8)
-    grey[:, 20:] = 255
-    Image.fromarray(grey).save(tmp_path / "a.png")
-    Image.fromarray(np.stack([grey] * 3, axis=-1)).save(tmp_path / "b.jpg", quality=95)
-    images = load_image_files([tmp_path / "a.png", tmp_path / "b.jpg"], shape=(28, 20))
-    assert images.shape == (2, 28, 20) and images.dtype == np.uint8
-    assert images[0, :, :9].max() == 0 and images[0, :, 11:].min() == 255
-    assert abs(int(images[1, 14, 3]) - 0) < 8 and abs(int(images[1, 14, 16]) - 255) < 8
-    rgb = load_image_files([tmp_path / "a.png"], shape=(32, 32), mode="RGB")
-    assert rgb.shape == (1, 32, 32, 3)
+@pytest.mark.parametrize("kind", ["scale", "standardize", "mean_image"])
+def test_values_beyond_float32_are_scaled_before_the_cast(tmp_path, kind):
+    from handgrad.data import load_dataset
+
+    rows = [f"{1e39 if i == 7 else i},{i % 3},{i % 2}" for i in range(20)]
+    (tmp_path / "big.csv").write_text("a,b,y\n" + "\n".join(rows) + "\n")
+    data = load_dataset(str(tmp_path / "big.csv"))
+    pre = Preprocessor(kind).fit(data.X_train)
+    for X in (data.X_train, data.X_test):
+        out = pre.transform(X)
+        assert out.dtype == np.float32 and np.isfinite(out).all()
+        exact = Preprocessor(kind, dtype=np.float64).fit(data.X_train).transform(X)
+        np.testing.assert_allclose(out, exact, rtol=1e-6, atol=1e-6)
 
 
-def test_load_image_files_errors(tmp_path):
-    (tmp_path / "fake.png").write_bytes(b"\x89PNG\r\n\x1a\nnot really")
-    with pytest.raises(DataFormatError, match=r"fake\.png: not a readable image"):
-        load_image_files([tmp_path / "fake.png"])
-    with pytest.raises(FileNotFoundError):
-        load_image_files([tmp_path / "missing.png"])
-    with pytest.raises(ValueError, match="paths is empty"):
-        load_image_files([])
-    with pytest.raises(ValueError, match="mode must be"):
-        load_image_files([tmp_path / "fake.png"], mode="CMYK")
+def test_a_value_float32_cannot_hold_after_preprocessing_is_named():
+    X = np.array([[1.0, 2.0], [3.0, -2e39], [5.0, 6.0]])
+    with pytest.raises(
+        ValueError,
+        match=r"X holds -2e\+39 in column 2 after preprocessing 'none', beyond float32's "
+        r"range \(±3\.4e\+38\); choose preprocessing 'scale' or 'standardize', or dtype "
+        "float64",
+    ):
+        Preprocessor("none").fit_transform(X)
+    assert Preprocessor("none", dtype="float64").fit_transform(X)[1, 1] == -2e39
+    with pytest.raises(ValueError, match="too large for preprocessing 'standardize'"):
+        Preprocessor("standardize").fit(np.array([[1e308], [-1e308], [1e308]]))

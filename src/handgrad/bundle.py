@@ -18,7 +18,8 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.data import Preprocessor, load_array, load_feature_csv, load_image_files
+from handgrad.data import Preprocessor, load_array, load_feature_csv, load_images
+from handgrad.data.images import preparation_for
 from handgrad.errors import ModelFileError
 from handgrad.state import load_model, save_model
 
@@ -33,7 +34,9 @@ class Bundle:
 
     info keys (all optional): ``image_shape`` (e.g. [8, 8] or [32, 32, 3]),
     ``pixel_max`` (the largest raw pixel value of the training images: 255, or 16 for
-    scikit-learn's digits), ``class_names``, ``feature_names``, ``data`` (dataset name),
+    scikit-learn's digits), ``image_preparation`` (how they were made: "mnist",
+    "fashion-mnist", "digits" or "resize"; by the dataset's name when absent),
+    ``class_names``, ``feature_names``, ``data`` (dataset name),
     ``split_seed``, ``test_fraction``, ``training`` (a summary).
     """
 
@@ -98,29 +101,20 @@ class Bundle:
     def load_images(
         self, paths: Sequence[str | os.PathLike[str]], invert: bool | None = None
     ) -> np.ndarray:
-        """Image files as raw samples like the training images: resized, same channels,
-        same pixel range. ``invert=None`` inverts images whose border is light (dark ink
-        on white paper), since the training images have dark backgrounds."""
+        """Image files as raw samples prepared like the training images (the model's
+        ``image_preparation``, see :mod:`handgrad.data.images`): same shape, channels and
+        pixel range. ``invert=None`` inverts a digit drawn dark on light paper."""
         shape = self.image_shape
         if shape is None:
             raise ValueError(
                 "this model was not trained on images, so it cannot read image files; "
                 "give a CSV or .npy/.npz file of feature rows"
             )
-        mode = "RGB" if len(shape) == 3 and shape[2] == 3 else "L"
-        images = load_image_files(paths, shape=shape[:2], mode=mode).astype(np.float64)
-        for i, image in enumerate(images):
-            if invert or (invert is None and _light_border(image)):
-                images[i] = 255.0 - image
+        preparation = self.info.get("image_preparation") or preparation_for(self.info.get("name"))
         pixel_max = float(self.info.get("pixel_max") or 255.0)
-        return images * (pixel_max / 255.0)
-
-
-def _light_border(image: np.ndarray) -> bool:
-    border = np.concatenate(
-        [image[0].ravel(), image[-1].ravel(), image[:, 0].ravel(), image[:, -1].ravel()]
-    )
-    return float(border.mean()) > 127.5
+        return load_images(
+            paths, shape, preparation=preparation, pixel_max=pixel_max, invert=invert
+        )
 
 
 def save_bundle(

@@ -237,6 +237,7 @@ def prepare_data(config: RunConfig) -> PreparedData:
         info["feature_names"] = list(ds.feature_names)
     if ds.image_shape is not None:
         info["pixel_max"] = 255.0 if ds.X_train.dtype == np.uint8 else float(ds.X_train.max())
+        info["image_preparation"] = ds.image_preparation
     return PreparedData(
         pre.transform(X_tr),
         y_tr,

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import click
 
 from handgrad.cli._common import format_table
@@ -42,7 +40,7 @@ def command(data_dir: str | None) -> None:
     Example:
       handgrad datasets
     """
-    from handgrad.data import available_datasets
+    from handgrad.data import available_datasets, dataset_status
     from handgrad.data.remote import ENV_VAR, data_home
 
     home = data_home(data_dir)
@@ -50,25 +48,9 @@ def command(data_dir: str | None) -> None:
     for name in available_datasets():
         where = "bundled with scikit-learn"
         if name in _REMOTE:
-            where = f"{home / _REMOTE[name]} ({_present(_REMOTE[name], home)})"
+            where = f"{home / _REMOTE[name]} ({dataset_status(name, home)})"
         rows.append([name, _DESCRIPTIONS.get(name, ""), where])
     click.echo(format_table(rows, ["name", "what", "files"], [False] * 3))
     click.echo("csv:PATH or a .csv file   your table: numeric features + a label column (--label)")
     click.echo("npz:PATH or a .npz file   arrays X (N, ...) and y (N,)")
     click.echo(f"\ndownloads go to {home} (change with --data-dir or ${ENV_VAR})")
-
-
-def _present(dataset: str, home: Path) -> str:
-    """'present', 'partly present' or 'not downloaded' (file names only; no hashing)."""
-    from handgrad.data.remote import DATASET_FILES
-
-    folders = (home, home / dataset)
-    names = [f.name for f in DATASET_FILES[dataset]]
-    if dataset == "cifar10":
-        names = ["cifar-10-batches-py/data_batch_1"]
-        if any((f / "cifar-10-python.tar.gz").is_file() for f in folders):
-            return "present"
-    found = [n for n in names if any((f / n).is_file() for f in folders)]
-    if len(found) == len(names):
-        return "present"
-    return "partly present" if found else "not downloaded"

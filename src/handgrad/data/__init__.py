@@ -30,9 +30,11 @@ from sklearn import datasets as sk_datasets
 
 from handgrad._split import stratified_split
 from handgrad.data import remote
+from handgrad.data._files import require_file
 from handgrad.data.cifar import extract_archive, load_cifar10
 from handgrad.data.idx import load_mnist_files, read_idx, write_idx
-from handgrad.data.preprocess import Preprocessor, flatten, load_image_files
+from handgrad.data.images import load_image_files, load_images, preparation_for
+from handgrad.data.preprocess import Preprocessor, flatten
 from handgrad.data.remote import data_home
 from handgrad.data.tabular import load_array, load_csv, load_feature_csv, load_npz
 from handgrad.errors import DatasetUnavailableError
@@ -42,6 +44,7 @@ __all__ = [
     "Preprocessor",
     "available_datasets",
     "data_home",
+    "dataset_status",
     "extract_archive",
     "flatten",
     "load_array",
@@ -50,9 +53,11 @@ __all__ = [
     "load_dataset",
     "load_feature_csv",
     "load_image_files",
+    "load_images",
     "load_mnist_files",
     "load_npz",
     "read_idx",
+    "require_file",
     "write_idx",
 ]
 
@@ -86,6 +91,8 @@ class Dataset:
         ``X.reshape(len(X), *image_shape)`` always works when it is not None.
     name : the dataset's name
     feature_names : column names of a table, None for images
+    image_preparation : how the images were made, so that a picture can be prepared the
+        same way (see :mod:`handgrad.data.images`); None for tables
     """
 
     X_train: np.ndarray
@@ -96,6 +103,7 @@ class Dataset:
     image_shape: tuple[int, ...] | None
     name: str
     feature_names: tuple[str, ...] | None = None
+    image_preparation: str | None = None
 
 
 def available_datasets() -> list[str]:
@@ -111,6 +119,8 @@ def load_dataset(
     test_size: float = 0.25,
     download: bool = True,
     label: str | int | None = None,
+    header: bool | None = None,
+    missing_label: str = "error",
 ) -> Dataset:
     """Load a dataset by name (see the module docstring for the names).
 
@@ -122,22 +132,34 @@ def load_dataset(
     test_size : fraction of samples for testing where the dataset has no official split
     download : whether missing files may be downloaded
     label : label column of a CSV file (name or index; default the last column)
+    header : whether a CSV file's first row names its columns; None decides (see
+        :func:`~handgrad.data.tabular.first_row_is_header`)
+    missing_label : what an empty label cell of a CSV file is: "error" or "drop" (the
+        row, with a warning that counts them)
 
     Raises
     ------
     ValueError
         Unknown name.
+    FileNotFoundError, IsADirectoryError
+        A user file is missing, or is a folder.
     DatasetUnavailableError
         Files are missing and cannot be downloaded; the message says where to put them.
     DataFormatError
         A file is corrupt or does not match its pinned checksum.
     """
     kind, _, path = name.partition(":")
+    csv = {"label": label, "header": header, "missing_label": missing_label}
     if path and kind.lower() in ("csv", "npz"):
-        return _load_user_file(path, kind.lower(), split_seed, test_size, label)
+        return _load_user_file(path, kind.lower(), split_seed, test_size, csv)
     if name.lower().endswith((".csv", ".npz")):
-        return _load_user_file(name, name[-3:].lower(), split_seed, test_size, label)
+        return _load_user_file(name, name[-3:].lower(), split_seed, test_size, csv)
     key = _ALIASES.get(name.lower().replace("_", "-"))
+    if key is None and os.path.isdir(name):
+        raise IsADirectoryError(
+            f"{name} is a folder, not a dataset name or a .csv/.npz file; for the files of "
+            "a named dataset in it, give the name and --data-dir (data_dir) the folder"
+        )
     if key is None:
         raise ValueError(
             f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}, csv:PATH, npz:PATH"
@@ -154,7 +176,10 @@ def _sklearn(loader_name: str, image_shape: tuple[int, ...] | None = None) -> Ca
         )
         names = tuple(str(n) for n in bunch.target_names)
         features = None if image_shape else tuple(str(f) for f in bunch.feature_names)
-        return Dataset(X_train, y_train, X_test, y_test, names, image_shape, loader_name, features)
+        preparation = preparation_for(loader_name) if image_shape else None
+        return Dataset(
+            X_train, y_train, X_test, y_test, names, image_shape, loader_name, features, preparation
+        )
 
     return load
 
@@ -174,7 +199,9 @@ def _mnist_like(dataset: str, classes: tuple[str, ...], test_only: bool) -> Call
         else:
             X_train, y_train = load_mnist_files(*(paths[n] for n in _MNIST_TRAIN))
         name = f"{dataset}-t10k" if test_only else dataset
-        return Dataset(X_train, y_train, X_test, y_test, classes, (28, 28), name)
+        return Dataset(
+            X_train, y_train, X_test, y_test, classes, (28, 28), name, None, preparation_for(name)
+        )
 
     return load
 
@@ -193,17 +220,16 @@ def _t10k_hint(exc: DatasetUnavailableError, dataset: str, data_dir: object) -> 
 def _cifar10(*, data_dir: object, download: bool, seed: int, test_size: float) -> Dataset:
     folder = remote.cifar10_folder(data_dir, download=download)  # type: ignore[arg-type]
     X_train, y_train, X_test, y_test, names = load_cifar10(folder)
-    return Dataset(X_train, y_train, X_test, y_test, tuple(names), (32, 32, 3), "cifar10")
+    return Dataset(
+        X_train, y_train, X_test, y_test, tuple(names), (32, 32, 3), "cifar10", None, "resize"
+    )
 
 
-def _load_user_file(
-    path: str, kind: str, seed: int, test_size: float, label: str | int | None
-) -> Dataset:
-    if not os.path.isfile(path):
-        raise FileNotFoundError(f"no such {kind.upper()} file: {path}")
+def _load_user_file(path: str, kind: str, seed: int, test_size: float, csv: dict) -> Dataset:
+    require_file(path, "CSV file" if kind == "csv" else ".npz file")
     features = None
     if kind == "csv":
-        X, y, feature_names = load_csv(path, label=label)
+        X, y, feature_names = load_csv(path, **csv)
         features = tuple(feature_names)
     else:
         X, y = load_npz(path)
@@ -212,9 +238,24 @@ def _load_user_file(
         X, y, test_size=test_size, seed=seed, stratify=y
     )
     class_names = tuple(str(c) for c in np.unique(y))
+    name = os.path.basename(path)
+    preparation = "resize" if image_shape else None
     return Dataset(
-        X_train, y_train, X_test, y_test, class_names, image_shape, os.path.basename(path), features
+        X_train, y_train, X_test, y_test, class_names, image_shape, name, features, preparation
     )
+
+
+def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> str:
+    """What the data folder holds of a named dataset, judged by the files' checksums:
+    "bundled with scikit-learn", "present", "not downloaded", or what is there and not."""
+    key = _ALIASES.get(name.lower().replace("_", "-"))
+    if key is None:
+        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}")
+    if key in ("digits", "iris", "wine", "breast_cancer"):
+        return "bundled with scikit-learn"
+    dataset = key.removesuffix("-t10k")
+    names = _MNIST_TEST if key.endswith("-t10k") else None
+    return remote.status(dataset, names, data_dir=data_dir)
 
 
 _LOADERS: dict[str, Callable[..., Dataset]] = {

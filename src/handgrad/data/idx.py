@@ -22,6 +22,7 @@ from typing import BinaryIO
 import numpy as np
 
 from handgrad._atomic import write_atomically
+from handgrad.data._files import require_file
 from handgrad.errors import DataFormatError
 
 __all__ = ["MAX_BYTES", "load_mnist_files", "read_idx", "write_idx"]
@@ -66,6 +67,7 @@ def read_idx(source: str | os.PathLike | BinaryIO, *, max_bytes: int = MAX_BYTES
         Bad magic, unknown dtype code, too large, truncated or trailing data.
     """
     if isinstance(source, str | os.PathLike):
+        require_file(source, "IDX file")
         with open(source, "rb") as handle:
             return _read_stream(handle, str(source), max_bytes)
     name = str(getattr(source, "name", "<stream>"))
@@ -162,7 +164,12 @@ def _parse(stream: BinaryIO, name: str, max_bytes: int, limit: int | None) -> np
         raise DataFormatError(
             f"{name}: {what} IDX data: shape {shape} needs {expected} bytes, got {actual}"
         )
-    array = np.frombuffer(data, dtype=dtype).reshape(shape)
+    try:
+        array = np.frombuffer(data, dtype=dtype).reshape(shape)
+    except ValueError:  # the data fit the shape, so only its rank can be refused
+        raise DataFormatError(
+            f"{name}: IDX header announces {ndim} dimensions, more than a NumPy array can have"
+        ) from None
     return array.astype(dtype.newbyteorder("="), copy=dtype.itemsize > 1)
 
 

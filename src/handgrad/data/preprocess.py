@@ -15,21 +15,15 @@ floats -- that :meth:`Preprocessor.from_dict` turns back into the same transform
 
 from __future__ import annotations
 
-import io
-import os
-from collections.abc import Iterable
-
 import numpy as np
-from PIL import Image, UnidentifiedImageError
 from sklearn.exceptions import NotFittedError
 
 from handgrad._validation import check_choice
-from handgrad.errors import DataFormatError, ModelFileError
+from handgrad.errors import ModelFileError
 
-__all__ = ["KINDS", "Preprocessor", "flatten", "load_image_files"]
+__all__ = ["KINDS", "Preprocessor", "flatten"]
 
 KINDS = ("none", "scale", "standardize", "mean_image")
-_MAX_IMAGE_FILE = 2**28
 
 
 def flatten(X: np.ndarray, dtype: np.dtype | type | str = np.float32) -> np.ndarray:
@@ -78,19 +72,33 @@ class Preprocessor:
         if self.kind in ("scale", "mean_image"):
             peak = float(np.abs(rows).max()) if rows.size else 0.0
             self.scale_ = 255.0 if X.dtype == np.uint8 else (peak or 1.0)
-        if self.kind == "mean_image":
-            self.mean_ = rows.mean(axis=0) / self.scale_
-        if self.kind == "standardize":
-            self.mean_ = rows.mean(axis=0)
-            std = rows.std(axis=0)
-            self.std_ = np.where(std > 0, std, 1.0)
+        with np.errstate(over="ignore"):  # the statistics are checked just below
+            if self.kind == "mean_image":
+                self.mean_ = rows.mean(axis=0) / self.scale_
+            if self.kind == "standardize":
+                self.mean_ = rows.mean(axis=0)
+                std = rows.std(axis=0)
+                self.std_ = np.where(std > 0, std, 1.0)
+        fitted = [self.scale_, self.mean_, self.std_]
+        if not all(np.all(np.isfinite(v)) for v in fitted if v is not None):
+            raise ValueError(
+                f"X holds values too large for preprocessing {self.kind!r} (up to "
+                f"{float(np.abs(rows).max()):.6g}); choose another preprocessing"
+            )
         return self
 
     def transform(self, X: np.ndarray) -> np.ndarray:
-        """Apply the fitted transform: (N, ...) samples -> (N, D) rows of ``dtype``."""
+        """Apply the fitted transform: (N, ...) samples -> (N, D) rows of ``dtype``.
+
+        Values beyond ``dtype``'s range (1e39 under float32) are transformed in float64
+        first, so that scaling can bring them into range; one still out of range after
+        the transform is a ValueError naming it and its column.
+        """
         if not hasattr(self, "n_features_"):
             raise NotFittedError("this Preprocessor is not fitted yet; call fit(X) first")
-        rows = flatten(X, self.dtype)
+        X = np.asarray(X)
+        wide = _beyond(X, self.dtype)
+        rows = flatten(X, np.float64 if wide else self.dtype)
         if rows.shape[1] != self.n_features_:
             raise ValueError(
                 f"X has {rows.shape[1]} features, but the preprocessor was fitted with "
@@ -99,12 +107,27 @@ class Preprocessor:
         if np.may_share_memory(rows, X):
             rows = rows.copy()  # never modify the caller's array in place
         if self.scale_ != 1.0:
-            rows *= self.dtype.type(1.0 / self.scale_)
+            rows *= rows.dtype.type(1.0 / self.scale_)
         if self.mean_ is not None:
-            rows -= self.mean_.astype(self.dtype)
+            rows -= self.mean_.astype(rows.dtype)
         if self.std_ is not None:
-            rows /= self.std_.astype(self.dtype)
+            rows /= self.std_.astype(rows.dtype)
+        if wide:
+            self._check_range(rows)
+            rows = rows.astype(self.dtype)
         return rows
+
+    def _check_range(self, rows: np.ndarray) -> None:
+        """Refuse transformed (N, D) float64 rows that ``dtype`` cannot hold."""
+        top = float(np.finfo(self.dtype).max)
+        over = np.isfinite(rows) & (np.abs(rows) > top)
+        if over.any():
+            i, j = np.argwhere(over)[0]
+            raise ValueError(
+                f"X holds {rows[i, j]:.6g} in column {j + 1} after preprocessing "
+                f"{self.kind!r}, beyond {self.dtype.name}'s range (±{top:.3g}); choose "
+                "preprocessing 'scale' or 'standardize', or dtype float64"
+            )
 
     def fit_transform(self, X: np.ndarray) -> np.ndarray:
         """``fit(X)`` then ``transform(X)``."""
@@ -147,6 +170,15 @@ class Preprocessor:
         return f"Preprocessor(kind={self.kind!r}, dtype={self.dtype.name!r})"
 
 
+def _beyond(X: np.ndarray, dtype: np.dtype) -> bool:
+    """Whether float samples X hold a finite value that ``dtype`` cannot."""
+    if X.dtype.kind != "f" or X.dtype.itemsize <= dtype.itemsize or X.size == 0:
+        return False
+    top = float(np.finfo(dtype).max)
+    with np.errstate(invalid="ignore"):
+        return bool(np.any((np.abs(X) > top) & np.isfinite(X)))
+
+
 def _vector(values: object, n: int) -> np.ndarray | None:
     if values is None:
         return None
@@ -154,58 +186,3 @@ def _vector(values: object, n: int) -> np.ndarray | None:
     if array.shape != (n,) or not np.all(np.isfinite(array)):
         raise ValueError(f"expected {n} finite numbers, got shape {array.shape}")
     return array
-
-
-def load_image_files(
-    paths: Iterable[str | os.PathLike], shape: tuple[int, int] = (28, 28), mode: str = "L"
-) -> np.ndarray:
-    """Read image files (PNG, JPEG, ... anything Pillow opens) into one uint8 array.
-
-    Parameters
-    ----------
-    paths : image files
-    shape : (height, width) every image is resized to
-    mode : Pillow mode, "L" (grey) or "RGB"
-
-    Returns
-    -------
-    images : ndarray (N, height, width) for "L", (N, height, width, 3) for "RGB"; uint8
-
-    Raises
-    ------
-    DataFormatError
-        A file is not an image Pillow can decode.
-    """
-    if mode not in ("L", "RGB"):
-        raise ValueError(f"mode must be 'L' or 'RGB', got {mode!r}")
-    height, width = (int(s) for s in shape)
-    images = []
-    for path in paths:
-        try:
-            # from memory: a chunk length that lies then cannot make Pillow allocate more
-            # than the file holds (a file object would allocate the claimed size)
-            with Image.open(io.BytesIO(_read_limited(path))) as image:
-                image = image.convert(mode).resize((width, height), Image.Resampling.BILINEAR)
-                images.append(np.asarray(image, dtype=np.uint8))
-        except FileNotFoundError:
-            raise
-        except (
-            UnidentifiedImageError,
-            Image.DecompressionBombError,
-            OSError,
-            ValueError,
-            SyntaxError,
-            EOFError,
-        ) as exc:
-            raise DataFormatError(f"{path}: not a readable image ({exc})") from None
-    if not images:
-        raise ValueError("paths is empty: no image files to read")
-    return np.stack(images)
-
-
-def _read_limited(path: str | os.PathLike) -> bytes:
-    size = os.path.getsize(path)
-    if size > _MAX_IMAGE_FILE:
-        raise DataFormatError(f"{path}: {size} bytes, too large for an image file")
-    with open(path, "rb") as handle:
-        return handle.read()

@@ -9,16 +9,27 @@ into the sub-folder, from the first mirror that answers, and checked the same wa
 
 from __future__ import annotations
 
+import logging
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import pooch
 
 from handgrad.data.cifar import extract_archive
 from handgrad.errors import DataFormatError, DatasetUnavailableError
 
-__all__ = ["DATASET_FILES", "RemoteFile", "cifar10_folder", "data_home", "fetch", "verify"]
+__all__ = [
+    "DATASET_FILES",
+    "RemoteFile",
+    "cifar10_folder",
+    "data_home",
+    "fetch",
+    "owner",
+    "status",
+    "verify",
+]
 
 ENV_VAR = "HANDGRAD_DATA_DIR"
 _TIMEOUT_S = 30
@@ -109,6 +120,45 @@ def verify(path: str | os.PathLike, known_hash: str) -> None:
         )
 
 
+def owner(path: str | os.PathLike) -> str | None:
+    """The dataset whose published file ``path`` is, by name and checksum, or None.
+
+    MNIST and Fashion-MNIST publish files of the same names: only the content tells
+    them apart."""
+    path = Path(path)
+    for dataset, files in DATASET_FILES.items():
+        for remote in files:
+            if remote.name == path.name and _matches(path, remote.known_hash):
+                return dataset
+    return None
+
+
+def status(
+    dataset: str, names: tuple[str, ...] | None = None, *, data_dir: str | os.PathLike | None = None
+) -> str:
+    """What the data folder holds of ``dataset``'s files (all, or those ``names``), judged
+    by checksum: "present", "not downloaded", or what is there and what is not."""
+    root = data_home(data_dir)
+    if dataset == "cifar10":
+        extracted = _cifar_extracted_status(root)
+        if extracted is not None:
+            return extracted
+    files = [f for f in DATASET_FILES[dataset] if names is None or f.name in names]
+    found = [_find_local(root, dataset, f) for f in files]
+    valid = sum(isinstance(f, Path) for f in found)
+    if valid == len(files):
+        return "present"
+    parts = [f"{valid} of {len(files)} files present" if valid else "not downloaded"]
+    corrupt = [f.name for f, where in zip(files, found, strict=True) if where == _CORRUPT]
+    if corrupt:
+        parts.append(f"{', '.join(corrupt)} corrupt")
+    for other in sorted({w for w in found if isinstance(w, str) and w != _CORRUPT}):
+        count = found.count(other)
+        noun = "files of the same names are" if count > 1 else "file of the same name is"
+        parts.append(f"{count} {noun} {other}'s")
+    return "; ".join(parts)
+
+
 def fetch(
     dataset: str,
     names: tuple[str, ...] | None = None,
@@ -118,72 +168,135 @@ def fetch(
 ) -> dict[str, Path]:
     """Paths of ``dataset``'s files (all, or those ``names``), downloading missing ones.
 
+    A file of the right name that is another dataset's (Fashion-MNIST's in place of
+    MNIST's, say) is left alone: neither used nor downloaded over.
+
     Raises
     ------
     DatasetUnavailableError
         Some file is neither present nor downloadable; the message says which files to
         put in which folder.
     DataFormatError
-        A present or downloaded file does not match its pinned hash.
+        A present or downloaded file does not match its pinned hash (nor any other
+        dataset's).
     """
     files = [f for f in DATASET_FILES[dataset] if names is None or f.name in names]
     root = data_home(data_dir)
     found: dict[str, Path] = {}
     missing: list[RemoteFile] = []
-    reason = "downloads are switched off"
+    others: list[str] = []
+    reason = f"dataset {dataset!r} is not on disk and downloads are switched off"
     for remote in files:
         local = _find_local(root, dataset, remote)
-        if local is None and download and not missing:
+        if local == _CORRUPT:
+            for folder in (root, root / dataset):
+                if (folder / remote.name).is_file() and owner(folder / remote.name) is None:
+                    verify(folder / remote.name, remote.known_hash)  # raises, naming it
+        if isinstance(local, str):
+            if local != _CORRUPT:
+                others.append(f"{remote.name} here is {local}'s file of that name (kept)")
+            local = None
+        target_taken = (root / dataset / remote.name).exists()
+        if local is None and download and not missing and not target_taken:
             local, reason = _download(root / dataset, remote)
         if local is None:
             missing.append(remote)  # after one failure, assume offline: no more tries
         else:
             found[remote.name] = local
     if missing:
-        raise DatasetUnavailableError(_unavailable_message(dataset, root, missing, reason))
+        raise DatasetUnavailableError(_unavailable_message(dataset, root, missing, reason, others))
     return found
 
 
-def _find_local(root: Path, dataset: str, remote: RemoteFile) -> Path | None:
+_CORRUPT = "corrupt"
+
+
+def _find_local(root: Path, dataset: str, remote: RemoteFile) -> Path | str | None:
+    """The valid local copy of ``remote``; else the name of the dataset whose file of
+    that name is there, or :data:`_CORRUPT`; None when there is no file of that name."""
+    verdict: str | None = None
     for folder in (root, root / dataset):
         path = folder / remote.name
-        if path.is_file():
-            verify(path, remote.known_hash)
+        if not path.is_file():
+            continue
+        if _matches(path, remote.known_hash):
             return path
-    return None
+        verdict = verdict if verdict == _CORRUPT else (owner(path) or _CORRUPT)
+    return verdict
+
+
+def _matches(path: Path, known_hash: str) -> bool:
+    algorithm, _, expected = known_hash.partition(":")
+    return pooch.file_hash(str(path), alg=algorithm) == expected
 
 
 def _download(folder: Path, remote: RemoteFile) -> tuple[Path | None, str]:
-    """Try each mirror; return the path, or None and why the last mirror failed."""
-    reason = "no mirror"
-    for url in remote.urls:
-        try:
-            path = pooch.retrieve(
-                url,
-                known_hash=remote.known_hash,
-                fname=remote.name,
-                path=folder,
-                downloader=pooch.HTTPDownloader(progressbar=False, timeout=_TIMEOUT_S),
-            )
-        except Exception as exc:  # network errors come from requests, urllib3, pooch
-            reason = f"{type(exc).__name__}: {exc}"
-            continue
-        verify(path, remote.known_hash)
-        return Path(path), reason
-    return None, reason
+    """Try each mirror; return the path, or None and one line saying why none answered."""
+    error: Exception | None = None
+    made = not folder.exists()
+    logger = pooch.get_logger()
+    level = logger.level
+    logger.setLevel(logging.WARNING)  # no "Downloading ..." lines: a failure says it all
+    try:
+        for url in remote.urls:
+            try:
+                path = pooch.retrieve(
+                    url,
+                    known_hash=remote.known_hash,
+                    fname=remote.name,
+                    path=folder,
+                    downloader=pooch.HTTPDownloader(progressbar=False, timeout=_TIMEOUT_S),
+                )
+            except Exception as exc:  # network errors come from requests, urllib3, pooch
+                error = exc
+                continue
+            verify(path, remote.known_hash)
+            return Path(path), ""
+    finally:
+        logger.setLevel(level)
+    if made and folder.is_dir() and not any(folder.iterdir()):
+        folder.rmdir()  # pooch made it for the download that never came
+    hosts = [urlsplit(url).hostname or url for url in remote.urls]
+    where = hosts[0] if len(hosts) == 1 else f"{', '.join(hosts[:-1])} or {hosts[-1]}"
+    return None, f"could not reach {where} ({_short_reason(error)})"
 
 
-def _unavailable_message(dataset: str, root: Path, missing: list[RemoteFile], why: str) -> str:
-    lines = [
-        f"dataset {dataset!r} is not on disk and could not be downloaded ({why}).",
-        f"Place these files in {root / dataset} (or directly in {root}):",
-    ]
+_REASONS = (
+    (
+        ("NameResolution", "Name or service not known", "getaddrinfo", "nodename nor servname"),
+        "name not resolved",
+    ),
+    (("Connection refused",), "connection refused"),
+    (("Network is unreachable",), "network unreachable"),
+    (("timed out", "Timeout"), "timed out"),
+)
+
+
+def _short_reason(error: Exception | None) -> str:
+    """A few words for a network error, whose text can be a 300-character repr."""
+    if error is None:
+        return "no mirror"
+    text = str(error)
+    for needles, words in _REASONS:
+        if any(n in text for n in needles):
+            return words
+    first = (text.splitlines() or [type(error).__name__])[0]
+    return first if len(first) <= 80 else first[:77] + "..."
+
+
+def _unavailable_message(
+    dataset: str, root: Path, missing: list[RemoteFile], why: str, notes: list[str]
+) -> str:
+    names = [m.name for m in missing]
+    listed = names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+    lines = [f"{why}; place {listed} in {root / dataset}"]
     for remote in missing:
         lines.append(f"  {remote.name}  ({remote.known_hash}) from {remote.urls[0]}")
     lines.append(
-        f"or point --data-dir or the {ENV_VAR} environment variable at a folder that holds them."
+        f"(or directly in {root}, or point --data-dir or the {ENV_VAR} environment variable "
+        "at a folder that holds them)"
     )
-    return "\n".join(lines)
+    return "\n".join(lines + notes)
 
 
 def cifar10_folder(data_dir: str | os.PathLike | None = None, *, download: bool = True) -> Path:
@@ -205,3 +318,19 @@ def cifar10_folder(data_dir: str | os.PathLike | None = None, *, download: bool 
             return folder / "cifar-10-batches-bin"
     archive = fetch("cifar10", data_dir=data_dir, download=download)["cifar-10-python.tar.gz"]
     return extract_archive(archive, root / "cifar10") / "cifar-10-batches-py"
+
+
+def _cifar_extracted_status(root: Path) -> str | None:
+    """The status of an extracted CIFAR-10 folder, or None when there is none."""
+    for folder in (root, root / "cifar10"):
+        extracted = folder / "cifar-10-batches-py"
+        if (extracted / "data_batch_1").is_file():
+            bad = [
+                name
+                for name, known_hash in CIFAR_BATCH_HASHES.items()
+                if (extracted / name).is_file() and not _matches(extracted / name, known_hash)
+            ]
+            return f"{', '.join(bad)} corrupt" if bad else "present"
+        if (folder / "cifar-10-batches-bin" / "data_batch_1.bin").is_file():
+            return "present"
+    return None

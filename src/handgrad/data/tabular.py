@@ -11,23 +11,30 @@ from __future__ import annotations
 import csv
 import math
 import os
+import warnings
 import zipfile
 import zlib
 
 import numpy as np
 
+from handgrad._validation import check_choice
+from handgrad.data._files import require_file
 from handgrad.errors import DataFormatError
 
-__all__ = ["load_array", "load_csv", "load_feature_csv", "load_npz"]
+__all__ = ["first_row_is_header", "load_array", "load_csv", "load_feature_csv", "load_npz"]
 
 _MAX_NPZ_MEMBER = 2**32
+# Deflate cannot expand data by more than about 1032:1 (the IDX reader's bound too); a
+# member claiming more is lying, or a bomb in another compression method.
+_MAX_COMPRESSION_RATIO = 1100
 
 
 def load_csv(
     path: str | os.PathLike,
     label: str | int | None = None,
-    header: bool | str = "infer",
+    header: bool | None = None,
     delimiter: str = ",",
+    missing_label: str = "error",
 ) -> tuple[np.ndarray, np.ndarray, list[str]]:
     """Read a CSV file of numeric features and one label column.
 
@@ -36,24 +43,30 @@ def load_csv(
     path : path of the CSV file (UTF-8, an optional byte-order mark is skipped)
     label : column name, or column index (negative counts from the end);
         None means the last column.
-    header : True, False or "infer". "infer" takes the first row as a header when
-        none of its cells is a number (always, when ``label`` is a name).
+    header : True or False to say whether the first row names the columns; None
+        decides as a person would (see :func:`first_row_is_header`).
     delimiter : field separator.
+    missing_label : "error" (an empty label cell is an error naming its line) or
+        "drop" (such rows are left out, with a warning that counts them).
 
     Returns
     -------
-    X : ndarray of shape (N, D), float64
+    X : ndarray of shape (N, D), float64 (values beyond float32's range are kept:
+        the preprocessing scales them before any cast)
     y : ndarray of shape (N,), int64 if every label is an integer, else str
     feature_names : list of D names (``x0``, ``x1`` ... without a header)
     """
-    X, labels, names = _read_table(path, label, header, delimiter, with_label=True)
+    check_choice(missing_label, "missing_label", ("error", "drop"))
+    X, labels, names = _read_table(
+        path, label, header, delimiter, with_label=True, missing_label=missing_label
+    )
     return X, _label_array(labels), names
 
 
 def load_feature_csv(
     path: str | os.PathLike,
     drop: str | int | None = None,
-    header: bool | str = "infer",
+    header: bool | None = None,
     delimiter: str = ",",
 ) -> tuple[np.ndarray, list[str]]:
     """Read a CSV file of numeric features only (rows to predict, say).
@@ -66,15 +79,55 @@ def load_feature_csv(
     return X, names
 
 
-def _read_table(path, label, header, delimiter, *, with_label: bool):
-    """Features (N, D) float64, the label cells (or None), and the feature names."""
+def first_row_is_header(
+    path: str | os.PathLike, rows: list[tuple[int, list[str]]], label: str | int | None
+) -> bool:
+    """Whether the first of ``rows`` names the columns, decided as a person would.
+
+    It does when ``label`` is a name, when it holds no number, or when its numbers are
+    0, 1, 2 ... in order (pandas' default column names, as in ``0,1,2,3,target``); a
+    row with any other number (``5.1``, ``-2``, an empty cell) is data. Where a data row
+    could look the same -- no cell names a column of numbers below it, as ``target``
+    does over integer labels -- a warning says which was chosen and how to choose
+    otherwise.
+    """
+    first = [c.strip() for c in rows[0][1]]
+    if isinstance(label, str):
+        return True
+    numbers = [c for c in first if _is_number(c)]
+    if not numbers:
+        return True
+    names = first[1:] if first[0] == "" else first  # "" heads pandas' index column
+    if "" in names or numbers != [str(k) for k in range(len(numbers))]:
+        return False
+    later = rows[1:]
+    names_a_number_column = later and any(
+        not _is_number(cell) and all(j < len(r) and _is_number(r[j]) for _, r in later)
+        for j, cell in enumerate(first)
+    )
+    if not names_a_number_column:
+        shown = ",".join(first) if len(first) <= 8 else ",".join(first[:7]) + ",..."
+        warnings.warn(
+            f"{path}: line {rows[0][0]} ({shown}) was read as the column names, as pandas "
+            "writes them; pass header=False (--no-header) to read it as data",
+            UserWarning,
+            stacklevel=4,
+        )
+    return True
+
+
+def _read_table(path, label, header, delimiter, *, with_label: bool, missing_label=None):
+    """Features (N, D) float64, the label cells (or None), and the feature names.
+
+    ``missing_label`` None means the label column is only dropped, not read."""
     rows = _read_rows(path, delimiter)
     if not rows:
         raise DataFormatError(f"{path}: the CSV file is empty")
-    if header == "infer":
-        header = isinstance(label, str) or not any(_is_number(c) for c in rows[0][1])
+    inferred = header is None
+    if inferred:
+        header = first_row_is_header(path, rows, label)
     elif not isinstance(header, bool):
-        raise ValueError(f"header must be True, False or 'infer', got {header!r}")
+        raise ValueError(f"header must be True, False or None (decide), got {header!r}")
     width = len(rows[0][1])
     names = [c.strip() for c in rows[0][1]] if header else [f"x{j}" for j in range(width)]
     body = rows[1:] if header else rows
@@ -85,19 +138,46 @@ def _read_table(path, label, header, delimiter, *, with_label: bool):
         raise DataFormatError(f"{path}: {width} column; need features and a label column")
     features = [j for j in range(width) if j != column]
     X = np.empty((len(body), len(features)), dtype=np.float64)
-    labels = []
-    for i, (line, cells) in enumerate(body):
+    labels: list[str] = []
+    dropped: list[int] = []
+    hint_line = rows[0][0] if inferred and not header else None
+    n = 0
+    for line, cells in body:
         if len(cells) != width:
             raise DataFormatError(f"{path}: line {line} has {len(cells)} fields, expected {width}")
+        if missing_label is not None:
+            cell = cells[column].strip()
+            if not cell and missing_label == "drop":
+                dropped.append(line)
+                continue
+            if not cell:
+                raise DataFormatError(
+                    f"{path}: line {line} has no label (column {column + 1}, "
+                    f"{names[column]!r}, is empty); fill it in or drop such rows "
+                    "(missing_label='drop')"
+                )
+            labels.append(cell)
         for k, j in enumerate(features):
-            X[i, k] = _number(path, line, j, names[j], cells[j])
-        if column is not None:
-            labels.append(cells[column].strip())
-    return X, labels if with_label else None, [names[j] for j in features]
+            X[n, k] = _number(path, line, j, names[j], cells[j], line == hint_line)
+        n += 1
+    X = X[:n]
+    if dropped:
+        if not labels:
+            raise DataFormatError(f"{path}: no row has a label")
+        shown = ", ".join(map(str, dropped[:5])) + (", ..." if len(dropped) > 5 else "")
+        rows_word = "row" if len(dropped) == 1 else "rows"
+        lines_word = "line" if len(dropped) == 1 else "lines"
+        warnings.warn(
+            f"{path}: dropped {len(dropped)} {rows_word} without a label ({lines_word} {shown})",
+            UserWarning,
+            stacklevel=4,
+        )
+    return X, labels if missing_label is not None else None, [names[j] for j in features]
 
 
 def _read_rows(path: str | os.PathLike, delimiter: str) -> list[tuple[int, list[str]]]:
     """Non-blank rows with the 1-based line number each starts on."""
+    require_file(path, "CSV file")
     rows = []
     try:
         with open(path, newline="", encoding="utf-8-sig") as handle:
@@ -146,15 +226,19 @@ def _is_number(cell: str) -> bool:
     return True
 
 
-def _number(path: str | os.PathLike, line: int, j: int, name: str, cell: str) -> float:
+def _number(
+    path: str | os.PathLike, line: int, j: int, name: str, cell: str, header_hint: bool = False
+) -> float:
     try:
         value = float(cell)
     except ValueError:
         value = None
     if value is None or not math.isfinite(value):
         shown = cell if len(cell) <= 40 else cell[:37] + "..."
+        hint = f"; if line {line} names the columns, pass header=True (--header)"
         raise DataFormatError(
             f"{path}: line {line}, column {j + 1} ({name!r}): {shown!r} is not a finite number"
+            + (hint if header_hint else "")
         )
     return value
 
@@ -180,6 +264,7 @@ def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         Not an npz archive, ``X`` or ``y`` missing, object arrays, corrupt or oversized
         members, or shapes that do not agree.
     """
+    require_file(path, ".npz file")
     try:
         with zipfile.ZipFile(path) as archive:
             members = {n[:-4]: n for n in archive.namelist() if n.endswith(".npy")}
@@ -209,6 +294,14 @@ def load_npz(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         raise DataFormatError(f"{path}: y must be a 1-D array of labels, got {y.dtype} {y.shape}")
     if len(X) != len(y):
         raise DataFormatError(f"{path}: X has {len(X)} rows but y has {len(y)} labels")
+    if X.dtype.kind == "f":
+        finite = np.isfinite(X.reshape(len(X), -1)).all(axis=1)
+        if not finite.all():
+            row = int(np.argmin(finite))
+            value = X[row][~np.isfinite(X[row])].flat[0]
+            raise DataFormatError(
+                f"{path}: row {row} of X holds {value}; every value must be a finite number"
+            )
     return X, y
 
 
@@ -226,6 +319,7 @@ def load_array(path: str | os.PathLike) -> np.ndarray:
         NotImplementedError,
         RuntimeError,
     )
+    require_file(path, "NumPy file")
     try:
         if zipfile.is_zipfile(path):
             with zipfile.ZipFile(path) as archive:
@@ -267,10 +361,31 @@ def _read_header(path: str | os.PathLike, handle, size: int, key: str) -> None:
 def _read_member(
     path: str | os.PathLike, archive: zipfile.ZipFile, member: str, key: str
 ) -> np.ndarray:
+    """One array of an archive, its declared size checked before anything is allocated."""
     info = archive.getinfo(member)
+    claimed = f"{_size(info.file_size)} from {info.compress_size} compressed bytes"
     if info.file_size > _MAX_NPZ_MEMBER:
-        raise DataFormatError(f"{path}: array {key} is {info.file_size} bytes; refused")
+        raise DataFormatError(
+            f"{path}: array {key} claims {claimed}, more than the limit of "
+            f"{_size(_MAX_NPZ_MEMBER)}; refused"
+        )
+    stored = info.compress_type == zipfile.ZIP_STORED
+    if (stored and info.file_size > info.compress_size) or (
+        info.file_size > max(info.compress_size, 1) * _MAX_COMPRESSION_RATIO
+    ):
+        raise DataFormatError(
+            f"{path}: array {key} claims {claimed}, more than compression can give "
+            f"(at most {_MAX_COMPRESSION_RATIO}:1): a corrupt or hostile archive; refused"
+        )
     with archive.open(info) as handle:
         _read_header(path, handle, info.file_size, key)
     with archive.open(info) as handle:
         return np.lib.format.read_array(handle, allow_pickle=False)
+
+
+def _size(n: int) -> str:
+    """Bytes for people: ``3.35 GiB (3600000000 bytes)``."""
+    for unit, scale in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n >= scale:
+            return f"{n / scale:.2f} {unit} ({n} bytes)"
+    return f"{n} bytes"
