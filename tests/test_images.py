@@ -56,9 +56,9 @@ CANVASES = {
 def digits_model(tmp_path_factory):
     """A model trained on scikit-learn's digits, saved as ``handgrad train`` saves it."""
     from handgrad.estimator import MLPClassifier
-    from handgrad.runs import TrainConfig, prepare_data
+    from handgrad.runs import RunConfig, prepare_data
 
-    data = prepare_data(TrainConfig(data="digits", seed=0))
+    data = prepare_data(RunConfig(data="digits", seed=0))
     classifier = MLPClassifier(hidden_layer_sizes=(64,), max_iter=30, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # 30 epochs are enough here
