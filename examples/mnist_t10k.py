@@ -1,44 +1,40 @@
-"""Train the seed's two-layer network on the real MNIST test set (10,000 images).
+"""Train the two-layer network of the notes on the real MNIST test set (10,000 images).
 
-Reads the original gzip IDX files with handgrad's IDX reader, splits the 10,000 images
-into a stratified train and test part, scales the pixels to [0, 1], trains an
-``MLPClassifier`` (one hidden ReLU layer, softmax head) and prints the accuracy.
+Loads ``mnist-t10k`` (MNIST's two official t10k files, checked against their pinned
+checksums), splits the 10,000 images 80/20 stratified, scales the pixels to [0, 1],
+trains an ``MLPClassifier`` (one hidden ReLU layer, softmax head) and prints the
+accuracy.
 
-    python examples/mnist_t10k.py [MNIST_FOLDER]
+    python examples/mnist_t10k.py [DATA_DIR] [--no-download]
 
-MNIST_FOLDER holds ``t10k-images-idx3-ubyte.gz`` and ``t10k-labels-idx1-ubyte.gz``
-(default: ``../shared/data/mnist`` relative to the repository root). The same run from
-the command line: ``handgrad train --data mnist-t10k --data-dir MNIST_FOLDER``.
+DATA_DIR holds ``t10k-images-idx3-ubyte.gz`` and ``t10k-labels-idx1-ubyte.gz``
+(directly or in ``DATA_DIR/mnist/``). Without it, handgrad's data folder is used:
+``$HANDGRAD_DATA_DIR``, else the user cache, where missing files are downloaded unless
+``--no-download`` is given. The same data from the command line:
+``handgrad train --data mnist-t10k --data-dir DATA_DIR``.
 """
 
 from __future__ import annotations
 
+import argparse
 import sys
 import time
 import warnings
-from pathlib import Path
 
 import numpy as np
 from sklearn.exceptions import ConvergenceWarning
-from sklearn.model_selection import train_test_split
 
 from handgrad import MLPClassifier
-from handgrad.data import Preprocessor, load_mnist_files
+from handgrad.data import Preprocessor, load_dataset
+from handgrad.errors import HandgradError
 
-DEFAULT = Path(__file__).resolve().parents[1] / ".." / "shared" / "data" / "mnist"
 
-
-def main(folder: Path) -> float:
-    images = folder / "t10k-images-idx3-ubyte.gz"
-    labels = folder / "t10k-labels-idx1-ubyte.gz"
-    if not images.is_file() or not labels.is_file():
-        sys.exit(
-            f"mnist_t10k: no MNIST test files in {folder} (want {images.name} and {labels.name})"
-        )
-    X, y = load_mnist_files(images, labels)  # uint8 (10000, 28, 28), int (10000,)
-    X_train, X_test, y_train, y_test = train_test_split(
-        X, y, test_size=0.2, random_state=0, stratify=y
-    )
+def main(data_dir: str | None, download: bool = True) -> float:
+    try:
+        data = load_dataset("mnist-t10k", data_dir=data_dir, test_size=0.2, download=download)
+    except HandgradError as exc:  # files absent or corrupt: the message says where and which
+        sys.exit(f"mnist_t10k: {exc}")
+    X_train, X_test, y_train, y_test = data.X_train, data.X_test, data.y_train, data.y_test
     pre = Preprocessor("scale", dtype=np.float32).fit(X_train)  # pixels / 255, flattened
     clf = MLPClassifier(
         hidden_layer_sizes=(256,),
@@ -66,4 +62,12 @@ def main(folder: Path) -> float:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]) if len(sys.argv) > 1 else DEFAULT)
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument(
+        "data_dir",
+        nargs="?",
+        help="folder with MNIST's t10k files (default: $HANDGRAD_DATA_DIR or the user cache)",
+    )
+    parser.add_argument("--no-download", action="store_true", help="never download missing files")
+    args = parser.parse_args()
+    main(args.data_dir, download=not args.no_download)
