@@ -70,7 +70,7 @@ SOLVERS = tuple(OPTIMIZERS)
 
 @dataclass
 class RunConfig:
-    """Everything that decides a training run; the defaults train the seed's two-layer
+    """Everything that decides a training run; the defaults train the notes' two-layer
     network on scikit-learn's digits to about 0.97 test accuracy in a few seconds."""
 
     data: str = "digits"

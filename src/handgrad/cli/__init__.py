@@ -118,7 +118,7 @@ class HandgradGroup(click.Group):
 def main() -> None:
     """handgrad: neural-network classifiers whose every gradient is derived by hand.
 
-    Start with `handgrad train` (the seed's two-layer network on scikit-learn's
+    Start with `handgrad train` (the notes' two-layer network on scikit-learn's
     digits), then look at the run folder it prints.
     """
 

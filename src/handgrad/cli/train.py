@@ -78,7 +78,7 @@ _CONFIG_OPTIONS = (
     type=float,
     default=_D.alpha,
     show_default=True,
-    help="L2 regularisation strength (scikit-learn's alpha, the seed's λ).",
+    help="L2 regularisation strength (scikit-learn's alpha, the notes' λ).",
 )
 @click.option(
     "--epochs",
@@ -166,7 +166,7 @@ _CONFIG_OPTIONS = (
 def command(ctx: click.Context, resume_dir: str | None, quiet: bool, **options: Any) -> None:
     """Train a classifier and write a run folder with the model, metrics.json and report.png.
 
-    With no options: the seed's two-layer network (one hidden ReLU layer, softmax head)
+    With no options: the notes' two-layer network (one hidden ReLU layer, softmax head)
     on scikit-learn's 8×8 handwritten digits, split into train/validation/test
     (stratified, fixed seed).
 
