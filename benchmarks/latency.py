@@ -6,8 +6,10 @@ MNIST-sized (784→256→10), float64 weights (what a fit on float64 data gives)
 is timed on its own; the table gives the median and the 99th percentile over all calls.
 The candidates take turns, block by block, so that a noisy moment of the machine is
 shared rather than landing on one of them. handgrad and scikit-learn get float64 rows
-(as a caller's NumPy array usually is), ONNX Runtime float32 rows (its graph's input),
-on one thread (``--ort-threads``), as a server answering one request at a time runs it.
+(as a caller's NumPy array usually is), ONNX Runtime float32 rows (its graph's input).
+All three run on one thread (``--threads``: BLAS through threadpoolctl, ONNX Runtime's
+intra-op pool), as a server answering one request per core runs them, and so that a
+busy machine's oversubscribed thread pools do not decide the result.
 See README.md here.
 
     python benchmarks/latency.py                  # both models, 1 and 100 rows
@@ -29,6 +31,7 @@ from pathlib import Path
 
 import numpy as np
 from epoch import write_results
+from threadpoolctl import threadpool_limits
 
 from handgrad import MLPClassifier
 
@@ -145,26 +148,25 @@ def markdown_table(rows: list[dict]) -> str:
 def main(argv: list[str] | None = None) -> list[dict]:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--model", nargs="+", choices=["digits", "mnist"], default=["digits", "mnist"])
-    p.add_argument("--calls", type=int, default=2000, help="timed calls per candidate and case")
+    p.add_argument("--calls", type=int, default=1000, help="timed calls per candidate and case")
     p.add_argument("--blocks", type=int, default=10, help="turns the candidates take")
-    p.add_argument("--ort-threads", type=int, default=1, help="ONNX Runtime intra-op threads")
+    p.add_argument("--threads", type=int, default=1, help="BLAS and ONNX Runtime threads")
     p.add_argument("--quick", action="store_true", help="a tiny model, 40 calls: a smoke run")
     p.add_argument("--out", type=Path, default=None, help="JSON file (default: results/)")
     args = p.parse_args(argv)
     models, n_calls, blocks = (
         (["quick"], 40, 2) if args.quick else (args.model, args.calls, args.blocks)
     )
-    rows = [r for m in models for r in bench(m, n_calls, blocks, args.ort_threads)]
+    with threadpool_limits(limits=args.threads):
+        rows = [r for m in models for r in bench(m, n_calls, blocks, args.threads)]
     versions = ", ".join(
         f"{name} {version(name)}" for name in ("handgrad", "numpy", "scikit-learn", "onnxruntime")
     )
     load = ", ".join(f"{x:.1f}" for x in os.getloadavg())
-    print(f"\nlatency per call, median (p99) over {n_calls} calls of each candidate")
+    print(f"\nlatency per call, median (p99) over {n_calls} calls, {args.threads} thread(s)")
     print(f"python {sys.version.split()[0]}, {versions}; {os.cpu_count()} CPUs, load {load}\n")
     print(markdown_table(rows))
-    write_results(
-        {"rows": rows, "calls": n_calls, "ort_threads": args.ort_threads}, args.out, "latency"
-    )
+    write_results({"rows": rows, "calls": n_calls, "threads": args.threads}, args.out, "latency")
     return rows
 
 
