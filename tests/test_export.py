@@ -187,8 +187,10 @@ def test_multilabel_model_gives_indicators(iris):
     assert (label.sum(axis=0) > 0).all()
 
 
-@pytest.mark.parametrize("activation", ["relu", "tanh", "logistic", "identity"])
-@pytest.mark.parametrize("hidden", [(), (7, 5)])
+@pytest.mark.parametrize(
+    "activation, hidden",
+    [("relu", (7, 5)), ("tanh", (7, 5)), ("logistic", (7, 5)), ("identity", (7, 5)), ("relu", ())],
+)
 def test_every_activation_and_depth(iris, activation, hidden):
     X, y = iris
     clf = fit(X, y, hidden_layer_sizes=hidden, activation=activation, max_iter=80)
