@@ -128,6 +128,7 @@ def _register() -> None:
         datasets,
         evaluate,
         explain,
+        export,
         gradcheck,
         plot,
         predict,
@@ -135,7 +136,7 @@ def _register() -> None:
         train,
     )
 
-    for module in (train, evaluate, predict, gradcheck, explain, search, plot, datasets):
+    for module in (train, evaluate, predict, gradcheck, explain, search, plot, datasets, export):
         main.add_command(module.command)
 
 

@@ -1,0 +1,53 @@
+"""``handgrad export``: a model file as one ONNX file that ONNX Runtime serves."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import click
+
+
+@click.command("export")
+@click.argument("model", type=click.Path(dir_okay=False))
+@click.argument("output", type=click.Path(dir_okay=False), metavar="OUT.onnx")
+@click.option(
+    "--dtype",
+    type=click.Choice(["float32", "float64"]),
+    default="float32",
+    show_default=True,
+    help="Type of the input rows and of every weight in the graph.",
+)
+def command(model: str, output: str, dtype: str) -> None:
+    """Write MODEL (a run's model.safetensors, or a saved MLPClassifier) as an ONNX file:
+    its preprocessing, network and labels, for ONNX Runtime without Python or handgrad.
+
+    The graph takes raw rows X (N, D) (for an image model, the flattened images) and
+    gives `label` (what `handgrad predict` prints) and `probabilities` (one column per
+    class, in the model's class order).
+
+    \b
+    Examples:
+      handgrad export runs/digits/model.safetensors digits.onnx
+      handgrad export model.safetensors model.onnx --dtype float64
+    """
+    try:
+        from handgrad.export import to_onnx
+    except ImportError as exc:  # the optional extra is not installed
+        raise click.ClickException(str(exc)) from None
+    from handgrad.io import write_atomically
+
+    onnx_model = to_onnx(model, dtype=dtype)
+    write_atomically(output, onnx_model.SerializeToString())
+    values = [*onnx_model.graph.input, *onnx_model.graph.output]
+    click.echo(
+        f"wrote {output}: input {_describe(values[0])}, outputs "
+        + ", ".join(_describe(v) for v in values[1:]),
+        err=True,
+    )
+
+
+def _describe(value: Any) -> str:
+    """``X (N, 64)`` or ``label (N,)``: a graph input or output, N for the batch axis."""
+    dims = value.type.tensor_type.shape.dim
+    shape = tuple(d.dim_value if d.HasField("dim_value") else "N" for d in dims)
+    return f"{value.name} {shape}".replace("'", "")

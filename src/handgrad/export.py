@@ -1,0 +1,303 @@
+"""ONNX export: a fitted classifier, or a run's model with its preprocessing, as one graph
+that ONNX Runtime serves without Python or handgrad.
+
+The graph, for raw rows ``X`` (N, D) float32 (for image models: the flattened images)::
+
+    X -> X / scale - mean, / std         the run's Preprocessor, as it was fitted
+      -> Z1 = X W1 + b1, A1 = act(Z1) …  one MatMul, Add and activation per hidden layer
+      -> S = A W_L + b_L                 the scores
+      -> P = softmax(S) or σ(S)          the head: ``probabilities`` (N, C)
+      -> label                           classes_[argmax S], classes_[P > 0.5], or the
+                                         (N, L) 0/1 indicators of a multi-label model
+
+``probabilities`` has ``predict_proba``'s columns in ``classes_`` order (both columns of a
+binary model); ``label`` holds what ``predict`` returns: strings stay strings, integers
+(and bools, and floats that are whole numbers) become int64, as in skl2onnx.
+
+Importing this module registers handgrad's :class:`MLPClassifier` with skl2onnx
+(``update_registered_converter``), so that ``skl2onnx.to_onnx`` converts a scikit-learn
+``Pipeline`` ending in one exactly as it converts one ending in scikit-learn's own MLP
+(with its ``zipmap`` and ``output_class_labels`` options). The converter reads only the
+estimator's public fitted attributes.
+
+An estimator with another head adds one entry to :data:`ONNX_ACTIVATIONS` (a Poisson head's
+``"exp"``) and a converter that stops after the head (a regressor has no labels).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from collections.abc import Callable
+from typing import Any
+
+import numpy as np
+from numpy.typing import DTypeLike
+
+try:
+    import onnx
+    from skl2onnx import to_onnx as _skl2onnx_to_onnx
+    from skl2onnx import update_registered_converter
+    from skl2onnx.algebra import onnx_ops as ops
+    from skl2onnx.common.data_types import (
+        DoubleTensorType,
+        FloatTensorType,
+        Int64TensorType,
+        StringTensorType,
+        guess_numpy_type,
+    )
+    from skl2onnx.common.utils import check_input_and_output_numbers
+    from skl2onnx.common.utils_classifier import get_label_classes
+except ImportError as exc:  # the optional extra is not installed
+    raise ImportError(
+        f"ONNX export needs onnx and skl2onnx ({exc.name} is missing): pip install 'handgrad[onnx]'"
+    ) from exc
+from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.pipeline import Pipeline
+from sklearn.utils.validation import check_is_fitted
+
+from handgrad.bundle import Bundle, load_bundle
+from handgrad.data import Preprocessor
+from handgrad.estimator import MLPClassifier
+
+__all__ = ["ONNX_ACTIVATIONS", "TARGET_OPSET", "to_onnx"]
+
+#: The default opset: everything the graph needs exists there (Softmax over the last
+#: axis since 13), and ONNX Runtime releases from 2022 on load it.
+TARGET_OPSET = 17
+
+#: ONNX operator of each activation, hidden or output, by scikit-learn's name (the
+#: names of ``activation`` and ``out_activation_``).
+ONNX_ACTIVATIONS: dict[str, Callable[..., Any]] = {
+    "identity": ops.OnnxIdentity,
+    "relu": ops.OnnxRelu,
+    "tanh": ops.OnnxTanh,
+    "logistic": ops.OnnxSigmoid,
+    "softmax": ops.OnnxSoftmax,
+}
+
+_DTYPES = {np.dtype(np.float32): FloatTensorType, np.dtype(np.float64): DoubleTensorType}
+
+
+# ------------------------------------------------------------------------ public API
+def to_onnx(
+    model: MLPClassifier | Bundle | str | os.PathLike[str],
+    *,
+    dtype: DTypeLike = np.float32,
+    target_opset: int = TARGET_OPSET,
+) -> onnx.ModelProto:
+    """The whole model as an ONNX graph: preprocessing, network, head and labels.
+
+    Parameters
+    ----------
+    model : a fitted :class:`handgrad.MLPClassifier`, a :class:`handgrad.bundle.Bundle`
+        (classifier and preprocessing), or the path of a model file (a run's
+        ``model.safetensors``, or any file :func:`handgrad.bundle.load_bundle` reads)
+    dtype : float32 (the default, what every ONNX runtime serves) or float64: the type
+        of the input, the weights and the arithmetic of the graph. A float64 model in a
+        float32 graph computes with its weights rounded to float32.
+    target_opset : the ONNX operator set version of the graph
+
+    Returns
+    -------
+    An ``onnx.ModelProto`` with input ``X`` (N, D) of raw rows (flattened images for an
+    image model) and outputs ``label`` (N,) or (N, L) and ``probabilities`` (N, C).
+    Save it with ``model.SerializeToString()``.
+    """
+    if isinstance(model, str | os.PathLike):
+        model = load_bundle(model)
+    bundle = model if isinstance(model, Bundle) else Bundle(model)
+    classifier = _check_classifier(bundle.classifier)
+    graph_dtype = np.dtype(dtype)
+    if graph_dtype not in _DTYPES:
+        raise ValueError(f"dtype must be float32 or float64, got {graph_dtype}")
+    steps = [("classifier", classifier)]
+    if bundle.preprocessor is not None:
+        steps.insert(0, ("preprocessing", _Preprocessing(bundle.preprocessor)))
+    onx = _skl2onnx_to_onnx(
+        Pipeline(steps) if len(steps) > 1 else classifier,
+        initial_types=[("X", _DTYPES[graph_dtype]([None, bundle.n_features]))],
+        options={id(classifier): {"zipmap": False}},
+        target_opset=target_opset,
+    )
+    onx.doc_string = _describe(bundle, graph_dtype)
+    if bundle.image_shape is not None:
+        onnx.helper.set_model_props(onx, {"image_shape": json.dumps(list(bundle.image_shape))})
+    onnx.checker.check_model(onx)
+    return onx
+
+
+def _check_classifier(model: Any) -> MLPClassifier:
+    if not isinstance(model, MLPClassifier):
+        raise TypeError(
+            "ONNX export takes a fitted handgrad.MLPClassifier, a Bundle or a model file, "
+            f"got {type(model).__module__}.{type(model).__qualname__}"
+        )
+    check_is_fitted(model)
+    for name in (model.activation, model.out_activation_):
+        if name not in ONNX_ACTIVATIONS:
+            raise ValueError(
+                f"activation {name!r} has no ONNX export (known: {list(ONNX_ACTIVATIONS)})"
+            )
+    return model
+
+
+def _describe(bundle: Bundle, dtype: np.dtype) -> str:
+    rows = f"raw rows X (N, {bundle.n_features}) {dtype.name}"
+    if bundle.image_shape is not None:
+        shape = "×".join(str(s) for s in bundle.image_shape)
+        rows += f": each a flattened {shape} image, pixels as in training"
+    return (
+        f"handgrad MLPClassifier. Input: {rows}. Outputs: label (predict) and "
+        "probabilities (predict_proba, columns in the order of the classes)."
+    )
+
+
+# -------------------------------------------------------------------------- converters
+def _classifier_shapes(operator: Any) -> None:
+    """label (N,) or (N, L) of the classes' type; probabilities (N, C) of the input's."""
+    check_input_and_output_numbers(operator, input_count_range=1, output_count_range=2)
+    model = operator.raw_operator
+    N = operator.inputs[0].get_first_dimension()
+    labels = _label_values(get_label_classes(operator.scope_inst, model))
+    label_type = StringTensorType if labels.dtype == object else Int64TensorType
+    multilabel = _kind(model) == "multilabel"
+    operator.outputs[0].type = label_type([N, len(labels)] if multilabel else [N])
+    proba_type = DoubleTensorType if _graph_dtype(operator) == np.float64 else FloatTensorType
+    operator.outputs[1].type = proba_type([N, len(labels)])
+
+
+def _convert_classifier(scope: Any, operator: Any, container: Any) -> None:
+    """The network, its head and the labels of one fitted MLPClassifier."""
+    model, opv = operator.raw_operator, container.target_opset
+    dtype = _graph_dtype(operator)
+    X = ops.OnnxCast(operator.inputs[0], to=_tensor_type(dtype), op_version=opv)
+    S = _scores(model, X, dtype, opv)
+    P = ONNX_ACTIVATIONS[model.out_activation_](S, op_version=opv)
+    classes = _label_values(get_label_classes(scope, model))  # arange(C) with nocl=True
+    label, proba = _labels(model, classes, S, P, dtype, opv)
+    for value, output in ((label, operator.outputs[0]), (proba, operator.outputs[1])):
+        ops.OnnxIdentity(value, op_version=opv, output_names=[output]).add_to(scope, container)
+
+
+def _labels(
+    model: Any, classes: np.ndarray, S: Any, P: Any, dtype: np.dtype, opv: int
+) -> tuple[Any, Any]:
+    """``predict`` and ``predict_proba`` from the scores S and the head's P."""
+    kind = _kind(model)
+    if kind == "multilabel":  # one independent sigmoid per label: (N, L) indicators
+        return _above_half(P, dtype, opv), P
+    if kind == "multiclass":  # the highest score is the likeliest class, as in predict
+        index = ops.OnnxArgMax(S, axis=1, keepdims=0, op_version=opv)
+        return ops.OnnxGather(classes, index, axis=0, op_version=opv), P
+    # binary: one sigmoid output P(classes_[1]); predict_proba widens it to [1 - P, P]
+    index = ops.OnnxReshape(_above_half(P, dtype, opv), np.array([-1], np.int64), op_version=opv)
+    not_P = ops.OnnxSub(np.array([1], dtype), P, op_version=opv)
+    proba = ops.OnnxConcat(not_P, P, axis=1, op_version=opv)
+    return ops.OnnxGather(classes, index, axis=0, op_version=opv), proba
+
+
+def _above_half(P: Any, dtype: np.dtype, opv: int) -> Any:
+    """int64 ``[P > 0.5]``, the threshold of scikit-learn's LabelBinarizer."""
+    above = ops.OnnxGreater(P, np.array([0.5], dtype), op_version=opv)
+    return ops.OnnxCast(above, to=onnx.TensorProto.INT64, op_version=opv)
+
+
+def _preprocessor_shapes(operator: Any) -> None:
+    """(N, D) rows in, (N, D) rows of the graph's float type out."""
+    check_input_and_output_numbers(operator, input_count_range=1, output_count_range=1)
+    N = operator.inputs[0].get_first_dimension()
+    rows_type = DoubleTensorType if _graph_dtype(operator) == np.float64 else FloatTensorType
+    operator.outputs[0].type = rows_type([N, operator.raw_operator.preprocessor.n_features_])
+
+
+def _convert_preprocessor(scope: Any, operator: Any, container: Any) -> None:
+    """The fitted transform, in Preprocessor.transform's order: × 1/scale, − mean, ÷ std."""
+    pre, opv = operator.raw_operator.preprocessor, container.target_opset
+    dtype = _graph_dtype(operator)
+    rows = ops.OnnxCast(operator.inputs[0], to=_tensor_type(dtype), op_version=opv)
+    if pre.scale_ != 1.0:
+        rows = ops.OnnxMul(rows, np.array([1.0 / pre.scale_], dtype), op_version=opv)
+    if pre.mean_ is not None:
+        rows = ops.OnnxSub(rows, pre.mean_.astype(dtype), op_version=opv)
+    if pre.std_ is not None:
+        rows = ops.OnnxDiv(rows, pre.std_.astype(dtype), op_version=opv)
+    output = operator.outputs[0]
+    ops.OnnxIdentity(rows, op_version=opv, output_names=[output]).add_to(scope, container)
+
+
+class _Preprocessing(TransformerMixin, BaseEstimator):
+    """A fitted :class:`Preprocessor` as a scikit-learn step, for skl2onnx's Pipeline."""
+
+    def __init__(self, preprocessor: Preprocessor | None = None) -> None:
+        self.preprocessor = preprocessor
+
+    def fit(self, X: Any, y: Any = None) -> _Preprocessing:
+        return self
+
+    def transform(self, X: Any) -> np.ndarray:
+        return self.preprocessor.transform(X)
+
+
+def _tensor_type(dtype: np.dtype) -> int:
+    return onnx.helper.np_dtype_to_tensor_dtype(dtype)
+
+
+def _graph_dtype(operator: Any) -> np.dtype:
+    """float64 for a double input, float32 for anything else (as skl2onnx's MLP)."""
+    return np.dtype(
+        np.float64 if guess_numpy_type(operator.inputs[0].type) == np.float64 else np.float32
+    )
+
+
+def _scores(model: Any, X: Any, dtype: np.dtype, opv: int) -> Any:
+    """S = A_{L-1} W_L + b_L, with A_l = act(A_{l-1} W_l + b_l) and A_0 = X."""
+    A = X
+    last = len(model.coefs_) - 1
+    for l, (W, b) in enumerate(zip(model.coefs_, model.intercepts_, strict=True)):
+        Z = ops.OnnxAdd(
+            ops.OnnxMatMul(A, np.asarray(W, dtype), op_version=opv),
+            np.asarray(b, dtype),
+            op_version=opv,
+        )
+        A = Z if l == last else ONNX_ACTIVATIONS[model.activation](Z, op_version=opv)
+    return A
+
+
+def _kind(model: Any) -> str:
+    if model.out_activation_ == "softmax":
+        return "multiclass"
+    return "multilabel" if model.n_outputs_ > 1 else "binary"
+
+
+def _label_values(classes: np.ndarray) -> np.ndarray:
+    """The classes as the label tensor holds them: strings, or int64 as skl2onnx has them
+    (float labels are whole numbers: scikit-learn refuses others as classes)."""
+    classes = np.asarray(classes)
+    if classes.dtype == object and not all(isinstance(c, str) for c in classes):
+        classes = np.array(classes.tolist())  # numbers held as Python objects
+    if classes.dtype.kind in "biuf":
+        return classes.astype(np.int64)
+    return np.array([str(c) for c in classes], dtype=object)
+
+
+def _register() -> None:
+    """Make skl2onnx convert handgrad's classifier (and a run's preprocessing)."""
+    update_registered_converter(
+        MLPClassifier,
+        "HandgradMLPClassifier",
+        _classifier_shapes,
+        _convert_classifier,
+        # scikit-learn's MLPClassifier converter's options, so a Pipeline converts alike
+        options={
+            "zipmap": [True, False, "columns"],
+            "nocl": [True, False],
+            "output_class_labels": [False, True],
+        },
+    )
+    update_registered_converter(
+        _Preprocessing, "HandgradPreprocessing", _preprocessor_shapes, _convert_preprocessor
+    )
+
+
+_register()
