@@ -30,7 +30,7 @@ from handgrad.bundle import Bundle, load_bundle  # noqa: E402
 from handgrad.cli import main  # noqa: E402
 from handgrad.data import Preprocessor  # noqa: E402
 from handgrad.export import to_onnx  # noqa: E402
-from handgrad.io import load_model, save_model  # noqa: E402
+from handgrad.state import load_model, save_model  # noqa: E402
 
 TOL = 1e-5  # float32 probabilities
 

@@ -34,7 +34,7 @@ def command(model: str, output: str, dtype: str) -> None:
         from handgrad.export import to_onnx
     except ImportError as exc:  # the optional extra is not installed
         raise click.ClickException(str(exc)) from None
-    from handgrad.io import write_atomically
+    from handgrad._atomic import write_atomically
 
     onnx_model = to_onnx(model, dtype=dtype)
     write_atomically(output, onnx_model.SerializeToString())
