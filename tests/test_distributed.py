@@ -22,7 +22,6 @@ from io import StringIO
 from pathlib import Path
 from types import SimpleNamespace
 
-import psutil
 import pytest
 from click.testing import CliRunner
 from numpy.testing import assert_array_equal
@@ -44,6 +43,7 @@ from handgrad.runs import TrainConfig
 from handgrad.search import random_search
 
 distributed = pytest.importorskip("distributed")
+psutil = pytest.importorskip("psutil")  # comes with distributed
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -102,10 +102,13 @@ def cluster():
 
 @pytest.fixture(scope="module")
 def local_table(tmp_path_factory):
-    result = random_search(
-        CONFIG, HIDDEN, n_iter=N_ITER, cv=CV, out=tmp_path_factory.mktemp("local")
+    return _table(_search(tmp_path_factory.mktemp("local")))
+
+
+def _search(out, scheduler=None, progress=False):
+    return random_search(
+        CONFIG, HIDDEN, n_iter=N_ITER, cv=CV, out=out, scheduler=scheduler, progress=progress
     )
-    return _table(result)
 
 
 def _table(result) -> list[dict]:
@@ -174,15 +177,7 @@ def test_an_unreachable_scheduler_is_one_error_within_seconds():
 
 # ------------------------------------------------------------------------ the searches
 def test_a_search_on_the_cluster_gives_the_local_table(cluster, local_table, tmp_path):
-    result = random_search(
-        CONFIG,
-        HIDDEN,
-        n_iter=N_ITER,
-        cv=CV,
-        out=tmp_path,
-        scheduler=cluster.scheduler_address,
-    )
-    assert _table(result) == local_table
+    assert _table(_search(tmp_path, cluster.scheduler_address)) == local_table
     assert (tmp_path / "model.safetensors").is_file()
 
 
@@ -206,14 +201,7 @@ def test_a_worker_killed_mid_search_is_replaced_and_the_table_is_whole(
         killer = threading.Thread(target=kill_a_busy_worker)
         killer.start()
         try:
-            result = random_search(
-                CONFIG,
-                HIDDEN,
-                n_iter=N_ITER,
-                cv=CV,
-                out=tmp_path,
-                scheduler=cluster.scheduler_address,
-            )
+            result = _search(tmp_path, cluster.scheduler_address)
         finally:
             killer.join()
         (address,) = killed
@@ -248,10 +236,7 @@ def test_a_fit_the_cluster_gives_up_on_is_one_clear_error(cluster, error, messag
 
 def test_local_n_starts_a_cluster_for_the_run_and_closes_it(local_table, tmp_path, capsys):
     before = _children()
-    result = random_search(
-        CONFIG, HIDDEN, n_iter=N_ITER, cv=CV, out=tmp_path, scheduler="local:2", progress=True
-    )
-    assert _table(result) == local_table
+    assert _table(_search(tmp_path, "local:1", progress=True)) == local_table
     _assert_no_new_children(before)
     assert f"{N_ITER * CV}/{N_ITER * CV}" in capsys.readouterr().err  # the progress bar
 
@@ -330,7 +315,7 @@ def test_ctrl_c_closes_the_local_cluster_and_leaves_no_process(tmp_path):
     command = "from handgrad.cli import main; main()"
     args = ["search", "--data", "digits", "--iter", "20", "--epochs", "50", "--out", tmp_path]
     search = subprocess.Popen(
-        [sys.executable, "-c", command, *map(str, args), "--scheduler", "local:2"],
+        [sys.executable, "-c", command, *map(str, args), "--scheduler", "local:1"],
         start_new_session=True,
         stderr=subprocess.PIPE,
         text=True,
@@ -339,7 +324,7 @@ def test_ctrl_c_closes_the_local_cluster_and_leaves_no_process(tmp_path):
         process, deadline = psutil.Process(search.pid), time.monotonic() + 120
         while time.monotonic() < deadline:
             workers = [p for p in process.children() if "spawn_main" in " ".join(p.cmdline())]
-            if len(workers) == 2:
+            if workers:
                 break
             time.sleep(0.1)
         time.sleep(2)
