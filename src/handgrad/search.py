@@ -53,13 +53,19 @@ def random_search(
     n_jobs: int = 1,
     out: str | os.PathLike[str] | None = None,
     name: str | None = None,
+    scheduler: str | None = None,
+    progress: bool = False,
 ) -> SearchResult:
     """Search ``n_iter`` random settings with ``cv``-fold cross-validation on
     ``n_jobs`` processes; ``config`` gives the data, epochs, batch size, solver, dtype
-    and seed."""
+    and seed. ``scheduler`` (``"tcp://HOST:PORT"`` or ``"local:N"``) runs the fits on a
+    Dask cluster instead, on all its workers (see :mod:`handgrad.distributed`);
+    ``progress`` shows a bar of the fits done."""
     from scipy.stats import loguniform
     from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import RandomizedSearchCV
+    from sklearn.model_selection import RandomizedSearchCV, check_cv
+
+    from handgrad.distributed import fit_progress, fits_on, parse_scheduler
 
     check_number(n_iter, "number of iterations", low=1, integer=True)
     check_number(cv, "cross-validation folds", low=2, integer=True)
@@ -68,10 +74,14 @@ def random_search(
         raise ValueError("jobs must be a positive number of processes, or -1 for all CPUs")
     if not hidden_choices:
         raise ValueError("give at least one choice of hidden layer sizes")
+    if scheduler is not None:
+        parse_scheduler(scheduler)  # a bad spec or a missing extra fails before the data loads
     data = prepare_data(config)
     X = np.concatenate([data.X_train, data.X_val])
     y = np.concatenate([data.y_train, data.y_val])
     run_dir = make_run_dir(out, name)
+    # The folds an int cv gives, as arrays that fits_on can send to every worker.
+    splits = list(check_cv(cv, y, classifier=True).split(X, y))
     search = RandomizedSearchCV(
         build_classifier(config),
         {
@@ -80,14 +90,18 @@ def random_search(
             "alpha": loguniform(*ALPHA_RANGE),
         },
         n_iter=n_iter,
-        cv=cv,
-        n_jobs=n_jobs,
+        cv=splits,
+        n_jobs=n_jobs if scheduler is None else -1,
         random_state=config.seed,
         refit=True,
         error_score=np.nan,
     )
     start = time.perf_counter()
-    with warnings.catch_warnings():
+    with (
+        fits_on(scheduler, shared=[X, y, *(part for split in splits for part in split)]),
+        fit_progress(n_iter * len(splits), disable=not progress),
+        warnings.catch_warnings(),
+    ):
         warnings.simplefilter("ignore", ConvergenceWarning)
         search.fit(X, y)
     seconds = time.perf_counter() - start

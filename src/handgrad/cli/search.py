@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import sys
+
 import click
 
 from handgrad.cli._common import data_options, format_table
@@ -34,7 +36,18 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
     help="Number of random settings to try.",
 )
 @click.option(
-    "--jobs", type=int, default=1, show_default=True, help="Parallel processes (-1: all CPUs)."
+    "--jobs",
+    type=int,
+    default=1,
+    show_default=True,
+    help="Parallel processes (-1: all CPUs); not used with --scheduler.",
+)
+@click.option(
+    "--scheduler",
+    default=None,
+    metavar="tcp://HOST:PORT|local:N",
+    help="Run the fits on a Dask cluster: an existing scheduler's address, or N local "
+    "worker processes started for the run (needs the 'dask' extra).",
 )
 @click.option("--cv", type=int, default=3, show_default=True, help="Cross-validation folds.")
 @click.option(
@@ -66,6 +79,7 @@ def command(
     label: str | None,
     n_iter: int,
     jobs: int,
+    scheduler: str | None,
     cv: int,
     hidden_choices: list,
     epochs: int,
@@ -84,6 +98,7 @@ def command(
     Examples:
       handgrad search --iter 20 --jobs 2
       handgrad search --data wine --hidden-choices 16,32,32x16 --cv 5 --name wine-search
+      handgrad search --iter 40 --scheduler tcp://10.0.0.5:8786
     """
     from handgrad.runs import RunConfig
     from handgrad.search import random_search
@@ -99,7 +114,15 @@ def command(
         seed=seed,
     )
     result = random_search(
-        config, hidden_choices, n_iter=n_iter, cv=cv, n_jobs=jobs, out=out, name=name
+        config,
+        hidden_choices,
+        n_iter=n_iter,
+        cv=cv,
+        n_jobs=jobs,
+        out=out,
+        name=name,
+        scheduler=scheduler,
+        progress=sys.stderr.isatty(),
     )
     ranked = result.metrics["search"]["results"]
     rows = [
