@@ -25,8 +25,8 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
 
+from handgrad._version import handgrad_version
 from handgrad.errors import HandgradError
-from handgrad.io import _handgrad_version
 
 __all__ = [
     "ClusterError",
@@ -141,7 +141,7 @@ def check_workers(client: Any, *, timeout: float = CONNECT_TIMEOUT) -> str:
         raise ClusterError(
             f"the Dask cluster at {client.scheduler.address} has no workers (waited {timeout:g} s)"
         ) from None
-    here = _handgrad_version()
+    here = handgrad_version()
     found = client.run(_worker_handgrad_version, on_error="return")
     wrong = {
         worker: (str(v) or type(v).__name__) if isinstance(v, BaseException) else f"handgrad {v}"
@@ -160,9 +160,9 @@ def check_workers(client: Any, *, timeout: float = CONNECT_TIMEOUT) -> str:
 def _worker_handgrad_version() -> str:
     """Run on a worker: import what the fits need, and say which handgrad it is."""
     import handgrad.estimator  # noqa: F401
-    from handgrad.io import _handgrad_version
+    from handgrad._version import handgrad_version
 
-    return _handgrad_version()
+    return handgrad_version()
 
 
 @contextmanager

@@ -18,7 +18,6 @@ a training run, is :mod:`handgrad.state`'s.
 from __future__ import annotations
 
 import hashlib
-import importlib.metadata
 import json
 import os
 from collections.abc import Mapping
@@ -28,6 +27,7 @@ from typing import Any
 import numpy as np
 
 from handgrad._atomic import write_atomically
+from handgrad._version import handgrad_version
 from handgrad.errors import ModelFileError
 
 FORMAT_VERSION = 1
@@ -36,13 +36,6 @@ CHECKPOINT_FORMAT = "handgrad-checkpoint"
 METADATA_KEY = "handgrad"
 
 _NUMERIC_KINDS = frozenset("biuf")
-
-
-def _handgrad_version() -> str:
-    try:
-        return importlib.metadata.version("handgrad")
-    except importlib.metadata.PackageNotFoundError:
-        return "0+unknown"
 
 
 # ---------------------------------------------------------------------------- checksum
@@ -111,7 +104,7 @@ def _save(
     envelope = {
         "format": file_format,
         "format_version": FORMAT_VERSION,
-        "handgrad_version": _handgrad_version(),
+        "handgrad_version": handgrad_version(),
         "metadata": _normalise_metadata(metadata),
     }
     envelope["checksum"] = _checksum(envelope, prepared)
