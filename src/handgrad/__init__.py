@@ -5,11 +5,8 @@ The core (:mod:`handgrad.layers`, :class:`MLP`, :class:`TwoLayerNet`,
 scikit-learn drop-in :class:`MLPClassifier`.
 """
 
+import importlib
 from typing import Any
-
-from handgrad.gradcheck import check_gradients, numerical_gradient, rel_error
-from handgrad.network import MLP
-from handgrad.twolayer import TwoLayerNet
 
 __all__ = [
     "MLP",
@@ -20,12 +17,24 @@ __all__ = [
     "rel_error",
 ]
 
+#: Where each public name lives: imported on first use, so that ``import handgrad.cli``
+#: (``handgrad --help``) loads neither SciPy nor scikit-learn, and a script that trains
+#: ``MLP`` directly does not pay for scikit-learn.
+_HOMES = {
+    "MLP": "handgrad.network",
+    "MLPClassifier": "handgrad.estimator",
+    "TwoLayerNet": "handgrad.twolayer",
+    "check_gradients": "handgrad.gradcheck",
+    "numerical_gradient": "handgrad.gradcheck",
+    "rel_error": "handgrad.gradcheck",
+}
+
 
 def __getattr__(name: str) -> Any:
-    """``MLPClassifier`` is imported on first use: the core needs no scikit-learn, and a
-    script that trains ``MLP`` directly does not pay its import time and memory."""
-    if name == "MLPClassifier":
-        from handgrad.estimator import MLPClassifier
-
-        return MLPClassifier
+    if name in _HOMES:
+        return getattr(importlib.import_module(_HOMES[name]), name)
     raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *_HOMES])

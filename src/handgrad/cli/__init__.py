@@ -8,6 +8,8 @@ line, or ``HANDGRAD_DEBUG=1``) shows the traceback instead.
 
 from __future__ import annotations
 
+import ast
+import importlib
 import os
 import sys
 import warnings
@@ -51,8 +53,39 @@ def _show_warning(
     click.echo(f"handgrad: warning: {message}", err=True)
 
 
+#: Every command, in the order ``handgrad --help`` lists them: its module is imported
+#: only when the command runs, so that ``--help`` and ``--version`` load no scikit-learn.
+COMMANDS = ("train", "evaluate", "predict", "gradcheck", "explain", "search", "plot", "datasets")
+
+
+def _short_help(name: str, limit: int) -> str:
+    """A command's one-line help from its module's source, without importing it."""
+    path = os.path.join(os.path.dirname(__file__), f"{name}.py")
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "command":
+            return click.utils.make_default_short_help(ast.get_docstring(node) or "", limit)
+    return ""
+
+
 class HandgradGroup(click.Group):
-    """A click group that turns every expected exception into one line."""
+    """A click group that turns every expected exception into one line, and imports a
+    command's module only when that command runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name not in self.commands and cmd_name in COMMANDS:
+            self.add_command(importlib.import_module(f"handgrad.cli.{cmd_name}").command)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, _short_help(name, limit)) for name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def main(
         self,
@@ -121,22 +154,3 @@ def main() -> None:
     Start with `handgrad train` (the notes' two-layer network on scikit-learn's
     digits), then look at the run folder it prints.
     """
-
-
-def _register() -> None:
-    from handgrad.cli import (
-        datasets,
-        evaluate,
-        explain,
-        gradcheck,
-        plot,
-        predict,
-        search,
-        train,
-    )
-
-    for module in (train, evaluate, predict, gradcheck, explain, search, plot, datasets):
-        main.add_command(module.command)
-
-
-_register()
