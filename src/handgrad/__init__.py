@@ -5,7 +5,6 @@ The core (:mod:`handgrad.layers`, :class:`MLP`, :class:`TwoLayerNet`,
 scikit-learn drop-in :class:`MLPClassifier`.
 """
 
-import importlib
 from typing import Any
 
 __all__ = [
@@ -17,24 +16,29 @@ __all__ = [
     "rel_error",
 ]
 
-#: Where each public name lives: imported on first use, so that ``import handgrad.cli``
-#: (``handgrad --help``) loads neither SciPy nor scikit-learn, and a script that trains
-#: ``MLP`` directly does not pay for scikit-learn.
-_HOMES = {
-    "MLP": "handgrad.network",
-    "MLPClassifier": "handgrad.estimator",
-    "TwoLayerNet": "handgrad.twolayer",
-    "check_gradients": "handgrad.gradcheck",
-    "numerical_gradient": "handgrad.gradcheck",
-    "rel_error": "handgrad.gradcheck",
-}
-
 
 def __getattr__(name: str) -> Any:
-    if name in _HOMES:
-        return getattr(importlib.import_module(_HOMES[name]), name)
+    """Every public name is imported on first use, so that ``import handgrad.cli``
+    (``handgrad --help``) loads neither SciPy nor scikit-learn, and a script that trains
+    ``MLP`` directly does not pay for scikit-learn."""
+    if name == "MLP":
+        from handgrad.network import MLP
+
+        return MLP
+    if name == "TwoLayerNet":
+        from handgrad.twolayer import TwoLayerNet
+
+        return TwoLayerNet
+    if name == "MLPClassifier":
+        from handgrad.estimator import MLPClassifier
+
+        return MLPClassifier
+    if name in ("check_gradients", "numerical_gradient", "rel_error"):
+        import handgrad.gradcheck as gradcheck
+
+        return getattr(gradcheck, name)
     raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
 
 
 def __dir__() -> list[str]:
-    return sorted([*globals(), *_HOMES])
+    return sorted([*globals(), *__all__])

@@ -9,7 +9,6 @@ line, or ``HANDGRAD_DEBUG=1``) shows the traceback instead.
 from __future__ import annotations
 
 import ast
-import importlib
 import os
 import sys
 import warnings
@@ -77,8 +76,8 @@ class HandgradGroup(click.Group):
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name not in self.commands and cmd_name in COMMANDS:
-            self.add_command(importlib.import_module(f"handgrad.cli.{cmd_name}").command)
+        if cmd_name in COMMANDS and not self.commands:
+            _register(self)
         return self.commands.get(cmd_name)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
@@ -154,3 +153,20 @@ def main() -> None:
     Start with `handgrad train` (the notes' two-layer network on scikit-learn's
     digits), then look at the run folder it prints.
     """
+
+
+def _register(group: click.Group) -> None:
+    """Import every command (the first time one is asked for) and add it to ``group``."""
+    from handgrad.cli import (
+        datasets,
+        evaluate,
+        explain,
+        gradcheck,
+        plot,
+        predict,
+        search,
+        train,
+    )
+
+    for module in (train, evaluate, predict, gradcheck, explain, search, plot, datasets):
+        group.add_command(module.command)
