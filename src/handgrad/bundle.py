@@ -125,7 +125,11 @@ class Bundle:
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (N, C) for raw samples, columns in :attr:`classes` order."""
-        P = np.asarray(self.classifier.predict_proba(self.features(X)))
+        return self.proba_of_rows(self.features(X))
+
+    def proba_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C) for rows :meth:`features` made."""
+        P = np.asarray(self.classifier.predict_proba(rows))
         if P.ndim == 2 and P.shape[1] == 1:  # one sigmoid output: P(class 1)
             P = np.hstack([1 - P, P])
         return P

@@ -58,8 +58,6 @@ def command(
       handgrad predict model.safetensors digit1.png digit2.png
       handgrad predict model.safetensors rows.npy --output predictions.csv
     """
-    import numpy as np
-
     from handgrad._atomic import write_atomically
     from handgrad.bundle import class_names, load_bundle, read_inputs
     from handgrad.runs import label_column
@@ -72,9 +70,7 @@ def command(
     columns = ["input", "label"]
     rows = [[n, _plain(y)] for n, y in zip(names, labels, strict=True)]
     if proba:
-        P = np.asarray(bundle.classifier.predict_proba(X_rows))
-        if P.ndim == 2 and P.shape[1] == 1:  # one sigmoid output: P(class 1)
-            P = np.hstack([1 - P, P])
+        P = bundle.proba_of_rows(X_rows)  # the rows made once: each warning said once
         columns += [f"p({c})" for c in classes]
         rows = [[*r, *(float(p) for p in ps)] for r, ps in zip(rows, P, strict=True)]
     if output is not None:
