@@ -92,3 +92,19 @@ def test_format_table_and_parameter_count():
     assert lines[0].split() == ["pass", "quantity", "formula", "shape"]
     assert sum(set(line) <= {"-", " "} for line in lines) == 2  # header rule + pass rule
     assert parameter_count((4, 5, 3)) == 4 * 5 + 5 + 5 * 3 + 3
+
+
+def test_explain_with_no_options_shows_what_handgrad_train_trains():
+    from click.testing import CliRunner
+
+    from handgrad.cli import main
+    from handgrad.runs import RunConfig
+
+    result = CliRunner().invoke(main, ["explain"])
+    assert result.exit_code == 0, result.output
+    config = RunConfig()
+    assert config.data == "digits" and config.hidden == (128,) and config.batch_size == 64
+    assert result.output.splitlines()[0] == (
+        "network 64→128→10, relu hidden activation, softmax head, batch N=64"
+    )
+    assert "(64, 128)" in result.output and "(64, 10)" in result.output

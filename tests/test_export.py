@@ -144,7 +144,7 @@ def test_bundle_preprocessing_is_in_the_graph(kind, digits):
     images = (X * 15.9375).astype(np.uint8)  # as 0…255 pixels: scale divides by 255
     pre = Preprocessor(kind).fit(images)
     clf = fit(pre.transform(images), y, hidden_layer_sizes=(16,), max_iter=40)
-    bundle = Bundle(clf, pre, {"image_shape": [8, 8]})
+    bundle = Bundle(make_pipeline(pre, clf), {"image_shape": [8, 8]})
     label, _ = assert_agrees(bundle, images.astype(np.float32), predictor=bundle)
     assert np.mean(label == y) > 0.5  # a trained model: chance is 0.1
 

@@ -64,3 +64,40 @@ def test_norm_error_and_gradient_errors():
     assert set(errors) == set(net.params)
     for entry, norm in errors.values():
         assert norm <= entry + 1e-15 and entry < 1e-6
+
+
+def test_a_sample_of_entries_matches_the_full_check_at_those_entries():
+    from handgrad.gradcheck import numerical_gradient, sample_entries
+
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((6, 7))
+
+    def f(a):
+        return float(np.sum(np.sin(a) * a))
+
+    entries = sample_entries(x.shape, 5, np.random.default_rng(3))
+    assert entries == sample_entries(x.shape, 5, np.random.default_rng(3))  # seeded
+    assert len(set(entries)) == 5 and all(0 <= i < 6 and 0 <= j < 7 for i, j in entries)
+    full = numerical_gradient(f, x)
+    part = numerical_gradient(f, x, entries=entries)
+    np.testing.assert_array_equal(part, [full[i] for i in entries])
+    assert len(sample_entries((3,), 10, rng)) == 3  # never more than there are
+
+
+def test_gradcheck_of_a_model_samples_entries_and_refuses_architecture_options(tmp_path):
+    from click.testing import CliRunner
+
+    from handgrad.cli import main
+    from handgrad.network import MLP
+    from handgrad.state import save_model
+
+    path = save_model(tmp_path / "m.safetensors", MLP(30, (40,), 3, seed=0))
+    result = CliRunner().invoke(main, ["gradcheck", "--model", str(path), "--samples", "7"])
+    assert result.exit_code == 0, result.output
+    assert "checked in float64, 7 random entries of each parameter" in result.stdout
+    every = CliRunner().invoke(main, ["gradcheck", "--model", str(path), "--all"])
+    assert "checked in float64, every entry" in every.stdout
+    for option in (["--hidden", "5"], ["--input", "3"], ["--activation", "tanh"]):
+        refused = CliRunner().invoke(main, ["gradcheck", "--model", str(path), *option])
+        assert refused.exit_code == 2
+        assert f"{option[0]} cannot be used with --model" in refused.stderr

@@ -7,10 +7,6 @@ scikit-learn drop-in :class:`MLPClassifier`.
 
 from typing import Any
 
-from handgrad.gradcheck import check_gradients, numerical_gradient, rel_error
-from handgrad.network import MLP
-from handgrad.twolayer import TwoLayerNet
-
 __all__ = [
     "MLP",
     "MLPClassifier",
@@ -22,10 +18,27 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``MLPClassifier`` is imported on first use: the core needs no scikit-learn, and a
-    script that trains ``MLP`` directly does not pay its import time and memory."""
+    """Every public name is imported on first use, so that ``import handgrad.cli``
+    (``handgrad --help``) loads neither SciPy nor scikit-learn, and a script that trains
+    ``MLP`` directly does not pay for scikit-learn."""
+    if name == "MLP":
+        from handgrad.network import MLP
+
+        return MLP
+    if name == "TwoLayerNet":
+        from handgrad.twolayer import TwoLayerNet
+
+        return TwoLayerNet
     if name == "MLPClassifier":
         from handgrad.estimator import MLPClassifier
 
         return MLPClassifier
+    if name in ("check_gradients", "numerical_gradient", "rel_error"):
+        import handgrad.gradcheck as gradcheck
+
+        return getattr(gradcheck, name)
     raise AttributeError(f"module 'handgrad' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__])

@@ -1,16 +1,20 @@
-"""A model bundle: a fitted classifier and the preprocessing its inputs need, in one file.
+"""A run's model file as the command line uses it: the model and what is known of its inputs.
 
-The file is an ordinary handgrad model file (:func:`handgrad.state.save_model`): the
-classifier's own tensors and metadata, plus a ``"bundle"`` entry with
-the preprocessing (:meth:`Preprocessor.to_dict`) and what is known about the inputs —
-image shape, pixel range, class and feature names, where the data came from. So
-``handgrad predict`` can take raw rows, arrays or image files and treat them exactly
-like the training data.
+A run folder's ``model.safetensors`` is an ordinary handgrad model file
+(:func:`handgrad.state.save_model`) holding a scikit-learn ``Pipeline`` -- the fitted
+:class:`~handgrad.data.preprocess.Preprocessor`, then the classifier -- with an ``"info"``
+entry beside it: image shape, pixel range, class and feature names, where the data came
+from. :func:`handgrad.state.load_model` is the one loader; :func:`load_bundle` calls it
+and keeps the info too, which ``handgrad predict`` needs to read raw rows, arrays or
+image files exactly like the training data.
 """
 
 from __future__ import annotations
 
+import copy
+import csv
 import os
+import warnings
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -18,8 +22,9 @@ from typing import Any
 
 import numpy as np
 
-from handgrad.data import Preprocessor, load_array, load_feature_csv, load_images
+from handgrad.data import Preprocessor, load_array, load_feature_csv, load_images, require_file
 from handgrad.data.images import preparation_for
+from handgrad.data.preprocess import column_order
 from handgrad.errors import ModelFileError
 from handgrad.state import load_model, save_model
 
@@ -30,29 +35,49 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 
 @dataclass
 class Bundle:
-    """A classifier with its preprocessing and facts about its inputs.
+    """A model as :func:`handgrad.state.load_model` returns it, and facts about its inputs.
 
-    info keys (all optional): ``image_shape`` (e.g. [8, 8] or [32, 32, 3]),
-    ``pixel_max`` (the largest raw pixel value of the training images: 255, or 16 for
-    scikit-learn's digits), ``image_preparation`` (how they were made: "mnist",
+    ``model`` is a ``Pipeline`` (preprocessing, then the classifier) for a run's file,
+    else the bare model. info keys (all optional): ``image_shape`` (e.g. [8, 8] or
+    [32, 32, 3]), ``pixel_max`` (the largest raw pixel value of the training images: 255,
+    or 16 for scikit-learn's digits), ``image_preparation`` (how they were made: "mnist",
     "fashion-mnist", "digits" or "resize"; by the dataset's name when absent),
     ``class_names``, ``feature_names``, ``data`` (dataset name),
     ``split_seed``, ``test_fraction``, ``training`` (a summary).
     """
 
-    classifier: Any
-    preprocessor: Preprocessor | None = None
+    model: Any
     info: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def classifier(self) -> Any:
+        """The classifier, the pipeline's last step."""
+        return self.model[-1] if hasattr(self.model, "steps") else self.model
+
+    @property
+    def preprocessor(self) -> Preprocessor | None:
+        """The fitted preprocessing, the pipeline's first step (None for a bare model)."""
+        return self.model[0] if hasattr(self.model, "steps") else None
 
     @property
     def n_features(self) -> int:
         """D, the number of raw input features (pixels for images)."""
-        if self.preprocessor is not None and hasattr(self.preprocessor, "n_features_"):
+        if self.preprocessor is not None:
             return int(self.preprocessor.n_features_)
         n = getattr(self.classifier, "n_features_in_", None)
         if n is None:
             n = self.classifier.layer_sizes[0]
         return int(n)
+
+    @property
+    def feature_names(self) -> list[str] | None:
+        """The names of the D raw features, when the training data named them."""
+        names = getattr(self.preprocessor, "feature_names_in_", None)
+        if names is None:
+            names = self.info.get("feature_names")
+        if names is None or len(names) != self.n_features:
+            return None
+        return [str(n) for n in names]
 
     @property
     def classes(self) -> np.ndarray:
@@ -68,7 +93,11 @@ class Bundle:
         return None if shape is None else tuple(int(s) for s in shape)
 
     def features(self, X: Any, name: str = "X") -> np.ndarray:
-        """Raw samples (N, D) or (N, *image_shape) -> the (N, D) rows the model eats."""
+        """Raw samples (N, D) or (N, *image_shape) -> the (N, D) rows the model eats.
+
+        Warns in one line when the samples lie far outside the training data's range
+        (:meth:`Preprocessor.outside_range`).
+        """
         X = np.asarray(X)
         if X.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold numbers, but its dtype is {X.dtype}")
@@ -85,6 +114,9 @@ class Bundle:
         # NaN/inf: the classifier reports them (naming row and column) without a pass here.
         if self.preprocessor is None:
             return rows.astype(np.float64)
+        outside = self.preprocessor.outside_range(rows)
+        if outside is not None:
+            warnings.warn(f"{name}: {outside}", UserWarning, stacklevel=2)
         return self.preprocessor.transform(rows)
 
     def predict(self, X: Any) -> np.ndarray:
@@ -93,7 +125,11 @@ class Bundle:
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (N, C) for raw samples, columns in :attr:`classes` order."""
-        P = np.asarray(self.classifier.predict_proba(self.features(X)))
+        return self.proba_of_rows(self.features(X))
+
+    def proba_of_rows(self, rows: np.ndarray) -> np.ndarray:
+        """Class probabilities (N, C) for rows :meth:`features` made."""
+        P = np.asarray(self.classifier.predict_proba(rows))
         if P.ndim == 2 and P.shape[1] == 1:  # one sigmoid output: P(class 1)
             P = np.hstack([1 - P, P])
         return P
@@ -123,47 +159,45 @@ def save_bundle(
     preprocessor: Preprocessor | None = None,
     info: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Save ``classifier`` (any kind :func:`handgrad.state.save_model` saves), the
-    fitted ``preprocessor`` and ``info`` to one model file, atomically."""
-    bundle = {
-        "preprocessing": None if preprocessor is None else preprocessor.to_dict(),
-        "info": dict(info or {}),
-    }
-    return save_model(path, classifier, extra={"bundle": bundle})
+    """Save a fitted ``MLPClassifier`` and its fitted ``preprocessor`` as one
+    ``Pipeline`` (see :func:`handgrad.state.save_model`), with ``info`` beside it,
+    atomically. Without a preprocessor, ``classifier`` is any kind ``save_model`` saves.
+    """
+    info = dict(info or {})
+    model = classifier
+    if preprocessor is not None:
+        from sklearn.pipeline import Pipeline
+
+        names = info.get("feature_names")
+        if names is not None and not hasattr(preprocessor, "feature_names_in_"):
+            # The names travel with the preprocessing: the pipeline then takes a
+            # DataFrame's columns by name.
+            preprocessor = copy.copy(preprocessor)
+            preprocessor.feature_names_in_ = np.asarray([str(n) for n in names], dtype=object)
+        model = Pipeline([("preprocessor", preprocessor), ("classifier", classifier)])
+    return save_model(path, model, extra={"info": info})
 
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
-    """Load a file written by :func:`save_bundle`, or a plain model file (no preprocessing).
+    """The model :func:`handgrad.state.load_model` loads from ``path``, with the file's
+    info about its inputs.
 
-    Raises FileNotFoundError when there is no such file, ModelFileError when it is not a
-    valid handgrad model file or its parts disagree.
+    Raises FileNotFoundError/IsADirectoryError when there is no such file,
+    ModelFileError when it is not a valid handgrad model file or its parts disagree.
     """
     path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"no such model file: {path}")
-    classifier, meta = load_model(path, return_metadata=True)
-    stored = meta.get("bundle") or {}
-    if not isinstance(stored, dict):
-        raise ModelFileError(f"{path}: the bundle metadata is not an object")
-    pre_state = stored.get("preprocessing")
-    preprocessor = None if pre_state is None else Preprocessor.from_dict(pre_state)
-    info = stored.get("info") or {}
+    require_file(path, "model file")
+    model, meta = load_model(path, return_metadata=True)
+    legacy = meta.get("bundle")
+    info = meta.get("info", legacy.get("info") if isinstance(legacy, dict) else None) or {}
     if not isinstance(info, dict):
-        raise ModelFileError(f"{path}: the bundle's info is not an object")
-    bundle = Bundle(classifier, preprocessor, dict(info))
+        raise ModelFileError(f"{path}: the model file's info is not an object")
+    bundle = Bundle(model, dict(info))
     _check_consistent(path, bundle)
     return bundle
 
 
 def _check_consistent(path: Path, bundle: Bundle) -> None:
-    model_d = getattr(bundle.classifier, "n_features_in_", None)
-    if model_d is None and hasattr(bundle.classifier, "layer_sizes"):
-        model_d = bundle.classifier.layer_sizes[0]
-    if model_d is not None and int(model_d) != bundle.n_features:
-        raise ModelFileError(
-            f"{path}: the preprocessing expects {bundle.n_features} features, but the "
-            f"model takes {model_d}"
-        )
     shape = bundle.info.get("image_shape")
     if shape is not None:
         if (
@@ -251,12 +285,16 @@ def read_inputs(
     *,
     label: str | int | None = None,
     invert: bool | None = None,
+    header: bool | None = None,
 ) -> tuple[list[str], np.ndarray]:
     """Raw samples (N, D) from CSV, .npy/.npz and image files, in order, and a name for
-    each row (``file`` for an image, ``file:row`` for a table)."""
+    each row (``file`` for an image, ``file:row`` for a table).
+
+    A CSV file's columns are matched to the model's features by name when both are
+    named (see :func:`read_feature_csv`); ``header`` forces whether line 1 names them.
+    """
     for path in paths:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"no such input file: {path}")
+        require_file(path, "input file")
     names: list[str] = []
     blocks: list[np.ndarray] = []
     for path in paths:
@@ -266,7 +304,7 @@ def read_inputs(
             names.append(str(path))
             continue
         if suffix == ".csv":
-            X, _ = load_feature_csv(path, drop=label)
+            X = read_feature_csv(bundle, path, label=label, header=header)
         elif suffix in (".npy", ".npz"):
             X = load_array(path)
         else:
@@ -285,3 +323,80 @@ def read_inputs(
         blocks.append(X)
         names += [f"{path}:{i}" for i in range(len(X))]
     return names, np.concatenate([b.astype(np.float64) for b in blocks])
+
+
+def read_feature_csv(
+    bundle: Bundle,
+    path: str | os.PathLike[str],
+    *,
+    label: str | int | None = None,
+    header: bool | None = None,
+) -> np.ndarray:
+    """A CSV file's feature rows (N, D), in the order of the model's features.
+
+    When the model knows its feature names and line 1 names some of them, line 1 is
+    the header and the columns are taken by name: a missing one is an error naming it,
+    and one column the model never saw (a label left in the file) is dropped with a
+    note. Otherwise the columns are taken by position.
+    """
+    known = bundle.feature_names
+    first = _first_row(path) if known is not None and header is not False else []
+    if not set(first) & set(known or ()):
+        X, names = load_feature_csv(path, drop=label, header=header)
+        return align_columns(bundle, X, names, str(path))
+    if isinstance(label, int):
+        label = first[label] if -len(first) <= label < len(first) else label
+    column_order([c for c in first if c != label], known, str(path))  # none missing
+    extra = [c for c in first if c not in known and c != label]
+    if (extra and label is not None) or len(extra) > 1:
+        raise ValueError(
+            f"{path} has the columns {', '.join(map(repr, extra))} that the model was not "
+            "trained with; remove them (a label column can be named with --label COL)"
+        )
+    if extra:
+        warnings.warn(
+            f"{path}: ignored the column {extra[0]!r}, which the model was not trained with",
+            UserWarning,
+            stacklevel=2,
+        )
+        label = extra[0]
+    X, names = load_feature_csv(path, drop=label, header=True)
+    return align_columns(bundle, X, names, str(path))
+
+
+def align_columns(bundle: Bundle, X: np.ndarray, names: Sequence[str] | None, source: str) -> Any:
+    """Feature rows X (N, D') whose columns are ``names``, in the model's feature order.
+
+    By name when the model's names and ``names`` share any; a column the model never
+    saw is dropped with a note, a missing one is an error naming it. By position (as
+    they are) when they share none or either side has no names.
+    """
+    known = bundle.feature_names
+    if known is None or names is None or list(names) == known:
+        return X
+    names = [str(n) for n in names]
+    if not set(names) & set(known):
+        return X
+    extra = [n for n in names if n not in known]
+    order = column_order(names, known, source)
+    if extra:
+        warnings.warn(
+            f"{source}: ignored the column{'s' if len(extra) > 1 else ''} "
+            f"{', '.join(map(repr, extra))}, which the model was not trained with",
+            UserWarning,
+            stacklevel=2,
+        )
+    return np.asarray(X)[:, order]
+
+
+def _first_row(path: str | os.PathLike[str]) -> list[str]:
+    """The cells of a CSV file's first non-blank line, stripped ([] when unreadable:
+    the reader then says why)."""
+    try:
+        with open(path, newline="", encoding="utf-8-sig") as handle:
+            for cells in csv.reader(handle):
+                if any(c.strip() for c in cells):
+                    return [c.strip() for c in cells]
+    except (OSError, UnicodeDecodeError, csv.Error):
+        pass
+    return []

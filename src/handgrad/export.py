@@ -90,9 +90,9 @@ def to_onnx(
 
     Parameters
     ----------
-    model : a fitted :class:`handgrad.MLPClassifier`, a :class:`handgrad.bundle.Bundle`
-        (classifier and preprocessing), or the path of a model file (a run's
-        ``model.safetensors``, or any file :func:`handgrad.bundle.load_bundle` reads)
+    model : a fitted :class:`handgrad.MLPClassifier`, the ``Pipeline`` (preprocessing,
+        then the classifier) that :func:`handgrad.state.load_model` gives for a run's
+        file, a :class:`handgrad.bundle.Bundle`, or the path of a model file
     dtype : float32 (the default, what every ONNX runtime serves) or float64: the type
         of the input, the weights and the arithmetic of the graph. A float64 model in a
         float32 graph computes with its weights rounded to float32.

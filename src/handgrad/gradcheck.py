@@ -18,7 +18,7 @@ True
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import numpy as np
@@ -26,25 +26,45 @@ from numpy.typing import NDArray
 
 
 def numerical_gradient(
-    f: Callable[[NDArray], float], x: NDArray, h: float = 1e-5
+    f: Callable[[NDArray], float],
+    x: NDArray,
+    h: float = 1e-5,
+    *,
+    entries: Sequence[tuple[int, ...]] | None = None,
+    step: Callable[[], Any] | None = None,
 ) -> NDArray[np.float64]:
-    """Centred finite differences ``(f(x + h e_i) − f(x − h e_i)) / 2h`` for every entry.
+    """Centred finite differences ``(f(x + h e_i) − f(x − h e_i)) / 2h``.
 
     ``f`` is called with ``x`` itself after one entry was nudged in place (so ``f`` may
     close over the array, as when ``x`` is one of a model's parameters); each entry is
     put back afterwards. The error of each entry is O(h²). Returns an array shaped
-    like ``x``.
+    like ``x``, or with ``entries`` (indices into ``x``) the (K,) slopes at those
+    entries only. ``step`` is called after each entry (a progress bar's update).
     """
-    grad = np.zeros(x.shape, dtype=np.float64)
-    for i in np.ndindex(x.shape):
+    every = entries is None
+    entries = list(np.ndindex(x.shape)) if every else entries
+    grad = np.zeros(x.shape if every else len(entries), dtype=np.float64)
+    for k, i in enumerate(entries):
         original = x[i]
         x[i] = original + h
         f_plus = f(x)
         x[i] = original - h
         f_minus = f(x)
         x[i] = original
-        grad[i] = (f_plus - f_minus) / (2 * h)
+        grad[i if every else k] = (f_plus - f_minus) / (2 * h)
+        if step is not None:
+            step()
     return grad
+
+
+def sample_entries(
+    shape: tuple[int, ...], count: int, rng: np.random.Generator
+) -> list[tuple[int, ...]]:
+    """``count`` distinct entries of an array of ``shape``, drawn by ``rng`` (all of them
+    when it has no more), as CS231n's ``grad_check_sparse`` checks a random few."""
+    size = int(np.prod(shape))
+    flat = np.sort(rng.choice(size, size=min(count, size), replace=False))
+    return [tuple(int(j) for j in np.unravel_index(i, shape)) for i in flat]
 
 
 def rel_error(a: Any, b: Any) -> float:
@@ -71,11 +91,24 @@ def norm_error(a: Any, b: Any) -> float:
 
 
 def gradient_errors(
-    model: Any, X: Any, y: Any, reg: float = 0.0, sample_weight: Any = None, h: float = 1e-5
+    model: Any,
+    X: Any,
+    y: Any,
+    reg: float = 0.0,
+    sample_weight: Any = None,
+    h: float = 1e-5,
+    *,
+    samples: int | None = None,
+    seed: int = 0,
+    progress: bool = False,
 ) -> dict[str, tuple[float, float]]:
     """Per parameter, ``(rel_error, norm_error)`` of analytic vs numerical gradient.
 
-    See :func:`check_gradients`, which returns the first of the two.
+    Every entry, or with ``samples`` that many entries of each parameter drawn at random
+    (seeded by ``seed``): two loss evaluations per entry make a full check of a large
+    model slow, and a wrong derivation shows in any few entries. ``progress`` shows a
+    progress bar over the entries. See :func:`check_gradients`, which returns the first
+    of the two errors.
     """
     model = model.copy(np.float64)
     _, grads = model.loss(X, y, reg=reg, sample_weight=sample_weight)
@@ -83,10 +116,21 @@ def gradient_errors(
     def f(_: NDArray) -> float:
         return model.loss(X, y, reg=reg, sample_weight=sample_weight)[0]
 
+    rng = np.random.default_rng(seed)
+    chosen = {
+        name: None if samples is None else sample_entries(param.shape, samples, rng)
+        for name, param in model.params.items()
+    }
+    total = sum(p.size if chosen[n] is None else len(chosen[n]) for n, p in model.params.items())
+    from tqdm.auto import tqdm
+
     errors = {}
-    for name, param in model.params.items():
-        numeric = numerical_gradient(f, param, h)
-        errors[name] = (rel_error(grads[name], numeric), norm_error(grads[name], numeric))
+    with tqdm(total=total, unit="entry", disable=not progress, leave=False) as bar:
+        for name, param in model.params.items():
+            entries = chosen[name]
+            numeric = numerical_gradient(f, param, h, entries=entries, step=bar.update)
+            analytic = grads[name] if entries is None else [grads[name][i] for i in entries]
+            errors[name] = (rel_error(analytic, numeric), norm_error(analytic, numeric))
     return errors
 
 

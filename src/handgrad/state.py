@@ -8,6 +8,15 @@ A model file (:func:`save_model`) holds one of the kinds in :data:`KINDS`:
   shuffling generator, history, best weights), its constructor parameters, its labels
   and fitted attributes as JSON. A loaded estimator trains on exactly as the saved one
   would have.
+- ``Pipeline``: a scikit-learn ``Pipeline`` of a fitted
+  :class:`~handgrad.data.preprocess.Preprocessor` and an ``MLPClassifier`` -- what a
+  run folder's ``model.safetensors`` holds. The classifier as above, the preprocessing's
+  fitted state as JSON; it loads as the same ``Pipeline``, so that it predicts from raw
+  samples exactly what ``handgrad predict`` predicts.
+
+A file written by an older handgrad that holds a classifier with its preprocessing beside
+it (a ``"bundle"`` entry) loads as the ``Pipeline`` too: a model is never returned
+without the preprocessing its inputs need.
 
 A checkpoint (:func:`save_run`) holds a whole :class:`~handgrad.training.Run`: the
 network's parameters (``param.W1``, …), the optimizer's state arrays (``optim.…``), the
@@ -23,6 +32,7 @@ tensor read is checked against what the model needs (:func:`check_tensors`).
 from __future__ import annotations
 
 import dataclasses
+import itertools
 import math
 import numbers
 import os
@@ -54,6 +64,10 @@ Tensors = dict[str, np.ndarray]
 State = tuple[Tensors, dict[str, Any]]
 
 _BIT_GENERATORS = ("PCG64", "PCG64DXSM", "MT19937", "Philox", "SFC64")
+
+#: The most parameters a model file may declare (8 GiB of float64): a file asking for
+#: more is refused before anything is allocated.
+MAX_PARAMETERS = 2**30
 
 #: Fitted attributes of an ``MLPClassifier`` saved as JSON (floats, ints, lists or None).
 SCALAR_ATTRS = (
@@ -119,9 +133,40 @@ def network_state(model: MLP) -> State:
     return dict(model.params), meta
 
 
+def declared_sizes(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> list[int]:
+    """The layer sizes ``meta`` declares, checked against the tensors' shapes and a sane
+    total before any network is built (a file declaring huge layers allocates nothing).
+
+    Raises ModelFileError naming the first size that does not fit.
+    """
+    sizes = meta["layer_sizes"]
+    if (
+        not isinstance(sizes, list)
+        or len(sizes) < 2
+        or not all(isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in sizes)
+    ):
+        raise ModelFileError(f"layer sizes must be two or more positive integers, got {sizes!r}")
+    total = sum((a + 1) * b for a, b in itertools.pairwise(sizes))
+    if total > MAX_PARAMETERS:
+        raise ModelFileError(
+            f"the file declares layer sizes {sizes}: {total:,} parameters, more than the "
+            f"{MAX_PARAMETERS:,} a model file may hold"
+        )
+    for k, (a, b) in enumerate(itertools.pairwise(sizes), start=1):
+        for name, shape in ((f"W{k}", (a, b)), (f"b{k}", (b,))):
+            value = tensors.get(name)
+            if value is not None and value.shape != shape:
+                raise ModelFileError(
+                    f"tensor {name} has shape {value.shape} and dtype {value.dtype}: it "
+                    f"fits none of the parameters of the declared {sizes} network ({name} "
+                    f"{shape})"
+                )
+    return sizes
+
+
 def mlp_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> MLP:
     """The ``MLP`` that :func:`network_state` described, every tensor checked."""
-    sizes = [int(s) for s in meta["layer_sizes"]]
+    sizes = declared_sizes(tensors, meta)
     model = MLP(
         sizes[0],
         sizes[1:-1],
@@ -138,7 +183,7 @@ def mlp_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> MLP:
 
 def two_layer_net_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> TwoLayerNet:
     """The ``TwoLayerNet`` that :func:`network_state` described, every tensor checked."""
-    sizes = [int(s) for s in meta["layer_sizes"]]
+    sizes = declared_sizes(tensors, meta)
     fixed = {"activation": "relu", "head": "softmax", "init": "normal"}
     if len(sizes) != 3 or any(meta[k] != v for k, v in fixed.items()):
         raise ModelFileError(
@@ -447,6 +492,88 @@ def _from_jsonable(name: str, value: Any) -> Any:
     return value
 
 
+# ------------------------------------------------------------------------- pipelines
+def pipeline_state(pipeline: Any) -> State:
+    """Tensors and JSON metadata for a ``Pipeline`` of a fitted ``Preprocessor`` and a
+    fitted ``MLPClassifier``: the classifier's (see :func:`classifier_state`), and the
+    preprocessing's fitted state with the steps' names."""
+    (pre_name, pre), (clf_name, clf) = _pipeline_steps(pipeline)
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(pre, "n_features_")
+    tensors, clf_meta = classifier_state(clf)
+    meta = {
+        "steps": [pre_name, clf_name],
+        "preprocessing": pre.to_dict(),
+        "classifier": clf_meta,
+    }
+    return tensors, meta
+
+
+def pipeline_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
+    """The fitted ``Pipeline`` that :func:`pipeline_state` described."""
+    names = meta["steps"]
+    if not (isinstance(names, list) and len(names) == 2 and all(isinstance(n, str) for n in names)):
+        raise ModelFileError(f"a pipeline's steps must be two names, got {names!r}")
+    return _pipeline(
+        names, meta["preprocessing"], classifier_from_state(tensors, meta["classifier"])
+    )
+
+
+def _pipeline(names: list[str], pre_state: Any, clf: Any) -> Any:
+    """``Pipeline([(names[0], preprocessor), (names[1], clf)])``, the two checked to fit."""
+    from sklearn.pipeline import Pipeline
+
+    from handgrad.data.preprocess import Preprocessor
+
+    if not isinstance(pre_state, dict):
+        raise ModelFileError(f"the preprocessing state is not an object: {pre_state!r}")
+    pre = Preprocessor.from_dict(pre_state)
+    if not hasattr(pre, "n_features_"):
+        raise ModelFileError("the file's preprocessing was never fitted")
+    if pre.n_features_ != clf.n_features_in_:
+        raise ModelFileError(
+            f"the preprocessing takes {pre.n_features_} features, but the classifier "
+            f"{clf.n_features_in_}"
+        )
+    return Pipeline([(names[0], pre), (names[1], clf)])
+
+
+def _pipeline_steps(pipeline: Any) -> list[tuple[str, Any]]:
+    """The two steps of a ``Pipeline`` that a model file can hold, or a TypeError."""
+    from handgrad.data.preprocess import Preprocessor
+    from handgrad.estimator import MLPClassifier
+
+    steps = list(getattr(pipeline, "steps", []))
+    kinds = [type(step) for _, step in steps]
+    if kinds != [Preprocessor, MLPClassifier]:
+        got = ", ".join(k.__name__ for k in kinds) or "no steps"
+        raise TypeError(
+            "a model file holds a Pipeline of exactly a handgrad Preprocessor and an "
+            f"MLPClassifier, but this one has {got}"
+        )
+    return steps
+
+
+def _legacy_bundle(tensors: Tensors, meta: Mapping[str, Any], model: Any) -> Any:
+    """A classifier saved with its preprocessing beside it (the ``"bundle"`` entry of
+    files from older handgrad versions), as the ``Pipeline`` it stands for."""
+    stored = meta.get("bundle")
+    pre_state = stored.get("preprocessing") if isinstance(stored, dict) else None
+    if pre_state is None:
+        return model
+    if meta.get("kind") != "MLPClassifier":
+        raise ModelFileError(
+            f"the file holds a {meta.get('kind')} with preprocessing; only an "
+            "MLPClassifier's can be loaded (as a Pipeline)"
+        )
+    info = stored.get("info")
+    names = info.get("feature_names") if isinstance(info, dict) else None
+    if names is not None and isinstance(pre_state, dict) and "feature_names" not in pre_state:
+        pre_state = {**pre_state, "feature_names": names}
+    return _pipeline(["preprocessor", "classifier"], pre_state, model)
+
+
 # ---------------------------------------------------------------------- model files
 #: Every kind a model file can hold: kind -> (its state as (tensors, metadata), the
 #: model rebuilt from that state). A file naming any other kind is refused.
@@ -454,6 +581,7 @@ KINDS: dict[str, tuple[Callable[[Any], State], Callable[[Tensors, Mapping[str, A
     "MLP": (network_state, mlp_from_state),
     "TwoLayerNet": (network_state, two_layer_net_from_state),
     "MLPClassifier": (classifier_state, classifier_from_state),
+    "Pipeline": (pipeline_state, pipeline_from_state),
 }
 
 
@@ -466,16 +594,22 @@ def _kind(kind: Any) -> tuple[Callable[[Any], State], Callable[[Tensors, Mapping
 
 
 def _kind_of(model: object) -> str:
-    """The kind of exactly ``MLP``, ``TwoLayerNet`` or ``MLPClassifier`` (no subclass:
-    it would load as its parent)."""
+    """The kind of exactly ``MLP``, ``TwoLayerNet``, ``MLPClassifier`` or ``Pipeline`` (no
+    subclass: it would load as its parent)."""
     kind = {MLP: "MLP", TwoLayerNet: "TwoLayerNet"}.get(type(model))
     if kind is None and type(model).__name__ == "MLPClassifier":
         from handgrad.estimator import MLPClassifier
 
         kind = "MLPClassifier" if type(model) is MLPClassifier else None
+    if kind is None and type(model).__name__ == "Pipeline":
+        from sklearn.pipeline import Pipeline
+
+        kind = "Pipeline" if type(model) is Pipeline else None
     if kind is None:
         raise TypeError(
-            f"cannot save a {type(model).__name__}: a model file holds one of {', '.join(KINDS)}"
+            f"cannot save a {type(model).__name__}: a model file holds an MLP, a "
+            "TwoLayerNet, a fitted MLPClassifier, or a Pipeline of a fitted handgrad "
+            "Preprocessor and MLPClassifier"
         )
     return kind
 
@@ -483,11 +617,13 @@ def _kind_of(model: object) -> str:
 def save_model(
     path: str | os.PathLike[str], model: object, extra: Mapping[str, Any] | None = None
 ) -> Path:
-    """Save an ``MLP``, ``TwoLayerNet`` or fitted ``MLPClassifier`` to a model file,
-    atomically (see :func:`handgrad.modelfile.save_arrays`).
+    """Save an ``MLP``, ``TwoLayerNet``, fitted ``MLPClassifier``, or ``Pipeline`` of a
+    fitted :class:`~handgrad.data.preprocess.Preprocessor` and ``MLPClassifier`` to a
+    model file, atomically (see :func:`handgrad.modelfile.save_arrays`).
 
-    ``extra`` (JSON) is stored beside the model's own metadata, e.g. its preprocessing;
-    :func:`load_model` with ``return_metadata`` gives it back.
+    ``extra`` (JSON) is stored beside the model's own metadata, e.g. what is known about
+    the inputs (``{"info": {...}}``); :func:`load_model` with ``return_metadata`` gives
+    it back.
 
     Raises
     ------
@@ -508,8 +644,10 @@ def load_model(path: str | os.PathLike[str], *, return_metadata: bool = False) -
     """Load a model saved by :func:`save_model` (with ``return_metadata``, the pair
     ``(model, metadata)``, the file read once).
 
-    Only the kinds in :data:`KINDS` can be built; nothing named in the file is ever
-    imported.
+    A run folder's ``model.safetensors`` loads as a fitted scikit-learn ``Pipeline``
+    (its preprocessing, then the classifier) that predicts from raw samples what
+    ``handgrad predict`` predicts. Only the kinds in :data:`KINDS` can be built; nothing
+    named in the file is ever imported.
 
     Raises
     ------
@@ -526,10 +664,10 @@ def load_model(path: str | os.PathLike[str], *, return_metadata: bool = False) -
     except ModelFileError as exc:
         raise ModelFileError(f"{path} holds {exc}") from None
     try:
-        model = from_state(tensors, metadata)
+        model = _legacy_bundle(tensors, metadata, from_state(tensors, metadata))
     except ModelFileError:
         raise
-    except (KeyError, TypeError, ValueError) as exc:
+    except (KeyError, TypeError, ValueError, AttributeError) as exc:
         raise ModelFileError(
             f"{path}: cannot rebuild a {kind} from the saved state: {exc}"
         ) from exc

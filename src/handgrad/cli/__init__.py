@@ -8,6 +8,7 @@ line, or ``HANDGRAD_DEBUG=1``) shows the traceback instead.
 
 from __future__ import annotations
 
+import ast
 import os
 import sys
 import warnings
@@ -51,8 +52,49 @@ def _show_warning(
     click.echo(f"handgrad: warning: {message}", err=True)
 
 
+#: Every command, in the order ``handgrad --help`` lists them: its module is imported
+#: only when the command runs, so that ``--help`` and ``--version`` load no scikit-learn.
+COMMANDS = (
+    "train",
+    "evaluate",
+    "predict",
+    "gradcheck",
+    "explain",
+    "search",
+    "plot",
+    "datasets",
+    "export",
+)
+
+
+def _short_help(name: str, limit: int) -> str:
+    """A command's one-line help from its module's source, without importing it."""
+    path = os.path.join(os.path.dirname(__file__), f"{name}.py")
+    with open(path, encoding="utf-8") as handle:
+        tree = ast.parse(handle.read())
+    for node in tree.body:
+        if isinstance(node, ast.FunctionDef) and node.name == "command":
+            return click.utils.make_default_short_help(ast.get_docstring(node) or "", limit)
+    return ""
+
+
 class HandgradGroup(click.Group):
-    """A click group that turns every expected exception into one line."""
+    """A click group that turns every expected exception into one line, and imports a
+    command's module only when that command runs."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return list(COMMANDS)
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in COMMANDS and not self.commands:
+            _register(self)
+        return self.commands.get(cmd_name)
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
+        rows = [(name, _short_help(name, limit)) for name in COMMANDS]
+        with formatter.section("Commands"):
+            formatter.write_dl(rows)
 
     def main(
         self,
@@ -123,7 +165,8 @@ def main() -> None:
     """
 
 
-def _register() -> None:
+def _register(group: click.Group) -> None:
+    """Import every command (the first time one is asked for) and add it to ``group``."""
     from handgrad.cli import (
         datasets,
         evaluate,
@@ -137,7 +180,4 @@ def _register() -> None:
     )
 
     for module in (train, evaluate, predict, gradcheck, explain, search, plot, datasets, export):
-        main.add_command(module.command)
-
-
-_register()
+        group.add_command(module.command)

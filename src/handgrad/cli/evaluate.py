@@ -32,7 +32,7 @@ def command(
       handgrad evaluate runs/digits/model.safetensors
       handgrad evaluate model.safetensors --data new.csv --label target --split all --json
     """
-    from handgrad.bundle import evaluate, load_bundle
+    from handgrad.bundle import align_columns, evaluate, load_bundle
     from handgrad.data import load_dataset
     from handgrad.runs import label_column
 
@@ -58,6 +58,7 @@ def command(
         import numpy as np
 
         X, y = np.concatenate([ds.X_train, ds.X_test]), np.concatenate([ds.y_train, ds.y_test])
+    X = align_columns(bundle, X, ds.feature_names, name)
     report = evaluate(bundle, X, y, name=name)
     report = {"model": model, "data": name, "split": split, **report}
     if as_json:

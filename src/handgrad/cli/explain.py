@@ -7,22 +7,43 @@ import click
 from handgrad.cli._common import HIDDEN
 from handgrad.layers import ACTIVATIONS, HEADS
 
+#: The sizes ``handgrad train`` trains by default: digits (64 features, 10 classes),
+#: one hidden layer of 128, batches of 64 (tests/test_explain.py keeps them in step).
+DEFAULTS = {"input": 64, "hidden": (128,), "classes": 10, "batch": 64}
+
 
 @click.command("explain")
 @click.option(
     "--input",
     "input_size",
     type=click.IntRange(min=1),
-    required=True,
+    default=DEFAULTS["input"],
+    show_default=True,
     metavar="D",
     help="Number of input features.",
 )
-@click.option("--hidden", type=HIDDEN, required=True, help="Hidden sizes: H or H1,H2,…")
 @click.option(
-    "--classes", type=click.IntRange(min=1), required=True, metavar="C", help="Number of classes."
+    "--hidden",
+    type=HIDDEN,
+    default=",".join(map(str, DEFAULTS["hidden"])),
+    show_default=True,
+    help="Hidden sizes: H or H1,H2,…",
 )
 @click.option(
-    "--batch", type=click.IntRange(min=1), required=True, metavar="N", help="Rows in the batch."
+    "--classes",
+    type=click.IntRange(min=1),
+    default=DEFAULTS["classes"],
+    show_default=True,
+    metavar="C",
+    help="Number of classes.",
+)
+@click.option(
+    "--batch",
+    type=click.IntRange(min=1),
+    default=DEFAULTS["batch"],
+    show_default=True,
+    metavar="N",
+    help="Rows in the batch.",
 )
 @click.option(
     "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
@@ -32,10 +53,12 @@ def command(
     input_size: int, hidden: tuple[int, ...], classes: int, batch: int, activation: str, head: str
 ) -> None:
     """Print every quantity of the forward and backward pass with its formula in the
-    notes' notation and its shape for these sizes.
+    notes' notation and its shape for these sizes (by default, the network
+    `handgrad train` trains: 64 → 128 → 10, batches of 64).
 
     \b
     Examples:
+      handgrad explain
       handgrad explain --input 64 --hidden 100 --classes 10 --batch 32
       handgrad explain --input 784 --hidden 256,128 --classes 10 --batch 200 --activation tanh
     """

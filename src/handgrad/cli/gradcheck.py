@@ -76,6 +76,19 @@ from handgrad.layers import ACTIVATIONS, HEADS
     "--model, whose trained weights give many near-zero gradient entries "
     "that only rounding separates].",
 )
+@click.option(
+    "--samples",
+    type=click.IntRange(min=1),
+    default=20,
+    show_default=True,
+    help="Entries of each parameter checked with --model, drawn at random (seeded).",
+)
+@click.option(
+    "--all",
+    "every",
+    is_flag=True,
+    help="Check every entry of every parameter (the default without --model).",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -90,13 +103,16 @@ def command(
     seed: int,
     threshold: float,
     metric: str | None,
+    samples: int,
+    every: bool,
 ) -> None:
     """Compare every hand-derived gradient with finite differences; exit 1 on FAIL.
 
     Prints, per parameter, the largest relative error |a − n| / (|a| + |n|) of any entry
     (as handgrad.check_gradients) and the relative error of the whole gradient
     ‖a − n‖ / (‖a‖ + ‖n‖), between the analytic gradient a and the centred difference n
-    (float64), on a random batch.
+    (float64), on a random batch. A saved model (--model) is checked on a float64
+    copy, on --samples random entries of each parameter unless --all.
 
     \b
     Examples:
@@ -109,6 +125,7 @@ def command(
 
     rng = np.random.default_rng(seed)
     if model_path is not None:
+        _refuse_with_model(ctx)
         net = _network(model_path)
         X = rng.random((batch, net.layer_sizes[0]))  # like inputs scaled to [0, 1]
     else:
@@ -126,8 +143,12 @@ def command(
     metric = metric or ("norm" if model_path else "entry")
     C = net.layer_sizes[-1]
     y = HEADS[net.head].random_targets(rng, batch, C)
+    sampled = model_path is not None and not every
+    errors = gradient_errors(
+        net, X, y, reg, samples=samples if sampled else None, seed=seed, progress=True
+    )
     rows = []
-    for name, (entry, norm) in gradient_errors(net, X, y, reg).items():
+    for name, (entry, norm) in errors.items():
         error = entry if metric == "entry" else norm
         rows.append(
             [
@@ -138,9 +159,11 @@ def command(
                 "PASS" if error <= threshold else "FAIL",
             ]
         )
+    checked = f"{samples} random entries of each parameter" if sampled else "every entry"
     click.echo(
         f"{net!r}, batch N={batch}, λ={reg:g}, verdict on the {metric} error <= {threshold:g}"
     )
+    click.echo(f"checked in float64, {checked}")
     click.echo(
         format_table(
             rows,
@@ -153,6 +176,23 @@ def command(
         click.echo(f"FAIL: {', '.join(failed)} exceed {threshold:g}", err=True)
         ctx.exit(1)
     click.echo("PASS: every gradient agrees with finite differences")
+
+
+def _refuse_with_model(ctx: click.Context) -> None:
+    """--model brings its own architecture: options that describe one contradict it."""
+    from click.core import ParameterSource
+
+    given = [
+        f"--{name.replace('_size', '')}"
+        for name in ("input_size", "hidden", "classes", "activation", "head")
+        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
+    ]
+    if given:
+        raise click.UsageError(
+            f"{', '.join(given)} cannot be used with --model: the model file fixes its "
+            "architecture",
+            ctx,
+        )
 
 
 def _network(path: str) -> Any:

@@ -29,6 +29,12 @@ from handgrad.cli._common import format_table
     help="A column of the CSV inputs to ignore (name or index), e.g. the label.",
 )
 @click.option(
+    "--header/--no-header",
+    default=None,
+    help="Whether line 1 of the CSV inputs names the columns [default: when it names "
+    "the model's features, or holds no number].",
+)
+@click.option(
     "--invert/--no-invert",
     default=None,
     help="Invert image colours [default: when the image border is light, "
@@ -40,6 +46,7 @@ def command(
     proba: bool,
     output: str | None,
     label: str | None,
+    header: bool | None,
     invert: bool | None,
 ) -> None:
     """Predict the class of every row of INPUT (.csv, .npy, .npz) or every image file
@@ -56,25 +63,29 @@ def command(
     from handgrad.runs import label_column
 
     bundle = load_bundle(model)
-    names, X = read_inputs(bundle, inputs, label=label_column(label), invert=invert)
-    X_rows = bundle.features(X)
+    names, X = read_inputs(bundle, inputs, label=label_column(label), invert=invert, header=header)
+    X_rows = bundle.features(X, name=", ".join(inputs))
     labels = bundle.classifier.predict(X_rows)
     classes = [str(c) for c in class_names(bundle)]
-    header = ["input", "label"]
+    columns = ["input", "label"]
     rows = [[n, _plain(y)] for n, y in zip(names, labels, strict=True)]
     if proba:
-        P = bundle.predict_proba(X)
-        header += [f"p({c})" for c in classes]
+        P = bundle.proba_of_rows(X_rows)  # the rows made once: each warning said once
+        columns += [f"p({c})" for c in classes]
         rows = [[*r, *(float(p) for p in ps)] for r, ps in zip(rows, P, strict=True)]
     if output is not None:
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
-        writer.writerow(header)
+        writer.writerow(columns)
         writer.writerows([[r[0], r[1], *(repr(v) for v in r[2:])] for r in rows])
-        write_atomically(output, buffer.getvalue().encode("utf-8"))
+        try:
+            write_atomically(output, buffer.getvalue().encode("utf-8"))
+        except OSError as exc:  # name the target, never the temporary file beside it
+            reason = exc.strerror or str(exc)
+            raise OSError(exc.errno, f"cannot write the predictions to {output}: {reason}") from exc
         click.echo(f"wrote {len(rows)} predictions to {output}", err=True)
     else:
-        click.echo(format_table(rows, header, [False, False] + [True] * (len(header) - 2)))
+        click.echo(format_table(rows, columns, [False, False] + [True] * (len(columns) - 2)))
 
 
 def _plain(value: object) -> object:

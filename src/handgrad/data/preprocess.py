@@ -15,13 +15,17 @@ floats -- that :meth:`Preprocessor.from_dict` turns back into the same transform
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+from typing import Any
+
 import numpy as np
+from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.exceptions import NotFittedError
 
 from handgrad._validation import check_choice
 from handgrad.errors import ModelFileError
 
-__all__ = ["KINDS", "Preprocessor", "flatten"]
+__all__ = ["KINDS", "Preprocessor", "column_order", "flatten"]
 
 KINDS = ("none", "scale", "standardize", "mean_image")
 
@@ -34,8 +38,11 @@ def flatten(X: np.ndarray, dtype: np.dtype | type | str = np.float32) -> np.ndar
     return X.reshape(len(X), -1).astype(dtype, copy=False)
 
 
-class Preprocessor:
+class Preprocessor(TransformerMixin, BaseEstimator):
     """Fit-then-apply preprocessing whose fitted state is a plain dict.
+
+    A scikit-learn transformer: the first step of the ``Pipeline`` that a run's model
+    file loads as (:func:`handgrad.state.load_model`).
 
     Parameters
     ----------
@@ -48,6 +55,11 @@ class Preprocessor:
     scale_ : float, the divisor of "scale" and "mean_image" (1.0 otherwise)
     mean_ : ndarray (D,) or None, subtracted after scaling
     std_ : ndarray (D,) or None, divisor of "standardize"
+    data_min_, data_max_ : ndarray (D,), each raw feature's range in training, so that
+        inputs far outside it can be noticed (:meth:`outside_range`)
+    feature_names_in_ : ndarray (D,) of str, the column names when ``fit`` was given a
+        DataFrame (or when a model file names them); ``transform`` then orders a
+        DataFrame's columns by name
     """
 
     def __init__(self, kind: str = "scale", dtype: np.dtype | type | str = np.float32) -> None:
@@ -57,8 +69,9 @@ class Preprocessor:
         if self.dtype.kind != "f":
             raise ValueError(f"dtype must be a floating type, got {self.dtype}")
 
-    def fit(self, X: np.ndarray) -> Preprocessor:
-        """Learn the statistics of the training samples X (N, ...)."""
+    def fit(self, X: Any, y: Any = None) -> Preprocessor:
+        """Learn the statistics of the training samples X (N, ...); ``y`` is ignored."""
+        names = _column_names(X)
         X = np.asarray(X)
         if X.ndim == 0 or len(X) == 0:
             raise ValueError(f"X must hold at least one sample, got shape {X.shape}")
@@ -66,6 +79,11 @@ class Preprocessor:
         if not np.all(np.isfinite(rows)):
             raise ValueError("X contains NaN or infinity")
         self.n_features_ = rows.shape[1]
+        if names is not None:
+            self.feature_names_in_ = np.asarray(names, dtype=object)
+        elif hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.data_min_, self.data_max_ = rows.min(axis=0), rows.max(axis=0)
         self.scale_ = 1.0
         self.mean_: np.ndarray | None = None
         self.std_: np.ndarray | None = None
@@ -87,8 +105,15 @@ class Preprocessor:
             )
         return self
 
-    def transform(self, X: np.ndarray) -> np.ndarray:
+    @property
+    def n_features_in_(self) -> int:
+        """D, as scikit-learn names it."""
+        return self.n_features_
+
+    def transform(self, X: Any) -> np.ndarray:
         """Apply the fitted transform: (N, ...) samples -> (N, D) rows of ``dtype``.
+
+        A DataFrame's columns are taken by name when the fitted names are known.
 
         Values beyond ``dtype``'s range (1e39 under float32) are transformed in float64
         first, so that scaling can bring them into range; one still out of range after
@@ -96,7 +121,11 @@ class Preprocessor:
         """
         if not hasattr(self, "n_features_"):
             raise NotFittedError("this Preprocessor is not fitted yet; call fit(X) first")
+        given = _column_names(X)
+        known = getattr(self, "feature_names_in_", None)
         X = np.asarray(X)
+        if given is not None and known is not None:
+            X = X[:, column_order(given, list(known), "X")]
         wide = _beyond(X, self.dtype)
         rows = flatten(X, np.float64 if wide else self.dtype)
         if rows.shape[1] != self.n_features_:
@@ -129,9 +158,46 @@ class Preprocessor:
                 "preprocessing 'scale' or 'standardize', or dtype float64"
             )
 
-    def fit_transform(self, X: np.ndarray) -> np.ndarray:
+    def fit_transform(self, X: Any, y: Any = None) -> np.ndarray:
         """``fit(X)`` then ``transform(X)``."""
         return self.fit(X).transform(X)
+
+    def outside_range(self, X: Any) -> str | None:
+        """Why raw samples X (N, ...) lie far outside the training data's range, or None.
+
+        Far means: the largest magnitude is a tenth of the training data's or less, or
+        ten times or more (data scaled differently, such as [0, 1] pixels for a 0-255
+        model); or a feature lies beyond its training range by more than three times that
+        range's width (the whole data's width for a feature that was constant).
+        """
+        if not hasattr(self, "data_min_"):
+            return None  # a file written before the range was recorded
+        rows = flatten(np.asarray(X), np.float64)
+        finite = np.isfinite(rows)
+        if rows.size == 0 or not finite.any():
+            return None
+        rows = np.where(finite, rows, 0.0)
+        lo, hi = self.data_min_, self.data_max_
+        seen = float(max(np.abs(lo).max(), np.abs(hi).max()))
+        peak = float(np.abs(rows).max())
+        where = f"training ranged over [{lo.min():.6g}, {hi.max():.6g}]"
+        if seen > 0 and peak > 0 and not seen / 10 < peak < seen * 10:
+            return (
+                f"the inputs range over [{rows.min():.6g}, {rows.max():.6g}], but the "
+                f"{where}: were they scaled differently?"
+            )
+        width = hi - lo
+        margin = 3 * np.where(width > 0, width, hi.max() - lo.min())
+        far = (rows < lo - margin) | (rows > hi + margin)
+        if not far.any():
+            return None
+        i, j = np.argwhere(far)[0]
+        name = self.feature_names_in_[j] if hasattr(self, "feature_names_in_") else j + 1
+        return (
+            f"{int(far.any(axis=1).sum())} of {len(rows)} inputs lie far outside the "
+            f"training range (row {i + 1} has {rows[i, j]:.6g} in feature {name}, where "
+            f"training saw {lo[j]:.6g} to {hi[j]:.6g})"
+        )
 
     def to_dict(self) -> dict:
         """The settings and fitted state as a JSON-serialisable dict."""
@@ -140,6 +206,10 @@ class Preprocessor:
             state.update(n_features=self.n_features_, scale=self.scale_)
             for key, value in (("mean", self.mean_), ("std", self.std_)):
                 state[key] = None if value is None else [float(v) for v in value]
+            state["min"] = [float(v) for v in self.data_min_]
+            state["max"] = [float(v) for v in self.data_max_]
+            if hasattr(self, "feature_names_in_"):
+                state["feature_names"] = [str(f) for f in self.feature_names_in_]
         return state
 
     @classmethod
@@ -158,6 +228,14 @@ class Preprocessor:
                 self.scale_ = float(state["scale"])
                 self.mean_ = _vector(state["mean"], self.n_features_)
                 self.std_ = _vector(state["std"], self.n_features_)
+                if "min" in state:  # absent from files written before it was recorded
+                    self.data_min_ = _vector(state["min"], self.n_features_)
+                    self.data_max_ = _vector(state["max"], self.n_features_)
+                names = state.get("feature_names")
+                if names is not None:
+                    if len(names) != self.n_features_ or len(set(names)) != len(names):
+                        raise ValueError(f"{len(names)} feature names for {self.n_features_}")
+                    self.feature_names_in_ = np.asarray([str(n) for n in names], dtype=object)
         except (KeyError, TypeError, ValueError) as exc:
             raise ModelFileError(
                 f"invalid preprocessor state ({type(exc).__name__}: {exc})"
@@ -166,8 +244,42 @@ class Preprocessor:
             raise ModelFileError(f"invalid preprocessor state: scale {self.scale_}")
         return self
 
-    def __repr__(self) -> str:
+    def __repr__(self, N_CHAR_MAX: int = 700) -> str:
         return f"Preprocessor(kind={self.kind!r}, dtype={self.dtype.name!r})"
+
+
+def column_order(given: Sequence[str], known: Sequence[str], source: str) -> list[int]:
+    """Where each of the model's ``known`` feature names is among the ``given`` columns.
+
+    Raises
+    ------
+    ValueError
+        Naming every known column that ``source`` lacks (and the ones it has that the
+        model never saw), in one message.
+    """
+    given = [str(g) for g in given]
+    missing = [k for k in known if k not in given]
+    if missing:
+        extra = [g for g in given if g not in known]
+        also = f"; it has {_names(extra)} that the model never saw" if extra else ""
+        raise ValueError(
+            f"{source} lacks the column{'s' if len(missing) > 1 else ''} {_names(missing)} "
+            f"the model was trained with{also}"
+        )
+    return [given.index(k) for k in known]
+
+
+def _names(names: Sequence[str], limit: int = 8) -> str:
+    shown = ", ".join(repr(n) for n in names[:limit])
+    return shown + (f" and {len(names) - limit} more" if len(names) > limit else "")
+
+
+def _column_names(X: Any) -> list[str] | None:
+    """A DataFrame's column names when they are all strings (scikit-learn's rule)."""
+    columns = getattr(X, "columns", None)
+    if columns is None or not all(isinstance(c, str) for c in columns):
+        return None
+    return list(columns)
 
 
 def _beyond(X: np.ndarray, dtype: np.dtype) -> bool:
