@@ -6,10 +6,25 @@ estimators' early stopping (train/validation), so the three always agree.
 
 from __future__ import annotations
 
+import math
 from typing import Any
 
 import numpy as np
 from sklearn.model_selection import train_test_split
+
+__all__ = ["describe_labels", "stratified_split"]
+
+
+def describe_labels(labels: Any, limit: int = 5) -> str:
+    """A few labels, then how many more: a message must not list two thousand of them."""
+    labels = list(labels)
+    shown = ", ".join(repr(_plain(v)) for v in labels[:limit])
+    rest = len(labels) - limit
+    return shown + (f" and {rest} more" if rest > 0 else "")
+
+
+def _plain(value: Any) -> Any:
+    return value.item() if isinstance(value, np.generic) else value
 
 
 def stratified_split(
@@ -19,14 +34,50 @@ def stratified_split(
 
     ``test_size`` is a fraction of the rows or a number of rows; ``seed`` makes the split
     the same every call. With ``stratify`` (labels, one per row) each label keeps its
-    share on both sides; where some label has too few rows for that, the split is a
-    plain random one rather than an error.
+    share on both sides and every label is in the training part: a label with a single
+    row cannot be split, which is a ValueError naming such labels (as scikit-learn's
+    ``train_test_split`` refuses it). Where the held-out part is too small to hold every
+    label, the split is a random one that still keeps one row of each label for training.
     """
-    if stratify is not None:
-        try:
-            return train_test_split(
-                *arrays, test_size=test_size, random_state=seed, stratify=stratify
-            )
-        except ValueError:  # some class too small to stratify
-            pass
-    return train_test_split(*arrays, test_size=test_size, random_state=seed)
+    if stratify is None:
+        return train_test_split(*arrays, test_size=test_size, random_state=seed)
+    labels = np.asarray(stratify)
+    classes, counts = np.unique(labels, return_counts=True)
+    lonely = classes[counts < 2]
+    if len(lonely):
+        raise ValueError(
+            f"{len(lonely)} of {len(classes)} classes have a single sample, too few to "
+            f"split into a training and a held-out part: {describe_labels(lonely)}; give "
+            "each class at least 2 samples or remove these rows"
+        )
+    try:
+        return train_test_split(*arrays, test_size=test_size, random_state=seed, stratify=labels)
+    except ValueError:  # the held-out (or training) part is smaller than the classes
+        pass
+    return _split_keeping_every_class(arrays, labels, test_size, seed)
+
+
+def _split_keeping_every_class(
+    arrays: tuple[Any, ...], labels: np.ndarray, test_size: float | int, seed: int
+) -> list[np.ndarray]:
+    n = len(labels)
+    n_test = test_size if isinstance(test_size, int | np.integer) else math.ceil(test_size * n)
+    order = np.random.RandomState(seed).permutation(n)
+    _, first = np.unique(labels[order], return_index=True)
+    keep = np.zeros(n, dtype=bool)
+    keep[order[first]] = True  # one row of each class stays in the training part
+    free = order[~keep[order]]
+    if n_test > len(free):
+        raise ValueError(
+            f"cannot hold out {n_test} of {n} samples and keep every one of the "
+            f"{len(first)} classes in the training part; use a smaller held-out fraction"
+        )
+    held_out = free[:n_test]
+    mask = np.ones(n, dtype=bool)
+    mask[held_out] = False
+    train = order[mask[order]]
+    from sklearn.utils import _safe_indexing  # rows of arrays, sparse matrices, frames
+
+    return [
+        part for a in arrays for part in (_safe_indexing(a, train), _safe_indexing(a, held_out))
+    ]

@@ -9,6 +9,7 @@ report.png).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -24,7 +25,7 @@ from handgrad.runs import (
     RunConfig,
     build_classifier,
     finish_run,
-    make_run_dir,
+    open_run_dir,
     prepare_data,
     run_metrics,
 )
@@ -53,10 +54,13 @@ def random_search(
     n_jobs: int = 1,
     out: str | os.PathLike[str] | None = None,
     name: str | None = None,
+    overwrite: bool = False,
 ) -> SearchResult:
     """Search ``n_iter`` random settings with ``cv``-fold cross-validation on
-    ``n_jobs`` processes; ``config`` gives the data, epochs, batch size, solver, dtype
-    and seed."""
+    ``n_jobs`` processes; ``config`` gives the data, epochs, batch size, solver, dtype,
+    preprocessing and seed. The run folder's ``config`` records the best setting (its
+    hidden sizes, learning rate and alpha), so that it reproduces the saved model; an
+    existing folder is only replaced with ``overwrite``."""
     from scipy.stats import loguniform
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import RandomizedSearchCV
@@ -69,9 +73,9 @@ def random_search(
     if not hidden_choices:
         raise ValueError("give at least one choice of hidden layer sizes")
     data = prepare_data(config)
+    config = data.config  # its defaults settled for these data
     X = np.concatenate([data.X_train, data.X_val])
     y = np.concatenate([data.y_train, data.y_val])
-    run_dir = make_run_dir(out, name)
     search = RandomizedSearchCV(
         build_classifier(config),
         {
@@ -86,22 +90,29 @@ def random_search(
         refit=True,
         error_score=np.nan,
     )
-    start = time.perf_counter()
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        search.fit(X, y)
-    seconds = time.perf_counter() - start
-    best = search.best_estimator_
-    metrics = run_metrics(
-        best,
-        data,
-        config,
-        seconds,
-        train_accuracy=float(best.score(X, y)),
-        val_accuracy=_number(search.best_score_),  # the best mean CV accuracy
-    )
-    metrics["search"] = _ranked(search)
-    finish_run(run_dir, best, data, metrics)
+    with open_run_dir(out, name, overwrite=overwrite) as run_dir:
+        start = time.perf_counter()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            search.fit(X, y)
+        seconds = time.perf_counter() - start
+        best = search.best_estimator_
+        trained = dataclasses.replace(
+            config,
+            hidden=tuple(best.hidden_layer_sizes),
+            learning_rate=float(best.learning_rate_init),
+            alpha=float(best.alpha),
+        )
+        metrics = run_metrics(
+            best,
+            data,
+            trained,
+            seconds,
+            train_accuracy=float(best.score(X, y)),
+            val_accuracy=_number(search.best_score_),  # the best mean CV accuracy
+        )
+        metrics["search"] = _ranked(search)
+        finish_run(run_dir, best, data, metrics, trained)
     return SearchResult(run_dir, best, metrics)
 
 
