@@ -14,7 +14,7 @@ from sklearn.datasets import load_iris
 
 import handgrad.runs as runs
 import handgrad.training as training
-from handgrad._atomic import remove_stale_temporaries, write_atomically
+from handgrad._atomic import write_atomically
 from handgrad._split import stratified_split
 from handgrad.bundle import load_bundle
 from handgrad.cli import main
@@ -311,6 +311,8 @@ def test_a_dead_process_lock_is_free(tmp_path):
 
 
 def test_resume_removes_only_dead_writers_temporaries(good):
+    from handgrad._atomic import remove_stale_temporaries
+
     folder, _ = good
     (folder / "model.safetensors").unlink()
     sleeper = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)"])
