@@ -13,13 +13,13 @@ from __future__ import annotations
 import contextlib
 import os
 import re
-import secrets
+import tempfile
 from pathlib import Path
 
 __all__ = ["remove_stale_temporaries", "write_atomically"]
 
 # .<target name>.<pid>.<random>.tmp
-_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[0-9a-f]+\.tmp$")
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]+\.tmp$")
 
 
 def _check_target(path: Path) -> None:
@@ -32,20 +32,18 @@ def _check_target(path: Path) -> None:
         raise IsADirectoryError(f"cannot save to {path}: it is a folder")
 
 
-def _create_temporary(path: Path) -> tuple[int, Path]:
-    """Open a new temporary file beside ``path``, created with mode 0666 so that the
-    kernel applies the umask exactly as it would to ``open(path, "w")``."""
-    for _ in range(100):
-        tmp = path.with_name(f".{path.name}.{os.getpid()}.{secrets.token_hex(4)}.tmp")
-        try:
-            return os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o666), tmp
-        except FileExistsError:
-            continue
-        except PermissionError as exc:
-            raise PermissionError(
-                f"cannot save to {path}: the folder {path.parent} is not writable"
-            ) from exc
-    raise FileExistsError(f"cannot save to {path}: no free temporary file name beside it")
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and put back
+    os.umask(mask)
+    return mask
 
 
 def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
@@ -56,14 +54,24 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
     """
     path = Path(path)
     _check_target(path)
-    fd, tmp = _create_temporary(path)
     try:
-        with os.fdopen(fd, "wb") as handle:
+        handle = tempfile.NamedTemporaryFile(
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", delete=False
+        )
+    except PermissionError as exc:
+        raise PermissionError(
+            f"cannot save to {path}: the folder {path.parent} is not writable"
+        ) from exc
+    tmp = Path(handle.name)
+    try:
+        with handle:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        if path.exists():  # a replaced file keeps its mode
-            os.chmod(tmp, path.stat().st_mode & 0o7777)
+        # NamedTemporaryFile creates 0o600: a replaced file keeps its mode, a new one
+        # gets what the umask gives an ordinary new file.
+        mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
+        os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
         with contextlib.suppress(OSError):

@@ -7,6 +7,7 @@ estimators' early stopping (train/validation), so the three always agree.
 from __future__ import annotations
 
 import math
+import warnings
 from typing import Any
 
 import numpy as np
@@ -33,35 +34,66 @@ def stratified_split(
     """``[a_train, a_held_out, b_train, b_held_out, …]`` for ``arrays`` split by rows.
 
     ``test_size`` is a fraction of the rows or a number of rows; ``seed`` makes the split
-    the same every call. With ``stratify`` (labels, one per row) each label keeps its
-    share on both sides and every label is in the training part: a label with a single
-    row cannot be split, which is a ValueError naming such labels (as scikit-learn's
-    ``train_test_split`` refuses it). Where the held-out part is too small to hold every
-    label, the split is a random one that still keeps one row of each label for training.
+    the same every call. With ``stratify`` (labels, one per row) every label is in the
+    training part and each label keeps its share on both sides where it can: a label
+    with a single row stays in the training part (with a warning naming such labels,
+    where scikit-learn's ``train_test_split`` refuses them), and where the held-out part
+    is too small to hold every label, the split is a random one that still keeps one row
+    of each label for training. A held-out part that cannot be filled that way is a
+    ValueError.
     """
     if stratify is None:
         return train_test_split(*arrays, test_size=test_size, random_state=seed)
     labels = np.asarray(stratify)
-    classes, counts = np.unique(labels, return_counts=True)
-    lonely = classes[counts < 2]
-    if len(lonely):
+    n = len(labels)
+    classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)
+    lonely = counts[inverse.reshape(-1)] < 2
+    if not lonely.any():
+        try:
+            return train_test_split(
+                *arrays, test_size=test_size, random_state=seed, stratify=labels
+            )
+        except ValueError:  # the held-out (or training) part is smaller than the classes
+            return _split_keeping_every_class(arrays, labels, test_size, seed)
+    n_test = _held_out_rows(test_size, n)
+    single = classes[counts < 2]
+    rest = np.flatnonzero(~lonely)
+    if n_test > len(rest) - len(classes[counts >= 2]):
         raise ValueError(
-            f"{len(lonely)} of {len(classes)} classes have a single sample, too few to "
-            f"split into a training and a held-out part: {describe_labels(lonely)}; give "
-            "each class at least 2 samples or remove these rows"
+            f"cannot hold out {n_test} of {n} samples: {len(single)} of {len(classes)} "
+            f"classes have a single sample ({describe_labels(single)}), which must stay in "
+            "the training part; give each class at least 2 samples"
         )
-    try:
-        return train_test_split(*arrays, test_size=test_size, random_state=seed, stratify=labels)
-    except ValueError:  # the held-out (or training) part is smaller than the classes
-        pass
-    return _split_keeping_every_class(arrays, labels, test_size, seed)
+    warnings.warn(
+        f"{len(single)} of {len(classes)} classes have a single sample, kept in the "
+        f"training part and never held out: {describe_labels(single)}",
+        UserWarning,
+        stacklevel=2,
+    )
+    train, held_out = stratified_split(rest, test_size=n_test, seed=seed, stratify=labels[rest])
+    train = np.concatenate([train, np.flatnonzero(lonely)])
+    return _take(arrays, train, held_out)
+
+
+def _held_out_rows(test_size: float | int, n: int) -> int:
+    if isinstance(test_size, int | np.integer):
+        return int(test_size)
+    return math.ceil(test_size * n)  # as train_test_split rounds
+
+
+def _take(arrays: tuple[Any, ...], train: np.ndarray, held_out: np.ndarray) -> list[Any]:
+    from sklearn.utils import _safe_indexing  # rows of arrays, sparse matrices, frames
+
+    return [
+        part for a in arrays for part in (_safe_indexing(a, train), _safe_indexing(a, held_out))
+    ]
 
 
 def _split_keeping_every_class(
     arrays: tuple[Any, ...], labels: np.ndarray, test_size: float | int, seed: int
 ) -> list[np.ndarray]:
     n = len(labels)
-    n_test = test_size if isinstance(test_size, int | np.integer) else math.ceil(test_size * n)
+    n_test = _held_out_rows(test_size, n)
     order = np.random.RandomState(seed).permutation(n)
     _, first = np.unique(labels[order], return_index=True)
     keep = np.zeros(n, dtype=bool)
@@ -75,9 +107,4 @@ def _split_keeping_every_class(
     held_out = free[:n_test]
     mask = np.ones(n, dtype=bool)
     mask[held_out] = False
-    train = order[mask[order]]
-    from sklearn.utils import _safe_indexing  # rows of arrays, sparse matrices, frames
-
-    return [
-        part for a in arrays for part in (_safe_indexing(a, train), _safe_indexing(a, held_out))
-    ]
+    return _take(arrays, order[mask[order]], held_out)
