@@ -316,6 +316,8 @@ def _locked(folder: Path) -> Iterator[None]:
                 f"run folder {folder} is in use by another handgrad process (pid {holder}); "
                 "wait for it to finish, or stop it, then try again"
             ) from None
+        except OSError:  # a filesystem without locks (some network mounts): unguarded
+            break
         try:
             same = os.fstat(fd).st_ino == os.stat(path).st_ino
         except FileNotFoundError:

@@ -192,6 +192,7 @@ def command(
       handgrad train --data table.csv --label species --preprocessing standardize
       handgrad train --checkpoint-every 5 --out runs/long   # then, after a crash:
       handgrad train --resume runs/long
+      handgrad train --resume runs/long --epochs 40   # train a finished run longer
     """
     import handgrad.runs as runs
 
