@@ -61,6 +61,7 @@ TRAIN_CASES = {
     "unknown dtype": (["--dtype", "float16"], "'float16' is not one of"),
     "zero checkpoint interval": (["--checkpoint-every", "0"], "checkpoint interval must be"),
     "negative seed": (["--seed", "-1"], "seed must be >= 0"),
+    "seed beyond 32 bits": (["--seed", "4294967296"], "seed must be <= 4294967295"),
 }
 
 
