@@ -270,6 +270,7 @@ def test_divergence_keeps_the_good_model(tmp_path):
         "--quiet",
         "--out",
         folder,
+        "--overwrite",
         ok=False,
     )
     assert result.exit_code == 1

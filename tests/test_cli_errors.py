@@ -61,6 +61,7 @@ TRAIN_CASES = {
     "unknown dtype": (["--dtype", "float16"], "'float16' is not one of"),
     "zero checkpoint interval": (["--checkpoint-every", "0"], "checkpoint interval must be"),
     "negative seed": (["--seed", "-1"], "seed must be >= 0"),
+    "seed beyond 32 bits": (["--seed", "4294967296"], "seed must be <= 4294967295"),
 }
 
 
@@ -108,7 +109,8 @@ def test_corrupt_and_truncated_and_missing_model_files(tmp_path, model):
 
 
 def test_wrong_feature_count_at_predict_and_evaluate(tmp_path, model):
-    rows = np.arange(30.0).reshape(3, 10)
+    rows = np.arange(60.0).reshape(6, 10)
+    rows[:, -1] = [0, 1, 2, 0, 1, 2]  # as a training file: every class splittable
     np.savetxt(tmp_path / "ten.csv", rows, delimiter=",")
     np.save(tmp_path / "ten.npy", rows)
     _fails_cleanly(
@@ -155,7 +157,7 @@ def test_resume_errors(tmp_path, model):
         "has no checkpoint.safetensors to resume from",
     )
     _fails_cleanly(
-        ["train", "--resume", model.parent, "--epochs", "3"],
+        ["train", "--resume", model.parent, "--lr", "0.1"],
         tmp_path,
         "--resume takes its settings from the checkpoint",
         code=2,

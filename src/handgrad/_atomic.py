@@ -2,15 +2,24 @@
 
 Every file handgrad writes (models, checkpoints, metrics, reports, predictions) goes
 through :func:`write_atomically`, so a crash at any point leaves the old file or the new
-one, never a mixture.
+one, never a mixture. A new file gets the mode the user's umask gives (``umask 077``
+makes it private); a replaced file keeps its mode. The temporary file's name carries the
+writer's process id, so :func:`remove_stale_temporaries` removes only what a dead
+process left behind, never the half-written file of a live one.
 """
 
 from __future__ import annotations
 
 import contextlib
 import os
+import re
 import tempfile
 from pathlib import Path
+
+__all__ = ["remove_stale_temporaries", "write_atomically"]
+
+# .<target name>.<pid>.<random>.tmp
+_TEMPORARY = re.compile(r"^\..+\.(\d+)\.[a-z0-9_]+\.tmp$")
 
 
 def _check_target(path: Path) -> None:
@@ -23,6 +32,20 @@ def _check_target(path: Path) -> None:
         raise IsADirectoryError(f"cannot save to {path}: it is a folder")
 
 
+def _umask() -> int:
+    """The process's umask, read without changing it where the system says it."""
+    try:
+        with open("/proc/self/status", encoding="ascii") as status:
+            for line in status:
+                if line.startswith("Umask:"):
+                    return int(line.split()[1], 8)
+    except (OSError, ValueError):
+        pass
+    mask = os.umask(0o022)  # elsewhere: set and put back
+    os.umask(mask)
+    return mask
+
+
 def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
     """Write ``data`` to a temporary file beside ``path``, fsync, then rename over it.
 
@@ -33,7 +56,7 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
     _check_target(path)
     try:
         handle = tempfile.NamedTemporaryFile(
-            dir=path.parent, prefix=f".{path.name}.", suffix=".tmp", delete=False
+            dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", delete=False
         )
     except PermissionError as exc:
         raise PermissionError(
@@ -45,8 +68,9 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
             handle.write(data)
             handle.flush()
             os.fsync(handle.fileno())
-        # NamedTemporaryFile creates 0o600; give the result an ordinary file's mode.
-        mode = path.stat().st_mode & 0o777 if path.exists() else 0o644
+        # NamedTemporaryFile creates 0o600: a replaced file keeps its mode, a new one
+        # gets what the umask gives an ordinary new file.
+        mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
         os.chmod(tmp, mode)
         os.replace(tmp, path)
     except BaseException:
@@ -55,6 +79,34 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
         raise
     _fsync_folder(path.parent)
     return path
+
+
+def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
+    """Remove the temporary files in ``folder`` whose writer is no longer running;
+    return them. Files of a live process, and names without a process id, are kept."""
+    removed = []
+    for tmp in Path(folder).glob(".*.tmp"):
+        match = _TEMPORARY.match(tmp.name)
+        if match is None or _alive(int(match.group(1))):
+            continue
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+            removed.append(tmp)
+    return removed
+
+
+def _alive(pid: int) -> bool:
+    if pid == os.getpid():
+        return True
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # exists, owned by someone else
+        return True
+    except OverflowError:
+        return False
+    return True
 
 
 def _fsync_folder(folder: Path) -> None:

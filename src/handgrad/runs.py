@@ -12,32 +12,41 @@ A run folder (``runs/<name or timestamp>/``) holds
 * ``report.png`` — loss, accuracy, confusion matrix and first-layer weights.
 
 Every file is written atomically. Only checkpoints are written during training; the
-other files once it has succeeded, so training that diverges (or crashes) never
-replaces the model, metrics or configuration of an earlier run in the same folder.
+other files are all prepared (the report drawn, the model serialised) once it has
+succeeded and only then written, so training that diverges, crashes or fails while
+drawing its report never replaces the model, metrics or configuration of an earlier run.
+An existing run folder is only reused when asked (``overwrite=True``); a run interrupted
+before its first epoch finished saves nothing; a failed run removes the folder it made
+when nothing else is in it. While a process trains into a folder it holds a lock there
+(:data:`LOCK`, holding its process id), and a second process is refused.
 """
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
+import hashlib
 import json
+import math
 import os
 import tempfile
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from handgrad._atomic import write_atomically
-from handgrad._split import stratified_split
+from handgrad._atomic import remove_stale_temporaries, write_atomically
+from handgrad._split import describe_labels, stratified_split
 from handgrad._validation import check_choice, check_number
 from handgrad.bundle import save_bundle
 from handgrad.callbacks import Checkpoint, ProgressBar
 from handgrad.data import Preprocessor, load_dataset
 from handgrad.data.preprocess import KINDS as PREPROCESSING
+from handgrad.errors import HandgradError
 from handgrad.layers import ACTIVATIONS
 from handgrad.optim import OPTIMIZERS
 from handgrad.state import load_run
@@ -45,15 +54,22 @@ from handgrad.state import load_run
 __all__ = [
     "CHECKPOINT",
     "CONFIG",
+    "LOCK",
     "METRICS",
     "MODEL",
     "REPORT",
+    "DataChangedError",
     "PreparedData",
     "RunConfig",
+    "RunFolderInUseError",
     "TrainResult",
     "build_classifier",
+    "data_fingerprint",
+    "default_epochs",
     "finish_run",
     "make_run_dir",
+    "open_run_dir",
+    "outcome_warnings",
     "prepare_data",
     "read_json",
     "resume",
@@ -65,13 +81,34 @@ __all__ = [
 
 CONFIG, CHECKPOINT, MODEL = "config.json", "checkpoint.safetensors", "model.safetensors"
 METRICS, REPORT = "metrics.json", "report.png"
+LOCK = ".handgrad.lock"
 SOLVERS = tuple(OPTIMIZERS)
+MISSING_LABEL = ("error", "drop")
+# The default training length: enough epochs for this many minibatch steps (small sets
+# take two steps an epoch and underfit in 20 epochs), and never fewer than MIN_EPOCHS.
+STEP_BUDGET, MIN_EPOCHS = 600, 20
+# A run ending within this much of chance accuracy (1/C) is reported.
+CHANCE_MARGIN = 0.02
+
+
+class RunFolderInUseError(HandgradError, OSError):
+    """Another live process holds the run folder's lock."""
+
+
+class DataChangedError(HandgradError, ValueError):
+    """The data of a resumed run differ from the data its checkpoint was trained on."""
 
 
 @dataclass
 class RunConfig:
     """Everything that decides a training run; the defaults train the notes' two-layer
-    network on scikit-learn's digits to about 0.97 test accuracy in a few seconds."""
+    network on scikit-learn's digits to about 0.97 test accuracy in a few seconds.
+
+    ``preprocessing=None`` standardizes tables and scales images; ``epochs=None`` trains
+    :func:`default_epochs`. :func:`prepare_data` settles both (and makes a data file's
+    path absolute), so that the configuration a run records is the one it trained.
+    ``header`` and ``missing_label`` are passed to :func:`~handgrad.data.load_dataset`.
+    """
 
     data: str = "digits"
     data_dir: str | None = None
@@ -81,7 +118,7 @@ class RunConfig:
     solver: str = "adam"
     learning_rate: float = 2e-3
     alpha: float = 1e-4
-    epochs: int = 20
+    epochs: int | None = None
     batch_size: int = 64
     dtype: str = "float32"
     seed: int = 0
@@ -89,8 +126,10 @@ class RunConfig:
     patience: int = 10
     validation_fraction: float = 0.1
     test_fraction: float = 0.25
-    preprocessing: str = "scale"
+    preprocessing: str | None = None
     checkpoint_every: int | None = None
+    header: bool | None = None
+    missing_label: str = "error"
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
@@ -101,12 +140,18 @@ class RunConfig:
         check_choice(self.activation, "activation", tuple(ACTIVATIONS))
         check_choice(self.solver, "solver", SOLVERS)
         check_choice(self.dtype, "dtype", ("float32", "float64"))
-        check_choice(self.preprocessing, "preprocessing", PREPROCESSING)
+        if self.preprocessing is not None:
+            check_choice(self.preprocessing, "preprocessing", PREPROCESSING)
+        check_choice(self.missing_label, "missing label", MISSING_LABEL)
+        if self.header is not None and not isinstance(self.header, bool):
+            raise TypeError(f"header must be True, False or None, but got {self.header!r}")
         check_number(self.learning_rate, "learning rate", low=0, low_open=True)
         check_number(self.alpha, "alpha (L2 regularisation)", low=0)
-        check_number(self.epochs, "epochs", low=1, integer=True)
+        if self.epochs is not None:
+            check_number(self.epochs, "epochs", low=1, integer=True)
         check_number(self.batch_size, "batch size", low=1, integer=True)
-        check_number(self.seed, "seed", low=0, integer=True)
+        # NumPy's and scikit-learn's seeds are 32-bit.
+        check_number(self.seed, "seed", low=0, high=2**32 - 1, integer=True)
         check_number(self.patience, "patience", low=1, integer=True)
         for name in ("validation_fraction", "test_fraction"):
             value = check_number(getattr(self, name), name.replace("_", " "))
@@ -135,7 +180,11 @@ class RunConfig:
 # ------------------------------------------------------------------------------ files
 def write_json(path: str | os.PathLike[str], obj: Any) -> Path:
     """Write ``obj`` as indented JSON, atomically."""
-    return write_atomically(path, (json.dumps(obj, indent=2) + "\n").encode("utf-8"))
+    return write_atomically(path, _json_bytes(obj))
+
+
+def _json_bytes(obj: Any) -> bytes:
+    return (json.dumps(obj, indent=2) + "\n").encode("utf-8")
 
 
 def read_json(path: str | os.PathLike[str]) -> Any:
@@ -149,6 +198,36 @@ def read_json(path: str | os.PathLike[str]) -> Any:
         raise ValueError(f"{path} is not valid JSON ({exc})") from None
 
 
+def _run_dir_path(
+    out: str | os.PathLike[str] | None, name: str | None, root: str | os.PathLike[str]
+) -> Path:
+    if out is not None:
+        return Path(out)
+    if name is not None and (not name or os.sep in name or name in (".", "..")):
+        raise ValueError(f"run name must be a plain folder name, got {name!r}")
+    base = Path(root) / (name or time.strftime("%Y%m%d-%H%M%S"))
+    folder, n = base, 1
+    while name is None and folder.exists():  # two runs in the same second
+        n += 1
+        folder = base.with_name(f"{base.name}-{n}")
+    return folder
+
+
+def _make_folder(folder: Path) -> list[Path]:
+    """Create ``folder`` and its missing parents; return those created, outermost first."""
+    for parent in [folder, *folder.parents]:
+        if parent.exists() and not parent.is_dir():
+            raise NotADirectoryError(f"cannot use {folder} as run folder: {parent} is a file")
+    created = [p for p in reversed([folder, *folder.parents]) if not p.exists()]
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise PermissionError(
+            f"cannot write to run folder {folder}: {exc.strerror or exc}"
+        ) from None
+    return created
+
+
 def make_run_dir(
     out: str | os.PathLike[str] | None = None,
     name: str | None = None,
@@ -158,22 +237,11 @@ def make_run_dir(
 
     ``out`` is the folder itself; otherwise ``root/name``, or ``root/<timestamp>``.
     Raises OSError with a one-line explanation when it cannot be created or written.
+    :func:`open_run_dir` is the guarded form that training uses.
     """
-    if out is None:
-        if name is not None and (not name or os.sep in name or name in (".", "..")):
-            raise ValueError(f"run name must be a plain folder name, got {name!r}")
-        base = Path(root) / (name or time.strftime("%Y%m%d-%H%M%S"))
-        folder, n = base, 1
-        while name is None and folder.exists():  # two runs in the same second
-            n += 1
-            folder = base.with_name(f"{base.name}-{n}")
-    else:
-        folder = Path(out)
-    for parent in [folder, *folder.parents]:
-        if parent.exists() and not parent.is_dir():
-            raise NotADirectoryError(f"cannot use {folder} as run folder: {parent} is a file")
+    folder = _run_dir_path(out, name, root)
+    _make_folder(folder)
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         with tempfile.TemporaryFile(dir=folder):
             pass
     except OSError as exc:
@@ -181,6 +249,90 @@ def make_run_dir(
             f"cannot write to run folder {folder}: {exc.strerror or exc}"
         ) from None
     return folder
+
+
+@contextlib.contextmanager
+def open_run_dir(
+    out: str | os.PathLike[str] | None = None,
+    name: str | None = None,
+    root: str | os.PathLike[str] = "runs",
+    *,
+    overwrite: bool = False,
+    existing: bool = False,
+) -> Iterator[Path]:
+    """The run folder (see :func:`make_run_dir`), locked for this process while in use.
+
+    A folder that already holds files is refused unless ``overwrite`` (or ``existing``,
+    for a run being resumed, which must exist). When the block fails, the folder and the
+    parents this call created are removed again if nothing else is in them.
+    """
+    folder = _run_dir_path(out, name, root)
+    if existing and not folder.is_dir():
+        raise FileNotFoundError(f"no such run folder: {folder}")
+    created = _make_folder(folder)
+    try:
+        with _locked(folder):
+            if not (existing or overwrite) and _holds_files(folder):
+                resumable = " or --resume to continue it" if (folder / CHECKPOINT).is_file() else ""
+                raise FileExistsError(
+                    f"run folder {folder} already exists; choose another --name/--out, "
+                    f"or give --overwrite to replace it{resumable}"
+                )
+            yield folder
+    except BaseException:
+        for made in reversed(created):  # innermost first; only if left empty
+            with contextlib.suppress(OSError):
+                made.rmdir()
+        raise
+
+
+def _holds_files(folder: Path) -> bool:
+    return any(p.name != LOCK for p in folder.iterdir())
+
+
+@contextlib.contextmanager
+def _locked(folder: Path) -> Iterator[None]:
+    """Hold ``folder/LOCK`` (an advisory ``flock``, which the system frees when the
+    process dies, so a crashed run never blocks the next one)."""
+    try:
+        import fcntl
+    except ImportError:  # no advisory locks on this platform: run unguarded
+        yield
+        return
+    path = folder / LOCK
+    while True:
+        try:
+            fd = os.open(path, os.O_RDWR | os.O_CREAT, 0o666)
+        except OSError as exc:
+            raise PermissionError(
+                f"cannot write to run folder {folder}: {exc.strerror or exc}"
+            ) from None
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 32).decode("ascii", "replace").strip() or "unknown"
+            os.close(fd)
+            raise RunFolderInUseError(
+                f"run folder {folder} is in use by another handgrad process (pid {holder}); "
+                "wait for it to finish, or stop it, then try again"
+            ) from None
+        except OSError:  # a filesystem without locks (some network mounts): unguarded
+            break
+        try:
+            same = os.fstat(fd).st_ino == os.stat(path).st_ino
+        except FileNotFoundError:
+            same = False
+        if same:
+            break
+        os.close(fd)  # the holder removed the file as we opened it: take the new one
+    try:
+        os.ftruncate(fd, 0)
+        os.write(fd, f"{os.getpid()}\n".encode("ascii"))
+        yield
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()  # while still holding it, so no one locks a removed file
+        os.close(fd)
 
 
 # ------------------------------------------------------------------------------- data
@@ -193,7 +345,10 @@ def label_column(label: str | int | None) -> str | int | None:
 
 @dataclass
 class PreparedData:
-    """A dataset split into train/validation/test, preprocessed to (N, D) rows."""
+    """A dataset split into train/validation/test, preprocessed to (N, D) rows.
+
+    ``config`` is the configuration with its defaults settled for these data (see
+    :class:`RunConfig`)."""
 
     X_train: np.ndarray
     y_train: np.ndarray
@@ -203,18 +358,82 @@ class PreparedData:
     y_test: np.ndarray
     preprocessor: Preprocessor
     info: dict[str, Any] = field(default_factory=dict)
+    config: RunConfig | None = None
+
+
+def default_epochs(n_train: int, batch_size: int) -> int:
+    """Epochs enough for :data:`STEP_BUDGET` minibatch steps, and at least
+    :data:`MIN_EPOCHS`: a small set takes few steps an epoch."""
+    steps_per_epoch = math.ceil(n_train / batch_size)
+    return max(MIN_EPOCHS, math.ceil(STEP_BUDGET / steps_per_epoch))
+
+
+def _data_file(data: str) -> Path | None:
+    """The file a ``--data`` value names, or None for a named dataset."""
+    kind, _, path = data.partition(":")
+    if path and kind.lower() in ("csv", "npz"):
+        return Path(path)
+    if data.lower().endswith((".csv", ".npz")):
+        return Path(data)
+    return None
+
+
+def _absolute_data(data: str) -> str:
+    """``data`` with a file's path made absolute, so the run resumes from any folder."""
+    kind, _, rest = data.partition(":")
+    if rest and kind.lower() in ("csv", "npz"):
+        return f"{kind}:{os.path.abspath(rest)}"
+    if data.lower().endswith((".csv", ".npz")):
+        return os.path.abspath(data)
+    return data
+
+
+def data_fingerprint(config: RunConfig, ds: Any = None) -> dict[str, Any]:
+    """What identifies the data a run trained on: a file's absolute path, size and
+    SHA-256 of its bytes; for a named dataset, the SHA-256 of its arrays."""
+    path = _data_file(config.data)
+    if path is not None:
+        digest = hashlib.sha256()
+        with open(path, "rb") as handle:
+            for block in iter(lambda: handle.read(1 << 20), b""):
+                digest.update(block)
+        return {
+            "path": os.path.abspath(path),
+            "size": path.stat().st_size,
+            "sha256": digest.hexdigest(),
+        }
+    digest = hashlib.sha256()
+    for a in (ds.X_train, ds.y_train, ds.X_test, ds.y_test):
+        a = np.asarray(a)
+        if a.dtype == object:
+            a = a.astype(str)
+        digest.update(f"{a.dtype.str}{a.shape}".encode())
+        digest.update(np.ascontiguousarray(a).tobytes())
+    return {"name": config.data, "sha256": digest.hexdigest()}
 
 
 def prepare_data(config: RunConfig) -> PreparedData:
     """Load ``config.data``, split off a stratified validation part from its training
-    part (seeded by ``config.seed``), and fit the preprocessing on the training rows."""
+    part (seeded by ``config.seed``), and fit the preprocessing on the training rows.
+
+    Everything that can be wrong with the data is found here, before any training: a
+    single class, a class too small to split, a batch larger than the training part.
+    """
     ds = load_dataset(
         config.data,
         data_dir=config.data_dir,
         split_seed=config.seed,
         test_size=config.test_fraction,
         label=label_column(config.label),
+        header=config.header,
+        missing_label=config.missing_label,
     )
+    classes = np.unique(np.concatenate([ds.y_train, ds.y_test]))
+    if len(classes) < 2:
+        raise ValueError(
+            f"{config.data} has a single class ({describe_labels(classes)}): there is "
+            "nothing to classify"
+        )
     n_val = max(1, round(config.validation_fraction * len(ds.X_train)))
     X_tr, X_val, y_tr, y_val = stratified_split(
         ds.X_train, ds.y_train, test_size=n_val, seed=config.seed, stratify=ds.y_train
@@ -224,14 +443,26 @@ def prepare_data(config: RunConfig) -> PreparedData:
             f"batch size {config.batch_size} is larger than the training set "
             f"({len(X_tr)} samples after the validation split)"
         )
+    config = dataclasses.replace(
+        config,
+        data=_absolute_data(config.data),
+        data_dir=None if config.data_dir is None else os.path.abspath(config.data_dir),
+        preprocessing=config.preprocessing
+        or ("scale" if ds.image_shape is not None else "standardize"),
+        epochs=config.epochs or default_epochs(len(X_tr), config.batch_size),
+    )
     pre = Preprocessor(config.preprocessing, dtype=config.dtype).fit(X_tr)
     info: dict[str, Any] = {
         "data": config.data,
+        "data_dir": config.data_dir,
+        "label": config.label,
+        "header": config.header,
         "name": ds.name,
         "class_names": list(ds.class_names),
         "image_shape": None if ds.image_shape is None else list(ds.image_shape),
         "split_seed": config.seed,
         "test_fraction": config.test_fraction,
+        "fingerprint": data_fingerprint(config, ds),
     }
     if ds.feature_names is not None:
         info["feature_names"] = list(ds.feature_names)
@@ -247,6 +478,7 @@ def prepare_data(config: RunConfig) -> PreparedData:
         ds.y_test,
         pre,
         info,
+        config,
     )
 
 
@@ -270,6 +502,8 @@ def build_classifier(config: RunConfig) -> Any:
     """
     from handgrad.estimator import MLPClassifier
 
+    if config.epochs is None:
+        raise ValueError("the configuration's epochs are not settled; see prepare_data")
     return MLPClassifier(
         hidden_layer_sizes=config.hidden,
         activation=config.activation,
@@ -290,22 +524,38 @@ def train(
     out: str | os.PathLike[str] | None = None,
     name: str | None = None,
     root: str | os.PathLike[str] = "runs",
+    overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
 ) -> TrainResult:
     """Train from scratch into a run folder (see :func:`make_run_dir` for ``out``,
-    ``name`` and ``root``, and the module docstring for the files). The data are loaded
-    before the folder is made, so a bad dataset leaves nothing behind."""
+    ``name`` and ``root``, and the module docstring for the files).
+
+    The data are loaded and checked before the folder is made, so bad data leave nothing
+    behind. A folder that already holds files is refused unless ``overwrite``. Raises
+    KeyboardInterrupt, having saved nothing, when interrupted before the first epoch
+    finished; an interruption later saves the epochs done (``stop_reason`` "interrupted").
+    """
     data = prepare_data(config)
-    run_dir = make_run_dir(out, name, root)
-    return _train(config, run_dir, data, None, progress, log)
+    with open_run_dir(out, name, root, overwrite=overwrite) as run_dir:
+        return _train(data.config, run_dir, data, None, progress, log)
 
 
 def resume(
-    run_dir: str | os.PathLike[str], *, progress: bool = True, log: Callable[[str], None] = print
+    run_dir: str | os.PathLike[str],
+    *,
+    epochs: int | None = None,
+    force: bool = False,
+    progress: bool = True,
+    log: Callable[[str], None] = print,
 ) -> TrainResult:
     """Continue the run in ``run_dir`` from its last checkpoint, to the same end as an
-    uninterrupted run (bit-identical weights)."""
+    uninterrupted run (bit-identical weights).
+
+    ``epochs`` larger than the run's extends it (a finished run too). The data must be
+    the ones the checkpoint was trained on (same location, same content): a changed file
+    raises :class:`DataChangedError` unless ``force``.
+    """
     run_dir = Path(run_dir)
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no such run folder: {run_dir}")
@@ -313,14 +563,50 @@ def resume(
         raise FileNotFoundError(
             f"{run_dir} has no {CHECKPOINT} to resume from (train with --checkpoint-every K)"
         )
-    for stale in run_dir.glob(".*.tmp"):  # left by a save the crash cut short
-        stale.unlink(missing_ok=True)
-    run, extra = load_run(run_dir / CHECKPOINT)
-    if not isinstance(extra.get("config"), dict):
-        raise ValueError(f"{run_dir / CHECKPOINT} holds no training configuration")
-    config = RunConfig.from_dict(extra["config"])
-    log(f"resuming {run_dir} from epoch {run.history.epochs} of {config.epochs}")
-    return _train(config, run_dir, prepare_data(config), run, progress, log)
+    with open_run_dir(run_dir, existing=True):
+        remove_stale_temporaries(run_dir)  # left by a save that a crash cut short
+        run, extra = load_run(run_dir / CHECKPOINT)
+        if not isinstance(extra.get("config"), dict):
+            raise ValueError(f"{run_dir / CHECKPOINT} holds no training configuration")
+        config = RunConfig.from_dict(extra["config"])
+        if epochs is not None:
+            check_number(epochs, "epochs", low=1, integer=True)
+            if epochs < config.epochs:
+                raise ValueError(
+                    f"{run_dir} was set to train {config.epochs} epochs; --epochs with "
+                    f"--resume can only extend it (give {config.epochs} or more)"
+                )
+            config = dataclasses.replace(config, epochs=epochs)
+        data = prepare_data(config)
+        _check_same_data(run_dir, extra.get("data"), data.info["fingerprint"], force, log)
+        log(f"resuming {run_dir} from epoch {run.history.epochs} of {config.epochs}")
+        return _train(data.config, run_dir, data, run, progress, log)
+
+
+def _check_same_data(
+    run_dir: Path,
+    recorded: Any,
+    now: dict[str, Any],
+    force: bool,
+    log: Callable[[str], None],
+) -> None:
+    if not isinstance(recorded, dict) or recorded.get("sha256") == now["sha256"]:
+        return  # same data, or a checkpoint from before fingerprints were recorded
+    where = now.get("path") or now.get("name")
+    detail = (
+        f"{recorded.get('size')} bytes then, {now['size']} now"
+        if "size" in now and recorded.get("size") != now["size"]
+        else "same size, different content"
+        if "size" in now
+        else "different content"
+    )
+    if force:
+        log(f"warning: {where} changed since the checkpoint ({detail}); continuing (--force)")
+        return
+    raise DataChangedError(
+        f"the data changed since {run_dir} was checkpointed: {where} ({detail}); "
+        "resume with --force to continue on the new data anyway"
+    )
 
 
 def _train(
@@ -341,7 +627,9 @@ def _train(
     if config.checkpoint_every:
         callbacks.append(
             Checkpoint(
-                run_dir / CHECKPOINT, config.checkpoint_every, metadata={"config": config.to_dict()}
+                run_dir / CHECKPOINT,
+                config.checkpoint_every,
+                metadata={"config": config.to_dict(), "data": data.info["fingerprint"]},
             )
         )
     finished = done >= config.epochs or (
@@ -365,6 +653,11 @@ def _train(
     finally:
         bar.close()
     seconds = time.perf_counter() - start
+    if clf.history_.stop_reason == "interrupted" and clf.history_.epochs <= done:
+        raise KeyboardInterrupt(
+            "interrupted before an epoch finished; nothing was saved"
+            + ("" if run is None else f" (the checkpoint in {run_dir} is unchanged)")
+        )
     metrics = run_metrics(
         clf,
         data,
@@ -380,6 +673,38 @@ def _train(
     }
     finish_run(run_dir, clf, data, metrics, config)
     return TrainResult(run_dir, clf, metrics)
+
+
+def outcome_warnings(metrics: dict[str, Any]) -> list[str]:
+    """What is wrong with a finished run that the numbers alone do not shout: a test
+    accuracy at chance (within :data:`CHANCE_MARGIN` of 1/C), one class predicted for
+    every row, or a final training loss above the first epoch's."""
+    notes = []
+    final, classes = metrics["final"], metrics.get("classes") or []
+    cm = np.asarray(metrics.get("confusion_matrix") or [[0]])
+    accuracy = final.get("test_accuracy")
+    if len(classes) >= 2 and accuracy is not None:
+        chance = 1 / len(classes)
+        predicted = int(np.count_nonzero(cm.sum(axis=0)))
+        if accuracy <= chance + CHANCE_MARGIN:
+            notes.append(
+                f"the model is at chance: test accuracy {accuracy:.4f} with "
+                f"{len(classes)} classes (chance {chance:.4f})"
+            )
+        elif predicted == 1 and cm.sum() > 0 and np.count_nonzero(cm.sum(axis=1)) > 1:
+            notes.append(
+                f"the model predicts one class for every test sample (test accuracy {accuracy:.4f})"
+            )
+    loss = (metrics.get("history") or {}).get("loss") or []
+    if len(loss) >= 2 and np.isfinite(loss[-1]) and loss[-1] > loss[0]:
+        notes.append(f"the training loss rose from {loss[0]:.4g} (first epoch) to {loss[-1]:.4g}")
+    config, info = metrics.get("config") or {}, metrics.get("data") or {}
+    if notes:
+        tabular_scaled = config.get("preprocessing") == "scale" and not info.get("image_shape")
+        notes[-1] += "; try a lower learning rate" + (
+            " or --preprocessing standardize" if tabular_scaled else ""
+        )
+    return notes
 
 
 def run_metrics(
@@ -424,14 +749,27 @@ def finish_run(
     config: RunConfig | None = None,
 ) -> None:
     """Write a finished run's files: the model bundle (with its preprocessing),
-    ``config.json`` when ``config`` is given, ``metrics.json`` and ``report.png``."""
-    save_bundle(
-        run_dir / MODEL, clf, data.preprocessor, {**data.info, "training": metrics["final"]}
-    )
+    ``config.json`` when ``config`` is given, ``metrics.json`` and ``report.png``.
+
+    All of them are made first (the model serialised, the report drawn) and written only
+    when every one succeeded, so a failure on the way leaves the folder as it was.
+    """
+    files: dict[str, bytes] = {}
+    with tempfile.TemporaryDirectory(prefix="handgrad-run-") as staging:
+        staged = Path(staging)
+        write_report(staged, metrics, clf)
+        info = {**data.info, "training": metrics["final"]}
+        save_bundle(staged / MODEL, clf, data.preprocessor, info)
+        files[REPORT] = (staged / REPORT).read_bytes()
+        model = (staged / MODEL).read_bytes()
+    files[METRICS] = _json_bytes(metrics)
     if config is not None:
-        write_json(run_dir / CONFIG, config.to_dict())
-    write_json(run_dir / METRICS, metrics)
-    write_report(run_dir, metrics, clf)
+        files[CONFIG] = _json_bytes(config.to_dict())
+    files[MODEL] = model  # last: a model file present means its run is complete
+    for name, content in files.items():
+        write_atomically(run_dir / name, content)
+    for note in outcome_warnings(metrics):
+        warnings.warn(note, UserWarning, stacklevel=3)
 
 
 def write_report(

@@ -9,6 +9,7 @@ report.png).
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import time
 import warnings
@@ -24,7 +25,7 @@ from handgrad.runs import (
     RunConfig,
     build_classifier,
     finish_run,
-    make_run_dir,
+    open_run_dir,
     prepare_data,
     run_metrics,
 )
@@ -55,12 +56,16 @@ def random_search(
     name: str | None = None,
     scheduler: str | None = None,
     progress: bool = False,
+    overwrite: bool = False,
 ) -> SearchResult:
     """Search ``n_iter`` random settings with ``cv``-fold cross-validation on
-    ``n_jobs`` processes; ``config`` gives the data, epochs, batch size, solver, dtype
-    and seed. ``scheduler`` (``"tcp://HOST:PORT"`` or ``"local:N"``) runs the fits on a
-    Dask cluster instead, on all its workers (see :mod:`handgrad.distributed`);
-    ``progress`` shows a bar of the fits done."""
+    ``n_jobs`` processes; ``config`` gives the data, epochs, batch size, solver, dtype,
+    preprocessing and seed. ``scheduler`` (``"tcp://HOST:PORT"`` or ``"local:N"``) runs
+    the fits on a Dask cluster instead, on all its workers (see
+    :mod:`handgrad.distributed`); ``progress`` shows a bar of the fits done. The run
+    folder's ``config`` records the best setting (its hidden sizes, learning rate and
+    alpha), so that it reproduces the saved model; an existing folder is only replaced
+    with ``overwrite``."""
     from scipy.stats import loguniform
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.model_selection import RandomizedSearchCV, check_cv
@@ -77,9 +82,9 @@ def random_search(
     if scheduler is not None:
         parse_scheduler(scheduler)  # a bad spec or a missing extra fails before the data loads
     data = prepare_data(config)
+    config = data.config  # its defaults settled for these data
     X = np.concatenate([data.X_train, data.X_val])
     y = np.concatenate([data.y_train, data.y_val])
-    run_dir = make_run_dir(out, name)
     # The folds an int cv gives, as arrays that fits_on can send to every worker.
     splits = list(check_cv(cv, y, classifier=True).split(X, y))
     search = RandomizedSearchCV(
@@ -96,26 +101,33 @@ def random_search(
         refit=True,
         error_score=np.nan,
     )
-    start = time.perf_counter()
-    with (
-        fits_on(scheduler, shared=[X, y, *(part for split in splits for part in split)]),
-        fit_progress(n_iter * len(splits), disable=not progress),
-        warnings.catch_warnings(),
-    ):
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        search.fit(X, y)
-    seconds = time.perf_counter() - start
-    best = search.best_estimator_
-    metrics = run_metrics(
-        best,
-        data,
-        config,
-        seconds,
-        train_accuracy=float(best.score(X, y)),
-        val_accuracy=_number(search.best_score_),  # the best mean CV accuracy
-    )
-    metrics["search"] = _ranked(search)
-    finish_run(run_dir, best, data, metrics)
+    with open_run_dir(out, name, overwrite=overwrite) as run_dir:
+        start = time.perf_counter()
+        with (
+            fits_on(scheduler, shared=[X, y, *(part for split in splits for part in split)]),
+            fit_progress(n_iter * len(splits), disable=not progress),
+            warnings.catch_warnings(),
+        ):
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            search.fit(X, y)
+        seconds = time.perf_counter() - start
+        best = search.best_estimator_
+        trained = dataclasses.replace(
+            config,
+            hidden=tuple(best.hidden_layer_sizes),
+            learning_rate=float(best.learning_rate_init),
+            alpha=float(best.alpha),
+        )
+        metrics = run_metrics(
+            best,
+            data,
+            trained,
+            seconds,
+            train_accuracy=float(best.score(X, y)),
+            val_accuracy=_number(search.best_score_),  # the best mean CV accuracy
+        )
+        metrics["search"] = _ranked(search)
+        finish_run(run_dir, best, data, metrics, trained)
     return SearchResult(run_dir, best, metrics)
 
 

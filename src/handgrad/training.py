@@ -270,8 +270,10 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                 else:
                     loss, grads, S = ws.step(model.params, Xb, Tb, reg, wb)
                 if not math.isfinite(loss):
+                    # Named before the rollback, which puts the counters back too.
+                    epoch, step = hist.epochs + 1, hist.steps + 1
                     epoch_start.restore(run)
-                    _diverged(hist, opt)
+                    _diverged(hist, opt, epoch, step)
                 if not fused:
                     opt.update(model.params, grads)
                 hist.step_loss.append(loss)
@@ -356,11 +358,13 @@ def _update_plateau(run: Run, config: TrainingConfig) -> None:
     hist.n_no_improvement = 0 if improved else hist.n_no_improvement + 1
 
 
-def _diverged(hist: History, opt: Optimizer) -> None:
+def _diverged(hist: History, opt: Optimizer, epoch: int, step: int) -> None:
+    """Raise for a non-finite loss first seen at ``step`` (counted over the whole run)
+    of ``epoch``."""
     hist.stop_reason = "diverged"
     raise TrainingDivergedError(
-        f"the training loss became non-finite in epoch {hist.epochs + 1} (step "
-        f"{hist.steps + 1}) with learning rate {opt.learning_rate:g}; the weights of the "
+        f"the training loss became non-finite in epoch {epoch} (step "
+        f"{step}) with learning rate {opt.learning_rate:g}; the weights of the "
         "last finished epoch were kept. Lower the learning rate, standardise the inputs, "
         "or increase the regularisation."
     )

@@ -8,7 +8,7 @@ import click
 
 from handgrad._table import format_table
 
-__all__ = ["HIDDEN", "HiddenSizes", "data_options", "format_table"]
+__all__ = ["HIDDEN", "HiddenSizes", "csv_options", "data_options", "format_table"]
 
 
 class HiddenSizes(click.ParamType):
@@ -66,3 +66,21 @@ def data_options(default: str | None) -> Any:
         return click.option("--data", default=default, metavar="NAME|FILE", help=help_text)(f)
 
     return decorate
+
+
+def csv_options(f: Any) -> Any:
+    """``--header/--no-header`` and ``--missing-label``: how a CSV file is read."""
+    f = click.option(
+        "--missing-label",
+        type=click.Choice(["error", "drop"]),
+        default="error",
+        show_default=True,
+        help="A CSV row with an empty label cell: an error naming its line, or dropped "
+        "(with a count).",
+    )(f)
+    return click.option(
+        "--header/--no-header",
+        default=None,
+        help="Whether a CSV file's first row names its columns [default: decided from "
+        "the file, saying so when unsure].",
+    )(f)

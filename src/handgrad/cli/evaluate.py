@@ -7,12 +7,13 @@ from typing import Any
 
 import click
 
-from handgrad.cli._common import data_options, format_table
+from handgrad.cli._common import csv_options, data_options, format_table
 
 
 @click.command("evaluate")
 @click.argument("model", type=click.Path(dir_okay=False))
 @data_options(default=None)
+@csv_options
 @click.option(
     "--split",
     type=click.Choice(["test", "train", "all"]),
@@ -23,7 +24,14 @@ from handgrad.cli._common import data_options, format_table
 )
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object instead of tables.")
 def command(
-    model: str, data: str | None, data_dir: str | None, label: str | None, split: str, as_json: bool
+    model: str,
+    data: str | None,
+    data_dir: str | None,
+    label: str | None,
+    header: bool | None,
+    missing_label: str,
+    split: str,
+    as_json: bool,
 ) -> None:
     """Score MODEL (a model.safetensors file) on a dataset.
 
@@ -43,10 +51,16 @@ def command(
         raise click.UsageError(
             "this model file does not say what data it was trained on; give --data"
         )
+    if data is None:  # the training data, read as they were for training
+        data_dir = data_dir or info.get("data_dir")
+        label = label if label is not None else info.get("label")
+        header = header if header is not None else info.get("header")
     ds = load_dataset(
         name,
         data_dir=data_dir,
         label=label_column(label),
+        header=header,
+        missing_label=missing_label,
         split_seed=int(info.get("split_seed", 0)),
         test_size=float(info.get("test_fraction", 0.25)),
     )

@@ -6,8 +6,8 @@ import sys
 
 import click
 
-from handgrad.cli._common import data_options, format_table
-from handgrad.runs import SOLVERS
+from handgrad.cli._common import csv_options, data_options, format_table
+from handgrad.runs import PREPROCESSING, SOLVERS
 
 
 def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> list:
@@ -27,6 +27,7 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
 
 @click.command("search")
 @data_options(default="digits")
+@csv_options
 @click.option(
     "--iter",
     "n_iter",
@@ -64,6 +65,13 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
     "--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True
 )
 @click.option("--seed", type=int, default=0, show_default=True)
+@click.option(
+    "--preprocessing",
+    type=click.Choice(PREPROCESSING),
+    default=None,
+    help="Input preprocessing, fitted on the training split [default: standardize "
+    "for tables, scale for images].",
+)
 @click.option("--top", type=int, default=10, show_default=True, help="Rows of the table.")
 @click.option(
     "--out",
@@ -73,10 +81,15 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
     help="Run folder for the best model [default: runs/<name or timestamp>].",
 )
 @click.option("--name", default=None, help="Name of the run folder under runs/.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the run already in the --name/--out folder."
+)
 def command(
     data: str,
     data_dir: str | None,
     label: str | None,
+    header: bool | None,
+    missing_label: str,
     n_iter: int,
     jobs: int,
     scheduler: str | None,
@@ -87,9 +100,11 @@ def command(
     solver: str,
     dtype: str,
     seed: int,
+    preprocessing: str | None,
     top: int,
     out: str | None,
     name: str | None,
+    overwrite: bool,
 ) -> None:
     """Search hidden size, learning rate (log-uniform 1e-4…1e-1) and alpha (log-uniform
     1e-6…1e-1) with RandomizedSearchCV; print the ranking and save the best model.
@@ -107,6 +122,9 @@ def command(
         data=data,
         data_dir=data_dir,
         label=label,
+        header=header,
+        missing_label=missing_label,
+        preprocessing=preprocessing,
         epochs=epochs,
         batch_size=batch_size,
         solver=solver,
@@ -123,6 +141,7 @@ def command(
         name=name,
         scheduler=scheduler,
         progress=sys.stderr.isatty(),
+        overwrite=overwrite,
     )
     ranked = result.metrics["search"]["results"]
     rows = [

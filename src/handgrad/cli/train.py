@@ -8,10 +8,10 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from handgrad.cli._common import HIDDEN, data_options
+from handgrad.cli._common import HIDDEN, csv_options, data_options
 from handgrad.errors import TrainingDivergedError
 from handgrad.layers import ACTIVATIONS
-from handgrad.runs import PREPROCESSING, SOLVERS, RunConfig
+from handgrad.runs import MIN_EPOCHS, PREPROCESSING, SOLVERS, STEP_BUDGET, RunConfig
 
 _D = RunConfig()  # the defaults shown in --help
 # Options that --resume takes from the run folder instead of the command line.
@@ -24,7 +24,6 @@ _CONFIG_OPTIONS = (
     "solver",
     "learning_rate",
     "alpha",
-    "epochs",
     "batch_size",
     "dtype",
     "seed",
@@ -34,13 +33,17 @@ _CONFIG_OPTIONS = (
     "test_fraction",
     "preprocessing",
     "checkpoint_every",
+    "header",
+    "missing_label",
     "out",
     "name",
+    "overwrite",
 )
 
 
 @click.command("train")
 @data_options(default=_D.data)
+@csv_options
 @click.option(
     "--hidden",
     type=HIDDEN,
@@ -83,9 +86,10 @@ _CONFIG_OPTIONS = (
 @click.option(
     "--epochs",
     type=int,
-    default=_D.epochs,
-    show_default=True,
-    help="Number of passes over the training set.",
+    default=None,
+    help="Number of passes over the training set [default: enough for "
+    f"{STEP_BUDGET} minibatch steps, at least {MIN_EPOCHS}]. With --resume: a larger "
+    "number extends the run.",
 )
 @click.option(
     "--batch-size", type=int, default=_D.batch_size, show_default=True, help="Minibatch size."
@@ -134,9 +138,9 @@ _CONFIG_OPTIONS = (
 @click.option(
     "--preprocessing",
     type=click.Choice(PREPROCESSING),
-    default=_D.preprocessing,
-    show_default=True,
-    help="Input preprocessing, fitted on the training split.",
+    default=None,
+    help="Input preprocessing, fitted on the training split [default: standardize "
+    "for tables, scale for images].",
 )
 @click.option(
     "--checkpoint-every",
@@ -161,9 +165,19 @@ _CONFIG_OPTIONS = (
     help="Run folder to write [default: runs/<name or timestamp>].",
 )
 @click.option("--name", default=None, help="Name of the run folder under runs/.")
+@click.option(
+    "--overwrite", is_flag=True, help="Replace the run already in the --name/--out folder."
+)
+@click.option(
+    "--force",
+    is_flag=True,
+    help="With --resume: continue even though the data changed since the checkpoint.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the result.")
 @click.pass_context
-def command(ctx: click.Context, resume_dir: str | None, quiet: bool, **options: Any) -> None:
+def command(
+    ctx: click.Context, resume_dir: str | None, force: bool, quiet: bool, **options: Any
+) -> None:
     """Train a classifier and write a run folder with the model, metrics.json and report.png.
 
     With no options: the notes' two-layer network (one hidden ReLU layer, softmax head)
@@ -178,6 +192,7 @@ def command(ctx: click.Context, resume_dir: str | None, quiet: bool, **options: 
       handgrad train --data table.csv --label species --preprocessing standardize
       handgrad train --checkpoint-every 5 --out runs/long   # then, after a crash:
       handgrad train --resume runs/long
+      handgrad train --resume runs/long --epochs 40   # train a finished run longer
     """
     import handgrad.runs as runs
 
@@ -195,11 +210,21 @@ def command(ctx: click.Context, resume_dir: str | None, quiet: bool, **options: 
                     f"drop {', '.join(given)}",
                     ctx,
                 )
-            result = runs.resume(resume_dir, progress=not quiet, log=log)
+            result = runs.resume(
+                resume_dir, epochs=options["epochs"], force=force, progress=not quiet, log=log
+            )
         else:
+            if force:
+                raise click.UsageError("--force goes with --resume", ctx)
             out, name = options.pop("out"), options.pop("name")
+            overwrite = options.pop("overwrite")
             config = RunConfig(**options)
-            result = runs.train(config, out=out, name=name, progress=not quiet, log=log)
+            result = runs.train(
+                config, out=out, name=name, overwrite=overwrite, progress=not quiet, log=log
+            )
+    except KeyboardInterrupt as exc:
+        click.echo(f"handgrad: {exc or 'interrupted'}", err=True)
+        ctx.exit(130)
     except TrainingDivergedError as exc:
         raise TrainingDivergedError(
             f"training diverged: {exc} Nothing was saved over an existing model."
