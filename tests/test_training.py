@@ -5,10 +5,12 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
+from sklearn.exceptions import ConvergenceWarning
 
 from handgrad import MLP
 from handgrad.errors import TrainingDivergedError
@@ -305,3 +307,43 @@ def test_the_engine_setting_decides_which_step_runs(data, engine, make_optimizer
 def test_an_unknown_engine_is_refused():
     with pytest.raises(ValueError, match=r"engine must be one of fast, reference, but got 'slow'"):
         TrainingConfig(engine="slow")
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+def test_float32_loss_curve_is_scikit_learns_from_the_same_weights(kind):
+    """scikit-learn clips P to [ε, 1 − ε] before the log; in float32 (ε = 1.2e-7) the
+    confidently wrong rows of these large inputs hit the clip from the first epoch."""
+    from sklearn.datasets import make_blobs
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from handgrad import MLPClassifier
+
+    X, y = make_blobs(n_samples=120, centers=3, n_features=4, random_state=0, cluster_std=0.5)
+    X = (X * 10).astype(np.float32)
+    y[::15] = (y[::15] + 1) % 3  # some rows the network gets confidently wrong
+    if kind == "binary":
+        y = (y == 1).astype(int)
+    elif kind == "multilabel":
+        y = np.stack([y == 0, y != 1, y == 2], axis=1).astype(int)
+    common = dict(
+        hidden_layer_sizes=(7, 5),
+        solver="sgd",
+        momentum=0.9,
+        alpha=0.0,
+        batch_size=32,
+        shuffle=False,
+        random_state=0,
+        warm_start=True,
+        max_iter=1,
+    )  # the same start as tests/test_estimator.py does it
+    ours = MLPClassifier(**common, learning_rate_init=1e-300).fit(X, y)
+    theirs = SkMLP(**common).fit(X, y)
+    theirs.coefs_ = [W.copy() for W in ours.coefs_]
+    theirs.intercepts_ = [b.copy() for b in ours.intercepts_]
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        for est in (ours, theirs):
+            est.set_params(learning_rate_init=0.1, max_iter=15).fit(X, y)
+    assert ours.coefs_[0].dtype == np.float32
+    assert max(theirs.loss_curve_[1:]) > 1.0  # the clip mattered (it is −log ε = 15.9 a row)
+    np.testing.assert_allclose(ours.loss_curve_[1:], theirs.loss_curve_[1:], rtol=2e-6)

@@ -23,7 +23,13 @@ from typing import Any
 
 import numpy as np
 
-from handgrad._validation import check_choice, check_number, check_sample_weight, check_X
+from handgrad._validation import (
+    all_finite,
+    check_choice,
+    check_number,
+    check_sample_weight,
+    check_X,
+)
 from handgrad.errors import TrainingDivergedError
 from handgrad.layers import HEADS
 from handgrad.network import MLP, as_rng
@@ -279,6 +285,9 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                 total += loss * n
                 correct += int(np.count_nonzero(right_rows(model, S, Tb)))
                 seen += n
+            if not _all_finite_params(model):  # a finite loss, but an overflowing update
+                epoch_start.restore(run)
+                _weights_diverged(hist, opt)
             mid_epoch = False
             if seen == 0:
                 hist.stop_reason = "max_steps"
@@ -366,8 +375,34 @@ def _diverged(hist: History, opt: Optimizer) -> None:
     )
 
 
+def _all_finite_params(model: MLP) -> bool:
+    return all(all_finite(v) for v in model.params.values())
+
+
+def _weights_diverged(hist: History, opt: Optimizer) -> None:
+    """Stop on weights that became non-finite while the loss stayed finite (an update
+    that overflowed), as scikit-learn refuses such weights."""
+    hist.stop_reason = "diverged"
+    raise TrainingDivergedError(
+        f"Solver produced non-finite parameter weights in epoch {hist.epochs + 1} with "
+        f"learning rate {opt.learning_rate:g}; the weights of the last finished epoch "
+        "were kept. The input data may contain large values and need to be preprocessed "
+        "(standardise the inputs), or lower the learning rate."
+    )
+
+
+class _NonFiniteLoss(Exception):
+    """Raised inside SciPy's L-BFGS to stop it at a non-finite loss."""
+
+
+# A diverging line search overflows on its way to the non-finite loss reported below.
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
-    """Full-batch L-BFGS-B on the flattened parameters, driven by the hand-derived grads."""
+    """Full-batch L-BFGS-B on the flattened parameters, driven by the hand-derived grads.
+
+    On a non-finite loss it puts back the last parameters whose loss was finite and
+    raises :class:`TrainingDivergedError` naming the iteration.
+    """
     import scipy.optimize
 
     model, opt, hist = run.model, run.optimizer, run.history
@@ -389,22 +424,37 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
         else:
             loss, grads, _ = ws.step(model.params, X, T, reg, w)
         if not math.isfinite(loss):
-            raise TrainingDivergedError("the loss became non-finite during L-BFGS")
+            unpack(finite_theta)
+            raise _NonFiniteLoss
+        np.copyto(finite_theta, theta)
         return loss, np.concatenate([grads[k].ravel() for k in names], dtype=np.float64)
+
+    epochs_before = hist.epochs
 
     def record(intermediate_result) -> None:
         hist.loss.append(float(intermediate_result.fun))
+        hist.epochs += 1
 
     theta0 = np.concatenate([model.params[k].ravel() for k in names]).astype(np.float64)
+    finite_theta = theta0.copy()  # the last parameters whose loss was finite
     max_iter = config.max_epochs or config.max_steps
-    result = scipy.optimize.minimize(
-        loss_grad,
-        theta0,
-        method="L-BFGS-B",
-        jac=True,
-        callback=record,
-        options={"maxfun": opt.max_fun, "maxiter": max_iter, "gtol": config.tol},
-    )
+    try:
+        result = scipy.optimize.minimize(
+            loss_grad,
+            theta0,
+            method="L-BFGS-B",
+            jac=True,
+            callback=record,
+            options={"maxfun": opt.max_fun, "maxiter": max_iter, "gtol": config.tol},
+        )
+    except _NonFiniteLoss:
+        hist.stop_reason = "diverged"
+        raise TrainingDivergedError(
+            f"the training loss became non-finite in L-BFGS iteration {hist.epochs + 1}; "
+            "the last weights with a finite loss were kept. The input data may contain "
+            "large values: standardise the inputs, or increase the regularisation (alpha)."
+        ) from None
+    hist.epochs = epochs_before
     unpack(result.x)
     hist.epochs += int(result.nit)
     hist.steps += int(result.nfev)
