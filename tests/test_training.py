@@ -347,3 +347,41 @@ def test_float32_loss_curve_is_scikit_learns_from_the_same_weights(kind):
     assert ours.coefs_[0].dtype == np.float32
     assert max(theirs.loss_curve_[1:]) > 1.0  # the clip mattered (it is −log ε = 15.9 a row)
     np.testing.assert_allclose(ours.loss_curve_[1:], theirs.loss_curve_[1:], rtol=2e-6)
+
+
+# ------------------------------------------------------------------------ memory
+def test_the_estimator_refuses_a_network_too_large_for_memory():
+    """``--hidden 1000000000``: one ValueError naming the size and its parts, before
+    anything is allocated (it was NumPy's MemoryError)."""
+    from handgrad import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((50, 100)), rng.integers(0, 3, 50)
+    with pytest.raises(ValueError) as info:
+        MLPClassifier(hidden_layer_sizes=(10**9,)).fit(X, y)
+    message = str(info.value)
+    assert message.startswith("training the network 100→1000000000→3 (float64) needs ")
+    assert "the weights 775 GiB" in message and "adam's state 4.54 TiB" in message
+    assert "buffers for batches of 50 rows" in message and "more than this machine's" in message
+
+
+def test_fit_checks_weights_optimizer_and_buffers_together(data, monkeypatch):
+    """Weights that fit, but not with Adam's moments and the batch buffers: refused
+    before training starts, the weights untouched."""
+    import handgrad._validation as validation
+    from handgrad.training import memory_needed
+
+    X, y = data
+    model = _model()
+    before = {k: v.copy() for k, v in model.params.items()}
+    parts = memory_needed(model.layer_sizes, 30, dtype=np.float64, optimizer=Adam())
+    assert parts["the weights"] == 8 * (6 * 8 + 9 * 3)
+    assert parts["adam's state"] == 6 * parts["the weights"]
+    monkeypatch.setattr(validation, "total_memory", lambda: sum(parts.values()) - 1)
+    with pytest.raises(ValueError, match=r"needs [\d.]+ KiB \(the weights 600 bytes, "):
+        fit(model, X, y, optimizer=Adam(), config=TrainingConfig(batch_size=30))
+    for k, v in model.params.items():
+        assert_array_equal(v, before[k])
+    monkeypatch.setattr(validation, "total_memory", lambda: sum(parts.values()))
+    hist = fit(model, X, y, optimizer=Adam(), config=TrainingConfig(batch_size=30, max_epochs=1))
+    assert hist.epochs == 1

@@ -8,6 +8,7 @@ NumPy.
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any
 
 import numpy as np
@@ -183,4 +184,38 @@ def _check_length(arr: NDArray, n_samples: int, name: str) -> None:
         raise ValueError(
             f"X and {name} have different lengths: X has {n_samples} samples, "
             f"{name} has {arr.shape[0]}"
+        )
+
+
+# ----------------------------------------------------------------------------- memory
+def total_memory() -> int | None:
+    """This machine's physical memory in bytes, or None where the system does not say."""
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX, or the name is unknown
+        return None
+    return pages * page_size if pages > 0 and page_size > 0 else None
+
+
+def format_bytes(nbytes: float) -> str:
+    """``745 GiB``, ``1.5 MiB``, ``12 bytes``: three significant digits at most."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= size:
+            return f"{nbytes / size:.3g} {unit}"
+    return f"{int(nbytes)} bytes"
+
+
+def check_memory(nbytes: int, what: str, purpose: str = "", advice: str = "") -> None:
+    """Refuse, before allocating, a request for more than this machine's memory.
+
+    The ValueError reads "{what} needs 745 GiB {purpose}, more than this machine's
+    24 GiB of memory; {advice}". Where the machine's memory is unknown nothing is
+    checked.
+    """
+    total = total_memory()
+    if total is not None and nbytes > total:
+        raise ValueError(
+            f"{what} needs {format_bytes(nbytes)}{' ' + purpose if purpose else ''}, more "
+            f"than this machine's {format_bytes(total)} of memory"
+            + (f"; {advice}" if advice else "")
         )

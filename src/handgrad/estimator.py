@@ -328,6 +328,16 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         return X_tr, T_tr, w_tr, (X_val, T_val, w_val)
 
     def _new_run(self, X: NDArray, Y: NDArray, seeds: list[np.random.SeedSequence]) -> Run:
+        optimizer = make_optimizer(self)
+        batch = 200 if self.batch_size == "auto" else max(1, self.batch_size)
+        training.check_training_memory(  # before any of it is allocated
+            (X.shape[1], *self._hidden_sizes(), Y.shape[1]),
+            X.shape[0] if self.solver == "lbfgs" else min(batch, X.shape[0]),
+            dtype=X.dtype,
+            optimizer=optimizer,
+            activation=self.activation,
+            dense_X=not sp.issparse(X),
+        )
         model = MLP(
             X.shape[1],
             self._hidden_sizes(),
@@ -339,7 +349,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             dtype=X.dtype,
         )
         self._optimizer_key = self._optimizer_signature()
-        return Run(model, make_optimizer(self), np.random.default_rng(seeds[1]))
+        return Run(model, optimizer, np.random.default_rng(seeds[1]))
 
     def _refresh_optimizer(self, run: Run) -> None:
         """Keep the optimizer state unless a solver parameter changed since last fit."""

@@ -187,6 +187,18 @@ class Workspace:
         self._scratches: dict[tuple[int, ...], Array] = {}
         self._batch: tuple[Array, NDArray, Array] | None = None
 
+    @staticmethod
+    def buffer_nbytes(
+        layer_sizes: Sequence[int], rows: int, *, activation: str, dtype: DTypeLike, dense_X: bool
+    ) -> int:
+        """Bytes of the buffers that grow with the batch, before any is allocated: per row
+        ``A_l``, ``dZ_l`` (and ``act'(Z_l)``) for each hidden layer, S, dS, the targets
+        and (``dense_X``) the gathered X; the gradients are the parameters' size."""
+        hidden, C = layer_sizes[1:-1], layer_sizes[-1]
+        per_hidden = 3 if ACTIVATIONS[activation].needs_derivative else 2
+        per_row = per_hidden * sum(hidden) + 3 * C + 8 + (layer_sizes[0] if dense_X else 0)
+        return int(rows) * per_row * np.dtype(dtype).itemsize
+
     # ------------------------------------------------------------------- batches
     def gather(
         self, X: Array, T: NDArray, w: Array | None, idx: NDArray[np.intp]
