@@ -12,6 +12,7 @@ import os
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 
@@ -22,14 +23,19 @@ def check_X(
     dtype: Any = None,
     name: str = "X",
     finite: bool = True,
-) -> NDArray[np.floating]:
+) -> NDArray[np.floating] | sp.csr_matrix | sp.csr_array:
     """Return ``X`` as a finite 2-D float array of shape (N, D).
 
     dtype: the float dtype wanted (None keeps float32/float64 and turns anything else
     into float64). ``finite=False`` leaves the finiteness test to the caller (who must
     then run it, as :func:`handgrad.workspace.scores` does chunk by chunk). Raises
     ValueError/TypeError naming the problem.
+
+    A SciPy sparse X stays sparse, as CSR (rows are what batches gather), with the
+    same checks; its finiteness is that of its stored values.
     """
+    if sp.issparse(X):
+        return _check_sparse_X(X, n_features, dtype, name, finite)
     arr = np.asarray(X)
     if arr.dtype.kind not in "biuf":
         raise TypeError(
@@ -63,6 +69,31 @@ def check_X(
             "remove or impute non-finite values"
         )
     return arr
+
+
+def _check_sparse_X(X: Any, n_features: int | None, dtype: Any, name: str, finite: bool):
+    """check_X for a SciPy sparse matrix or array: CSR of a float dtype."""
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, but its dtype is {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), but has shape {X.shape}")
+    N, D = X.shape
+    if N == 0 or D == 0:
+        raise ValueError(f"{name} is empty: shape {X.shape}")
+    if n_features is not None and D != n_features:
+        raise ValueError(f"{name} has {D} features, but the model expects {n_features}")
+    if dtype is None:
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    X = X.tocsr().astype(dtype, copy=False)
+    if finite and not all_finite(X.data):
+        k = int(np.argmax(~np.isfinite(X.data)))  # the first stored non-finite value
+        row = int(np.searchsorted(X.indptr, k, side="right")) - 1
+        kind = "NaN" if np.isnan(X.data[k]) else "infinity"
+        raise ValueError(
+            f"{name} contains {kind} (first at row {row}, column {X.indices[k]}); "
+            "remove or impute non-finite values"
+        )
+    return X
 
 
 def all_finite(arr: NDArray[np.floating]) -> bool:
