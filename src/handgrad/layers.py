@@ -285,7 +285,7 @@ def sigmoid_cross_entropy(
     """
     N = S.shape[0]
     Y = np.asarray(Y, dtype=S.dtype).reshape(S.shape)
-    P = sigmoid(S)
+    P = scipy.special.expit(S)  # as scikit-learn's, to the last bit of 1 − P
     eps = np.finfo(S.dtype).eps
     P_clipped = np.clip(P, eps, 1 - eps)
     elementwise = -np.log(np.where(Y > 0.5, P_clipped, 1 - P_clipped))
