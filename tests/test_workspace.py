@@ -291,3 +291,49 @@ def test_loss_value_is_scikit_learns_and_dS_is_unclipped(head, C, dtype):
     dS = (P.astype(np.float64) - Y) * (w / w.sum())[:, None]
     _assert_close(dS_ref, dS, tol=1e-6 if dtype == np.float32 else 1e-13)
     _assert_close(ws._dS[:n], dS, tol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+# ------------------------------------------------------------------- sparse X
+@pytest.mark.parametrize("learning_rate", [None, 0.1])  # step, and the fused SGD step
+def test_a_sparse_batch_steps_as_the_dense_one(learning_rate):
+    import scipy.sparse as sp
+
+    model, X, T, w = _problem("relu", "softmax", 3, (6, 5), n=13, D=8)
+    X[np.random.default_rng(1).random(X.shape) < 0.7] = 0
+    results = []
+    for X_in in (X, sp.csr_matrix(X)):
+        params = {k: v.copy() for k, v in model.params.items()}
+        ws = _workspace(model, rows=20)
+        Xb, Tb, wb = ws.gather(X_in, T, w, np.arange(13)[::-1])
+        if learning_rate is None:
+            loss, grads, _ = ws.step(params, Xb, Tb, 0.3, wb)
+            results.append((loss, {k: g.copy() for k, g in grads.items()}))
+        else:
+            loss, _ = ws.sgd_step(params, Xb, Tb, 0.3, wb, learning_rate)
+            results.append((loss, params))
+    assert sp.issparse(Xb) and Xb.shape == (13, 8)
+    assert ws._batch[0] is None  # no dense (rows, D) buffer for a sparse X
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-14)
+    for k in results[0][1]:
+        _assert_close(results[1][1][k], results[0][1][k], tol=1e-13)
+
+
+def test_scores_of_sparse_X_chunk_by_chunk():
+    import scipy.sparse as sp
+
+    model, X, _, _ = _problem("tanh", "sigmoid", 3, (6,), n=50, D=8)
+    X[X < 0.5] = 0
+    dense = scores(model.params, X, "tanh", chunk_rows=16)
+    _assert_close(scores(model.params, sp.csr_matrix(X), "tanh", chunk_rows=16), dense)
+
+
+def test_buffer_estimate_covers_the_buffers_made():
+    """What the memory check counts per batch is at least what a workspace allocates."""
+    model, X, T, w = _problem("relu", "softmax", 3, (7, 5), n=20, D=8)
+    ws = _workspace(model, rows=20)
+    ws.gather(X, T, w, np.arange(20))
+    made = sum(a.nbytes for a in [*ws._A, *ws._D, *ws._dZ, ws._S, ws._dS, *ws._batch])
+    estimate = Workspace.buffer_nbytes(
+        model.layer_sizes, 20, activation="relu", dtype=np.float64, dense_X=True
+    )
+    assert made <= estimate < 2 * made
