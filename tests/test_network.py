@@ -264,3 +264,13 @@ def test_the_memory_check_uses_the_machines_total(monkeypatch):
         MLP(4, (8,), 3)
     monkeypatch.setattr(validation, "total_memory", lambda: None)  # unknown: no check
     assert MLP(4, (8,), 3).params["W1"].shape == (4, 8)
+
+
+def test_sizes_in_messages_never_carry_an_exponent():
+    from handgrad._validation import format_bytes
+
+    assert format_bytes(12) == "12 bytes"
+    assert format_bytes(1.5 * 2**20) == "1.5 MiB"
+    assert format_bytes(775 * 2**30) == "775 GiB"
+    assert format_bytes(1010 * 2**30) == "1010 GiB"
+    assert format_bytes(3 * 2**40) == "3 TiB"

@@ -5,12 +5,10 @@ from __future__ import annotations
 
 import math
 import re
-import warnings
 
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
-from sklearn.exceptions import ConvergenceWarning
 
 from handgrad import MLP
 from handgrad.errors import TrainingDivergedError
@@ -309,6 +307,7 @@ def test_an_unknown_engine_is_refused():
         TrainingConfig(engine="slow")
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 @pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
 def test_float32_loss_curve_is_scikit_learns_from_the_same_weights(kind):
     """scikit-learn clips P to [ε, 1 − ε] before the log; in float32 (ε = 1.2e-7) the
@@ -340,10 +339,8 @@ def test_float32_loss_curve_is_scikit_learns_from_the_same_weights(kind):
     theirs = SkMLP(**common).fit(X, y)
     theirs.coefs_ = [W.copy() for W in ours.coefs_]
     theirs.intercepts_ = [b.copy() for b in ours.intercepts_]
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        for est in (ours, theirs):
-            est.set_params(learning_rate_init=0.1, max_iter=15).fit(X, y)
+    for est in (ours, theirs):
+        est.set_params(learning_rate_init=0.1, max_iter=15).fit(X, y)
     assert ours.coefs_[0].dtype == np.float32
     assert max(theirs.loss_curve_[1:]) > 1.0  # the clip mattered (it is −log ε = 15.9 a row)
     np.testing.assert_allclose(ours.loss_curve_[1:], theirs.loss_curve_[1:], rtol=2e-6)

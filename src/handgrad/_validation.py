@@ -229,10 +229,12 @@ def total_memory() -> int | None:
 
 
 def format_bytes(nbytes: float) -> str:
-    """``745 GiB``, ``1.5 MiB``, ``12 bytes``: three significant digits at most."""
+    """``745 GiB``, ``1.5 MiB``, ``1010 GiB``, ``12 bytes``: three significant digits,
+    or the whole number of units from 1000 up."""
     for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
         if nbytes >= size:
-            return f"{nbytes / size:.3g} {unit}"
+            value = nbytes / size
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
     return f"{int(nbytes)} bytes"
 
 
