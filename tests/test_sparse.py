@@ -107,18 +107,40 @@ def test_early_stopping_on_sparse_X(data):
         assert_allclose(a, b, rtol=0, atol=1e-10)
 
 
-def test_wide_sparse_X_trains_in_little_memory():
-    """5000 × 200000 with 5000 non-zeros: 7.45 GiB made dense, a few MB as it is."""
+def _wide_sparse_X():
+    """5000 × 200000 with 5000 non-zeros: 7.45 GiB made dense."""
     rng = np.random.default_rng(0)
     N, D = 5000, 200_000
     X = sp.csr_matrix((rng.standard_normal(N), (np.arange(N), rng.integers(0, D, N))), shape=(N, D))
-    y = rng.integers(0, 2, N)
+    return X, rng.integers(0, 2, N)
+
+
+def _peak_bytes(work):
     tracemalloc.start()
     try:
-        clf = MLPClassifier((4,), solver="adam", max_iter=2, random_state=0).fit(X, y)
-        P = clf.predict_proba(X)
-        _, peak = tracemalloc.get_traced_memory()
+        result = work()
+        return result, tracemalloc.get_traced_memory()[1]
     finally:
         tracemalloc.stop()
-    assert P.shape == (N, 2) and clf.coefs_[0].shape == (D, 4)
+
+
+def test_wide_sparse_X_trains_in_little_memory():
+    X, y = _wide_sparse_X()
+
+    def work():
+        clf = MLPClassifier((4,), solver="adam", max_iter=2, random_state=0).fit(X, y)
+        return clf, clf.predict_proba(X)
+
+    (clf, P), peak = _peak_bytes(work)
+    assert P.shape == (5000, 2) and clf.coefs_[0].shape == (200_000, 4)
+    assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB"
+
+
+def test_the_reference_engine_never_makes_a_dense_dX_either():
+    """The reference backward skips ``dX = dZ1 W1ᵀ``: (200, 200000) dense per batch."""
+    X, y = _wide_sparse_X()
+    model = MLP(X.shape[1], (4,), 2, seed=0)
+    config = TrainingConfig(batch_size=200, max_epochs=1, engine="reference")
+    hist, peak = _peak_bytes(lambda: fit(model, X, y, optimizer=SGD(0.1), config=config))
+    assert hist.epochs == 1
     assert peak < 200 * 2**20, f"peak {peak / 2**20:.0f} MiB"

@@ -166,7 +166,11 @@ class MLP:
         dZ = dS
         for l in range(self.n_layers, 0, -1):
             affine_cache, _ = caches[l - 1]
-            dA, dW, db = affine_backward(dZ, affine_cache)
+            if l > 1:
+                dA, dW, db = affine_backward(dZ, affine_cache)
+            else:  # no dX: nothing needs it, and for a sparse X it would be (N, D) dense
+                X, _ = affine_cache
+                dW, db = X.T @ dZ, dZ.sum(axis=0)
             grads[f"W{l}"] = dW + reg_grads[l - 1]
             grads[f"b{l}"] = db
             if l > 1:
