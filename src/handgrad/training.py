@@ -2,9 +2,10 @@
 
 ``fit`` runs epochs of shuffled minibatches (or full-batch L-BFGS), records a
 :class:`History`, stops on a loss or validation plateau, restores the best weights
-for early stopping, refuses to continue past a non-finite loss (keeping the last finite
-weights), keeps the weights when interrupted with Ctrl-C, and calls callbacks once per
-epoch (progress bars and checkpoints hang off them).
+for early stopping, refuses to continue past a non-finite loss or non-finite weights
+(keeping the last finite weights; a ValueError, as scikit-learn's), keeps the weights
+when interrupted with Ctrl-C, and calls callbacks once per epoch (progress bars and
+checkpoints hang off them).
 
 Each step runs on one of two engines, chosen by ``TrainingConfig.engine``: ``"fast"``
 (the default) computes it in the preallocated buffers of a
@@ -158,8 +159,12 @@ def fit(
     optimizer state, shuffling generator and history; otherwise one is made from
     ``optimizer`` and ``seed``. ``validation`` is ``(X_val, y_val)`` or
     ``(X_val, y_val, sample_weight_val)``; the validation accuracy is weighted by the
-    latter. Raises :class:`TrainingDivergedError` on a non-finite
-    loss, after putting back the weights of the last finished epoch.
+    latter. Raises :class:`TrainingDivergedError` (a ValueError) on a non-finite loss or
+    non-finite weights, after putting back the weights of the last finished epoch (for
+    L-BFGS, the last parameters whose loss was finite). X may be a SciPy sparse matrix:
+    it stays sparse (CSR), in the first layer's products too. A request for more memory
+    than the machine has is refused before anything is allocated
+    (:func:`check_training_memory`).
 
     ``check_input=False`` (scikit-learn's idiom) skips the pass over X and X_val that
     checks shapes and finiteness, for callers that have just checked them (X must then
@@ -190,6 +195,7 @@ def fit(
         dtype=model.dtype,
         optimizer=run.optimizer,
         activation=model.activation,
+        dense_X=isinstance(X, np.ndarray),
     )
     for cb in callbacks:
         cb.on_train_begin(run)
