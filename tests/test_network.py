@@ -238,3 +238,39 @@ def test_copy_is_deep_and_casts():
     assert twin.dtype == np.float32 and net.dtype == np.float64
     twin.params["W1"][0, 0] = 99
     assert net.params["W1"][0, 0] != 99
+
+
+# ------------------------------------------------------------------------ memory
+def test_a_network_too_large_for_memory_is_refused_before_allocating():
+    """100 → 10⁹ → 3 in float64 is 775 GiB of weights: a ValueError naming the size,
+    not NumPy's MemoryError from the first draw."""
+    with pytest.raises(
+        ValueError,
+        match=r"the network 100→1000000000→3 \(float64\) needs 775 GiB for its weights, "
+        r"more than this machine's [\d.]+ [GMT]iB of memory; use fewer or smaller",
+    ):
+        MLP(100, (10**9,), 3)
+
+
+def test_the_memory_check_uses_the_machines_total(monkeypatch):
+    import handgrad._validation as validation
+
+    monkeypatch.setattr(validation, "total_memory", lambda: 500)
+    # (4 + 1)·8 + (8 + 1)·3 = 67 parameters, 536 bytes
+    with pytest.raises(
+        ValueError,
+        match="needs 536 bytes for its weights, more than this machine's 500 bytes of memory",
+    ):
+        MLP(4, (8,), 3)
+    monkeypatch.setattr(validation, "total_memory", lambda: None)  # unknown: no check
+    assert MLP(4, (8,), 3).params["W1"].shape == (4, 8)
+
+
+def test_sizes_in_messages_never_carry_an_exponent():
+    from handgrad._validation import format_bytes
+
+    assert format_bytes(12) == "12 bytes"
+    assert format_bytes(1.5 * 2**20) == "1.5 MiB"
+    assert format_bytes(775 * 2**30) == "775 GiB"
+    assert format_bytes(1010 * 2**30) == "1010 GiB"
+    assert format_bytes(3 * 2**40) == "3 TiB"

@@ -305,3 +305,80 @@ def test_the_engine_setting_decides_which_step_runs(data, engine, make_optimizer
 def test_an_unknown_engine_is_refused():
     with pytest.raises(ValueError, match=r"engine must be one of fast, reference, but got 'slow'"):
         TrainingConfig(engine="slow")
+
+
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+@pytest.mark.parametrize("kind", ["multiclass", "binary", "multilabel"])
+def test_float32_loss_curve_is_scikit_learns_from_the_same_weights(kind):
+    """scikit-learn clips P to [ε, 1 − ε] before the log; in float32 (ε = 1.2e-7) the
+    confidently wrong rows of these large inputs hit the clip from the first epoch."""
+    from sklearn.datasets import make_blobs
+    from sklearn.neural_network import MLPClassifier as SkMLP
+
+    from handgrad import MLPClassifier
+
+    X, y = make_blobs(n_samples=120, centers=3, n_features=4, random_state=0, cluster_std=0.5)
+    X = (X * 10).astype(np.float32)
+    y[::15] = (y[::15] + 1) % 3  # some rows the network gets confidently wrong
+    if kind == "binary":
+        y = (y == 1).astype(int)
+    elif kind == "multilabel":
+        y = np.stack([y == 0, y != 1, y == 2], axis=1).astype(int)
+    common = dict(
+        hidden_layer_sizes=(7, 5),
+        solver="sgd",
+        momentum=0.9,
+        alpha=0.0,
+        batch_size=32,
+        shuffle=False,
+        random_state=0,
+        warm_start=True,
+        max_iter=1,
+    )  # the same start as tests/test_estimator.py does it
+    ours = MLPClassifier(**common, learning_rate_init=1e-300).fit(X, y)
+    theirs = SkMLP(**common).fit(X, y)
+    theirs.coefs_ = [W.copy() for W in ours.coefs_]
+    theirs.intercepts_ = [b.copy() for b in ours.intercepts_]
+    for est in (ours, theirs):
+        est.set_params(learning_rate_init=0.1, max_iter=15).fit(X, y)
+    assert ours.coefs_[0].dtype == np.float32
+    assert max(theirs.loss_curve_[1:]) > 1.0  # the clip mattered (it is −log ε = 15.9 a row)
+    np.testing.assert_allclose(ours.loss_curve_[1:], theirs.loss_curve_[1:], rtol=2e-6)
+
+
+# ------------------------------------------------------------------------ memory
+def test_the_estimator_refuses_a_network_too_large_for_memory():
+    """``--hidden 1000000000``: one ValueError naming the size and its parts, before
+    anything is allocated (it was NumPy's MemoryError)."""
+    from handgrad import MLPClassifier
+
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((50, 100)), rng.integers(0, 3, 50)
+    with pytest.raises(ValueError) as info:
+        MLPClassifier(hidden_layer_sizes=(10**9,)).fit(X, y)
+    message = str(info.value)
+    assert message.startswith("training the network 100→1000000000→3 (float64) needs ")
+    assert "the weights 775 GiB" in message and "adam's state 4.54 TiB" in message
+    assert "buffers for batches of 50 rows" in message and "more than this machine's" in message
+
+
+def test_fit_checks_weights_optimizer_and_buffers_together(data, monkeypatch):
+    """Weights that fit, but not with Adam's moments and the batch buffers: refused
+    before training starts, the weights untouched."""
+    import handgrad._validation as validation
+    from handgrad.training import memory_needed
+
+    X, y = data
+    model = _model()
+    before = {k: v.copy() for k, v in model.params.items()}
+    parts = memory_needed(model.layer_sizes, 30, dtype=np.float64, optimizer=Adam())
+    assert parts["the weights"] == 8 * (6 * 8 + 9 * 3)
+    assert parts["adam's state"] == 6 * parts["the weights"]
+    monkeypatch.setattr(validation, "total_memory", lambda: sum(parts.values()) - 1)
+    with pytest.raises(ValueError, match=r"needs [\d.]+ KiB \(the weights 600 bytes, "):
+        fit(model, X, y, optimizer=Adam(), config=TrainingConfig(batch_size=30))
+    for k, v in model.params.items():
+        assert_array_equal(v, before[k])
+    monkeypatch.setattr(validation, "total_memory", lambda: sum(parts.values()))
+    hist = fit(model, X, y, optimizer=Adam(), config=TrainingConfig(batch_size=30, max_epochs=1))
+    assert hist.epochs == 1

@@ -252,3 +252,88 @@ def test_predict_names_a_non_finite_entry_even_behind_zero_weights(bad, hidden):
     X[4100, 2] = bad
     with pytest.raises(ValueError, match=r"first at row 4100, column 2"):
         model.predict(X)
+
+
+# ------------------------------------------------ the loss value is scikit-learn's
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("head", "C"), HEADS)
+def test_loss_value_is_scikit_learns_and_dS_is_unclipped(head, C, dtype):
+    """Scores spread wide enough that P reaches 0 and 1 in the dtype: both forms of the
+    head report scikit-learn's loss (P clipped to [ε, 1 − ε] before the log), while dS
+    stays ``(P − Y) w / Σw`` of the unclipped P."""
+    from sklearn.neural_network._base import ACTIVATIONS as SK_ACTIVATIONS
+    from sklearn.neural_network._base import LOSS_FUNCTIONS
+
+    from handgrad.layers import HEADS as HEAD_RECORDS
+
+    rng = np.random.default_rng(0)
+    n = 40
+    S = (rng.standard_normal((n, C)) * 30).astype(dtype)
+    w = rng.uniform(0.1, 2.0, n).astype(dtype)
+    P = S.copy()
+    SK_ACTIVATIONS["softmax" if head == "softmax" else "logistic"](P)  # in place
+    if head == "softmax":
+        T = rng.integers(0, C, n)
+        Y = np.eye(C, dtype=dtype)[T]
+        theirs = LOSS_FUNCTIONS["log_loss"](Y, P, w)
+    else:
+        T = rng.integers(0, 2, (n, C)).astype(dtype)
+        Y = T
+        theirs = LOSS_FUNCTIONS["binary_log_loss"](Y, P, w)
+    assert (P.min() == 0 or P.min() < np.finfo(dtype).eps) and P.max() >= 1 - np.finfo(dtype).eps
+    loss_ref, dS_ref = HEAD_RECORDS[head].loss(S, T, w)
+    model = MLP(2, (), C, head=head, dtype=dtype)
+    ws = _workspace(model, rows=n)
+    loss_fast = ws.head_loss(S.copy(), T, w)
+    tol = 2e-6 if dtype == np.float32 else 1e-12
+    assert loss_ref == pytest.approx(theirs, rel=tol)
+    assert loss_fast == pytest.approx(theirs, rel=tol)
+    dS = (P.astype(np.float64) - Y) * (w / w.sum())[:, None]
+    _assert_close(dS_ref, dS, tol=1e-6 if dtype == np.float32 else 1e-13)
+    _assert_close(ws._dS[:n], dS, tol=1e-6 if dtype == np.float32 else 1e-13)
+
+
+# ------------------------------------------------------------------- sparse X
+@pytest.mark.parametrize("learning_rate", [None, 0.1])  # step, and the fused SGD step
+def test_a_sparse_batch_steps_as_the_dense_one(learning_rate):
+    import scipy.sparse as sp
+
+    model, X, T, w = _problem("relu", "softmax", 3, (6, 5), n=13, D=8)
+    X[np.random.default_rng(1).random(X.shape) < 0.7] = 0
+    results = []
+    for X_in in (X, sp.csr_matrix(X)):
+        params = {k: v.copy() for k, v in model.params.items()}
+        ws = _workspace(model, rows=20)
+        Xb, Tb, wb = ws.gather(X_in, T, w, np.arange(13)[::-1])
+        if learning_rate is None:
+            loss, grads, _ = ws.step(params, Xb, Tb, 0.3, wb)
+            results.append((loss, {k: g.copy() for k, g in grads.items()}))
+        else:
+            loss, _ = ws.sgd_step(params, Xb, Tb, 0.3, wb, learning_rate)
+            results.append((loss, params))
+    assert sp.issparse(Xb) and Xb.shape == (13, 8)
+    assert ws._batch[0] is None  # no dense (rows, D) buffer for a sparse X
+    assert results[1][0] == pytest.approx(results[0][0], rel=1e-14)
+    for k in results[0][1]:
+        _assert_close(results[1][1][k], results[0][1][k], tol=1e-13)
+
+
+def test_scores_of_sparse_X_chunk_by_chunk():
+    import scipy.sparse as sp
+
+    model, X, _, _ = _problem("tanh", "sigmoid", 3, (6,), n=50, D=8)
+    X[X < 0.5] = 0
+    dense = scores(model.params, X, "tanh", chunk_rows=16)
+    _assert_close(scores(model.params, sp.csr_matrix(X), "tanh", chunk_rows=16), dense)
+
+
+def test_buffer_estimate_covers_the_buffers_made():
+    """What the memory check counts per batch is at least what a workspace allocates."""
+    model, X, T, w = _problem("relu", "softmax", 3, (7, 5), n=20, D=8)
+    ws = _workspace(model, rows=20)
+    ws.gather(X, T, w, np.arange(20))
+    made = sum(a.nbytes for a in [*ws._A, *ws._D, *ws._dZ, ws._S, ws._dS, *ws._batch])
+    estimate = Workspace.buffer_nbytes(
+        model.layer_sizes, 20, activation="relu", dtype=np.float64, dense_X=True
+    )
+    assert made <= estimate < 2 * made

@@ -8,9 +8,11 @@ NumPy.
 from __future__ import annotations
 
 import numbers
+import os
 from typing import Any
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import NDArray
 
 
@@ -21,14 +23,19 @@ def check_X(
     dtype: Any = None,
     name: str = "X",
     finite: bool = True,
-) -> NDArray[np.floating]:
+) -> NDArray[np.floating] | sp.csr_matrix | sp.csr_array:
     """Return ``X`` as a finite 2-D float array of shape (N, D).
 
     dtype: the float dtype wanted (None keeps float32/float64 and turns anything else
     into float64). ``finite=False`` leaves the finiteness test to the caller (who must
     then run it, as :func:`handgrad.workspace.scores` does chunk by chunk). Raises
     ValueError/TypeError naming the problem.
+
+    A SciPy sparse X stays sparse, as CSR (rows are what batches gather), with the
+    same checks; its finiteness is that of its stored values.
     """
+    if sp.issparse(X):
+        return _check_sparse_X(X, n_features, dtype, name, finite)
     arr = np.asarray(X)
     if arr.dtype.kind not in "biuf":
         raise TypeError(
@@ -62,6 +69,31 @@ def check_X(
             "remove or impute non-finite values"
         )
     return arr
+
+
+def _check_sparse_X(X: Any, n_features: int | None, dtype: Any, name: str, finite: bool):
+    """check_X for a SciPy sparse matrix or array: CSR of a float dtype."""
+    if X.dtype.kind not in "biuf":
+        raise TypeError(f"{name} must hold numbers, but its dtype is {X.dtype}")
+    if X.ndim != 2:
+        raise ValueError(f"{name} must be 2-D (n_samples, n_features), but has shape {X.shape}")
+    N, D = X.shape
+    if N == 0 or D == 0:
+        raise ValueError(f"{name} is empty: shape {X.shape}")
+    if n_features is not None and D != n_features:
+        raise ValueError(f"{name} has {D} features, but the model expects {n_features}")
+    if dtype is None:
+        dtype = X.dtype if X.dtype in (np.float32, np.float64) else np.float64
+    X = X.tocsr().astype(dtype, copy=False)
+    if finite and not all_finite(X.data):
+        k = int(np.argmax(~np.isfinite(X.data)))  # the first stored non-finite value
+        row = int(np.searchsorted(X.indptr, k, side="right")) - 1
+        kind = "NaN" if np.isnan(X.data[k]) else "infinity"
+        raise ValueError(
+            f"{name} contains {kind} (first at row {row}, column {X.indices[k]}); "
+            "remove or impute non-finite values"
+        )
+    return X
 
 
 def all_finite(arr: NDArray[np.floating]) -> bool:
@@ -183,4 +215,40 @@ def _check_length(arr: NDArray, n_samples: int, name: str) -> None:
         raise ValueError(
             f"X and {name} have different lengths: X has {n_samples} samples, "
             f"{name} has {arr.shape[0]}"
+        )
+
+
+# ----------------------------------------------------------------------------- memory
+def total_memory() -> int | None:
+    """This machine's physical memory in bytes, or None where the system does not say."""
+    try:
+        pages, page_size = os.sysconf("SC_PHYS_PAGES"), os.sysconf("SC_PAGE_SIZE")
+    except (AttributeError, ValueError, OSError):  # not POSIX, or the name is unknown
+        return None
+    return pages * page_size if pages > 0 and page_size > 0 else None
+
+
+def format_bytes(nbytes: float) -> str:
+    """``745 GiB``, ``1.5 MiB``, ``1010 GiB``, ``12 bytes``: three significant digits,
+    or the whole number of units from 1000 up."""
+    for unit, size in (("TiB", 2**40), ("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if nbytes >= size:
+            value = nbytes / size
+            return f"{value:.3g} {unit}" if value < 1000 else f"{value:.0f} {unit}"
+    return f"{int(nbytes)} bytes"
+
+
+def check_memory(nbytes: int, what: str, purpose: str = "", advice: str = "") -> None:
+    """Refuse, before allocating, a request for more than this machine's memory.
+
+    The ValueError reads "{what} needs 745 GiB {purpose}, more than this machine's
+    24 GiB of memory; {advice}". Where the machine's memory is unknown nothing is
+    checked.
+    """
+    total = total_memory()
+    if total is not None and nbytes > total:
+        raise ValueError(
+            f"{what} needs {format_bytes(nbytes)}{' ' + purpose if purpose else ''}, more "
+            f"than this machine's {format_bytes(total)} of memory"
+            + (f"; {advice}" if advice else "")
         )

@@ -24,5 +24,11 @@ class ModelFileError(HandgradError, ValueError):
     """A model or checkpoint file is corrupt, edited, or of an incompatible version."""
 
 
-class TrainingDivergedError(HandgradError, FloatingPointError):
-    """The training loss became non-finite; the last finite weights were kept."""
+class TrainingDivergedError(HandgradError, ValueError, FloatingPointError):
+    """The training loss or the weights became non-finite; the last finite weights were
+    kept.
+
+    A ``ValueError`` as scikit-learn's "Solver produced non-finite parameter weights"
+    error is (the usual cause is input of huge magnitude), and still a
+    ``FloatingPointError`` for code written against earlier versions.
+    """

@@ -266,8 +266,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         return self
 
     def _validate_input(self, X, y, sample_weight, reset, incremental, classes, dtype):
-        """``(X, Y, sample_weight)`` checked; X dense and, when continuing, in the
-        network's dtype."""
+        """``(X, Y, sample_weight)`` checked; X (dense, or sparse as CSR) in the
+        network's dtype when continuing."""
         X, y = validate_data(
             self,
             X,
@@ -278,8 +278,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             reset=reset,
             ensure_all_finite=False,
         )  # check_X's pass is 2× faster
-        if sp.issparse(X):
-            X = X.toarray()
+        # Sparse X stays sparse: the first layer's products take it as it is.
         # Finite, and in the network's dtype when continuing (where a cast to float32
         # can overflow to inf); the message names the first bad entry.
         X = check_X(X, dtype=dtype)
@@ -328,6 +327,16 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         return X_tr, T_tr, w_tr, (X_val, T_val, w_val)
 
     def _new_run(self, X: NDArray, Y: NDArray, seeds: list[np.random.SeedSequence]) -> Run:
+        optimizer = make_optimizer(self)
+        batch = 200 if self.batch_size == "auto" else max(1, self.batch_size)
+        training.check_training_memory(  # before any of it is allocated
+            (X.shape[1], *self._hidden_sizes(), Y.shape[1]),
+            X.shape[0] if self.solver == "lbfgs" else min(batch, X.shape[0]),
+            dtype=X.dtype,
+            optimizer=optimizer,
+            activation=self.activation,
+            dense_X=not sp.issparse(X),
+        )
         model = MLP(
             X.shape[1],
             self._hidden_sizes(),
@@ -339,7 +348,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             dtype=X.dtype,
         )
         self._optimizer_key = self._optimizer_signature()
-        return Run(model, make_optimizer(self), np.random.default_rng(seeds[1]))
+        return Run(model, optimizer, np.random.default_rng(seeds[1]))
 
     def _refresh_optimizer(self, run: Run) -> None:
         """Keep the optimizer state unless a solver parameter changed since last fit."""
@@ -453,8 +462,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             dtype=(np.float64, np.float32),
             ensure_all_finite=False,
         )
-        X = X.toarray() if sp.issparse(X) else X
-        X = X.astype(self._run.model.dtype, copy=False)
+        X = X.astype(self._run.model.dtype, copy=False)  # sparse X stays sparse
         return self._run.model.loss(X) if scores else self._run.model.predict_proba(X)
 
     # -------------------------------------------------------- the run, in public
@@ -559,7 +567,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         ``W1, W2, …``/``b1, b2, …``. The network dtype is X's (float32 stays float32;
         anything else becomes float64) and so is that of ``predict_proba``.
         Binary targets use one sigmoid output, multi-label targets one sigmoid per
-        label, multi-class targets a softmax. Sparse X is accepted and made dense.
+        label, multi-class targets a softmax. Sparse X is accepted and trained
+        sparse (never made dense).
     history_ : handgrad.training.History
         The whole run epoch by epoch (also ``eval_set``'s accuracy, in ``val_score``,
         and ``stop_reason``).

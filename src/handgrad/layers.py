@@ -242,6 +242,11 @@ def softmax_cross_entropy(
     ``∂ℓ/∂P_j = −Y_j / P_j`` sums to ``−Y_k + P_k Σ_j Y_j = P_k − Y_k``.
     ``log P`` is computed as ``S − max − log Σ e^{S − max}`` (log-sum-exp), so any
     finite scores give a finite loss.
+
+    The loss value (not dS) takes P clipped to ``[ε, 1 − ε]`` (ε the dtype's machine
+    epsilon), i.e. each ``ℓ_i`` clipped to ``[−log(1 − ε), −log ε]``: scikit-learn's
+    ``log_loss`` clips so, and the reported loss (``loss_curve_``, the stopping rule)
+    must be scikit-learn's, in float32 above all, where ``−log ε`` is only 15.9.
     """
     N = S.shape[0]
     shifted = S - S.max(axis=1, keepdims=True)
@@ -249,7 +254,9 @@ def softmax_cross_entropy(
     log_P = shifted - log_norm
     w, w_sum = _row_weights(sample_weight, N, S.dtype)
     rows = np.arange(N)
-    loss = -float(np.dot(w, log_P[rows, y])) / w_sum
+    eps = np.finfo(S.dtype).eps
+    losses = np.clip(-log_P[rows, y], -np.log(1 - eps), -np.log(eps))
+    loss = float(np.dot(w, losses)) / w_sum
     dS = np.exp(log_P)  # P
     dS[rows, y] -= 1  # P − Y
     dS *= (w / w_sum)[:, None]  # (P − Y) / N
@@ -264,17 +271,27 @@ def sigmoid_cross_entropy(
     S: (N, C) scores; Y: (N, C) 0/1 indicators (C = 1 for a binary problem; a 1-D
     ``(N,)`` Y is taken as one column); sample_weight: (N,) or None.
 
-    ``L = (1/N) Σ_i Σ_c [−Y log σ(S) − (1 − Y) log(1 − σ(S))]``, computed as
-    ``max(S, 0) − Y S + log(1 + e^{−|S|})`` so that |S| of 1e4 stays finite.
+    ``L = (1/N) Σ_i Σ_c [−Y log σ(S) − (1 − Y) log(1 − σ(S))]``.
     Per element ``∂ℓ/∂σ = (σ − Y) / (σ(1 − σ))`` and ``∂σ/∂S = σ(1 − σ)``: the product is
     ``σ − Y``, the same form as the softmax head.
+
+    The loss value is computed as scikit-learn's ``binary_log_loss`` computes it, so
+    that the reported loss (``loss_curve_``, the stopping rule) is scikit-learn's: from
+    P = σ(S) in the dtype, clipped to ``[ε, 1 − ε]`` (ε the dtype's machine epsilon),
+    then ``−log P`` or ``−log(1 − P)``. The clip keeps it finite for any S (at most
+    ``−log ε`` per element); in float32, where ``1 − P`` has few digits left near
+    P = 1, computing it otherwise (e.g. as a softplus) would differ visibly. dS is not
+    clipped.
     """
     N = S.shape[0]
     Y = np.asarray(Y, dtype=S.dtype).reshape(S.shape)
-    elementwise = np.maximum(S, 0) - Y * S + np.log1p(np.exp(-np.abs(S)))
+    P = scipy.special.expit(S)  # as scikit-learn's, to the last bit of 1 − P
+    eps = np.finfo(S.dtype).eps
+    P_clipped = np.clip(P, eps, 1 - eps)
+    elementwise = -np.log(np.where(Y > 0.5, P_clipped, 1 - P_clipped))
     w, w_sum = _row_weights(sample_weight, N, S.dtype)
     loss = float(np.dot(w, elementwise.sum(axis=1))) / w_sum
-    dS = (sigmoid(S) - Y) * (w / w_sum)[:, None]
+    dS = (P - Y) * (w / w_sum)[:, None]
     return loss, dS
 
 
@@ -333,7 +350,8 @@ def softmax_cross_entropy_(
     S, dS: (n, C); y: (n,) class indices; c: each row's share of the mean (``1/n``, or
     (n,) ``w_i / Σ w``). Returns ℓ (n,), a view of ``buf``. The row max comes from
     ``argmax`` (a cheaper reduction than ``max`` over short rows), the row sums from a
-    product with ones.
+    product with ones. Each ℓ_i is clipped to ``[−log(1 − ε), −log ε]`` as in
+    :func:`softmax_cross_entropy` (scikit-learn's loss value; dS is not clipped).
     """
     n = S.shape[0]
     flat, starts = buf.flat[:n], buf.row_starts[:n]
@@ -351,21 +369,28 @@ def softmax_cross_entropy_(
     dS.reshape(-1)[flat] -= c  # (P − Y) c
     losses = np.log(total, out=total)
     losses -= picked
-    return losses
+    eps = np.finfo(S.dtype).eps
+    np.minimum(losses, -np.log(eps), out=losses)  # np.clip's wrapper costs more per call
+    return np.maximum(losses, -np.log(1 - eps), out=losses)
 
 
 def sigmoid_cross_entropy_(
     S: Array, Y: Array, c: float | Array, dS: Array, buf: HeadBuffers
 ) -> Array:
-    """Per-row ``ℓ_i = Σ_c softplus(S) − Y S``, and ``dS = (σ(S) − Y) c`` into dS.
+    """Per-row ``ℓ_i = −Σ_c [Y log P + (1 − Y) log(1 − P)]`` with P = σ(S), and
+    ``dS = (P − Y) c`` into dS.
 
-    S, dS, Y: (n, C); c as in :func:`softmax_cross_entropy_`. Returns ℓ (n,).
+    S, dS, Y: (n, C); c as in :func:`softmax_cross_entropy_`. Returns ℓ (n,). The loss
+    value takes P clipped to ``[ε, 1 − ε]``, as :func:`sigmoid_cross_entropy` explains
+    (scikit-learn's loss value).
     """
-    elementwise = np.logaddexp(0, S)
-    np.multiply(Y, S, out=dS)
-    elementwise -= dS
+    scipy.special.expit(S, out=dS)  # P
+    eps = np.finfo(S.dtype).eps
+    elementwise = np.clip(dS, eps, 1 - eps)
+    elementwise = np.where(Y > 0.5, elementwise, 1 - elementwise)
+    np.log(elementwise, out=elementwise)
     losses = elementwise.sum(axis=1)
-    scipy.special.expit(S, out=dS)
+    np.negative(losses, out=losses)
     dS -= Y
     dS *= c[:, None] if isinstance(c, np.ndarray) else c
     return losses

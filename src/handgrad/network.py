@@ -21,7 +21,13 @@ from typing import Any
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from handgrad._validation import check_choice, check_number, check_sample_weight, check_X
+from handgrad._validation import (
+    check_choice,
+    check_memory,
+    check_number,
+    check_sample_weight,
+    check_X,
+)
 from handgrad.layers import ACTIVATIONS, HEADS, affine_backward, affine_forward, l2_penalty
 from handgrad.workspace import scores
 
@@ -95,6 +101,12 @@ class MLP:
                 "use head='sigmoid'"
             )
         self.layer_sizes = tuple(int(s) for s in sizes)
+        check_memory(
+            params_nbytes(self.layer_sizes, dtype),
+            f"the network {describe_sizes(self.layer_sizes)} ({np.dtype(dtype).name})",
+            "for its weights",
+            "use fewer or smaller hidden layers",
+        )
         self.activation = activation
         self.head = head
         self.init = init
@@ -154,7 +166,11 @@ class MLP:
         dZ = dS
         for l in range(self.n_layers, 0, -1):
             affine_cache, _ = caches[l - 1]
-            dA, dW, db = affine_backward(dZ, affine_cache)
+            if l > 1:
+                dA, dW, db = affine_backward(dZ, affine_cache)
+            else:  # no dX: nothing needs it, and for a sparse X it would be (N, D) dense
+                X, _ = affine_cache
+                dW, db = X.T @ dZ, dZ.sum(axis=0)
             grads[f"W{l}"] = dW + reg_grads[l - 1]
             grads[f"b{l}"] = db
             if l > 1:
@@ -234,11 +250,21 @@ class MLP:
         return new
 
     def __repr__(self) -> str:
-        sizes = "→".join(map(str, self.layer_sizes))
         return (
-            f"{type(self).__name__}({sizes}, activation={self.activation!r}, "
-            f"head={self.head!r}, dtype={self.dtype.name})"
+            f"{type(self).__name__}({describe_sizes(self.layer_sizes)}, "
+            f"activation={self.activation!r}, head={self.head!r}, dtype={self.dtype.name})"
         )
+
+
+def params_nbytes(layer_sizes: Sequence[int], dtype: DTypeLike) -> int:
+    """Bytes of the parameters ``W_l`` (fan_in, fan_out) and ``b_l`` (fan_out,)."""
+    count = sum((fan_in + 1) * fan_out for fan_in, fan_out in itertools.pairwise(layer_sizes))
+    return count * np.dtype(dtype).itemsize
+
+
+def describe_sizes(layer_sizes: Sequence[int]) -> str:
+    """``4→100→3``: the layer sizes as messages and ``repr`` show them."""
+    return "→".join(map(str, layer_sizes))
 
 
 def _initial_params(

@@ -2,9 +2,10 @@
 
 ``fit`` runs epochs of shuffled minibatches (or full-batch L-BFGS), records a
 :class:`History`, stops on a loss or validation plateau, restores the best weights
-for early stopping, refuses to continue past a non-finite loss (keeping the last finite
-weights), keeps the weights when interrupted with Ctrl-C, and calls callbacks once per
-epoch (progress bars and checkpoints hang off them).
+for early stopping, refuses to continue past a non-finite loss or non-finite weights
+(keeping the last finite weights; a ValueError, as scikit-learn's), keeps the weights
+when interrupted with Ctrl-C, and calls callbacks once per epoch (progress bars and
+checkpoints hang off them).
 
 Each step runs on one of two engines, chosen by ``TrainingConfig.engine``: ``"fast"``
 (the default) computes it in the preallocated buffers of a
@@ -23,11 +24,19 @@ from typing import Any
 
 import numpy as np
 
-from handgrad._validation import check_choice, check_number, check_sample_weight, check_X
+from handgrad._validation import (
+    all_finite,
+    check_choice,
+    check_memory,
+    check_number,
+    check_sample_weight,
+    check_X,
+    format_bytes,
+)
 from handgrad.errors import TrainingDivergedError
 from handgrad.layers import HEADS
-from handgrad.network import MLP, as_rng
-from handgrad.optim import LBFGS, SGD, Optimizer
+from handgrad.network import MLP, as_rng, describe_sizes, params_nbytes
+from handgrad.optim import LBFGS, SGD, Adam, Optimizer
 from handgrad.workspace import Workspace, scores
 
 STOPPING = ("loss", "validation", "none")
@@ -150,8 +159,12 @@ def fit(
     optimizer state, shuffling generator and history; otherwise one is made from
     ``optimizer`` and ``seed``. ``validation`` is ``(X_val, y_val)`` or
     ``(X_val, y_val, sample_weight_val)``; the validation accuracy is weighted by the
-    latter. Raises :class:`TrainingDivergedError` on a non-finite
-    loss, after putting back the weights of the last finished epoch.
+    latter. Raises :class:`TrainingDivergedError` (a ValueError) on a non-finite loss or
+    non-finite weights, after putting back the weights of the last finished epoch (for
+    L-BFGS, the last parameters whose loss was finite). X may be a SciPy sparse matrix:
+    it stays sparse (CSR), in the first layer's products too. A request for more memory
+    than the machine has is refused before anything is allocated
+    (:func:`check_training_memory`).
 
     ``check_input=False`` (scikit-learn's idiom) skips the pass over X and X_val that
     checks shapes and finiteness, for callers that have just checked them (X must then
@@ -175,15 +188,89 @@ def fit(
     elif config.stopping == "validation":
         raise ValueError("stopping='validation' (early stopping) needs validation data")
     run = run or Run(model, optimizer, as_rng(seed))
+    lbfgs = isinstance(run.optimizer, LBFGS)
+    check_training_memory(
+        model.layer_sizes,
+        X.shape[0] if lbfgs else min(config.batch_size, X.shape[0]),
+        dtype=model.dtype,
+        optimizer=run.optimizer,
+        activation=model.activation,
+        dense_X=isinstance(X, np.ndarray),
+    )
     for cb in callbacks:
         cb.on_train_begin(run)
-    if isinstance(run.optimizer, LBFGS):
+    if lbfgs:
         _fit_lbfgs(run, X, T, w, config)
     else:
         _fit_minibatch(run, X, T, w, config, validation, callbacks)
     for cb in callbacks:
         cb.on_train_end(run)
     return run.history
+
+
+def memory_needed(
+    layer_sizes: Sequence[int],
+    rows: int,
+    *,
+    dtype: Any,
+    optimizer: Optimizer,
+    activation: str = "relu",
+    dense_X: bool = True,
+) -> dict[str, int]:
+    """Bytes that training a network of ``layer_sizes`` on batches of ``rows`` rows
+    needs, part by part, estimated before anything is allocated.
+
+    The parts: the weights; their gradients, the L2 term's scratch and the copy kept at
+    each epoch's start; the optimizer's state (momentum, Adam's moments, or L-BFGS's
+    float64 history of ten pairs) with its copy; the workspace's per-row buffers
+    (:meth:`Workspace.buffer_nbytes`, without X's batch when X is sparse).
+    """
+    weights = params_nbytes(layer_sizes, dtype)
+    n_params = weights // np.dtype(dtype).itemsize
+    if isinstance(optimizer, LBFGS):  # θ, the last finite θ, the gradient, 2 × 10 pairs
+        state = 8 * 25 * n_params
+    elif isinstance(optimizer, Adam):  # m, v, two scratches, the copies of m and v
+        state = 6 * weights
+    elif isinstance(optimizer, SGD) and optimizer.momentum:
+        state = 4 * weights  # velocity, two scratches, the velocity's copy
+    else:
+        state = weights
+    name = getattr(optimizer, "name", type(optimizer).__name__)
+    return {
+        "the weights": weights,
+        "their gradients and copies": 3 * weights,
+        f"{name}'s state": state,
+        f"buffers for batches of {rows} rows": Workspace.buffer_nbytes(
+            layer_sizes, rows, activation=activation, dtype=dtype, dense_X=dense_X
+        ),
+    }
+
+
+def check_training_memory(
+    layer_sizes: Sequence[int],
+    rows: int,
+    *,
+    dtype: Any,
+    optimizer: Optimizer,
+    activation: str = "relu",
+    dense_X: bool = True,
+) -> None:
+    """ValueError, before anything is allocated, where :func:`memory_needed` is more
+    than this machine's memory; the message names each part."""
+    parts = memory_needed(
+        layer_sizes,
+        rows,
+        dtype=dtype,
+        optimizer=optimizer,
+        activation=activation,
+        dense_X=dense_X,
+    )
+    check_memory(
+        sum(parts.values()),
+        f"training the network {describe_sizes(layer_sizes)} ({np.dtype(dtype).name})",
+        "(" + ", ".join(f"{k} {format_bytes(v)}" for k, v in parts.items()) + ")",
+        "use fewer or smaller hidden layers, or smaller batches",
+    )
 
 
 def right_rows(model: MLP, S: np.ndarray, T: np.ndarray) -> np.ndarray:
@@ -281,6 +368,9 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                 total += loss * n
                 correct += int(np.count_nonzero(right_rows(model, S, Tb)))
                 seen += n
+            if not _all_finite_params(model):  # a finite loss, but an overflowing update
+                epoch_start.restore(run)
+                _weights_diverged(hist, opt)
             mid_epoch = False
             if seen == 0:
                 hist.stop_reason = "max_steps"
@@ -370,8 +460,34 @@ def _diverged(hist: History, opt: Optimizer, epoch: int, step: int) -> None:
     )
 
 
+def _all_finite_params(model: MLP) -> bool:
+    return all(all_finite(v) for v in model.params.values())
+
+
+def _weights_diverged(hist: History, opt: Optimizer) -> None:
+    """Stop on weights that became non-finite while the loss stayed finite (an update
+    that overflowed), as scikit-learn refuses such weights."""
+    hist.stop_reason = "diverged"
+    raise TrainingDivergedError(
+        f"Solver produced non-finite parameter weights in epoch {hist.epochs + 1} with "
+        f"learning rate {opt.learning_rate:g}; the weights of the last finished epoch "
+        "were kept. The input data may contain large values and need to be preprocessed "
+        "(standardise the inputs), or lower the learning rate."
+    )
+
+
+class _NonFiniteLoss(Exception):
+    """Raised inside SciPy's L-BFGS to stop it at a non-finite loss."""
+
+
+# A diverging line search overflows on its way to the non-finite loss reported below.
+@np.errstate(over="ignore", invalid="ignore", divide="ignore")
 def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
-    """Full-batch L-BFGS-B on the flattened parameters, driven by the hand-derived grads."""
+    """Full-batch L-BFGS-B on the flattened parameters, driven by the hand-derived grads.
+
+    On a non-finite loss it puts back the last parameters whose loss was finite and
+    raises :class:`TrainingDivergedError` naming the iteration.
+    """
     import scipy.optimize
 
     model, opt, hist = run.model, run.optimizer, run.history
@@ -393,22 +509,37 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
         else:
             loss, grads, _ = ws.step(model.params, X, T, reg, w)
         if not math.isfinite(loss):
-            raise TrainingDivergedError("the loss became non-finite during L-BFGS")
+            unpack(finite_theta)
+            raise _NonFiniteLoss
+        np.copyto(finite_theta, theta)
         return loss, np.concatenate([grads[k].ravel() for k in names], dtype=np.float64)
+
+    epochs_before = hist.epochs
 
     def record(intermediate_result) -> None:
         hist.loss.append(float(intermediate_result.fun))
+        hist.epochs += 1
 
     theta0 = np.concatenate([model.params[k].ravel() for k in names]).astype(np.float64)
+    finite_theta = theta0.copy()  # the last parameters whose loss was finite
     max_iter = config.max_epochs or config.max_steps
-    result = scipy.optimize.minimize(
-        loss_grad,
-        theta0,
-        method="L-BFGS-B",
-        jac=True,
-        callback=record,
-        options={"maxfun": opt.max_fun, "maxiter": max_iter, "gtol": config.tol},
-    )
+    try:
+        result = scipy.optimize.minimize(
+            loss_grad,
+            theta0,
+            method="L-BFGS-B",
+            jac=True,
+            callback=record,
+            options={"maxfun": opt.max_fun, "maxiter": max_iter, "gtol": config.tol},
+        )
+    except _NonFiniteLoss:
+        hist.stop_reason = "diverged"
+        raise TrainingDivergedError(
+            f"the training loss became non-finite in L-BFGS iteration {hist.epochs + 1}; "
+            "the last weights with a finite loss were kept. The input data may contain "
+            "large values: standardise the inputs, or increase the regularisation (alpha)."
+        ) from None
+    hist.epochs = epochs_before
     unpack(result.x)
     hist.epochs += int(result.nit)
     hist.steps += int(result.nfev)

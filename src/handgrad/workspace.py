@@ -128,13 +128,25 @@ def affine_(A: Array, W: Array, b: Array, Z: Array) -> Array:
 
     A: (n, D), W: (D, H), b: (H,), Z: (n, H). NumPy's broadcast ``Z += b`` runs through
     a buffered iterator (a buffer allocated per call, slower than a plain add); written
-    first, b costs one copy and the product nothing more.
+    first, b costs one copy and the product nothing more. A may be a SciPy sparse batch
+    of X (then ``A W`` is SciPy's sparse-times-dense product, into a temporary).
     """
+    if not isinstance(A, np.ndarray):  # sparse X: never made dense
+        return np.add(A @ W, b, out=Z)
     np.copyto(Z, b)
     if not gemm_(A, W, Z, 1.0, 1.0):  # without NumPy's cblas: the product, then b
         np.matmul(A, W, out=Z)
         Z += b
     return Z
+
+
+def _transposed_product(A: Array, dZ: Array, out: Array, sparse: bool) -> Array:
+    """``out ← Aᵀ dZ``; with ``sparse``, A is a SciPy sparse batch of X and ``dW1 = Xᵀ dZ1``
+    is SciPy's (sparse)ᵀ-times-dense product, into a temporary."""
+    if sparse:
+        np.copyto(out, A.T @ dZ)
+        return out
+    return np.matmul(A.T, dZ, out=out)
 
 
 def _sqnorm(W: Array) -> float:
@@ -187,20 +199,40 @@ class Workspace:
         self._scratches: dict[tuple[int, ...], Array] = {}
         self._batch: tuple[Array, NDArray, Array] | None = None
 
+    @staticmethod
+    def buffer_nbytes(
+        layer_sizes: Sequence[int], rows: int, *, activation: str, dtype: DTypeLike, dense_X: bool
+    ) -> int:
+        """Bytes of the buffers that grow with the batch, before any is allocated: per row
+        ``A_l``, ``dZ_l`` (and ``act'(Z_l)``) for each hidden layer, S, dS, the targets
+        and (``dense_X``) the gathered X; the gradients are the parameters' size."""
+        hidden, C = layer_sizes[1:-1], layer_sizes[-1]
+        per_hidden = 3 if ACTIVATIONS[activation].needs_derivative else 2
+        per_row = per_hidden * sum(hidden) + 3 * C + 8 + (layer_sizes[0] if dense_X else 0)
+        return int(rows) * per_row * np.dtype(dtype).itemsize
+
     # ------------------------------------------------------------------- batches
     def gather(
         self, X: Array, T: NDArray, w: Array | None, idx: NDArray[np.intp]
     ) -> tuple[Array, NDArray, Array | None]:
-        """Rows ``idx`` of X (N, D), T and w copied into reused buffers; no allocation."""
+        """Rows ``idx`` of X (N, D), T and w copied into reused buffers; no allocation.
+
+        A SciPy sparse (CSR) X gives a sparse batch ``X[idx]`` instead (a new one each
+        call, of the batch's non-zeros only): its first-layer products stay sparse.
+        """
         n = len(idx)
+        dense = isinstance(X, np.ndarray)
         if self._batch is None:
             self._batch = (
-                np.empty((self.rows, X.shape[1]), self.dtype),
+                np.empty((self.rows, X.shape[1]), self.dtype) if dense else None,
                 np.empty((self.rows, *T.shape[1:]), T.dtype),
                 np.empty(self.rows, self.dtype),
             )
-        Xb, Tb, wb = (buf[:n] for buf in self._batch)
-        np.take(X, idx, axis=0, out=Xb, mode="clip")  # "clip": unbuffered
+        Xb, Tb, wb = (None if buf is None else buf[:n] for buf in self._batch)
+        if dense:
+            np.take(X, idx, axis=0, out=Xb, mode="clip")  # "clip": unbuffered
+        else:
+            Xb = X[idx]
         np.take(T, idx, axis=0, out=Tb, mode="clip")
         if w is None:
             return Xb, Tb, None
@@ -248,17 +280,18 @@ class Workspace:
             W_name, b_name = self._names[l]
             W, b, dW, db = params[W_name], params[b_name], self.grads[W_name], self.grads[b_name]
             A_prev = X if l == 1 else self._A[l - 2][:n]
+            sparse = l == 1 and not isinstance(X, np.ndarray)  # a SciPy sparse X
             # dA_{l−1} = dZ_l W_lᵀ, with W_l as it was before this step
             dA = None if l == 1 else np.matmul(dZ, W.T, out=self._dZ[l - 2][:n])
             np.matmul(ones, dZ, out=db)  # db_l = 1ᵀ dZ_l
             if learning_rate is None:
-                np.matmul(A_prev.T, dZ, out=dW)  # dW_l = A_{l−1}ᵀ dZ_l + λ W_l
+                _transposed_product(A_prev, dZ, dW, sparse)  # dW_l = A_{l−1}ᵀ dZ_l + λ W_l
                 if reg:
                     dW += np.multiply(W, reg, out=self._scratch(dW))
-            elif not gemm_(A_prev, dZ, W, -learning_rate, decay, trans_a=True):
+            elif sparse or not gemm_(A_prev, dZ, W, -learning_rate, decay, trans_a=True):
                 # W_l ← (1 − ηλ) W_l + A_{l−1}ᵀ (−η dZ_l), in two passes without BLAS's β
                 dZ *= -learning_rate
-                np.matmul(A_prev.T, dZ, out=dW)
+                _transposed_product(A_prev, dZ, dW, sparse)
                 if decay != 1:  # 1 − ηλ can round to 1 (float32, small λ): nothing to do
                     W *= decay
                 W += dW
