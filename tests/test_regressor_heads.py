@@ -121,7 +121,7 @@ def test_bad_targets_are_named(y, match):
 
 def test_poisson_refuses_negative_targets():
     net = MLP(2, (3,), 1, head="poisson", seed=0)
-    with pytest.raises(ValueError, match="non-negative for the poisson head.*-1.0"):
+    with pytest.raises(ValueError, match=r"non-negative for the poisson head.*-1\.0"):
         net.loss(np.ones((3, 2)), np.array([1.0, -1.0, 0.0]))
 
 

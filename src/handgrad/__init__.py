@@ -1,8 +1,8 @@
-"""handgrad: neural-network classifiers whose every gradient is derived by hand.
+"""handgrad: neural-network classifiers and regressors whose every gradient is derived by hand.
 
 The core (:mod:`handgrad.layers`, :class:`MLP`, :class:`TwoLayerNet`,
 :mod:`handgrad.gradcheck`), the one training loop (:mod:`handgrad.training`), and a
-scikit-learn drop-in :class:`MLPClassifier`.
+scikit-learn drop-in :class:`MLPClassifier` and :class:`MLPRegressor`.
 """
 
 from typing import Any
@@ -14,6 +14,7 @@ from handgrad.twolayer import TwoLayerNet
 __all__ = [
     "MLP",
     "MLPClassifier",
+    "MLPRegressor",
     "TwoLayerNet",
     "check_gradients",
     "numerical_gradient",
@@ -22,10 +23,10 @@ __all__ = [
 
 
 def __getattr__(name: str) -> Any:
-    """``MLPClassifier`` is imported on first use: the core needs no scikit-learn, and a
+    """The estimators are imported on first use: the core needs no scikit-learn, and a
     script that trains ``MLP`` directly does not pay its import time and memory."""
-    if name == "MLPClassifier":
-        from handgrad.estimator import MLPClassifier
+    if name in ("MLPClassifier", "MLPRegressor"):
+        import handgrad.estimator as estimator
 
-        return MLPClassifier
+        return getattr(estimator, name)
     raise AttributeError(f"module 'handgrad' has no attribute {name!r}")

@@ -13,14 +13,15 @@ from sklearn.model_selection import train_test_split
 
 
 def stratified_split(
-    *arrays: Any, test_size: float | int, seed: int, stratify: Any = None
+    *arrays: Any, test_size: float | int, seed: int, stratify: Any = None, strict: bool = False
 ) -> list[np.ndarray]:
     """``[a_train, a_held_out, b_train, b_held_out, …]`` for ``arrays`` split by rows.
 
     ``test_size`` is a fraction of the rows or a number of rows; ``seed`` makes the split
     the same every call. With ``stratify`` (labels, one per row) each label keeps its
     share on both sides; where some label has too few rows for that, the split is a
-    plain random one rather than an error.
+    plain random one rather than an error — or, with ``strict`` (the estimators' early
+    stopping, as scikit-learn's), scikit-learn's ValueError.
     """
     if stratify is not None:
         try:
@@ -28,5 +29,6 @@ def stratified_split(
                 *arrays, test_size=test_size, random_state=seed, stratify=stratify
             )
         except ValueError:  # some class too small to stratify
-            pass
+            if strict:
+                raise
     return train_test_split(*arrays, test_size=test_size, random_state=seed)
