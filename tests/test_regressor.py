@@ -193,3 +193,22 @@ def test_diabetes_is_learned(data):
     reg = MLPRegressor(hidden_layer_sizes=(16,), solver="lbfgs", max_iter=200, random_state=0)
     assert reg.fit(X, y).score(X, y) > 0.5
     assert_array_equal(reg.predict(X), reg.predict(X.copy()))
+
+
+@pytest.mark.parametrize("loss", ["squared_error", "poisson"])
+def test_model_file_round_trip_continues_bit_for_bit(data, tmp_path, loss):
+    from handgrad.state import load_model, save_model
+
+    X, y = data
+    y = y if loss == "squared_error" else np.exp(y)
+    reg = MLPRegressor(loss=loss, hidden_layer_sizes=(6,), max_iter=4, random_state=0)
+    reg.fit(X.astype(np.float32), y)
+    save_model(tmp_path / "reg.safetensors", reg)
+    loaded = load_model(tmp_path / "reg.safetensors")
+    assert type(loaded) is MLPRegressor and loaded.get_params() == reg.get_params()
+    assert_array_equal(loaded.predict(X), reg.predict(X))
+    assert loaded.loss_curve_ == reg.loss_curve_ and loaded.out_activation_ == reg.out_activation_
+    for est in (reg, loaded):
+        est.partial_fit(X.astype(np.float32), y)
+    for a, b in zip(reg.coefs_ + reg.intercepts_, loaded.coefs_ + loaded.intercepts_, strict=True):
+        assert_array_equal(a, b)
