@@ -617,14 +617,16 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         initial weights, the shuffling and the early-stopping split, never NumPy's
         global generator.
     verbose, warm_start : bool, default=False
-        With ``warm_start`` a second ``fit`` continues the same run: weights,
-        optimizer state (kept unless a solver parameter changed), shuffling generator
-        and ``loss_curve_``.
+        With ``warm_start`` a second ``fit`` continues the same run (weights,
+        shuffling generator and ``loss_curve_``) with a fresh optimizer, as
+        scikit-learn's; ``partial_fit`` continues the optimizer too (unless a solver
+        parameter changed).
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data (split stratified by label when
-        every class can be, except for multi-label targets), or score ``fit``'s
-        ``eval_set``; stop when its accuracy has not improved by ``tol`` for
-        ``n_iter_no_change`` epochs, and restore the best weights.
+        Hold out ``validation_fraction`` of the data (as scikit-learn: stratified by
+        label for a binary problem, where a class of one member raises its ValueError;
+        a plain split otherwise), or score ``fit``'s ``eval_set``; stop when its
+        accuracy has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
+        restore the best weights.
     validation_fraction : float, default=0.1
 
     Attributes
@@ -782,7 +784,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         return Y.argmax(axis=1) if self._head == "softmax" else Y
 
     def _stratify(self, T: NDArray) -> NDArray | None:
-        return T if self._label_binarizer.y_type_ != "multilabel-indicator" else None
+        """As scikit-learn: only a single output (a binary problem) is stratified."""
+        return T if self._label_binarizer.y_type_ == "binary" else None
 
     # ---------------------------------------------------------------- prediction
     def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
