@@ -139,3 +139,19 @@ def test_validation_score_is_r2_for_regression_heads(weighted):
     assert training.r2(net, np.full((20, 2), 0.5), const) == 0.0
     assert np.isnan(training.r2(net, np.full((20, 2), 1e300), const))  # e^S overflows
     assert np.isnan(training.r2(net, np.zeros((1, 2)), const[:1]))
+
+
+@pytest.mark.parametrize(
+    ("head", "P", "L"),
+    [
+        ("identity", "P = S", "(1/2N) Σ_i ‖P_i − Y_i‖²"),
+        ("poisson", "P = e^S", "(1/N) Σ_i Σ_c [Y log(Y/P) − Y + P]"),
+    ],
+)
+def test_explain_prints_the_regression_heads(head, P, L):
+    from handgrad.explain import explain
+
+    rows = {r.quantity: r for r in explain(4, (5,), 1, 8, head=head)}
+    assert rows["P"].formula.startswith(P) and rows["P"].shape == "(8, 1)"
+    assert rows["L"].formula.startswith(f"L = {L} + λ/2")
+    assert rows["dS"].formula == "dS = (P − Y)/N"
