@@ -784,8 +784,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         return Y.argmax(axis=1) if self._head == "softmax" else Y
 
     def _stratify(self, T: NDArray) -> NDArray | None:
-        """As scikit-learn: only a single output (a binary problem) is stratified."""
-        return T if self._label_binarizer.y_type_ == "binary" else None
+        """As scikit-learn: only a single output (a binary problem) is stratified, by
+        its 0/1 column as booleans (so a too-small class is named as scikit-learn's)."""
+        return T.astype(bool) if self._label_binarizer.y_type_ == "binary" else None
 
     # ---------------------------------------------------------------- prediction
     def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
