@@ -515,8 +515,9 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
     @property
     def history_(self) -> History:
         """The run's :class:`~handgrad.training.History`, epoch by epoch across every
-        ``fit``/``partial_fit`` of the run: training loss, step losses, training and
-        ``eval_set`` accuracy, learning rate, epochs, samples seen and why it stopped."""
+        ``fit``/``partial_fit`` of the run: training loss, step losses, training
+        accuracy (classifiers), the ``eval_set`` or early-stopping score (accuracy, or R²
+        for a regressor), learning rate, epochs, samples seen and why it stopped."""
         self._fitted_model("history_")
         return self._run.history
 
