@@ -5,7 +5,10 @@ function itself, with that module's ``MLPClassifier`` and ``MLPRegressor`` swapp
 handgrad's: the same data, the same assertions. Left out are the tests that poke
 scikit-learn's private helpers (``_loss_grad_lbfgs``, weights set on an unfitted
 estimator, ``_optimizer``, ``_no_improvement_count``); those facts are ported below
-with handgrad's public reads (``optimizer_``, ``history_.n_no_improvement``). Skipped
+with handgrad's public reads (``optimizer_``, ``history_.n_no_improvement``), on fewer
+epochs where scikit-learn's take thousands. Left out for time only:
+``test_partial_fit_classification`` (hundreds of ``partial_fit`` calls; the same fact is
+``test_partial_fit_in_chunks_reaches_fit_accuracy`` in test_estimator.py). Skipped
 where the installed scikit-learn ships without its tests.
 """
 
@@ -35,7 +38,6 @@ PORTED = [
     "test_multilabel_classification",
     "test_multioutput_regression",
     "test_partial_fit_classes_error",
-    "test_partial_fit_classification",
     "test_partial_fit_unseen_classes",
     "test_partial_fit_regression",
     "test_partial_fit_errors",
@@ -133,7 +135,7 @@ def test_adaptive_learning_rate():
 
 def test_n_iter_no_change():
     X, y = sk_tests.X_digits_binary[:100], sk_tests.y_digits_binary[:100]
-    for n_iter_no_change in [2, 5, 10, 50, 100]:
+    for n_iter_no_change in [2, 5, 10]:
         clf = MLPClassifier(
             tol=0.01, max_iter=3000, solver="sgd", n_iter_no_change=n_iter_no_change
         )
@@ -144,7 +146,7 @@ def test_n_iter_no_change():
 
 def test_n_iter_no_change_inf():
     X, y = sk_tests.X_digits_binary[:100], sk_tests.y_digits_binary[:100]
-    clf = MLPClassifier(tol=1e9, max_iter=3000, solver="sgd", n_iter_no_change=np.inf)
+    clf = MLPClassifier(tol=1e9, max_iter=300, solver="sgd", n_iter_no_change=np.inf)
     clf.fit(X, y)
-    assert clf.n_iter_ == 3000
+    assert clf.n_iter_ == 300
     assert clf.history_.n_no_improvement == clf.n_iter_ - 1
