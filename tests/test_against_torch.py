@@ -27,6 +27,12 @@ def _torch_loss(net: MLP, X, y, reg, w):
     weights = torch.tensor(w) if w is not None else torch.ones(len(X), dtype=torch.float64)
     if net.head == "softmax":
         per_row = torch.nn.functional.cross_entropy(A, torch.tensor(y), reduction="none")
+    elif net.head == "identity":
+        per_row = 0.5 * ((A - torch.tensor(y)) ** 2).sum(dim=1)
+    elif net.head == "poisson":  # half deviance: e^S − Y S, plus Y log Y − Y
+        Y = torch.tensor(y)
+        nll = torch.nn.functional.poisson_nll_loss(A, Y, log_input=True, reduction="none")
+        per_row = (nll + torch.xlogy(Y, Y) - Y).sum(dim=1)
     else:
         per_row = torch.nn.functional.binary_cross_entropy_with_logits(
             A, torch.tensor(y, dtype=torch.float64), reduction="none"
@@ -42,7 +48,7 @@ def _torch_loss(net: MLP, X, y, reg, w):
     list(
         itertools.product(
             ["relu", "tanh", "logistic", "identity"],
-            ["softmax", "sigmoid"],
+            ["softmax", "sigmoid", "identity", "poisson"],
             [(7,), (6, 5)],
             [False, True],
         )
@@ -53,7 +59,12 @@ def test_loss_and_gradients_equal_pytorch_autograd(activation, head, hidden, wei
     C = 4
     net = MLP(5, hidden, C, activation=activation, head=head, seed=1)
     X = rng.standard_normal((9, 5))
-    y = rng.integers(0, C, 9) if head == "softmax" else rng.integers(0, 2, (9, C))
+    y = {
+        "softmax": lambda: rng.integers(0, C, 9),
+        "sigmoid": lambda: rng.integers(0, 2, (9, C)),
+        "identity": lambda: rng.standard_normal((9, C)),
+        "poisson": lambda: rng.poisson(2.0, (9, C)).astype(float),
+    }[head]()
     w = rng.uniform(0.2, 3.0, 9) if weighted else None
     loss, grads = net.loss(X, y, reg=0.05, sample_weight=w)
     t_loss, t_grads = _torch_loss(net, X, y, 0.05, w)

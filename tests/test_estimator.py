@@ -267,15 +267,19 @@ def test_partial_fit_contract(blobs):
 
 
 def test_warm_start_continues_the_same_run(blobs):
+    """The weights, shuffling generator and loss curve go on; the optimizer starts
+    afresh on every fit, as scikit-learn's (partial_fit continues it)."""
     X, y = blobs
     clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3, warm_start=True, random_state=0)
     clf.fit(X, y)
-    optimizer, t = clf._run.optimizer, clf._run.optimizer.t
+    run, optimizer, t = clf._run, clf.optimizer_, clf.optimizer_.t
     clf.fit(X, y)
-    assert clf._run.optimizer is optimizer and optimizer.t == 2 * t
+    assert clf._run is run and clf.optimizer_ is not optimizer and clf.optimizer_.t == t
     assert len(clf.loss_curve_) == 6 and clf.n_iter_ == 3
+    clf.partial_fit(X, y)
+    assert clf.optimizer_.t == t + t // 3
     clf.set_params(learning_rate_init=0.1).fit(X, y)  # a solver parameter changed
-    assert clf._run.optimizer is not optimizer and clf._run.optimizer.learning_rate == 0.1
+    assert clf.optimizer_.learning_rate == 0.1
     with pytest.raises(ValueError, match="warm_start can only be used where `y` has the same"):
         clf.fit(X, np.where(y == 2, 1, y))
 

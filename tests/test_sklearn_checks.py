@@ -1,16 +1,18 @@
-"""scikit-learn's own estimator checks, run on handgrad's MLPClassifier."""
+"""scikit-learn's own estimator checks, run on handgrad's MLPClassifier and MLPRegressor."""
 
 from __future__ import annotations
 
 import pytest
 from sklearn.utils.estimator_checks import parametrize_with_checks
 
-from handgrad import MLPClassifier
+from handgrad import MLPClassifier, MLPRegressor
 
 # Small networks and few epochs keep the checks fast; they test the API, not learning.
 ESTIMATORS = [
     MLPClassifier(hidden_layer_sizes=(5,), learning_rate_init=0.01, max_iter=50, random_state=0),
     MLPClassifier(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=50, random_state=0),
+    MLPRegressor(hidden_layer_sizes=(5,), learning_rate_init=0.01, max_iter=50, random_state=0),
+    MLPRegressor(hidden_layer_sizes=(5,), solver="lbfgs", max_iter=50, random_state=0),
 ]
 
 

@@ -55,7 +55,7 @@ def test_networks_round_trip_as_their_kind(tmp_path: Path, model: MLP, kind: str
 
 
 def test_the_table_names_every_kind() -> None:
-    assert sorted(KINDS) == ["MLP", "MLPClassifier", "Pipeline", "TwoLayerNet"]
+    assert sorted(KINDS) == ["MLP", "MLPClassifier", "MLPRegressor", "Pipeline", "TwoLayerNet"]
 
 
 def test_unknown_kind_is_refused_without_importing(tmp_path: Path) -> None:

@@ -1,8 +1,8 @@
-"""handgrad: neural-network classifiers whose every gradient is derived by hand.
+"""handgrad: neural-network classifiers and regressors whose every gradient is derived by hand.
 
 The core (:mod:`handgrad.layers`, :class:`MLP`, :class:`TwoLayerNet`,
 :mod:`handgrad.gradcheck`), the one training loop (:mod:`handgrad.training`), and a
-scikit-learn drop-in :class:`MLPClassifier`.
+scikit-learn drop-in :class:`MLPClassifier` and :class:`MLPRegressor`.
 """
 
 from typing import Any
@@ -10,6 +10,7 @@ from typing import Any
 __all__ = [
     "MLP",
     "MLPClassifier",
+    "MLPRegressor",
     "TwoLayerNet",
     "check_gradients",
     "numerical_gradient",
@@ -29,10 +30,10 @@ def __getattr__(name: str) -> Any:
         from handgrad.twolayer import TwoLayerNet
 
         return TwoLayerNet
-    if name == "MLPClassifier":
-        from handgrad.estimator import MLPClassifier
+    if name in ("MLPClassifier", "MLPRegressor"):
+        import handgrad.estimator as estimator
 
-        return MLPClassifier
+        return getattr(estimator, name)
     if name in ("check_gradients", "numerical_gradient", "rel_error"):
         import handgrad.gradcheck as gradcheck
 

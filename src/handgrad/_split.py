@@ -29,7 +29,7 @@ def _plain(value: Any) -> Any:
 
 
 def stratified_split(
-    *arrays: Any, test_size: float | int, seed: int, stratify: Any = None
+    *arrays: Any, test_size: float | int, seed: int, stratify: Any = None, strict: bool = False
 ) -> list[np.ndarray]:
     """``[a_train, a_held_out, b_train, b_held_out, …]`` for ``arrays`` split by rows.
 
@@ -40,10 +40,13 @@ def stratified_split(
     where scikit-learn's ``train_test_split`` refuses them), and where the held-out part
     is too small to hold every label, the split is a random one that still keeps one row
     of each label for training. A held-out part that cannot be filled that way is a
-    ValueError.
+    ValueError. With ``strict`` (the estimators' early stopping, as scikit-learn's) a
+    label too small to stratify is scikit-learn's ValueError instead.
     """
     if stratify is None:
         return train_test_split(*arrays, test_size=test_size, random_state=seed)
+    if strict:
+        return train_test_split(*arrays, test_size=test_size, random_state=seed, stratify=stratify)
     labels = np.asarray(stratify)
     n = len(labels)
     classes, inverse, counts = np.unique(labels, return_inverse=True, return_counts=True)

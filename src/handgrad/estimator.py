@@ -1,10 +1,10 @@
 """The scikit-learn faces: ``BaseMultilayerPerceptron`` (everything an MLP estimator
-shares) and ``MLPClassifier``, trained by the one loop (:func:`handgrad.training.fit`)
-on the hand-derived gradients of :class:`MLP`.
+shares), ``MLPClassifier`` and ``MLPRegressor``, trained by the one loop
+(:func:`handgrad.training.fit`) on the hand-derived gradients of :class:`MLP`.
 
-Swap it in by changing one import line::
+Swap them in by changing one import line::
 
-    from handgrad import MLPClassifier   # was: from sklearn.neural_network import ...
+    from handgrad import MLPClassifier, MLPRegressor   # was: from sklearn.neural_network
 """
 
 from __future__ import annotations
@@ -18,9 +18,10 @@ from typing import Any, ClassVar, Self
 import numpy as np
 import scipy.sparse as sp
 from numpy.typing import ArrayLike, NDArray
-from sklearn.base import BaseEstimator, ClassifierMixin
+from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as _SklearnMLPClassifier
+from sklearn.neural_network import MLPRegressor as _SklearnMLPRegressor
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils._unique import attach_unique
 from sklearn.utils.metaestimators import available_if
@@ -43,9 +44,10 @@ from handgrad._split import stratified_split
 from handgrad._validation import check_X
 from handgrad.errors import TrainingDivergedError
 from handgrad.network import MLP
+from handgrad.optim import Optimizer
 from handgrad.training import Callback, History, Run, TrainingConfig
 
-__all__ = ["BaseMultilayerPerceptron", "MLPClassifier"]
+__all__ = ["BaseMultilayerPerceptron", "MLPClassifier", "MLPRegressor"]
 
 
 def _stochastic(est: BaseMultilayerPerceptron) -> bool:
@@ -169,7 +171,13 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         resume: Run | None = None,
     ) -> Self:
         """Fit to X (n_samples, n_features) and y (for a classifier, labels (n_samples,)
-        or (n_samples, n_labels) 0/1 indicators). Returns self.
+        or (n_samples, n_labels) 0/1 indicators; for a regressor, targets (n_samples,)
+        or (n_samples, n_outputs)). Returns self.
+
+        With ``warm_start`` the fit starts from the current weights (and continues
+        ``loss_curve_``) but, as scikit-learn's, with a fresh optimizer: momentum, Adam's
+        moments and a decayed learning rate start again. ``partial_fit`` and ``resume``
+        continue the optimizer exactly.
 
         eval_set : (X_val, y_val), optional
             Held-out data scored every epoch (``history_.val_score``). With
@@ -226,10 +234,12 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         )
         seeds = seed_sequence(self.random_state).spawn(3)
         run = current or self._new_run(X, Y, seeds)
+        t_before = 0 if current is None else self.__dict__.get("t_", run.history.samples_seen)
         if resume is not None:  # the checkpoint's optimizer was made from these parameters
             self._optimizer_key = self._optimizer_signature()
+            t_before = run.history.samples_seen
         elif not reset:
-            self._refresh_optimizer(run)
+            self._refresh_optimizer(run, fresh=not incremental)
         self._check_run(run, X, Y)
         self._run = run  # before the loop: callbacks read the same run
         if eval_set is None:
@@ -239,7 +249,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         else:
             X_tr, T_tr, w_tr = X, self._targets(Y), w
             validation = self._validation_set(eval_set, X.dtype)
-        before = run.history.epochs
+        before, samples_before = run.history.epochs, run.history.samples_seen
         epochs = 1 if incremental else self.max_iter
         if resume is not None and not incremental:
             epochs -= before  # finish the interrupted fit
@@ -261,7 +271,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 for k, v in run.best_params.items():  # as the loop does when it ends
                     np.copyto(run.model.params[k], v)
         finally:
-            self._set_fitted(before)
+            self._set_fitted(before, t_before, samples_before)
         self._warn_unconverged(incremental)
         return self
 
@@ -305,7 +315,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
     ) -> tuple[NDArray, NDArray, NDArray | None, tuple | None]:
         """``(X, T, w, validation)``: training rows and the early-stopping set (or None).
 
-        Stratified by ``_stratify`` where every class can be, seeded from ``split_seed``.
+        Stratified by ``_stratify`` (a class too small for that raises scikit-learn's
+        ValueError), seeded from ``split_seed``.
         """
         T = self._targets(Y)
         if not self._validating() or incremental:
@@ -316,6 +327,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             test_size=self.validation_fraction,
             seed=int(split_seed.generate_state(1)[0]),
             stratify=self._stratify(T),
+            strict=True,  # a class too small to stratify: scikit-learn's error
         )
         X_tr, X_val, T_tr, T_val = parts[:4]
         w_tr, w_val = parts[4:] if w is not None else (None, None)
@@ -350,9 +362,10 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         self._optimizer_key = self._optimizer_signature()
         return Run(model, optimizer, np.random.default_rng(seeds[1]))
 
-    def _refresh_optimizer(self, run: Run) -> None:
-        """Keep the optimizer state unless a solver parameter changed since last fit."""
-        if self._optimizer_signature() != getattr(self, "_optimizer_key", None):
+    def _refresh_optimizer(self, run: Run, fresh: bool) -> None:
+        """A new optimizer if ``fresh`` (a warm-started ``fit``, as scikit-learn) or a
+        solver parameter changed since the last call; else keep its state."""
+        if fresh or self._optimizer_signature() != getattr(self, "_optimizer_key", None):
             run.optimizer = make_optimizer(self)
             self._optimizer_key = self._optimizer_signature()
 
@@ -407,11 +420,13 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             verbose=bool(self.verbose),
         )
 
-    def _set_fitted(self, epochs_before: int) -> None:
-        """Copy what the run did into scikit-learn's fitted attributes."""
+    def _set_fitted(self, epochs_before: int, t_before: int, samples_before: int) -> None:
+        """Copy what the run did into scikit-learn's fitted attributes (``t_`` counts
+        the samples of stochastic epochs only: L-BFGS leaves it, as scikit-learn)."""
         hist, model = self._run.history, self._run.model
         self.n_iter_ = hist.epochs - epochs_before
-        self.t_ = hist.samples_seen
+        stochastic = self.solver != "lbfgs"
+        self.t_ = t_before + (hist.samples_seen - samples_before if stochastic else 0)
         self.loss_curve_ = list(hist.loss)
         self.loss_ = hist.loss[-1] if hist.loss else None
         self.n_outputs_ = model.layer_sizes[-1]
@@ -468,13 +483,28 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
     # -------------------------------------------------------- the run, in public
     @property
     def coefs_(self) -> list[NDArray[np.floating]]:
-        """``[W1, …, WL]``, views of the network's weight matrices."""
-        return self._fitted_model("coefs_").weights
+        """``[W1, …, WL]``, views of the network's weight matrices.
+
+        Assignable after ``fit``, as a whole (``est.coefs_ = [...]``) or one layer at a
+        time (``est.coefs_[0] = W``): each array must have its layer's shape and hold
+        finite real numbers (in the network's dtype); it is copied into the network, so
+        ``predict`` and a warm-started ``fit`` or ``partial_fit`` start from it.
+        """
+        return _Parameters(self._fitted_model("coefs_").weights, "coefs_")
+
+    @coefs_.setter
+    def coefs_(self, value: Sequence[ArrayLike]) -> None:
+        _assign(self.coefs_, value, "coefs_")
 
     @property
     def intercepts_(self) -> list[NDArray[np.floating]]:
-        """``[b1, …, bL]``, views of the network's bias vectors."""
-        return self._fitted_model("intercepts_").biases
+        """``[b1, …, bL]``, views of the network's bias vectors; assignable as
+        ``coefs_``."""
+        return _Parameters(self._fitted_model("intercepts_").biases, "intercepts_")
+
+    @intercepts_.setter
+    def intercepts_(self, value: Sequence[ArrayLike]) -> None:
+        _assign(self.intercepts_, value, "intercepts_")
 
     @property
     def network_(self) -> MLP:
@@ -483,10 +513,19 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         return self._fitted_model("network_")
 
     @property
+    def optimizer_(self) -> Optimizer:
+        """The run's optimizer as it stands: ``learning_rate`` is the current step size
+        (after any ``"adaptive"`` or ``"invscaling"`` change), ``t`` its step count.
+        The no-improvement count is ``history_.n_no_improvement``."""
+        self._fitted_model("optimizer_")
+        return self._run.optimizer
+
+    @property
     def history_(self) -> History:
         """The run's :class:`~handgrad.training.History`, epoch by epoch across every
-        ``fit``/``partial_fit`` of the run: training loss, step losses, training and
-        ``eval_set`` accuracy, learning rate, epochs, samples seen and why it stopped."""
+        ``fit``/``partial_fit`` of the run: training loss, step losses, training
+        accuracy (classifiers), the ``eval_set`` or early-stopping score (accuracy, or R²
+        for a regressor), learning rate, epochs, samples seen and why it stopped."""
         self._fitted_model("history_")
         return self._run.history
 
@@ -501,6 +540,45 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         tags = super().__sklearn_tags__()
         tags.input_tags.sparse = True
         return tags
+
+
+class _Parameters(list):
+    """``coefs_``/``intercepts_``: views of the network's arrays; assigning an item
+    checks the new array and copies it into the network (a plain list would drop it)."""
+
+    def __init__(self, arrays: list[NDArray], name: str) -> None:
+        super().__init__(arrays)
+        self._name = name
+
+    def __setitem__(self, index: Any, value: Any) -> None:
+        if not isinstance(index, int | np.integer):
+            raise TypeError(f"assign one layer of {self._name} at a time (an int index)")
+        new = list(self)
+        new[index] = value
+        _assign(self, new, self._name)
+
+
+def _assign(views: list[NDArray], values: Any, name: str) -> None:
+    """Check ``values`` (one array per layer) against the network's ``views`` and copy
+    them in; nothing is written unless every array passes."""
+    if isinstance(values, np.ndarray | str) or not isinstance(values, Sequence):
+        raise TypeError(f"{name} must be a list of {len(views)} arrays, one per layer")
+    if len(values) != len(views):
+        raise ValueError(f"{name} must have {len(views)} arrays (one per layer), got {len(values)}")
+    checked = []
+    for i, (view, value) in enumerate(zip(views, values, strict=True)):
+        arr = np.asarray(value)
+        if arr.dtype.kind not in "biuf":
+            raise TypeError(f"{name}[{i}] must hold real numbers, but its dtype is {arr.dtype}")
+        if arr.shape != view.shape:
+            raise ValueError(f"{name}[{i}] must have shape {view.shape}, got {arr.shape}")
+        with np.errstate(over="ignore"):  # reported just below
+            arr = arr.astype(view.dtype)
+        if not np.isfinite(arr).all():
+            raise ValueError(f"{name}[{i}] must be finite in {view.dtype} (NaN or infinity)")
+        checked.append(arr)
+    for view, arr in zip(views, checked, strict=True):
+        np.copyto(view, arr)
 
 
 def _with_unique_labels(y: NDArray) -> NDArray:
@@ -548,14 +626,16 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         initial weights, the shuffling and the early-stopping split, never NumPy's
         global generator.
     verbose, warm_start : bool, default=False
-        With ``warm_start`` a second ``fit`` continues the same run: weights,
-        optimizer state (kept unless a solver parameter changed), shuffling generator
-        and ``loss_curve_``.
+        With ``warm_start`` a second ``fit`` continues the same run (weights,
+        shuffling generator and ``loss_curve_``) with a fresh optimizer, as
+        scikit-learn's; ``partial_fit`` continues the optimizer too (unless a solver
+        parameter changed).
     early_stopping : bool, default=False
-        Hold out ``validation_fraction`` of the data (split stratified by label when
-        every class can be, except for multi-label targets), or score ``fit``'s
-        ``eval_set``; stop when its accuracy has not improved by ``tol`` for
-        ``n_iter_no_change`` epochs, and restore the best weights.
+        Hold out ``validation_fraction`` of the data (as scikit-learn: stratified by
+        label for a binary problem, where a class of one member raises its ValueError;
+        a plain split otherwise), or score ``fit``'s ``eval_set``; stop when its
+        accuracy has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
+        restore the best weights.
     validation_fraction : float, default=0.1
 
     Attributes
@@ -714,7 +794,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         return Y.argmax(axis=1) if self._head == "softmax" else Y
 
     def _stratify(self, T: NDArray) -> NDArray | None:
-        return T if self._label_binarizer.y_type_ != "multilabel-indicator" else None
+        """As scikit-learn: only a single output (a binary problem) is stratified, by
+        its 0/1 column as booleans (so a too-small class is named as scikit-learn's)."""
+        return T.astype(bool) if self._label_binarizer.y_type_ == "binary" else None
 
     # ---------------------------------------------------------------- prediction
     def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
@@ -740,3 +822,158 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         tags = super().__sklearn_tags__()
         tags.classifier_tags.multi_label = True
         return tags
+
+
+class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
+    """Multi-layer perceptron regressor: scikit-learn's, parameter for parameter.
+
+    Every parameter has scikit-learn 1.9's name, default, meaning and validation (see
+    :class:`sklearn.neural_network.MLPRegressor`); training runs through
+    :func:`handgrad.training.fit` on :class:`handgrad.MLP`'s hand-derived gradients,
+    with a regression head from :data:`handgrad.layers.HEADS`.
+
+    Parameters
+    ----------
+    loss : {"squared_error", "poisson"}, default="squared_error"
+        ``"squared_error"``: identity output (``P = S``), ``L = 1/(2N) Σ_i ‖S_i − Y_i‖²``,
+        ``dS = (S − Y)/N`` (the ``"identity"`` head). ``"poisson"``: log link, the
+        predictions are ``e^S``, the loss is the mean half Poisson deviance,
+        ``dS = (e^S − Y)/N`` (the ``"poisson"`` head; y must be non-negative).
+        With several outputs scikit-learn's ``loss_curve_`` for squared error averages
+        the data term over the outputs too while it steps along ``(S − Y)/N``; here the
+        curve is of the loss those steps descend, the sum over outputs (equal for one
+        output; the steps, hence ``coefs_``, agree for sgd and adam either way).
+    hidden_layer_sizes, activation, solver, alpha, batch_size, learning_rate,
+    learning_rate_init, power_t, max_iter, shuffle, random_state, tol, verbose,
+    momentum, nesterovs_momentum, beta_1, beta_2, epsilon, n_iter_no_change, max_fun
+        As in :class:`MLPClassifier` (and scikit-learn).
+    warm_start : bool, default=False
+        A second ``fit`` starts from the weights of the first (and continues
+        ``loss_curve_``) with a fresh optimizer, as scikit-learn; ``partial_fit``
+        continues the optimizer too.
+    early_stopping : bool, default=False
+        Hold out ``validation_fraction`` of the data (a plain random split), or score
+        ``fit``'s ``eval_set``; stop when its R² has not improved by ``tol`` for
+        ``n_iter_no_change`` epochs, and restore the best weights.
+    validation_fraction : float, default=0.1
+
+    Attributes
+    ----------
+    loss_, best_loss_, loss_curve_, validation_scores_, best_validation_score_,
+    coefs_, intercepts_, n_iter_, t_, n_layers_, n_outputs_, out_activation_,
+    n_features_in_, feature_names_in_
+        As in scikit-learn (``out_activation_`` is ``"identity"`` or ``"exp"``).
+        ``coefs_``/``intercepts_`` are views of the network's ``W1, W2, …``/``b1, b2, …``
+        and can be assigned. The network dtype is X's (float32 stays float32, targets
+        included) and so is that of ``predict``.
+    history_ : handgrad.training.History
+        The whole run epoch by epoch (``val_score`` holds the R² of early stopping or
+        ``eval_set``).
+    network_ : handgrad.MLP
+        The fitted network.
+
+    Examples
+    --------
+    >>> from sklearn.datasets import make_regression
+    >>> X, y = make_regression(n_samples=200, n_features=5, noise=0.1, random_state=0)
+    >>> reg = MLPRegressor(solver="lbfgs", max_iter=500, random_state=0).fit(X, y)
+    >>> reg.score(X, y) > 0.99
+    True
+    """
+
+    _parameter_constraints: ClassVar[dict] = dict(_SklearnMLPRegressor._parameter_constraints)
+    _OUT_ACTIVATION: ClassVar[dict[str, str]] = {"identity": "identity", "poisson": "exp"}
+    #: scikit-learn's ``loss`` → the network's head.
+    _HEADS: ClassVar[dict[str, str]] = {"squared_error": "identity", "poisson": "poisson"}
+
+    def __init__(
+        self,
+        loss: str = "squared_error",
+        hidden_layer_sizes: ArrayLike | int = (100,),
+        activation: str = "relu",
+        *,
+        solver: str = "adam",
+        alpha: float = 0.0001,
+        batch_size: int | str = "auto",
+        learning_rate: str = "constant",
+        learning_rate_init: float = 0.001,
+        power_t: float = 0.5,
+        max_iter: int = 200,
+        shuffle: bool = True,
+        random_state: int | np.random.RandomState | None = None,
+        tol: float = 1e-4,
+        verbose: bool = False,
+        warm_start: bool = False,
+        momentum: float = 0.9,
+        nesterovs_momentum: bool = True,
+        early_stopping: bool = False,
+        validation_fraction: float = 0.1,
+        beta_1: float = 0.9,
+        beta_2: float = 0.999,
+        epsilon: float = 1e-8,
+        n_iter_no_change: int = 10,
+        max_fun: int = 15000,
+    ) -> None:
+        super().__init__(
+            hidden_layer_sizes=hidden_layer_sizes,
+            activation=activation,
+            solver=solver,
+            alpha=alpha,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            learning_rate_init=learning_rate_init,
+            power_t=power_t,
+            max_iter=max_iter,
+            shuffle=shuffle,
+            random_state=random_state,
+            tol=tol,
+            verbose=verbose,
+            warm_start=warm_start,
+            momentum=momentum,
+            nesterovs_momentum=nesterovs_momentum,
+            early_stopping=early_stopping,
+            validation_fraction=validation_fraction,
+            beta_1=beta_1,
+            beta_2=beta_2,
+            epsilon=epsilon,
+            n_iter_no_change=n_iter_no_change,
+            max_fun=max_fun,
+        )
+        self.loss = loss
+
+    # ------------------------------------------------------------------- fitting
+    @available_if(_stochastic)
+    def partial_fit(
+        self, X: ArrayLike, y: ArrayLike, sample_weight: ArrayLike | None = None
+    ) -> MLPRegressor:
+        """One epoch over (X, y), continuing the same run and its optimizer (sgd and
+        adam only). Returns self."""
+        return self._fit(X, y, sample_weight, incremental=True)
+
+    def _encode_y(
+        self, y: NDArray, *, reset: bool, incremental: bool, classes: ArrayLike | None
+    ) -> NDArray:
+        """Numeric targets as an (N, n_outputs) matrix (an (N, 1) y warns as
+        scikit-learn's does); the head checks their values when training starts."""
+        if y.ndim == 2 and y.shape[1] == 1:
+            y = column_or_1d(y, warn=True)
+        return self._encode_held_out(y)
+
+    def _encode_held_out(self, y_val: NDArray) -> NDArray:
+        y = np.asarray(y_val)
+        if y.dtype.kind == "O":  # scikit-learn's y_numeric
+            y = y.astype(np.float64)
+        if y.dtype.kind not in "biuf":
+            raise ValueError(f"y must hold numbers for a regressor, but its dtype is {y.dtype}")
+        return y.reshape(-1, 1) if y.ndim == 1 else y
+
+    @property
+    def _head(self) -> str:
+        return self._HEADS[self.loss]
+
+    # ---------------------------------------------------------------- prediction
+    def predict(self, X: ArrayLike) -> NDArray[np.floating]:
+        """Predictions (n_samples,) for one output, else (n_samples, n_outputs), in the
+        network's dtype: the scores S for squared error, ``e^S`` for poisson."""
+        P = self._forward(X)
+        return P.ravel() if P.shape[1] == 1 else P

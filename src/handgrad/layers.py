@@ -2,7 +2,8 @@
 
 Every ``*_forward`` returns ``(out, cache)``; the matching ``*_backward(dout, cache)``
 returns the gradients of the loss with respect to the forward's inputs. Shapes use the
-notes' letters: N rows, D input features, H hidden units, C classes (score columns).
+notes' letters: N rows, D input features, H hidden units, C classes or regression
+outputs (score columns).
 
 Beside each pair sits its in-place form (name ending in ``_``), which writes its result
 over its input or into buffers it is given: the same equation, for the fast path in
@@ -295,6 +296,47 @@ def sigmoid_cross_entropy(
     return loss, dS
 
 
+def squared_error(S: Array, Y: Array, sample_weight: Array | None = None) -> tuple[float, Array]:
+    """Half the mean squared error of the identity head and ``dS = (S − Y) / N``.
+
+    S: (N, C) scores, which are the predictions (``P = S``); Y: (N, C) targets (a 1-D
+    ``(N,)`` Y is taken as one column); sample_weight: (N,) or None.
+
+    ``L = 1/(2N) Σ_i ‖S_i − Y_i‖²`` (weighted: ``Σ_i w_i ½‖S_i − Y_i‖² / Σ_i w_i``).
+    Per row ``∂ℓ/∂S = S − Y``: the same ``P − Y`` as the classification heads. For one
+    output this is scikit-learn's ``squared_loss``; for C > 1 scikit-learn reports
+    that loss averaged over the outputs as well (``1/(2NC) Σ‖S − Y‖²``) while stepping
+    along ``(S − Y)/N``, the gradient of this sum, which is the one derived here.
+    """
+    N = S.shape[0]
+    Y = np.asarray(Y, dtype=S.dtype).reshape(S.shape)
+    w, w_sum = _row_weights(sample_weight, N, S.dtype)
+    dS = S - Y
+    loss = 0.5 * float(np.dot(w, np.einsum("ij,ij->i", dS, dS))) / w_sum
+    dS *= (w / w_sum)[:, None]
+    return loss, dS
+
+
+def poisson_deviance(S: Array, Y: Array, sample_weight: Array | None = None) -> tuple[float, Array]:
+    """Mean half Poisson deviance of the log-link head and ``dS = (e^S − Y) / N``.
+
+    S: (N, C) scores, the logs of the predicted means (``P = e^S``); Y: (N, C)
+    non-negative counts or rates (1-D ``(N,)`` is one column); sample_weight: (N,) or None.
+
+    ``L = (1/N) Σ_i Σ_c [Y log(Y / P) − Y + P]`` (``0 log 0 = 0``), scikit-learn's
+    ``poisson_loss``; written in S it is ``Y log Y − Y S − Y + e^S``, so
+    ``∂ℓ/∂S = −Y + e^S = P − Y`` again.
+    """
+    N = S.shape[0]
+    Y = np.asarray(Y, dtype=S.dtype).reshape(S.shape)
+    w, w_sum = _row_weights(sample_weight, N, S.dtype)
+    P = np.exp(S)
+    elementwise = scipy.special.xlogy(Y, Y) - Y * S - Y + P
+    loss = float(np.dot(w, elementwise.sum(axis=1))) / w_sum
+    dS = (P - Y) * (w / w_sum)[:, None]
+    return loss, dS
+
+
 def l2_penalty(weights: list[Array], reg: float) -> tuple[float, list[Array]]:
     """``λ/2 Σ_l ‖W_l‖²`` over weight matrices only, and its gradients ``λ W_l``.
 
@@ -396,6 +438,39 @@ def sigmoid_cross_entropy_(
     return losses
 
 
+def squared_error_(S: Array, Y: Array, c: float | Array, dS: Array, buf: HeadBuffers) -> Array:
+    """Per-row ``ℓ_i = ½ ‖S_i − Y_i‖²``, and ``dS = (S − Y) c`` into dS.
+
+    S, dS, Y: (n, C); c as in :func:`softmax_cross_entropy_`. Returns ℓ (n,), a view
+    of ``buf``.
+    """
+    losses = buf.total[: S.shape[0]]
+    np.subtract(S, Y, out=dS)
+    np.einsum("ij,ij->i", dS, dS, out=losses)
+    losses *= 0.5
+    dS *= c[:, None] if isinstance(c, np.ndarray) else c
+    return losses
+
+
+def poisson_deviance_(S: Array, Y: Array, c: float | Array, dS: Array, buf: HeadBuffers) -> Array:
+    """Per-row ``ℓ_i = Σ_c Y log Y − Y S − Y + e^S``, and ``dS = (e^S − Y) c`` into dS.
+
+    S, dS, Y: (n, C); c as in :func:`softmax_cross_entropy_`. Returns ℓ (n,), a view
+    of ``buf``.
+    """
+    n = S.shape[0]
+    losses, picked = buf.total[:n], buf.picked[:n]
+    np.exp(S, out=dS)  # P = e^S
+    np.matmul(dS, buf.ones_C, out=losses)  # Σ_c P
+    np.einsum("ij,ij->i", Y, S, out=picked)  # Σ_c Y S
+    losses -= picked
+    (scipy.special.xlogy(Y, Y) - Y).sum(axis=1, out=picked)  # Σ_c Y log Y − Y
+    losses += picked
+    dS -= Y
+    dS *= c[:, None] if isinstance(c, np.ndarray) else c
+    return losses
+
+
 def _softmax_labels(S: Array) -> NDArray[np.intp]:
     return S.argmax(axis=1)  # the highest score is the likeliest class
 
@@ -411,6 +486,63 @@ def _softmax_right_rows(S: Array, y: NDArray) -> NDArray[np.bool_]:
 
 def _sigmoid_right_rows(S: Array, Y: NDArray) -> NDArray[np.bool_]:
     return np.all((S > 0) == (Y > 0.5), axis=1)
+
+
+def _predictions(S: Array) -> Array:
+    return S  # the identity head predicts its scores
+
+
+def _poisson_predictions(S: Array) -> Array:
+    return np.exp(S, out=S)  # the log link's mean e^S, over S
+
+
+def _values(predict: Callable[[Array], Array]) -> Callable[[Array], NDArray]:
+    """A regression head's ``labels``: its predictions, one column as (N,)."""
+
+    def labels(S: Array) -> NDArray:
+        P = predict(S)
+        return P.ravel() if P.shape[1] == 1 else P
+
+    return labels
+
+
+def _real_targets(y: Any, n_samples: int, C: int, dtype: np.dtype, *, low: float | None = None):
+    """y as an (N, C) matrix of finite real targets (``>= low`` where given)."""
+    arr = np.asarray(y)
+    if arr.ndim == 1 and C == 1:
+        arr = arr[:, None]
+    if arr.ndim != 2 or arr.shape[1] != C:
+        raise ValueError(
+            f"y must be an (n_samples, {C}) matrix of targets for this regression head, "
+            f"but it has shape {arr.shape}"
+        )
+    if arr.shape[0] != n_samples:
+        raise ValueError(
+            f"X and y have different lengths: X has {n_samples} samples, y has {arr.shape[0]}"
+        )
+    if arr.dtype.kind not in "biuf":
+        raise TypeError(f"y must hold numbers for a regression head, but its dtype is {arr.dtype}")
+    arr = arr.astype(dtype)
+    if not np.isfinite(arr).all():
+        raise ValueError("y must be finite for a regression head (NaN or infinity found)")
+    if low is not None and (arr < low).any():
+        raise ValueError(
+            "y must be non-negative for the poisson head (counts or rates), but has "
+            f"{arr[arr < low].ravel()[0]!r}"
+        )
+    return arr
+
+
+def _count_targets(y: Any, n_samples: int, C: int, dtype: np.dtype) -> NDArray:
+    return _real_targets(y, n_samples, C, dtype, low=0.0)
+
+
+def _random_reals(rng: np.random.Generator, n: int, C: int) -> NDArray:
+    return rng.standard_normal((n, C))
+
+
+def _random_counts(rng: np.random.Generator, n: int, C: int) -> NDArray:
+    return rng.poisson(2.0, size=(n, C)).astype(float)
 
 
 def _class_indices(y: Any, n_samples: int, C: int, dtype: np.dtype) -> NDArray:
@@ -436,10 +568,14 @@ class Head:
     ``encode_targets(y, n_samples, C, dtype)`` checks y and returns the targets T the
     losses take; ``random_targets(rng, n, C)`` draws valid ones (for gradient checks).
     ``min_outputs`` is the smallest C the head accepts. The ``*_formula`` texts are
-    what ``explain`` prints; ``targets_text`` names the form of Y.
+    what ``explain`` prints; ``targets_text`` names the form of Y. ``score`` names how
+    held-out data is scored (``"accuracy"``, or ``"r2"`` for a regression head).
 
     A head for regression takes the same fields: squared error on the identity
-    (``P = S``) or Poisson (``P = e^S``) also give ``dS = (P − Y)/N``.
+    (``P = S``) or Poisson (``P = e^S``) also give ``dS = (P − Y)/N``. Its
+    ``probabilities_`` writes the predictions P, ``labels`` returns them ((N,) for one
+    output), and ``right_rows`` is None: no row is "exactly right", so training
+    records no running accuracy.
     """
 
     name: str
@@ -447,7 +583,7 @@ class Head:
     loss_: Callable[..., Array]
     probabilities_: Callable[[Array], Array]
     labels: Callable[[Array], NDArray]
-    right_rows: Callable[[Array, NDArray], NDArray[np.bool_]]
+    right_rows: Callable[[Array, NDArray], NDArray[np.bool_]] | None
     encode_targets: Callable[[Any, int, int, np.dtype], NDArray]
     random_targets: Callable[[np.random.Generator, int, int], NDArray]
     min_outputs: int
@@ -455,9 +591,11 @@ class Head:
     loss_formula: str
     gradient_formula: str
     targets_text: str
+    score: str = "accuracy"
 
 
-#: Output heads by name: softmax (one label per row) and sigmoid (binary or multi-label).
+#: Output heads by name: softmax (one label per row) and sigmoid (binary or multi-label)
+#: for classification; identity (squared error) and poisson (log link) for regression.
 HEADS: dict[str, Head] = {
     h.name: h
     for h in (
@@ -490,6 +628,38 @@ HEADS: dict[str, Head] = {
             loss_formula="−(1/N) Σ_i Σ_c [Y log P + (1 − Y) log(1 − P)]",
             gradient_formula="dS = (P − Y)/N",
             targets_text="0/1",
+        ),
+        Head(
+            "identity",
+            squared_error,
+            squared_error_,
+            _predictions,
+            _values(_predictions),
+            None,
+            _real_targets,
+            _random_reals,
+            min_outputs=1,
+            probabilities_formula="P = S (identity: the scores are the predictions)",
+            loss_formula="(1/2N) Σ_i ‖P_i − Y_i‖²",
+            gradient_formula="dS = (P − Y)/N",
+            targets_text="real",
+            score="r2",
+        ),
+        Head(
+            "poisson",
+            poisson_deviance,
+            poisson_deviance_,
+            _poisson_predictions,
+            _values(_poisson_predictions),
+            None,
+            _count_targets,
+            _random_counts,
+            min_outputs=1,
+            probabilities_formula="P = e^S (log link: the predicted means)",
+            loss_formula="(1/N) Σ_i Σ_c [Y log(Y/P) − Y + P]",
+            gradient_formula="dS = (P − Y)/N",
+            targets_text="count (≥ 0)",
+            score="r2",
         ),
     )
 }

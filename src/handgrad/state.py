@@ -8,6 +8,7 @@ A model file (:func:`save_model`) holds one of the kinds in :data:`KINDS`:
   shuffling generator, history, best weights), its constructor parameters, its labels
   and fitted attributes as JSON. A loaded estimator trains on exactly as the saved one
   would have.
+- ``MLPRegressor``: the same, without labels.
 - ``Pipeline``: a scikit-learn ``Pipeline`` of a fitted
   :class:`~handgrad.data.preprocess.Preprocessor` and an ``MLPClassifier`` -- what a
   run folder's ``model.safetensors`` holds. The classifier as above, the preprocessing's
@@ -398,6 +399,71 @@ def classifier_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
     return est
 
 
+def regressor_state(est: Any) -> State:
+    """Tensors (the network's and its run's) and JSON metadata for a fitted
+    ``MLPRegressor``."""
+    from sklearn.utils.validation import check_is_fitted
+
+    check_is_fitted(est)
+    tensors, mlp_meta = network_state(est._run.model)
+    run_tensors, run_meta = _run_state(est._run, step_losses=False)
+    meta: dict[str, Any] = {
+        "params": {k: _jsonable(v) for k, v in est.get_params(deep=False).items()},
+        "n_features_in": int(est.n_features_in_),
+        "mlp": mlp_meta,
+        "out_activation": est.out_activation_,
+        "run": run_meta,
+        "optimizer_params": [_jsonable(v) for v in est._optimizer_key],
+    }
+    if hasattr(est, "feature_names_in_"):
+        meta["feature_names_in"] = [str(f) for f in est.feature_names_in_]
+    for name in SCALAR_ATTRS:
+        meta[name] = _jsonable(getattr(est, name, None))
+    return tensors | run_tensors, meta
+
+
+def regressor_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
+    """Rebuild a fitted ``MLPRegressor``, checking that every part agrees with the
+    others. A file without the run it continues is refused."""
+    from handgrad._parameters import OPTIMIZER_PARAMS
+    from handgrad.estimator import MLPRegressor
+
+    if "run" not in meta or "optimizer_params" not in meta:
+        raise ModelFileError(
+            "the MLPRegressor holds no training run (optimizer state, shuffling "
+            "generator, history), which every handgrad model file carries"
+        )
+    est = MLPRegressor(**{k: _from_jsonable(k, v) for k, v in meta["params"].items()})
+    est._validate_params()
+    model = mlp_from_state({k: v for k, v in tensors.items() if "." not in k}, meta["mlp"])
+    n_features = int(meta["n_features_in"])
+    hidden = np.atleast_1d(est.hidden_layer_sizes).tolist()
+    head = MLPRegressor._HEADS[est.loss]
+    want = (n_features, *hidden, model.layer_sizes[-1])
+    if model.layer_sizes != want or model.activation != est.activation or model.head != head:
+        raise ModelFileError(
+            f"the network {model!r} does not fit the estimator: it needs layer sizes {want}, "
+            f"activation {est.activation!r} and a {head} head"
+        )
+    if meta["out_activation"] != MLPRegressor._OUT_ACTIVATION[head]:
+        raise ModelFileError(f"out_activation {meta['out_activation']!r} contradicts the head")
+    est.n_features_in_, est.out_activation_ = n_features, meta["out_activation"]
+    est.n_outputs_, est.n_layers_ = want[-1], len(want)
+    if "feature_names_in" in meta:
+        names = np.asarray(meta["feature_names_in"], dtype=object)
+        if len(names) != n_features:
+            raise ModelFileError(f"{len(names)} feature names for {n_features} features")
+        est.feature_names_in_ = names
+    for name in SCALAR_ATTRS:
+        setattr(est, name, _from_jsonable(name, meta.get(name)))
+    est._run = _run_from_state(model, tensors, meta["run"])
+    est._optimizer_key = tuple(
+        _from_jsonable(name, v)
+        for name, v in zip(OPTIMIZER_PARAMS, meta["optimizer_params"], strict=True)
+    )
+    return est
+
+
 def _binarizer(y_type: Any, classes: np.ndarray) -> Any:
     """A fitted ``LabelBinarizer`` equal to the one ``fit`` made."""
     from sklearn.preprocessing import LabelBinarizer
@@ -582,6 +648,7 @@ KINDS: dict[str, tuple[Callable[[Any], State], Callable[[Tensors, Mapping[str, A
     "TwoLayerNet": (network_state, two_layer_net_from_state),
     "MLPClassifier": (classifier_state, classifier_from_state),
     "Pipeline": (pipeline_state, pipeline_from_state),
+    "MLPRegressor": (regressor_state, regressor_from_state),
 }
 
 
@@ -597,10 +664,11 @@ def _kind_of(model: object) -> str:
     """The kind of exactly ``MLP``, ``TwoLayerNet``, ``MLPClassifier`` or ``Pipeline`` (no
     subclass: it would load as its parent)."""
     kind = {MLP: "MLP", TwoLayerNet: "TwoLayerNet"}.get(type(model))
-    if kind is None and type(model).__name__ == "MLPClassifier":
-        from handgrad.estimator import MLPClassifier
+    if kind is None and type(model).__name__ in ("MLPClassifier", "MLPRegressor"):
+        import handgrad.estimator as estimator
 
-        kind = "MLPClassifier" if type(model) is MLPClassifier else None
+        name = type(model).__name__
+        kind = name if type(model) is getattr(estimator, name) else None
     if kind is None and type(model).__name__ == "Pipeline":
         from sklearn.pipeline import Pipeline
 
@@ -608,8 +676,8 @@ def _kind_of(model: object) -> str:
     if kind is None:
         raise TypeError(
             f"cannot save a {type(model).__name__}: a model file holds an MLP, a "
-            "TwoLayerNet, a fitted MLPClassifier, or a Pipeline of a fitted handgrad "
-            "Preprocessor and MLPClassifier"
+            "TwoLayerNet, a fitted MLPClassifier or MLPRegressor, or a Pipeline of a "
+            "fitted handgrad Preprocessor and MLPClassifier"
         )
     return kind
 

@@ -50,7 +50,8 @@ class TrainingConfig:
 
     ``stopping``: ``"loss"`` stops when the epoch's training loss has not improved by
     ``tol`` for ``n_iter_no_change`` epochs; ``"validation"`` does the same on the
-    validation accuracy and restores the best weights (early stopping); ``"none"`` runs
+    validation score (:func:`validation_score`: accuracy, or R² for a regression head)
+    and restores the best weights (early stopping); ``"none"`` runs
     to ``max_epochs``/``max_steps``.
 
     ``engine``: ``"fast"`` (buffers reused across steps; plain SGD fused into the
@@ -92,8 +93,9 @@ class History:
 
     loss: list[float] = field(default_factory=list)  # mean training loss per epoch
     step_loss: list[float] = field(default_factory=list)  # loss of every minibatch
-    train_score: list[float] = field(default_factory=list)  # running accuracy per epoch
-    val_score: list[float] = field(default_factory=list)  # validation accuracy per epoch
+    # running accuracy per epoch (classification heads only)
+    train_score: list[float] = field(default_factory=list)
+    val_score: list[float] = field(default_factory=list)  # validation score per epoch
     learning_rate: list[float] = field(default_factory=list)
     epochs: int = 0
     steps: int = 0
@@ -158,13 +160,13 @@ def fit(
     Pass ``run`` (from an earlier call or a checkpoint) to continue training with its
     optimizer state, shuffling generator and history; otherwise one is made from
     ``optimizer`` and ``seed``. ``validation`` is ``(X_val, y_val)`` or
-    ``(X_val, y_val, sample_weight_val)``; the validation accuracy is weighted by the
-    latter. Raises :class:`TrainingDivergedError` (a ValueError) on a non-finite loss or
-    non-finite weights, after putting back the weights of the last finished epoch (for
-    L-BFGS, the last parameters whose loss was finite). X may be a SciPy sparse matrix:
-    it stays sparse (CSR), in the first layer's products too. A request for more memory
-    than the machine has is refused before anything is allocated
-    (:func:`check_training_memory`).
+    ``(X_val, y_val, sample_weight_val)``; the validation score (accuracy, or R² for a
+    regression head) is weighted by the latter. Raises :class:`TrainingDivergedError`
+    (a ValueError) on a non-finite loss or non-finite weights, after putting back the
+    weights of the last finished epoch (for L-BFGS, the last parameters whose loss was
+    finite). X may be a SciPy sparse matrix: it stays sparse (CSR), in the first layer's
+    products too. A request for more memory than the machine has is refused before
+    anything is allocated (:func:`check_training_memory`).
 
     ``check_input=False`` (scikit-learn's idiom) skips the pass over X and X_val that
     checks shapes and finiteness, for callers that have just checked them (X must then
@@ -283,6 +285,38 @@ def accuracy(model: MLP, S: np.ndarray, T: np.ndarray, sample_weight=None) -> fl
     return float(np.average(right_rows(model, S, T), weights=sample_weight))
 
 
+def r2(model: MLP, S: np.ndarray, T: np.ndarray, sample_weight=None) -> float:
+    """(Weighted) coefficient of determination of the predictions from scores S (which
+    are overwritten) against targets T (n, C), averaged over the C outputs.
+
+    Per output ``R² = 1 − Σ w (Y − P)² / Σ w (Y − Ȳ)²``; as scikit-learn's
+    ``r2_score``: a constant target gives 1 when predicted exactly and 0 otherwise,
+    fewer than two rows or non-finite predictions give NaN.
+    """
+    with np.errstate(over="ignore"):  # an overflowing e^S scores NaN, as below
+        P = HEADS[model.head].probabilities_(S)
+    if T.shape[0] < 2 or not np.isfinite(P).all():
+        return math.nan
+    w = np.ones(T.shape[0]) if sample_weight is None else np.asarray(sample_weight)
+    Y = T.reshape(P.shape).astype(np.float64)
+    residual = w @ (Y - P) ** 2
+    spread = w @ (Y - np.average(Y, axis=0, weights=w)) ** 2
+    per_output = np.where(residual == 0, 1.0, 0.0)
+    nonzero = spread != 0
+    per_output[nonzero] = 1 - residual[nonzero] / spread[nonzero]
+    return float(per_output.mean())
+
+
+#: How held-out data is scored, by the head's ``score`` name.
+SCORES = {"accuracy": accuracy, "r2": r2}
+
+
+def validation_score(model: MLP, S: np.ndarray, T: np.ndarray, sample_weight=None) -> float:
+    """The head's score of scores S (may be overwritten) against targets T: accuracy
+    for a classification head, R² for a regression head."""
+    return SCORES[HEADS[model.head].score](model, S, T, sample_weight)
+
+
 class _EpochStart:
     """The run as it was when the current epoch began: weights, optimizer state,
     shuffling generator and step counters. Ctrl-C or divergence part way through an
@@ -325,6 +359,7 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
     ws = _workspace(model, batch_size, config)
     # θ ← θ − η g: the update can be fused into the gradient's product
     fused = ws is not None and type(opt) is SGD and opt.momentum == 0
+    classifies = HEADS[model.head].right_rows is not None  # a running accuracy to keep
     arange = np.arange(N)
     order = arange.copy()  # rng.permutation(N) is arange + shuffle: same order, no alloc
     epochs_done = 0
@@ -366,7 +401,8 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                 hist.step_loss.append(loss)
                 hist.steps += 1
                 total += loss * n
-                correct += int(np.count_nonzero(right_rows(model, S, Tb)))
+                if classifies:
+                    correct += int(np.count_nonzero(right_rows(model, S, Tb)))
                 seen += n
             if not _all_finite_params(model):  # a finite loss, but an overflowing update
                 epoch_start.restore(run)
@@ -376,7 +412,8 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                 hist.stop_reason = "max_steps"
                 break
             epochs_done += 1
-            stop = _end_epoch(run, total / seen, correct / seen, seen, validation, config)
+            train_score = correct / seen if classifies else None
+            stop = _end_epoch(run, total / seen, train_score, seen, validation, config)
             epoch_start.take(run)  # where the next epoch starts (copies made in epoch 1)
             # Every callback sees every finished epoch, the last one included.
             if any([cb.on_epoch_end(run) for cb in callbacks]) and not stop:
@@ -408,7 +445,8 @@ def _end_epoch(run: Run, loss, train_score, seen, validation, config) -> bool:
     hist.epochs += 1
     hist.samples_seen += seen
     hist.loss.append(loss)
-    hist.train_score.append(train_score)
+    if train_score is not None:
+        hist.train_score.append(train_score)
     hist.learning_rate.append(opt.learning_rate)
     if validation is not None:
         X_val, T_val, w_val = validation
@@ -416,9 +454,10 @@ def _end_epoch(run: Run, loss, train_score, seen, validation, config) -> bool:
             S_val = scores(model.params, X_val, model.activation)
         else:
             S_val = model.forward(X_val)[0]
-        hist.val_score.append(accuracy(model, S_val, T_val, w_val))
+        hist.val_score.append(validation_score(model, S_val, T_val, w_val))
     if config.verbose:
-        val = f", validation accuracy = {hist.val_score[-1]:.4f}" if validation else ""
+        name = {"accuracy": "accuracy", "r2": "R²"}[HEADS[model.head].score]
+        val = f", validation {name} = {hist.val_score[-1]:.4f}" if validation else ""
         print(f"Iteration {hist.epochs}, loss = {loss:.8f}{val}")
     _update_plateau(run, config)
     opt.schedule.epoch_end(opt, hist.samples_seen)
