@@ -100,6 +100,17 @@ def cluster():
     assert not [pid for pid in pids if psutil.pid_exists(pid)]
 
 
+@pytest.fixture
+def idle_cluster(cluster):
+    """The cluster once it has forgotten every earlier search's data. Scattering the same
+    arrays again (their keys are hashes of their bytes) while those keys are still being
+    released can cancel the new futures: dask/distributed#3703's race."""
+    deadline = time.monotonic() + 30
+    while cluster.scheduler.tasks and time.monotonic() < deadline:
+        time.sleep(0.05)
+    return cluster
+
+
 @pytest.fixture(scope="module")
 def local_table(tmp_path_factory):
     return _table(_search(tmp_path_factory.mktemp("local")))
@@ -176,14 +187,15 @@ def test_an_unreachable_scheduler_is_one_error_within_seconds():
 
 
 # ------------------------------------------------------------------------ the searches
-def test_a_search_on_the_cluster_gives_the_local_table(cluster, local_table, tmp_path):
-    assert _table(_search(tmp_path, cluster.scheduler_address)) == local_table
+def test_a_search_on_the_cluster_gives_the_local_table(idle_cluster, local_table, tmp_path):
+    assert _table(_search(tmp_path, idle_cluster.scheduler_address)) == local_table
     assert (tmp_path / "model.safetensors").is_file()
 
 
 def test_a_worker_killed_mid_search_is_replaced_and_the_table_is_whole(
-    cluster, local_table, tmp_path
+    idle_cluster, local_table, tmp_path
 ):
+    cluster = idle_cluster
     with distributed.Client(cluster, set_as_default=False) as client:
         client.wait_for_workers(2, timeout=60)
         pids = client.run(os.getpid)
@@ -285,7 +297,8 @@ def _iris_search(n_jobs: int) -> RandomizedSearchCV:
     )
 
 
-def test_the_readme_lines_run_a_search_on_the_cluster(cluster):
+def test_the_readme_lines_run_a_search_on_the_cluster(idle_cluster):
+    cluster = idle_cluster
     import joblib
     from dask.distributed import Client, get_task_stream
 
@@ -339,7 +352,8 @@ def test_ctrl_c_closes_the_local_cluster_and_leaves_no_process(tmp_path):
     assert [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
 
 
-def test_the_benchmark_runs_on_the_cluster(cluster, tmp_path):
+def test_the_benchmark_runs_on_the_cluster(idle_cluster, tmp_path):
+    cluster = idle_cluster
     spec = importlib.util.spec_from_file_location("_bench_search_cluster", BENCHMARKS)
     bench = importlib.util.module_from_spec(spec)
     sys.path.insert(0, str(BENCHMARKS.parent))  # it imports epoch.py beside it
