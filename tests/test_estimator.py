@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
-from sklearn.datasets import load_digits, make_blobs, make_multilabel_classification
+from sklearn.datasets import load_digits, make_multilabel_classification
 from sklearn.exceptions import ConvergenceWarning
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.neural_network import MLPClassifier as SkMLP
@@ -20,12 +20,6 @@ from sklearn.utils._param_validation import InvalidParameterError
 from handgrad import MLPClassifier
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-
-
-@pytest.fixture(scope="module")
-def blobs():
-    X, y = make_blobs(n_samples=120, centers=3, n_features=4, random_state=0)
-    return StandardScaler().fit_transform(X), y
 
 
 @pytest.fixture(scope="module")

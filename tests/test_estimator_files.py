@@ -6,8 +6,6 @@ from __future__ import annotations
 import numpy as np
 import pytest
 from numpy.testing import assert_array_equal
-from sklearn.datasets import make_blobs
-from sklearn.preprocessing import StandardScaler
 
 from handgrad import MLPClassifier
 from handgrad.errors import ModelFileError
@@ -15,12 +13,6 @@ from handgrad.modelfile import load_arrays, save_arrays
 from handgrad.state import labels_from_json, labels_to_json, load_model, save_model
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
-
-
-@pytest.fixture(scope="module")
-def blobs():
-    X, y = make_blobs(n_samples=120, centers=3, n_features=4, random_state=0)
-    return StandardScaler().fit_transform(X), y
 
 
 # --------------------------------------------------------------------- model files
