@@ -7,6 +7,7 @@ scikit-learn drop-in :class:`MLPClassifier`.
 
 from typing import Any
 
+from handgrad._threads import threads
 from handgrad.gradcheck import check_gradients, numerical_gradient, rel_error
 from handgrad.network import MLP
 from handgrad.twolayer import TwoLayerNet
@@ -18,6 +19,7 @@ __all__ = [
     "check_gradients",
     "numerical_gradient",
     "rel_error",
+    "threads",
 ]
 
 

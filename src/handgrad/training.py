@@ -23,6 +23,7 @@ from typing import Any
 
 import numpy as np
 
+from handgrad._threads import blas_threads
 from handgrad._validation import check_choice, check_number, check_sample_weight, check_X
 from handgrad.errors import TrainingDivergedError
 from handgrad.layers import HEADS
@@ -177,10 +178,13 @@ def fit(
     run = run or Run(model, optimizer, as_rng(seed))
     for cb in callbacks:
         cb.on_train_begin(run)
-    if isinstance(run.optimizer, LBFGS):
-        _fit_lbfgs(run, X, T, w, config)
-    else:
-        _fit_minibatch(run, X, T, w, config, validation, callbacks)
+    full_batch = isinstance(run.optimizer, LBFGS)
+    rows = X.shape[0] if full_batch else min(config.batch_size, X.shape[0])
+    with blas_threads(rows, model.layer_sizes):  # the step's size chooses the threads
+        if full_batch:
+            _fit_lbfgs(run, X, T, w, config)
+        else:
+            _fit_minibatch(run, X, T, w, config, validation, callbacks)
     for cb in callbacks:
         cb.on_train_end(run)
     return run.history
