@@ -108,3 +108,28 @@ def test_threads_rejects_anything_but_a_positive_int_or_none(bad):
     with pytest.raises(ValueError, match=f"threads must be a positive int or None, got {bad!r}"):
         with threads(bad):
             pass
+
+
+@two_cpus
+def test_limits_that_overlap_out_of_order_put_back_the_users_setting():
+    """Two Python threads predicting at once enter and leave in any order."""
+    before = current()
+    first, second = threads_module._Limit(1), threads_module._Limit(1)
+    first.__enter__()
+    second.__enter__()
+    assert current() == 1
+    first.__exit__(None, None, None)  # leaves first: the other still holds a limit
+    second.__exit__(None, None, None)
+    assert current() == before
+
+
+def test_cpus_busy_with_other_processes_are_not_counted(monkeypatch):
+    monkeypatch.setattr(threads_module, "_usable_cpus", lambda: 16)
+    monkeypatch.setattr(threads_module.os, "cpu_count", lambda: 16)
+    for load, free in [(0.2, 16), (1.0, 16), (2.0, 15), (9.4, 8), (40.0, 1)]:
+        monkeypatch.setattr(threads_module.os, "getloadavg", lambda load=load: (load, 0.0, 0.0))
+        assert threads_module._free_cpus() == free
+        assert choose_threads(200, MNIST) == min(5, free)
+    monkeypatch.setattr(threads_module, "_usable_cpus", lambda: 4)  # 4 of the 16 CPUs
+    monkeypatch.setattr(threads_module.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
+    assert threads_module._free_cpus() == 2  # the other processes' share of these 4

@@ -4,8 +4,10 @@ A product of a few million multiply-adds finishes before a second BLAS thread ha
 paid for waking up, and two spinning threads on a machine where anything else runs
 share one core and lose several times over. So the count follows the size of the
 largest product of a step (batch rows × inputs × outputs of a layer): one thread per
-``WORK_PER_THREAD`` multiply-adds, at least one, and never more than the BLAS
-library's current setting (the user's own ``threadpoolctl.threadpool_limits`` or
+``WORK_PER_THREAD`` multiply-adds, at least one, no more than the CPUs that other
+processes leave free (the load average says how many are busy: a thread that has to
+share a core makes every product wait for it), and never more than the BLAS library's
+current setting (the user's own ``threadpoolctl.threadpool_limits`` or
 ``OPENBLAS_NUM_THREADS`` is a ceiling that handgrad never raises).
 
 The limit holds only inside :func:`blas_threads` — around ``training.fit`` and the
@@ -24,9 +26,10 @@ from __future__ import annotations
 import contextlib
 import operator
 import os
+import threading
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
-from typing import Any
+from typing import Any, ClassVar
 
 __all__ = ["WORK_PER_THREAD", "blas_threads", "choose_threads", "threads"]
 
@@ -60,8 +63,9 @@ def threads(n: int | None) -> Iterator[None]:
 def choose_threads(rows: int, layer_sizes: Sequence[int], available: int | None = None) -> int:
     """Threads for products of ``rows`` rows through layers ``layer_sizes``
     ``(D, H1, …, C)``: one per ``WORK_PER_THREAD`` multiply-adds of the largest
-    product, between 1 and ``available`` (the usable CPUs by default)."""
-    cap = _usable_cpus() if available is None else available
+    product, between 1 and ``available`` (the CPUs left free by other processes, by
+    default)."""
+    cap = _free_cpus() if available is None else available
     return max(1, min(cap, _largest_product(rows, layer_sizes) // WORK_PER_THREAD))
 
 
@@ -79,10 +83,43 @@ def blas_threads(rows: int, layer_sizes: Sequence[int]) -> contextlib.AbstractCo
         work = _largest_product(rows, layer_sizes)
         if work <= SINGLE_THREADED_BY_BLAS:
             return contextlib.nullcontext()
-        n = max(1, work // WORK_PER_THREAD)
+        n = choose_threads(rows, layer_sizes)
         if n >= _usable_cpus() or n >= _current():
             return contextlib.nullcontext()
-    return _blas().limit(limits=n)
+    return _Limit(n)
+
+
+class _Limit:
+    """Set the BLAS libraries to ``n`` threads; on leaving, put back the setting found
+    on entry — and, when the last of several overlapping limits (Python threads
+    predicting at once) leaves, the setting found before the first, so that however
+    they interleave the user's setting comes back."""
+
+    # The BLAS setting is one per process, so is the count of limits holding it.
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    _active: ClassVar[int] = 0
+    _original: ClassVar[list[int]] = []
+
+    def __init__(self, n: int) -> None:
+        self.n = n
+
+    def __enter__(self) -> None:
+        libs = _blas().lib_controllers
+        with self._lock:
+            self.entry = [lib.get_num_threads() for lib in libs]
+            if _Limit._active == 0:
+                _Limit._original = self.entry
+            _Limit._active += 1
+            for lib in libs:
+                lib.set_num_threads(self.n)
+
+    def __exit__(self, *exc: object) -> None:
+        libs = _blas().lib_controllers
+        with self._lock:
+            _Limit._active -= 1
+            back = _Limit._original if _Limit._active == 0 else self.entry
+            for lib, n in zip(libs, back, strict=True):
+                lib.set_num_threads(n)
 
 
 def _largest_product(rows: int, layer_sizes: Sequence[int]) -> int:
@@ -94,6 +131,18 @@ def _usable_cpus() -> int:
     if hasattr(os, "sched_getaffinity"):
         return len(os.sched_getaffinity(0))
     return os.cpu_count() or 1
+
+
+def _free_cpus() -> int:
+    """The usable CPUs less those busy with other processes: the 1-minute load average
+    less this process's own running thread, shared out over the machine's CPUs."""
+    usable = _usable_cpus()
+    try:
+        load = os.getloadavg()[0]
+    except (AttributeError, OSError):  # not on this platform
+        return usable
+    others = max(0.0, load - 1.0) * usable / (os.cpu_count() or usable)
+    return max(1, usable - round(others))
 
 
 def _blas() -> Any:
