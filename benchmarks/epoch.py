@@ -288,7 +288,8 @@ def bench_epoch(
     workload: str, dtype, rounds: int, skip: set[str], pause: float, threads: list[int] | None
 ) -> list[dict]:
     """Every candidate on one workload, interleaved; with ``threads``, every candidate at
-    each count and handgrad's also at its own choice ("@auto")."""
+    each count and handgrad's also at its own choice ("@auto", whose ratios are to the
+    floors at their fastest count)."""
     N, D, H, C = WORKLOADS[workload]
     X, y = digits(dtype) if workload == "digits" else make_data(N, D, C, dtype)
     epochs = EPOCHS.get(workload, 1)
@@ -304,8 +305,10 @@ def bench_epoch(
             floors[label] = _floors(t)
         if threads and name in CHOOSING:
             runs[f"{name} @auto"] = run
-            floors[f"{name} @auto"] = _floors(max(threads))
     times = interleaved(runs, rounds, pause=pause)
+    if threads:  # "@auto" against the floors at their best thread count
+        best = min(threads, key=lambda t: statistics.median(times[_floors(t)[0]]))
+        floors.update({f"{name} @auto": _floors(best) for name in CHOOSING})
     flops = epoch_flops(N, D, H, C) * epochs
     rows = summarise(times, floors, flops)
     what = "one epoch" if epochs == 1 else f"{epochs} epochs"

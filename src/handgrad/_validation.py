@@ -74,6 +74,8 @@ def all_finite(arr: NDArray[np.floating]) -> bool:
     (which a huge finite array can also cause, by overflow) is every entry looked at.
     A 2-D array is summed as ``(X 1) ᵀ 1``: the product runs on BLAS's threads, about
     twice as fast as ``np.sum`` (the check is a pass over all of X before training).
+    A small array (a few rows to predict) is tested entry by entry: the sum's set-up
+    would cost more than the pass.
     """
     if arr.size <= _SMALL:  # a few rows: one isfinite pass costs less than the set-up
         return bool(np.isfinite(arr).all())
