@@ -9,7 +9,7 @@ a noisy machine slows them alike. Reported: the median and the 99th percentile o
 single-call times, and the median of the per-round ratios of the medians. The
 "NumPy forward" row is the arithmetic alone (``max(X W1 + b1, 0) W2 + b2``), for scale.
 
-    python benchmarks/predict_latency.py                # ~1 min
+    python benchmarks/predict_latency.py                # a few minutes
     python benchmarks/predict_latency.py --rounds 3 --calls 200   # a short run
 """
 
