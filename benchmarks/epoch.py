@@ -4,11 +4,19 @@ Every candidate trains one epoch of the same two-layer network (batch 200, plain
 shuffled) on the same synthetic data, in one process, interleaved round by round; the
 ratio of each to the **GEMM floor** — the five matrix products of every batch alone,
 into preallocated outputs — is the median of the per-round ratios. A second floor, the
-same products on gathered shuffled batches, shows what the gather alone costs.
+same products on gathered shuffled batches, shows what the gather alone costs (the
+"× gathered" column). The digits workload (scikit-learn's digits, standardised) trains
+100 epochs per round instead of one.
+
+``--threads 1,2`` runs every candidate at each BLAS thread count (threadpoolctl, and
+``handgrad.threads`` for handgrad), and handgrad's candidates once more with the count
+chosen by the work ("@auto"), against the best fixed count of the same run.
+``--busy 1`` keeps one CPU-bound process spinning beside the benchmark.
 See README.md here.
 
     python benchmarks/epoch.py                       # both workloads, both dtypes
     python benchmarks/epoch.py --workload mnist --dtype float32 --rounds 7
+    python benchmarks/epoch.py --workload digits --threads 1,2 --busy 1
     python benchmarks/epoch.py --quick               # a tiny smoke run
 """
 
@@ -16,9 +24,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
+import functools
 import json
 import platform
 import statistics
+import subprocess
 import sys
 import time
 import warnings
@@ -26,7 +36,7 @@ from collections.abc import Callable
 from pathlib import Path
 
 import numpy as np
-from threadpoolctl import threadpool_info
+from threadpoolctl import ThreadpoolController, threadpool_info
 
 import handgrad
 from handgrad import MLP
@@ -34,10 +44,12 @@ from handgrad.optim import SGD
 from handgrad.training import TrainingConfig, fit
 
 WORKLOADS = {  # name: (N, D, H, C)
+    "digits": (1797, 64, 100, 10),
     "mnist": (60000, 784, 256, 10),
     "cifar": (49000, 3072, 100, 10),
     "quick": (1200, 48, 32, 10),
 }
+EPOCHS = {"digits": 100}  # epochs per timed round (one elsewhere)
 BATCH, LEARNING_RATE, ALPHA = 200, 1e-3, 1e-4
 PREDICT_ROWS = 10000
 RESULTS = Path(__file__).parent / "results"
@@ -54,8 +66,17 @@ def make_data(N: int, D: int, C: int, dtype, seed: int = 0):
     return X, rng.integers(0, C, N)
 
 
+def digits(dtype):
+    """scikit-learn's digits (1,797 × 64), standardised, and its labels."""
+    from sklearn.datasets import load_digits
+
+    X, y = load_digits(return_X_y=True)
+    X = (X - X.mean(axis=0)) / np.where(X.std(axis=0) > 0, X.std(axis=0), 1.0)
+    return np.ascontiguousarray(X, dtype=dtype), y
+
+
 # ----------------------------------------------------------------------- candidates
-def gemm_floor(X, y, H, C) -> Callable[[], None]:
+def gemm_floor(X, y, H, C, epochs: int = 1) -> Callable[[], None]:
     """Only the five products of every batch, into preallocated outputs."""
     N, D = X.shape
     rng = np.random.default_rng(1)
@@ -65,7 +86,7 @@ def gemm_floor(X, y, H, C) -> Callable[[], None]:
     dW1, dW2 = np.empty_like(W1), np.empty_like(W2)
 
     def run() -> None:
-        for start in range(0, N, BATCH):
+        for _, start in _batches(epochs, N):
             Xb = X[start : start + BATCH]
             n = Xb.shape[0]
             np.matmul(Xb, W1, out=A1[:n])
@@ -77,7 +98,12 @@ def gemm_floor(X, y, H, C) -> Callable[[], None]:
     return run
 
 
-def gemm_floor_gathered(X, y, H, C) -> Callable[[], None]:
+def _batches(epochs: int, N: int):
+    """(epoch, first row) of every batch of ``epochs`` epochs."""
+    return ((e, start) for e in range(epochs) for start in range(0, N, BATCH))
+
+
+def gemm_floor_gathered(X, y, H, C, epochs: int = 1) -> Callable[[], None]:
     """The floor's products on shuffled batches, each gathered into a reused buffer
     first (``np.take``): what the products cost once the batches are an epoch's own.
     A reference for where the time goes, not a target."""
@@ -90,8 +116,9 @@ def gemm_floor_gathered(X, y, H, C) -> Callable[[], None]:
     order = np.arange(N)
 
     def run() -> None:
-        rng.shuffle(order)
-        for start in range(0, N, BATCH):
+        for _, start in _batches(epochs, N):
+            if start == 0:
+                rng.shuffle(order)
             idx = order[start : start + BATCH]
             n = len(idx)
             np.take(X, idx, axis=0, out=Xb[:n], mode="clip")
@@ -104,22 +131,22 @@ def gemm_floor_gathered(X, y, H, C) -> Callable[[], None]:
     return run
 
 
-def handgrad_loop(X, y, H, C) -> Callable[[], None]:
-    """``handgrad.MLP`` trained by ``handgrad.training.fit`` for one epoch."""
+def handgrad_loop(X, y, H, C, epochs: int = 1) -> Callable[[], None]:
+    """``handgrad.MLP`` trained by ``handgrad.training.fit`` for ``epochs`` epochs."""
     model = MLP(X.shape[1], (H,), C, seed=0, dtype=X.dtype)
-    config = TrainingConfig(batch_size=BATCH, max_epochs=1, reg=ALPHA, stopping="none")
+    config = TrainingConfig(batch_size=BATCH, max_epochs=epochs, reg=ALPHA, stopping="none")
     rng = np.random.default_rng(0)
     return lambda: fit(model, X, y, optimizer=SGD(LEARNING_RATE), config=config, seed=rng)
 
 
-def _mlp_settings(H: int) -> dict:
+def _mlp_settings(H: int, epochs: int) -> dict:
     return dict(
         hidden_layer_sizes=(H,),
         solver="sgd",
         momentum=0.0,
         nesterovs_momentum=False,
         batch_size=BATCH,
-        max_iter=1,
+        max_iter=epochs,
         shuffle=True,
         learning_rate_init=LEARNING_RATE,
         alpha=ALPHA,
@@ -129,19 +156,19 @@ def _mlp_settings(H: int) -> dict:
     )
 
 
-def handgrad_estimator(X, y, H, C) -> Callable[[], None] | None:
+def handgrad_estimator(X, y, H, C, epochs: int = 1) -> Callable[[], None] | None:
     try:
         from handgrad import MLPClassifier
     except ImportError:
         return None
-    clf = MLPClassifier(**_mlp_settings(H))
+    clf = MLPClassifier(**_mlp_settings(H, epochs))
     return lambda: _quiet_fit(clf, X, y)
 
 
-def sklearn_estimator(X, y, H, C) -> Callable[[], None]:
+def sklearn_estimator(X, y, H, C, epochs: int = 1) -> Callable[[], None]:
     from sklearn.neural_network import MLPClassifier
 
-    clf = MLPClassifier(**_mlp_settings(H))
+    clf = MLPClassifier(**_mlp_settings(H, epochs))
     return lambda: _quiet_fit(clf, X, y)
 
 
@@ -151,7 +178,7 @@ def _quiet_fit(clf, X, y) -> None:
         clf.fit(X, y)
 
 
-def torch_eager(X, y, H, C) -> Callable[[], None] | None:
+def torch_eager(X, y, H, C, epochs: int = 1) -> Callable[[], None] | None:
     """PyTorch CPU eager: nn.Linear, ReLU, CrossEntropyLoss, optim.SGD, randperm batches."""
     try:
         import torch
@@ -170,7 +197,7 @@ def torch_eager(X, y, H, C) -> Callable[[], None] | None:
 
     def run() -> None:
         total = 0.0
-        for idx in torch.randperm(N).split(BATCH):
+        for idx in (i for _ in range(epochs) for i in torch.randperm(N).split(BATCH)):
             opt.zero_grad(set_to_none=True)
             loss = loss_fn(net(Xt[idx]), yt[idx])
             loss.backward()
@@ -197,11 +224,15 @@ def interleaved(
     """Seconds of each run, round by round (warm-up rounds dropped).
 
     ``pause`` lets the thread pools of the previous candidate (OpenMP, OpenBLAS)
-    stop spinning before the next one starts.
+    stop spinning before the next one starts. Each round starts one candidate later
+    than the last, so that none always follows the same neighbour.
     """
     times: dict[str, list[float]] = {name: [] for name in runs}
+    names = list(runs)
     for r in range(warmup + rounds):
-        for name, run in runs.items():
+        shift = r % len(names)
+        for name in names[shift:] + names[:shift]:
+            run = runs[name]
             time.sleep(pause)
             t0 = time.perf_counter()
             run()
@@ -210,16 +241,18 @@ def interleaved(
     return times
 
 
-def summarise(times: dict[str, list[float]], floor: str, flops: float) -> list[dict]:
+def summarise(times: dict[str, list[float]], floors: dict[str, tuple[str, str]], flops: float):
+    """A row per candidate; ``floors[name]`` is (GEMM floor, gathered floor) of its run."""
     rows = []
     for name, ts in times.items():
-        ratios = [t / f for t, f in zip(ts, times[floor], strict=True)]
+        floor, gathered = floors[name]
         rows.append(
             {
                 "candidate": name,
                 "median_s": statistics.median(ts),
                 "min_s": min(ts),
-                "ratio_to_floor": statistics.median(ratios),
+                "ratio_to_floor": _median_ratio(ts, times[floor]),
+                "ratio_to_gathered": _median_ratio(ts, times[gathered]),
                 "ratio_of_minima": min(ts) / min(times[floor]),
                 "gflops": flops / statistics.median(ts) / 1e9,
                 "times_s": ts,
@@ -228,36 +261,111 @@ def summarise(times: dict[str, list[float]], floor: str, flops: float) -> list[d
     return rows
 
 
+def _median_ratio(times: list[float], reference: list[float]) -> float:
+    """The median of the per-round ratios ``times / reference``."""
+    return statistics.median(t / f for t, f in zip(times, reference, strict=True))
+
+
 def print_table(title: str, rows: list[dict]) -> None:
     print(f"\n{title}")
     print(
-        f"{'candidate':<28} {'median s':>9} {'min s':>8} {'× floor':>8} {'(minima)':>9} "
-        f"{'GFLOP/s':>8}"
+        f"{'candidate':<34} {'median s':>9} {'min s':>8} {'× floor':>8} {'× gathered':>10} "
+        f"{'(minima)':>9} {'GFLOP/s':>8}"
     )
     for r in rows:
         print(
-            f"{r['candidate']:<28} {r['median_s']:>9.3f} {r['min_s']:>8.3f} "
-            f"{r['ratio_to_floor']:>7.2f}× {r['ratio_of_minima']:>8.2f}× {r['gflops']:>8.1f}"
+            f"{r['candidate']:<34} {r['median_s']:>9.3f} {r['min_s']:>8.3f} "
+            f"{r['ratio_to_floor']:>7.2f}× {r['ratio_to_gathered']:>9.2f}× "
+            f"{r['ratio_of_minima']:>8.2f}× {r['gflops']:>8.1f}"
         )
 
 
-def bench_epoch(workload: str, dtype, rounds: int, skip: set[str], pause: float) -> list[dict]:
+#: Candidates that choose their own threads (handgrad): "@auto" rows in a sweep.
+CHOOSING = ("handgrad loop", "handgrad MLPClassifier")
+
+
+def bench_epoch(
+    workload: str, dtype, rounds: int, skip: set[str], pause: float, threads: list[int] | None
+) -> list[dict]:
+    """Every candidate on one workload, interleaved; with ``threads``, every candidate at
+    each count and handgrad's also at its own choice ("@auto", whose ratios are to the
+    floors at their fastest count)."""
     N, D, H, C = WORKLOADS[workload]
-    X, y = make_data(N, D, C, dtype)
-    runs = {}
+    X, y = digits(dtype) if workload == "digits" else make_data(N, D, C, dtype)
+    epochs = EPOCHS.get(workload, 1)
+    runs, floors = {}, {}
     for name, make in CANDIDATES.items():
-        run = None if name in skip else make(X, y, H, C)
+        run = None if name in skip else make(X, y, H, C, epochs)
         if run is None:
             print(f"  ({name}: skipped)")
-        else:
-            runs[name] = run
+            continue
+        for t in threads or [None]:
+            label = name if t is None else f"{name} @{t}"
+            runs[label] = run if t is None else pinned(run, t)
+            floors[label] = _floors(t)
+        if threads and name in CHOOSING:
+            runs[f"{name} @auto"] = run
     times = interleaved(runs, rounds, pause=pause)
-    rows = summarise(times, "GEMM floor", epoch_flops(N, D, H, C))
+    if threads:  # "@auto" against the floors at their best thread count
+        best = min(threads, key=lambda t: statistics.median(times[_floors(t)[0]]))
+        floors.update({f"{name} @auto": _floors(best) for name in CHOOSING})
+    flops = epoch_flops(N, D, H, C) * epochs
+    rows = summarise(times, floors, flops)
+    what = "one epoch" if epochs == 1 else f"{epochs} epochs"
     print_table(
-        f"one epoch, {workload}-like {N}×{D}→{H}→{C}, {np.dtype(dtype).name}, "
-        f"{epoch_flops(N, D, H, C) / 1e9:.1f} GFLOP, {rounds} rounds",
+        f"{what}, {workload}-like {N}×{D}→{H}→{C}, {np.dtype(dtype).name}, "
+        f"{flops / 1e9:.1f} GFLOP, {rounds} rounds",
         rows,
     )
+    if threads:
+        for row in auto_against_best(times, threads):
+            rows.append(row)
+            print(
+                f"{row['candidate']}: {row['ratio_to_best_fixed']:.2f}× the best fixed "
+                f"count ({row['best_fixed']})"
+            )
+    return rows
+
+
+def _floors(t: int | None) -> tuple[str, str]:
+    at = "" if t is None else f" @{t}"
+    return f"GEMM floor{at}", f"floor, gathered batches{at}"
+
+
+def pinned(run: Callable[[], None], n: int) -> Callable[[], None]:
+    """``run`` on ``n`` BLAS threads (``handgrad.threads`` too: handgrad sets its own)."""
+    controller = _controller()
+
+    def pinned_run() -> None:
+        with controller.limit(limits=n, user_api="blas"), handgrad.threads(n):
+            run()
+
+    return pinned_run
+
+
+@functools.cache
+def _controller() -> ThreadpoolController:
+    """The loaded thread pools, found once (a scan of the process's libraries)."""
+    return ThreadpoolController()
+
+
+def auto_against_best(times: dict[str, list[float]], threads: list[int]) -> list[dict]:
+    """For each handgrad candidate: "@auto" against its best fixed thread count (the one
+    with the lowest median), as the median of the per-round ratios."""
+    rows = []
+    for name in CHOOSING:
+        if f"{name} @auto" not in times:
+            continue
+        best = min(threads, key=lambda t: statistics.median(times[f"{name} @{t}"]))
+        rows.append(
+            {
+                "candidate": f"{name} @auto",
+                "best_fixed": f"{name} @{best}",
+                "ratio_to_best_fixed": _median_ratio(
+                    times[f"{name} @auto"], times[f"{name} @{best}"]
+                ),
+            }
+        )
     return rows
 
 
@@ -280,7 +388,8 @@ def bench_predict(workload: str, dtype, rounds: int, pause: float) -> list[dict]
         "handgrad MLP.predict_proba": lambda: model.predict_proba(X),
     }
     times = interleaved(runs, rounds * 4, warmup=2, pause=pause / 4)
-    rows = summarise(times, "forward floor", 2.0 * rows_n * (D * H + H * C))
+    floors = dict.fromkeys(runs, ("forward floor", "forward floor"))
+    rows = summarise(times, floors, 2.0 * rows_n * (D * H + H * C))
     print_table(f"predict, {rows_n} rows, {workload}-like, {np.dtype(dtype).name}", rows)
     return rows
 
@@ -301,7 +410,12 @@ def blas_description() -> list[str]:
 
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--workload", nargs="+", choices=["mnist", "cifar"], default=["mnist", "cifar"])
+    p.add_argument(
+        "--workload",
+        nargs="+",
+        choices=["digits", "mnist", "cifar"],
+        default=["mnist", "cifar"],
+    )
     p.add_argument(
         "--dtype", nargs="+", choices=["float32", "float64"], default=["float32", "float64"]
     )
@@ -312,6 +426,15 @@ def main(argv: list[str] | None = None) -> dict:
         default=[],
         choices=list(CANDIDATES)[1:],
         help="candidates to leave out",
+    )
+    p.add_argument(
+        "--threads",
+        type=_counts,
+        default=None,
+        help="BLAS thread counts to sweep, e.g. 1,2 (default: the library's own)",
+    )
+    p.add_argument(
+        "--busy", type=int, default=0, help="CPU-bound processes to run beside the benchmark"
     )
     p.add_argument("--no-predict", action="store_true")
     p.add_argument("--quick", action="store_true", help="tiny sizes, 2 rounds: a smoke run")
@@ -329,15 +452,19 @@ def main(argv: list[str] | None = None) -> dict:
     }
     print("\n".join(["BLAS in use:", *("  " + b for b in info["blas"])]))
     print(f"processor: {info['processor']}")
+    info["threads"], info["busy"] = args.threads, args.busy
     results: dict = {"info": info, "epoch": {}, "predict": {}}
-    for workload in workloads:
-        for dtype in args.dtype:
-            key = f"{workload}/{dtype}"
-            results["epoch"][key] = bench_epoch(
-                workload, np.dtype(dtype), rounds, set(args.skip), pause
-            )
-            if not args.no_predict:
-                results["predict"][key] = bench_predict(workload, np.dtype(dtype), rounds, pause)
+    with busy_processes(args.busy):
+        for workload in workloads:
+            for dtype in args.dtype:
+                key = f"{workload}/{dtype}"
+                results["epoch"][key] = bench_epoch(
+                    workload, np.dtype(dtype), rounds, set(args.skip), pause, args.threads
+                )
+                if not args.no_predict:
+                    results["predict"][key] = bench_predict(
+                        workload, np.dtype(dtype), rounds, pause
+                    )
     info["blas"] = blas_description()  # again: torch's libraries load with it
     if "torch" in sys.modules:
         torch = sys.modules["torch"]
@@ -348,6 +475,27 @@ def main(argv: list[str] | None = None) -> dict:
     print("\n".join(["\nlibraries in use:", *("  " + b for b in info["blas"])]))
     write_results(results, args.out, "epoch")
     return results
+
+
+def _counts(text: str) -> list[int]:
+    counts = [int(t) for t in text.split(",")]
+    if not counts or min(counts) < 1:
+        raise argparse.ArgumentTypeError(f"thread counts must be positive, got {text!r}")
+    return counts
+
+
+@contextlib.contextmanager
+def busy_processes(n: int):
+    """``n`` processes spinning on one CPU each while the block runs (a busy machine)."""
+    procs = [subprocess.Popen([sys.executable, "-c", "while True: pass"]) for _ in range(n)]
+    try:
+        if procs:
+            print(f"{n} CPU-bound process(es) running beside the benchmark")
+        yield
+    finally:
+        for proc in procs:
+            proc.kill()
+            proc.wait()
 
 
 def write_results(results, out: Path | None, stem: str) -> Path:

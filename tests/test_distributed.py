@@ -65,6 +65,21 @@ def _children() -> dict[int, str]:
     return found
 
 
+def _cmdline(process: psutil.Process) -> str:
+    """The command line, or "" for a process that exited (or is a zombie) meanwhile."""
+    try:
+        return " ".join(process.cmdline())
+    except psutil.Error:
+        return ""
+
+
+def _alive(process: psutil.Process) -> bool:
+    try:
+        return process.is_running() and process.status() != psutil.STATUS_ZOMBIE
+    except psutil.Error:
+        return False
+
+
 def _assert_no_new_children(before: dict[int, str], within: float = 15.0) -> None:
     deadline = time.monotonic() + within
     while True:
@@ -336,7 +351,7 @@ def test_ctrl_c_closes_the_local_cluster_and_leaves_no_process(tmp_path):
     try:
         process, deadline = psutil.Process(search.pid), time.monotonic() + 120
         while time.monotonic() < deadline:
-            workers = [p for p in process.children() if "spawn_main" in " ".join(p.cmdline())]
+            workers = [p for p in process.children() if "spawn_main" in _cmdline(p)]
             if workers:
                 break
             time.sleep(0.1)
@@ -349,7 +364,7 @@ def test_ctrl_c_closes_the_local_cluster_and_leaves_no_process(tmp_path):
     assert search.returncode == 130
     assert err.strip().splitlines()[-1] == "handgrad: interrupted"
     time.sleep(0.5)
-    assert [p.pid for p in family if p.is_running() and p.status() != psutil.STATUS_ZOMBIE] == []
+    assert [p.pid for p in family if _alive(p)] == []
 
 
 def test_the_benchmark_runs_on_the_cluster(idle_cluster, tmp_path):

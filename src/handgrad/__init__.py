@@ -15,6 +15,7 @@ __all__ = [
     "check_gradients",
     "numerical_gradient",
     "rel_error",
+    "threads",
 ]
 
 
@@ -34,6 +35,10 @@ def __getattr__(name: str) -> Any:
         import handgrad.estimator as estimator
 
         return getattr(estimator, name)
+    if name == "threads":
+        from handgrad._threads import threads
+
+        return threads
     if name in ("check_gradients", "numerical_gradient", "rel_error"):
         import handgrad.gradcheck as gradcheck
 

@@ -96,6 +96,9 @@ def _check_sparse_X(X: Any, n_features: int | None, dtype: Any, name: str, finit
     return X
 
 
+_SMALL = 4096  # entries below which all_finite tests each one directly
+
+
 def all_finite(arr: NDArray[np.floating]) -> bool:
     """True when every entry is finite: one pass, no (N, D) boolean temporary.
 
@@ -103,7 +106,11 @@ def all_finite(arr: NDArray[np.floating]) -> bool:
     (which a huge finite array can also cause, by overflow) is every entry looked at.
     A 2-D array is summed as ``(X 1) ᵀ 1``: the product runs on BLAS's threads, about
     twice as fast as ``np.sum`` (the check is a pass over all of X before training).
+    A small array (a few rows to predict) is tested entry by entry: the sum's set-up
+    would cost more than the pass.
     """
+    if arr.size <= _SMALL:  # a few rows: one isfinite pass costs less than the set-up
+        return bool(np.isfinite(arr).all())
     with np.errstate(over="ignore", invalid="ignore"):
         if arr.ndim == 2 and arr.dtype.kind == "f" and arr.size:
             total = np.matmul(arr, np.ones(arr.shape[1], arr.dtype)).sum()

@@ -41,11 +41,13 @@ from sklearn.utils.validation import (
 import handgrad.training as training
 from handgrad._parameters import OPTIMIZER_PARAMS, make_optimizer, seed_sequence
 from handgrad._split import stratified_split
+from handgrad._threads import blas_threads
 from handgrad._validation import check_X
 from handgrad.errors import TrainingDivergedError
 from handgrad.network import MLP
 from handgrad.optim import Optimizer
 from handgrad.training import Callback, History, Run, TrainingConfig
+from handgrad.workspace import CHUNK_ROWS
 
 __all__ = ["BaseMultilayerPerceptron", "MLPClassifier", "MLPRegressor"]
 
@@ -466,19 +468,47 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
     # ---------------------------------------------------------------- prediction
     def _forward(self, X: ArrayLike, scores: bool = False) -> NDArray[np.floating]:
         """The network's output (or, with ``scores``, its scores S) for X."""
-        check_is_fitted(self)
-        # NaN/inf are caught by the network on Z1 = X W1 + b1, chunk by chunk, rather
-        # than by a separate pass over X here.
-        X = validate_data(
-            self,
-            X,
-            accept_sparse=["csr", "csc"],
-            reset=False,
-            dtype=(np.float64, np.float32),
-            ensure_all_finite=False,
-        )
-        X = X.astype(self._run.model.dtype, copy=False)  # sparse X stays sparse
-        return self._run.model.loss(X) if scores else self._run.model.predict_proba(X)
+        checked = self._plain_rows(X)
+        if checked is None:
+            check_is_fitted(self)
+            # NaN/inf are caught by the network on Z1 = X W1 + b1, chunk by chunk, rather
+            # than by a separate pass over X here.
+            checked = validate_data(
+                self,
+                X,
+                accept_sparse=["csr", "csc"],
+                reset=False,
+                dtype=(np.float64, np.float32),
+                ensure_all_finite=False,
+            )
+        model = self._run.model
+        X = checked.astype(model.dtype, copy=False)  # sparse X stays sparse
+        with blas_threads(min(X.shape[0], CHUNK_ROWS), model.layer_sizes):  # per chunk
+            return model.loss(X) if scores else model.predict_proba(X)
+
+    def _plain_rows(self, X: Any) -> NDArray[np.floating] | None:
+        """X itself when it needs none of ``validate_data``'s conversions, or None.
+
+        That is a fitted estimator without feature names and a plain C-contiguous
+        float32/float64 ndarray of at least one row with ``n_features_in_`` columns:
+        ``validate_data`` would return it unchanged and warn of nothing, so its checks
+        are done here in a few attribute reads (a one-row ``predict`` is otherwise
+        mostly ``validate_data``). Anything else — lists, DataFrames, sparse matrices,
+        other dtypes, wrong shapes — takes ``validate_data``'s path and its messages.
+        Finiteness is the network's test in both paths.
+        """
+        if (
+            type(X) is np.ndarray
+            and X.ndim == 2
+            and (X.dtype == np.float64 or X.dtype == np.float32)
+            and X.flags.c_contiguous
+            and X.shape[0] > 0
+            and "_run" in self.__dict__
+            and "feature_names_in_" not in self.__dict__
+            and X.shape[1] == self.__dict__.get("n_features_in_")
+        ):
+            return X
+        return None
 
     # -------------------------------------------------------- the run, in public
     @property
@@ -812,7 +842,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
 
     def predict(self, X: ArrayLike) -> NDArray:
         """Labels (n_samples,), or (n_samples, n_labels) indicators for multi-label."""
-        check_is_fitted(self)
+        if "_run" not in self.__dict__:
+            check_is_fitted(self)
         if self.out_activation_ == "softmax":  # the highest score is the likeliest class
             return self.classes_[self._forward(X, scores=True).argmax(axis=1)]
         P = self._forward(X)

@@ -24,6 +24,7 @@ from typing import Any
 
 import numpy as np
 
+from handgrad._threads import blas_threads
 from handgrad._validation import (
     all_finite,
     check_choice,
@@ -201,10 +202,12 @@ def fit(
     )
     for cb in callbacks:
         cb.on_train_begin(run)
-    if lbfgs:
-        _fit_lbfgs(run, X, T, w, config)
-    else:
-        _fit_minibatch(run, X, T, w, config, validation, callbacks)
+    rows = X.shape[0] if lbfgs else min(config.batch_size, X.shape[0])
+    with blas_threads(rows, model.layer_sizes):  # the step's size chooses the threads
+        if lbfgs:
+            _fit_lbfgs(run, X, T, w, config)
+        else:
+            _fit_minibatch(run, X, T, w, config, validation, callbacks)
     for cb in callbacks:
         cb.on_train_end(run)
     return run.history

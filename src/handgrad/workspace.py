@@ -351,6 +351,14 @@ class Workspace:
         return loss, S
 
 
+def _affine_one_row_(A: Array, W: Array, b: Array, Z: Array) -> Array:
+    """``Z ← A W + b`` for one row A (1, D): NumPy's product takes BLAS's matrix-vector
+    routine, where a matrix product of one row is several times slower."""
+    np.matmul(A, W, out=Z)
+    Z += b
+    return Z
+
+
 def scores(
     params: Params,
     X: Array,
@@ -377,14 +385,15 @@ def scores(
     for start in range(0, N, chunk_rows):
         A = X[start : start + chunk_rows]
         n = A.shape[0]
+        affine = _affine_one_row_ if n == 1 else affine_
         for l in range(1, L + 1):
             out = S[start : start + n] if l == L else hidden[l - 1][:n]
             if l == 1 and check_finite:
                 with np.errstate(invalid="ignore", over="ignore"):  # reported below
-                    Z = affine_(A, params["W1"], params["b1"], out)
+                    Z = affine(A, params["W1"], params["b1"], out)
                 if not all_finite(Z):
                     check_X(X)  # raises, naming X's first non-finite entry (if any)
             else:
-                Z = affine_(A, params[f"W{l}"], params[f"b{l}"], out)
+                Z = affine(A, params[f"W{l}"], params[f"b{l}"], out)
             A = forward_(Z) if l < L else Z
     return S
