@@ -3,7 +3,7 @@ PY := .venv/bin/python
 # Machines that pin an older OpenBLAS kernel through these variables: unset for benchmarks.
 BENCH := env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY)
 
-.PHONY: venv test lint bench bench-memory bench-quality bench-fused bench-quick
+.PHONY: venv test lint bench bench-memory bench-quality bench-fused bench-quick bench-latency bench-cluster
 venv:
 	python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]'
 test:
@@ -20,3 +20,7 @@ bench-fused:  # needs numba
 	$(BENCH) benchmarks/fused_step.py --workload mnist cifar --dtype float32 float64
 bench-quick:
 	$(PY) benchmarks/epoch.py --quick
+bench-latency:  # needs the onnx extra (in .[test])
+	$(BENCH) benchmarks/latency.py
+bench-cluster:  # needs the dask extra (in .[test])
+	$(PY) benchmarks/search_cluster.py
