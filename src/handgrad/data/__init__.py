@@ -201,8 +201,8 @@ def check_task_labels(y: np.ndarray, task: str, source: str) -> np.ndarray:
 
     A regression target must be numeric and not a handful of integer classes (at most
     :data:`FEW_CLASSES` distinct integers); a classification label must not look
-    continuous (numbers with fractions, or more than half of them distinct, and more
-    than twice :data:`FEW_CLASSES`).
+    continuous: numbers with fractions, or more than twice :data:`FEW_CLASSES` distinct
+    values that are written as floats ("151.0") or are more than half of the rows.
     """
     y = np.asarray(y)
     values = _as_numbers(y)
@@ -224,7 +224,12 @@ def check_task_labels(y: np.ndarray, task: str, source: str) -> np.ndarray:
     if values is not None and len(values):
         distinct = np.unique(values)
         fractional = not np.all(distinct == np.round(distinct))
-        if fractional or len(distinct) > max(2 * FEW_CLASSES, 0.5 * len(values)):
+        many = len(distinct) > 2 * FEW_CLASSES
+        # "151.0": numbers written as floats are measurements, not class names.
+        as_floats = y.dtype.kind == "f" or (
+            y.dtype.kind in "OU" and any("." in str(v) or "e" in str(v).lower() for v in y)
+        )
+        if fractional or (many and (as_floats or len(distinct) > 0.5 * len(values))):
             raise ValueError(
                 f"{source}: the label looks continuous ({len(distinct)} distinct values in "
                 f"{len(values)} rows{', with fractions' if fractional else ''}), not class "
