@@ -128,6 +128,13 @@ def to_onnx(
 
 
 def _check_classifier(model: Any) -> MLPClassifier:
+    from sklearn.base import is_regressor
+
+    if is_regressor(model):
+        raise TypeError(
+            "ONNX export of a regressor is not supported yet (only MLPClassifier models); "
+            "use the model file with handgrad predict or handgrad.state.load_model"
+        )
     if not isinstance(model, MLPClassifier):
         raise TypeError(
             "ONNX export takes a fitted handgrad.MLPClassifier, a Bundle or a model file, "
