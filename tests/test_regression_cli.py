@@ -135,16 +135,42 @@ def test_predict_refuses_proba_for_a_regressor(diabetes_run, tmp_path):
     assert result.exit_code == 2 and "--proba needs a classifier" in result.output
 
 
-def test_export_of_a_regressor_is_a_clear_not_yet(diabetes_run, tmp_path):
+def test_export_of_a_regressor_runs_in_onnxruntime_as_predict(diabetes_run, tmp_path):
+    rt = pytest.importorskip("onnxruntime")
     pytest.importorskip("skl2onnx")
     folder, _ = diabetes_run
-    fails_with(
-        "export",
-        folder / "model.safetensors",
-        tmp_path / "m.onnx",
-        match="ONNX export of a regressor is not supported yet",
-    )
-    assert not (tmp_path / "m.onnx").exists()
+    X = load_diabetes().data[:20]
+    expected = load_model(folder / "model.safetensors").predict(X)
+    for dtype, rtol in (("float32", 1e-5), ("float64", 1e-5)):
+        out = tmp_path / f"m-{dtype}.onnx"
+        result = invoke("export", folder / "model.safetensors", out, "--dtype", dtype)
+        assert "outputs prediction (N,)" in result.stderr
+        session = rt.InferenceSession(str(out), providers=["CPUExecutionProvider"])
+        assert [o.name for o in session.get_outputs()] == ["prediction"]
+        (got,) = session.run(None, {"X": X.astype(dtype)})
+        assert got.shape == (20,) and got.dtype == np.dtype(dtype)
+        np.testing.assert_allclose(got, expected, rtol=rtol)
+
+
+def test_export_of_a_bare_regressor_with_two_targets_and_poisson_loss():
+    rt = pytest.importorskip("onnxruntime")
+    from handgrad.export import to_onnx
+
+    rng = np.random.default_rng(0)
+    X = rng.normal(size=(60, 4))
+    Y = np.exp(0.3 * X[:, :2])
+    for loss in ("squared_error", "poisson"):
+        reg = MLPRegressor(hidden_layer_sizes=(8,), loss=loss, max_iter=30, random_state=0)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            reg.fit(X, Y)
+        session = rt.InferenceSession(
+            to_onnx(reg, dtype=np.float64).SerializeToString(),
+            providers=["CPUExecutionProvider"],
+        )
+        (got,) = session.run(None, {"X": X})
+        assert got.shape == (60, 2)
+        np.testing.assert_allclose(got, reg.predict(X), rtol=1e-9)
 
 
 def test_csv_with_numeric_label_and_task_regression(diabetes_csv, tmp_path):
