@@ -212,6 +212,15 @@ def test_continuous_label_given_to_classification_suggests_regression(diabetes_c
         tmp_path / "r",
         match="diabetes is a regression dataset",
     )
+    # handgrad search tunes classifiers only: a regression dataset is refused up front.
+    fails_with(
+        "search",
+        "--data",
+        "diabetes",
+        "--out",
+        tmp_path / "r",
+        match="diabetes is a regression dataset, not a classification one",
+    )
     assert not (tmp_path / "r").exists()
 
 

@@ -189,7 +189,7 @@ def load_dataset(
     ds = _LOADERS[key](data_dir=data_dir, download=download, **split)
     if task is not None and task != ds.task:
         raise ValueError(
-            f"{key} is a {ds.task} dataset; drop the task {task!r} (or give --task {ds.task})"
+            f"{key} is a {ds.task} dataset, not a {task} one (its task is {ds.task!r})"
         )
     return ds
 
