@@ -297,3 +297,16 @@ def test_default_run_reaches_scikit_learns_target_scaled_r2(tmp_path):
         same = prepare_data(RunConfig("diabetes", seed=seed)).y_test
         np.testing.assert_array_equal(same, ds.y_test)
         assert ours >= baseline - 0.02, (seed, ours, baseline)
+
+
+def test_a_regressor_worse_than_the_mean_is_reported(tmp_path):
+    """L-BFGS without early stopping learns diabetes' 298 training rows by heart."""
+    result = invoke(
+        "train", "--data", "diabetes", "--solver", "lbfgs", "--quiet", "--out", tmp_path / "r"
+    )
+    r2 = read_json(tmp_path / "r" / "metrics.json")["final"]["test_r2"]
+    assert r2 < 0
+    assert (
+        f"the model predicts no better than the mean of the targets: test R² {r2:.4f}; "
+        "try a larger --alpha, or early stopping (adam or sgd)"
+    ) in result.stderr

@@ -768,7 +768,8 @@ def _train(
 def outcome_warnings(metrics: dict[str, Any]) -> list[str]:
     """What is wrong with a finished run that the numbers alone do not shout: a test
     accuracy at chance (within :data:`CHANCE_MARGIN` of 1/C), one class predicted for
-    every row, or a final training loss above the first epoch's."""
+    every row, a final training loss above the first epoch's, or a regressor's test R²
+    at or below 0 (no better than predicting the mean)."""
     notes = []
     final, classes = metrics["final"], metrics.get("classes") or []
     cm = np.asarray(metrics.get("confusion_matrix") or [[0]])
@@ -785,9 +786,6 @@ def outcome_warnings(metrics: dict[str, Any]) -> list[str]:
             notes.append(
                 f"the model predicts one class for every test sample (test accuracy {accuracy:.4f})"
             )
-    r2 = final.get("test_r2")
-    if r2 is not None and r2 <= 0:
-        notes.append(f"the model predicts no better than the mean of the targets: test R² {r2:.4f}")
     loss = (metrics.get("history") or {}).get("loss") or []
     if len(loss) >= 2 and np.isfinite(loss[-1]) and loss[-1] > loss[0]:
         notes.append(f"the training loss rose from {loss[0]:.4g} (first epoch) to {loss[-1]:.4g}")
@@ -796,6 +794,13 @@ def outcome_warnings(metrics: dict[str, Any]) -> list[str]:
         tabular_scaled = config.get("preprocessing") == "scale" and not info.get("image_shape")
         notes[-1] += "; try a lower learning rate" + (
             " or --preprocessing standardize" if tabular_scaled else ""
+        )
+    r2 = final.get("test_r2")
+    if r2 is not None and r2 <= 0:
+        # Below the mean's R² of 0 with a falling loss: the network learnt the training rows.
+        notes.append(
+            f"the model predicts no better than the mean of the targets: test R² {r2:.4f}; "
+            "try a larger --alpha, or early stopping (adam or sgd)"
         )
     return notes
 
