@@ -37,8 +37,9 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 class Bundle:
     """A model as :func:`handgrad.state.load_model` returns it, and facts about its inputs.
 
-    ``model`` is a ``Pipeline`` (preprocessing, then the classifier) for a run's file,
-    else the bare model. info keys (all optional): ``image_shape`` (e.g. [8, 8] or
+    ``model`` is a ``Pipeline`` (preprocessing, then the classifier -- or the regressor,
+    in a ``TransformedTargetRegressor`` when it was trained on scaled targets) for a
+    run's file, else the bare model. info keys (all optional): ``image_shape`` (e.g. [8, 8] or
     [32, 32, 3]), ``pixel_max`` (the largest raw pixel value of the training images: 255,
     or 16 for scikit-learn's digits), ``image_preparation`` (how they were made: "mnist",
     "fashion-mnist", "digits" or "resize"; by the dataset's name when absent),
@@ -55,6 +56,13 @@ class Bundle:
         return self.model[-1] if hasattr(self.model, "steps") else self.model
 
     @property
+    def is_regressor(self) -> bool:
+        """Whether the model predicts numbers (an ``MLPRegressor``, perhaps wrapped)."""
+        from sklearn.base import is_regressor
+
+        return bool(is_regressor(self.classifier))
+
+    @property
     def preprocessor(self) -> Preprocessor | None:
         """The fitted preprocessing, the pipeline's first step (None for a bare model)."""
         return self.model[0] if hasattr(self.model, "steps") else None
@@ -66,7 +74,7 @@ class Bundle:
             return int(self.preprocessor.n_features_)
         n = getattr(self.classifier, "n_features_in_", None)
         if n is None:
-            n = self.classifier.layer_sizes[0]
+            n = getattr(self.classifier, "regressor_", self.classifier).layer_sizes[0]
         return int(n)
 
     @property
@@ -212,7 +220,8 @@ def _check_consistent(path: Path, bundle: Bundle) -> None:
 
 # ------------------------------------------------------------------------- evaluation
 def evaluate(bundle: Bundle, X: Any, y: Any, name: str = "X") -> dict[str, Any]:
-    """Accuracy, per-class precision/recall/F1/support and the confusion matrix.
+    """Accuracy, per-class precision/recall/F1/support and the confusion matrix (a
+    regressor's R², MAE and RMSE: see :func:`evaluate_regression`).
 
     Returns a JSON-serialisable dict: ``accuracy``, ``n_samples``, ``labels`` (the
     model's classes), ``class_names``, ``per_class`` (one dict per class),
@@ -221,6 +230,8 @@ def evaluate(bundle: Bundle, X: Any, y: Any, name: str = "X") -> dict[str, Any]:
     """
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
+    if bundle.is_regressor:
+        return evaluate_regression(bundle, X, y, name)
     y = np.asarray(y)
     pred = np.asarray(bundle.classifier.predict(bundle.features(X, name=name)))
     if len(y) != len(pred):
@@ -259,6 +270,27 @@ def evaluate(bundle: Bundle, X: Any, y: Any, name: str = "X") -> dict[str, Any]:
         "per_class": per_class,
         **averages,
         "confusion_matrix": confusion_matrix(y, pred, labels=labels).tolist(),
+    }
+
+
+def evaluate_regression(bundle: Bundle, X: Any, y: Any, name: str = "X") -> dict[str, Any]:
+    """A regressor's R², mean absolute error and root mean squared error on raw samples
+    X and targets y, in the targets' units: ``{"task", "n_samples", "r2", "mae", "rmse"}``.
+    """
+    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+    from handgrad.data import check_task_labels
+
+    y = check_task_labels(np.asarray(y), "regression", name)
+    pred = np.asarray(bundle.classifier.predict(bundle.features(X, name=name)), dtype=np.float64)
+    if len(y) != len(pred):
+        raise ValueError(f"{name} has {len(pred)} samples, but {len(y)} targets")
+    return {
+        "task": "regression",
+        "n_samples": len(y),
+        "r2": float(r2_score(y, pred)) if len(y) >= 2 else float("nan"),
+        "mae": float(mean_absolute_error(y, pred)),
+        "rmse": float(root_mean_squared_error(y, pred)),
     }
 
 

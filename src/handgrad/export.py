@@ -1,5 +1,5 @@
-"""ONNX export: a fitted classifier, or a run's model with its preprocessing, as one graph
-that ONNX Runtime serves without Python or handgrad.
+"""ONNX export: a fitted classifier or regressor, or a run's model with its preprocessing,
+as one graph that ONNX Runtime serves without Python or handgrad.
 
 The graph, for raw rows ``X`` (N, D) float32 (for image models: the flattened images)::
 
@@ -9,6 +9,10 @@ The graph, for raw rows ``X`` (N, D) float32 (for image models: the flattened im
       -> P = softmax(S) or σ(S)          the head: ``probabilities`` (N, C)
       -> label                           classes_[argmax S], classes_[P > 0.5], or the
                                          (N, L) 0/1 indicators of a multi-label model
+
+A regressor's graph stops after its head (the identity, or ``e^S`` for the Poisson loss),
+then undoes the target scaling of a ``TransformedTargetRegressor`` (``× scale + mean``):
+its one output ``prediction`` (N,) (or (N, K) for K targets) is what ``predict`` returns.
 
 ``probabilities`` has ``predict_proba``'s columns in ``classes_`` order (both columns of a
 binary model); ``label`` holds what ``predict`` returns: strings stay strings, integers
@@ -20,8 +24,7 @@ Importing this module registers handgrad's :class:`MLPClassifier` with skl2onnx
 (with its ``zipmap`` and ``output_class_labels`` options). The converter reads only the
 estimator's public fitted attributes.
 
-An estimator with another head adds one entry to :data:`ONNX_ACTIVATIONS` (a Poisson head's
-``"exp"``) and a converter that stops after the head (a regressor has no labels).
+An estimator with another head adds one entry to :data:`ONNX_ACTIVATIONS`.
 """
 
 from __future__ import annotations
@@ -58,7 +61,7 @@ from sklearn.utils.validation import check_is_fitted
 
 from handgrad.bundle import Bundle, load_bundle
 from handgrad.data import Preprocessor
-from handgrad.estimator import MLPClassifier
+from handgrad.estimator import MLPClassifier, MLPRegressor
 
 __all__ = ["ONNX_ACTIVATIONS", "TARGET_OPSET", "to_onnx"]
 
@@ -74,6 +77,7 @@ ONNX_ACTIVATIONS: dict[str, Callable[..., Any]] = {
     "tanh": ops.OnnxTanh,
     "logistic": ops.OnnxSigmoid,
     "softmax": ops.OnnxSoftmax,
+    "exp": ops.OnnxExp,
 }
 
 _DTYPES = {np.dtype(np.float32): FloatTensorType, np.dtype(np.float64): DoubleTensorType}
@@ -107,18 +111,24 @@ def to_onnx(
     if isinstance(model, str | os.PathLike):
         model = load_bundle(model)
     bundle = model if isinstance(model, Bundle) else Bundle(model)
-    classifier = _check_classifier(bundle.classifier)
     graph_dtype = np.dtype(dtype)
     if graph_dtype not in _DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {graph_dtype}")
+    regression = bundle.is_regressor
+    classifier = (
+        _regression(bundle.classifier) if regression else _check_classifier(bundle.classifier)
+    )
     steps = [("classifier", classifier)]
     if bundle.preprocessor is not None:
         steps.insert(0, ("preprocessing", _Preprocessing(bundle.preprocessor)))
     onx = _skl2onnx_to_onnx(
         Pipeline(steps) if len(steps) > 1 else classifier,
         initial_types=[("X", _DTYPES[graph_dtype]([None, bundle.n_features]))],
-        options={id(classifier): {"zipmap": False}},
+        options={} if regression else {id(classifier): {"zipmap": False}},
         target_opset=target_opset,
+        final_types=[("prediction", _DTYPES[graph_dtype](_prediction_shape(classifier)))]
+        if regression
+        else None,
     )
     onx.doc_string = _describe(bundle, graph_dtype)
     if bundle.image_shape is not None:
@@ -147,10 +157,79 @@ def _describe(bundle: Bundle, dtype: np.dtype) -> str:
     if bundle.image_shape is not None:
         shape = "×".join(str(s) for s in bundle.image_shape)
         rows += f": each a flattened {shape} image, pixels as in training"
+    if bundle.is_regressor:
+        return f"handgrad MLPRegressor. Input: {rows}. Output: prediction (predict)."
     return (
         f"handgrad MLPClassifier. Input: {rows}. Outputs: label (predict) and "
         "probabilities (predict_proba, columns in the order of the classes)."
     )
+
+
+# -------------------------------------------------------------------------- regressors
+class _Regression(BaseEstimator):
+    """A fitted MLPRegressor and the target scaling to undo (``× scale + mean``; 1 and 0
+    for a bare regressor), as one step for skl2onnx's Pipeline."""
+
+    def __init__(self, regressor: Any = None, mean: Any = None, scale: Any = None) -> None:
+        self.regressor, self.mean, self.scale = regressor, mean, scale
+
+
+def _regression(model: Any) -> _Regression:
+    """The regressor of ``model`` (an MLPRegressor, or one in a fitted
+    TransformedTargetRegressor whose transformer is a StandardScaler) with its scaling."""
+    from sklearn.preprocessing import StandardScaler
+
+    reg, mean, scale = model, 0.0, 1.0
+    if hasattr(model, "regressor_"):
+        reg, scaler = model.regressor_, model.transformer_
+        if type(scaler) is not StandardScaler:
+            raise TypeError(
+                "ONNX export takes a target scaled by a StandardScaler, got "
+                f"{type(scaler).__qualname__}"
+            )
+        mean = 0.0 if scaler.mean_ is None else scaler.mean_
+        scale = 1.0 if scaler.scale_ is None else scaler.scale_
+    if not isinstance(reg, MLPRegressor):
+        raise TypeError(
+            "ONNX export takes a fitted handgrad.MLPRegressor (or one in a "
+            f"TransformedTargetRegressor), got {type(reg).__module__}.{type(reg).__qualname__}"
+        )
+    check_is_fitted(reg)
+    for name in (reg.activation, reg.out_activation_):
+        if name not in ONNX_ACTIVATIONS:
+            raise ValueError(
+                f"activation {name!r} has no ONNX export (known: {list(ONNX_ACTIVATIONS)})"
+            )
+    return _Regression(reg, np.asarray(mean, np.float64), np.asarray(scale, np.float64))
+
+
+def _prediction_shape(step: _Regression) -> list[int | None]:
+    K = step.regressor.n_outputs_
+    return [None] if K == 1 else [None, K]
+
+
+def _regressor_shapes(operator: Any) -> None:
+    """prediction (N,) for one target, (N, K) for K, of the input's float type."""
+    check_input_and_output_numbers(operator, input_count_range=1, output_count_range=1)
+    N = operator.inputs[0].get_first_dimension()
+    K = operator.raw_operator.regressor.n_outputs_
+    value_type = DoubleTensorType if _graph_dtype(operator) == np.float64 else FloatTensorType
+    operator.outputs[0].type = value_type([N] if K == 1 else [N, K])
+
+
+def _convert_regressor(scope: Any, operator: Any, container: Any) -> None:
+    """The network and its head, then the target scaling undone."""
+    step, opv = operator.raw_operator, container.target_opset
+    model, dtype = step.regressor, _graph_dtype(operator)
+    X = ops.OnnxCast(operator.inputs[0], to=_tensor_type(dtype), op_version=opv)
+    Y = ONNX_ACTIVATIONS[model.out_activation_](_scores(model, X, dtype, opv), op_version=opv)
+    K = model.n_outputs_
+    Y = ops.OnnxMul(Y, np.broadcast_to(step.scale, (K,)).astype(dtype), op_version=opv)
+    Y = ops.OnnxAdd(Y, np.broadcast_to(step.mean, (K,)).astype(dtype), op_version=opv)
+    if K == 1:
+        Y = ops.OnnxReshape(Y, np.array([-1], dtype=np.int64), op_version=opv)
+    output = operator.outputs[0]
+    ops.OnnxIdentity(Y, op_version=opv, output_names=[output]).add_to(scope, container)
 
 
 # -------------------------------------------------------------------------- converters
@@ -297,6 +376,9 @@ def _register() -> None:
     )
     update_registered_converter(
         _Preprocessing, "HandgradPreprocessing", _preprocessor_shapes, _convert_preprocessor
+    )
+    update_registered_converter(
+        _Regression, "HandgradMLPRegressor", _regressor_shapes, _convert_regressor
     )
 
 

@@ -1,4 +1,5 @@
-"""Pictures of a training run: loss, accuracy, first-layer weights, confusion matrix.
+"""Pictures of a training run: loss, accuracy (R² for a regressor), first-layer weights,
+confusion matrix; a regressor's predicted against true values and its residuals.
 
 Every function takes plain data (lists, arrays), draws on a given ``ax`` or on a fresh
 :class:`matplotlib.figure.Figure` with an Agg canvas, and returns the figure. Pyplot is
@@ -116,11 +117,13 @@ def plot_accuracy(
     train_acc: Sequence[float] | np.ndarray | None,
     val_acc: Sequence[float] | np.ndarray | None = None,
     *,
+    score: str = "accuracy",
     ax: Axes | None = None,
     path: PathLike | None = None,
     dpi: float = 100,
 ) -> Figure:
-    """Training and (if given) validation accuracy per epoch.
+    """Training and (if given) validation accuracy (or another ``score``, e.g. "R²")
+    per epoch.
 
     Parameters
     ----------
@@ -132,20 +135,84 @@ def plot_accuracy(
         Axes to draw on (default: a new figure); file to save to; its resolution.
     """
     figure, ax = _figure_and_axes(ax)
-    ax.set_title("Accuracy per epoch")
+    ax.set_title(f"{score[0].upper()}{score[1:]} per epoch")
     curves = {"train": _finite(train_acc), "validation": _finite(val_acc)}
     curves = {label: acc for label, acc in curves.items() if acc.size}
     if not curves:
-        _note(ax, "no per-epoch accuracy recorded\n(e.g. the lbfgs solver has no epochs)")
+        _note(ax, f"no per-epoch {score} recorded\n(e.g. the lbfgs solver has no epochs)")
         return _finish(figure, path, dpi)
     for label, acc in curves.items():
         epochs = np.arange(1, acc.size + 1)
         ax.plot(epochs, acc, marker="o" if acc.size <= 50 else None, label=label)
     ax.set_xlabel("epoch")
     ax.xaxis.set_major_locator(MaxNLocator(integer=True))
-    ax.set_ylabel("accuracy")
+    ax.set_ylabel(score)
     ax.grid(alpha=0.3)
     ax.legend()
+    return _finish(figure, path, dpi)
+
+
+# -------------------------------------------------------------------------- regression
+
+
+def _targets(y_true: Any, y_pred: Any) -> tuple[np.ndarray, np.ndarray]:
+    t = np.asarray(y_true, dtype=np.float64).ravel()
+    p = np.asarray(y_pred, dtype=np.float64).ravel()
+    if t.shape != p.shape:
+        raise ValueError(f"{t.size} true values but {p.size} predictions")
+    keep = np.isfinite(t) & np.isfinite(p)
+    return t[keep], p[keep]
+
+
+def plot_predictions(
+    y_true: Sequence[float] | np.ndarray,
+    y_pred: Sequence[float] | np.ndarray,
+    *,
+    title: str = "Predicted against true (test)",
+    ax: Axes | None = None,
+    path: PathLike | None = None,
+    dpi: float = 100,
+) -> Figure:
+    """A regressor's predictions against the true values, one point per sample, with
+    the line where they are equal."""
+    figure, ax = _figure_and_axes(ax)
+    ax.set_title(title)
+    t, p = _targets(y_true, y_pred)
+    if t.size == 0:
+        _note(ax, "no predictions recorded")
+        return _finish(figure, path, dpi)
+    ax.scatter(t, p, s=12, alpha=0.6, color="C0")
+    low, high = float(min(t.min(), p.min())), float(max(t.max(), p.max()))
+    ax.plot([low, high], [low, high], color="C3", lw=1, label="predicted = true")
+    ax.set_xlabel("true")
+    ax.set_ylabel("predicted")
+    ax.grid(alpha=0.3)
+    ax.legend()
+    return _finish(figure, path, dpi)
+
+
+def plot_residuals(
+    y_true: Sequence[float] | np.ndarray,
+    y_pred: Sequence[float] | np.ndarray,
+    *,
+    title: str = "Residuals (test)",
+    ax: Axes | None = None,
+    path: PathLike | None = None,
+    dpi: float = 100,
+) -> Figure:
+    """Residuals (true − predicted) against the predictions: a good fit leaves a
+    shapeless band around zero."""
+    figure, ax = _figure_and_axes(ax)
+    ax.set_title(title)
+    t, p = _targets(y_true, y_pred)
+    if t.size == 0:
+        _note(ax, "no predictions recorded")
+        return _finish(figure, path, dpi)
+    ax.scatter(p, t - p, s=12, alpha=0.6, color="C0")
+    ax.axhline(0, color="C3", lw=1)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("true − predicted")
+    ax.grid(alpha=0.3)
     return _finish(figure, path, dpi)
 
 
@@ -313,10 +380,13 @@ def make_report(
     channels: int = 1,
     cm: np.ndarray | None = None,
     class_names: Sequence[Any] | None = None,
+    y_true: Sequence[float] | np.ndarray | None = None,
+    y_pred: Sequence[float] | np.ndarray | None = None,
     dpi: float = 100,
 ) -> Path:
     """One picture of a training run: loss, accuracy, and optionally the confusion matrix
-    and the first-layer weights; 2 to 4 panels.
+    and the first-layer weights; 2 to 4 panels. A regressor's (``y_true`` and ``y_pred``
+    given): loss, R² per epoch, predicted against true and the residuals.
 
     Parameters
     ----------
@@ -331,6 +401,9 @@ def make_report(
         :func:`tile_weights`.
     cm, class_names
         Draw the confusion-matrix panel; see :func:`plot_confusion_matrix`.
+    y_true, y_pred
+        A regressor's test targets and predictions: draw :func:`plot_predictions` and
+        :func:`plot_residuals`, and call the per-epoch score R².
 
     Returns
     -------
@@ -340,8 +413,9 @@ def make_report(
     path = Path(path)
     if path.is_dir():
         path = path / "report.png"
-    panels = 2 + (cm is not None) + (W1 is not None and image_shape is not None)
-    n_rows, n_cols = (1, panels) if panels <= 2 else (2, 2)
+    regression = y_true is not None and y_pred is not None
+    panels = 2 + (cm is not None) + (W1 is not None and image_shape is not None) + 2 * regression
+    n_rows, n_cols = (1, panels) if panels <= 2 else (math.ceil(panels / 2), 2)
     figure = Figure(figsize=(5.5 * n_cols, 4.5 * n_rows), layout="constrained")
     FigureCanvasAgg(figure)
     axes = list(figure.subplots(n_rows, n_cols).ravel())
@@ -351,7 +425,11 @@ def make_report(
         plot_loss(iterations, per="iteration", ax=axes.pop(0))
     else:
         plot_loss(history.get("loss"), per="epoch", ax=axes.pop(0))
-    plot_accuracy(history.get("train_score"), history.get("val_score"), ax=axes.pop(0))
+    score = "R²" if regression else "accuracy"
+    plot_accuracy(history.get("train_score"), history.get("val_score"), score=score, ax=axes.pop(0))
+    if regression:
+        plot_predictions(y_true, y_pred, ax=axes.pop(0))  # type: ignore[arg-type]
+        plot_residuals(y_true, y_pred, ax=axes.pop(0))  # type: ignore[arg-type]
     if cm is not None:
         plot_confusion_matrix(cm, class_names, ax=axes.pop(0))
     if W1 is not None and image_shape is not None:

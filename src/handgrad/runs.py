@@ -6,10 +6,20 @@ A run folder (``runs/<name or timestamp>/``) holds
   (see :mod:`handgrad.callbacks`) and the configuration, rewritten atomically every K
   epochs; :func:`resume` continues from it;
 * ``config.json`` — the :class:`RunConfig`;
-* ``model.safetensors`` — the classifier and its preprocessing (:mod:`handgrad.bundle`);
-* ``metrics.json`` — the per-epoch history, final accuracies, test confusion matrix
-  and the configuration;
-* ``report.png`` — loss, accuracy, confusion matrix and first-layer weights.
+* ``model.safetensors`` — the classifier (or regressor) and its preprocessing
+  (:mod:`handgrad.bundle`);
+* ``metrics.json`` — the per-epoch history, final accuracies and test confusion matrix
+  (a regressor's R², MAE and RMSE on each part, and test predictions) and the
+  configuration;
+* ``report.png`` — loss, accuracy, confusion matrix and first-layer weights (a
+  regressor's loss, R², predicted against true and residuals).
+
+A regression run (``task="regression"``, the default for a regression dataset such as
+diabetes) trains an :class:`~handgrad.MLPRegressor` on standardized targets: with the
+default learning rate a network starts with outputs near 0 and takes many steps to
+reach targets in the hundreds, so the targets are scaled as scikit-learn users do with a
+``TransformedTargetRegressor``. The model file holds that wrapper, so it predicts in the
+targets' own units.
 
 Every file is written atomically. Only checkpoints are written during training; the
 other files are all prepared (the report drawn, the model serialised) once it has
@@ -44,12 +54,12 @@ from handgrad._split import describe_labels, stratified_split
 from handgrad._validation import check_choice, check_number
 from handgrad.bundle import save_bundle
 from handgrad.callbacks import Checkpoint, ProgressBar
-from handgrad.data import Preprocessor, load_dataset
+from handgrad.data import TASKS, Preprocessor, load_dataset
 from handgrad.data.preprocess import KINDS as PREPROCESSING
 from handgrad.errors import HandgradError
 from handgrad.layers import ACTIVATIONS
 from handgrad.optim import OPTIMIZERS
-from handgrad.state import load_run
+from handgrad.state import fitted_target_regressor, load_run
 
 __all__ = [
     "CHECKPOINT",
@@ -64,6 +74,7 @@ __all__ = [
     "RunFolderInUseError",
     "TrainResult",
     "build_classifier",
+    "build_regressor",
     "data_fingerprint",
     "default_epochs",
     "finish_run",
@@ -72,6 +83,7 @@ __all__ = [
     "outcome_warnings",
     "prepare_data",
     "read_json",
+    "regression_metrics",
     "resume",
     "run_metrics",
     "train",
@@ -89,6 +101,8 @@ MISSING_LABEL = ("error", "drop")
 STEP_BUDGET, MIN_EPOCHS = 600, 20
 # A run ending within this much of chance accuracy (1/C) is reported.
 CHANCE_MARGIN = 0.02
+# metrics.json keeps at most this many test predictions (a seeded sample) for the report.
+MAX_REPORTED_PREDICTIONS = 2000
 
 
 class RunFolderInUseError(HandgradError, OSError):
@@ -108,6 +122,11 @@ class RunConfig:
     :func:`default_epochs`. :func:`prepare_data` settles both (and makes a data file's
     path absolute), so that the configuration a run records is the one it trained.
     ``header`` and ``missing_label`` are passed to :func:`~handgrad.data.load_dataset`.
+    ``task=None`` is the dataset's own ("regression" for diabetes, "classification" for
+    the others and for a user file); ``early_stopping=None`` is on for regression (with
+    an epoch-by-epoch solver) and off for classification: a small regression table
+    overfits within the default epochs, and the best validation R²'s weights generalise.
+    :func:`prepare_data` settles both.
     """
 
     data: str = "digits"
@@ -122,7 +141,7 @@ class RunConfig:
     batch_size: int = 64
     dtype: str = "float32"
     seed: int = 0
-    early_stopping: bool = False
+    early_stopping: bool | None = None
     patience: int = 10
     validation_fraction: float = 0.1
     test_fraction: float = 0.25
@@ -130,6 +149,7 @@ class RunConfig:
     checkpoint_every: int | None = None
     header: bool | None = None
     missing_label: str = "error"
+    task: str | None = None
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
@@ -143,6 +163,8 @@ class RunConfig:
         if self.preprocessing is not None:
             check_choice(self.preprocessing, "preprocessing", PREPROCESSING)
         check_choice(self.missing_label, "missing label", MISSING_LABEL)
+        if self.task is not None:
+            check_choice(self.task, "task", TASKS)
         if self.header is not None and not isinstance(self.header, bool):
             raise TypeError(f"header must be True, False or None, but got {self.header!r}")
         check_number(self.learning_rate, "learning rate", low=0, low_open=True)
@@ -413,11 +435,13 @@ def data_fingerprint(config: RunConfig, ds: Any = None) -> dict[str, Any]:
 
 
 def prepare_data(config: RunConfig) -> PreparedData:
-    """Load ``config.data``, split off a stratified validation part from its training
-    part (seeded by ``config.seed``), and fit the preprocessing on the training rows.
+    """Load ``config.data``, split off a validation part from its training part
+    (stratified for classification; seeded by ``config.seed``), and fit the preprocessing
+    on the training rows.
 
     Everything that can be wrong with the data is found here, before any training: a
-    single class, a class too small to split, a batch larger than the training part.
+    single class, a class too small to split, a label that does not fit the task, a
+    batch larger than the training part.
     """
     ds = load_dataset(
         config.data,
@@ -427,16 +451,29 @@ def prepare_data(config: RunConfig) -> PreparedData:
         label=label_column(config.label),
         header=config.header,
         missing_label=config.missing_label,
+        task=config.task,
     )
-    classes = np.unique(np.concatenate([ds.y_train, ds.y_test]))
-    if len(classes) < 2:
-        raise ValueError(
-            f"{config.data} has a single class ({describe_labels(classes)}): there is "
-            "nothing to classify"
-        )
+    regression = ds.task == "regression"
+    if regression:
+        if np.ptp(ds.y_train) == 0:
+            raise ValueError(
+                f"{config.data}: the target is {ds.y_train[0]:g} in every training row: "
+                "there is nothing to regress"
+            )
+    else:
+        classes = np.unique(np.concatenate([ds.y_train, ds.y_test]))
+        if len(classes) < 2:
+            raise ValueError(
+                f"{config.data} has a single class ({describe_labels(classes)}): there is "
+                "nothing to classify"
+            )
     n_val = max(1, round(config.validation_fraction * len(ds.X_train)))
     X_tr, X_val, y_tr, y_val = stratified_split(
-        ds.X_train, ds.y_train, test_size=n_val, seed=config.seed, stratify=ds.y_train
+        ds.X_train,
+        ds.y_train,
+        test_size=n_val,
+        seed=config.seed,
+        stratify=None if regression else ds.y_train,
     )
     if config.batch_size > len(X_tr):
         raise ValueError(
@@ -450,6 +487,10 @@ def prepare_data(config: RunConfig) -> PreparedData:
         preprocessing=config.preprocessing
         or ("scale" if ds.image_shape is not None else "standardize"),
         epochs=config.epochs or default_epochs(len(X_tr), config.batch_size),
+        task=ds.task,
+        early_stopping=config.early_stopping
+        if config.early_stopping is not None
+        else ds.task == "regression" and config.solver != "lbfgs",
     )
     pre = Preprocessor(config.preprocessing, dtype=config.dtype).fit(X_tr)
     info: dict[str, Any] = {
@@ -457,6 +498,7 @@ def prepare_data(config: RunConfig) -> PreparedData:
         "data_dir": config.data_dir,
         "label": config.label,
         "header": config.header,
+        "task": ds.task,
         "name": ds.name,
         "class_names": list(ds.class_names),
         "image_shape": None if ds.image_shape is None else list(ds.image_shape),
@@ -502,20 +544,55 @@ def build_classifier(config: RunConfig) -> Any:
     """
     from handgrad.estimator import MLPClassifier
 
+    if config.task == "regression":
+        raise ValueError(
+            f"{config.data} is a regression task; a classifier cannot be trained on it "
+            "(hyperparameter search trains classifiers only, not regressors yet)"
+        )
+    return MLPClassifier(**_estimator_params(config))
+
+
+def _estimator_params(config: RunConfig) -> dict[str, Any]:
     if config.epochs is None:
         raise ValueError("the configuration's epochs are not settled; see prepare_data")
-    return MLPClassifier(
-        hidden_layer_sizes=config.hidden,
-        activation=config.activation,
-        solver=config.solver,
-        alpha=config.alpha,
-        batch_size=config.batch_size,
-        learning_rate_init=config.learning_rate,
-        max_iter=config.epochs,
-        random_state=config.seed,
-        early_stopping=config.early_stopping,
-        n_iter_no_change=config.patience if config.early_stopping else np.inf,
-    )
+    return {
+        "hidden_layer_sizes": config.hidden,
+        "activation": config.activation,
+        "solver": config.solver,
+        "alpha": config.alpha,
+        "batch_size": config.batch_size,
+        "learning_rate_init": config.learning_rate,
+        "max_iter": config.epochs,
+        "random_state": config.seed,
+        "early_stopping": bool(config.early_stopping),
+        "n_iter_no_change": config.patience if config.early_stopping else np.inf,
+    }
+
+
+def build_regressor(config: RunConfig) -> Any:
+    """The :class:`~handgrad.MLPRegressor` the configuration describes, with the same
+    options as :func:`build_classifier`'s (early stopping scores R²)."""
+    from handgrad.estimator import MLPRegressor
+
+    return MLPRegressor(**_estimator_params(config))
+
+
+def _build(config: RunConfig) -> Any:
+    return build_regressor(config) if config.task == "regression" else build_classifier(config)
+
+
+class _RegressionBar(ProgressBar):
+    """The progress bar, showing the validation R² (the regressor's score)."""
+
+    def on_epoch_end(self, run: Any) -> bool | None:
+        if self._bar is not None:
+            hist = run.history
+            post = {"loss": f"{hist.loss[-1]:.4f}"}
+            if hist.val_score:
+                post["val_r2"] = f"{hist.val_score[-1]:.4f}"
+            self._bar.set_postfix(post, refresh=False)
+            self._bar.update(1)
+        return None
 
 
 def train(
@@ -618,11 +695,20 @@ def _train(
     log: Callable[[str], None],
 ) -> TrainResult:
     from sklearn.exceptions import ConvergenceWarning
+    from sklearn.preprocessing import StandardScaler
 
-    clf = build_classifier(config)
+    regression = config.task == "regression"
+    clf = _build(config)
+    y_train, y_val = data.y_train, data.y_val
+    if regression:  # trained on standardized targets (see the module docstring)
+        target = StandardScaler().fit(y_train.reshape(-1, 1))
+        y_train = target.transform(y_train.reshape(-1, 1)).ravel()
+        y_val = target.transform(y_val.reshape(-1, 1)).ravel()
     done = 0 if run is None else run.history.epochs
     # L-BFGS runs as one scipy call, without epochs to report.
-    bar = ProgressBar(config.epochs, initial=done, disable=not progress or config.solver == "lbfgs")
+    bar = (_RegressionBar if regression else ProgressBar)(
+        config.epochs, initial=done, disable=not progress or config.solver == "lbfgs"
+    )
     callbacks: list[Any] = [bar]
     if config.checkpoint_every:
         callbacks.append(
@@ -645,8 +731,8 @@ def _train(
                 clf.max_iter = done
             clf.fit(
                 data.X_train,
-                data.y_train,
-                eval_set=(data.X_val, data.y_val),
+                y_train,
+                eval_set=(data.X_val, y_val),
                 callbacks=() if finished else callbacks,
                 resume=run,
             )
@@ -658,14 +744,18 @@ def _train(
             "interrupted before an epoch finished; nothing was saved"
             + ("" if run is None else f" (the checkpoint in {run_dir} is unchanged)")
         )
-    metrics = run_metrics(
-        clf,
-        data,
-        config,
-        seconds,
-        train_accuracy=float(clf.score(data.X_train, data.y_train)),
-        val_accuracy=float(clf.score(data.X_val, data.y_val)),
-    )
+    if regression:
+        clf = fitted_target_regressor(clf, target)
+        metrics = regression_metrics(clf, data, config, seconds)
+    else:
+        metrics = run_metrics(
+            clf,
+            data,
+            config,
+            seconds,
+            train_accuracy=float(clf.score(data.X_train, data.y_train)),
+            val_accuracy=float(clf.score(data.X_val, data.y_val)),
+        )
     metrics["sizes"] = {
         "train": len(data.y_train),
         "validation": len(data.y_val),
@@ -678,7 +768,8 @@ def _train(
 def outcome_warnings(metrics: dict[str, Any]) -> list[str]:
     """What is wrong with a finished run that the numbers alone do not shout: a test
     accuracy at chance (within :data:`CHANCE_MARGIN` of 1/C), one class predicted for
-    every row, or a final training loss above the first epoch's."""
+    every row, a final training loss above the first epoch's, or a regressor's test R²
+    at or below 0 (no better than predicting the mean)."""
     notes = []
     final, classes = metrics["final"], metrics.get("classes") or []
     cm = np.asarray(metrics.get("confusion_matrix") or [[0]])
@@ -703,6 +794,13 @@ def outcome_warnings(metrics: dict[str, Any]) -> list[str]:
         tabular_scaled = config.get("preprocessing") == "scale" and not info.get("image_shape")
         notes[-1] += "; try a lower learning rate" + (
             " or --preprocessing standardize" if tabular_scaled else ""
+        )
+    r2 = final.get("test_r2")
+    if r2 is not None and r2 <= 0:
+        # Below the mean's R² of 0 with a falling loss: the network learnt the training rows.
+        notes.append(
+            f"the model predicts no better than the mean of the targets: test R² {r2:.4f}; "
+            "try a larger --alpha, or early stopping (adam or sgd)"
         )
     return notes
 
@@ -738,6 +836,58 @@ def run_metrics(
         "history": history.to_dict(),
         "classes": clf.classes_.tolist(),
         "confusion_matrix": confusion_matrix(data.y_test, pred, labels=clf.classes_).tolist(),
+    }
+
+
+def _target_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
+    from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
+
+    return {
+        "r2": float(r2_score(y, pred)),
+        "mae": float(mean_absolute_error(y, pred)),
+        "rmse": float(root_mean_squared_error(y, pred)),
+    }
+
+
+def regression_metrics(
+    reg: Any, data: PreparedData, config: RunConfig, seconds: float
+) -> dict[str, Any]:
+    """What ``metrics.json`` holds for a trained regressor (predicting in the targets'
+    units): the configuration, the data, R², MAE and RMSE on the train, validation and
+    test parts (``final["test_r2"]`` …), the epoch-by-epoch history (its scores are R²)
+    and the test targets with their predictions (at most
+    :data:`MAX_REPORTED_PREDICTIONS`, a seeded sample) for the report."""
+    final: dict[str, Any] = {}
+    parts = {
+        "train": (data.X_train, data.y_train),
+        "val": (data.X_val, data.y_val),
+        "test": (data.X_test, data.y_test),
+    }
+    test_pred = None
+    for part, (X, y) in parts.items():
+        pred = np.asarray(reg.predict(X), dtype=np.float64)
+        final |= {f"{part}_{k}": v for k, v in _target_scores(y, pred).items()}
+        test_pred = pred
+    history = reg.regressor_.history_ if hasattr(reg, "regressor_") else reg.history_
+    final |= {
+        "epochs": history.epochs,
+        "stop_reason": history.stop_reason,
+        "seconds": round(seconds, 3),
+    }
+    keep = np.arange(len(data.y_test))
+    if len(keep) > MAX_REPORTED_PREDICTIONS:
+        rng = np.random.default_rng(config.seed)
+        keep = np.sort(rng.choice(keep, MAX_REPORTED_PREDICTIONS, replace=False))
+    return {
+        "task": "regression",
+        "config": config.to_dict(),
+        "data": data.info,
+        "final": final,
+        "history": history.to_dict(),
+        "test_predictions": {
+            "true": np.asarray(data.y_test, dtype=np.float64)[keep].tolist(),
+            "predicted": test_pred[keep].tolist(),  # type: ignore[index]
+        },
     }
 
 
@@ -783,9 +933,10 @@ def write_report(
     shape = info.get("image_shape")
     W1 = None
     if shape is not None and classifier is not None:
-        W1 = np.asarray(classifier.coefs_[0])
+        W1 = np.asarray(getattr(classifier, "regressor_", classifier).coefs_[0])
     channels = shape[2] if shape is not None and len(shape) == 3 else 1
     cm = metrics.get("confusion_matrix")
+    predictions = metrics.get("test_predictions") or {}
     return make_report(
         {
             "loss_iterations": history.get("step_loss"),
@@ -799,4 +950,6 @@ def write_report(
         channels=channels,
         cm=None if cm is None else np.asarray(cm),
         class_names=info.get("class_names"),
+        y_true=predictions.get("true"),
+        y_pred=predictions.get("predicted"),
     )

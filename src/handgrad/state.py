@@ -10,10 +10,12 @@ A model file (:func:`save_model`) holds one of the kinds in :data:`KINDS`:
   would have.
 - ``MLPRegressor``: the same, without labels.
 - ``Pipeline``: a scikit-learn ``Pipeline`` of a fitted
-  :class:`~handgrad.data.preprocess.Preprocessor` and an ``MLPClassifier`` -- what a
-  run folder's ``model.safetensors`` holds. The classifier as above, the preprocessing's
-  fitted state as JSON; it loads as the same ``Pipeline``, so that it predicts from raw
-  samples exactly what ``handgrad predict`` predicts.
+  :class:`~handgrad.data.preprocess.Preprocessor` and an ``MLPClassifier`` or an
+  ``MLPRegressor`` (bare, or in a ``TransformedTargetRegressor`` whose ``StandardScaler``
+  scaled its targets) -- what a run folder's ``model.safetensors`` holds. The estimator
+  as above, the preprocessing's and the target scaler's fitted state as JSON; it loads
+  as the same ``Pipeline``, so that it predicts from raw samples (in the targets' units)
+  exactly what ``handgrad predict`` predicts.
 
 A file written by an older handgrad that holds a classifier with its preprocessing beside
 it (a ``"bundle"`` entry) loads as the ``Pipeline`` too: a model is never returned
@@ -53,6 +55,7 @@ from handgrad.twolayer import TwoLayerNet
 __all__ = [
     "KINDS",
     "check_tensors",
+    "fitted_target_regressor",
     "labels_from_json",
     "labels_to_json",
     "load_model",
@@ -561,19 +564,38 @@ def _from_jsonable(name: str, value: Any) -> Any:
 # ------------------------------------------------------------------------- pipelines
 def pipeline_state(pipeline: Any) -> State:
     """Tensors and JSON metadata for a ``Pipeline`` of a fitted ``Preprocessor`` and a
-    fitted ``MLPClassifier``: the classifier's (see :func:`classifier_state`), and the
-    preprocessing's fitted state with the steps' names."""
-    (pre_name, pre), (clf_name, clf) = _pipeline_steps(pipeline)
+    fitted ``MLPClassifier``, ``MLPRegressor``, or ``TransformedTargetRegressor`` of an
+    ``MLPRegressor`` with a ``StandardScaler`` on the target: the estimator's (see
+    :func:`classifier_state`, :func:`regressor_state`), the target scaler's mean and
+    scale, and the preprocessing's fitted state with the steps' names."""
+    (pre_name, pre), (est_name, est) = _pipeline_steps(pipeline)
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(pre, "n_features_")
-    tensors, clf_meta = classifier_state(clf)
-    meta = {
-        "steps": [pre_name, clf_name],
+    if type(est).__name__ == "MLPClassifier":
+        tensors, est_meta = classifier_state(est)
+        return tensors, {
+            "steps": [pre_name, est_name],
+            "preprocessing": pre.to_dict(),
+            "classifier": est_meta,
+        }
+    target = None
+    if type(est).__name__ == "TransformedTargetRegressor":
+        check_is_fitted(est)
+        scaler = est.transformer_
+        target = {
+            "mean": np.asarray(scaler.mean_, dtype=np.float64).tolist(),
+            "scale": np.asarray(scaler.scale_, dtype=np.float64).tolist(),
+            "ndim": int(est._training_dim),
+        }
+        est = est.regressor_
+    tensors, est_meta = regressor_state(est)
+    return tensors, {
+        "steps": [pre_name, est_name],
         "preprocessing": pre.to_dict(),
-        "classifier": clf_meta,
+        "regressor": est_meta,
+        "target_scaler": target,
     }
-    return tensors, meta
 
 
 def pipeline_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
@@ -581,13 +603,59 @@ def pipeline_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
     names = meta["steps"]
     if not (isinstance(names, list) and len(names) == 2 and all(isinstance(n, str) for n in names)):
         raise ModelFileError(f"a pipeline's steps must be two names, got {names!r}")
-    return _pipeline(
-        names, meta["preprocessing"], classifier_from_state(tensors, meta["classifier"])
-    )
+    if "classifier" in meta:
+        est = classifier_from_state(tensors, meta["classifier"])
+    else:
+        est = _target_scaled(regressor_from_state(tensors, meta["regressor"]), meta)
+    return _pipeline(names, meta["preprocessing"], est)
 
 
-def _pipeline(names: list[str], pre_state: Any, clf: Any) -> Any:
-    """``Pipeline([(names[0], preprocessor), (names[1], clf)])``, the two checked to fit."""
+def _target_scaled(reg: Any, meta: Mapping[str, Any]) -> Any:
+    """``reg``, wrapped in the fitted ``TransformedTargetRegressor`` the file describes
+    (a ``StandardScaler`` of the target), when it describes one."""
+    target = meta.get("target_scaler")
+    if target is None:
+        return reg
+    from sklearn.preprocessing import StandardScaler
+
+    try:
+        mean = np.asarray(target["mean"], dtype=np.float64)
+        scale = np.asarray(target["scale"], dtype=np.float64)
+        ndim = int(target["ndim"])
+    except (KeyError, TypeError, ValueError) as exc:
+        raise ModelFileError(f"the target scaler's state is broken: {exc}") from None
+    if (
+        mean.ndim != 1
+        or mean.shape != scale.shape
+        or len(mean) != reg.n_outputs_
+        or not (np.all(np.isfinite(mean)) and np.all(np.isfinite(scale)) and np.all(scale > 0))
+        or ndim not in (1, 2)
+    ):
+        raise ModelFileError(
+            f"the target scaler (mean {target['mean']}, scale {target['scale']}) does not "
+            f"fit a regressor with {reg.n_outputs_} output(s)"
+        )
+    scaler = StandardScaler()
+    scaler.mean_, scaler.scale_, scaler.var_ = mean, scale, scale**2
+    scaler.n_features_in_, scaler.n_samples_seen_ = len(mean), 0
+    return fitted_target_regressor(reg, scaler, ndim)
+
+
+def fitted_target_regressor(reg: Any, scaler: Any, ndim: int = 1) -> Any:
+    """A fitted ``TransformedTargetRegressor`` of the fitted regressor ``reg`` (trained on
+    targets that the fitted ``StandardScaler`` ``scaler`` scaled) -- predicting in the
+    targets' own units; ``ndim`` is the number of dimensions of those targets."""
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.preprocessing import StandardScaler
+
+    ttr = TransformedTargetRegressor(regressor=reg, transformer=StandardScaler())
+    # n_features_in_ and feature_names_in_ are the wrapper's views of regressor_'s.
+    ttr.regressor_, ttr.transformer_, ttr._training_dim = reg, scaler, ndim
+    return ttr
+
+
+def _pipeline(names: list[str], pre_state: Any, est: Any) -> Any:
+    """``Pipeline([(names[0], preprocessor), (names[1], est)])``, the two checked to fit."""
     from sklearn.pipeline import Pipeline
 
     from handgrad.data.preprocess import Preprocessor
@@ -597,26 +665,38 @@ def _pipeline(names: list[str], pre_state: Any, clf: Any) -> Any:
     pre = Preprocessor.from_dict(pre_state)
     if not hasattr(pre, "n_features_"):
         raise ModelFileError("the file's preprocessing was never fitted")
-    if pre.n_features_ != clf.n_features_in_:
+    if pre.n_features_ != est.n_features_in_:
         raise ModelFileError(
-            f"the preprocessing takes {pre.n_features_} features, but the classifier "
-            f"{clf.n_features_in_}"
+            f"the preprocessing takes {pre.n_features_} features, but the estimator "
+            f"{est.n_features_in_}"
         )
-    return Pipeline([(names[0], pre), (names[1], clf)])
+    return Pipeline([(names[0], pre), (names[1], est)])
 
 
 def _pipeline_steps(pipeline: Any) -> list[tuple[str, Any]]:
     """The two steps of a ``Pipeline`` that a model file can hold, or a TypeError."""
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.preprocessing import StandardScaler
+
     from handgrad.data.preprocess import Preprocessor
-    from handgrad.estimator import MLPClassifier
+    from handgrad.estimator import MLPClassifier, MLPRegressor
 
     steps = list(getattr(pipeline, "steps", []))
     kinds = [type(step) for _, step in steps]
-    if kinds != [Preprocessor, MLPClassifier]:
+    last = steps[-1][1] if steps else None
+    scaled = (
+        type(last) is TransformedTargetRegressor
+        and type(getattr(last, "regressor_", None)) is MLPRegressor
+        and type(getattr(last, "transformer_", None)) is StandardScaler
+    )
+    if kinds not in ([Preprocessor, MLPClassifier], [Preprocessor, MLPRegressor]) and not (
+        scaled and kinds[0] is Preprocessor and len(kinds) == 2
+    ):
         got = ", ".join(k.__name__ for k in kinds) or "no steps"
         raise TypeError(
             "a model file holds a Pipeline of exactly a handgrad Preprocessor and an "
-            f"MLPClassifier, but this one has {got}"
+            "MLPClassifier or MLPRegressor (bare, or fitted in a TransformedTargetRegressor "
+            f"with a StandardScaler), but this one has {got}"
         )
     return steps
 
@@ -677,7 +757,7 @@ def _kind_of(model: object) -> str:
         raise TypeError(
             f"cannot save a {type(model).__name__}: a model file holds an MLP, a "
             "TwoLayerNet, a fitted MLPClassifier or MLPRegressor, or a Pipeline of a "
-            "fitted handgrad Preprocessor and MLPClassifier"
+            "fitted handgrad Preprocessor and MLPClassifier or MLPRegressor"
         )
     return kind
 

@@ -1,4 +1,5 @@
-"""``handgrad evaluate``: accuracy, per-class precision/recall/F1 and the confusion matrix."""
+"""``handgrad evaluate``: accuracy, per-class precision/recall/F1 and the confusion matrix;
+a regressor's R², MAE and RMSE."""
 
 from __future__ import annotations
 
@@ -33,7 +34,8 @@ def command(
     split: str,
     as_json: bool,
 ) -> None:
-    """Score MODEL (a model.safetensors file) on a dataset.
+    """Score MODEL (a model.safetensors file) on a dataset: a classifier's accuracy,
+    per-class precision/recall/F1 and confusion matrix, a regressor's R², MAE and RMSE.
 
     \b
     Examples:
@@ -61,6 +63,7 @@ def command(
         label=label_column(label),
         header=header,
         missing_label=missing_label,
+        task="regression" if bundle.is_regressor else None,
         split_seed=int(info.get("split_seed", 0)),
         test_size=float(info.get("test_fraction", 0.25)),
     )
@@ -77,6 +80,11 @@ def command(
     report = {"model": model, "data": name, "split": split, **report}
     if as_json:
         click.echo(json.dumps(report, indent=2))
+    elif bundle.is_regressor:
+        click.echo(
+            f"{report['data']} ({report['split']} split, {report['n_samples']} samples): "
+            f"R² {report['r2']:.4f}  MAE {report['mae']:.4g}  RMSE {report['rmse']:.4g}"
+        )
     else:
         click.echo(_tables(report))
 

@@ -1,4 +1,5 @@
-"""``handgrad predict``: labels (and probabilities) for CSV, NumPy or image inputs."""
+"""``handgrad predict``: labels (and probabilities) for CSV, NumPy or image inputs; a
+regressor's predicted values."""
 
 from __future__ import annotations
 
@@ -49,8 +50,9 @@ def command(
     header: bool | None,
     invert: bool | None,
 ) -> None:
-    """Predict the class of every row of INPUT (.csv, .npy, .npz) or every image file
-    (.png, .jpg, …; resized and scaled like the training images).
+    """Predict the class (or, for a regressor, the value) of every row of INPUT (.csv,
+    .npy, .npz) or every image file (.png, .jpg, …; resized and scaled like the
+    training images).
 
     \b
     Examples:
@@ -66,10 +68,16 @@ def command(
     names, X = read_inputs(bundle, inputs, label=label_column(label), invert=invert, header=header)
     X_rows = bundle.features(X, name=", ".join(inputs))
     labels = bundle.classifier.predict(X_rows)
-    classes = [str(c) for c in class_names(bundle)]
-    columns = ["input", "label"]
-    rows = [[n, _plain(y)] for n, y in zip(names, labels, strict=True)]
+    if bundle.is_regressor:
+        if proba:
+            raise click.UsageError("--proba needs a classifier; this model is a regressor")
+        columns = ["input", "prediction"]
+        rows = [[n, float(y)] for n, y in zip(names, labels, strict=True)]
+    else:
+        columns = ["input", "label"]
+        rows = [[n, _plain(y)] for n, y in zip(names, labels, strict=True)]
     if proba:
+        classes = [str(c) for c in class_names(bundle)]
         P = bundle.proba_of_rows(X_rows)  # the rows made once: each warning said once
         columns += [f"p({c})" for c in classes]
         rows = [[*r, *(float(p) for p in ps)] for r, ps in zip(rows, P, strict=True)]
@@ -77,7 +85,8 @@ def command(
         buffer = io.StringIO()
         writer = csv.writer(buffer, lineterminator="\n")
         writer.writerow(columns)
-        writer.writerows([[r[0], r[1], *(repr(v) for v in r[2:])] for r in rows])
+        first = 1 if bundle.is_regressor else 2  # values as repr: they read back exactly
+        writer.writerows([[*r[:first], *(repr(v) for v in r[first:])] for r in rows])
         try:
             write_atomically(output, buffer.getvalue().encode("utf-8"))
         except OSError as exc:  # name the target, never the temporary file beside it
@@ -85,7 +94,8 @@ def command(
             raise OSError(exc.errno, f"cannot write the predictions to {output}: {reason}") from exc
         click.echo(f"wrote {len(rows)} predictions to {output}", err=True)
     else:
-        click.echo(format_table(rows, columns, [False, False] + [True] * (len(columns) - 2)))
+        numeric = [False] * (1 if bundle.is_regressor else 2)
+        click.echo(format_table(rows, columns, numeric + [True] * (len(columns) - len(numeric))))
 
 
 def _plain(value: object) -> object:

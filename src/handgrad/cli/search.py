@@ -107,7 +107,8 @@ def command(
     overwrite: bool,
 ) -> None:
     """Search hidden size, learning rate (log-uniform 1e-4…1e-1) and alpha (log-uniform
-    1e-6…1e-1) with RandomizedSearchCV; print the ranking and save the best model.
+    1e-6…1e-1) of a classifier with RandomizedSearchCV; print the ranking and save the
+    best model. (Regressors are not searched yet: train them with handgrad train.)
 
     \b
     Examples:
@@ -130,6 +131,7 @@ def command(
         solver=solver,
         dtype=dtype,
         seed=seed,
+        task="classification",  # a regression dataset is refused before any work
     )
     result = random_search(
         config,

@@ -7,6 +7,8 @@ name                   what
 =====================  =============================================================
 digits, iris, wine,    scikit-learn's bundled tables; a stratified split with
 breast_cancer          ``test_size`` (0.25) of the samples for testing
+diabetes               scikit-learn's bundled regression table (442 rows, 10 features,
+                       a disease-progression score); a plain random split
 mnist, fashion-mnist   the official 60000 / 10000 split, uint8 (N, 28, 28)
 mnist-t10k,            only the 10000 official *test* images, split like the tables
 fashion-mnist-t10k     (handy when just ``t10k-*`` files are at hand)
@@ -14,6 +16,10 @@ cifar10                the official 50000 / 10000 split, uint8 (N, 32, 32, 3)
 csv:PATH, npz:PATH     a user file (a plain PATH ending in .csv or .npz works too),
                        split like the tables; see :mod:`handgrad.data.tabular`
 =====================  =============================================================
+
+Every dataset has a task, "classification" or "regression" (diabetes); a user file is
+classification unless ``task="regression"`` is asked for (see :func:`load_dataset`), and
+a label that does not fit the task is one ValueError saying which task it fits.
 
 Image datasets keep their raw uint8 pixels; :class:`~handgrad.data.preprocess.Preprocessor`
 turns them into (N, D) float rows. Names ignore case, and ``_`` equals ``-``.
@@ -40,9 +46,11 @@ from handgrad.data.tabular import load_array, load_csv, load_feature_csv, load_n
 from handgrad.errors import DatasetUnavailableError
 
 __all__ = [
+    "TASKS",
     "Dataset",
     "Preprocessor",
     "available_datasets",
+    "check_task_labels",
     "data_home",
     "dataset_status",
     "extract_archive",
@@ -76,6 +84,9 @@ _FASHION_CLASSES = (
     "Ankle boot",
 )
 _DIGITS = tuple(str(d) for d in range(10))
+TASKS = ("classification", "regression")
+# Integer labels with at most this many distinct values are class labels, not a target.
+FEW_CLASSES = 10
 
 
 @dataclass(frozen=True, eq=False)
@@ -85,14 +96,16 @@ class Dataset:
     Attributes
     ----------
     X_train, X_test : ndarray (N, D) float64 for tables, (N, *image_shape) uint8 for images
-    y_train, y_test : ndarray (N,) of labels (int64, or str for some user files)
-    class_names : names of the classes, in label order
+    y_train, y_test : ndarray (N,) of labels (int64, or str for some user files); float64
+        targets for a regression task
+    class_names : names of the classes, in label order (empty for regression)
     image_shape : shape of one image, e.g. (28, 28) or (32, 32, 3); None for tables.
         ``X.reshape(len(X), *image_shape)`` always works when it is not None.
     name : the dataset's name
     feature_names : column names of a table, None for images
     image_preparation : how the images were made, so that a picture can be prepared the
         same way (see :mod:`handgrad.data.images`); None for tables
+    task : "classification" or "regression"
     """
 
     X_train: np.ndarray
@@ -104,6 +117,7 @@ class Dataset:
     name: str
     feature_names: tuple[str, ...] | None = None
     image_preparation: str | None = None
+    task: str = "classification"
 
 
 def available_datasets() -> list[str]:
@@ -121,6 +135,7 @@ def load_dataset(
     label: str | int | None = None,
     header: bool | None = None,
     missing_label: str = "error",
+    task: str | None = None,
 ) -> Dataset:
     """Load a dataset by name (see the module docstring for the names).
 
@@ -136,11 +151,14 @@ def load_dataset(
         :func:`~handgrad.data.tabular.first_row_is_header`)
     missing_label : what an empty label cell of a CSV file is: "error" or "drop" (the
         row, with a warning that counts them)
+    task : "classification" or "regression"; None is the dataset's own (a user file's
+        is classification: a person says when a column is a target to regress)
 
     Raises
     ------
     ValueError
-        Unknown name.
+        Unknown name; a label that does not fit the task (text or a few integer classes
+        for regression, a continuous target for classification).
     FileNotFoundError, IsADirectoryError
         A user file is missing, or is a folder.
     DatasetUnavailableError
@@ -148,12 +166,15 @@ def load_dataset(
     DataFormatError
         A file is corrupt or does not match its pinned checksum.
     """
+    if task is not None and task not in TASKS:
+        raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     kind, _, path = name.partition(":")
     csv = {"label": label, "header": header, "missing_label": missing_label}
+    user = {"task": task or "classification"}
     if path and kind.lower() in ("csv", "npz"):
-        return _load_user_file(path, kind.lower(), split_seed, test_size, csv)
+        return _load_user_file(path, kind.lower(), split_seed, test_size, csv, **user)
     if name.lower().endswith((".csv", ".npz")):
-        return _load_user_file(name, name[-3:].lower(), split_seed, test_size, csv)
+        return _load_user_file(name, name[-3:].lower(), split_seed, test_size, csv, **user)
     key = _ALIASES.get(name.lower().replace("_", "-"))
     if key is None and os.path.isdir(name):
         raise IsADirectoryError(
@@ -165,7 +186,75 @@ def load_dataset(
             f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}, csv:PATH, npz:PATH"
         )
     split = {"seed": split_seed, "test_size": test_size}
-    return _LOADERS[key](data_dir=data_dir, download=download, **split)
+    ds = _LOADERS[key](data_dir=data_dir, download=download, **split)
+    if task is not None and task != ds.task:
+        raise ValueError(
+            f"{key} is a {ds.task} dataset, not a {task} one (its task is {ds.task!r})"
+        )
+    return ds
+
+
+def check_task_labels(y: np.ndarray, task: str, source: str) -> np.ndarray:
+    """The labels ``y`` of ``source`` for ``task``: float64 targets for regression, the
+    labels as they are for classification -- or one ValueError saying which task they
+    fit.
+
+    A regression target must be numeric and not a handful of integer classes (at most
+    :data:`FEW_CLASSES` distinct integers); a classification label must not look
+    continuous: numbers with fractions, or more than twice :data:`FEW_CLASSES` distinct
+    values that are written as floats ("151.0") or are more than half of the rows.
+    """
+    y = np.asarray(y)
+    values = _as_numbers(y)
+    if task == "regression":
+        if values is None:
+            example = next((str(v) for v in y if _as_number(v) is None), "?")
+            raise ValueError(
+                f"{source}: the label holds text ({example!r}), which is a class label, "
+                "not a number to regress; give --task classification"
+            )
+        distinct = np.unique(values)
+        if len(distinct) <= FEW_CLASSES and np.all(distinct == np.round(distinct)):
+            raise ValueError(
+                f"{source}: the label has only {len(distinct)} distinct integer values "
+                f"({', '.join(f'{v:g}' for v in distinct[:FEW_CLASSES])}): class labels, "
+                "not a target to regress; give --task classification"
+            )
+        return values
+    if values is not None and len(values):
+        distinct = np.unique(values)
+        fractional = not np.all(distinct == np.round(distinct))
+        many = len(distinct) > 2 * FEW_CLASSES
+        # "151.0": numbers written as floats are measurements, not class names.
+        as_floats = y.dtype.kind == "f" or (
+            y.dtype.kind in "OU" and any("." in str(v) or "e" in str(v).lower() for v in y)
+        )
+        if fractional or (many and (as_floats or len(distinct) > 0.5 * len(values))):
+            raise ValueError(
+                f"{source}: the label looks continuous ({len(distinct)} distinct values in "
+                f"{len(values)} rows{', with fractions' if fractional else ''}), not class "
+                "labels; give --task regression to predict it as a number"
+            )
+    return y
+
+
+def _as_number(v: object) -> float | None:
+    try:
+        x = float(v)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        return None
+    return x if np.isfinite(x) else None
+
+
+def _as_numbers(y: np.ndarray) -> np.ndarray | None:
+    """``y`` as finite float64, or None when some label is not a finite number."""
+    if y.dtype.kind in "biuf":
+        values = y.astype(np.float64)
+        return values if np.all(np.isfinite(values)) else None
+    numbers = [_as_number(v) for v in y]
+    if any(x is None for x in numbers):
+        return None
+    return np.asarray(numbers, dtype=np.float64)
 
 
 def _sklearn(loader_name: str, image_shape: tuple[int, ...] | None = None) -> Callable:
@@ -182,6 +271,17 @@ def _sklearn(loader_name: str, image_shape: tuple[int, ...] | None = None) -> Ca
         )
 
     return load
+
+
+def _diabetes(*, data_dir: object, download: bool, seed: int, test_size: float) -> Dataset:
+    bunch = sk_datasets.load_diabetes()
+    X_train, X_test, y_train, y_test = stratified_split(
+        bunch.data, bunch.target.astype(np.float64), test_size=test_size, seed=seed
+    )
+    features = tuple(str(f) for f in bunch.feature_names)
+    return Dataset(
+        X_train, y_train, X_test, y_test, (), None, "diabetes", features, task="regression"
+    )
 
 
 def _mnist_like(dataset: str, classes: tuple[str, ...], test_only: bool) -> Callable:
@@ -225,7 +325,9 @@ def _cifar10(*, data_dir: object, download: bool, seed: int, test_size: float) -
     )
 
 
-def _load_user_file(path: str, kind: str, seed: int, test_size: float, csv: dict) -> Dataset:
+def _load_user_file(
+    path: str, kind: str, seed: int, test_size: float, csv: dict, task: str
+) -> Dataset:
     require_file(path, "CSV file" if kind == "csv" else ".npz file")
     features = None
     if kind == "csv":
@@ -233,15 +335,26 @@ def _load_user_file(path: str, kind: str, seed: int, test_size: float, csv: dict
         features = tuple(feature_names)
     else:
         X, y = load_npz(path)
-    image_shape = tuple(X.shape[1:]) if X.ndim > 2 else None
-    X_train, X_test, y_train, y_test = stratified_split(
-        X, y, test_size=test_size, seed=seed, stratify=y
-    )
-    class_names = tuple(str(c) for c in np.unique(y))
     name = os.path.basename(path)
+    y = check_task_labels(y, task, name)
+    image_shape = tuple(X.shape[1:]) if X.ndim > 2 else None
+    regression = task == "regression"
+    X_train, X_test, y_train, y_test = stratified_split(
+        X, y, test_size=test_size, seed=seed, stratify=None if regression else y
+    )
+    class_names = () if regression else tuple(str(c) for c in np.unique(y))
     preparation = "resize" if image_shape else None
     return Dataset(
-        X_train, y_train, X_test, y_test, class_names, image_shape, name, features, preparation
+        X_train,
+        y_train,
+        X_test,
+        y_test,
+        class_names,
+        image_shape,
+        name,
+        features,
+        preparation,
+        task,
     )
 
 
@@ -251,7 +364,7 @@ def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> str:
     key = _ALIASES.get(name.lower().replace("_", "-"))
     if key is None:
         raise ValueError(f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}")
-    if key in ("digits", "iris", "wine", "breast_cancer"):
+    if key in ("digits", "iris", "wine", "breast_cancer", "diabetes"):
         return "bundled with scikit-learn"
     dataset = key.removesuffix("-t10k")
     names = _MNIST_TEST if key.endswith("-t10k") else None
@@ -263,6 +376,7 @@ _LOADERS: dict[str, Callable[..., Dataset]] = {
     "iris": _sklearn("iris"),
     "wine": _sklearn("wine"),
     "breast_cancer": _sklearn("breast_cancer"),
+    "diabetes": _diabetes,
     "mnist": _mnist_like("mnist", _DIGITS, test_only=False),
     "mnist-t10k": _mnist_like("mnist", _DIGITS, test_only=True),
     "fashion-mnist": _mnist_like("fashion-mnist", _FASHION_CLASSES, test_only=False),
