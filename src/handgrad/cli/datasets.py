@@ -9,6 +9,7 @@ from handgrad.cli._common import format_table
 _DESCRIPTIONS = {
     "digits": "scikit-learn's 1797 8×8 handwritten digits (bundled)",
     "iris": "scikit-learn's 150 iris flowers, 4 features (bundled)",
+    "diabetes": "scikit-learn's 442 patients, 10 features, a disease score (regression, bundled)",
     "wine": "scikit-learn's 178 wines, 13 features (bundled)",
     "breast_cancer": "scikit-learn's 569 tumours, 30 features (bundled)",
     "mnist": "70000 28×28 handwritten digits (download, 11 MB)",
