@@ -18,12 +18,13 @@ import click
     help="Type of the input rows and of every weight in the graph.",
 )
 def command(model: str, output: str, dtype: str) -> None:
-    """Write MODEL (a run's model.safetensors, or a saved MLPClassifier) as an ONNX file:
+    """Write MODEL (a run's model.safetensors, or a saved estimator) as an ONNX file:
     its preprocessing, network and labels, for ONNX Runtime without Python or handgrad.
 
-    The graph takes raw rows X (N, D) (for an image model, the flattened images) and
-    gives `label` (what `handgrad predict` prints) and `probabilities` (one column per
-    class, in the model's class order).
+    The graph takes raw rows X (N, D) (for an image model, the flattened images). A
+    classifier gives `label` (what `handgrad predict` prints) and `probabilities` (one
+    column per class, in the model's class order); a regressor gives `prediction`, in
+    the target's own units.
 
     \b
     Examples:
