@@ -189,3 +189,23 @@ def test_dask_ml_incremental_trains_a_classifier_block_by_block():
     assert inc.estimator_.t_ == 3 * 1200
     assert predicted.shape == (1200,)
     assert np.mean(predicted == y) > 0.8
+
+
+def test_dask_ml_incremental_trains_a_regressor():
+    da = pytest.importorskip("dask.array")
+    pytest.importorskip("dask_ml")
+    import dask
+    from dask_ml.wrappers import Incremental
+
+    X, _ = _data(1000, 4)
+    y = X[:, 0] - 0.5 * X[:, 1]
+    Xd, yd = da.from_array(X, chunks=250), da.from_array(y, chunks=250)
+    est = MLPRegressor(hidden_layer_sizes=(8,), random_state=0, learning_rate_init=0.02)
+    with dask.config.set(scheduler="synchronous"):
+        inc = Incremental(est, shuffle_blocks=True, random_state=0)
+        for _ in range(5):
+            inc.partial_fit(Xd, yd)
+        predicted = inc.predict(Xd).compute()
+    assert inc.estimator_.t_ == 5 * 1000  # every row of every block, five times
+    assert predicted.shape == (1000,)
+    assert np.mean((predicted - y) ** 2) < 0.2 * np.var(y)
