@@ -209,3 +209,20 @@ def test_dask_ml_incremental_trains_a_regressor():
     assert inc.estimator_.t_ == 5 * 1000  # every row of every block, five times
     assert predicted.shape == (1000,)
     assert np.mean((predicted - y) ** 2) < 0.2 * np.var(y)
+
+
+def test_rows_out_of_range_or_not_integers_are_named():
+    import handgrad.training as training
+    from handgrad.network import MLP
+    from handgrad.optim import Adam
+
+    X, y = _data(30, 3)
+    model = MLP(3, [4], 3, seed=0, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"rows must be row numbers in \[0, 30\), got 0\.\.30"):
+        training.fit(model, X, y, optimizer=Adam(), rows=np.array([0, 30]))
+    with pytest.raises(ValueError, match="validation_rows must be a non-empty 1-D array"):
+        training.fit(model, X, y, optimizer=Adam(), validation_rows=np.array([0.5]))
+    with pytest.raises(ValueError, match="give validation or validation_rows, not both"):
+        training.fit(
+            model, X, y, optimizer=Adam(), validation=(X, y), validation_rows=np.array([1, 2])
+        )

@@ -240,7 +240,10 @@ def _check_rows(rows: Any, n: int, name: str) -> np.ndarray:
     """``rows`` as a 1-D intp array of row numbers in ``[0, n)``, or a ValueError."""
     arr = np.asarray(rows)
     if arr.ndim != 1 or arr.dtype.kind not in "iu" or not len(arr):
-        raise ValueError(f"{name} must be a non-empty 1-D array of row numbers, got {arr!r}")
+        raise ValueError(
+            f"{name} must be a non-empty 1-D array of integer row numbers, but it has "
+            f"shape {arr.shape} and dtype {arr.dtype}"
+        )
     if arr.min() < 0 or arr.max() >= n:
         raise ValueError(f"{name} must be row numbers in [0, {n}), got {arr.min()}..{arr.max()}")
     return arr.astype(np.intp, copy=False)
