@@ -33,15 +33,19 @@ SCALES = (1, 4, 16)
 
 
 def write_data(directory: Path, n: int, d: int, seed: int = 0) -> tuple[Path, Path]:
-    """``X.npy`` (n, d) float32 and ``y.npy`` (n,) labels, written a chunk at a time."""
+    """``X.npy`` (n, d) float32 and ``y.npy`` (n,) labels, written a chunk at a time.
+
+    Written through the file, not a mapping: this process's peak RSS is where each
+    child's ``ru_maxrss`` starts (Linux keeps it across fork and exec), so it must not
+    hold the file's pages.
+    """
     rng = np.random.default_rng(seed)
     x_path, y_path = directory / f"X_{n}.npy", directory / f"y_{n}.npy"
-    X = np.lib.format.open_memmap(x_path, mode="w+", dtype=np.float32, shape=(n, d))
-    for start in range(0, n, 20000):
-        stop = min(n, start + 20000)
-        X[start:stop] = rng.standard_normal((stop - start, d), dtype=np.float32)
-    X.flush()
-    del X
+    with x_path.open("wb") as f:
+        header = {"descr": "<f4", "fortran_order": False, "shape": (n, d)}
+        np.lib.format.write_array_header_1_0(f, header)
+        for start in range(0, n, 20000):
+            f.write(rng.standard_normal((min(n, start + 20000) - start, d), dtype=np.float32))
     np.save(y_path, rng.integers(0, C, n))
     return x_path, y_path
 

@@ -11,6 +11,7 @@ the process's memory stays bounded by what it holds, not by N.
 from __future__ import annotations
 
 import os
+from itertools import repeat
 from typing import Any
 
 import numpy as np
@@ -38,7 +39,7 @@ class RowReader:
             start = X.__array_interface__["data"][0] - base.__array_interface__["data"][0]
             self._offset = base.offset + start
             self._fd = os.open(base.filename, os.O_RDONLY)
-            self._views: dict[int, list[memoryview]] = {}
+            self._views: dict[int, list[tuple[memoryview]]] = {}
 
     @property
     def reads_file(self) -> bool:
@@ -70,24 +71,35 @@ class RowReader:
             out = np.empty((len(idx), self.X.shape[1]), self.X.dtype)
         if self._fd is None:
             return np.take(self.X, idx, axis=0, out=out, mode="clip")  # "clip": unbuffered
-        for view, i in zip(self._row_views(out), idx.tolist(), strict=False):
-            self._read(view, i)
+        # The one Python loop per row: offsets computed in NumPy, buffers made once.
+        fd, preadv, row_bytes = self._fd, os.preadv, self.X.shape[1] * self.X.itemsize
+        offsets = (idx * self.X.strides[0] + self._offset).tolist()
+        got = sum(map(preadv, repeat(fd), self._row_views(out), offsets))
+        if got != len(idx) * row_bytes:
+            self._read_failed(idx)
         return out
 
     def _read(self, view: memoryview, row: int) -> None:
         """Bytes from X's row ``row`` on into ``view``; a file cut short is a ValueError."""
         got = os.preadv(self._fd, (view,), self._offset + row * self.X.strides[0])
         if got != view.nbytes:
-            raise ValueError(
-                f"X's file ended early: row {row} is past its end (was the file truncated?)"
-            )
+            self._read_failed(np.array([row]))
 
-    def _row_views(self, out: np.ndarray) -> list[memoryview]:
-        """One memoryview per row of ``out``, kept while ``out`` is the same buffer."""
+    def _read_failed(self, idx: np.ndarray) -> None:
+        end = os.fstat(self._fd).st_size
+        past = idx[idx * self.X.strides[0] + self._offset + self.X.strides[0] > end]
+        row = int(past[0]) if len(past) else int(idx[0])
+        raise ValueError(
+            f"X's file ended early: row {row} is past its end (was the file truncated?)"
+        )
+
+    def _row_views(self, out: np.ndarray) -> list[tuple[memoryview]]:
+        """One ``(memoryview,)`` per row of ``out`` (what ``preadv`` takes), kept while
+        ``out`` is the same buffer."""
         key = out.__array_interface__["data"][0]
         views = self._views.get(key)
         if views is None or len(views) < len(out):
-            self._views = {key: [memoryview(row).cast("B") for row in out]}
+            self._views = {key: [(memoryview(row).cast("B"),) for row in out]}
             views = self._views[key]
         return views
 
