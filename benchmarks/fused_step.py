@@ -204,9 +204,10 @@ def main(argv: list[str] | None = None) -> dict:
                 "handgrad NumPy steps": numpy_steps(X, y, H, C),
                 "numba-fused steps": fused_steps(X, y, H, C),
             }
+            floors = dict.fromkeys(runs, ("GEMM floor", "floor, gathered batches"))
             rows = summarise(
                 interleaved(runs, rounds, pause=0.0 if args.quick else 0.2),
-                "GEMM floor",
+                floors,
                 epoch_flops(N, D, H, C),
             )
             print_table(f"steps of one epoch, {workload}-like, {dtype.name}, {rounds} rounds", rows)

@@ -244,12 +244,10 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             self._refresh_optimizer(run, fresh=not incremental)
         self._check_run(run, X, Y)
         self._run = run  # before the loop: callbacks read the same run
+        T, rows, validation_rows, validation = self._targets(Y), None, None, None
         if eval_set is None:
-            X_tr, T_tr, w_tr, validation = self._early_stopping_split(
-                X, Y, w, seeds[2], incremental
-            )
+            rows, validation_rows = self._early_stopping_split(T, seeds[2], incremental)
         else:
-            X_tr, T_tr, w_tr = X, self._targets(Y), w
             validation = self._validation_set(eval_set, X.dtype)
         before, samples_before = run.history.epochs, run.history.samples_seen
         epochs = 1 if incremental else self.max_iter
@@ -259,16 +257,18 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             if epochs > 0:
                 training.fit(
                     run.model,
-                    X_tr,
-                    T_tr,
+                    X,
+                    T,
                     optimizer=run.optimizer,
                     validation=validation,
-                    config=self._training_config(X_tr.shape[0], epochs),
-                    sample_weight=w_tr,
+                    config=self._training_config(X.shape[0] if rows is None else len(rows), epochs),
+                    sample_weight=w,
                     callbacks=callbacks or (),
                     run=run,
-                    check_input=False,
-                )  # validate_data has just checked X
+                    check_input=False,  # validate_data has just checked X
+                    rows=rows,
+                    validation_rows=validation_rows,
+                )
             elif resume is not None and self._validating() and run.best_params is not None:
                 for k, v in run.best_params.items():  # as the loop does when it ends
                     np.copyto(run.model.params[k], v)
@@ -313,32 +313,30 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         return X_val, self._targets(self._encode_held_out(y_val)), None
 
     def _early_stopping_split(
-        self, X: NDArray, Y: NDArray, w: NDArray | None, split_seed: Any, incremental: bool
-    ) -> tuple[NDArray, NDArray, NDArray | None, tuple | None]:
-        """``(X, T, w, validation)``: training rows and the early-stopping set (or None).
+        self, T: NDArray, split_seed: Any, incremental: bool
+    ) -> tuple[NDArray | None, NDArray | None]:
+        """``(training rows, validation rows)`` of the encoded targets T for early
+        stopping, or ``(None, None)`` without it.
 
-        Stratified by ``_stratify`` (a class too small for that raises scikit-learn's
-        ValueError), seeded from ``split_seed``.
+        Row numbers, not copies: the loop gathers both parts from X, so that a
+        memory-mapped X is never read whole. Stratified by ``_stratify`` (a class too
+        small for that raises scikit-learn's ValueError), seeded from ``split_seed``.
         """
-        T = self._targets(Y)
         if not self._validating() or incremental:
-            return X, T, w, None
-        parts = (X, T) if w is None else (X, T, w)
-        parts = stratified_split(
-            *parts,
+            return None, None
+        rows, validation_rows = stratified_split(
+            np.arange(T.shape[0]),
             test_size=self.validation_fraction,
             seed=int(split_seed.generate_state(1)[0]),
             stratify=self._stratify(T),
             strict=True,  # a class too small to stratify: scikit-learn's error
         )
-        X_tr, X_val, T_tr, T_val = parts[:4]
-        w_tr, w_val = parts[4:] if w is not None else (None, None)
-        if X_val.shape[0] < 2:
+        if len(validation_rows) < 2:
             raise ValueError(
                 "The validation set is too small. Increase "
                 "'validation_fraction' or the size of your dataset."
             )
-        return X_tr, T_tr, w_tr, (X_val, T_val, w_val)
+        return rows, validation_rows
 
     def _new_run(self, X: NDArray, Y: NDArray, seeds: list[np.random.SeedSequence]) -> Run:
         optimizer = make_optimizer(self)

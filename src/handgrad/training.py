@@ -19,11 +19,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Sequence
+from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 
+from handgrad._mapped import RowReader
 from handgrad._threads import blas_threads
 from handgrad._validation import (
     all_finite,
@@ -38,7 +40,7 @@ from handgrad.errors import TrainingDivergedError
 from handgrad.layers import HEADS
 from handgrad.network import MLP, as_rng, describe_sizes, params_nbytes
 from handgrad.optim import LBFGS, SGD, Adam, Optimizer
-from handgrad.workspace import Workspace, scores
+from handgrad.workspace import CHUNK_ROWS, Workspace, scores
 
 STOPPING = ("loss", "validation", "none")
 ENGINES = ("fast", "reference")
@@ -155,6 +157,8 @@ def fit(
     callbacks: Sequence[Callback] = (),
     run: Run | None = None,
     check_input: bool = True,
+    rows: Any = None,
+    validation_rows: Any = None,
 ) -> History:
     """Train ``model`` in place on X (N, D) and y (targets as ``model.loss`` takes them).
 
@@ -172,13 +176,29 @@ def fit(
     ``check_input=False`` (scikit-learn's idiom) skips the pass over X and X_val that
     checks shapes and finiteness, for callers that have just checked them (X must then
     be a finite (N, D) array of the model's dtype).
+
+    ``rows`` (row numbers into X, y and sample_weight) trains on those rows only, and
+    ``validation_rows`` holds those rows out as the validation data (instead of
+    ``validation``): batches and the held-out scores are gathered from X, which is never
+    copied whole — the way to split a memory-mapped X (``np.load(path, mmap_mode="r")``),
+    whose batches are read from its file (:class:`handgrad._mapped.RowReader`). Training
+    on ``rows`` is the same, bit for bit, as training on ``X[rows]``.
     """
     config = config or TrainingConfig()
     if check_input:
         X = check_X(X, n_features=model.layer_sizes[0], dtype=model.dtype)
     T = model.encode_targets(y, X.shape[0])
     w = check_sample_weight(sample_weight, X.shape[0], model.dtype)
-    if validation is not None:
+    if validation_rows is not None:
+        if validation is not None:
+            raise ValueError("give validation or validation_rows, not both")
+        val = _check_rows(validation_rows, X.shape[0], "validation_rows")
+        w_val = None if w is None else w[val].astype(np.float64)
+        # A dense X's held-out rows are gathered chunk by chunk when scored; a sparse
+        # X's are small enough to take.
+        dense = isinstance(X, np.ndarray)
+        validation = (X if dense else X[val], T[val], w_val, val if dense else None)
+    elif validation is not None:
         X_val = validation[0]
         if check_input:
             X_val = check_X(X_val, n_features=model.layer_sizes[0], dtype=model.dtype, name="X_val")
@@ -187,14 +207,19 @@ def fit(
             X_val,
             model.encode_targets(validation[1], X_val.shape[0]),
             check_sample_weight(w_val, X_val.shape[0], np.float64),
+            None,
         )
     elif config.stopping == "validation":
         raise ValueError("stopping='validation' (early stopping) needs validation data")
     run = run or Run(model, optimizer, as_rng(seed))
     lbfgs = isinstance(run.optimizer, LBFGS)
+    rows = None if rows is None else _check_rows(rows, X.shape[0], "rows")
+    if lbfgs and rows is not None:  # full batch: every iteration reads all the rows
+        X, T, w, rows = X[rows], T[rows], None if w is None else w[rows], None
+    n_rows = X.shape[0] if rows is None else len(rows)
     check_training_memory(
         model.layer_sizes,
-        X.shape[0] if lbfgs else min(config.batch_size, X.shape[0]),
+        n_rows if lbfgs else min(config.batch_size, n_rows),
         dtype=model.dtype,
         optimizer=run.optimizer,
         activation=model.activation,
@@ -202,15 +227,29 @@ def fit(
     )
     for cb in callbacks:
         cb.on_train_begin(run)
-    rows = X.shape[0] if lbfgs else min(config.batch_size, X.shape[0])
-    with blas_threads(rows, model.layer_sizes):  # the step's size chooses the threads
+    step_rows = n_rows if lbfgs else min(config.batch_size, n_rows)
+    with blas_threads(step_rows, model.layer_sizes):  # the step's size chooses the threads
         if lbfgs:
             _fit_lbfgs(run, X, T, w, config)
         else:
-            _fit_minibatch(run, X, T, w, config, validation, callbacks)
+            with RowReader(X) if isinstance(X, np.ndarray) else nullcontext(X) as source:
+                _fit_minibatch(run, source, T, w, config, validation, callbacks, rows)
     for cb in callbacks:
         cb.on_train_end(run)
     return run.history
+
+
+def _check_rows(rows: Any, n: int, name: str) -> np.ndarray:
+    """``rows`` as a 1-D intp array of row numbers in ``[0, n)``, or a ValueError."""
+    arr = np.asarray(rows)
+    if arr.ndim != 1 or arr.dtype.kind not in "iu" or not len(arr):
+        raise ValueError(
+            f"{name} must be a non-empty 1-D array of integer row numbers, but it has "
+            f"shape {arr.shape} and dtype {arr.dtype}"
+        )
+    if arr.min() < 0 or arr.max() >= n:
+        raise ValueError(f"{name} must be row numbers in [0, {n}), got {arr.min()}..{arr.max()}")
+    return arr.astype(np.intp, copy=False)
 
 
 def memory_needed(
@@ -353,9 +392,11 @@ class _EpochStart:
 # A diverging step overflows on its way to the non-finite loss that the loop reports
 # itself (TrainingDivergedError): no NumPy warnings on top of that.
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")
-def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
+def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None) -> None:
+    """Epochs of minibatches over X (an array, or a RowReader of one) or its ``rows``."""
     model, opt, hist = run.model, run.optimizer, run.history
-    N = X.shape[0]
+    reader = X if isinstance(X, RowReader) else None
+    N = (X.X if reader else X).shape[0] if rows is None else len(rows)
     batch_size = min(config.batch_size, N)
     epoch_start = _EpochStart(run)
     epoch_start.take(run)
@@ -365,6 +406,7 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
     classifies = HEADS[model.head].right_rows is not None  # a running accuracy to keep
     arange = np.arange(N)
     order = arange.copy()  # rng.permutation(N) is arange + shuffle: same order, no alloc
+    row_numbers = np.empty(batch_size, np.intp)
     epochs_done = 0
     mid_epoch = False  # True while the weights are part way through an epoch
     try:
@@ -382,8 +424,11 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                     break
                 idx = order[start : start + batch_size]
                 n = len(idx)
+                if rows is not None:  # positions in rows -> row numbers of X
+                    idx = np.take(rows, idx, out=row_numbers[:n])
                 if ws is None:
-                    Xb, Tb, wb = X[idx], T[idx], (None if w is None else w[idx])
+                    Xb = X[idx] if reader is None else reader.take(idx, None)
+                    Tb, wb = T[idx], (None if w is None else w[idx])
                 else:
                     Xb, Tb, wb = ws.gather(X, T, w, idx)
                 n_b = n if wb is None else float(wb.sum())
@@ -416,7 +461,7 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks) -> None:
                 break
             epochs_done += 1
             train_score = correct / seen if classifies else None
-            stop = _end_epoch(run, total / seen, train_score, seen, validation, config)
+            stop = _end_epoch(run, total / seen, train_score, seen, validation, config, reader)
             epoch_start.take(run)  # where the next epoch starts (copies made in epoch 1)
             # Every callback sees every finished epoch, the last one included.
             if any([cb.on_epoch_end(run) for cb in callbacks]) and not stop:
@@ -442,7 +487,7 @@ def _workspace(model: MLP, rows: int, config: TrainingConfig) -> Workspace | Non
     )
 
 
-def _end_epoch(run: Run, loss, train_score, seen, validation, config) -> bool:
+def _end_epoch(run: Run, loss, train_score, seen, validation, config, reader=None) -> bool:
     """Record the epoch, step the schedule, apply the stopping rule; True means stop."""
     model, opt, hist = run.model, run.optimizer, run.history
     hist.epochs += 1
@@ -452,8 +497,10 @@ def _end_epoch(run: Run, loss, train_score, seen, validation, config) -> bool:
         hist.train_score.append(train_score)
     hist.learning_rate.append(opt.learning_rate)
     if validation is not None:
-        X_val, T_val, w_val = validation
-        if config.engine == "fast":
+        X_val, T_val, w_val, rows_val = validation
+        if rows_val is not None:
+            S_val = _scores_of_rows(model, reader, rows_val, config)
+        elif config.engine == "fast":
             S_val = scores(model.params, X_val, model.activation)
         else:
             S_val = model.forward(X_val)[0]
@@ -473,6 +520,21 @@ def _end_epoch(run: Run, loss, train_score, seen, validation, config) -> bool:
         hist.stop_reason = "max_steps"
         return True
     return False
+
+
+def _scores_of_rows(model: MLP, reader: RowReader, rows: np.ndarray, config) -> np.ndarray:
+    """Scores S (n, C) of X's ``rows``, gathered CHUNK_ROWS at a time into one buffer:
+    the same chunks, so the same numbers, as scoring ``X[rows]``."""
+    S = np.empty((len(rows), model.layer_sizes[-1]), model.dtype)
+    chunk = np.empty((min(CHUNK_ROWS, len(rows)), reader.X.shape[1]), model.dtype)
+    for start in range(0, len(rows), CHUNK_ROWS):
+        idx = rows[start : start + CHUNK_ROWS]
+        X_chunk = reader.take(idx, chunk[: len(idx)])
+        if config.engine == "fast":
+            S[start : start + len(idx)] = scores(model.params, X_chunk, model.activation)
+        else:
+            S[start : start + len(idx)] = model.forward(X_chunk)[0]
+    return S
 
 
 def _update_plateau(run: Run, config: TrainingConfig) -> None:

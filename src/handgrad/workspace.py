@@ -37,6 +37,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
+from handgrad._mapped import RowReader
 from handgrad._validation import all_finite, check_X
 from handgrad.layers import ACTIVATIONS, HEADS, head_buffers
 
@@ -213,14 +214,18 @@ class Workspace:
 
     # ------------------------------------------------------------------- batches
     def gather(
-        self, X: Array, T: NDArray, w: Array | None, idx: NDArray[np.intp]
+        self, X: Array | RowReader, T: NDArray, w: Array | None, idx: NDArray[np.intp]
     ) -> tuple[Array, NDArray, Array | None]:
         """Rows ``idx`` of X (N, D), T and w copied into reused buffers; no allocation.
 
-        A SciPy sparse (CSR) X gives a sparse batch ``X[idx]`` instead (a new one each
-        call, of the batch's non-zeros only): its first-layer products stay sparse.
+        X given as a :class:`~handgrad._mapped.RowReader` (of a memory-mapped X) is read
+        row by row from its file into the buffer, so that none of the file stays in
+        memory. A SciPy sparse (CSR) X gives a sparse batch ``X[idx]`` instead (a new one
+        each call, of the batch's non-zeros only): its first-layer products stay sparse.
         """
         n = len(idx)
+        reader = X if isinstance(X, RowReader) else None
+        X = X if reader is None else reader.X
         dense = isinstance(X, np.ndarray)
         if self._batch is None:
             self._batch = (
@@ -229,7 +234,9 @@ class Workspace:
                 np.empty(self.rows, self.dtype),
             )
         Xb, Tb, wb = (None if buf is None else buf[:n] for buf in self._batch)
-        if dense:
+        if reader is not None:
+            reader.take(idx, Xb)
+        elif dense:
             np.take(X, idx, axis=0, out=Xb, mode="clip")  # "clip": unbuffered
         else:
             Xb = X[idx]

@@ -1,0 +1,228 @@
+"""Data larger than memory: a memory-mapped X trains without being read whole, and a Dask
+array trains block by block."""
+
+from __future__ import annotations
+
+import tracemalloc
+import warnings
+
+import numpy as np
+import pytest
+from sklearn.exceptions import ConvergenceWarning
+
+from handgrad import MLPClassifier, MLPRegressor
+from handgrad._mapped import RowReader
+from handgrad._validation import check_X
+
+
+def _data(n: int, d: int, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((n, d), dtype=np.float32)
+    y = (X[:, 0] + X[:, 1] > 0).astype(int) + (X[:, 2] > 1)
+    return X, y
+
+
+def _on_disk(tmp_path, X) -> np.memmap:
+    path = tmp_path / "X.npy"
+    np.save(path, X)
+    return np.load(path, mmap_mode="r")
+
+
+def _fit(est, X, y):
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        return est.fit(X, y)
+
+
+@pytest.mark.parametrize("early_stopping", [False, True])
+@pytest.mark.parametrize("solver", ["adam", "sgd"])
+def test_memmap_fit_is_bit_identical_to_the_in_memory_fit(tmp_path, early_stopping, solver):
+    X, y = _data(1500, 12)
+    Xm = _on_disk(tmp_path, X)
+    params = dict(
+        hidden_layer_sizes=(16,),
+        solver=solver,
+        max_iter=4,
+        batch_size=64,
+        random_state=3,
+        early_stopping=early_stopping,
+        n_iter_no_change=100,
+    )
+    a = _fit(MLPClassifier(**params), X, y)
+    b = _fit(MLPClassifier(**params), Xm, y)
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
+        np.testing.assert_array_equal(p, q)
+    assert a.loss_curve_ == b.loss_curve_
+    assert a.validation_scores_ == b.validation_scores_
+    if early_stopping:
+        assert len(b.validation_scores_) == 4
+        assert 0.4 < b.validation_scores_[-1] <= 1.0
+
+
+def test_early_stopping_matches_a_fit_on_the_copied_training_rows():
+    """The rows given to the loop train exactly as the copied X_tr of the old split."""
+    from sklearn.model_selection import train_test_split
+
+    import handgrad.training as training
+    from handgrad.network import MLP
+    from handgrad.optim import Adam
+
+    X, y = _data(600, 8)
+    rows, held_out = train_test_split(np.arange(600), test_size=0.2, random_state=0)
+
+    def trained(**data):
+        model = MLP(8, [10], 3, seed=1, dtype=np.float32)
+        config = training.TrainingConfig(batch_size=50, max_epochs=3, stopping="validation")
+        training.fit(model, optimizer=Adam(1e-2), config=config, seed=2, **data)
+        return model
+
+    by_rows = trained(X=X, y=y, rows=rows, validation_rows=held_out)
+    copied = trained(X=X[rows], y=y[rows], validation=(X[held_out], y[held_out]))
+    for k in copied.params:
+        np.testing.assert_array_equal(by_rows.params[k], copied.params[k])
+
+
+def test_regressor_on_a_memmap(tmp_path):
+    X, _ = _data(800, 6)
+    y = X[:, :2] @ np.array([1.0, -2.0])
+    params = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0, early_stopping=True)
+    a = _fit(MLPRegressor(**params), X, y)
+    b = _fit(MLPRegressor(**params), _on_disk(tmp_path, X), y)
+    np.testing.assert_array_equal(a.coefs_[0], b.coefs_[0])
+    assert a.validation_scores_ == b.validation_scores_
+
+
+def test_fit_on_a_memmap_allocates_far_less_than_X(tmp_path):
+    X, y = _data(20000, 400)  # 32 MB; batches of 200 rows are 320 kB
+    Xm = _on_disk(tmp_path, X)
+    del X
+    est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=1, early_stopping=True, random_state=0)
+    tracemalloc.start()
+    try:
+        _fit(est, Xm, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < Xm.nbytes / 4, f"peak {peak} bytes for an X of {Xm.nbytes}"
+    assert est.n_iter_ == 1
+
+
+def test_reading_rows_from_the_file_equals_indexing(tmp_path):
+    X, _ = _data(300, 7)
+    Xm = _on_disk(tmp_path, X)
+    idx = np.array([299, 0, 5, 5, 150])
+    with RowReader(Xm) as reader:
+        assert reader.reads_file
+        np.testing.assert_array_equal(reader.take(idx), X[idx])
+        out = np.empty((40, 7), np.float32)
+        np.testing.assert_array_equal(reader.read(100, out), X[100:140])
+    view = np.asarray(Xm)[10:]  # a view of the memmap, as validate_data returns it
+    with RowReader(view) as reader:
+        assert reader.reads_file
+        np.testing.assert_array_equal(reader.take(np.array([0, 3])), X[[10, 13]])
+    with RowReader(X) as reader:
+        assert not reader.reads_file
+        np.testing.assert_array_equal(reader.take(idx), X[idx])
+
+
+def test_copy_on_write_memmap_is_read_through_memory(tmp_path):
+    X, _ = _data(50, 3)
+    np.save(tmp_path / "X.npy", X)
+    Xc = np.load(tmp_path / "X.npy", mmap_mode="c")
+    Xc[4] = 7.0  # a private change the file does not see
+    with RowReader(Xc) as reader:
+        assert not reader.reads_file
+        np.testing.assert_array_equal(reader.take(np.array([4])), np.full((1, 3), 7.0))
+
+
+def test_truncated_file_is_a_clear_error(tmp_path):
+    X, _ = _data(100, 4)
+    Xm = _on_disk(tmp_path, X)
+    with RowReader(Xm) as reader:
+        with (tmp_path / "X.npy").open("r+b") as f:
+            f.truncate(f.seek(0, 2) - 16 * 4 * 10)  # cut the last rows off
+        with pytest.raises(ValueError, match="file ended early: row 99"):
+            reader.take(np.array([99]))
+
+
+@pytest.mark.parametrize("bad, kind", [(np.nan, "NaN"), (np.inf, "infinity")])
+def test_finiteness_of_a_memmap_is_checked_chunk_by_chunk(tmp_path, monkeypatch, bad, kind):
+    import handgrad._validation as validation
+
+    monkeypatch.setattr(validation, "FINITE_CHUNK_BYTES", 10 * 5 * 4)  # 10 rows a chunk
+    X, _ = _data(95, 5)
+    X[93, 2] = bad
+    with pytest.raises(ValueError, match=f"X contains {kind} \\(first at row 93, column 2\\)"):
+        check_X(_on_disk(tmp_path, X))
+    X[93, 2] = 0
+    assert check_X(_on_disk(tmp_path, X)).shape == (95, 5)
+
+
+def test_finiteness_check_reads_a_memmap_in_small_chunks(tmp_path):
+    X, _ = _data(20000, 100)  # 8 MB
+    Xm = _on_disk(tmp_path, X)
+    tracemalloc.start()
+    try:
+        checked = check_X(Xm)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert np.shares_memory(checked, Xm)  # the same memmap, not a copy
+    assert peak < Xm.nbytes / 2
+
+
+# ------------------------------------------------------------------------ Dask arrays
+def test_dask_ml_incremental_trains_a_classifier_block_by_block():
+    da = pytest.importorskip("dask.array")
+    pytest.importorskip("dask_ml")
+    import dask
+    from dask_ml.wrappers import Incremental
+
+    X, y = _data(1200, 6)
+    Xd, yd = da.from_array(X, chunks=300), da.from_array(y, chunks=300)
+    est = MLPClassifier(hidden_layer_sizes=(8,), random_state=0, learning_rate_init=0.05)
+    with dask.config.set(scheduler="synchronous"):
+        inc = Incremental(est, scoring="accuracy", shuffle_blocks=True, random_state=0)
+        for _ in range(3):
+            inc.partial_fit(Xd, yd, classes=[0, 1, 2])
+        predicted = inc.predict(Xd).compute()
+    assert inc.estimator_.t_ == 3 * 1200
+    assert predicted.shape == (1200,)
+    assert np.mean(predicted == y) > 0.8
+
+
+def test_dask_ml_incremental_trains_a_regressor():
+    da = pytest.importorskip("dask.array")
+    pytest.importorskip("dask_ml")
+    import dask
+    from dask_ml.wrappers import Incremental
+
+    X, _ = _data(1000, 4)
+    y = X[:, 0] - 0.5 * X[:, 1]
+    Xd, yd = da.from_array(X, chunks=250), da.from_array(y, chunks=250)
+    est = MLPRegressor(hidden_layer_sizes=(8,), random_state=0, learning_rate_init=0.02)
+    with dask.config.set(scheduler="synchronous"):
+        inc = Incremental(est, shuffle_blocks=True, random_state=0)
+        for _ in range(5):
+            inc.partial_fit(Xd, yd)
+        predicted = inc.predict(Xd).compute()
+    assert inc.estimator_.t_ == 5 * 1000  # every row of every block, five times
+    assert predicted.shape == (1000,)
+    assert np.mean((predicted - y) ** 2) < 0.2 * np.var(y)
+
+
+def test_rows_out_of_range_or_not_integers_are_named():
+    import handgrad.training as training
+    from handgrad.network import MLP
+    from handgrad.optim import Adam
+
+    X, y = _data(30, 3)
+    model = MLP(3, [4], 3, seed=0, dtype=np.float32)
+    with pytest.raises(ValueError, match=r"rows must be row numbers in \[0, 30\), got 0\.\.30"):
+        training.fit(model, X, y, optimizer=Adam(), rows=np.array([0, 30]))
+    with pytest.raises(ValueError, match="validation_rows must be a non-empty 1-D array"):
+        training.fit(model, X, y, optimizer=Adam(), validation_rows=np.array([0.5]))
+    with pytest.raises(ValueError, match="give validation or validation_rows, not both"):
+        training.fit(
+            model, X, y, optimizer=Adam(), validation=(X, y), validation_rows=np.array([1, 2])
+        )
