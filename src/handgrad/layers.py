@@ -570,6 +570,9 @@ class Head:
     ``min_outputs`` is the smallest C the head accepts. The ``*_formula`` texts are
     what ``explain`` prints; ``targets_text`` names the form of Y. ``score`` names how
     held-out data is scored (``"accuracy"``, or ``"r2"`` for a regression head).
+    ``reports_output_mean``: the training history reports the data loss averaged over
+    the C outputs rather than summed, as scikit-learn's ``squared_loss`` does although
+    its steps (and these) descend the sum; the loss and gradients here stay the sum's.
 
     A head for regression takes the same fields: squared error on the identity
     (``P = S``) or Poisson (``P = e^S``) also give ``dS = (P − Y)/N``. Its
@@ -592,6 +595,7 @@ class Head:
     gradient_formula: str
     targets_text: str
     score: str = "accuracy"
+    reports_output_mean: bool = False
 
 
 #: Output heads by name: softmax (one label per row) and sigmoid (binary or multi-label)
@@ -644,6 +648,7 @@ HEADS: dict[str, Head] = {
             gradient_formula="dS = (P − Y)/N",
             targets_text="real",
             score="r2",
+            reports_output_mean=True,
         ),
         Head(
             "poisson",

@@ -404,6 +404,8 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None) -> No
     # θ ← θ − η g: the update can be fused into the gradient's product
     fused = ws is not None and type(opt) is SGD and opt.momentum == 0
     classifies = HEADS[model.head].right_rows is not None  # a running accuracy to keep
+    C = model.layer_sizes[-1]
+    output_mean = HEADS[model.head].reports_output_mean and C > 1
     arange = np.arange(N)
     order = arange.copy()  # rng.permutation(N) is arange + shuffle: same order, no alloc
     row_numbers = np.empty(batch_size, np.intp)
@@ -433,6 +435,8 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None) -> No
                     Xb, Tb, wb = ws.gather(X, T, w, idx)
                 n_b = n if wb is None else float(wb.sum())
                 reg = config.reg / n_b if config.reg_per_sample else config.reg
+                if output_mean:  # λ/2 Σ‖W‖² before the step moves the weights
+                    penalty = 0.5 * reg * sum(float(np.vdot(W, W)) for W in model.weights)
                 if fused:
                     loss, S = ws.sgd_step(model.params, Xb, Tb, reg, wb, opt.learning_rate)
                 elif ws is None:
@@ -446,6 +450,8 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None) -> No
                     _diverged(hist, opt, epoch, step)
                 if not fused:
                     opt.update(model.params, grads)
+                if output_mean:  # the history's loss: the data term's mean over outputs
+                    loss = (loss - penalty) / C + penalty
                 hist.step_loss.append(loss)
                 hist.steps += 1
                 total += loss * n
@@ -619,9 +625,18 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
         return loss, np.concatenate([grads[k].ravel() for k in names], dtype=np.float64)
 
     epochs_before = hist.epochs
+    C, weights = model.layer_sizes[-1], [i for i, k in enumerate(names) if k.startswith("W")]
+
+    def reported(loss: float, theta: np.ndarray) -> float:
+        """The history's loss: as the minibatch loop reports it (see ``Head``)."""
+        if not (HEADS[model.head].reports_output_mean and C > 1):
+            return float(loss)
+        parts = np.split(theta, splits)
+        penalty = 0.5 * reg * sum(float(np.dot(parts[i], parts[i])) for i in weights)
+        return (float(loss) - penalty) / C + penalty
 
     def record(intermediate_result) -> None:
-        hist.loss.append(float(intermediate_result.fun))
+        hist.loss.append(reported(intermediate_result.fun, intermediate_result.x))
         hist.epochs += 1
 
     theta0 = np.concatenate([model.params[k].ravel() for k in names]).astype(np.float64)
@@ -648,9 +663,10 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
     hist.epochs += int(result.nit)
     hist.steps += int(result.nfev)
     hist.samples_seen += int(result.nit) * X.shape[0]
-    if not hist.loss or hist.loss[-1] != float(result.fun):
-        hist.loss.append(float(result.fun))
-    hist.best_loss = min(hist.best_loss, float(result.fun))
+    final = reported(result.fun, result.x)
+    if not hist.loss or hist.loss[-1] != final:
+        hist.loss.append(final)
+    hist.best_loss = min(hist.best_loss, final)
     if result.success:
         hist.stop_reason = "converged"
     elif result.nit >= max_iter:
