@@ -327,84 +327,11 @@ def _rebuild_run(tensors: Tensors, meta: dict[str, Any]) -> Run:
 
 
 # ------------------------------------------------------------------------ estimators
-def classifier_state(est: Any) -> State:
-    """Tensors (the network's ``W1, b1, …`` and its run's) and JSON metadata for a
-    fitted ``MLPClassifier``."""
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(est)
-    tensors, mlp_meta = network_state(est._run.model)
-    # The optimizer's state, the shuffling generator and the history too: a loaded
-    # estimator continues (warm_start, partial_fit) exactly as the saved one would have.
-    run_tensors, run_meta = _run_state(est._run, step_losses=False)
-    tensors = tensors | run_tensors
-    meta: dict[str, Any] = {
-        "params": {k: _jsonable(v) for k, v in est.get_params(deep=False).items()},
-        "classes": labels_to_json(est.classes_),
-        "y_type": est._label_binarizer.y_type_,
-        "n_features_in": int(est.n_features_in_),
-        "mlp": mlp_meta,
-        "out_activation": est.out_activation_,
-        "run": run_meta,
-        "optimizer_params": [_jsonable(v) for v in est._optimizer_key],
-    }
-    if hasattr(est, "feature_names_in_"):
-        meta["feature_names_in"] = [str(f) for f in est.feature_names_in_]
-    for name in SCALAR_ATTRS:
-        meta[name] = _jsonable(getattr(est, name, None))
-    return tensors, meta
-
-
-def classifier_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
-    """Rebuild a fitted ``MLPClassifier``, checking that every part agrees with the
-    others. A file without the run it continues is refused."""
-    # scikit-learn is imported only when a file holds an estimator.
-    from handgrad._parameters import OPTIMIZER_PARAMS
-    from handgrad.estimator import MLPClassifier
-
-    if "run" not in meta or "optimizer_params" not in meta:
-        raise ModelFileError(
-            "the MLPClassifier holds no training run (optimizer state, shuffling "
-            "generator, history), which every handgrad model file carries"
-        )
-    est = MLPClassifier(**{k: _from_jsonable(k, v) for k, v in meta["params"].items()})
-    est._validate_params()
-    model = mlp_from_state({k: v for k, v in tensors.items() if "." not in k}, meta["mlp"])
-    classes = labels_from_json(meta["classes"])
-    binarizer = _binarizer(meta["y_type"], classes)
-    n_features = int(meta["n_features_in"])
-    hidden = np.atleast_1d(est.hidden_layer_sizes).tolist()
-    head = "softmax" if meta["y_type"] == "multiclass" else "sigmoid"
-    n_out = len(classes) if meta["y_type"] != "binary" else 1
-    want = (n_features, *hidden, n_out)
-    if model.layer_sizes != want or model.activation != est.activation or model.head != head:
-        raise ModelFileError(
-            f"the network {model!r} does not fit the estimator: it needs layer sizes {want}, "
-            f"activation {est.activation!r} and a {head} head"
-        )
-    if meta["out_activation"] != ("softmax" if head == "softmax" else "logistic"):
-        raise ModelFileError(f"out_activation {meta['out_activation']!r} contradicts the head")
-    est._label_binarizer, est.classes_ = binarizer, binarizer.classes_
-    est.n_features_in_, est.out_activation_ = n_features, meta["out_activation"]
-    est.n_outputs_, est.n_layers_ = n_out, len(want)
-    if "feature_names_in" in meta:
-        names = np.asarray(meta["feature_names_in"], dtype=object)
-        if len(names) != n_features:
-            raise ModelFileError(f"{len(names)} feature names for {n_features} features")
-        est.feature_names_in_ = names
-    for name in SCALAR_ATTRS:
-        setattr(est, name, _from_jsonable(name, meta.get(name)))
-    est._run = _run_from_state(model, tensors, meta["run"])
-    est._optimizer_key = tuple(
-        _from_jsonable(name, v)
-        for name, v in zip(OPTIMIZER_PARAMS, meta["optimizer_params"], strict=True)
-    )
-    return est
-
-
-def regressor_state(est: Any) -> State:
-    """Tensors (the network's and its run's) and JSON metadata for a fitted
-    ``MLPRegressor``."""
+def _estimator_state(est: Any) -> tuple[Tensors, dict[str, Any]]:
+    """What every fitted estimator's file holds: its parameters, the network, the run it
+    continues (optimizer state, shuffling generator, history: a loaded estimator goes on
+    with warm_start and partial_fit exactly as the saved one would have) and the fitted
+    scalars."""
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(est)
@@ -425,33 +352,38 @@ def regressor_state(est: Any) -> State:
     return tensors | run_tensors, meta
 
 
-def regressor_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
-    """Rebuild a fitted ``MLPRegressor``, checking that every part agrees with the
-    others. A file without the run it continues is refused."""
-    from handgrad._parameters import OPTIMIZER_PARAMS
-    from handgrad.estimator import MLPRegressor
-
+def _estimator_from_state(cls: type, tensors: Tensors, meta: Mapping[str, Any]) -> tuple:
+    """``(estimator, network)``: an unfitted ``cls`` with the file's parameters, and the
+    network checked against its own description. A file without its run is refused."""
     if "run" not in meta or "optimizer_params" not in meta:
         raise ModelFileError(
-            "the MLPRegressor holds no training run (optimizer state, shuffling "
+            f"the {cls.__name__} holds no training run (optimizer state, shuffling "
             "generator, history), which every handgrad model file carries"
         )
-    est = MLPRegressor(**{k: _from_jsonable(k, v) for k, v in meta["params"].items()})
+    est = cls(**{k: _from_jsonable(k, v) for k, v in meta["params"].items()})
     est._validate_params()
     model = mlp_from_state({k: v for k, v in tensors.items() if "." not in k}, meta["mlp"])
+    return est, model
+
+
+def _fitted_from_state(
+    est: Any, model: Any, tensors: Tensors, meta: Mapping[str, Any], head: str, n_out: int
+) -> Any:
+    """Check the network against the estimator (layer sizes, activation, head and its
+    scikit-learn name), then set the fitted attributes and the run."""
+    from handgrad._parameters import OPTIMIZER_PARAMS
+
     n_features = int(meta["n_features_in"])
-    hidden = np.atleast_1d(est.hidden_layer_sizes).tolist()
-    head = MLPRegressor._HEADS[est.loss]
-    want = (n_features, *hidden, model.layer_sizes[-1])
+    want = (n_features, *np.atleast_1d(est.hidden_layer_sizes).tolist(), n_out)
     if model.layer_sizes != want or model.activation != est.activation or model.head != head:
         raise ModelFileError(
             f"the network {model!r} does not fit the estimator: it needs layer sizes {want}, "
             f"activation {est.activation!r} and a {head} head"
         )
-    if meta["out_activation"] != MLPRegressor._OUT_ACTIVATION[head]:
+    if meta["out_activation"] != type(est)._OUT_ACTIVATION[head]:
         raise ModelFileError(f"out_activation {meta['out_activation']!r} contradicts the head")
     est.n_features_in_, est.out_activation_ = n_features, meta["out_activation"]
-    est.n_outputs_, est.n_layers_ = want[-1], len(want)
+    est.n_outputs_, est.n_layers_ = n_out, len(want)
     if "feature_names_in" in meta:
         names = np.asarray(meta["feature_names_in"], dtype=object)
         if len(names) != n_features:
@@ -465,6 +397,46 @@ def regressor_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
         for name, v in zip(OPTIMIZER_PARAMS, meta["optimizer_params"], strict=True)
     )
     return est
+
+
+def classifier_state(est: Any) -> State:
+    """Tensors (the network's ``W1, b1, …`` and its run's) and JSON metadata for a
+    fitted ``MLPClassifier``: what every estimator holds, and its labels."""
+    tensors, meta = _estimator_state(est)
+    meta["classes"] = labels_to_json(est.classes_)
+    meta["y_type"] = est._label_binarizer.y_type_
+    return tensors, meta
+
+
+def classifier_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
+    """Rebuild a fitted ``MLPClassifier``, checking that every part agrees with the
+    others. A file without the run it continues is refused."""
+    # scikit-learn is imported only when a file holds an estimator.
+    from handgrad.estimator import MLPClassifier
+
+    est, model = _estimator_from_state(MLPClassifier, tensors, meta)
+    classes = labels_from_json(meta["classes"])
+    binarizer = _binarizer(meta["y_type"], classes)
+    head = "softmax" if meta["y_type"] == "multiclass" else "sigmoid"
+    n_out = len(classes) if meta["y_type"] != "binary" else 1
+    est._label_binarizer, est.classes_ = binarizer, binarizer.classes_
+    return _fitted_from_state(est, model, tensors, meta, head, n_out)
+
+
+def regressor_state(est: Any) -> State:
+    """Tensors (the network's and its run's) and JSON metadata for a fitted
+    ``MLPRegressor``."""
+    return _estimator_state(est)
+
+
+def regressor_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
+    """Rebuild a fitted ``MLPRegressor``, checking that every part agrees with the
+    others. A file without the run it continues is refused."""
+    from handgrad.estimator import MLPRegressor
+
+    est, model = _estimator_from_state(MLPRegressor, tensors, meta)
+    head = MLPRegressor._HEADS[est.loss]
+    return _fitted_from_state(est, model, tensors, meta, head, model.layer_sizes[-1])
 
 
 def _binarizer(y_type: Any, classes: np.ndarray) -> Any:
