@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
+from handgrad.layers import HEADS
 from handgrad.state import save_run
 from handgrad.training import Callback, Run
 
@@ -50,8 +51,9 @@ class ProgressBar(Callback):
         if self._bar is not None:
             hist = run.history
             post = {"loss": f"{hist.loss[-1]:.4f}"}
-            if hist.val_score:
-                post["val_acc"] = f"{hist.val_score[-1]:.4f}"
+            if hist.val_score:  # the head's score: accuracy, or R² for a regression head
+                score = "val_r2" if HEADS[run.model.head].score == "r2" else "val_acc"
+                post[score] = f"{hist.val_score[-1]:.4f}"
             self._bar.set_postfix(post, refresh=False)
             self._bar.update(1)
         return None

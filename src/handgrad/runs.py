@@ -581,20 +581,6 @@ def _build(config: RunConfig) -> Any:
     return build_regressor(config) if config.task == "regression" else build_classifier(config)
 
 
-class _RegressionBar(ProgressBar):
-    """The progress bar, showing the validation R² (the regressor's score)."""
-
-    def on_epoch_end(self, run: Any) -> bool | None:
-        if self._bar is not None:
-            hist = run.history
-            post = {"loss": f"{hist.loss[-1]:.4f}"}
-            if hist.val_score:
-                post["val_r2"] = f"{hist.val_score[-1]:.4f}"
-            self._bar.set_postfix(post, refresh=False)
-            self._bar.update(1)
-        return None
-
-
 def train(
     config: RunConfig,
     *,
@@ -706,9 +692,7 @@ def _train(
         y_val = target.transform(y_val.reshape(-1, 1)).ravel()
     done = 0 if run is None else run.history.epochs
     # L-BFGS runs as one scipy call, without epochs to report.
-    bar = (_RegressionBar if regression else ProgressBar)(
-        config.epochs, initial=done, disable=not progress or config.solver == "lbfgs"
-    )
+    bar = ProgressBar(config.epochs, initial=done, disable=not progress or config.solver == "lbfgs")
     callbacks: list[Any] = [bar]
     if config.checkpoint_every:
         callbacks.append(
