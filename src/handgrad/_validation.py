@@ -16,6 +16,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from handgrad._mapped import RowReader
+from handgrad._xp import finite_on_device, is_numpy, namespace, numpy_dtype, to_numpy, xp_dtype
 
 
 def check_X(
@@ -34,38 +35,63 @@ def check_X(
     ValueError/TypeError naming the problem.
 
     A SciPy sparse X stays sparse, as CSR (rows are what batches gather), with the
-    same checks; its finiteness is that of its stored values.
+    same checks; its finiteness is that of its stored values. An array of another
+    array-API library (PyTorch, CuPy …) stays in its library and on its device, with
+    the same checks and messages (finiteness tested there, one value brought back).
     """
     if sp.issparse(X):
         return _check_sparse_X(X, n_features, dtype, name, finite)
+    if not is_numpy(X):
+        return _check_array_api_X(X, n_features, dtype, name, finite)
     arr = np.asarray(X)
     if arr.dtype.kind not in "biuf":
         raise TypeError(
             f"{name} must hold numbers, but its dtype is {arr.dtype}"
             + (" (strings or objects)" if arr.dtype.kind in "OUS" else "")
         )
-    if arr.ndim != 2:
-        raise ValueError(
-            f"{name} must be 2-D (n_samples, n_features), but it has {arr.ndim} "
-            f"dimension(s), shape {arr.shape}"
-            + (
-                "; use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
-                if arr.ndim == 1
-                else ""
-            )
-        )
-    if arr.shape[0] == 0:
-        raise ValueError(f"{name} is empty: it has 0 samples (shape {arr.shape})")
-    if arr.shape[1] == 0:
-        raise ValueError(f"{name} has 0 features (shape {arr.shape})")
-    if n_features is not None and arr.shape[1] != n_features:
-        raise ValueError(f"{name} has {arr.shape[1]} features, but the model expects {n_features}")
+    _check_shape(arr.shape, n_features, name)
     if dtype is None:
         dtype = arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
     arr = np.asarray(arr, dtype=dtype)  # no copy when the dtype already matches
     if finite:
         _check_finite_rows(arr, name)
     return arr
+
+
+def _check_shape(shape: tuple[int, ...], n_features: int | None, name: str) -> None:
+    """ValueError unless ``shape`` is (N, D) with N, D > 0 (and D = n_features)."""
+    ndim = len(shape)
+    if ndim != 2:
+        raise ValueError(
+            f"{name} must be 2-D (n_samples, n_features), but it has {ndim} "
+            f"dimension(s), shape {shape}"
+            + (
+                "; use X.reshape(-1, 1) for one feature or X.reshape(1, -1) for one sample"
+                if ndim == 1
+                else ""
+            )
+        )
+    if shape[0] == 0:
+        raise ValueError(f"{name} is empty: it has 0 samples (shape {shape})")
+    if shape[1] == 0:
+        raise ValueError(f"{name} has 0 features (shape {shape})")
+    if n_features is not None and shape[1] != n_features:
+        raise ValueError(f"{name} has {shape[1]} features, but the model expects {n_features}")
+
+
+def _check_array_api_X(X: Any, n_features: int | None, dtype: Any, name: str, finite: bool):
+    """check_X for an array of another array-API library: it stays there."""
+    xp = namespace(X)
+    if not xp.isdtype(X.dtype, ("real floating", "integral", "bool")):
+        raise TypeError(f"{name} must hold real numbers, but its dtype is {X.dtype}")
+    _check_shape(tuple(X.shape), n_features, name)
+    if dtype is None:
+        kept = numpy_dtype(X.dtype) if xp.isdtype(X.dtype, "real floating") else None
+        dtype = kept if kept in (np.float32, np.float64) else np.float64
+    X = xp.astype(X, xp_dtype(xp, dtype), copy=False)
+    if finite and not finite_on_device([X]):
+        _check_finite_rows(to_numpy(X), name)  # raises, naming the first one
+    return X
 
 
 #: Bytes of X looked at per chunk by the finiteness check.

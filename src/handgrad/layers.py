@@ -13,7 +13,13 @@ activation and per head with all of its forms and its formula text; everything e
 editing this file only.
 
 Nothing here holds state, trains, or touches files. The reference functions are what
-the fast path is tested against.
+the fast path is tested against. They are written against the array API standard, in
+the namespace of their inputs (:func:`handgrad._xp.namespace`): NumPy, or PyTorch,
+CuPy, array-api-strict arrays on any device. For NumPy input they compute what they
+always have, to the bit (SciPy's ``expit``/``xlogy`` and ``np.dot`` stay there); a
+loss is then a Python float, and for another library a 0-d array on the input's
+device, so that a training step brings one number back to the host, not one per term.
+The in-place forms are NumPy's only.
 """
 
 from __future__ import annotations
@@ -27,6 +33,7 @@ import scipy.special
 from numpy.typing import NDArray
 
 from handgrad._validation import check_class_indices, check_indicators
+from handgrad._xp import device, namespace
 
 Array = NDArray[np.floating]
 Cache = tuple
@@ -50,24 +57,26 @@ def affine_backward(dZ: Array, cache: Cache) -> tuple[Array, Array, Array]:
     ``λW`` is added by :func:`l2_penalty`), and likewise ``dW1 = Xᵀ dZ1``, ``db1 = Σ dZ1``.
     """
     X, W = cache
-    return dZ @ W.T, X.T @ dZ, dZ.sum(axis=0)
+    return dZ @ W.T, X.T @ dZ, namespace(dZ).sum(dZ, axis=0)
 
 
 # ---------------------------------------------------------------------- activations
 def relu_forward(Z: Array) -> tuple[Array, Cache]:
     """``A = max(Z, 0)``.  Z: (N, H) -> A: (N, H); cache ``(Z,)``."""
-    return np.maximum(Z, 0), (Z,)
+    return namespace(Z).maximum(Z, 0), (Z,)
 
 
 def relu_backward(dA: Array, cache: Cache) -> Array:
     """``dZ = dA ⊙ [Z > 0]`` — the notes' "ismorethan" mask.  dA: (N, H) -> dZ: (N, H)."""
     (Z,) = cache
-    return dA * (Z > 0)
+    if isinstance(dA, np.ndarray):
+        return dA * (Z > 0)
+    return dA * namespace(dA).astype(Z > 0, dA.dtype)  # the standard multiplies no bools
 
 
 def tanh_forward(Z: Array) -> tuple[Array, Cache]:
     """``A = tanh(Z)``.  Z: (N, H) -> A: (N, H); cache ``(A,)``."""
-    A = np.tanh(Z)
+    A = namespace(Z).tanh(Z)
     return A, (A,)
 
 
@@ -210,22 +219,66 @@ ACTIVATIONS: dict[str, Activation] = {
 # ------------------------------------------------------------------------- the heads
 def sigmoid(S: Array) -> Array:
     """``σ(S)`` without overflow for any finite S (exp is only taken of ``−|S|``)."""
-    E = np.exp(-np.abs(S))
-    return np.where(S >= 0, 1 / (1 + E), E / (1 + E))
+    xp = namespace(S)
+    E = xp.exp(-xp.abs(S))
+    return xp.where(S >= 0, 1 / (1 + E), E / (1 + E))
 
 
 def softmax(S: Array) -> Array:
     """Row-wise ``P_ij = e^{S_ij} / Σ_k e^{S_ik}``, shifted by the row max for stability."""
-    E = np.exp(S - S.max(axis=1, keepdims=True))
-    return E / E.sum(axis=1, keepdims=True)
+    xp = namespace(S)
+    E = xp.exp(S - xp.max(S, axis=1, keepdims=True))
+    return E / xp.sum(E, axis=1, keepdims=True)
 
 
-def _row_weights(sample_weight: Array | None, N: int, dtype: np.dtype) -> tuple[Array, float]:
-    """Per-row weights ``w`` (N,) and their sum; ``w = 1`` gives the plain mean over N."""
+def _row_weights(sample_weight: Array | None, S: Array) -> tuple[Array, Any]:
+    """Per-row weights ``w`` (N,) and their sum; ``w = 1`` gives the plain mean over N.
+
+    The sum is a float for NumPy, a 0-d array on S's device otherwise (not brought back).
+    """
+    N, xp = S.shape[0], namespace(S)
+    if xp is np:
+        if sample_weight is None:
+            return np.ones(N, dtype=S.dtype), float(N)
+        w = np.asarray(sample_weight, dtype=S.dtype)
+        return w, float(w.sum())
     if sample_weight is None:
-        return np.ones(N, dtype=dtype), float(N)
-    w = np.asarray(sample_weight, dtype=dtype)
-    return w, float(w.sum())
+        return xp.ones(N, dtype=S.dtype, device=device(S)), float(N)
+    w = xp.astype(sample_weight, S.dtype, copy=False)
+    return w, xp.sum(w)
+
+
+def _weighted_sum(w: Array, losses: Array) -> Any:
+    """``Σ_i w_i ℓ_i``: a float by ``np.dot`` for NumPy, a 0-d array otherwise."""
+    if isinstance(losses, np.ndarray):
+        return float(np.dot(w, losses))
+    return namespace(losses).vecdot(w, losses)
+
+
+def _float_type(S: Array) -> type[np.floating]:
+    """NumPy's float of the width of S's dtype, whichever library holds S."""
+    return np.float32 if namespace(S).finfo(S.dtype).bits == 32 else np.float64
+
+
+def _epsilon(S: Array) -> float:
+    """The machine epsilon of S's float dtype."""
+    return float(np.finfo(_float_type(S)).eps)
+
+
+def _log_bounds(S: Array) -> tuple[float, float]:
+    """``(−log(1 − ε), −log ε)`` for S's dtype, computed in NumPy's float of the same
+    width: the same numbers on every library."""
+    eps = np.finfo(_float_type(S)).eps
+    return float(-np.log(1 - eps)), float(-np.log(eps))
+
+
+
+def _targets_like(Y: Any, S: Array) -> Array:
+    """Y as S's dtype and shape (a 1-D ``(N,)`` Y is one column)."""
+    xp = namespace(S)
+    if xp is np:
+        return np.asarray(Y, dtype=S.dtype).reshape(S.shape)
+    return xp.reshape(xp.astype(Y, S.dtype, copy=False), S.shape)
 
 
 def softmax_cross_entropy(
@@ -234,7 +287,8 @@ def softmax_cross_entropy(
     """Mean softmax cross-entropy and its gradient ``dS = (P − Y) / N``.
 
     S: (N, C) scores; y: (N,) integer class indices in ``[0, C)``; sample_weight: (N,)
-    or None.  Returns ``L = −(1/N) Σ_i log P_{i, y_i}`` and ``dS`` (N, C).
+    or None.  Returns ``L = −(1/N) Σ_i log P_{i, y_i}`` (a float; a 0-d array of a
+    non-NumPy S's library) and ``dS`` (N, C).
 
     With weights ``w`` the mean becomes ``Σ_i w_i ℓ_i / Σ_i w_i`` and row i of dS is
     scaled by ``w_i / Σ w`` (``1/N`` when every ``w_i = 1``).
@@ -249,17 +303,19 @@ def softmax_cross_entropy(
     ``log_loss`` clips so, and the reported loss (``loss_curve_``, the stopping rule)
     must be scikit-learn's, in float32 above all, where ``−log ε`` is only 15.9.
     """
-    N = S.shape[0]
-    shifted = S - S.max(axis=1, keepdims=True)
-    log_norm = np.log(np.exp(shifted).sum(axis=1, keepdims=True))
+    xp = namespace(S)
+    shifted = S - xp.max(S, axis=1, keepdims=True)
+    log_norm = xp.log(xp.sum(xp.exp(shifted), axis=1, keepdims=True))
     log_P = shifted - log_norm
-    w, w_sum = _row_weights(sample_weight, N, S.dtype)
-    rows = np.arange(N)
-    eps = np.finfo(S.dtype).eps
-    losses = np.clip(-log_P[rows, y], -np.log(1 - eps), -np.log(eps))
-    loss = float(np.dot(w, losses)) / w_sum
-    dS = np.exp(log_P)  # P
-    dS[rows, y] -= 1  # P − Y
+    w, w_sum = _row_weights(sample_weight, S)
+    picked = xp.take_along_axis(log_P, y[:, None], axis=1)[:, 0]  # log P_{i, y_i}
+    low, high = _log_bounds(S)
+    losses = xp.clip(-picked, min=low, max=high)
+    loss = _weighted_sum(w, losses) / w_sum
+    # Y one-hot, Y_ij = [j = y_i] (the standard has no fancy indexing): P − Y is P − 1
+    # or P − 0, exactly
+    Y = y[:, None] == xp.arange(S.shape[1], dtype=y.dtype, device=device(S))
+    dS = xp.exp(log_P) - xp.astype(Y, S.dtype)
     dS *= (w / w_sum)[:, None]  # (P − Y) / N
     return loss, dS
 
@@ -284,14 +340,15 @@ def sigmoid_cross_entropy(
     P = 1, computing it otherwise (e.g. as a softplus) would differ visibly. dS is not
     clipped.
     """
-    N = S.shape[0]
-    Y = np.asarray(Y, dtype=S.dtype).reshape(S.shape)
-    P = scipy.special.expit(S)  # as scikit-learn's, to the last bit of 1 − P
-    eps = np.finfo(S.dtype).eps
-    P_clipped = np.clip(P, eps, 1 - eps)
-    elementwise = -np.log(np.where(Y > 0.5, P_clipped, 1 - P_clipped))
-    w, w_sum = _row_weights(sample_weight, N, S.dtype)
-    loss = float(np.dot(w, elementwise.sum(axis=1))) / w_sum
+    xp = namespace(S)
+    Y = _targets_like(Y, S)
+    # SciPy's expit for NumPy, as scikit-learn's, to the last bit of 1 − P
+    P = scipy.special.expit(S) if xp is np else sigmoid(S)
+    eps = _epsilon(S)
+    P_clipped = xp.clip(P, min=eps, max=1 - eps)
+    elementwise = -xp.log(xp.where(Y > 0.5, P_clipped, 1 - P_clipped))
+    w, w_sum = _row_weights(sample_weight, S)
+    loss = _weighted_sum(w, xp.sum(elementwise, axis=1)) / w_sum
     dS = (P - Y) * (w / w_sum)[:, None]
     return loss, dS
 
@@ -308,11 +365,12 @@ def squared_error(S: Array, Y: Array, sample_weight: Array | None = None) -> tup
     that loss averaged over the outputs as well (``1/(2NC) Σ‖S − Y‖²``) while stepping
     along ``(S − Y)/N``, the gradient of this sum, which is the one derived here.
     """
-    N = S.shape[0]
-    Y = np.asarray(Y, dtype=S.dtype).reshape(S.shape)
-    w, w_sum = _row_weights(sample_weight, N, S.dtype)
+    xp = namespace(S)
+    Y = _targets_like(Y, S)
+    w, w_sum = _row_weights(sample_weight, S)
     dS = S - Y
-    loss = 0.5 * float(np.dot(w, np.einsum("ij,ij->i", dS, dS))) / w_sum
+    row_sums = np.einsum("ij,ij->i", dS, dS) if xp is np else xp.vecdot(dS, dS, axis=-1)
+    loss = 0.5 * _weighted_sum(w, row_sums) / w_sum
     dS *= (w / w_sum)[:, None]
     return loss, dS
 
@@ -327,23 +385,37 @@ def poisson_deviance(S: Array, Y: Array, sample_weight: Array | None = None) -> 
     ``poisson_loss``; written in S it is ``Y log Y − Y S − Y + e^S``, so
     ``∂ℓ/∂S = −Y + e^S = P − Y`` again.
     """
-    N = S.shape[0]
-    Y = np.asarray(Y, dtype=S.dtype).reshape(S.shape)
-    w, w_sum = _row_weights(sample_weight, N, S.dtype)
-    P = np.exp(S)
-    elementwise = scipy.special.xlogy(Y, Y) - Y * S - Y + P
-    loss = float(np.dot(w, elementwise.sum(axis=1))) / w_sum
+    xp = namespace(S)
+    Y = _targets_like(Y, S)
+    w, w_sum = _row_weights(sample_weight, S)
+    P = xp.exp(S)
+    elementwise = _xlogx(Y) - Y * S - Y + P
+    loss = _weighted_sum(w, xp.sum(elementwise, axis=1)) / w_sum
     dS = (P - Y) * (w / w_sum)[:, None]
     return loss, dS
+
+
+def _xlogx(Y: Array) -> Array:
+    """``Y log Y`` with ``0 log 0 = 0``: SciPy's ``xlogy`` for NumPy."""
+    xp = namespace(Y)
+    if xp is np:
+        return scipy.special.xlogy(Y, Y)
+    positive = Y > 0
+    return xp.where(positive, Y * xp.log(xp.where(positive, Y, 1.0)), 0.0)
 
 
 def l2_penalty(weights: list[Array], reg: float) -> tuple[float, list[Array]]:
     """``λ/2 Σ_l ‖W_l‖²`` over weight matrices only, and its gradients ``λ W_l``.
 
     Biases are not penalised. Returns the penalty and one gradient per matrix, each
-    shaped like its W.
+    shaped like its W. The penalty is a float for NumPy weights, else a 0-d array on
+    their device.
     """
-    penalty = 0.5 * reg * sum(float(np.vdot(W, W)) for W in weights)
+    xp = namespace(*weights)
+    if xp is np:
+        penalty = 0.5 * reg * sum(float(np.vdot(W, W)) for W in weights)
+    else:
+        penalty = 0.5 * reg * sum(xp.sum(W * W) for W in weights)
     return penalty, [reg * W for W in weights]
 
 
@@ -472,20 +544,24 @@ def poisson_deviance_(S: Array, Y: Array, c: float | Array, dS: Array, buf: Head
 
 
 def _softmax_labels(S: Array) -> NDArray[np.intp]:
-    return S.argmax(axis=1)  # the highest score is the likeliest class
+    return namespace(S).argmax(S, axis=1)  # the highest score is the likeliest class
 
 
 def _sigmoid_labels(S: Array) -> NDArray[np.intp]:
-    labels = (sigmoid_(S) > 0.5).astype(np.intp)
-    return labels.ravel() if labels.shape[1] == 1 else labels
+    xp = namespace(S)
+    if xp is np:
+        labels = (sigmoid_(S) > 0.5).astype(np.intp)
+    else:
+        labels = xp.astype(sigmoid(S) > 0.5, xp.int64)
+    return xp.reshape(labels, (-1,)) if labels.shape[1] == 1 else labels
 
 
 def _softmax_right_rows(S: Array, y: NDArray) -> NDArray[np.bool_]:
-    return S.argmax(axis=1) == y
+    return namespace(S).argmax(S, axis=1) == y
 
 
 def _sigmoid_right_rows(S: Array, Y: NDArray) -> NDArray[np.bool_]:
-    return np.all((S > 0) == (Y > 0.5), axis=1)
+    return namespace(S).all((S > 0) == (Y > 0.5), axis=1)
 
 
 def _predictions(S: Array) -> Array:
@@ -496,12 +572,20 @@ def _poisson_predictions(S: Array) -> Array:
     return np.exp(S, out=S)  # the log link's mean e^S, over S
 
 
-def _values(predict: Callable[[Array], Array]) -> Callable[[Array], NDArray]:
-    """A regression head's ``labels``: its predictions, one column as (N,)."""
+def _poisson_means(S: Array) -> Array:
+    return namespace(S).exp(S)  # the log link's mean e^S
+
+
+def _values(
+    predict_: Callable[[Array], Array], predict: Callable[[Array], Array]
+) -> Callable[[Array], NDArray]:
+    """A regression head's ``labels``: its predictions (in place over a NumPy S, by the
+    reference otherwise), one column as (N,)."""
 
     def labels(S: Array) -> NDArray:
-        P = predict(S)
-        return P.ravel() if P.shape[1] == 1 else P
+        xp = namespace(S)
+        P = predict_(S) if xp is np else predict(S)
+        return xp.reshape(P, (-1,)) if P.shape[1] == 1 else P
 
     return labels
 
@@ -563,7 +647,8 @@ class Head:
 
     ``loss(S, T, sample_weight) -> (L, dS)`` is the reference; ``loss_(S, T, c, dS,
     buf) -> ℓ (n,)`` the in-place form (see :func:`softmax_cross_entropy_`).
-    ``probabilities_(S)`` writes P over S; ``labels(S)`` predicts from scores (S may be
+    ``probabilities_(S)`` writes P over a NumPy S, and ``probabilities(S)`` is its
+    reference (a new array, in S's namespace); ``labels(S)`` predicts from scores (S may be
     overwritten); ``right_rows(S, T)`` marks rows predicted exactly right.
     ``encode_targets(y, n_samples, C, dtype)`` checks y and returns the targets T the
     losses take; ``random_targets(rng, n, C)`` draws valid ones (for gradient checks).
@@ -596,6 +681,7 @@ class Head:
     targets_text: str
     score: str = "accuracy"
     reports_output_mean: bool = False
+    probabilities: Callable[[Array], Array] = _predictions
 
 
 #: Output heads by name: softmax (one label per row) and sigmoid (binary or multi-label)
@@ -617,6 +703,7 @@ HEADS: dict[str, Head] = {
             loss_formula="−(1/N) Σ_i log P[i, y_i]",
             gradient_formula="dS = (P − Y)/N",
             targets_text="one-hot",
+            probabilities=softmax,
         ),
         Head(
             "sigmoid",
@@ -632,13 +719,14 @@ HEADS: dict[str, Head] = {
             loss_formula="−(1/N) Σ_i Σ_c [Y log P + (1 − Y) log(1 − P)]",
             gradient_formula="dS = (P − Y)/N",
             targets_text="0/1",
+            probabilities=sigmoid,
         ),
         Head(
             "identity",
             squared_error,
             squared_error_,
             _predictions,
-            _values(_predictions),
+            _values(_predictions, _predictions),
             None,
             _real_targets,
             _random_reals,
@@ -655,7 +743,7 @@ HEADS: dict[str, Head] = {
             poisson_deviance,
             poisson_deviance_,
             _poisson_predictions,
-            _values(_poisson_predictions),
+            _values(_poisson_predictions, _poisson_means),
             None,
             _count_targets,
             _random_counts,
@@ -665,6 +753,7 @@ HEADS: dict[str, Head] = {
             gradient_formula="dS = (P − Y)/N",
             targets_text="count (≥ 0)",
             score="r2",
+            probabilities=_poisson_means,
         ),
     )
 }

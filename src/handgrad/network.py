@@ -28,6 +28,7 @@ from handgrad._validation import (
     check_sample_weight,
     check_X,
 )
+from handgrad._xp import device, namespace, numpy_dtype, to_device, to_numpy, xp_dtype
 from handgrad.layers import ACTIVATIONS, HEADS, affine_backward, affine_forward, l2_penalty
 from handgrad.workspace import scores
 
@@ -62,6 +63,10 @@ class MLP:
         Seed or ``numpy.random.Generator`` for the initial weights.
     dtype
         ``np.float32`` or ``np.float64``; kept by ``loss`` and by training.
+
+    The parameters are drawn as NumPy arrays; :meth:`to` moves them to another
+    array-API library and device (PyTorch, CuPy …), where ``forward``, ``backward``,
+    ``loss`` and prediction then run on arrays of that library.
 
     Examples
     --------
@@ -118,8 +123,9 @@ class MLP:
     # ------------------------------------------------------------------ properties
     @property
     def dtype(self) -> np.dtype:
-        """The dtype of the parameters (and of every computation)."""
-        return self.params["W1"].dtype
+        """The dtype of the parameters (and of every computation), as NumPy names it
+        whichever library holds them."""
+        return numpy_dtype(self.params["W1"].dtype)
 
     @property
     def n_layers(self) -> int:
@@ -170,7 +176,7 @@ class MLP:
                 dA, dW, db = affine_backward(dZ, affine_cache)
             else:  # no dX: nothing needs it, and for a sparse X it would be (N, D) dense
                 X, _ = affine_cache
-                dW, db = X.T @ dZ, dZ.sum(axis=0)
+                dW, db = X.T @ dZ, namespace(dZ).sum(dZ, axis=0)
             grads[f"W{l}"] = dW + reg_grads[l - 1]
             grads[f"b{l}"] = db
             if l > 1:
@@ -194,7 +200,12 @@ class MLP:
         indices for the softmax head, (N, C) or (N,) 0/1 indicators for the sigmoid
         head — returns ``(L, grads)`` where ``L = mean cross-entropy + λ/2 Σ‖W_l‖²``
         (λ = ``reg``; biases not penalised) and ``grads`` is keyed like ``params``.
+
+        X may be an array of the parameters' library (see :meth:`to`); y and
+        sample_weight are then checked on the host and moved to X's device once.
         """
+        if namespace(self.params["W1"]) is not np:
+            return self._loss_on_device(X, y, reg, sample_weight)
         if y is None:  # finiteness is tested chunk by chunk, while each is in cache
             return scores(
                 self.params,
@@ -209,10 +220,53 @@ class MLP:
         loss, grads, _ = self.loss_and_gradients(X, T, reg, w)
         return loss, grads
 
+    def _loss_on_device(self, X, y, reg, sample_weight):
+        """:meth:`loss` for parameters of another array-API library, by the reference."""
+        X = self.check_X(X)
+        if y is None:
+            return self.forward(X)[0]
+        check_number(reg, "reg", low=0)
+        xp, dev = namespace(X), device(X)
+        T = to_device(self.encode_targets(to_numpy(y), X.shape[0]), xp, dev)
+        w = check_sample_weight(to_numpy(sample_weight), X.shape[0], self.dtype)
+        loss, grads, _ = self.loss_and_gradients(X, T, reg, to_device(w, xp, dev))
+        return float(loss), grads
+
+    def check_X(self, X: Any, name: str = "X") -> Any:
+        """X checked (:func:`handgrad._validation.check_X`) against the network: its
+        width, its dtype, and for parameters of another library, that library and
+        device (a clear error rather than one from inside it)."""
+        W1 = self.params["W1"]
+        xp = namespace(W1)
+        if xp is not np and namespace(X) is not xp:
+            raise TypeError(
+                f"{name} is a {type(X).__module__}.{type(X).__name__}, but the network's "
+                f"parameters are arrays of {xp.__name__}: pass {name} as one, or move the "
+                "network with MLP.to"
+            )
+        X = check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype, name=name)
+        if xp is not np and device(X) != device(W1):
+            raise ValueError(
+                f"{name} is on device {device(X)}, but the network's parameters are on "
+                f"{device(W1)}: move one of them"
+            )
+        return X
+
+    def to(self, xp: Any, device: Any = None) -> MLP:
+        """Move the parameters (in place, once) to array namespace ``xp`` on ``device``:
+        e.g. ``net.to(array_api_compat.torch, "cuda")``, or ``net.to(numpy)`` back to
+        the host. Returns the network."""
+        host = {k: to_numpy(v) for k, v in self.params.items()}
+        self.params = {k: to_device(v, xp, device) for k, v in host.items()}
+        return self
+
     def loss_and_gradients(
         self, X: NDArray, T: NDArray, reg: float, sample_weight: NDArray | None = None
     ) -> tuple[float, Params, NDArray]:
         """``(loss, grads, S)`` without input checks, for checked X and encoded targets T.
+
+        The loss is a float, or for arrays of another library a 0-d array on their
+        device (the caller brings it to the host once: ``float(loss)``).
 
         This is the reference engine: forward, the head's loss, backward, each by the
         functions of :mod:`handgrad.layers`. The training loop's fast engine computes the
@@ -232,9 +286,13 @@ class MLP:
     def predict_proba(self, X: NDArray) -> NDArray:
         """P (N, C): softmax rows, or per-column sigmoid probabilities.
 
-        Computed in the model's dtype, in place over the scores (no second (N, C) array).
+        Computed in the model's dtype, in place over the scores (no second (N, C) array);
+        for parameters of another library, in that library by the reference.
         """
-        return HEADS[self.head].probabilities_(self.loss(X))
+        S = self.loss(X)
+        if isinstance(S, np.ndarray):
+            return HEADS[self.head].probabilities_(S)
+        return HEADS[self.head].probabilities(S)
 
     def predict(self, X: NDArray) -> NDArray:
         """Class indices (N,) for softmax; 0/1 of shape (N,) (C = 1) or (N, C) for sigmoid."""
@@ -246,7 +304,12 @@ class MLP:
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         dtype = self.dtype if dtype is None else np.dtype(dtype)
-        new.params = {k: np.array(v, dtype=dtype) for k, v in self.params.items()}
+        xp = namespace(self.params["W1"])
+        if xp is np:
+            new.params = {k: np.array(v, dtype=dtype) for k, v in self.params.items()}
+        else:
+            cast = xp_dtype(xp, dtype)
+            new.params = {k: xp.astype(v, cast, copy=True) for k, v in self.params.items()}
         return new
 
     def __repr__(self) -> str:
