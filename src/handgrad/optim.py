@@ -5,6 +5,12 @@ A schedule changes ``optimizer.learning_rate`` at the end of each epoch, and dec
 happens when the loss stops improving. The loop that calls them is
 :func:`handgrad.training.fit`; the rules follow scikit-learn's definitions so that
 ``MLPClassifier`` means what its scikit-learn namesake means.
+
+For NumPy parameters an update writes into reused scratch arrays (``out=``), allocating
+nothing per step; for arrays of another array-API library (PyTorch, CuPy …) it is the
+same equations with the standard's in-place operators, on the parameters' device, where
+the state (momentum, Adam's moments) stays too. ``state()`` gives that state as it is;
+:mod:`handgrad.state` moves it to the host when it writes a file.
 """
 
 from __future__ import annotations
@@ -15,6 +21,7 @@ from typing import Any
 import numpy as np
 
 from handgrad._validation import check_number
+from handgrad._xp import copy, namespace, to_device, to_numpy
 
 Params = dict[str, np.ndarray]
 
@@ -105,6 +112,15 @@ class Optimizer:
     def load_state(self, arrays: dict[str, np.ndarray], scalars: dict[str, Any]) -> None:
         self.learning_rate = float(scalars["learning_rate"])
 
+    def to(self, xp: Any, device: Any = None) -> Optimizer:
+        """Move the state arrays (in place, once) to array namespace ``xp`` on
+        ``device``, where the parameters it updates are (see :meth:`MLP.to
+        <handgrad.network.MLP.to>`). Returns the optimizer."""
+        arrays, scalars = self.state()
+        self.load_state({k: to_device(to_numpy(v), xp, device) for k, v in arrays.items()}, scalars)
+        self.__dict__.pop("_buffers", None)
+        return self
+
 
 @dataclass
 class SGD(Optimizer):
@@ -126,6 +142,8 @@ class SGD(Optimizer):
 
     def update(self, params: Params, grads: Params) -> None:
         lr, mu = self.learning_rate, self.momentum
+        if not isinstance(next(iter(params.values())), np.ndarray):
+            return self._update_array_api(params, grads)
         for name, g in grads.items():
             theta = params[name]
             if mu == 0:
@@ -142,13 +160,27 @@ class SGD(Optimizer):
             else:
                 theta += v
 
+    def _update_array_api(self, params: Params, grads: Params) -> None:
+        """:meth:`update` for arrays of another library: the same equations in place."""
+        lr, mu = self.learning_rate, self.momentum
+        for name, g in grads.items():
+            theta = params[name]
+            if mu == 0:
+                theta -= g * lr
+                continue
+            v = _zeros_once(self.velocity, name, theta)
+            step = g * lr  # η g
+            v *= mu
+            v -= step
+            theta += v * mu - step if self.nesterov else v
+
     def state(self):
         _, scalars = super().state()
         return {f"velocity.{k}": v for k, v in self.velocity.items()}, scalars
 
     def load_state(self, arrays, scalars):
         super().load_state(arrays, scalars)
-        self.velocity = {k.split(".", 1)[1]: v.copy() for k, v in arrays.items()}
+        self.velocity = {k.split(".", 1)[1]: copy(v) for k, v in arrays.items()}
 
 
 @dataclass
@@ -179,6 +211,8 @@ class Adam(Optimizer):
         b1, b2 = self.beta_1, self.beta_2
         # a Python float, so that float32 parameters are not stepped in float64
         lr_t = float(self.learning_rate * np.sqrt(1 - b2**self.t) / (1 - b1**self.t))
+        if not isinstance(next(iter(params.values())), np.ndarray):
+            return self._update_array_api(params, grads, lr_t)
         for name, g in grads.items():
             theta = params[name]
             m = _zeros_once(self.m, name, theta)
@@ -194,6 +228,20 @@ class Adam(Optimizer):
             denom += self.epsilon
             theta -= np.divide(tmp, denom, out=tmp)  # η_t m / (√v + ε)
 
+    def _update_array_api(self, params: Params, grads: Params, lr_t: float) -> None:
+        """:meth:`update` for arrays of another library: the same equations in place."""
+        b1, b2 = self.beta_1, self.beta_2
+        for name, g in grads.items():
+            theta = params[name]
+            xp = namespace(theta)
+            m = _zeros_once(self.m, name, theta)
+            v = _zeros_once(self.v, name, theta)
+            m *= b1
+            m += g * (1 - b1)
+            v *= b2
+            v += (g * g) * (1 - b2)
+            theta -= (m * lr_t) / (xp.sqrt(v) + self.epsilon)  # η_t m / (√v + ε)
+
     def state(self):
         _, scalars = super().state()
         arrays = {f"m.{k}": a for k, a in self.m.items()} | {f"v.{k}": a for k, a in self.v.items()}
@@ -202,8 +250,8 @@ class Adam(Optimizer):
     def load_state(self, arrays, scalars):
         super().load_state(arrays, scalars)
         self.t = int(scalars["t"])
-        self.m = {k[2:]: a.copy() for k, a in arrays.items() if k.startswith("m.")}
-        self.v = {k[2:]: a.copy() for k, a in arrays.items() if k.startswith("v.")}
+        self.m = {k[2:]: copy(a) for k, a in arrays.items() if k.startswith("m.")}
+        self.v = {k[2:]: copy(a) for k, a in arrays.items() if k.startswith("v.")}
 
 
 @dataclass
@@ -228,7 +276,7 @@ def _zeros_once(store: Params, name: str, like: np.ndarray) -> np.ndarray:
     """``store[name]``, created as zeros like ``like`` on first use (not on every call,
     as ``store.setdefault(name, np.zeros_like(like))`` would)."""
     if name not in store:
-        store[name] = np.zeros_like(like)
+        store[name] = namespace(like).zeros_like(like)
     return store[name]
 
 
