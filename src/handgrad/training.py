@@ -13,14 +13,21 @@ Each step runs on one of two engines, chosen by ``TrainingConfig.engine``: ``"fa
 into the gradient's matrix product; ``"reference"`` calls
 :meth:`MLP.loss_and_gradients <handgrad.network.MLP.loss_and_gradients>`, the
 layer functions of the notes, and then the optimizer. The tests hold the two equal.
+
+X may also be an array of another array-API library (a PyTorch or CuPy array on a GPU,
+an array-api-strict array): training then runs there, on the reference engine (see
+:class:`TrainingConfig`), with the network and the optimizer's state moved once to X's
+device.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import math
 from collections.abc import Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
+from types import ModuleType
 from typing import Any
 
 import numpy as np
@@ -36,8 +43,17 @@ from handgrad._validation import (
     check_X,
     format_bytes,
 )
+from handgrad._xp import (
+    copy,
+    copy_into,
+    device,
+    finite_on_device,
+    namespace,
+    to_device,
+    to_numpy,
+)
 from handgrad.errors import TrainingDivergedError
-from handgrad.layers import HEADS
+from handgrad.layers import HEADS, l2_penalty
 from handgrad.network import MLP, as_rng, describe_sizes, params_nbytes
 from handgrad.optim import LBFGS, SGD, Adam, Optimizer
 from handgrad.workspace import CHUNK_ROWS, Workspace, scores
@@ -61,6 +77,9 @@ class TrainingConfig:
     products) or ``"reference"`` (``model.loss_and_gradients``, then the optimizer).
     Both compute the same step; the reference is the one to read, to debug, or to
     override in a subclass. Validation scoring and L-BFGS follow the same setting.
+    An X of another array-API library than NumPy (PyTorch, CuPy …) always trains on
+    the reference engine, whatever ``engine`` says: the fast engine's buffers and
+    fused products are NumPy's.
     """
 
     batch_size: int = 200
@@ -183,39 +202,66 @@ def fit(
     copied whole — the way to split a memory-mapped X (``np.load(path, mmap_mode="r")``),
     whose batches are read from its file (:class:`handgrad._mapped.RowReader`). Training
     on ``rows`` is the same, bit for bit, as training on ``X[rows]``.
+
+    X of another array-API library (a PyTorch or CuPy array, on any device) trains in
+    that library on X's device, by the reference engine: the network (and a continued
+    run's optimizer state) is moved there once; y and the sample weights are checked
+    on the host and moved once; the shuffling order is drawn on the host by the same
+    generator as for NumPy (the same batches) and moved once per epoch. A step brings
+    one number back to the host, its loss; the running accuracy and the finiteness of
+    the weights are read once per epoch. L-BFGS (SciPy's, on the host) moves the
+    parameter vector to the device and the gradient back at every evaluation. A
+    NumPy X moves a network trained elsewhere back to the host.
     """
     config = config or TrainingConfig()
+    xp = namespace(X)
+    if xp is not np:  # the reference engine, on X's device
+        config = dataclasses.replace(config, engine="reference")
     if check_input:
         X = check_X(X, n_features=model.layer_sizes[0], dtype=model.dtype)
-    T = model.encode_targets(y, X.shape[0])
-    w = check_sample_weight(sample_weight, X.shape[0], model.dtype)
+    T = model.encode_targets(to_numpy(y), X.shape[0])
+    w = check_sample_weight(to_numpy(sample_weight), X.shape[0], model.dtype)
     if validation_rows is not None:
         if validation is not None:
             raise ValueError("give validation or validation_rows, not both")
         val = _check_rows(validation_rows, X.shape[0], "validation_rows")
         w_val = None if w is None else w[val].astype(np.float64)
         # A dense X's held-out rows are gathered chunk by chunk when scored; a sparse
-        # X's are small enough to take.
+        # X's (or another library's) are small enough to take.
         dense = isinstance(X, np.ndarray)
-        validation = (X if dense else X[val], T[val], w_val, val if dense else None)
+        validation = (X if dense else _take(X, val), T[val], w_val, val if dense else None)
     elif validation is not None:
         X_val = validation[0]
-        if check_input:
+        if check_input or namespace(X_val) is not xp:
             X_val = check_X(X_val, n_features=model.layer_sizes[0], dtype=model.dtype, name="X_val")
-        w_val = validation[2] if len(validation) > 2 else None
+        if namespace(X_val) is not xp:
+            raise TypeError(
+                "X_val must be an array of the same library as X "
+                f"({xp.__name__}), got {type(X_val).__module__}.{type(X_val).__name__}"
+            )
+        w_val = to_numpy(validation[2]) if len(validation) > 2 else None
         validation = (
             X_val,
-            model.encode_targets(validation[1], X_val.shape[0]),
+            model.encode_targets(to_numpy(validation[1]), X_val.shape[0]),
             check_sample_weight(w_val, X_val.shape[0], np.float64),
             None,
         )
     elif config.stopping == "validation":
         raise ValueError("stopping='validation' (early stopping) needs validation data")
     run = run or Run(model, optimizer, as_rng(seed))
+    w_host = w
+    if xp is not np or namespace(run.model.params["W1"]) is not np:
+        _move_run(run, xp, device(X))
+        T, w = to_device(T, xp, device(X)), to_device(w, xp, device(X))
+        if validation is not None:
+            X_val, T_val, w_val, rows_val = validation
+            validation = (X_val, to_device(T_val, xp, device(X_val)), w_val, rows_val)
+            if w_val is not None:
+                validation = (*validation[:2], to_device(w_val, xp, device(X_val)), rows_val)
     lbfgs = isinstance(run.optimizer, LBFGS)
     rows = None if rows is None else _check_rows(rows, X.shape[0], "rows")
     if lbfgs and rows is not None:  # full batch: every iteration reads all the rows
-        X, T, w, rows = X[rows], T[rows], None if w is None else w[rows], None
+        X, T, w, rows = _take(X, rows), _take(T, rows), None if w is None else _take(w, rows), None
     n_rows = X.shape[0] if rows is None else len(rows)
     check_training_memory(
         model.layer_sizes,
@@ -233,10 +279,30 @@ def fit(
             _fit_lbfgs(run, X, T, w, config)
         else:
             with RowReader(X) if isinstance(X, np.ndarray) else nullcontext(X) as source:
-                _fit_minibatch(run, source, T, w, config, validation, callbacks, rows)
+                _fit_minibatch(run, source, T, w, config, validation, callbacks, rows, w_host)
     for cb in callbacks:
         cb.on_train_end(run)
     return run.history
+
+
+def _take(A: Any, rows: np.ndarray) -> Any:
+    """The rows of A (NumPy, sparse, or another library's array on its device)."""
+    xp = namespace(A)
+    if xp is np:
+        return A[rows]
+    return xp.take(A, to_device(rows, xp, device(A)), axis=0)
+
+
+def _move_run(run: Run, xp: ModuleType, dev: Any) -> None:
+    """Move the run's network, optimizer state and best weights to namespace ``xp`` on
+    ``dev``, unless they are there already."""
+    W1 = run.model.params["W1"]
+    if namespace(W1) is xp and (xp is np or device(W1) == dev):
+        return
+    run.model.to(xp, dev)
+    run.optimizer.to(xp, dev)
+    if run.best_params is not None:
+        run.best_params = {k: to_device(to_numpy(v), xp, dev) for k, v in run.best_params.items()}
 
 
 def _check_rows(rows: Any, n: int, name: str) -> np.ndarray:
@@ -323,8 +389,16 @@ def right_rows(model: MLP, S: np.ndarray, T: np.ndarray) -> np.ndarray:
 
 
 def accuracy(model: MLP, S: np.ndarray, T: np.ndarray, sample_weight=None) -> float:
-    """(Weighted) fraction of rows predicted exactly right from scores S and targets T."""
-    return float(np.average(right_rows(model, S, T), weights=sample_weight))
+    """(Weighted) fraction of rows predicted exactly right from scores S and targets T
+    (computed in S's library, on its device)."""
+    right = right_rows(model, S, T)
+    if isinstance(right, np.ndarray):
+        return float(np.average(right, weights=sample_weight))
+    xp = namespace(right)
+    right = xp.astype(right, xp.float64)
+    if sample_weight is None:
+        return float(xp.mean(right))
+    return float(xp.vecdot(right, sample_weight) / xp.sum(sample_weight))
 
 
 def r2(model: MLP, S: np.ndarray, T: np.ndarray, sample_weight=None) -> float:
@@ -335,6 +409,8 @@ def r2(model: MLP, S: np.ndarray, T: np.ndarray, sample_weight=None) -> float:
     ``r2_score``: a constant target gives 1 when predicted exactly and 0 otherwise,
     fewer than two rows or non-finite predictions give NaN.
     """
+    if not isinstance(S, np.ndarray):
+        return _r2_array_api(model, S, T, sample_weight)
     with np.errstate(over="ignore"):  # an overflowing e^S scores NaN, as below
         P = HEADS[model.head].probabilities_(S)
     if T.shape[0] < 2 or not np.isfinite(P).all():
@@ -347,6 +423,27 @@ def r2(model: MLP, S: np.ndarray, T: np.ndarray, sample_weight=None) -> float:
     nonzero = spread != 0
     per_output[nonzero] = 1 - residual[nonzero] / spread[nonzero]
     return float(per_output.mean())
+
+
+def _r2_array_api(model: MLP, S: Any, T: Any, sample_weight=None) -> float:
+    """:func:`r2` in the library of S, on its device (float64, as there)."""
+    xp = namespace(S)
+    P = xp.astype(HEADS[model.head].probabilities(S), xp.float64)
+    if T.shape[0] < 2 or not finite_on_device([P]):
+        return math.nan
+    if sample_weight is None:
+        w = xp.ones(T.shape[0], dtype=xp.float64, device=device(S))
+    else:
+        w = xp.astype(sample_weight, xp.float64)
+    Y = xp.reshape(xp.astype(T, xp.float64), P.shape)
+    residual = w @ (Y - P) ** 2
+    mean = (w @ Y) / xp.sum(w)
+    spread = w @ (Y - mean) ** 2
+    nonzero = spread != 0
+    ratio = residual / xp.where(nonzero, spread, 1.0)
+    exact = xp.astype(residual == 0, xp.float64)  # a constant target: 1 if exact, else 0
+    per_output = xp.where(nonzero, 1 - ratio, exact)
+    return float(xp.mean(per_output))
 
 
 #: How held-out data is scored, by the head's ``score`` name.
@@ -365,24 +462,25 @@ class _EpochStart:
     epoch goes back to it, so the run stays consistent (and can be continued)."""
 
     def __init__(self, run: Run) -> None:
-        self.params = {k: v.copy() for k, v in run.model.params.items()}
+        # copies where the arrays are: on the device for another library's
+        self.params = {k: copy(v) for k, v in run.model.params.items()}
         self.optimizer_arrays: dict[str, np.ndarray] = {}
 
     def take(self, run: Run) -> None:
         for k, v in run.model.params.items():
-            np.copyto(self.params[k], v)
+            copy_into(self.params[k], v)
         arrays, self.optimizer_scalars = run.optimizer.state()
         for k, v in arrays.items():  # reuse the copies: no allocation after epoch 1
             if k in self.optimizer_arrays:
-                np.copyto(self.optimizer_arrays[k], v)
+                copy_into(self.optimizer_arrays[k], v)
             else:
-                self.optimizer_arrays[k] = v.copy()
+                self.optimizer_arrays[k] = copy(v)
         self.rng_state = run.rng.bit_generator.state
         self.steps, self.n_step_loss = run.history.steps, len(run.history.step_loss)
 
     def restore(self, run: Run) -> None:
         for k, v in self.params.items():
-            np.copyto(run.model.params[k], v)
+            copy_into(run.model.params[k], v)
         run.optimizer.load_state(self.optimizer_arrays, dict(self.optimizer_scalars))
         run.rng.bit_generator.state = self.rng_state
         run.history.steps = self.steps
@@ -392,9 +490,14 @@ class _EpochStart:
 # A diverging step overflows on its way to the non-finite loss that the loop reports
 # itself (TrainingDivergedError): no NumPy warnings on top of that.
 @np.errstate(over="ignore", invalid="ignore", divide="ignore")
-def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None) -> None:
-    """Epochs of minibatches over X (an array, or a RowReader of one) or its ``rows``."""
+def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None, w_host=None) -> None:
+    """Epochs of minibatches over X (an array, or a RowReader of one) or its ``rows``.
+
+    For X of another library, T and w are on X's device and ``w_host`` is w's host copy
+    (each batch's weight sum is taken there, not brought back)."""
     model, opt, hist = run.model, run.optimizer, run.history
+    xp = namespace(model.params["W1"])
+    on_device = xp is not np
     reader = X if isinstance(X, RowReader) else None
     N = (X.X if reader else X).shape[0] if rows is None else len(rows)
     batch_size = min(config.batch_size, N)
@@ -419,7 +522,9 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None) -> No
             if config.shuffle:
                 np.copyto(order, arange)
                 run.rng.shuffle(order)
-            total, correct, seen = 0.0, 0.0, 0
+            if on_device:  # the epoch's row numbers, moved once
+                order_on_device = to_device(order if rows is None else rows[order], xp, device(X))
+            total, correct, seen = 0.0, 0, 0
             mid_epoch = True
             for start in range(0, N, batch_size):
                 if config.max_steps is not None and hist.steps >= config.max_steps:
@@ -428,14 +533,20 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None) -> No
                 n = len(idx)
                 if rows is not None:  # positions in rows -> row numbers of X
                     idx = np.take(rows, idx, out=row_numbers[:n])
-                if ws is None:
+                if on_device:
+                    batch = order_on_device[start : start + n]
+                    Xb, Tb = xp.take(X, batch, axis=0), xp.take(T, batch, axis=0)
+                    wb = None if w is None else xp.take(w, batch, axis=0)
+                elif ws is None:
                     Xb = X[idx] if reader is None else reader.take(idx, None)
                     Tb, wb = T[idx], (None if w is None else w[idx])
                 else:
                     Xb, Tb, wb = ws.gather(X, T, w, idx)
-                n_b = n if wb is None else float(wb.sum())
+                n_b = n if wb is None else float((w_host[idx] if on_device else wb).sum())
                 reg = config.reg / n_b if config.reg_per_sample else config.reg
-                if output_mean:  # λ/2 Σ‖W‖² before the step moves the weights
+                if output_mean and on_device:
+                    penalty = l2_penalty(model.weights, reg)[0]
+                elif output_mean:  # λ/2 Σ‖W‖² before the step moves the weights
                     penalty = 0.5 * reg * sum(float(np.vdot(W, W)) for W in model.weights)
                 if fused:
                     loss, S = ws.sgd_step(model.params, Xb, Tb, reg, wb, opt.learning_rate)
@@ -443,6 +554,8 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None) -> No
                     loss, grads, S = model.loss_and_gradients(Xb, Tb, reg, wb)
                 else:
                     loss, grads, S = ws.step(model.params, Xb, Tb, reg, wb)
+                if on_device:  # the one number a step brings back to the host
+                    loss = float((loss - penalty) / C + penalty if output_mean else loss)
                 if not math.isfinite(loss):
                     # Named before the rollback, which puts the counters back too.
                     epoch, step = hist.epochs + 1, hist.steps + 1
@@ -450,13 +563,13 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None) -> No
                     _diverged(hist, opt, epoch, step)
                 if not fused:
                     opt.update(model.params, grads)
-                if output_mean:  # the history's loss: the data term's mean over outputs
+                if output_mean and not on_device:  # the data term's mean over outputs
                     loss = (loss - penalty) / C + penalty
                 hist.step_loss.append(loss)
                 hist.steps += 1
                 total += loss * n
-                if classifies:
-                    correct += int(np.count_nonzero(right_rows(model, S, Tb)))
+                if classifies:  # on another library's device: read once per epoch
+                    correct += xp.count_nonzero(right_rows(model, S, Tb))
                 seen += n
             if not _all_finite_params(model):  # a finite loss, but an overflowing update
                 epoch_start.restore(run)
@@ -466,7 +579,7 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None) -> No
                 hist.stop_reason = "max_steps"
                 break
             epochs_done += 1
-            train_score = correct / seen if classifies else None
+            train_score = int(correct) / seen if classifies else None
             stop = _end_epoch(run, total / seen, train_score, seen, validation, config, reader)
             epoch_start.take(run)  # where the next epoch starts (copies made in epoch 1)
             # Every callback sees every finished epoch, the last one included.
@@ -481,7 +594,7 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None) -> No
         hist.stop_reason = "interrupted"
     if config.stopping == "validation" and run.best_params is not None:
         for k, v in run.best_params.items():
-            np.copyto(model.params[k], v)
+            copy_into(model.params[k], v)
 
 
 def _workspace(model: MLP, rows: int, config: TrainingConfig) -> Workspace | None:
@@ -551,7 +664,7 @@ def _update_plateau(run: Run, config: TrainingConfig) -> None:
         improved = score >= hist.best_val_score + config.tol
         if score > hist.best_val_score:
             hist.best_val_score = score
-            run.best_params = {k: v.copy() for k, v in run.model.params.items()}
+            run.best_params = {k: copy(v) for k, v in run.model.params.items()}
     else:
         improved = hist.loss[-1] <= hist.best_loss - config.tol
         hist.best_loss = min(hist.best_loss, hist.loss[-1])
@@ -571,7 +684,10 @@ def _diverged(hist: History, opt: Optimizer, epoch: int, step: int) -> None:
 
 
 def _all_finite_params(model: MLP) -> bool:
-    return all(all_finite(v) for v in model.params.values())
+    params = list(model.params.values())
+    if isinstance(params[0], np.ndarray):
+        return all(all_finite(v) for v in params)
+    return finite_on_device(params)  # one number back to the host
 
 
 def _weights_diverged(hist: History, opt: Optimizer) -> None:
@@ -596,7 +712,9 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
     """Full-batch L-BFGS-B on the flattened parameters, driven by the hand-derived grads.
 
     On a non-finite loss it puts back the last parameters whose loss was finite and
-    raises :class:`TrainingDivergedError` naming the iteration.
+    raises :class:`TrainingDivergedError` naming the iteration. SciPy's L-BFGS works on
+    host vectors: for X of another library, each evaluation moves θ to X's device and
+    the loss and gradient back.
     """
     import scipy.optimize
 
@@ -604,13 +722,17 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
     names = list(model.params)
     shapes = [model.params[k].shape for k in names]
     splits = np.cumsum([int(np.prod(s)) for s in shapes])[:-1]
-    n_w = X.shape[0] if w is None else float(w.sum())
+    n_w = X.shape[0] if w is None else float(namespace(w).sum(w))
     reg = config.reg / n_w if config.reg_per_sample else config.reg
     ws = _workspace(model, X.shape[0], config)
+    xp, dev, dtype = namespace(model.params["W1"]), device(model.params["W1"]), model.dtype
 
     def unpack(theta: np.ndarray) -> None:
         for k, part, shape in zip(names, np.split(theta, splits), shapes, strict=True):
-            model.params[k][...] = part.reshape(shape)
+            if xp is np:
+                model.params[k][...] = part.reshape(shape)
+            else:
+                copy_into(model.params[k], to_device(part.reshape(shape), xp, dev, dtype))
 
     def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
         unpack(theta)
@@ -618,10 +740,13 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
             loss, grads, _ = model.loss_and_gradients(X, T, reg, w)
         else:
             loss, grads, _ = ws.step(model.params, X, T, reg, w)
+        loss = float(loss)
         if not math.isfinite(loss):
             unpack(finite_theta)
             raise _NonFiniteLoss
         np.copyto(finite_theta, theta)
+        if xp is not np:
+            grads = {k: to_numpy(g) for k, g in grads.items()}
         return loss, np.concatenate([grads[k].ravel() for k in names], dtype=np.float64)
 
     epochs_before = hist.epochs
@@ -639,7 +764,9 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
         hist.loss.append(reported(intermediate_result.fun, intermediate_result.x))
         hist.epochs += 1
 
-    theta0 = np.concatenate([model.params[k].ravel() for k in names]).astype(np.float64)
+    host = {k: to_numpy(model.params[k]) for k in names}
+    theta0 = np.concatenate([host[k].ravel() for k in names]).astype(np.float64)
+
     finite_theta = theta0.copy()  # the last parameters whose loss was finite
     max_iter = config.max_epochs or config.max_steps
     try:
