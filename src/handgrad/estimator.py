@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
+import sklearn
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -43,6 +44,17 @@ from handgrad._parameters import OPTIMIZER_PARAMS, make_optimizer, seed_sequence
 from handgrad._split import stratified_split
 from handgrad._threads import blas_threads
 from handgrad._validation import check_X
+from handgrad._xp import (
+    copy_into,
+    device,
+    finite_on_device,
+    is_numpy,
+    namespace,
+    numpy_dtype,
+    to_device,
+    to_numpy,
+    xp_dtype,
+)
 from handgrad.errors import TrainingDivergedError
 from handgrad.network import MLP
 from handgrad.optim import Optimizer
@@ -214,6 +226,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         fitted = hasattr(self, "_run")
         if not (incremental and fitted):
             self._validate_params()
+        X, y, sample_weight = _array_input(X, "X"), _targets_input(y), _host(sample_weight)
         if incremental:
             if self.early_stopping:
                 raise ValueError("partial_fit does not support early_stopping=True")
@@ -271,22 +284,23 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 )
             elif resume is not None and self._validating() and run.best_params is not None:
                 for k, v in run.best_params.items():  # as the loop does when it ends
-                    np.copyto(run.model.params[k], v)
+                    copy_into(run.model.params[k], v)
         finally:
             self._set_fitted(before, t_before, samples_before)
         self._warn_unconverged(incremental)
         return self
 
     def _validate_input(self, X, y, sample_weight, reset, incremental, classes, dtype):
-        """``(X, Y, sample_weight)`` checked; X (dense, or sparse as CSR) in the
-        network's dtype when continuing."""
+        """``(X, Y, sample_weight)`` checked; X (dense, or sparse as CSR, or another
+        array-API library's array on its device) in the network's dtype when continuing;
+        Y and sample_weight on the host."""
         X, y = validate_data(
             self,
             X,
             y,
             accept_sparse=["csr", "csc"],
             multi_output=True,
-            dtype=(np.float64, np.float32),
+            dtype=_float_dtypes(X),
             reset=reset,
             ensure_all_finite=False,
         )  # check_X's pass is 2× faster
@@ -296,7 +310,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         X = check_X(X, dtype=dtype)
         Y = self._encode_y(y, reset=reset, incremental=incremental, classes=classes)
         if sample_weight is not None:
-            sample_weight = _check_sample_weight(sample_weight, X, dtype=X.dtype)
+            sample_weight = to_numpy(_check_sample_weight(sample_weight, X, dtype=X.dtype))
         return X, Y, sample_weight
 
     def _validation_set(self, eval_set: Any, dtype: Any) -> tuple[NDArray, NDArray, None]:
@@ -307,8 +321,9 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 f"eval_set must be a pair (X_val, y_val), got {type(eval_set).__name__}"
                 + (f" of length {len(eval_set)}" if isinstance(eval_set, tuple | list) else "")
             )
+        X_val = _array_input(eval_set[0], "X_val")
         X_val, y_val = validate_data(
-            self, eval_set[0], eval_set[1], reset=False, multi_output=True, dtype=dtype
+            self, X_val, _targets_input(eval_set[1]), reset=False, multi_output=True, dtype=dtype
         )
         return X_val, self._targets(self._encode_held_out(y_val)), None
 
@@ -344,7 +359,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         training.check_training_memory(  # before any of it is allocated
             (X.shape[1], *self._hidden_sizes(), Y.shape[1]),
             X.shape[0] if self.solver == "lbfgs" else min(batch, X.shape[0]),
-            dtype=X.dtype,
+            dtype=numpy_dtype(X.dtype),
             optimizer=optimizer,
             activation=self.activation,
             dense_X=not sp.issparse(X),
@@ -357,7 +372,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             head=self._head,
             init="glorot",
             seed=np.random.default_rng(seeds[0]),
-            dtype=X.dtype,
+            dtype=numpy_dtype(X.dtype),  # drawn on the host; training moves it to X's device
         )
         self._optimizer_key = self._optimizer_signature()
         return Run(model, optimizer, np.random.default_rng(seeds[1]))
@@ -440,9 +455,14 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
     def _warn_unconverged(self, incremental: bool) -> None:
         """scikit-learn's warnings after training (and its error for non-finite weights)."""
         reason = self._run.history.stop_reason
+        params = list(self._run.model.params.values())
+        if isinstance(params[0], np.ndarray):
+            finite = all(np.isfinite(p).all() for p in params)
+        else:
+            finite = finite_on_device(params)
         if reason == "interrupted":
             warnings.warn("Training interrupted by user.", stacklevel=4)
-        elif not all(np.isfinite(p).all() for p in self._run.model.params.values()):
+        elif not finite:
             raise TrainingDivergedError(
                 "Solver produced non-finite parameter weights. The input data may contain "
                 "large values and need to be preprocessed."
@@ -465,10 +485,12 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
 
     # ---------------------------------------------------------------- prediction
     def _forward(self, X: ArrayLike, scores: bool = False) -> NDArray[np.floating]:
-        """The network's output (or, with ``scores``, its scores S) for X."""
+        """The network's output (or, with ``scores``, its scores S) for X: NumPy, or
+        with array API dispatch on, in X's library on X's device."""
         checked = self._plain_rows(X)
         if checked is None:
             check_is_fitted(self)
+            X = _array_input(X, "X")
             # NaN/inf are caught by the network on Z1 = X W1 + b1, chunk by chunk, rather
             # than by a separate pass over X here.
             checked = validate_data(
@@ -476,10 +498,14 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 X,
                 accept_sparse=["csr", "csc"],
                 reset=False,
-                dtype=(np.float64, np.float32),
+                dtype=_float_dtypes(X),
                 ensure_all_finite=False,
             )
-        model = self._run.model
+        model = _model_for(self._run.model, checked)
+        xp = namespace(checked)
+        if xp is not np:
+            X = xp.astype(checked, xp_dtype(xp, model.dtype), copy=False)
+            return model.loss(X) if scores else model.predict_proba(X)
         X = checked.astype(model.dtype, copy=False)  # sparse X stays sparse
         with blas_threads(min(X.shape[0], CHUNK_ROWS), model.layer_sizes):  # per chunk
             return model.loss(X) if scores else model.predict_proba(X)
@@ -595,7 +621,7 @@ def _assign(views: list[NDArray], values: Any, name: str) -> None:
         raise ValueError(f"{name} must have {len(views)} arrays (one per layer), got {len(values)}")
     checked = []
     for i, (view, value) in enumerate(zip(views, values, strict=True)):
-        arr = np.asarray(value)
+        arr = np.asarray(to_numpy(value))
         if arr.dtype.kind not in "biuf":
             raise TypeError(f"{name}[{i}] must hold real numbers, but its dtype is {arr.dtype}")
         if arr.shape != view.shape:
@@ -606,7 +632,63 @@ def _assign(views: list[NDArray], values: Any, name: str) -> None:
             raise ValueError(f"{name}[{i}] must be finite in {view.dtype} (NaN or infinity)")
         checked.append(arr)
     for view, arr in zip(views, checked, strict=True):
-        np.copyto(view, arr)
+        copy_into(view, to_device(arr, namespace(view), device(view)))
+
+
+def _dispatching() -> bool:
+    """scikit-learn's ``array_api_dispatch`` setting."""
+    return bool(sklearn.get_config().get("array_api_dispatch", False))
+
+
+def _array_input(X: Any, name: str) -> Any:
+    """X as training and prediction take it: another array-API library's array stays
+    where it is when array API dispatch is on; otherwise it goes to NumPy, as in
+    scikit-learn, with a one-line error where it cannot (a GPU array)."""
+    if is_numpy(X) or _dispatching():
+        return X
+    return _host(X, name)
+
+
+def _targets_input(y: Any) -> Any:
+    """Targets go to the host (labels are encoded there); with dispatch off only as
+    scikit-learn would convert them."""
+    return to_numpy(y) if _dispatching() else _host(y, "y")
+
+
+def _host(a: Any, name: str = "sample_weight") -> Any:
+    """A NumPy copy of another library's array, as scikit-learn makes with array API
+    dispatch off (``np.asarray``), or a TypeError naming the way to keep it where it
+    is."""
+    if is_numpy(a):
+        return a
+    if _dispatching():
+        return to_numpy(a)
+    try:
+        return np.asarray(a)
+    except (TypeError, ValueError, RuntimeError, BufferError):
+        raise TypeError(
+            f"{name} is a {type(a).__module__}.{type(a).__name__} on device {device(a)}, "
+            "which cannot be converted to NumPy: turn on scikit-learn's array API "
+            "dispatch to train and predict on its device (sklearn.set_config("
+            "array_api_dispatch=True), with SCIPY_ARRAY_API=1 set before SciPy is "
+            "imported), or pass a NumPy array"
+        ) from None
+
+
+def _float_dtypes(X: Any) -> tuple:
+    """The float dtypes ``validate_data`` keeps, in X's library."""
+    xp = namespace(X)
+    return (xp.float64, xp.float32)
+
+
+def _model_for(model: MLP, X: Any) -> MLP:
+    """``model``, or for X of another library or device than its parameters, a copy of
+    it moved there for this call (the fitted network stays where it is)."""
+    W1 = model.params["W1"]
+    xp, xp_model = namespace(X), namespace(W1)
+    if xp is xp_model and (xp is np or device(X) == device(W1)):
+        return model
+    return model.copy().to(xp, device(X))
 
 
 def _with_unique_labels(y: NDArray) -> NDArray:
@@ -829,23 +911,49 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     # ---------------------------------------------------------------- prediction
     def predict_proba(self, X: ArrayLike) -> NDArray[np.floating]:
         """Probabilities (n_samples, n_classes) in ``classes_`` order, in the network's
-        dtype; for multi-label targets one independent probability per label."""
+        dtype; for multi-label targets one independent probability per label. With
+        array API dispatch on, X's library on X's device."""
         P = self._forward(X)
-        return np.hstack([1 - P, P]) if P.shape[1] == 1 else P
+        if P.shape[1] != 1:
+            return P
+        if isinstance(P, np.ndarray):
+            return np.hstack([1 - P, P])
+        return namespace(P).concat([1 - P, P], axis=1)
 
     def predict_log_proba(self, X: ArrayLike) -> NDArray[np.floating]:
         """``log(predict_proba(X))``."""
         P = self.predict_proba(X)
-        return np.log(P, out=P)
+        return np.log(P, out=P) if isinstance(P, np.ndarray) else namespace(P).log(P)
 
     def predict(self, X: ArrayLike) -> NDArray:
-        """Labels (n_samples,), or (n_samples, n_labels) indicators for multi-label."""
+        """Labels (n_samples,), or (n_samples, n_labels) indicators for multi-label.
+
+        With array API dispatch on and X of another library, numeric labels come in
+        X's library on X's device; labels that are strings (or objects) come as a
+        NumPy array, which no other library holds.
+        """
         if "_run" not in self.__dict__:
             check_is_fitted(self)
         if self.out_activation_ == "softmax":  # the highest score is the likeliest class
-            return self.classes_[self._forward(X, scores=True).argmax(axis=1)]
+            S = self._forward(X, scores=True)
+            if isinstance(S, np.ndarray):
+                return self.classes_[S.argmax(axis=1)]
+            return self._labels_of(namespace(S).argmax(S, axis=1))
         P = self._forward(X)
-        return self._label_binarizer.inverse_transform(P.ravel() if P.shape[1] == 1 else P)
+        if isinstance(P, np.ndarray):
+            return self._label_binarizer.inverse_transform(P.ravel() if P.shape[1] == 1 else P)
+        xp = namespace(P)
+        if self._label_binarizer.y_type_ == "multilabel-indicator":
+            return xp.astype(P > 0.5, xp.int64)  # as LabelBinarizer's threshold
+        return self._labels_of(xp.astype(P[:, 0] > 0.5, xp.int64))
+
+    def _labels_of(self, indices: Any) -> Any:
+        """``classes_[indices]`` for class indices of another library: on their device
+        for numeric labels, a NumPy array for strings."""
+        if self.classes_.dtype.kind not in "biuf":
+            return self.classes_[to_numpy(indices)]
+        xp = namespace(indices)
+        return xp.take(to_device(self.classes_, xp, device(indices)), indices, axis=0)
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()
@@ -1003,6 +1111,9 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     # ---------------------------------------------------------------- prediction
     def predict(self, X: ArrayLike) -> NDArray[np.floating]:
         """Predictions (n_samples,) for one output, else (n_samples, n_outputs), in the
-        network's dtype: the scores S for squared error, ``e^S`` for poisson."""
+        network's dtype: the scores S for squared error, ``e^S`` for poisson. With
+        array API dispatch on, X's library on X's device."""
         P = self._forward(X)
-        return P.ravel() if P.shape[1] == 1 else P
+        if P.shape[1] != 1:
+            return P
+        return P.ravel() if isinstance(P, np.ndarray) else namespace(P).reshape(P, (-1,))
