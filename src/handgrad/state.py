@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 import handgrad.optim as optim
+from handgrad._xp import to_numpy
 from handgrad.errors import ModelFileError
 from handgrad.modelfile import load_arrays, load_checkpoint, save_arrays, save_checkpoint
 from handgrad.network import MLP
@@ -125,7 +126,9 @@ def _part(tensors: Mapping[str, np.ndarray], prefix: str) -> Tensors:
 
 # ------------------------------------------------------------------------- networks
 def network_state(model: MLP) -> State:
-    """An ``MLP``'s (or ``TwoLayerNet``'s) parameters and architecture."""
+    """An ``MLP``'s (or ``TwoLayerNet``'s) parameters and architecture; parameters on
+    another library's device (a GPU) are copied to the host, so that the file loads
+    anywhere as a NumPy model."""
     meta = {
         "layer_sizes": list(model.layer_sizes),
         "activation": model.activation,
@@ -134,7 +137,7 @@ def network_state(model: MLP) -> State:
         "std": model.std,
         "dtype": model.dtype.name,
     }
-    return dict(model.params), meta
+    return {k: to_numpy(v) for k, v in model.params.items()}, meta
 
 
 def declared_sizes(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> list[int]:
@@ -212,12 +215,14 @@ def _run_state(run: Run, *, step_losses: bool = True) -> State:
     Tensors: the optimizer's state arrays (``optim.<name>``) and the best weights so far
     (``best.<param>``); metadata: the optimizer and its schedule, its scalar state, the
     shuffling generator's state and the history (without the loss of every step unless
-    ``step_losses``). :func:`_run_from_state` is the inverse.
+    ``step_losses``). :func:`_run_from_state` is the inverse. Arrays on another
+    library's device are copied to the host.
     """
     opt_arrays, opt_scalars = run.optimizer.state()
-    tensors = {f"optim.{k}": v for k, v in opt_arrays.items()}
+    tensors = {f"optim.{k}": to_numpy(v) for k, v in opt_arrays.items()}
     if run.best_params is not None:
-        tensors |= {f"best.{k}": v for k, v in run.best_params.items()}
+        tensors |= {f"best.{k}": to_numpy(v) for k, v in run.best_params.items()}
+
     history = run.history.to_dict()
     if not step_losses:
         del history["step_loss"]
