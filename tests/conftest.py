@@ -2,6 +2,12 @@
 
 from __future__ import annotations
 
+import os
+
+# scikit-learn accepts array_api_dispatch=True (tests/test_array_api.py) only when SciPy
+# was imported with its array API support on: set before anything imports SciPy.
+os.environ.setdefault("SCIPY_ARRAY_API", "1")
+
 import numpy as np
 import pytest
 from sklearn.datasets import make_blobs
