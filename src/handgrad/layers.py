@@ -272,7 +272,6 @@ def _log_bounds(S: Array) -> tuple[float, float]:
     return float(-np.log(1 - eps)), float(-np.log(eps))
 
 
-
 def _targets_like(Y: Any, S: Array) -> Array:
     """Y as S's dtype and shape (a 1-D ``(N,)`` Y is one column)."""
     xp = namespace(S)
