@@ -8,8 +8,11 @@ held to NumPy's (float64: to rounding; the gradients to 1e-12).
 
 from __future__ import annotations
 
+import importlib.util
+import json
 import sys
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -365,6 +368,8 @@ def test_dispatch_off_device_array_is_one_clear_error(blobs3, put):
 
 def test_mixed_libraries_are_refused(blobs3):
     X, y = blobs3
+    with pytest.raises(TypeError, match=r"^arrays of different libraries .*numpy\.ndarray"):
+        _xp.namespace(X, torch.asarray(X))
     net = MLP(4, (5,), 3, seed=0).to(_xp.namespace(torch.asarray(X)), "cpu")
     with pytest.raises(TypeError, match=r"X is a numpy\.ndarray, but the network's parameters"):
         net.loss(X)
@@ -385,3 +390,18 @@ def test_missing_array_api_compat_names_the_extra(monkeypatch):
     assert _xp.namespace(np.ones(2), None, 3.0) is np  # NumPy needs nothing more
     with pytest.raises(ImportError, match=r"pip install 'handgrad\[array-api\]'"):
         _xp.namespace(torch.ones(2))
+
+
+def test_gpu_benchmark_smoke_run_on_cpu(tmp_path, capsys):
+    """benchmarks/gpu.py runs end to end (on the CPU, tiny), so that it cannot rot."""
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "gpu.py"
+    spec = importlib.util.spec_from_file_location("_bench_gpu", path)
+    gpu = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(gpu)
+    out = tmp_path / "gpu.json"
+    argv = ["--device", "cpu", "--rows", "300", "--rounds", "1", "--batch", "100"]
+    rows = gpu.main([*argv, "--workload", "mnist", "--out", str(out)])
+    assert [r["candidate"] for r in rows] == list(gpu.CANDIDATES)
+    assert rows[0]["ratio_to_floor"] == 1.0 and all(r["median_s"] > 0 for r in rows)
+    assert json.loads(out.read_text()) == rows
+    assert "mnist-like, 300 rows, batch 100" in capsys.readouterr().out

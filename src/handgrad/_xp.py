@@ -11,6 +11,7 @@ a namespace and device).
 
 from __future__ import annotations
 
+import functools
 import numbers
 from types import ModuleType
 from typing import Any
@@ -25,36 +26,59 @@ def is_numpy(a: Any) -> bool:
     """True for what NumPy's namespace handles: a NumPy array or scalar, a Python
     number, None, a SciPy sparse matrix, or any other object that is not an array of
     another library (lists, DataFrames: these are converted by ``np.asarray``)."""
-    if a is None or isinstance(a, np.ndarray | np.generic | numbers.Number):
-        return True
-    if sp.issparse(a):
-        return True
-    return not (_is_torch(a) or hasattr(a, "__array_namespace__"))
+    return a is None or isinstance(a, np.ndarray) or not _foreign_type(type(a))
 
 
-def _is_torch(a: Any) -> bool:
-    return type(a).__module__.split(".", 1)[0] == "torch"
+@functools.cache
+def _foreign_type(t: type) -> bool:
+    """True for an array type of another library than NumPy: PyTorch's, or one that
+    defines the standard's ``__array_namespace__`` (decided once per type, as it is
+    asked on every call of a reference function)."""
+    if issubclass(t, np.ndarray | np.generic | numbers.Number | sp.spmatrix | sp.sparray):
+        return False
+    return _is_torch_type(t) or hasattr(t, "__array_namespace__")
+
+
+def _is_torch_type(t: type) -> bool:
+    return t.__module__.split(".", 1)[0] == "torch"
 
 
 def namespace(*arrays: Any) -> ModuleType:
     """``numpy`` when every array is NumPy's (or a scalar, None, sparse), else the array
-    API namespace of the arrays (``array_api_compat.array_namespace``), which raises a
-    TypeError for arrays of different libraries."""
-    if all(is_numpy(a) for a in arrays):
+    API namespace of the arrays (``array_api_compat.array_namespace``). Arrays of
+    different libraries (NumPy's among them) are a TypeError."""
+    others = [a for a in arrays if not is_numpy(a)]
+    if not others:
         return np
+    if any(isinstance(a, np.ndarray) or sp.issparse(a) for a in arrays):
+        kinds = sorted({f"{type(a).__module__}.{type(a).__name__}" for a in arrays})
+        raise TypeError(f"arrays of different libraries cannot be combined: {', '.join(kinds)}")
     try:
         import array_api_compat
     except ImportError:
         raise ImportError(
             f"arrays of another library than NumPy need array-api-compat: {INSTALL}"
         ) from None
-    return array_api_compat.array_namespace(*(a for a in arrays if not is_numpy(a)))
+    kind = type(others[0])
+    if any(type(a) is not kind for a in others):
+        return array_api_compat.array_namespace(*others)
+    # The namespace depends on the array type only: looked up once per type, as the
+    # reference functions ask for it on every call.
+    if kind not in _NAMESPACES:
+        _NAMESPACES[kind] = array_api_compat.array_namespace(others[0])
+    return _NAMESPACES[kind]
+
+
+_NAMESPACES: dict[type, ModuleType] = {}
 
 
 def device(a: Any) -> Any:
-    """Where ``a`` lives: ``"cpu"`` for NumPy, else the library's device object."""
+    """Where ``a`` lives: ``"cpu"`` for NumPy, else the library's device object (the
+    standard's ``a.device``)."""
     if is_numpy(a):
         return "cpu"
+    if hasattr(a, "device"):
+        return a.device
     import array_api_compat
 
     return array_api_compat.device(a)
@@ -66,7 +90,7 @@ def to_numpy(a: Any) -> Any:
     The result may share memory with ``a`` where ``a`` is on the host."""
     if is_numpy(a):
         return a
-    if _is_torch(a):
+    if _is_torch_type(type(a)):
         return a.detach().cpu().numpy()
     if type(a).__module__.split(".", 1)[0] == "cupy":
         return a.get()

@@ -227,6 +227,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         if not (incremental and fitted):
             self._validate_params()
         X, y, sample_weight = _array_input(X, "X"), _targets_input(y), _host(sample_weight)
+        classes = None if classes is None else _targets_input(classes, "classes")
         if incremental:
             if self.early_stopping:
                 raise ValueError("partial_fit does not support early_stopping=True")
@@ -649,10 +650,10 @@ def _array_input(X: Any, name: str) -> Any:
     return _host(X, name)
 
 
-def _targets_input(y: Any) -> Any:
-    """Targets go to the host (labels are encoded there); with dispatch off only as
-    scikit-learn would convert them."""
-    return to_numpy(y) if _dispatching() else _host(y, "y")
+def _targets_input(y: Any, name: str = "y") -> Any:
+    """Targets (or labels) go to the host, where labels are encoded; with dispatch off
+    only as scikit-learn would convert them."""
+    return to_numpy(y) if _dispatching() else _host(y, name)
 
 
 def _host(a: Any, name: str = "sample_weight") -> Any:
