@@ -20,6 +20,7 @@ import sklearn
 from sklearn.datasets import make_blobs, make_regression
 
 import handgrad._xp as _xp
+from handgrad.errors import TrainingDivergedError
 from handgrad.estimator import MLPClassifier, MLPRegressor
 from handgrad.layers import ACTIVATIONS, HEADS
 from handgrad.network import MLP
@@ -383,6 +384,38 @@ def test_mixed_libraries_are_refused(blobs3):
             config=config,
             validation=(X, y),
         )
+
+
+def test_bad_input_on_a_device_is_the_same_clear_error(lib, blobs3, dispatch):
+    X, y = blobs3
+    X = X.copy()
+    X[3, 2] = np.nan
+    with pytest.raises(ValueError, match=r"^X contains NaN \(first at row 3, column 2\)"):
+        MLPClassifier((6,), max_iter=2).fit(lib.put(X), lib.put(y))
+    with pytest.raises(ValueError, match="X has 2 features, but MLPClassifier is expecting 4"):
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            est = MLPClassifier((6,), max_iter=2).fit(lib.put(blobs3[0]), lib.put(y))
+        est.predict(lib.put(blobs3[0][:, :2]))
+
+
+def test_divergence_on_a_device_keeps_the_last_finished_epoch(lib):
+    rng = np.random.default_rng(0)
+    X, y = rng.standard_normal((40, 3)) * 1e3, rng.standard_normal(40)
+    net = MLP(3, (4,), 1, head="identity", seed=0)
+    config = TrainingConfig(batch_size=10, max_epochs=5, stopping="none")
+    on_host = net.copy()
+    fit(net, lib.put(X), y, optimizer=SGD(1e-9), config=config, seed=0)
+    before = {k: host(v).copy() for k, v in net.params.items()}
+    with pytest.raises(TrainingDivergedError, match=r"non-finite in epoch 1 \(step \d") as exc:
+        fit(net, lib.put(X), y, optimizer=SGD(1e30), config=config, seed=0)
+    fit(on_host, X, y, optimizer=SGD(1e-9), config=config, seed=0)
+    with pytest.raises(TrainingDivergedError) as on_host_exc:
+        fit(on_host, X, y, optimizer=SGD(1e30), config=config, seed=0)
+    assert str(exc.value) == str(on_host_exc.value)  # the same step, named the same way
+    for k, v in net.params.items():  # put back on the device as the epoch began
+        assert lib.holds(v)
+        np.testing.assert_array_equal(host(v), before[k])
 
 
 def test_missing_array_api_compat_names_the_extra(monkeypatch):

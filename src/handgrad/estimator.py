@@ -88,6 +88,10 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
     All the training state lives in one :class:`~handgrad.training.Run` (network,
     optimizer, shuffling generator, history), set before the loop starts, so the hooks
     of a callback see the same objects as ``network_`` and ``history_``.
+
+    With scikit-learn's ``array_api_dispatch`` on, X may be a PyTorch, CuPy or other
+    array-API array: training and prediction then run in its library on its device
+    (see README, "GPUs and other array libraries"); with it off, X converts to NumPy.
     """
 
     #: The network's head → scikit-learn's name for the output activation.

@@ -222,7 +222,7 @@ class MLP:
 
     def _loss_on_device(self, X, y, reg, sample_weight):
         """:meth:`loss` for parameters of another array-API library, by the reference."""
-        X = self.check_X(X)
+        X = self._check_input(X)
         if y is None:
             return self.forward(X)[0]
         check_number(reg, "reg", low=0)
@@ -232,7 +232,7 @@ class MLP:
         loss, grads, _ = self.loss_and_gradients(X, T, reg, to_device(w, xp, dev))
         return float(loss), grads
 
-    def check_X(self, X: Any, name: str = "X") -> Any:
+    def _check_input(self, X: Any, name: str = "X") -> Any:
         """X checked (:func:`handgrad._validation.check_X`) against the network: its
         width, its dtype, and for parameters of another library, that library and
         device (a clear error rather than one from inside it)."""
