@@ -270,9 +270,9 @@ def test_classifier_labels(lib, blobs3, kind, dispatch):
         y = np.array(["cat", "dog", "emu"])[y]
     target = y if kind == "strings" else lib.put(y)
     with warnings.catch_warnings():
-        warnings.simplefilter("ignore")  # not converged in 30 epochs
-        a = MLPClassifier((6,), max_iter=30, random_state=0).fit(X, y)
-        b = MLPClassifier((6,), max_iter=30, random_state=0).fit(lib.put(X), target)
+        warnings.simplefilter("ignore")  # not converged in 10 epochs
+        a = MLPClassifier((6,), max_iter=10, random_state=0).fit(X, y)
+        b = MLPClassifier((6,), max_iter=10, random_state=0).fit(lib.put(X), target)
     labels = b.predict(lib.put(X))
     if kind == "strings":  # no other library holds strings: NumPy labels
         assert isinstance(labels, np.ndarray)
