@@ -409,7 +409,7 @@ def softmax_cross_entropy_(
     n = S.shape[0]
     flat, starts, labels = buf.flat[:n], buf.row_starts[:n], buf.labels[:n]
     m, total, picked = buf.m[:n], buf.total[:n], buf.picked[:n]
-    np.argmax(S, axis=1, out=labels)
+    S.argmax(axis=1, out=labels)  # the method: np.argmax's wrapper costs more per call
     np.add(labels, starts, out=flat)
     S.take(flat, out=m)  # m_i; the method, not np.take: its wrapper costs more per call
     np.subtract(S, m[:, None], out=dS)
