@@ -5,8 +5,9 @@ paid for waking up, and two spinning threads on a machine where anything else ru
 share one core and lose several times over. So the count follows the size of the
 largest product of a step (batch rows × inputs × outputs of a layer): one thread per
 ``WORK_PER_THREAD`` multiply-adds, at least one, no more than the CPUs that other
-processes leave free (the load average says how many are busy: a thread that has to
-share a core makes every product wait for it), and never more than the BLAS library's
+processes leave free (the load average, less this process's own recent CPU use, says
+how many are busy: a thread that has to share a core makes every product wait for
+it), and never more than the BLAS library's
 current setting (the user's own ``threadpoolctl.threadpool_limits`` or
 ``OPENBLAS_NUM_THREADS`` is a ceiling that handgrad never raises).
 
@@ -27,6 +28,7 @@ import contextlib
 import operator
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any, ClassVar
@@ -135,14 +137,33 @@ def _usable_cpus() -> int:
 
 def _free_cpus() -> int:
     """The usable CPUs less those busy with other processes: the 1-minute load average
-    less this process's own running thread, shared out over the machine's CPUs."""
+    less this process's own part of it, shared out over the machine's CPUs."""
     usable = _usable_cpus()
     try:
         load = os.getloadavg()[0]
     except (AttributeError, OSError):  # not on this platform
         return usable
-    others = max(0.0, load - 1.0) * usable / (os.cpu_count() or usable)
+    others = max(0.0, load - _own_cpus()) * usable / (os.cpu_count() or usable)
     return max(1, usable - round(others))
+
+
+#: (monotonic seconds, this process's CPU seconds) when _own_cpus last started a window
+_window_start = [time.monotonic(), time.process_time()]
+_own_rate = [1.0]
+
+
+def _own_cpus() -> float:
+    """CPUs this process has kept busy lately (CPU seconds per second over the last
+    half minute or so, at least the one thread that asks): its own part of the load
+    average. Counted as other processes' load, a fit on two BLAS threads would make
+    the next fit of the same process (a search, a benchmark) choose one thread."""
+    now, cpu = time.monotonic(), time.process_time()
+    start, cpu_start = _window_start
+    if now - start >= 0.5:  # a shorter window says more about noise than about load
+        _own_rate[0] = max(1.0, (cpu - cpu_start) / (now - start))
+        if now - start >= 30.0:  # the load average forgets over a minute: so does this
+            _window_start[:] = [now, cpu]
+    return _own_rate[0]
 
 
 def _blas() -> Any:
