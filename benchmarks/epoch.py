@@ -339,12 +339,21 @@ def _floors(t: int | None) -> tuple[str, str]:
 
 
 def pinned(run: Callable[[], None], n: int) -> Callable[[], None]:
-    """``run`` on ``n`` BLAS threads (``handgrad.threads`` too: handgrad sets its own)."""
+    """``run`` on ``n`` BLAS threads (``handgrad.threads`` too: handgrad sets its own;
+    and PyTorch's own intra-op threads, where it is loaded)."""
     controller = _controller()
 
     def pinned_run() -> None:
-        with controller.limit(limits=n, user_api="blas"), handgrad.threads(n):
-            run()
+        torch = sys.modules.get("torch")
+        before = torch.get_num_threads() if torch else None
+        try:
+            if torch:
+                torch.set_num_threads(n)
+            with controller.limit(limits=n, user_api="blas"), handgrad.threads(n):
+                run()
+        finally:
+            if torch:
+                torch.set_num_threads(before)
 
     return pinned_run
 
