@@ -219,13 +219,19 @@ CANDIDATES = {
 
 # ------------------------------------------------------------------------- timing
 def interleaved(
-    runs: dict[str, Callable[[], None]], rounds: int, warmup: int = 1, pause: float = 0.2
+    runs: dict[str, Callable[[], None]],
+    rounds: int,
+    warmup: int = 1,
+    pause: float = 0.2,
+    clock: Callable[[], float] = time.perf_counter,
 ) -> dict[str, list[float]]:
     """Seconds of each run, round by round (warm-up rounds dropped).
 
     ``pause`` lets the thread pools of the previous candidate (OpenMP, OpenBLAS)
     stop spinning before the next one starts. Each round starts one candidate later
-    than the last, so that none always follows the same neighbour.
+    than the last, so that none always follows the same neighbour. ``clock`` may be
+    ``time.process_time`` (CPU seconds of the process: for single-threaded runs on a
+    busy machine, the time other processes take the CPU away is not counted).
     """
     times: dict[str, list[float]] = {name: [] for name in runs}
     names = list(runs)
@@ -234,10 +240,10 @@ def interleaved(
         for name in names[shift:] + names[:shift]:
             run = runs[name]
             time.sleep(pause)
-            t0 = time.perf_counter()
+            t0 = clock()
             run()
             if r >= warmup:
-                times[name].append(time.perf_counter() - t0)
+                times[name].append(clock() - t0)
     return times
 
 
@@ -333,12 +339,21 @@ def _floors(t: int | None) -> tuple[str, str]:
 
 
 def pinned(run: Callable[[], None], n: int) -> Callable[[], None]:
-    """``run`` on ``n`` BLAS threads (``handgrad.threads`` too: handgrad sets its own)."""
+    """``run`` on ``n`` BLAS threads (``handgrad.threads`` too: handgrad sets its own;
+    and PyTorch's own intra-op threads, where it is loaded)."""
     controller = _controller()
 
     def pinned_run() -> None:
-        with controller.limit(limits=n, user_api="blas"), handgrad.threads(n):
-            run()
+        torch = sys.modules.get("torch")
+        before = torch.get_num_threads() if torch else None
+        try:
+            if torch:
+                torch.set_num_threads(n)
+            with controller.limit(limits=n, user_api="blas"), handgrad.threads(n):
+                run()
+        finally:
+            if torch:
+                torch.set_num_threads(before)
 
     return pinned_run
 

@@ -124,6 +124,7 @@ def test_limits_that_overlap_out_of_order_put_back_the_users_setting():
 
 
 def test_cpus_busy_with_other_processes_are_not_counted(monkeypatch):
+    monkeypatch.setattr(threads_module, "_busy_elsewhere", lambda: None)  # the load average's
     monkeypatch.setattr(threads_module, "_usable_cpus", lambda: 16)
     monkeypatch.setattr(threads_module.os, "cpu_count", lambda: 16)
     for load, free in [(0.2, 16), (1.0, 16), (2.0, 15), (9.4, 8), (40.0, 1)]:
@@ -133,3 +134,48 @@ def test_cpus_busy_with_other_processes_are_not_counted(monkeypatch):
     monkeypatch.setattr(threads_module, "_usable_cpus", lambda: 4)  # 4 of the 16 CPUs
     monkeypatch.setattr(threads_module.os, "getloadavg", lambda: (9.0, 0.0, 0.0))
     assert threads_module._free_cpus() == 2  # the other processes' share of these 4
+
+
+def test_this_process_own_cpu_time_is_not_counted_as_other_processes(monkeypatch):
+    # A fit on two BLAS threads keeps the machine busy: the next fit of the same process
+    # must not take that for other processes' work and choose one thread.
+    monkeypatch.setattr(threads_module, "_usable_cpus", lambda: 2)
+    monkeypatch.setattr(threads_module.os, "cpu_count", lambda: 2)
+    monkeypatch.setattr(threads_module.os, "getloadavg", lambda: (2.1, 0.0, 0.0))
+    samples = iter([[100.0, 500.0, 10.0], [110.0, 519.0, 28.0], [120.0, 538.0, 29.0]])
+    monkeypatch.setattr(threads_module, "_machine_sample", lambda: next(samples))
+    monkeypatch.setattr(threads_module, "_window", [])
+    monkeypatch.setattr(threads_module, "_elsewhere", [None])
+    assert threads_module._free_cpus() == 1  # no window yet: the load average, less one
+    # 19 busy CPU seconds in 10 s, 18 of them this process's: 0.1 CPU elsewhere
+    assert threads_module._busy_elsewhere() == pytest.approx(0.1)
+    # then 19 more, 1 of them ours: over the 20 s, 19 CPU s were another process's
+    assert threads_module._free_cpus() == 1
+    assert threads_module._elsewhere[0] == pytest.approx(0.95)
+
+
+def test_busy_elsewhere_needs_a_window_and_forgets_after_half_a_minute(monkeypatch):
+    samples = iter(
+        [
+            [100.0, 500.0, 10.0],  # the window starts
+            [100.2, 500.2, 10.0],  # 0.2 s: too short to say
+            [140.0, 540.0, 30.0],  # 40 s: 20 CPU s elsewhere, 0.5 CPU; a new window
+            [145.0, 550.0, 30.0],  # 5 s of the new window: 2 CPUs elsewhere
+        ]
+    )
+    monkeypatch.setattr(threads_module, "_machine_sample", lambda: next(samples))
+    monkeypatch.setattr(threads_module, "_window", [])
+    monkeypatch.setattr(threads_module, "_elsewhere", [None])
+    assert threads_module._busy_elsewhere() is None
+    assert threads_module._busy_elsewhere() is None
+    assert threads_module._busy_elsewhere() == pytest.approx(0.5)
+    assert threads_module._busy_elsewhere() == pytest.approx(2.0)
+
+
+def test_machine_sample_reads_this_machine():
+    sample = threads_module._machine_sample()
+    if sample is None:
+        pytest.skip("no /proc/stat here")
+    t, busy, own = sample
+    assert t > 0 and busy > 0 and own > 0
+    assert threads_module._machine_sample()[1] >= busy  # cumulative

@@ -337,3 +337,95 @@ def test_buffer_estimate_covers_the_buffers_made():
         model.layer_sizes, 20, activation="relu", dtype=np.float64, dense_X=True
     )
     assert made <= estimate < 2 * made
+
+
+def _steps_two_ways(model, X, T, batches, dtype, lr=0.05, reg=0.01):
+    """SGD steps on the workspace's own gathered batches (its prepared products) and the
+    same steps on copies of those batches (gemm_'s call with its arguments converted on
+    every call, the route of a batch from elsewhere): (losses, S) of each, per step."""
+    other = MLP(
+        X.shape[1],
+        model.hidden_sizes,
+        model.layer_sizes[-1],
+        head=model.head,
+        activation=model.activation,
+        seed=0,
+        dtype=dtype,
+    )
+    for k, v in model.params.items():
+        np.copyto(other.params[k], v)
+    ws, ws_other = _workspace(model, 6), _workspace(other, 6)
+    runs = []
+    for idx in batches:
+        Xb, Tb, _ = ws.gather(X, T, None, idx)
+        loss, S = ws.sgd_step(model.params, Xb, Tb, reg, None, lr)
+        loss_other, S_other = ws_other.sgd_step(other.params, Xb.copy(), Tb, reg, None, lr)
+        runs.append((loss, loss_other, S.copy(), S_other.copy()))
+        for k in model.params:  # bit for bit, every step
+            np.testing.assert_array_equal(model.params[k], other.params[k])
+    return ws, runs
+
+
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(
+    ("activation", "head_c", "hidden"),
+    [
+        ("relu", ("softmax", 3), (7,)),
+        ("tanh", ("sigmoid", 3), (7, 5)),
+        ("relu", ("softmax", 4), ()),
+    ],
+)
+def test_prepared_products_change_no_bit(dtype, activation, head_c, hidden):
+    # The step's products are prepared once per batch size (workspace._Gemm); the same
+    # BLAS calls as gemm_ makes on each call, so the same bits: held to exact equality
+    # here, where the 1e-12 tests against the reference would let a changed bit pass.
+    model, X, T, _ = _problem(activation, *head_c, hidden, n=17, dtype=dtype)
+    batches = [np.arange(0, 6), np.arange(6, 12), np.arange(12, 17), np.arange(5, 11)]
+    ws, runs = _steps_two_ways(model, X, T, batches, dtype)
+    for loss, loss_other, S, S_other in runs:
+        assert loss == loss_other
+        np.testing.assert_array_equal(S, S_other)
+    if workspace._CBLAS_GEMM is not None:  # the prepared route was the one taken
+        assert all(p is not None for p in ws._views[6].update[1:])
+        assert ws._views[5].forward[1] is not None
+
+
+def test_prepared_products_follow_new_weight_arrays_and_foreign_batches():
+    model, X, T, _ = _problem("relu", "softmax", 3, (7,), n=12)
+    ws = _workspace(model, 6)
+    Xb, Tb, _ = ws.gather(X, T, None, np.arange(6))
+    ws.sgd_step(model.params, Xb, Tb, 0.01, None, 0.05)
+    # New arrays for the weights (e.g. assigned coefs_): the step must update those.
+    fresh = {k: v.copy() for k, v in model.params.items()}
+    expected = {k: v.copy() for k, v in fresh.items()}
+    _workspace(model, 6).sgd_step(expected, Xb.copy(), Tb, 0.01, None, 0.05)
+    ws.sgd_step(fresh, Xb, Tb, 0.01, None, 0.05)
+    for k in fresh:
+        np.testing.assert_array_equal(fresh[k], expected[k])
+    # A view of the batch buffer that starts one row in is not the gathered batch.
+    part, Tpart = Xb[1:], Tb[1:]
+    want = {k: v.copy() for k, v in fresh.items()}
+    _workspace(model, 6).sgd_step(want, part.copy(), Tpart, 0.01, None, 0.05)
+    ws.sgd_step(fresh, part, Tpart, 0.01, None, 0.05)
+    for k in fresh:
+        np.testing.assert_array_equal(fresh[k], want[k])
+
+
+def test_running_accuracy_from_the_softmax_loss_is_the_heads():
+    from handgrad.layers import HEADS as HEAD_RECORDS
+
+    model, X, T, _ = _problem("relu", "softmax", 4, (7,), n=12)
+    ws = _workspace(model, 12)
+    Xb, Tb, _ = ws.gather(X, T, None, np.arange(12))
+    _, S = ws.sgd_step(model.params, Xb, Tb, 0.0, None, 0.05)
+    S[3] = S[3, 0]  # a row of ties: the first class, as argmax
+    S[5, 2] = np.nan  # a NaN: argmax's NaN is the maximum
+    ws.head_loss(S, Tb, None)
+    right = ws.right_rows(S, Tb)
+    np.testing.assert_array_equal(right, HEAD_RECORDS["softmax"].right_rows(S, Tb))
+    S[:, 0] = 1e3  # the loss sees class 0 win every row ...
+    ws.head_loss(S, Tb, None)
+    S2 = ws.forward(model.params, Xb)  # ... then new scores, in the same buffer
+    expected = HEAD_RECORDS["softmax"].right_rows(S2, Tb)
+    assert not np.array_equal(expected, Tb == 0)  # stale classes would be caught
+    np.testing.assert_array_equal(ws.right_rows(S2, Tb), expected)

@@ -5,8 +5,9 @@ paid for waking up, and two spinning threads on a machine where anything else ru
 share one core and lose several times over. So the count follows the size of the
 largest product of a step (batch rows × inputs × outputs of a layer): one thread per
 ``WORK_PER_THREAD`` multiply-adds, at least one, no more than the CPUs that other
-processes leave free (the load average says how many are busy: a thread that has to
-share a core makes every product wait for it), and never more than the BLAS library's
+processes leave free (the CPU time they took lately says how many are busy: a thread
+that has to share a core makes every product wait for it), and never more than the
+BLAS library's
 current setting (the user's own ``threadpoolctl.threadpool_limits`` or
 ``OPENBLAS_NUM_THREADS`` is a ceiling that handgrad never raises).
 
@@ -27,6 +28,7 @@ import contextlib
 import operator
 import os
 import threading
+import time
 from collections.abc import Iterator, Sequence
 from contextvars import ContextVar
 from typing import Any, ClassVar
@@ -134,15 +136,58 @@ def _usable_cpus() -> int:
 
 
 def _free_cpus() -> int:
-    """The usable CPUs less those busy with other processes: the 1-minute load average
-    less this process's own running thread, shared out over the machine's CPUs."""
+    """The usable CPUs less those busy with other processes, shared out over the
+    machine's CPUs. Busy elsewhere: on Linux, the CPU time that other processes took
+    lately (:func:`_busy_elsewhere`); otherwise, or before there is a window to measure
+    it over, the 1-minute load average less the asking thread."""
     usable = _usable_cpus()
-    try:
-        load = os.getloadavg()[0]
-    except (AttributeError, OSError):  # not on this platform
-        return usable
-    others = max(0.0, load - 1.0) * usable / (os.cpu_count() or usable)
+    others = _busy_elsewhere()
+    if others is None:
+        try:
+            others = max(0.0, os.getloadavg()[0] - 1.0)
+        except (AttributeError, OSError):  # not on this platform
+            return usable
+    others *= usable / (os.cpu_count() or usable)
     return max(1, usable - round(others))
+
+
+#: The window's start: (monotonic s, machine's busy CPU s, this process's CPU s)
+_window: list[float] = []
+_elsewhere: list[float | None] = [None]  # the last measured value
+
+
+def _busy_elsewhere() -> float | None:
+    """CPUs that other processes kept busy over the last half minute or so (the
+    machine's busy CPU time, from /proc/stat, less this process's own, BLAS threads
+    included, per second); None where that cannot be read or no window is measured
+    yet. Unlike the load average, this leaves out the process's own threads: a fit on
+    two BLAS threads would otherwise make the next fit of the same process (a search,
+    a benchmark) take its own threads for another process's and choose one."""
+    now = _machine_sample()
+    if now is None:
+        return None
+    if not _window:
+        _window[:] = now
+        return None
+    (start, busy_start, own_start), (t, busy, own) = _window, now
+    if t - start >= 0.5:  # a shorter window says more about noise than about load
+        _elsewhere[0] = max(0.0, (busy - busy_start) - (own - own_start)) / (t - start)
+        if t - start >= 30.0:  # as the load average, forget what is older than that
+            _window[:] = now
+    return _elsewhere[0]
+
+
+def _machine_sample() -> list[float] | None:
+    """``[monotonic s, CPU seconds busy on the whole machine, this process's CPU s]``,
+    or None where /proc/stat cannot be read (not Linux)."""
+    try:
+        with open("/proc/stat", "rb") as f:
+            ticks = [int(v) for v in f.readline().split()[1:9]]
+        hz = os.sysconf("SC_CLK_TCK")
+    except (OSError, ValueError, AttributeError):
+        return None
+    busy = sum(ticks) - ticks[3] - ticks[4]  # all but idle and iowait (steal is busy)
+    return [time.monotonic(), busy / hz, time.process_time()]
 
 
 def _blas() -> Any:

@@ -444,13 +444,23 @@ class HeadBuffers(NamedTuple):
     m: Array  # (rows,) each
     total: Array
     picked: Array
+    labels: NDArray[np.intp]  # (rows,) each row's predicted class (the softmax loss's)
+    loss_bounds: tuple[np.floating, np.floating]  # (−log(1 − ε), −log ε) in the dtype
 
 
 def head_buffers(rows: int, C: int, dtype: np.dtype) -> HeadBuffers:
     """Empty :class:`HeadBuffers` for batches of at most ``rows`` rows and C columns."""
     m, total, picked = np.empty((3, rows), dtype)
+    eps = np.finfo(dtype).eps
     return HeadBuffers(
-        np.ones(C, dtype), np.arange(rows) * C, np.empty(rows, np.intp), m, total, picked
+        np.ones(C, dtype),
+        np.arange(rows) * C,
+        np.empty(rows, np.intp),
+        m,
+        total,
+        picked,
+        np.empty(rows, np.intp),
+        (-np.log(1 - eps), -np.log(eps)),
     )
 
 
@@ -462,29 +472,30 @@ def softmax_cross_entropy_(
 
     S, dS: (n, C); y: (n,) class indices; c: each row's share of the mean (``1/n``, or
     (n,) ``w_i / Σ w``). Returns ℓ (n,), a view of ``buf``. The row max comes from
-    ``argmax`` (a cheaper reduction than ``max`` over short rows), the row sums from a
-    product with ones. Each ℓ_i is clipped to ``[−log(1 − ε), −log ε]`` as in
-    :func:`softmax_cross_entropy` (scikit-learn's loss value; dS is not clipped).
+    ``argmax`` (a cheaper reduction than ``max`` over short rows), kept in
+    ``buf.labels`` as the predicted classes (a running accuracy reads them there); the
+    row sums from a product with ones. Each ℓ_i is clipped to ``[−log(1 − ε), −log ε]``
+    as in :func:`softmax_cross_entropy` (scikit-learn's loss value; dS is not clipped).
     """
     n = S.shape[0]
-    flat, starts = buf.flat[:n], buf.row_starts[:n]
+    flat, starts, labels = buf.flat[:n], buf.row_starts[:n], buf.labels[:n]
     m, total, picked = buf.m[:n], buf.total[:n], buf.picked[:n]
-    np.argmax(S, axis=1, out=flat)
-    flat += starts
-    np.take(S, flat, out=m)  # m_i
+    S.argmax(axis=1, out=labels)  # the method: np.argmax's wrapper costs more per call
+    np.add(labels, starts, out=flat)
+    S.take(flat, out=m)  # m_i; the method, not np.take: its wrapper costs more per call
     np.subtract(S, m[:, None], out=dS)
     np.exp(dS, out=dS)  # e^{S − m}
     np.matmul(dS, buf.ones_C, out=total)  # Σ_k e^{S_ik − m_i}
     np.add(y, starts, out=flat)  # (i, y_i)
-    np.take(S, flat, out=picked)
+    S.take(flat, out=picked)
     picked -= m  # S_iy − m_i
     dS *= np.divide(c, total, out=m)[:, None]  # P c
     dS.reshape(-1)[flat] -= c  # (P − Y) c
     losses = np.log(total, out=total)
     losses -= picked
-    eps = np.finfo(S.dtype).eps
-    np.minimum(losses, -np.log(eps), out=losses)  # np.clip's wrapper costs more per call
-    return np.maximum(losses, -np.log(1 - eps), out=losses)
+    low, high = buf.loss_bounds
+    np.minimum(losses, high, out=losses)  # np.clip's wrapper costs more per call
+    return np.maximum(losses, low, out=losses)
 
 
 def sigmoid_cross_entropy_(

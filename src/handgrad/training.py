@@ -568,8 +568,11 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None, w_hos
                 hist.step_loss.append(loss)
                 hist.steps += 1
                 total += loss * n
-                if classifies:  # on another library's device: read once per epoch
+                if classifies and on_device:  # on another library's device: read once per epoch
                     correct += xp.count_nonzero(right_rows(model, S, Tb))
+                elif classifies:  # the workspace's: the classes its softmax loss found
+                    right = right_rows(model, S, Tb) if ws is None else ws.right_rows(S, Tb)
+                    correct += int(np.count_nonzero(right))
                 seen += n
             if not _all_finite_params(model):  # a finite loss, but an overflowing update
                 epoch_start.restore(run)

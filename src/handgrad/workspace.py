@@ -17,7 +17,15 @@ so that a steady-state step allocates nothing that grows with the batch or the n
   ``W ← (1 − ηλ) W − η A_prevᵀ dZ`` is one BLAS ``gemm`` with ``β = 1 − ηλ``, ``α = −η``,
   so ``dW`` is never written out. The call goes to NumPy's own OpenBLAS (the library and
   thread pool behind ``np.matmul``), found with ctypes; where it is not found the same
-  step takes NumPy's route (``matmul`` into a buffer, then ``W += ...``).
+  step takes NumPy's route (``matmul`` into a buffer, then ``W += ...``);
+- the views of the buffers for a batch size, and the BLAS calls of its products with
+  their arguments converted to C types, are made once (:class:`_Views`, for the
+  batch buffer that :meth:`Workspace.gather` fills and the weight arrays of the
+  first call; made again when either changes): per step, a small network's
+  products cost less than converting their arguments did. The same calls with the
+  same arguments, so the same bits (a test holds them to exact equality);
+- the softmax loss's row argmax is the predicted class, so the running accuracy
+  reads it (:meth:`Workspace.right_rows`) instead of another argmax of S.
 
 Tried and dropped (benchmarks/README.md has the figures): SciPy's
 ``scipy.linalg.blas.sgemm`` offers the same fusion, but SciPy ships its own OpenBLAS,
@@ -39,7 +47,7 @@ from numpy.typing import DTypeLike, NDArray
 
 from handgrad._mapped import RowReader
 from handgrad._validation import all_finite, check_X
-from handgrad.layers import ACTIVATIONS, HEADS, head_buffers
+from handgrad.layers import ACTIVATIONS, HEADS, head_buffers, softmax_cross_entropy_
 
 Array = NDArray[np.floating]
 Params = dict[str, Array]
@@ -93,16 +101,25 @@ def _address(M: Array) -> int:
     return M.ctypes.data
 
 
+def _gemm_for(A: Array, B: Array, C: Array):
+    """NumPy's cblas ``?gemm`` for C's dtype where A, B, C are laid out as it reads them
+    (C row-major and writeable, A and B row-major by rows); None otherwise."""
+    gemm = None if _CBLAS_GEMM is None else _CBLAS_GEMM.get(C.dtype)
+    if gemm is None or not (
+        C.flags.c_contiguous and C.flags.writeable and _rows_ok(A, C.dtype) and _rows_ok(B, C.dtype)
+    ):
+        return None
+    return gemm
+
+
 def gemm_(A: Array, B: Array, C: Array, alpha: float, beta: float, trans_a: bool = False) -> bool:
     """``C ← β C + α op(A) B`` in place by one BLAS call; False (C untouched) if unavailable.
 
     ``op(A) = Aᵀ`` with ``trans_a``. A: (k, m) if trans_a else (m, k); B: (k, n);
     C: (m, n); all of one dtype and row-major.
     """
-    gemm = None if _CBLAS_GEMM is None else _CBLAS_GEMM.get(C.dtype)
-    if gemm is None or not (
-        C.flags.c_contiguous and C.flags.writeable and _rows_ok(A, C.dtype) and _rows_ok(B, C.dtype)
-    ):
+    gemm = _gemm_for(A, B, C)
+    if gemm is None:
         return False
     (m, n), k, size = C.shape, B.shape[0], C.itemsize
     gemm(
@@ -122,6 +139,89 @@ def gemm_(A: Array, B: Array, C: Array, alpha: float, beta: float, trans_a: bool
         n,
     )
     return True
+
+
+class _Gemm:
+    """:func:`gemm_` on arrays fixed once: ``C ← β C + α op(A) B``, its arguments (the
+    arrays' addresses, sizes and strides) converted to C types when made, so that a
+    call converts only α and β. The call that :func:`gemm_` makes, with the same
+    arguments: the same numbers. It keeps A, B and C, whose memory it points into."""
+
+    __slots__ = ("_args", "_arrays", "_gemm")
+
+    def __init__(self, gemm, A: Array, B: Array, C: Array, trans_a: bool = False) -> None:
+        I, L, P = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
+        (m, n), k, size = C.shape, B.shape[0], C.itemsize
+        self._gemm, self._arrays = gemm, (A, B, C)
+        self._args = [
+            I(_ROW_MAJOR),
+            I(_TRANS if trans_a else _NO_TRANS),
+            I(_NO_TRANS),
+            L(m),
+            L(n),
+            L(k),
+            0.0,  # α
+            P(_address(A)),
+            L(A.strides[0] // size),
+            P(_address(B)),
+            L(B.strides[0] // size),
+            0.0,  # β
+            P(_address(C)),
+            L(n),
+        ]
+
+    @classmethod
+    def make(cls, A: Array, B: Array, C: Array, trans_a: bool = False) -> _Gemm | None:
+        """The prepared call, or None where :func:`gemm_` would decline."""
+        gemm = _gemm_for(A, B, C)
+        return None if gemm is None else cls(gemm, A, B, C, trans_a)
+
+    def __call__(self, alpha: float, beta: float) -> None:
+        args = self._args
+        args[6], args[11] = float(alpha), float(beta)
+        self._gemm(*args)
+
+
+class _Views:
+    """A workspace's buffers as views of n rows, and the prepared products of a step
+    on them (:class:`_Gemm`; None where :func:`gemm_` would decline): made once per
+    batch size, for one set of weight arrays, so that a step slices nothing and
+    converts no arguments. ``forward[l]`` is ``Z_l ← Z_l + A_{l−1} W_l`` and
+    ``update[l]`` the fused SGD update ``W_l ← β W_l + α A_{l−1}ᵀ dZ_l`` (index 0
+    unused); those of layer 1 read the workspace's own batch buffer X, and are made
+    only for it."""
+
+    def __init__(self, ws: Workspace, n: int, params: Params | None) -> None:
+        L = len(ws.layer_sizes) - 1
+        self.A = [A[:n] for A in ws._A]
+        self.D = [None if D is None else D[:n] for D in ws._D]
+        self.dZ = [dZ[:n] for dZ in ws._dZ]
+        self.S, self.dS, self.ones, self.c = ws._S[:n], ws._dS[:n], ws._ones[:n], ws._c[:n]
+        self.forward: list[_Gemm | None] = [None] * (L + 1)
+        self.update: list[_Gemm | None] = [None] * (L + 1)
+        self.X: Array | None = None  # the batch that layer 1's products read
+        self.weights = None if params is None else [params[W] for W, _ in ws._names[1:]]
+        if self.weights is None:  # views only (a head or backward pass on its own)
+            return
+        Z, dZ = [*self.A, self.S], [*self.dZ, self.dS]
+        for l in range(2, L + 1):
+            W = self.weights[l - 1]
+            self.forward[l] = _Gemm.make(self.A[l - 2], W, Z[l - 1])
+            self.update[l] = _Gemm.make(self.A[l - 2], dZ[l - 1], W, trans_a=True)
+        self._Z1, self._dZ1 = Z[0], dZ[0]
+
+    def made_for(self, names: list[tuple[str, str]], params: Params) -> bool:
+        """Whether these views' products were made for the weight arrays of ``params``."""
+        return self.weights is not None and all(
+            params[W] is V for (W, _), V in zip(names, self.weights, strict=True)
+        )
+
+    def first_layer(self, X: Array) -> None:
+        """Layer 1's products for X (a view of the workspace's batch buffer)."""
+        W1 = self.weights[0]
+        self.forward[1] = _Gemm.make(X, W1, self._Z1)
+        self.update[1] = _Gemm.make(X, self._dZ1, W1, trans_a=True)
+        self.X = X
 
 
 def affine_(A: Array, W: Array, b: Array, Z: Array) -> Array:
@@ -199,6 +299,12 @@ class Workspace:
             self.grads[f"b{l}"] = np.empty(self.layer_sizes[l], dt)
         self._scratches: dict[tuple[int, ...], Array] = {}
         self._batch: tuple[Array, NDArray, Array] | None = None
+        self._views: dict[int, _Views] = {}
+        self._batch_views: dict[int, tuple] = {}
+        # The softmax loss leaves each row's predicted class in its buffers: the running
+        # accuracy reads it there (right_rows) instead of a second argmax of S.
+        self._labels_of: Array | None = None  # the scores whose classes they are
+        self._right = np.empty(rows, np.bool_)
 
     @staticmethod
     def buffer_nbytes(
@@ -233,46 +339,107 @@ class Workspace:
                 np.empty((self.rows, *T.shape[1:]), T.dtype),
                 np.empty(self.rows, self.dtype),
             )
-        Xb, Tb, wb = (None if buf is None else buf[:n] for buf in self._batch)
-        if reader is not None:
+        views = self._batch_views.get(n)
+        if views is None:  # the same views every time: the step's products are made once
+            views = self._batch_views[n] = tuple(
+                None if buf is None else buf[:n] for buf in self._batch
+            )
+        Xb, Tb, wb = views
+        # "clip": unbuffered. The methods, not np.take: its wrapper costs more per call.
+        if reader is not None and reader.reads_file:
             reader.take(idx, Xb)
         elif dense:
-            np.take(X, idx, axis=0, out=Xb, mode="clip")  # "clip": unbuffered
+            X.take(idx, axis=0, out=Xb, mode="clip")
         else:
             Xb = X[idx]
-        np.take(T, idx, axis=0, out=Tb, mode="clip")
+        T.take(idx, axis=0, out=Tb, mode="clip")
         if w is None:
             return Xb, Tb, None
-        return Xb, Tb, np.take(w, idx, out=wb, mode="clip")
+        return Xb, Tb, w.take(idx, out=wb, mode="clip")
 
     # ------------------------------------------------------------------- forward
+    def _views_for(self, params: Params, X: Array) -> _Views:
+        """The :class:`_Views` of X's batch size, for these weight arrays and this X."""
+        n = X.shape[0]
+        views = self._views.get(n)
+        if views is None or not views.made_for(self._names[1:], params):
+            views = self._views[n] = _Views(self, n, params)
+        if views.X is not X:  # gather returns the same view of its buffer every time
+            own = (
+                self._batch is not None
+                and isinstance(X, np.ndarray)
+                and (X.base is self._batch[0] and _address(X) == _address(self._batch[0]))
+            )
+            if own:
+                views.first_layer(X)
+            else:
+                views.forward[1] = views.update[1] = views.X = None
+        return views
+
     def forward(self, params: Params, X: Array) -> Array:
         """Scores S (n, C) of X (n, D): ``Z_l = A_{l−1} W_l + b_l``, ``A_l = act(Z_l)``.
 
         Hidden activations and ``act'(Z_l)`` stay in the workspace for the backward
         pass; S is a view of a buffer, valid until the next call.
         """
-        n, L = X.shape[0], len(self.layer_sizes) - 1
+        return self._forward(params, X, self._views_for(params, X))
+
+    def _forward(self, params: Params, X: Array, views: _Views) -> Array:
+        L = len(self.layer_sizes) - 1
+        self._labels_of = None
         A = X
-        for l in range(1, L):
+        for l in range(1, L + 1):
             W, b = self._names[l]
-            Z = affine_(A, params[W], params[b], self._A[l - 1][:n])
-            D = self._D[l - 1]
-            A = self._act.forward_(Z, None if D is None else D[:n])
-        W, b = self._names[L]
-        return affine_(A, params[W], params[b], self._S[:n])
+            Z = views.S if l == L else views.A[l - 1]
+            product = views.forward[l] if l > 1 or views.X is X else None
+            if product is None:
+                affine_(A, params[W], params[b], Z)
+            else:  # affine_'s own two calls: Z = b, then Z += A W by BLAS
+                np.copyto(Z, params[b])
+                product(1.0, 1.0)
+            A = Z if l == L else self._act.forward_(Z, views.D[l - 1])
+        return A
 
     # ---------------------------------------------------------------------- head
     def head_loss(self, S: Array, T: NDArray, w: Array | None) -> float:
         """The head's mean loss; writes ``dS`` (n, C), e.g. ``(P − Y) ⊙ w / Σw``."""
+        return self._head_loss(S, T, w, self._views_for_rows(S.shape[0]))
+
+    def _head_loss(self, S: Array, T: NDArray, w: Array | None, views: _Views) -> float:
         n = S.shape[0]
         # c_i: each row's share of the mean, 1/n or w_i / Σw
-        c = (1.0 / n) if w is None else np.divide(w, w.sum(), out=self._c[:n])
-        losses = self._head.loss_(S, T, c, self._dS[:n], self._head_buffers)
+        c = (1.0 / n) if w is None else np.divide(w, w.sum(), out=views.c)
+        losses = self._head.loss_(S, T, c, views.dS, self._head_buffers)
+        self._labels_of = S if self._head.loss_ is softmax_cross_entropy_ else None
         return float(np.dot(losses, c)) if w is not None else float(losses.sum()) * c
 
+    def _views_for_rows(self, n: int) -> _Views:
+        """Views of n rows for the head called on its own (no products needed)."""
+        views = self._views.get(n)
+        if views is None:
+            views = self._views[n] = _Views(self, n, None)
+        return views
+
+    def right_rows(self, S: Array, T: NDArray) -> NDArray[np.bool_]:
+        """(n,) bool, as the head's ``right_rows(S, T)``: rows whose scores S predict T.
+
+        After the softmax loss of S the predicted classes are those it found (its row
+        argmax), read from its buffers rather than found again.
+        """
+        if S is not self._labels_of:
+            return self._head.right_rows(S, T)
+        n = S.shape[0]
+        return np.equal(self._head_buffers.labels[:n], T, out=self._right[:n])
+
     # ------------------------------------------------------------------- backward
-    def _backward(self, params: Params, X: Array, reg: float, learning_rate: float | None):
+    def _backward(
+        self,
+        params: Params,
+        X: Array,
+        reg: float,
+        learning_rate: float | None,
+        views: _Views,
+    ) -> None:
         """From dS back to X: gradients into ``self.grads``, or (η given) the SGD step.
 
         For l = L … 1, with ``dZ_L = dS`` and ``A_0 = X``:
@@ -280,21 +447,26 @@ class Workspace:
         ``dW_l = A_{l−1}ᵀ dZ_l + λ W_l``, ``db_l = Σ_rows dZ_l = 1ᵀ dZ_l``,
         ``dZ_{l−1} = dA_{l−1} ⊙ act'(Z_{l−1})``.
         """
-        n, L = X.shape[0], len(self.layer_sizes) - 1
-        dZ, ones = self._dS[:n], self._ones[:n]
+        L = len(self.layer_sizes) - 1
+        dZ, ones = views.dS, views.ones
         decay = self.dtype.type(1.0 - (learning_rate or 0.0) * reg)
         for l in range(L, 0, -1):
             W_name, b_name = self._names[l]
             W, b, dW, db = params[W_name], params[b_name], self.grads[W_name], self.grads[b_name]
-            A_prev = X if l == 1 else self._A[l - 2][:n]
+            A_prev = X if l == 1 else views.A[l - 2]
             sparse = l == 1 and not isinstance(X, np.ndarray)  # a SciPy sparse X
             # dA_{l−1} = dZ_l W_lᵀ, with W_l as it was before this step
-            dA = None if l == 1 else np.matmul(dZ, W.T, out=self._dZ[l - 2][:n])
+            dA = None if l == 1 else np.matmul(dZ, W.T, out=views.dZ[l - 2])
             np.matmul(ones, dZ, out=db)  # db_l = 1ᵀ dZ_l
+            update = None
+            if learning_rate is not None and (l > 1 or views.X is X):
+                update = views.update[l]  # gemm_'s call below, its arguments made once
             if learning_rate is None:
                 _transposed_product(A_prev, dZ, dW, sparse)  # dW_l = A_{l−1}ᵀ dZ_l + λ W_l
                 if reg:
                     dW += np.multiply(W, reg, out=self._scratch(dW))
+            elif update is not None:
+                update(-learning_rate, decay)
             elif sparse or not gemm_(A_prev, dZ, W, -learning_rate, decay, trans_a=True):
                 # W_l ← (1 − ηλ) W_l + A_{l−1}ᵀ (−η dZ_l), in two passes without BLAS's β
                 dZ *= -learning_rate
@@ -306,9 +478,9 @@ class Workspace:
                 db *= learning_rate
                 b -= db
             if dA is not None:
-                D = self._D[l - 2]
+                D = views.D[l - 2]
                 if D is not None:
-                    dA *= D[:n]  # dZ_{l−1} = dA_{l−1} ⊙ act'(Z_{l−1})
+                    dA *= D  # dZ_{l−1} = dA_{l−1} ⊙ act'(Z_{l−1})
                 dZ = dA
 
     def _scratch(self, like: Array) -> Array:
@@ -334,9 +506,10 @@ class Workspace:
         X: (n, D) with n ≤ rows; T: encoded targets; w: (n,) or None. ``grads`` is
         ``self.grads`` and S a buffer view: both are overwritten by the next call.
         """
-        S = self.forward(params, X)
-        loss = self.head_loss(S, T, w) + self._penalty(params, reg)
-        self._backward(params, X, reg, None)
+        views = self._views_for(params, X)
+        S = self._forward(params, X, views)
+        loss = self._head_loss(S, T, w, views) + self._penalty(params, reg)
+        self._backward(params, X, reg, None, views)
         return loss, self.grads, S
 
     def sgd_step(
@@ -352,9 +525,10 @@ class Workspace:
 
         Returns the loss before the step and the scores S (n, C) it was computed from.
         """
-        S = self.forward(params, X)
-        loss = self.head_loss(S, T, w) + self._penalty(params, reg)
-        self._backward(params, X, reg, learning_rate)
+        views = self._views_for(params, X)
+        S = self._forward(params, X, views)
+        loss = self._head_loss(S, T, w, views) + self._penalty(params, reg)
+        self._backward(params, X, reg, learning_rate, views)
         return loss, S
 
 
