@@ -159,7 +159,7 @@ def check_class_indices(y: Any, n_samples: int, n_classes: int, name: str = "y")
             f"{name} must hold integer class indices 0..{n_classes - 1}, but its dtype is "
             f"{arr.dtype}; encode labels first (MLPClassifier does this for you)"
         )
-    arr = arr.astype(np.intp)
+    arr = arr.astype(np.intp, copy=False)  # read only: no second (N,) copy
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
         bad = arr[(arr < 0) | (arr >= n_classes)][0]
         raise ValueError(
