@@ -226,3 +226,82 @@ def test_rows_out_of_range_or_not_integers_are_named():
         training.fit(
             model, X, y, optimizer=Adam(), validation=(X, y), validation_rows=np.array([1, 2])
         )
+
+
+# ---------------------------------------------------- predicting and scoring from a file
+def _mapped_bytes() -> int:
+    """Bytes of mapped files resident in this process (Linux), or skip."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(x for x in f if x.startswith("RssFile:"))
+    except (OSError, StopIteration):
+        pytest.skip("needs /proc/self/status")
+    return int(line.split()[1]) * 1024
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary"])
+def test_predictions_and_scores_of_a_memmap_equal_those_in_memory(tmp_path, kind):
+    X, y = _data(5000, 9)  # more rows than one chunk of scores
+    if kind == "binary":
+        y = (y > 0).astype(int)
+    Xm = _on_disk(tmp_path, X)
+    est = _fit(MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0), X, y)
+    np.testing.assert_array_equal(est.predict_proba(Xm), est.predict_proba(X))
+    np.testing.assert_array_equal(est.predict(Xm), est.predict(X))
+    assert est.score(Xm, y) == est.score(X, y)
+    reg = _fit(MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0), X, X[:, 0])
+    np.testing.assert_array_equal(reg.predict(Xm), reg.predict(X))
+
+
+def test_predicting_from_a_memmap_reads_the_file_without_mapping_it(tmp_path):
+    X, y = _data(40000, 200)  # 32 MB
+    est = _fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0), X[:500], y[:500])
+    Xm = _on_disk(tmp_path, X)
+    del X
+    before = _mapped_bytes()
+    proba = est.predict_proba(Xm)
+    assert proba.shape == (40000, 3)
+    # Read through the mapping, every page of the file would count here.
+    assert _mapped_bytes() - before < Xm.nbytes / 4
+
+
+def test_a_nan_in_a_memmap_is_named_at_its_row_when_predicting(tmp_path):
+    X, y = _data(5000, 4)
+    est = _fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0), X, y)
+    X[4321, 3] = np.nan
+    with pytest.raises(ValueError, match=r"X contains NaN \(first at row 4321, column 3\)"):
+        est.predict(_on_disk(tmp_path, X))
+
+
+def test_eval_set_on_a_memmap_scores_as_in_memory(tmp_path):
+    X, y = _data(3000, 6)
+    X_val, y_val = _data(2500, 6, seed=1)
+    params = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier(**params).fit(X, y, eval_set=(X_val, y_val))
+        b = MLPClassifier(**params).fit(X, y, eval_set=(_on_disk(tmp_path, X_val), y_val))
+    assert a.history_.val_score == b.history_.val_score
+    assert len(b.history_.val_score) == 3
+    X_val[7, 1] = np.inf
+    np.save(tmp_path / "bad.npy", X_val)
+    with pytest.raises(ValueError, match=r"X_val contains infinity \(first at row 7, column 1\)"):
+        b.fit(X, y, eval_set=(np.load(tmp_path / "bad.npy", mmap_mode="r"), y_val))
+
+
+def test_fitting_many_classes_allocates_a_few_times_y_not_c_times():
+    """Multi-class labels train as (N,) class indices: a one-hot (N, C) matrix would be C
+    times y's size, and the shuffle order is one (N,) array."""
+    rng = np.random.default_rng(0)
+    n, C = 200_000, 20
+    y = rng.integers(0, C, n)  # 1.6 MB; one-hot it would be 32 MB
+    X = rng.standard_normal((n, 2), dtype=np.float32)
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, batch_size=1000, random_state=0)
+    tracemalloc.start()
+    try:
+        _fit(est, X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert est.classes_.tolist() == list(range(C))
+    assert peak < 4 * y.nbytes, f"peak {peak} bytes for y of {y.nbytes}"

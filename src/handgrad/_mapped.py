@@ -11,12 +11,13 @@ the process's memory stays bounded by what it holds, not by N.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from itertools import repeat
 from typing import Any
 
 import numpy as np
 
-__all__ = ["RowReader"]
+__all__ = ["RowReader", "row_chunks"]
 
 
 class RowReader:
@@ -102,6 +103,28 @@ class RowReader:
             self._views = {key: [(memoryview(row).cast("B"),) for row in out]}
             views = self._views[key]
         return views
+
+
+def row_chunks(X: Any, chunk_rows: int) -> Iterator[tuple[int, Any]]:
+    """``(start, X[start : start + chunk_rows])`` for each chunk of the rows of a 2-D X
+    (an array or a SciPy sparse matrix), in order.
+
+    Where X is backed by a memory-mapped file, each chunk is read from the file into one
+    reused buffer (valid until the next chunk is asked for), so that a pass over X does
+    not bring the file into memory; otherwise the chunks are views (slices) of X.
+    """
+    n_rows = X.shape[0]
+    if _memmap_base(X) is None:  # the common case, kept light for one-row predictions
+        for start in range(0, n_rows, chunk_rows):
+            yield start, X[start : start + chunk_rows]
+        return
+    with RowReader(X) as reader:
+        buffer = None
+        if reader.reads_file:
+            buffer = np.empty((min(chunk_rows, n_rows), X.shape[1]), X.dtype)
+        for start in range(0, n_rows, chunk_rows):
+            n = min(chunk_rows, n_rows - start)
+            yield start, X[start : start + n] if buffer is None else reader.read(start, buffer[:n])
 
 
 def _memmap_base(X: Any) -> np.memmap | None:

@@ -313,8 +313,15 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 + (f" of length {len(eval_set)}" if isinstance(eval_set, tuple | list) else "")
             )
         X_val, y_val = validate_data(
-            self, eval_set[0], eval_set[1], reset=False, multi_output=True, dtype=dtype
-        )
+            self,
+            eval_set[0],
+            eval_set[1],
+            reset=False,
+            multi_output=True,
+            dtype=dtype,
+            ensure_all_finite=False,
+        )  # check_X's pass reads a memory-mapped X_val from its file, chunk by chunk
+        X_val = check_X(X_val, dtype=dtype, name="X_val")
         return X_val, self._targets(self._encode_held_out(y_val)), None
 
     def _early_stopping_split(
