@@ -105,26 +105,30 @@ class RowReader:
         return views
 
 
-def row_chunks(X: Any, chunk_rows: int) -> Iterator[tuple[int, Any]]:
+def row_chunks(X: Any, chunk_rows: int, rows: Any = None) -> Iterator[tuple[int, Any]]:
     """``(start, X[start : start + chunk_rows])`` for each chunk of the rows of a 2-D X
-    (an array or a SciPy sparse matrix), in order.
+    (an array or a SciPy sparse matrix), in order; with ``rows`` (row numbers), the
+    chunks of ``X[rows]`` instead, ``start`` counting positions in ``rows``.
 
     Where X is backed by a memory-mapped file, each chunk is read from the file into one
     reused buffer (valid until the next chunk is asked for), so that a pass over X does
-    not bring the file into memory; otherwise the chunks are views (slices) of X.
+    not bring the file into memory; otherwise the chunks are slices of X (or, with
+    ``rows``, new arrays).
     """
-    n_rows = X.shape[0]
+    n_rows = X.shape[0] if rows is None else len(rows)
     if _memmap_base(X) is None:  # the common case, kept light for one-row predictions
         for start in range(0, n_rows, chunk_rows):
-            yield start, X[start : start + chunk_rows]
+            stop = start + chunk_rows
+            yield start, X[start:stop] if rows is None else X[rows[start:stop]]
         return
     with RowReader(X) as reader:
-        buffer = None
-        if reader.reads_file:
-            buffer = np.empty((min(chunk_rows, n_rows), X.shape[1]), X.dtype)
+        buffer = np.empty((min(chunk_rows, n_rows), X.shape[1]), X.dtype)
         for start in range(0, n_rows, chunk_rows):
-            n = min(chunk_rows, n_rows - start)
-            yield start, X[start : start + n] if buffer is None else reader.read(start, buffer[:n])
+            chunk = buffer[: min(chunk_rows, n_rows - start)]
+            if rows is None:
+                yield start, reader.read(start, chunk)
+            else:
+                yield start, reader.take(rows[start : start + chunk_rows], chunk)
 
 
 def _memmap_base(X: Any) -> np.memmap | None:

@@ -202,6 +202,22 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         """
         return self._fit(X, y, sample_weight, eval_set=eval_set, callbacks=callbacks, resume=resume)
 
+    def _fit_rows(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        rows: NDArray,
+        validation_rows: NDArray,
+        *,
+        callbacks: Sequence[Callback] | None = None,
+        resume: Run | None = None,
+    ) -> Self:
+        """``fit(X[rows], y[rows], eval_set=(X[validation_rows], y[validation_rows]))``
+        without copying X: the loop reads the rows from X (a memory-mapped X from its
+        file), with the same result where y[rows] holds every label of y. The route of a
+        run on a ``.npy`` file (:mod:`handgrad.runs`); y has a label for every row of X."""
+        return self._fit(X, y, callbacks=callbacks, resume=resume, split=(rows, validation_rows))
+
     def _fit(
         self,
         X: ArrayLike,
@@ -213,8 +229,10 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         eval_set: tuple[ArrayLike, ArrayLike] | None = None,
         callbacks: Sequence[Callback] | None = None,
         resume: Run | None = None,
+        split: tuple[NDArray, NDArray] | None = None,
     ) -> Self:
-        """The one entry point behind ``fit`` and ``partial_fit``: choose the run (new,
+        """The one entry point behind ``fit``, ``partial_fit`` and ``_fit_rows`` (whose
+        ``split`` is the training and held-out rows of X): choose the run (new,
         continued, or ``resume``), check the data against it, and train."""
         fitted = hasattr(self, "_run")
         if not (incremental and fitted):
@@ -250,7 +268,9 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         self._check_run(run, X, Y)
         self._run = run  # before the loop: callbacks read the same run
         T, rows, validation_rows, validation = self._targets(Y), None, None, None
-        if eval_set is None:
+        if split is not None:
+            rows, validation_rows = split
+        elif eval_set is None:
             rows, validation_rows = self._early_stopping_split(T, seeds[2], incremental)
         else:
             validation = self._validation_set(eval_set, X.dtype)
