@@ -3,6 +3,8 @@ array trains block by block."""
 
 from __future__ import annotations
 
+import json
+import re
 import tracemalloc
 import warnings
 
@@ -226,3 +228,235 @@ def test_rows_out_of_range_or_not_integers_are_named():
         training.fit(
             model, X, y, optimizer=Adam(), validation=(X, y), validation_rows=np.array([1, 2])
         )
+
+
+# ---------------------------------------------------- predicting and scoring from a file
+def _mapped_bytes() -> int:
+    """Bytes of mapped files resident in this process (Linux), or skip."""
+    try:
+        with open("/proc/self/status") as f:
+            line = next(x for x in f if x.startswith("RssFile:"))
+    except (OSError, StopIteration):
+        pytest.skip("needs /proc/self/status")
+    return int(line.split()[1]) * 1024
+
+
+@pytest.mark.parametrize("kind", ["multiclass", "binary"])
+def test_predictions_and_scores_of_a_memmap_equal_those_in_memory(tmp_path, kind):
+    X, y = _data(5000, 9)  # more rows than one chunk of scores
+    if kind == "binary":
+        y = (y > 0).astype(int)
+    Xm = _on_disk(tmp_path, X)
+    est = _fit(MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0), X, y)
+    np.testing.assert_array_equal(est.predict_proba(Xm), est.predict_proba(X))
+    np.testing.assert_array_equal(est.predict(Xm), est.predict(X))
+    assert est.score(Xm, y) == est.score(X, y)
+    reg = _fit(MLPRegressor(hidden_layer_sizes=(8,), max_iter=2, random_state=0), X, X[:, 0])
+    np.testing.assert_array_equal(reg.predict(Xm), reg.predict(X))
+
+
+def test_predicting_from_a_memmap_reads_the_file_without_mapping_it(tmp_path):
+    X, y = _data(40000, 200)  # 32 MB
+    est = _fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0), X[:500], y[:500])
+    Xm = _on_disk(tmp_path, X)
+    del X
+    before = _mapped_bytes()
+    proba = est.predict_proba(Xm)
+    assert proba.shape == (40000, 3)
+    # Read through the mapping, every page of the file would count here.
+    assert _mapped_bytes() - before < Xm.nbytes / 4
+
+
+def test_a_nan_in_a_memmap_is_named_at_its_row_when_predicting(tmp_path):
+    X, y = _data(5000, 4)
+    est = _fit(MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, random_state=0), X, y)
+    X[4321, 3] = np.nan
+    with pytest.raises(ValueError, match=r"X contains NaN \(first at row 4321, column 3\)"):
+        est.predict(_on_disk(tmp_path, X))
+
+
+def test_eval_set_on_a_memmap_scores_as_in_memory(tmp_path):
+    X, y = _data(3000, 6)
+    X_val, y_val = _data(2500, 6, seed=1)
+    params = dict(hidden_layer_sizes=(8,), max_iter=3, random_state=0)
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", ConvergenceWarning)
+        a = MLPClassifier(**params).fit(X, y, eval_set=(X_val, y_val))
+        b = MLPClassifier(**params).fit(X, y, eval_set=(_on_disk(tmp_path, X_val), y_val))
+    assert a.history_.val_score == b.history_.val_score
+    assert len(b.history_.val_score) == 3
+    X_val[7, 1] = np.inf
+    np.save(tmp_path / "bad.npy", X_val)
+    with pytest.raises(ValueError, match=r"X_val contains infinity \(first at row 7, column 1\)"):
+        b.fit(X, y, eval_set=(np.load(tmp_path / "bad.npy", mmap_mode="r"), y_val))
+
+
+def test_fitting_many_classes_allocates_a_few_times_y_not_c_times():
+    """Multi-class labels train as (N,) class indices: a one-hot (N, C) matrix would be C
+    times y's size, and the shuffle order is one (N,) array."""
+    rng = np.random.default_rng(0)
+    n, C = 200_000, 20
+    y = rng.integers(0, C, n)  # 1.6 MB; one-hot it would be 32 MB
+    X = rng.standard_normal((n, 2), dtype=np.float32)
+    est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, batch_size=1000, random_state=0)
+    tracemalloc.start()
+    try:
+        _fit(est, X, y)
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert est.classes_.tolist() == list(range(C))
+    assert peak < 4 * y.nbytes, f"peak {peak} bytes for y of {y.nbytes}"
+
+
+# ------------------------------------------------------ the command line on a .npy file
+def _invoke(*args, ok=True):
+    from click.testing import CliRunner
+
+    from handgrad.cli import main
+
+    result = CliRunner().invoke(main, [str(a) for a in args])
+    if ok:
+        assert result.exit_code == 0, result.output + str(result.exception)
+    return result
+
+
+@pytest.fixture
+def npy_pair(tmp_path):
+    X, y = _data(1200, 6)
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    np.savez(tmp_path / "xy.npz", X=X, y=y)
+    return tmp_path
+
+
+def test_cli_trains_a_npy_pair_as_the_same_data_in_an_npz_file(npy_pair):
+    """Split by row numbers, trained from the file: the run of the .npz (in memory,
+    without preprocessing) to the bit."""
+    from handgrad.bundle import load_bundle
+    from handgrad.runs import read_json
+
+    common = ["--epochs", "3", "--hidden", "8", "--batch-size", "50", "-q"]
+    _invoke(
+        "train",
+        "--data",
+        npy_pair / "X.npy",
+        "--labels",
+        npy_pair / "y.npy",
+        "--out",
+        npy_pair / "mapped",
+        *common,
+    )
+    _invoke(
+        "train",
+        "--data",
+        npy_pair / "xy.npz",
+        "--preprocessing",
+        "none",
+        "--out",
+        npy_pair / "memory",
+        *common,
+    )
+    mapped, memory = (read_json(npy_pair / r / "metrics.json") for r in ("mapped", "memory"))
+    assert mapped["final"] | {"seconds": 0} == memory["final"] | {"seconds": 0}
+    assert mapped["history"] == memory["history"]
+    assert mapped["confusion_matrix"] == memory["confusion_matrix"]
+    assert mapped["sizes"] == {"train": 810, "validation": 90, "test": 300}
+    assert mapped["config"]["labels"] == str(npy_pair / "y.npy")
+    assert mapped["config"]["preprocessing"] == "none"
+    fingerprint = mapped["data"]["fingerprint"]
+    assert fingerprint["size"] == sum((npy_pair / f).stat().st_size for f in ("X.npy", "y.npy"))
+    a, b = (load_bundle(npy_pair / r / "model.safetensors") for r in ("mapped", "memory"))
+    for p, q in zip(a.classifier.coefs_, b.classifier.coefs_, strict=True):
+        np.testing.assert_array_equal(p, q)
+    # evaluate scores the same test rows; predict reads the .npy like any input
+    scored = [
+        _invoke("evaluate", npy_pair / r / "model.safetensors", "--json").output
+        for r in ("mapped", "memory")
+    ]
+    accuracy = [json.loads(s)["accuracy"] for s in scored]
+    assert accuracy[0] == accuracy[1] == mapped["final"]["test_accuracy"]
+    assert json.loads(scored[0])["n_samples"] == 300
+    everything = _invoke(
+        "evaluate", npy_pair / "mapped" / "model.safetensors", "--split", "all", "--json"
+    )
+    assert json.loads(everything.output)["n_samples"] == 1200
+    _invoke(
+        "predict",
+        npy_pair / "mapped" / "model.safetensors",
+        npy_pair / "X.npy",
+        "-o",
+        npy_pair / "p.csv",
+    )
+    predicted = np.loadtxt(npy_pair / "p.csv", delimiter=",", skiprows=1, usecols=1)
+    np.testing.assert_array_equal(predicted, a.classifier.predict(np.load(npy_pair / "X.npy")))
+
+
+def test_cli_resumes_a_npy_run_and_reads_labels_from_a_csv(npy_pair):
+    from handgrad.runs import read_json
+
+    y = np.load(npy_pair / "y.npy")
+    (npy_pair / "y.csv").write_text("label\n" + "\n".join(map(str, y)) + "\n")
+    common = ["--data", npy_pair / "X.npy", "--labels", npy_pair / "y.csv", "-q"]
+    _invoke(
+        "train", *common, "--epochs", "4", "--checkpoint-every", "1", "--out", npy_pair / "whole"
+    )
+    _invoke(
+        "train", *common, "--epochs", "2", "--checkpoint-every", "1", "--out", npy_pair / "part"
+    )
+    _invoke("train", "--resume", npy_pair / "part", "--epochs", "4", "-q")
+    whole, resumed = (read_json(npy_pair / r / "metrics.json") for r in ("whole", "part"))
+    assert resumed["history"]["loss"] == whole["history"]["loss"]
+    assert len(whole["history"]["loss"]) == 4
+    np.save(npy_pair / "X.npy", np.load(npy_pair / "X.npy")[::-1].copy())
+    changed = _invoke("train", "--resume", npy_pair / "part", "--epochs", "5", ok=False)
+    assert "the data changed since" in changed.output
+
+
+def test_cli_regression_on_a_npy_pair(npy_pair):
+    from handgrad.runs import read_json
+
+    X = np.load(npy_pair / "X.npy")
+    np.save(npy_pair / "t.npy", X[:, 0] * 3.0 + X[:, 1])
+    _invoke(
+        "train",
+        "--data",
+        npy_pair / "X.npy",
+        "--labels",
+        npy_pair / "t.npy",
+        "--task",
+        "regression",
+        "--epochs",
+        "30",
+        "--out",
+        npy_pair / "reg",
+        "-q",
+    )
+    final = read_json(npy_pair / "reg" / "metrics.json")["final"]
+    assert final["test_r2"] > 0.8
+    report = _invoke("evaluate", npy_pair / "reg" / "model.safetensors", "--json").output
+    assert json.loads(report)["r2"] == pytest.approx(final["test_r2"], abs=1e-12)
+
+
+@pytest.mark.parametrize(
+    "x, labels, extra, message",
+    [
+        ("X.npy", None, [], r"--data \S*X\.npy needs its labels: give --labels"),
+        ("X3d.npy", "y.npy", [], r"X3d\.npy must hold a 2-D array .* shape \(1200, 3, 2\)"),
+        ("Xint.npy", "y.npy", [], r"Xint\.npy holds int64; .* float32 or float64"),
+        ("X.npy", "short.npy", [], r"short\.npy holds 10 labels, but X\.npy has 1200 rows"),
+        ("X.npy", "y.npy", ["--dtype", "float64"], r"X\.npy holds float32; give --dtype float32"),
+        ("X.npy", "y.npy", ["--preprocessing", "standardize"], r"--preprocessing standardize"),
+        ("xy.npz", "y.npy", [], r"--labels goes with a \.npy --data file"),
+    ],
+)
+def test_cli_npy_errors_are_one_line(npy_pair, x, labels, extra, message):
+    np.save(npy_pair / "X3d.npy", np.zeros((1200, 3, 2), np.float32))
+    np.save(npy_pair / "Xint.npy", np.zeros((1200, 6), np.int64))
+    np.save(npy_pair / "short.npy", np.zeros(10, int))
+    args = ["train", "--data", npy_pair / x, "--out", npy_pair / "run", "-q", *extra]
+    result = _invoke(*args, *(["--labels", npy_pair / labels] if labels else []), ok=False)
+    assert result.exit_code == 1
+    assert re.search(message, result.output), result.output
+    assert len(result.output.strip().splitlines()) == 1
+    assert not (npy_pair / "run").exists()

@@ -11,12 +11,13 @@ the process's memory stays bounded by what it holds, not by N.
 from __future__ import annotations
 
 import os
+from collections.abc import Iterator
 from itertools import repeat
 from typing import Any
 
 import numpy as np
 
-__all__ = ["RowReader"]
+__all__ = ["RowReader", "row_chunks"]
 
 
 class RowReader:
@@ -102,6 +103,32 @@ class RowReader:
             self._views = {key: [(memoryview(row).cast("B"),) for row in out]}
             views = self._views[key]
         return views
+
+
+def row_chunks(X: Any, chunk_rows: int, rows: Any = None) -> Iterator[tuple[int, Any]]:
+    """``(start, X[start : start + chunk_rows])`` for each chunk of the rows of a 2-D X
+    (an array or a SciPy sparse matrix), in order; with ``rows`` (row numbers), the
+    chunks of ``X[rows]`` instead, ``start`` counting positions in ``rows``.
+
+    Where X is backed by a memory-mapped file, each chunk is read from the file into one
+    reused buffer (valid until the next chunk is asked for), so that a pass over X does
+    not bring the file into memory; otherwise the chunks are slices of X (or, with
+    ``rows``, new arrays).
+    """
+    n_rows = X.shape[0] if rows is None else len(rows)
+    if _memmap_base(X) is None:  # the common case, kept light for one-row predictions
+        for start in range(0, n_rows, chunk_rows):
+            stop = start + chunk_rows
+            yield start, X[start:stop] if rows is None else X[rows[start:stop]]
+        return
+    with RowReader(X) as reader:
+        buffer = np.empty((min(chunk_rows, n_rows), X.shape[1]), X.dtype)
+        for start in range(0, n_rows, chunk_rows):
+            chunk = buffer[: min(chunk_rows, n_rows - start)]
+            if rows is None:
+                yield start, reader.read(start, chunk)
+            else:
+                yield start, reader.take(rows[start : start + chunk_rows], chunk)
 
 
 def _memmap_base(X: Any) -> np.memmap | None:

@@ -15,7 +15,7 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from handgrad._mapped import RowReader
+from handgrad._mapped import row_chunks
 from handgrad._xp import finite_on_device, is_numpy, namespace, numpy_dtype, to_numpy, xp_dtype
 
 
@@ -104,19 +104,14 @@ def _check_finite_rows(arr: NDArray[np.floating], name: str) -> None:
     its file a chunk at a time (:class:`handgrad._mapped.RowReader`), so that checking
     a file larger than memory does not bring it into memory."""
     rows = min(arr.shape[0], max(1, FINITE_CHUNK_BYTES // (arr.shape[1] * arr.itemsize)))
-    with RowReader(arr) as reader:
-        # In memory, a chunk is a view; from a file, it is read into one reused buffer.
-        buffer = np.empty((rows, arr.shape[1]), arr.dtype) if reader.reads_file else None
-        for start in range(0, arr.shape[0], rows):
-            n = min(rows, arr.shape[0] - start)
-            chunk = arr[start : start + n] if buffer is None else reader.read(start, buffer[:n])
-            if not all_finite(chunk):
-                bad = np.argwhere(~np.isfinite(chunk))[0]
-                kind = "NaN" if np.isnan(chunk[tuple(bad)]) else "infinity"
-                raise ValueError(
-                    f"{name} contains {kind} (first at row {start + bad[0]}, column "
-                    f"{bad[1]}); remove or impute non-finite values"
-                )
+    for start, chunk in row_chunks(arr, rows):
+        if not all_finite(chunk):
+            bad = np.argwhere(~np.isfinite(chunk))[0]
+            kind = "NaN" if np.isnan(chunk[tuple(bad)]) else "infinity"
+            raise ValueError(
+                f"{name} contains {kind} (first at row {start + bad[0]}, column "
+                f"{bad[1]}); remove or impute non-finite values"
+            )
 
 
 def _check_sparse_X(X: Any, n_features: int | None, dtype: Any, name: str, finite: bool):
@@ -185,7 +180,7 @@ def check_class_indices(y: Any, n_samples: int, n_classes: int, name: str = "y")
             f"{name} must hold integer class indices 0..{n_classes - 1}, but its dtype is "
             f"{arr.dtype}; encode labels first (MLPClassifier does this for you)"
         )
-    arr = arr.astype(np.intp)
+    arr = arr.astype(np.intp, copy=False)  # read only: no second (N,) copy
     if arr.size and (arr.min() < 0 or arr.max() >= n_classes):
         bad = arr[(arr < 0) | (arr >= n_classes)][0]
         raise ValueError(

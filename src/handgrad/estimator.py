@@ -160,7 +160,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         self, y: NDArray, *, reset: bool, incremental: bool, classes: ArrayLike | None
     ) -> NDArray:
         """Check the training targets (already through ``validate_data``) and encode
-        them as an (N, n_outputs) matrix, setting what the estimator learns from them."""
+        them as an (N, n_outputs) matrix (or (N,) class indices, see ``_n_outputs``),
+        setting what the estimator learns from them."""
 
     @abstractmethod
     def _encode_held_out(self, y_val: NDArray) -> NDArray:
@@ -169,6 +170,10 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
     def _targets(self, Y: NDArray) -> NDArray:
         """The encoded targets as the network's head takes them."""
         return Y
+
+    def _n_outputs(self, Y: NDArray) -> int:
+        """The network's output width for the encoded targets Y."""
+        return Y.shape[1]
 
     def _stratify(self, T: NDArray) -> NDArray | None:
         """Labels to stratify the early-stopping split by (None: a plain split)."""
@@ -213,6 +218,22 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         """
         return self._fit(X, y, sample_weight, eval_set=eval_set, callbacks=callbacks, resume=resume)
 
+    def _fit_rows(
+        self,
+        X: ArrayLike,
+        y: ArrayLike,
+        rows: NDArray,
+        validation_rows: NDArray,
+        *,
+        callbacks: Sequence[Callback] | None = None,
+        resume: Run | None = None,
+    ) -> Self:
+        """``fit(X[rows], y[rows], eval_set=(X[validation_rows], y[validation_rows]))``
+        without copying X: the loop reads the rows from X (a memory-mapped X from its
+        file), with the same result where y[rows] holds every label of y. The route of a
+        run on a ``.npy`` file (:mod:`handgrad.runs`); y has a label for every row of X."""
+        return self._fit(X, y, callbacks=callbacks, resume=resume, split=(rows, validation_rows))
+
     def _fit(
         self,
         X: ArrayLike,
@@ -224,8 +245,10 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         eval_set: tuple[ArrayLike, ArrayLike] | None = None,
         callbacks: Sequence[Callback] | None = None,
         resume: Run | None = None,
+        split: tuple[NDArray, NDArray] | None = None,
     ) -> Self:
-        """The one entry point behind ``fit`` and ``partial_fit``: choose the run (new,
+        """The one entry point behind ``fit``, ``partial_fit`` and ``_fit_rows`` (whose
+        ``split`` is the training and held-out rows of X): choose the run (new,
         continued, or ``resume``), check the data against it, and train."""
         fitted = hasattr(self, "_run")
         if not (incremental and fitted):
@@ -263,7 +286,9 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         self._check_run(run, X, Y)
         self._run = run  # before the loop: callbacks read the same run
         T, rows, validation_rows, validation = self._targets(Y), None, None, None
-        if eval_set is None:
+        if split is not None:
+            rows, validation_rows = split
+        elif eval_set is None:
             rows, validation_rows = self._early_stopping_split(T, seeds[2], incremental)
         else:
             validation = self._validation_set(eval_set, X.dtype)
@@ -328,8 +353,15 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             )
         X_val = _array_input(eval_set[0], "X_val")
         X_val, y_val = validate_data(
-            self, X_val, _targets_input(eval_set[1]), reset=False, multi_output=True, dtype=dtype
-        )
+            self,
+            X_val,
+            _targets_input(eval_set[1]),
+            reset=False,
+            multi_output=True,
+            dtype=dtype,
+            ensure_all_finite=False,
+        )  # check_X's pass reads a memory-mapped X_val from its file, chunk by chunk
+        X_val = check_X(X_val, dtype=dtype, name="X_val")
         return X_val, self._targets(self._encode_held_out(y_val)), None
 
     def _early_stopping_split(
@@ -362,7 +394,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         optimizer = make_optimizer(self)
         batch = 200 if self.batch_size == "auto" else max(1, self.batch_size)
         training.check_training_memory(  # before any of it is allocated
-            (X.shape[1], *self._hidden_sizes(), Y.shape[1]),
+            (X.shape[1], *self._hidden_sizes(), self._n_outputs(Y)),
             X.shape[0] if self.solver == "lbfgs" else min(batch, X.shape[0]),
             dtype=numpy_dtype(X.dtype),
             optimizer=optimizer,
@@ -372,7 +404,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         model = MLP(
             X.shape[1],
             self._hidden_sizes(),
-            Y.shape[1],
+            self._n_outputs(Y),
             activation=self.activation,
             head=self._head,
             init="glorot",
@@ -390,7 +422,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             self._optimizer_key = self._optimizer_signature()
 
     def _check_run(self, run: Run, X: NDArray, Y: NDArray) -> None:
-        sizes = (X.shape[1], *self._hidden_sizes(), Y.shape[1])
+        sizes = (X.shape[1], *self._hidden_sizes(), self._n_outputs(Y))
         if run.model.layer_sizes != sizes or run.model.head != self._head:
             raise ValueError(
                 f"cannot continue training a {run.model!r} with hidden_layer_sizes="
@@ -860,7 +892,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     def _encode_y(
         self, y: NDArray, *, reset: bool, incremental: bool, classes: ArrayLike | None
     ) -> NDArray:
-        """Labels checked, ``classes_`` set (on a fresh fit), one-hot/indicator matrix."""
+        """Labels checked, ``classes_`` set (on a fresh fit); class indices for a
+        multi-class problem, else the 0/1 indicator matrix."""
         if y.ndim == 2 and y.shape[1] == 1:
             y = column_or_1d(y, warn=True)
         y = _with_unique_labels(y)  # for the label checks below
@@ -873,7 +906,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             self.classes_ = self._label_binarizer.classes_
         if not reset or incremental or classes is not None:
             self._check_labels(y)
-        return self._label_binarizer.transform(y)
+        return self._indices_or_indicators(y)
 
     def _check_labels(self, y: NDArray) -> None:
         labels = unique_labels(y)
@@ -897,16 +930,22 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
                 f"y_val has labels {unseen.tolist()} that are not in classes_ "
                 f"{self.classes_.tolist()}"
             )
-        return self._label_binarizer.transform(y_val)
+        return self._indices_or_indicators(y_val)
+
+    def _indices_or_indicators(self, y: NDArray) -> NDArray:
+        """Known labels as the (N,) class indices the softmax head takes (never an
+        (N, C) one-hot matrix: it would be C times the size of y), or, for binary and
+        multi-label targets, the binarizer's 0/1 indicator matrix."""
+        if self._label_binarizer.y_type_ == "multiclass" and np.ndim(y) == 1:
+            return np.searchsorted(self.classes_, y)
+        return self._label_binarizer.transform(y)
 
     @property
     def _head(self) -> str:
         return "softmax" if self._label_binarizer.y_type_ == "multiclass" else "sigmoid"
 
-    def _targets(self, Y: NDArray) -> NDArray:
-        """Binarized labels as the network's head takes them: class indices for the
-        softmax, the 0/1 matrix for sigmoids."""
-        return Y.argmax(axis=1) if self._head == "softmax" else Y
+    def _n_outputs(self, Y: NDArray) -> int:
+        return len(self.classes_) if Y.ndim == 1 else Y.shape[1]
 
     def _stratify(self, T: NDArray) -> NDArray | None:
         """As scikit-learn: only a single output (a binary problem) is stratified, by

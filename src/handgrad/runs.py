@@ -50,16 +50,19 @@ from typing import Any
 import numpy as np
 
 from handgrad._atomic import remove_stale_temporaries, write_atomically
+from handgrad._mapped import row_chunks
 from handgrad._split import describe_labels, stratified_split
 from handgrad._validation import check_choice, check_number
 from handgrad.bundle import save_bundle
 from handgrad.callbacks import Checkpoint, ProgressBar
 from handgrad.data import TASKS, Preprocessor, load_dataset
+from handgrad.data.mapped import is_npy, load_mapped
 from handgrad.data.preprocess import KINDS as PREPROCESSING
 from handgrad.errors import HandgradError
 from handgrad.layers import ACTIVATIONS
 from handgrad.optim import OPTIMIZERS
 from handgrad.state import fitted_target_regressor, load_run
+from handgrad.workspace import CHUNK_ROWS
 
 __all__ = [
     "CHECKPOINT",
@@ -127,6 +130,11 @@ class RunConfig:
     an epoch-by-epoch solver) and off for classification: a small regression table
     overfits within the default epochs, and the best validation R²'s weights generalise.
     :func:`prepare_data` settles both.
+
+    ``labels`` is the labels file of a ``.npy`` ``data`` file (``.npy``, or a one-column
+    ``.csv``): X is then trained from its file, never read into memory (see
+    :mod:`handgrad.data.mapped`), as stored: ``preprocessing`` "none", the ``dtype`` of
+    the file.
     """
 
     data: str = "digits"
@@ -150,6 +158,7 @@ class RunConfig:
     header: bool | None = None
     missing_label: str = "error"
     task: str | None = None
+    labels: str | None = None
 
     def __post_init__(self) -> None:
         self.hidden = tuple(self.hidden)
@@ -370,17 +379,40 @@ class PreparedData:
     """A dataset split into train/validation/test, preprocessed to (N, D) rows.
 
     ``config`` is the configuration with its defaults settled for these data (see
-    :class:`RunConfig`)."""
+    :class:`RunConfig`). For a ``.npy`` file trained from disk, ``X`` is the whole
+    memory-mapped file, ``y`` its labels, ``rows`` the row numbers of each part
+    ("train", "val", "test"), and ``X_train``, ``X_val`` and ``X_test`` are None: use
+    :meth:`predict` and :meth:`score`, which read a part's rows a chunk at a time."""
 
-    X_train: np.ndarray
+    X_train: np.ndarray | None
     y_train: np.ndarray
-    X_val: np.ndarray
+    X_val: np.ndarray | None
     y_val: np.ndarray
-    X_test: np.ndarray
+    X_test: np.ndarray | None
     y_test: np.ndarray
     preprocessor: Preprocessor
     info: dict[str, Any] = field(default_factory=dict)
     config: RunConfig | None = None
+    X: np.ndarray | None = None
+    y: np.ndarray | None = None
+    rows: dict[str, np.ndarray] | None = None
+
+    def predict(self, model: Any, part: str) -> np.ndarray:
+        """``model.predict`` of one part ("train", "val" or "test"); for X on disk, of its
+        rows read CHUNK_ROWS at a time (the chunks ``predict`` makes of rows in memory, so
+        the same numbers)."""
+        if self.X is None or self.rows is None:
+            return model.predict(getattr(self, f"X_{part}"))
+        chunks = row_chunks(self.X, CHUNK_ROWS, self.rows[part])
+        return np.concatenate([model.predict(chunk) for _, chunk in chunks])
+
+    def score(self, classifier: Any, part: str) -> float:
+        """A classifier's accuracy on one part."""
+        if self.X is None:
+            return float(classifier.score(getattr(self, f"X_{part}"), getattr(self, f"y_{part}")))
+        from sklearn.metrics import accuracy_score
+
+        return float(accuracy_score(getattr(self, f"y_{part}"), self.predict(classifier, part)))
 
 
 def default_epochs(n_train: int, batch_size: int) -> int:
@@ -390,12 +422,15 @@ def default_epochs(n_train: int, batch_size: int) -> int:
     return max(MIN_EPOCHS, math.ceil(STEP_BUDGET / steps_per_epoch))
 
 
+_FILE_KINDS = ("csv", "npz", "npy")
+
+
 def _data_file(data: str) -> Path | None:
     """The file a ``--data`` value names, or None for a named dataset."""
     kind, _, path = data.partition(":")
-    if path and kind.lower() in ("csv", "npz"):
+    if path and kind.lower() in _FILE_KINDS:
         return Path(path)
-    if data.lower().endswith((".csv", ".npz")):
+    if data.lower().endswith(tuple(f".{k}" for k in _FILE_KINDS)):
         return Path(data)
     return None
 
@@ -403,25 +438,30 @@ def _data_file(data: str) -> Path | None:
 def _absolute_data(data: str) -> str:
     """``data`` with a file's path made absolute, so the run resumes from any folder."""
     kind, _, rest = data.partition(":")
-    if rest and kind.lower() in ("csv", "npz"):
+    if rest and kind.lower() in _FILE_KINDS:
         return f"{kind}:{os.path.abspath(rest)}"
-    if data.lower().endswith((".csv", ".npz")):
+    if data.lower().endswith(tuple(f".{k}" for k in _FILE_KINDS)):
         return os.path.abspath(data)
     return data
 
 
 def data_fingerprint(config: RunConfig, ds: Any = None) -> dict[str, Any]:
     """What identifies the data a run trained on: a file's absolute path, size and
-    SHA-256 of its bytes; for a named dataset, the SHA-256 of its arrays."""
+    SHA-256 of its bytes (read a megabyte at a time: a file larger than memory is hashed
+    whole without being held; with ``config.labels``, of both files, the sizes summed);
+    for a named dataset, the SHA-256 of its arrays."""
     path = _data_file(config.data)
     if path is not None:
+        files = [path] if config.labels is None else [path, Path(config.labels)]
         digest = hashlib.sha256()
-        with open(path, "rb") as handle:
-            for block in iter(lambda: handle.read(1 << 20), b""):
-                digest.update(block)
+        for file in files:
+            with open(file, "rb") as handle:
+                for block in iter(lambda: handle.read(1 << 20), b""):
+                    digest.update(block)
         return {
             "path": os.path.abspath(path),
-            "size": path.stat().st_size,
+            **({} if config.labels is None else {"labels": os.path.abspath(config.labels)}),
+            "size": sum(file.stat().st_size for file in files),
             "sha256": digest.hexdigest(),
         }
     digest = hashlib.sha256()
@@ -442,7 +482,17 @@ def prepare_data(config: RunConfig) -> PreparedData:
     Everything that can be wrong with the data is found here, before any training: a
     single class, a class too small to split, a label that does not fit the task, a
     batch larger than the training part.
+
+    A ``.npy`` file (with ``config.labels``) is split by row numbers, as an ``.npz`` of
+    the same arrays would be (:mod:`handgrad.data.mapped`), and never read into memory.
     """
+    if is_npy(config.data):
+        return _prepare_mapped(config)
+    if config.labels is not None:
+        raise ValueError(
+            "--labels goes with a .npy --data file (X.npy); a CSV file's label column is "
+            "named with --label"
+        )
     ds = load_dataset(
         config.data,
         data_dir=config.data_dir,
@@ -453,20 +503,8 @@ def prepare_data(config: RunConfig) -> PreparedData:
         missing_label=config.missing_label,
         task=config.task,
     )
+    _check_labels(config, ds.task, ds.y_train, ds.y_test)
     regression = ds.task == "regression"
-    if regression:
-        if np.ptp(ds.y_train) == 0:
-            raise ValueError(
-                f"{config.data}: the target is {ds.y_train[0]:g} in every training row: "
-                "there is nothing to regress"
-            )
-    else:
-        classes = np.unique(np.concatenate([ds.y_train, ds.y_test]))
-        if len(classes) < 2:
-            raise ValueError(
-                f"{config.data} has a single class ({describe_labels(classes)}): there is "
-                "nothing to classify"
-            )
     n_val = max(1, round(config.validation_fraction * len(ds.X_train)))
     X_tr, X_val, y_tr, y_val = stratified_split(
         ds.X_train,
@@ -475,11 +513,7 @@ def prepare_data(config: RunConfig) -> PreparedData:
         seed=config.seed,
         stratify=None if regression else ds.y_train,
     )
-    if config.batch_size > len(X_tr):
-        raise ValueError(
-            f"batch size {config.batch_size} is larger than the training set "
-            f"({len(X_tr)} samples after the validation split)"
-        )
+    _check_batch_size(config, len(X_tr))
     config = dataclasses.replace(
         config,
         data=_absolute_data(config.data),
@@ -521,6 +555,96 @@ def prepare_data(config: RunConfig) -> PreparedData:
         pre,
         info,
         config,
+    )
+
+
+def _check_labels(config: RunConfig, task: str, y_train: np.ndarray, y_test: np.ndarray) -> None:
+    """A regression target that varies; two classes at least."""
+    if task == "regression":
+        if np.ptp(y_train) == 0:
+            raise ValueError(
+                f"{config.data}: the target is {y_train[0]:g} in every training row: "
+                "there is nothing to regress"
+            )
+    else:
+        classes = np.unique(np.concatenate([y_train, y_test]))
+        if len(classes) < 2:
+            raise ValueError(
+                f"{config.data} has a single class ({describe_labels(classes)}): there is "
+                "nothing to classify"
+            )
+
+
+def _check_batch_size(config: RunConfig, n_train: int) -> None:
+    if config.batch_size > n_train:
+        raise ValueError(
+            f"batch size {config.batch_size} is larger than the training set "
+            f"({n_train} samples after the validation split)"
+        )
+
+
+def _prepare_mapped(config: RunConfig) -> PreparedData:
+    """:func:`prepare_data` for a ``.npy`` file: X memory-mapped, split by row numbers,
+    trained as stored (no preprocessing, in the file's dtype)."""
+    ds = load_mapped(
+        config.data,
+        config.labels,
+        split_seed=config.seed,
+        test_size=config.test_fraction,
+        task=config.task,
+    )
+    if config.preprocessing not in (None, "none"):
+        raise ValueError(
+            f"{ds.name} is trained from its file, as stored: --preprocessing "
+            f"{config.preprocessing} would need X in memory; prepare X beforehand and "
+            "give --preprocessing none (the default for a .npy file)"
+        )
+    if np.dtype(config.dtype) != ds.X.dtype:
+        raise ValueError(
+            f"{ds.name} holds {ds.X.dtype}; give --dtype {ds.X.dtype} (a {config.dtype} "
+            "network would need a converted copy of X in memory)"
+        )
+    y_train, y_test = ds.y[ds.train_rows], ds.y[ds.test_rows]
+    _check_labels(config, ds.task, y_train, y_test)
+    regression = ds.task == "regression"
+    n_val = max(1, round(config.validation_fraction * len(ds.train_rows)))
+    # The rows the in-memory split takes of X_train (the same permutation of the same n).
+    train_rows, val_rows = stratified_split(
+        ds.train_rows, test_size=n_val, seed=config.seed, stratify=None if regression else y_train
+    )
+    _check_batch_size(config, len(train_rows))
+    config = dataclasses.replace(
+        config,
+        data=_absolute_data(config.data),
+        labels=os.path.abspath(config.labels),  # type: ignore[arg-type]
+        data_dir=None,
+        preprocessing="none",
+        epochs=config.epochs or default_epochs(len(train_rows), config.batch_size),
+        task=ds.task,
+        early_stopping=config.early_stopping
+        if config.early_stopping is not None
+        else regression and config.solver != "lbfgs",
+    )
+    chunks = (chunk for _, chunk in row_chunks(ds.X, CHUNK_ROWS, train_rows))
+    pre = Preprocessor("none", dtype=config.dtype).fit_chunks(chunks)
+    info: dict[str, Any] = {
+        "data": config.data,
+        "labels": config.labels,
+        "data_dir": None,
+        "label": None,
+        "header": None,
+        "task": ds.task,
+        "name": ds.name,
+        "class_names": list(ds.class_names),
+        "image_shape": None,
+        "split_seed": config.seed,
+        "test_fraction": config.test_fraction,
+        "fingerprint": data_fingerprint(config),
+    }
+    rows = {"train": train_rows, "val": val_rows, "test": ds.test_rows}
+    y_parts = [ds.y[rows[part]] for part in ("train", "val", "test")]
+    return PreparedData(
+        None, y_parts[0], None, y_parts[1], None, y_parts[2], pre, info, config, ds.X, ds.y, rows
     )
 
 
@@ -685,11 +809,13 @@ def _train(
 
     regression = config.task == "regression"
     clf = _build(config)
-    y_train, y_val = data.y_train, data.y_val
+    y_train, y_val, y_all = data.y_train, data.y_val, data.y
     if regression:  # trained on standardized targets (see the module docstring)
         target = StandardScaler().fit(y_train.reshape(-1, 1))
         y_train = target.transform(y_train.reshape(-1, 1)).ravel()
         y_val = target.transform(y_val.reshape(-1, 1)).ravel()
+        if y_all is not None:
+            y_all = target.transform(y_all.reshape(-1, 1)).ravel()
     done = 0 if run is None else run.history.epochs
     # L-BFGS runs as one scipy call, without epochs to report.
     bar = ProgressBar(config.epochs, initial=done, disable=not progress or config.solver == "lbfgs")
@@ -713,13 +839,23 @@ def _train(
             # checkpoint was its end) is only attached to the classifier.
             if finished:
                 clf.max_iter = done
-            clf.fit(
-                data.X_train,
-                y_train,
-                eval_set=(data.X_val, y_val),
-                callbacks=() if finished else callbacks,
-                resume=run,
-            )
+            if data.X is None:
+                clf.fit(
+                    data.X_train,
+                    y_train,
+                    eval_set=(data.X_val, y_val),
+                    callbacks=() if finished else callbacks,
+                    resume=run,
+                )
+            else:  # X on disk: trained on its rows, never copied
+                clf._fit_rows(
+                    data.X,
+                    y_all,
+                    data.rows["train"],  # type: ignore[index]
+                    data.rows["val"],  # type: ignore[index]
+                    callbacks=() if finished else callbacks,
+                    resume=run,
+                )
     finally:
         bar.close()
     seconds = time.perf_counter() - start
@@ -737,8 +873,8 @@ def _train(
             data,
             config,
             seconds,
-            train_accuracy=float(clf.score(data.X_train, data.y_train)),
-            val_accuracy=float(clf.score(data.X_val, data.y_val)),
+            train_accuracy=data.score(clf, "train"),
+            val_accuracy=data.score(clf, "val"),
         )
     metrics["sizes"] = {
         "train": len(data.y_train),
@@ -804,7 +940,7 @@ def run_metrics(
     from sklearn.metrics import confusion_matrix
 
     history = clf.history_
-    pred = clf.predict(data.X_test)
+    pred = data.predict(clf, "test")
     final = {
         "train_accuracy": train_accuracy,
         "val_accuracy": val_accuracy,
@@ -842,14 +978,10 @@ def regression_metrics(
     and the test targets with their predictions (at most
     :data:`MAX_REPORTED_PREDICTIONS`, a seeded sample) for the report."""
     final: dict[str, Any] = {}
-    parts = {
-        "train": (data.X_train, data.y_train),
-        "val": (data.X_val, data.y_val),
-        "test": (data.X_test, data.y_test),
-    }
+    parts = {"train": data.y_train, "val": data.y_val, "test": data.y_test}
     test_pred = None
-    for part, (X, y) in parts.items():
-        pred = np.asarray(reg.predict(X), dtype=np.float64)
+    for part, y in parts.items():
+        pred = np.asarray(data.predict(reg, part), dtype=np.float64)
         final |= {f"{part}_{k}": v for k, v in _target_scores(y, pred).items()}
         test_pred = pred
     history = reg.regressor_.history_ if hasattr(reg, "regressor_") else reg.history_

@@ -509,8 +509,8 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None, w_hos
     classifies = HEADS[model.head].right_rows is not None  # a running accuracy to keep
     C = model.layer_sizes[-1]
     output_mean = HEADS[model.head].reports_output_mean and C > 1
-    arange = np.arange(N)
-    order = arange.copy()  # rng.permutation(N) is arange + shuffle: same order, no alloc
+    # rng.permutation(N) is 0..N-1 shuffled: the same order, in one reused (N,) array
+    order = _counting(np.empty(N, np.intp))
     row_numbers = np.empty(batch_size, np.intp)
     epochs_done = 0
     mid_epoch = False  # True while the weights are part way through an epoch
@@ -520,8 +520,7 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None, w_hos
                 hist.stop_reason = "max_epochs"
                 break
             if config.shuffle:
-                np.copyto(order, arange)
-                run.rng.shuffle(order)
+                run.rng.shuffle(_counting(order))
             if on_device:  # the epoch's row numbers, moved once
                 order_on_device = to_device(order if rows is None else rows[order], xp, device(X))
             total, correct, seen = 0.0, 0, 0
@@ -598,6 +597,14 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None, w_hos
     if config.stopping == "validation" and run.best_params is not None:
         for k, v in run.best_params.items():
             copy_into(model.params[k], v)
+
+
+def _counting(order: np.ndarray, chunk: int = 1 << 16) -> np.ndarray:
+    """``order[:] = 0, 1, …, N−1``, a chunk at a time: no second (N,) array."""
+    for start in range(0, len(order), chunk):
+        stop = min(start + chunk, len(order))
+        order[start:stop] = np.arange(start, stop)
+    return order
 
 
 def _workspace(model: MLP, rows: int, config: TrainingConfig) -> Workspace | None:

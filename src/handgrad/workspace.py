@@ -45,7 +45,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import DTypeLike, NDArray
 
-from handgrad._mapped import RowReader
+from handgrad._mapped import RowReader, row_chunks
 from handgrad._validation import all_finite, check_X
 from handgrad.layers import ACTIVATIONS, HEADS, head_buffers, softmax_cross_entropy_
 
@@ -551,7 +551,8 @@ def scores(
     with hidden ``activation``, in the parameters' dtype, chunk by chunk.
 
     One set of hidden buffers of ``chunk_rows`` rows is reused for every chunk, so the
-    memory beyond S does not grow with N; the last layer writes straight into S.
+    memory beyond S does not grow with N; the last layer writes straight into S. A
+    memory-mapped X is read from its file a chunk at a time (:func:`row_chunks`).
 
     ``check_finite`` raises check_X's ValueError for a NaN or infinity in X, tested on
     ``Z1 = X W1 + b1`` while it is in cache rather than by another pass over X: in IEEE
@@ -563,8 +564,7 @@ def scores(
     N, dtype, forward_ = X.shape[0], weights[0].dtype, ACTIVATIONS[activation].forward_
     S = np.empty((N, weights[-1].shape[1]), dtype)
     hidden = [np.empty((min(N, chunk_rows), W.shape[1]), dtype) for W in weights[:-1]]
-    for start in range(0, N, chunk_rows):
-        A = X[start : start + chunk_rows]
+    for start, A in row_chunks(X, chunk_rows):
         n = A.shape[0]
         affine = _affine_one_row_ if n == 1 else affine_
         for l in range(1, L + 1):

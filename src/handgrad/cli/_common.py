@@ -60,7 +60,7 @@ def data_options(default: str | None) -> Any:
             help="Folder holding downloaded datasets (default: the user cache, "
             "or $HANDGRAD_DATA_DIR).",
         )(f)
-        help_text = "Dataset name (see `handgrad datasets`) or a .csv/.npz file" + (
+        help_text = "Dataset name (see `handgrad datasets`) or a .csv/.npz/.npy file" + (
             f" [default: {default}]" if default else " [default: the data the model was trained on]"
         )
         return click.option("--data", default=default, metavar="NAME|FILE", help=help_text)(f)

@@ -14,6 +14,13 @@ from handgrad.cli._common import csv_options, data_options, format_table
 @click.command("evaluate")
 @click.argument("model", type=click.Path(dir_okay=False))
 @data_options(default=None)
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="LABELS.npy",
+    help="The labels of a --data FILE.npy [default: those the model was trained with].",
+)
 @csv_options
 @click.option(
     "--split",
@@ -29,6 +36,7 @@ def command(
     data: str | None,
     data_dir: str | None,
     label: str | None,
+    labels: str | None,
     header: bool | None,
     missing_label: str,
     split: str,
@@ -42,9 +50,14 @@ def command(
       handgrad evaluate runs/digits/model.safetensors
       handgrad evaluate model.safetensors --data new.csv --label target --split all --json
     """
-    from handgrad.bundle import align_columns, evaluate, load_bundle
+    import numpy as np
+
+    from handgrad._mapped import row_chunks
+    from handgrad.bundle import align_columns, load_bundle
     from handgrad.data import load_dataset
+    from handgrad.data.mapped import is_npy, load_mapped
     from handgrad.runs import label_column
+    from handgrad.workspace import CHUNK_ROWS
 
     bundle = load_bundle(model)
     info = bundle.info
@@ -57,6 +70,25 @@ def command(
         data_dir = data_dir or info.get("data_dir")
         label = label if label is not None else info.get("label")
         header = header if header is not None else info.get("header")
+        labels = labels if labels is not None else info.get("labels")
+    split_seed, test_size = int(info.get("split_seed", 0)), float(info.get("test_fraction", 0.25))
+    if is_npy(name):
+        # X is read from its file; the part scored is gathered, a chunk at a time.
+        mapped = load_mapped(
+            name,
+            labels,
+            split_seed=split_seed,
+            test_size=test_size,
+            task="regression" if bundle.is_regressor else None,
+        )
+        if split == "all":
+            X, y = mapped.X, mapped.y
+        else:
+            rows = mapped.test_rows if split == "test" else mapped.train_rows
+            X = np.concatenate([chunk for _, chunk in row_chunks(mapped.X, CHUNK_ROWS, rows)])
+            y = mapped.y[rows]
+        _report(bundle, model, name, split, X, y, as_json)
+        return
     ds = load_dataset(
         name,
         data_dir=data_dir,
@@ -64,18 +96,22 @@ def command(
         header=header,
         missing_label=missing_label,
         task="regression" if bundle.is_regressor else None,
-        split_seed=int(info.get("split_seed", 0)),
-        test_size=float(info.get("test_fraction", 0.25)),
+        split_seed=split_seed,
+        test_size=test_size,
     )
     if split == "test":
         X, y = ds.X_test, ds.y_test
     elif split == "train":
         X, y = ds.X_train, ds.y_train
     else:
-        import numpy as np
-
         X, y = np.concatenate([ds.X_train, ds.X_test]), np.concatenate([ds.y_train, ds.y_test])
     X = align_columns(bundle, X, ds.feature_names, name)
+    _report(bundle, model, name, split, X, y, as_json)
+
+
+def _report(bundle: Any, model: str, name: str, split: str, X: Any, y: Any, as_json: bool) -> None:
+    from handgrad.bundle import evaluate
+
     report = evaluate(bundle, X, y, name=name)
     report = {"model": model, "data": name, "split": split, **report}
     if as_json:

@@ -19,6 +19,7 @@ _CONFIG_OPTIONS = (
     "data",
     "data_dir",
     "label",
+    "labels",
     "hidden",
     "activation",
     "solver",
@@ -44,6 +45,15 @@ _CONFIG_OPTIONS = (
 
 @click.command("train")
 @data_options(default=_D.data)
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="LABELS.npy",
+    help="The labels (.npy, or a one-column .csv) of a --data FILE.npy of samples, "
+    "one per row. X is then trained from its file without being read into memory, "
+    "as stored (no preprocessing, in the file's dtype).",
+)
 @csv_options
 @click.option(
     "--task",
@@ -203,6 +213,7 @@ def command(
       handgrad train --data table.csv --label species --preprocessing standardize
       handgrad train --data diabetes
       handgrad train --data houses.csv --label price --task regression
+      handgrad train --data X.npy --labels y.npy --hidden 256 --batch-size 200
       handgrad train --checkpoint-every 5 --out runs/long   # then, after a crash:
       handgrad train --resume runs/long
       handgrad train --resume runs/long --epochs 40   # train a finished run longer

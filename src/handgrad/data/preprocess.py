@@ -15,7 +15,7 @@ floats -- that :meth:`Preprocessor.from_dict` turns back into the same transform
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from typing import Any
 
 import numpy as np
@@ -103,6 +103,26 @@ class Preprocessor(TransformerMixin, BaseEstimator):
                 f"X holds values too large for preprocessing {self.kind!r} (up to "
                 f"{float(np.abs(rows).max()):.6g}); choose another preprocessing"
             )
+        return self
+
+    def fit_chunks(self, chunks: Iterable[np.ndarray]) -> Preprocessor:
+        """``fit`` over the training rows given as (n, D) chunks (a file read a chunk at a
+        time, :mod:`handgrad.data.mapped`), for kind "none": the statistics of the other
+        kinds would transform X, which stays as stored; this learns each feature's range
+        (:meth:`outside_range`)."""
+        if self.kind != "none":
+            raise ValueError(f"preprocessing {self.kind!r} needs X in memory; use 'none'")
+        lo = hi = None
+        for chunk in chunks:
+            lo = chunk.min(axis=0) if lo is None else np.minimum(lo, chunk.min(axis=0))
+            hi = chunk.max(axis=0) if hi is None else np.maximum(hi, chunk.max(axis=0))
+        if lo is None or hi is None:
+            raise ValueError("X must hold at least one sample")
+        if hasattr(self, "feature_names_in_"):
+            del self.feature_names_in_
+        self.n_features_ = len(lo)
+        self.data_min_, self.data_max_ = lo.astype(np.float64), hi.astype(np.float64)
+        self.scale_, self.mean_, self.std_ = 1.0, None, None
         return self
 
     @property
