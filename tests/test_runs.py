@@ -13,12 +13,12 @@ from click.testing import CliRunner
 from sklearn.datasets import load_iris
 
 import handgrad.runs as runs
-import handgrad.training as training
 from handgrad._atomic import write_atomically
 from handgrad._split import stratified_split
 from handgrad.bundle import load_bundle
 from handgrad.cli import main
 from handgrad.errors import TrainingDivergedError
+from handgrad.optim import Adam
 from handgrad.runs import RunConfig, read_json
 
 SMALL = ["--data", "iris", "--epochs", "3", "--hidden", "8", "--quiet"]
@@ -87,7 +87,7 @@ def test_ctrl_c_in_the_first_epoch_saves_nothing_over_a_good_run(good, monkeypat
     def interrupt(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(training, "right_rows", interrupt)  # inside the first epoch
+    monkeypatch.setattr(Adam, "update", interrupt)  # the first step of the first epoch
     result = invoke("train", *SMALL, "--out", folder, "--overwrite", ok=False)
     assert result.exit_code == 130
     assert "interrupted before an epoch finished; nothing was saved" in result.stderr
@@ -95,7 +95,7 @@ def test_ctrl_c_in_the_first_epoch_saves_nothing_over_a_good_run(good, monkeypat
 
 
 def test_ctrl_c_in_the_first_epoch_of_a_new_run_leaves_no_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(training, "right_rows", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(Adam, "update", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
     with pytest.raises(KeyboardInterrupt, match="nothing was saved"):
         runs.train(RunConfig(data="iris", epochs=3), out=tmp_path / "a" / "b", progress=False)
     assert list(tmp_path.iterdir()) == []  # the folder and the parent it made are gone
