@@ -714,9 +714,13 @@ def train(
     overwrite: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
 ) -> TrainResult:
     """Train from scratch into a run folder (see :func:`make_run_dir` for ``out``,
     ``name`` and ``root``, and the module docstring for the files).
+
+    ``device`` is where the training runs: ``"cpu"`` (NumPy, the fast path) or a
+    PyTorch device (``"cuda"``, ``"cuda:1"``, ``"torch:cpu"``…; see :func:`torch_device`).
 
     The data are loaded and checked before the folder is made, so bad data leave nothing
     behind. A folder that already holds files is refused unless ``overwrite``. Raises
@@ -725,7 +729,7 @@ def train(
     """
     data = prepare_data(config)
     with open_run_dir(out, name, root, overwrite=overwrite) as run_dir:
-        return _train(data.config, run_dir, data, None, progress, log)
+        return _train(data.config, run_dir, data, None, progress, log, device)
 
 
 def resume(
@@ -735,9 +739,11 @@ def resume(
     force: bool = False,
     progress: bool = True,
     log: Callable[[str], None] = print,
+    device: str = "cpu",
 ) -> TrainResult:
     """Continue the run in ``run_dir`` from its last checkpoint, to the same end as an
-    uninterrupted run (bit-identical weights).
+    uninterrupted run (bit-identical weights on the same device; ``device`` as for
+    :func:`train`).
 
     ``epochs`` larger than the run's extends it (a finished run too). The data must be
     the ones the checkpoint was trained on (same location, same content): a changed file
@@ -767,7 +773,76 @@ def resume(
         data = prepare_data(config)
         _check_same_data(run_dir, extra.get("data"), data.info["fingerprint"], force, log)
         log(f"resuming {run_dir} from epoch {run.history.epochs} of {config.epochs}")
-        return _train(data.config, run_dir, data, run, progress, log)
+        return _train(data.config, run_dir, data, run, progress, log, device)
+
+
+def torch_device(name: str) -> Any:
+    """None for ``"cpu"`` (NumPy, the fast path); otherwise the PyTorch device to train
+    on: ``"cuda"``, ``"cuda:1"``, ``"mps"`` …, or ``"torch:cpu"`` (PyTorch on the CPU, a
+    check of the device path without a GPU). A ValueError in one line when PyTorch, the
+    array-API extra or the device is missing."""
+    if not isinstance(name, str) or not name.strip():
+        raise ValueError(f"device must be a name such as cpu or cuda, got {name!r}")
+    name = name.strip()
+    if name == "cpu":
+        return None
+    try:
+        import torch
+    except ImportError:
+        raise ValueError(
+            f"--device {name} trains with PyTorch, which is not installed: pip install "
+            "torch (a CUDA build for a GPU) and 'handgrad[array-api]'"
+        ) from None
+    try:
+        import array_api_compat  # noqa: F401  (handgrad's array-API path needs it)
+    except ImportError:
+        raise ValueError(
+            f"--device {name} needs array-api-compat: pip install 'handgrad[array-api]'"
+        ) from None
+    try:
+        where = torch.device(name.removeprefix("torch:"))
+    except RuntimeError:
+        raise ValueError(
+            f"unknown device {name!r}: give cpu, cuda, cuda:N, mps or torch:cpu"
+        ) from None
+    kind = where.type
+    available = {"cpu": True, "cuda": torch.cuda.is_available()}
+    if kind == "mps":
+        available["mps"] = torch.backends.mps.is_available()
+    if not available.get(kind, False):
+        raise ValueError(
+            f"--device {name}: PyTorch {torch.__version__} finds no {kind} device here"
+        )
+    if kind == "cuda" and where.index is not None and where.index >= torch.cuda.device_count():
+        raise ValueError(
+            f"--device {name}: this machine has {torch.cuda.device_count()} CUDA device(s)"
+        )
+    return where
+
+
+@contextlib.contextmanager
+def _on_device(where: Any) -> Iterator[Callable[[Any], Any]]:
+    """A function that moves a host array once to ``where`` (the identity for None),
+    with scikit-learn's array-API dispatch on while the block runs, so that the
+    estimator trains there."""
+    if where is None:
+        yield lambda X: X
+        return
+    import sklearn
+    import torch
+
+    try:
+        context = sklearn.config_context(array_api_dispatch=True)
+        context.__enter__()
+    except (ImportError, ValueError, RuntimeError) as exc:
+        raise ValueError(
+            "training on a device needs scikit-learn's array API dispatch, which needs "
+            f"SCIPY_ARRAY_API=1 set before SciPy is imported ({exc})"
+        ) from None
+    try:
+        yield lambda X: torch.as_tensor(np.ascontiguousarray(X), device=where)
+    finally:
+        context.__exit__(None, None, None)
 
 
 def _check_same_data(
@@ -803,11 +878,19 @@ def _train(
     run: Any,
     progress: bool,
     log: Callable[[str], None],
+    device: str = "cpu",
 ) -> TrainResult:
     from sklearn.exceptions import ConvergenceWarning
     from sklearn.preprocessing import StandardScaler
 
     regression = config.task == "regression"
+    where = torch_device(device)
+    if where is not None and data.X is not None:
+        raise ValueError(
+            f"--device {device} trains on arrays held on the device, but {config.data} is "
+            "trained from its file a batch at a time: train it on the cpu, or load it "
+            "into memory first"
+        )
     clf = _build(config)
     y_train, y_val, y_all = data.y_train, data.y_val, data.y
     if regression:  # trained on standardized targets (see the module docstring)
@@ -840,13 +923,14 @@ def _train(
             if finished:
                 clf.max_iter = done
             if data.X is None:
-                clf.fit(
-                    data.X_train,
-                    y_train,
-                    eval_set=(data.X_val, y_val),
-                    callbacks=() if finished else callbacks,
-                    resume=run,
-                )
+                with _on_device(where) as move:
+                    clf.fit(
+                        move(data.X_train),
+                        y_train,
+                        eval_set=(move(data.X_val), y_val),
+                        callbacks=() if finished else callbacks,
+                        resume=run,
+                    )
             else:  # X on disk: trained on its rows, never copied
                 clf._fit_rows(
                     data.X,
@@ -859,6 +943,9 @@ def _train(
     finally:
         bar.close()
     seconds = time.perf_counter() - start
+    if where is not None:  # scored, saved and exported on the host from here on
+        clf.network_.to(np)
+        clf.optimizer_.to(np)
     if clf.history_.stop_reason == "interrupted" and clf.history_.epochs <= done:
         raise KeyboardInterrupt(
             "interrupted before an epoch finished; nothing was saved"
@@ -881,6 +968,7 @@ def _train(
         "validation": len(data.y_val),
         "test": len(data.y_test),
     }
+    metrics["device"] = "cpu" if where is None else str(where)
     finish_run(run_dir, clf, data, metrics, config)
     return TrainResult(run_dir, clf, metrics)
 

@@ -105,6 +105,10 @@ class HandgradGroup(click.Group):
         **extra: Any,
     ) -> Any:
         args = list(sys.argv[1:] if args is None else args)
+        # `train --device cuda` trains under scikit-learn's array API dispatch, which
+        # needs SciPy's array API mode, read once when SciPy is first imported: that is
+        # after this line, as no command module is imported yet.
+        os.environ.setdefault("SCIPY_ARRAY_API", "1")
         debug = "--debug" in args or os.environ.get("HANDGRAD_DEBUG", "") not in ("", "0")
         args = [a for a in args if a != "--debug"]
         try:

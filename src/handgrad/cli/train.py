@@ -191,10 +191,24 @@ _CONFIG_OPTIONS = (
     is_flag=True,
     help="With --resume: continue even though the data changed since the checkpoint.",
 )
+@click.option(
+    "--device",
+    default="cpu",
+    show_default=True,
+    metavar="DEVICE",
+    help="Where to train: cpu (NumPy) or a PyTorch device such as cuda or cuda:1 (the "
+    "data are moved there once; needs PyTorch and 'handgrad[array-api]'); torch:cpu "
+    "runs the same path on the CPU.",
+)
 @click.option("--quiet", "-q", is_flag=True, help="No progress bar; print only the result.")
 @click.pass_context
 def command(
-    ctx: click.Context, resume_dir: str | None, force: bool, quiet: bool, **options: Any
+    ctx: click.Context,
+    resume_dir: str | None,
+    force: bool,
+    quiet: bool,
+    device: str,
+    **options: Any,
 ) -> None:
     """Train a classifier (or regressor) and write a run folder with the model,
     metrics.json and report.png.
@@ -214,6 +228,7 @@ def command(
       handgrad train --data diabetes
       handgrad train --data houses.csv --label price --task regression
       handgrad train --data X.npy --labels y.npy --hidden 256 --batch-size 200
+      handgrad train --data mnist --device cuda   # PyTorch on a GPU
       handgrad train --checkpoint-every 5 --out runs/long   # then, after a crash:
       handgrad train --resume runs/long
       handgrad train --resume runs/long --epochs 40   # train a finished run longer
@@ -235,7 +250,12 @@ def command(
                     ctx,
                 )
             result = runs.resume(
-                resume_dir, epochs=options["epochs"], force=force, progress=not quiet, log=log
+                resume_dir,
+                epochs=options["epochs"],
+                force=force,
+                progress=not quiet,
+                log=log,
+                device=device,
             )
         else:
             if force:
@@ -244,7 +264,13 @@ def command(
             overwrite = options.pop("overwrite")
             config = RunConfig(**options)
             result = runs.train(
-                config, out=out, name=name, overwrite=overwrite, progress=not quiet, log=log
+                config,
+                out=out,
+                name=name,
+                overwrite=overwrite,
+                progress=not quiet,
+                log=log,
+                device=device,
             )
     except KeyboardInterrupt as exc:
         click.echo(f"handgrad: {exc or 'interrupted'}", err=True)
@@ -275,5 +301,7 @@ def _print_result(result: Any) -> None:
         )
     stopped = final["stop_reason"]
     note = f" (stopped: {stopped})" if stopped not in ("", "max_epochs") else ""
-    click.echo(f"{final['epochs']} epochs in {final['seconds']:.1f} s{note}")
+    where = result.metrics.get("device", "cpu")
+    on = "" if where == "cpu" else f" on {where}"
+    click.echo(f"{final['epochs']} epochs in {final['seconds']:.1f} s{on}{note}")
     click.echo(f"run folder: {folder}  (model.safetensors, metrics.json, report.png)")
