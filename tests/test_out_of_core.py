@@ -369,6 +369,10 @@ def test_cli_trains_a_npy_pair_as_the_same_data_in_an_npz_file(npy_pair):
     a, b = (load_bundle(npy_pair / r / "model.safetensors") for r in ("mapped", "memory"))
     for p, q in zip(a.classifier.coefs_, b.classifier.coefs_, strict=True):
         np.testing.assert_array_equal(p, q)
+    # the range of the training rows, learnt a chunk at a time from the file
+    np.testing.assert_array_equal(a.model[0].data_min_, b.model[0].data_min_)
+    np.testing.assert_array_equal(a.model[0].data_max_, b.model[0].data_max_)
+    assert a.model[0].kind == "none"
     # evaluate scores the same test rows; predict reads the .npy like any input
     scored = [
         _invoke("evaluate", npy_pair / r / "model.safetensors", "--json").output
