@@ -464,3 +464,22 @@ def test_cli_npy_errors_are_one_line(npy_pair, x, labels, extra, message):
     assert re.search(message, result.output), result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (npy_pair / "run").exists()
+
+
+def test_evaluating_a_npy_run_reads_the_file_without_mapping_it(tmp_path):
+    from handgrad.bundle import evaluate, load_bundle
+
+    X, y = _data(40000, 200)  # 32 MB
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    args = ["--data", tmp_path / "X.npy", "--labels", tmp_path / "y.npy", "--hidden", "4"]
+    _invoke("train", *args, "--epochs", "1", "--batch-size", "500", "--out", tmp_path / "r", "-q")
+    bundle = load_bundle(tmp_path / "r" / "model.safetensors")
+    Xm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    rows = np.array([39999, 0, 17, 17, 2048])
+    np.testing.assert_array_equal(bundle.predict_rows(Xm, rows), bundle.predict(X[rows]))
+    before = _mapped_bytes()
+    report = evaluate(bundle, Xm, y, name="X.npy")
+    assert _mapped_bytes() - before < Xm.nbytes / 4
+    assert report["n_samples"] == 40000
+    assert report["accuracy"] == pytest.approx(np.mean(bundle.predict(X) == y), abs=0)
