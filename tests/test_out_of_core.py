@@ -369,6 +369,10 @@ def test_cli_trains_a_npy_pair_as_the_same_data_in_an_npz_file(npy_pair):
     a, b = (load_bundle(npy_pair / r / "model.safetensors") for r in ("mapped", "memory"))
     for p, q in zip(a.classifier.coefs_, b.classifier.coefs_, strict=True):
         np.testing.assert_array_equal(p, q)
+    # the range of the training rows, learnt a chunk at a time from the file
+    np.testing.assert_array_equal(a.model[0].data_min_, b.model[0].data_min_)
+    np.testing.assert_array_equal(a.model[0].data_max_, b.model[0].data_max_)
+    assert a.model[0].kind == "none"
     # evaluate scores the same test rows; predict reads the .npy like any input
     scored = [
         _invoke("evaluate", npy_pair / r / "model.safetensors", "--json").output
@@ -460,3 +464,22 @@ def test_cli_npy_errors_are_one_line(npy_pair, x, labels, extra, message):
     assert re.search(message, result.output), result.output
     assert len(result.output.strip().splitlines()) == 1
     assert not (npy_pair / "run").exists()
+
+
+def test_evaluating_a_npy_run_reads_the_file_without_mapping_it(tmp_path):
+    from handgrad.bundle import evaluate, load_bundle
+
+    X, y = _data(40000, 200)  # 32 MB
+    np.save(tmp_path / "X.npy", X)
+    np.save(tmp_path / "y.npy", y)
+    args = ["--data", tmp_path / "X.npy", "--labels", tmp_path / "y.npy", "--hidden", "4"]
+    _invoke("train", *args, "--epochs", "1", "--batch-size", "500", "--out", tmp_path / "r", "-q")
+    bundle = load_bundle(tmp_path / "r" / "model.safetensors")
+    Xm = np.load(tmp_path / "X.npy", mmap_mode="r")
+    rows = np.array([39999, 0, 17, 17, 2048])
+    np.testing.assert_array_equal(bundle.predict_rows(Xm, rows), bundle.predict(X[rows]))
+    before = _mapped_bytes()
+    report = evaluate(bundle, Xm, y, name="X.npy")
+    assert _mapped_bytes() - before < Xm.nbytes / 4
+    assert report["n_samples"] == 40000
+    assert report["accuracy"] == pytest.approx(np.mean(bundle.predict(X) == y), abs=0)

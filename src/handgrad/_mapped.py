@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["RowReader", "row_chunks"]
+__all__ = ["RowReader", "is_mapped", "row_chunks"]
 
 
 class RowReader:
@@ -103,6 +103,12 @@ class RowReader:
             self._views = {key: [(memoryview(row).cast("B"),) for row in out]}
             views = self._views[key]
         return views
+
+
+def is_mapped(X: Any) -> bool:
+    """Whether X is (a view of) a shared memory-mapped file, whose rows :func:`row_chunks`
+    and :class:`RowReader` read from the file."""
+    return _memmap_base(X) is not None
 
 
 def row_chunks(X: Any, chunk_rows: int, rows: Any = None) -> Iterator[tuple[int, Any]]:

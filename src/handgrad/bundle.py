@@ -22,11 +22,13 @@ from typing import Any
 
 import numpy as np
 
+from handgrad._mapped import is_mapped, row_chunks
 from handgrad.data import Preprocessor, load_array, load_feature_csv, load_images, require_file
 from handgrad.data.images import preparation_for
 from handgrad.data.preprocess import column_order
 from handgrad.errors import ModelFileError
 from handgrad.state import load_model, save_model
+from handgrad.workspace import CHUNK_ROWS
 
 __all__ = ["Bundle", "load_bundle", "save_bundle"]
 
@@ -100,11 +102,11 @@ class Bundle:
         shape = self.info.get("image_shape")
         return None if shape is None else tuple(int(s) for s in shape)
 
-    def features(self, X: Any, name: str = "X") -> np.ndarray:
+    def features(self, X: Any, name: str = "X", check_range: bool = True) -> np.ndarray:
         """Raw samples (N, D) or (N, *image_shape) -> the (N, D) rows the model eats.
 
         Warns in one line when the samples lie far outside the training data's range
-        (:meth:`Preprocessor.outside_range`).
+        (:meth:`Preprocessor.outside_range`), unless ``check_range`` is False.
         """
         X = np.asarray(X)
         if X.dtype.kind not in "biuf":
@@ -122,7 +124,7 @@ class Bundle:
         # NaN/inf: the classifier reports them (naming row and column) without a pass here.
         if self.preprocessor is None:
             return rows.astype(np.float64)
-        outside = self.preprocessor.outside_range(rows)
+        outside = self.preprocessor.outside_range(rows) if check_range else None
         if outside is not None:
             warnings.warn(f"{name}: {outside}", UserWarning, stacklevel=2)
         return self.preprocessor.transform(rows)
@@ -130,6 +132,19 @@ class Bundle:
     def predict(self, X: Any) -> np.ndarray:
         """Labels (N,) for raw samples."""
         return np.asarray(self.classifier.predict(self.features(X)))
+
+    def predict_rows(self, X: Any, rows: Any = None, name: str = "X") -> np.ndarray:
+        """Labels (or values) for raw samples X (N, D), or for its ``rows`` (row numbers)
+        only; a memory-mapped X, or ``rows``, is read CHUNK_ROWS rows at a time, so that
+        a file larger than memory is never held whole (the range warning of
+        :meth:`features` is then judged on the first chunk)."""
+        if rows is None and not is_mapped(X):
+            return np.asarray(self.classifier.predict(self.features(X, name)))
+        parts = [
+            np.asarray(self.classifier.predict(self.features(chunk, name, check_range=not start)))
+            for start, chunk in row_chunks(X, CHUNK_ROWS, rows)
+        ]
+        return np.concatenate(parts)
 
     def predict_proba(self, X: Any) -> np.ndarray:
         """Class probabilities (N, C) for raw samples, columns in :attr:`classes` order."""
@@ -219,9 +234,10 @@ def _check_consistent(path: Path, bundle: Bundle) -> None:
 
 
 # ------------------------------------------------------------------------- evaluation
-def evaluate(bundle: Bundle, X: Any, y: Any, name: str = "X") -> dict[str, Any]:
+def evaluate(bundle: Bundle, X: Any, y: Any, name: str = "X", rows: Any = None) -> dict[str, Any]:
     """Accuracy, per-class precision/recall/F1/support and the confusion matrix (a
-    regressor's R², MAE and RMSE: see :func:`evaluate_regression`).
+    regressor's R², MAE and RMSE: see :func:`evaluate_regression`) of raw samples X, or
+    of its ``rows`` only (y then holds their labels; see :meth:`Bundle.predict_rows`).
 
     Returns a JSON-serialisable dict: ``accuracy``, ``n_samples``, ``labels`` (the
     model's classes), ``class_names``, ``per_class`` (one dict per class),
@@ -231,9 +247,9 @@ def evaluate(bundle: Bundle, X: Any, y: Any, name: str = "X") -> dict[str, Any]:
     from sklearn.metrics import confusion_matrix, precision_recall_fscore_support
 
     if bundle.is_regressor:
-        return evaluate_regression(bundle, X, y, name)
+        return evaluate_regression(bundle, X, y, name, rows)
     y = np.asarray(y)
-    pred = np.asarray(bundle.classifier.predict(bundle.features(X, name=name)))
+    pred = bundle.predict_rows(X, rows, name)
     if len(y) != len(pred):
         raise ValueError(f"{name} has {len(pred)} samples, but {len(y)} labels")
     labels = bundle.classes
@@ -273,16 +289,19 @@ def evaluate(bundle: Bundle, X: Any, y: Any, name: str = "X") -> dict[str, Any]:
     }
 
 
-def evaluate_regression(bundle: Bundle, X: Any, y: Any, name: str = "X") -> dict[str, Any]:
+def evaluate_regression(
+    bundle: Bundle, X: Any, y: Any, name: str = "X", rows: Any = None
+) -> dict[str, Any]:
     """A regressor's R², mean absolute error and root mean squared error on raw samples
-    X and targets y, in the targets' units: ``{"task", "n_samples", "r2", "mae", "rmse"}``.
+    X (or its ``rows``) and targets y, in the targets' units: ``{"task", "n_samples",
+    "r2", "mae", "rmse"}``.
     """
     from sklearn.metrics import mean_absolute_error, r2_score, root_mean_squared_error
 
     from handgrad.data import check_task_labels
 
     y = check_task_labels(np.asarray(y), "regression", name)
-    pred = np.asarray(bundle.classifier.predict(bundle.features(X, name=name)), dtype=np.float64)
+    pred = np.asarray(bundle.predict_rows(X, rows, name), dtype=np.float64)
     if len(y) != len(pred):
         raise ValueError(f"{name} has {len(pred)} samples, but {len(y)} targets")
     return {

@@ -52,12 +52,10 @@ def command(
     """
     import numpy as np
 
-    from handgrad._mapped import row_chunks
     from handgrad.bundle import align_columns, load_bundle
     from handgrad.data import load_dataset
     from handgrad.data.mapped import is_npy, load_mapped
     from handgrad.runs import label_column
-    from handgrad.workspace import CHUNK_ROWS
 
     bundle = load_bundle(model)
     info = bundle.info
@@ -73,7 +71,7 @@ def command(
         labels = labels if labels is not None else info.get("labels")
     split_seed, test_size = int(info.get("split_seed", 0)), float(info.get("test_fraction", 0.25))
     if is_npy(name):
-        # X is read from its file; the part scored is gathered, a chunk at a time.
+        # X is read from its file, the scored part's rows a chunk at a time.
         mapped = load_mapped(
             name,
             labels,
@@ -81,13 +79,9 @@ def command(
             test_size=test_size,
             task="regression" if bundle.is_regressor else None,
         )
-        if split == "all":
-            X, y = mapped.X, mapped.y
-        else:
-            rows = mapped.test_rows if split == "test" else mapped.train_rows
-            X = np.concatenate([chunk for _, chunk in row_chunks(mapped.X, CHUNK_ROWS, rows)])
-            y = mapped.y[rows]
-        _report(bundle, model, name, split, X, y, as_json)
+        rows = {"test": mapped.test_rows, "train": mapped.train_rows}.get(split)
+        y = mapped.y if rows is None else mapped.y[rows]
+        _report(bundle, model, name, split, mapped.X, y, as_json, rows)
         return
     ds = load_dataset(
         name,
@@ -109,10 +103,12 @@ def command(
     _report(bundle, model, name, split, X, y, as_json)
 
 
-def _report(bundle: Any, model: str, name: str, split: str, X: Any, y: Any, as_json: bool) -> None:
+def _report(
+    bundle: Any, model: str, name: str, split: str, X: Any, y: Any, as_json: bool, rows: Any = None
+) -> None:
     from handgrad.bundle import evaluate
 
-    report = evaluate(bundle, X, y, name=name)
+    report = evaluate(bundle, X, y, name=name, rows=rows)
     report = {"model": model, "data": name, "split": split, **report}
     if as_json:
         click.echo(json.dumps(report, indent=2))
