@@ -727,6 +727,7 @@ def train(
     KeyboardInterrupt, having saved nothing, when interrupted before the first epoch
     finished; an interruption later saves the epochs done (``stop_reason`` "interrupted").
     """
+    torch_device(device)  # a missing device is refused before the data are read
     data = prepare_data(config)
     with open_run_dir(out, name, root, overwrite=overwrite) as run_dir:
         return _train(data.config, run_dir, data, None, progress, log, device)
@@ -750,6 +751,7 @@ def resume(
     raises :class:`DataChangedError` unless ``force``.
     """
     run_dir = Path(run_dir)
+    torch_device(device)  # a missing device is refused before anything is read
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no such run folder: {run_dir}")
     if not (run_dir / CHECKPOINT).is_file():
@@ -968,7 +970,7 @@ def _train(
         "validation": len(data.y_val),
         "test": len(data.y_test),
     }
-    metrics["device"] = "cpu" if where is None else str(where)
+    metrics["device"] = "cpu" if where is None else f"torch:{where}"
     finish_run(run_dir, clf, data, metrics, config)
     return TrainResult(run_dir, clf, metrics)
 

@@ -302,6 +302,6 @@ def _print_result(result: Any) -> None:
     stopped = final["stop_reason"]
     note = f" (stopped: {stopped})" if stopped not in ("", "max_epochs") else ""
     where = result.metrics.get("device", "cpu")
-    on = "" if where == "cpu" else f" on {where}"
+    on = "" if where == "cpu" else f" on {where.removeprefix('torch:')} (PyTorch)"
     click.echo(f"{final['epochs']} epochs in {final['seconds']:.1f} s{on}{note}")
     click.echo(f"run folder: {folder}  (model.safetensors, metrics.json, report.png)")
