@@ -438,3 +438,30 @@ def test_gpu_benchmark_smoke_run_on_cpu(tmp_path, capsys):
     assert rows[0]["ratio_to_floor"] == 1.0 and all(r["median_s"] > 0 for r in rows)
     assert json.loads(out.read_text()) == rows
     assert "mnist-like, 300 rows, batch 100" in capsys.readouterr().out
+
+
+def test_torch_cpu_threads_follow_the_work_and_come_back(blobs3, dispatch):
+    """PyTorch spreads even tiny CPU products over all its OpenMP threads (which lose
+    many times over on a busy machine): a small fit runs its step on one thread, and
+    the user's setting is back afterwards."""
+    from threadpoolctl import ThreadpoolController
+
+    from handgrad.training import Callback
+
+    def openmp_threads() -> list[int]:
+        pools = ThreadpoolController().select(user_api="openmp").lib_controllers
+        return [lib.get_num_threads() for lib in pools]
+
+    before = openmp_threads()
+    seen = []
+
+    class Look(Callback):
+        def on_epoch_end(self, run):
+            seen.append(openmp_threads())
+
+    X, y = blobs3
+    MLPClassifier(hidden_layer_sizes=(8,), max_iter=2, random_state=0).fit(
+        torch.asarray(X), torch.asarray(y), callbacks=[Look()]
+    )
+    assert seen and all(counts == [1] * len(before) for counts in seen)
+    assert openmp_threads() == before

@@ -71,24 +71,42 @@ def choose_threads(rows: int, layer_sizes: Sequence[int], available: int | None 
     return max(1, min(cap, _largest_product(rows, layer_sizes) // WORK_PER_THREAD))
 
 
-def blas_threads(rows: int, layer_sizes: Sequence[int]) -> contextlib.AbstractContextManager:
+def blas_threads(
+    rows: int, layer_sizes: Sequence[int], *, small_on_one_thread: bool = True
+) -> contextlib.AbstractContextManager:
     """A context that limits the BLAS threads for handgrad's products of ``rows`` rows
     through ``layer_sizes`` while it holds, and restores the previous setting after.
 
     The pool is touched only when that changes something: an explicit :func:`threads`
     count is set as given; otherwise the chosen count only ever lowers the current one,
     and work that BLAS runs on one thread anyway leaves it alone (a null context, the
-    cost of a one-row prediction).
+    cost of a one-row prediction). ``small_on_one_thread=False`` is for a library that
+    does not keep small products on one thread by itself (PyTorch on the CPU spreads
+    even a 200×64×100 product over all its OpenMP threads): the chosen count is then
+    set for small work too.
     """
     n = _OVERRIDE.get()
     if n is None:
         work = _largest_product(rows, layer_sizes)
-        if work <= SINGLE_THREADED_BY_BLAS:
+        if work <= SINGLE_THREADED_BY_BLAS and small_on_one_thread:
             return contextlib.nullcontext()
         n = choose_threads(rows, layer_sizes)
-        if n >= _usable_cpus() or n >= _current():
+        if small_on_one_thread and (n >= _usable_cpus() or n >= _current()):
             return contextlib.nullcontext()
-    return _Limit(n)
+    return _Limit(n) if small_on_one_thread else _with_openmp(n)
+
+
+@contextlib.contextmanager
+def _with_openmp(n: int) -> Iterator[None]:
+    """BLAS and the OpenMP pools (PyTorch's CPU operations run on one) at ``n`` threads
+    while the block runs, neither raised above its current setting; for another
+    library's arrays, whose pools are looked up now that the library is loaded."""
+    from threadpoolctl import ThreadpoolController
+
+    openmp = ThreadpoolController().select(user_api="openmp")
+    current = [lib.get_num_threads() for lib in openmp.lib_controllers]
+    with _Limit(min(n, _current())), openmp.limit(limits=min([n, *current])):
+        yield
 
 
 class _Limit:

@@ -540,11 +540,12 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             )
         model = _model_for(self._run.model, checked)
         xp = namespace(checked)
-        if xp is not np:
+        if xp is np:
+            X = checked.astype(model.dtype, copy=False)  # sparse X stays sparse
+        else:
             X = xp.astype(checked, xp_dtype(xp, model.dtype), copy=False)
-            return model.loss(X) if scores else model.predict_proba(X)
-        X = checked.astype(model.dtype, copy=False)  # sparse X stays sparse
-        with blas_threads(min(X.shape[0], CHUNK_ROWS), model.layer_sizes):  # per chunk
+        rows = min(X.shape[0], CHUNK_ROWS)  # per chunk
+        with blas_threads(rows, model.layer_sizes, small_on_one_thread=xp is np):
             return model.loss(X) if scores else model.predict_proba(X)
 
     def _plain_rows(self, X: Any) -> NDArray[np.floating] | None:

@@ -274,7 +274,8 @@ def fit(
     for cb in callbacks:
         cb.on_train_begin(run)
     step_rows = n_rows if lbfgs else min(config.batch_size, n_rows)
-    with blas_threads(step_rows, model.layer_sizes):  # the step's size chooses the threads
+    # The step's size chooses the threads (for another library's CPU arrays too).
+    with blas_threads(step_rows, model.layer_sizes, small_on_one_thread=xp is np):
         if lbfgs:
             _fit_lbfgs(run, X, T, w, config)
         else:
