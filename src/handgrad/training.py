@@ -317,8 +317,13 @@ def check_training_memory(
     )
 
 
-def right_rows(model: MLP, S: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """(n,) bool: rows whose scores S predict encoded targets T exactly (every label)."""
+def right_rows(
+    model: MLP, S: np.ndarray, T: np.ndarray, workspace: Workspace | None = None
+) -> np.ndarray:
+    """(n,) bool: rows whose scores S predict encoded targets T exactly (every label);
+    given the ``workspace`` whose step computed S, from the classes its loss found."""
+    if workspace is not None:
+        return workspace.right_rows(S, T)
     return HEADS[model.head].right_rows(S, T)
 
 
@@ -455,9 +460,8 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None) -> No
                 hist.step_loss.append(loss)
                 hist.steps += 1
                 total += loss * n
-                if classifies:  # the workspace's: the classes its softmax loss found
-                    right = right_rows(model, S, Tb) if ws is None else ws.right_rows(S, Tb)
-                    correct += int(np.count_nonzero(right))
+                if classifies:
+                    correct += int(np.count_nonzero(right_rows(model, S, Tb, ws)))
                 seen += n
             if not _all_finite_params(model):  # a finite loss, but an overflowing update
                 epoch_start.restore(run)
