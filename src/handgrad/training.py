@@ -384,8 +384,13 @@ def check_training_memory(
     )
 
 
-def right_rows(model: MLP, S: np.ndarray, T: np.ndarray) -> np.ndarray:
-    """(n,) bool: rows whose scores S predict encoded targets T exactly (every label)."""
+def right_rows(
+    model: MLP, S: np.ndarray, T: np.ndarray, workspace: Workspace | None = None
+) -> np.ndarray:
+    """(n,) bool: rows whose scores S predict encoded targets T exactly (every label);
+    given the ``workspace`` whose step computed S, from the classes its loss found."""
+    if workspace is not None:
+        return workspace.right_rows(S, T)
     return HEADS[model.head].right_rows(S, T)
 
 
@@ -570,9 +575,8 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None, w_hos
                 total += loss * n
                 if classifies and on_device:  # on another library's device: read once per epoch
                     correct += xp.count_nonzero(right_rows(model, S, Tb))
-                elif classifies:  # the workspace's: the classes its softmax loss found
-                    right = right_rows(model, S, Tb) if ws is None else ws.right_rows(S, Tb)
-                    correct += int(np.count_nonzero(right))
+                elif classifies:
+                    correct += int(np.count_nonzero(right_rows(model, S, Tb, ws)))
                 seen += n
             if not _all_finite_params(model):  # a finite loss, but an overflowing update
                 epoch_start.restore(run)

@@ -32,7 +32,8 @@ Tried and dropped (benchmarks/README.md has the figures): SciPy's
 whose products were slower than NumPy's here, and alternating between two libraries'
 thread pools within a step costs more than the products. Gathering the next batch on a
 helper thread during the step (or a batch on two threads) gained nothing: the copy is
-memory-bound and the handoff costs as much. Thread counts are left as the user set them.
+memory-bound and the handoff costs as much. The workspace leaves thread counts alone
+(:mod:`handgrad._threads` chooses them around the loop).
 """
 
 from __future__ import annotations
