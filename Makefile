@@ -3,7 +3,7 @@ PY := .venv/bin/python
 # Machines that pin an older OpenBLAS kernel through these variables: unset for benchmarks.
 BENCH := env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE $(PY)
 
-.PHONY: venv test lint bench bench-memory bench-quality bench-fused bench-quick bench-latency bench-cluster
+.PHONY: venv test lint bench bench-memory bench-quality bench-fused bench-quick bench-latency bench-cluster bench-gpu
 venv:
 	python3 -m venv .venv && .venv/bin/pip install -q -e '.[test]'
 test:
@@ -24,3 +24,5 @@ bench-latency:  # needs the onnx extra (in .[test])
 	$(BENCH) benchmarks/latency.py
 bench-cluster:  # needs the dask extra (in .[test])
 	$(PY) benchmarks/search_cluster.py
+bench-gpu:  # on a CUDA machine, with PyTorch built for CUDA
+	$(PY) benchmarks/gpu.py

@@ -80,3 +80,14 @@ def test_fused_step_experiment_quick_run(tmp_path):
     assert results["agreement"]["float64"] < 1e-12
     names = {r["candidate"] for r in results["epoch"]["quick/float64"]}
     assert {"handgrad NumPy steps", "numba-fused steps"} <= names
+
+
+def test_versions_benchmark_compares_two_checkouts(capsys):
+    versions = _load("versions")
+    here = BENCHMARKS.parent
+    rows = versions.main([str(here), str(here), "--rounds", "2", "--quick"])
+    assert {(r["workload"], r["candidate"]) for r in rows} == {
+        (f"quick/{d}", c) for d in ("float32", "float64") for c in ("loop", "estimator")
+    }
+    assert all(r["ratio"] > 0 for r in rows)
+    assert "new ÷ old" in capsys.readouterr().out
