@@ -483,3 +483,31 @@ def test_evaluating_a_npy_run_reads_the_file_without_mapping_it(tmp_path):
     assert _mapped_bytes() - before < Xm.nbytes / 4
     assert report["n_samples"] == 40000
     assert report["accuracy"] == pytest.approx(np.mean(bundle.predict(X) == y), abs=0)
+
+
+def test_search_on_a_npy_pair_ranks_as_the_same_data_in_an_npz_file(npy_pair):
+    """``search --data X.npy --labels y.npy``: the same split, folds and ranked table as
+    the .npz of the same arrays (its rows read in, as the folds index them)."""
+    from handgrad.runs import read_json
+
+    common = ["--iter", "2", "--cv", "2", "--epochs", "2", "--batch-size", "100"]
+    common += ["--hidden-choices", "8,16", "--preprocessing", "none"]
+    _invoke(
+        "search",
+        "--data",
+        npy_pair / "X.npy",
+        "--labels",
+        npy_pair / "y.npy",
+        "--out",
+        npy_pair / "mapped",
+        *common,
+    )
+    _invoke("search", "--data", npy_pair / "xy.npz", "--out", npy_pair / "memory", *common)
+    mapped, memory = (read_json(npy_pair / r / "metrics.json") for r in ("mapped", "memory"))
+    timeless = [
+        [{k: v for k, v in r.items() if k != "fit_seconds"} for r in m["search"]["results"]]
+        for m in (mapped, memory)
+    ]
+    assert timeless[0] == timeless[1] and len(timeless[0]) == 2
+    assert mapped["final"] | {"seconds": 0} == memory["final"] | {"seconds": 0}
+    assert mapped["config"]["labels"] == str(npy_pair / "y.npy")

@@ -27,6 +27,15 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
 
 @click.command("search")
 @data_options(default="digits")
+@click.option(
+    "--labels",
+    type=click.Path(dir_okay=False),
+    default=None,
+    metavar="LABELS.npy",
+    help="The labels (.npy, or a one-column .csv) of a --data FILE.npy, one per row; "
+    "the search holds the file's training and validation rows in memory (its folds "
+    "index them), as stored (no preprocessing, in the file's dtype).",
+)
 @csv_options
 @click.option(
     "--iter",
@@ -87,6 +96,7 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
 def command(
     data: str,
     data_dir: str | None,
+    labels: str | None,
     label: str | None,
     header: bool | None,
     missing_label: str,
@@ -115,6 +125,7 @@ def command(
       handgrad search --iter 20 --jobs 2
       handgrad search --data wine --hidden-choices 16,32,32x16 --cv 5 --name wine-search
       handgrad search --iter 40 --scheduler tcp://10.0.0.5:8786
+      handgrad search --data X.npy --labels y.npy --preprocessing none
     """
     from handgrad.runs import RunConfig
     from handgrad.search import random_search
@@ -122,6 +133,7 @@ def command(
     config = RunConfig(
         data=data,
         data_dir=data_dir,
+        labels=labels,
         label=label,
         header=header,
         missing_label=missing_label,
