@@ -440,6 +440,7 @@ def test_gpu_benchmark_smoke_run_on_cpu(tmp_path, capsys):
     assert "mnist-like, 300 rows, batch 100" in capsys.readouterr().out
 
 
+@pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")  # 2 epochs
 def test_torch_cpu_threads_follow_the_work_and_come_back(blobs3, dispatch):
     """PyTorch spreads even tiny CPU products over all its OpenMP threads (which lose
     many times over on a busy machine): a small fit runs its step on one thread, and
