@@ -68,6 +68,18 @@ def data_options(default: str | None) -> Any:
     return decorate
 
 
+def labels_option(help: str) -> Any:
+    """``--labels LABELS.npy``: the labels of a ``--data FILE.npy``, one per row
+    (``help`` says what the command does with them)."""
+    return click.option(
+        "--labels",
+        type=click.Path(dir_okay=False),
+        default=None,
+        metavar="LABELS.npy",
+        help=help,
+    )
+
+
 def csv_options(f: Any) -> Any:
     """``--header/--no-header`` and ``--missing-label``: how a CSV file is read."""
     f = click.option(

@@ -8,19 +8,13 @@ from typing import Any
 
 import click
 
-from handgrad.cli._common import csv_options, data_options, format_table
+from handgrad.cli._common import csv_options, data_options, format_table, labels_option
 
 
 @click.command("evaluate")
 @click.argument("model", type=click.Path(dir_okay=False))
 @data_options(default=None)
-@click.option(
-    "--labels",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="LABELS.npy",
-    help="The labels of a --data FILE.npy [default: those the model was trained with].",
-)
+@labels_option("The labels of a --data FILE.npy [default: those the model was trained with].")
 @csv_options
 @click.option(
     "--split",

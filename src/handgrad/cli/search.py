@@ -6,7 +6,7 @@ import sys
 
 import click
 
-from handgrad.cli._common import csv_options, data_options, format_table
+from handgrad.cli._common import csv_options, data_options, format_table, labels_option
 from handgrad.runs import PREPROCESSING, SOLVERS
 
 
@@ -27,14 +27,10 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
 
 @click.command("search")
 @data_options(default="digits")
-@click.option(
-    "--labels",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="LABELS.npy",
-    help="The labels (.npy, or a one-column .csv) of a --data FILE.npy, one per row; "
+@labels_option(
+    "The labels (.npy, or a one-column .csv) of a --data FILE.npy, one per row; "
     "the search holds the file's training and validation rows in memory (its folds "
-    "index them), as stored (no preprocessing, in the file's dtype).",
+    "index them), as stored (no preprocessing, in the file's dtype)."
 )
 @csv_options
 @click.option(

@@ -8,7 +8,7 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from handgrad.cli._common import HIDDEN, csv_options, data_options
+from handgrad.cli._common import HIDDEN, csv_options, data_options, labels_option
 from handgrad.errors import TrainingDivergedError
 from handgrad.layers import ACTIVATIONS
 from handgrad.runs import MIN_EPOCHS, PREPROCESSING, SOLVERS, STEP_BUDGET, RunConfig
@@ -45,14 +45,10 @@ _CONFIG_OPTIONS = (
 
 @click.command("train")
 @data_options(default=_D.data)
-@click.option(
-    "--labels",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="LABELS.npy",
-    help="The labels (.npy, or a one-column .csv) of a --data FILE.npy of samples, "
+@labels_option(
+    "The labels (.npy, or a one-column .csv) of a --data FILE.npy of samples, "
     "one per row. X is then trained from its file without being read into memory, "
-    "as stored (no preprocessing, in the file's dtype).",
+    "as stored (no preprocessing, in the file's dtype)."
 )
 @csv_options
 @click.option(
