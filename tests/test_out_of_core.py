@@ -36,6 +36,16 @@ def _fit(est, X, y):
         return est.fit(X, y)
 
 
+def _peak_bytes(call, *args):
+    """``(call(*args), the peak bytes Python allocated while it ran)``."""
+    tracemalloc.start()
+    try:
+        result = call(*args)
+        return result, tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+
+
 @pytest.mark.parametrize("early_stopping", [False, True])
 @pytest.mark.parametrize("solver", ["adam", "sgd"])
 def test_memmap_fit_is_bit_identical_to_the_in_memory_fit(tmp_path, early_stopping, solver):
@@ -99,12 +109,7 @@ def test_fit_on_a_memmap_allocates_far_less_than_X(tmp_path):
     Xm = _on_disk(tmp_path, X)
     del X
     est = MLPClassifier(hidden_layer_sizes=(8,), max_iter=1, early_stopping=True, random_state=0)
-    tracemalloc.start()
-    try:
-        _fit(est, Xm, y)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, peak = _peak_bytes(_fit, est, Xm, y)
     assert peak < Xm.nbytes / 4, f"peak {peak} bytes for an X of {Xm.nbytes}"
     assert est.n_iter_ == 1
 
@@ -163,12 +168,7 @@ def test_finiteness_of_a_memmap_is_checked_chunk_by_chunk(tmp_path, monkeypatch,
 def test_finiteness_check_reads_a_memmap_in_small_chunks(tmp_path):
     X, _ = _data(20000, 100)  # 8 MB
     Xm = _on_disk(tmp_path, X)
-    tracemalloc.start()
-    try:
-        checked = check_X(Xm)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    checked, peak = _peak_bytes(check_X, Xm)
     assert np.shares_memory(checked, Xm)  # the same memmap, not a copy
     assert peak < Xm.nbytes / 2
 
@@ -299,12 +299,7 @@ def test_fitting_many_classes_allocates_a_few_times_y_not_c_times():
     y = rng.integers(0, C, n)  # 1.6 MB; one-hot it would be 32 MB
     X = rng.standard_normal((n, 2), dtype=np.float32)
     est = MLPClassifier(hidden_layer_sizes=(4,), max_iter=1, batch_size=1000, random_state=0)
-    tracemalloc.start()
-    try:
-        _fit(est, X, y)
-        peak = tracemalloc.get_traced_memory()[1]
-    finally:
-        tracemalloc.stop()
+    _, peak = _peak_bytes(_fit, est, X, y)
     assert est.classes_.tolist() == list(range(C))
     assert peak < 4 * y.nbytes, f"peak {peak} bytes for y of {y.nbytes}"
 
