@@ -47,6 +47,8 @@ def namespace(*arrays: Any) -> ModuleType:
     """``numpy`` when every array is NumPy's (or a scalar, None, sparse), else the array
     API namespace of the arrays (``array_api_compat.array_namespace``). Arrays of
     different libraries (NumPy's among them) are a TypeError."""
+    if len(arrays) == 1 and type(arrays[0]) is np.ndarray:  # the common case, per call
+        return np
     others = [a for a in arrays if not is_numpy(a)]
     if not others:
         return np
