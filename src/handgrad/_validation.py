@@ -190,17 +190,25 @@ def check_class_indices(y: Any, n_samples: int, n_classes: int, name: str = "y")
     return arr
 
 
-def check_indicators(Y: Any, n_samples: int, n_outputs: int, dtype: Any, name: str = "y"):
-    """Return ``Y`` as an (N, C) float 0/1 indicator matrix for the sigmoid head."""
+def check_target_matrix(Y: Any, n_samples: int, n_outputs: int, what: str, name: str = "y"):
+    """``Y`` as an (N, C) array (a 1-D Y is one column when C = 1), or a ValueError
+    naming its shape or length; ``what`` completes "must be an (n_samples, C) …"."""
     arr = np.asarray(Y)
     if arr.ndim == 1 and n_outputs == 1:
         arr = arr[:, None]
     if arr.ndim != 2 or arr.shape[1] != n_outputs:
         raise ValueError(
-            f"{name} must be an (n_samples, {n_outputs}) 0/1 indicator matrix for the "
-            f"sigmoid head, but it has shape {arr.shape}"
+            f"{name} must be an (n_samples, {n_outputs}) {what}, but it has shape {arr.shape}"
         )
     _check_length(arr, n_samples, name)
+    return arr
+
+
+def check_indicators(Y: Any, n_samples: int, n_outputs: int, dtype: Any, name: str = "y"):
+    """Return ``Y`` as an (N, C) float 0/1 indicator matrix for the sigmoid head."""
+    arr = check_target_matrix(
+        Y, n_samples, n_outputs, "0/1 indicator matrix for the sigmoid head", name
+    )
     if arr.dtype.kind not in "biuf" or not np.isin(arr, (0, 1)).all():
         raise ValueError(f"{name} must hold only 0 and 1 for the sigmoid head")
     return arr.astype(dtype)

@@ -32,7 +32,7 @@ import numpy as np
 import scipy.special
 from numpy.typing import NDArray
 
-from handgrad._validation import check_class_indices, check_indicators
+from handgrad._validation import check_class_indices, check_indicators, check_target_matrix
 from handgrad._xp import device, namespace
 
 Array = NDArray[np.floating]
@@ -602,18 +602,7 @@ def _values(
 
 def _real_targets(y: Any, n_samples: int, C: int, dtype: np.dtype, *, low: float | None = None):
     """y as an (N, C) matrix of finite real targets (``>= low`` where given)."""
-    arr = np.asarray(y)
-    if arr.ndim == 1 and C == 1:
-        arr = arr[:, None]
-    if arr.ndim != 2 or arr.shape[1] != C:
-        raise ValueError(
-            f"y must be an (n_samples, {C}) matrix of targets for this regression head, "
-            f"but it has shape {arr.shape}"
-        )
-    if arr.shape[0] != n_samples:
-        raise ValueError(
-            f"X and y have different lengths: X has {n_samples} samples, y has {arr.shape[0]}"
-        )
+    arr = check_target_matrix(y, n_samples, C, "matrix of targets for this regression head")
     if arr.dtype.kind not in "biuf":
         raise TypeError(f"y must hold numbers for a regression head, but its dtype is {arr.dtype}")
     arr = arr.astype(dtype)
