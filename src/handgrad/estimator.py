@@ -17,6 +17,7 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
+import scipy.special
 import sklearn
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
@@ -39,6 +40,7 @@ from sklearn.utils.validation import (
     validate_data,
 )
 
+import handgrad.layers as layers
 import handgrad.training as training
 from handgrad._parameters import OPTIMIZER_PARAMS, make_optimizer, seed_sequence
 from handgrad._split import stratified_split
@@ -62,6 +64,55 @@ from handgrad.training import Callback, History, Run, TrainingConfig
 from handgrad.workspace import CHUNK_ROWS
 
 __all__ = ["BaseMultilayerPerceptron", "MLPClassifier", "MLPRegressor"]
+
+
+class ReportedLoss:
+    """scikit-learn's *reported* loss of a batch: what ``loss_curve_``, ``loss_``,
+    ``best_loss_`` and its stopping rule (hence ``n_iter_``) read, and what its L-BFGS
+    minimises. The one place where handgrad's estimators follow scikit-learn's
+    convention instead of the notes' loss, which the core computes exactly.
+
+    Called as ``report(S, T, w, penalty)`` with the batch's scores S (n, C), its encoded
+    targets T, its weights w (n,) or None, and the penalty ``λ/2 Σ‖W‖²`` of the weights
+    S came from; returns that penalty plus the data term as scikit-learn computes it:
+
+    - softmax: ``log_loss``, from ``P = softmax(S)`` in the dtype clipped to
+      ``[ε, 1 − ε]`` (ε the dtype's machine epsilon): at most ``−log ε`` a row;
+    - sigmoid: ``binary_log_loss``, from ``P = σ(S)`` clipped likewise (in float32
+      ``1 − P`` near ``P = 1`` has few digits left: it differs visibly from the exact);
+    - identity: ``squared_loss``, averaged over the C outputs as well
+      (``1/(2NC) Σ‖S − Y‖²``) although the steps descend the sum's gradient;
+    - poisson: the core's half Poisson deviance, which is scikit-learn's.
+    """
+
+    def __init__(self, head: str) -> None:
+        self.head = head
+
+    def __call__(self, S: Any, T: Any, w: Any, penalty: Any) -> float:
+        xp = namespace(S)
+        if self.head == "poisson":
+            return float(layers.poisson_deviance(S, T, w)[0]) + float(penalty)
+        if self.head == "identity":
+            R = S - xp.reshape(xp.astype(T, S.dtype), S.shape)
+            data = 0.5 * xp.sum(R * R, axis=1) / S.shape[1]
+        else:
+            eps = float(xp.finfo(S.dtype).eps)
+            if self.head == "softmax":
+                P = xp.take_along_axis(layers.softmax(S), T[:, None], axis=1)
+            else:
+                Y = xp.reshape(xp.astype(T, S.dtype), S.shape)
+                P = _expit(S)
+                P = xp.where(Y > 0.5, P, 1 - P)
+            data = -xp.sum(xp.log(xp.clip(P, min=eps, max=1 - eps)), axis=1)
+        if w is None:
+            return float(xp.mean(data)) + float(penalty)
+        w = xp.astype(w, data.dtype)
+        return float(xp.sum(w * data) / xp.sum(w)) + float(penalty)
+
+
+def _expit(S: Any) -> Any:
+    """``σ(S)`` as scikit-learn computes it (SciPy's ``expit``) for NumPy."""
+    return scipy.special.expit(S) if is_numpy(S) else layers.sigmoid(S)
 
 
 def _stochastic(est: BaseMultilayerPerceptron) -> bool:
@@ -304,7 +355,9 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                     T,
                     optimizer=run.optimizer,
                     validation=validation,
-                    config=self._training_config(X.shape[0] if rows is None else len(rows), epochs),
+                    config=self._training_config(
+                        X.shape[0] if rows is None else len(rows), epochs, run.model
+                    ),
                     sample_weight=w,
                     callbacks=callbacks or (),
                     run=run,
@@ -447,7 +500,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
     def _validating(self) -> bool:
         return bool(self.early_stopping) and self.solver != "lbfgs"
 
-    def _training_config(self, n_samples: int, epochs: int) -> TrainingConfig:
+    def _training_config(self, n_samples: int, epochs: int, model: MLP) -> TrainingConfig:
         """``TrainingConfig`` for ``epochs`` epochs; ``alpha`` is the per-sample ``reg``."""
         if self.batch_size == "auto":
             batch_size = min(200, n_samples)
@@ -470,6 +523,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             tol=self.tol,
             n_iter_no_change=sys.maxsize if patience == np.inf else patience,
             verbose=bool(self.verbose),
+            report=ReportedLoss(model.head),
         )
 
     def _set_fitted(self, epochs_before: int, t_before: int, samples_before: int) -> None:

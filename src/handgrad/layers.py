@@ -255,23 +255,6 @@ def _weighted_sum(w: Array, losses: Array) -> Any:
     return namespace(losses).vecdot(w, losses)
 
 
-def _float_type(S: Array) -> type[np.floating]:
-    """NumPy's float of the width of S's dtype, whichever library holds S."""
-    return np.float32 if namespace(S).finfo(S.dtype).bits == 32 else np.float64
-
-
-def _epsilon(S: Array) -> float:
-    """The machine epsilon of S's float dtype."""
-    return float(np.finfo(_float_type(S)).eps)
-
-
-def _log_bounds(S: Array) -> tuple[float, float]:
-    """``(−log(1 − ε), −log ε)`` for S's dtype, computed in NumPy's float of the same
-    width: the same numbers on every library."""
-    eps = np.finfo(_float_type(S)).eps
-    return float(-np.log(1 - eps)), float(-np.log(eps))
-
-
 def _targets_like(Y: Any, S: Array) -> Array:
     """Y as S's dtype and shape (a 1-D ``(N,)`` Y is one column)."""
     xp = namespace(S)
@@ -295,12 +278,9 @@ def softmax_cross_entropy(
     Why ``P − Y``: the notes' softmax Jacobian ``∂P_j/∂S_k = P_j(δ_jk − P_k)`` times
     ``∂ℓ/∂P_j = −Y_j / P_j`` sums to ``−Y_k + P_k Σ_j Y_j = P_k − Y_k``.
     ``log P`` is computed as ``S − max − log Σ e^{S − max}`` (log-sum-exp), so any
-    finite scores give a finite loss.
-
-    The loss value (not dS) takes P clipped to ``[ε, 1 − ε]`` (ε the dtype's machine
-    epsilon), i.e. each ``ℓ_i`` clipped to ``[−log(1 − ε), −log ε]``: scikit-learn's
-    ``log_loss`` clips so, and the reported loss (``loss_curve_``, the stopping rule)
-    must be scikit-learn's, in float32 above all, where ``−log ε`` is only 15.9.
+    finite scores give a finite loss, exact in either dtype: no clipping, so that the
+    loss and dS belong together (scikit-learn's clipped *reported* loss is the
+    estimators' convention: :class:`handgrad.estimator.ReportedLoss`).
     """
     xp = namespace(S)
     shifted = S - xp.max(S, axis=1, keepdims=True)
@@ -308,9 +288,7 @@ def softmax_cross_entropy(
     log_P = shifted - log_norm
     w, w_sum = _row_weights(sample_weight, S)
     picked = xp.take_along_axis(log_P, y[:, None], axis=1)[:, 0]  # log P_{i, y_i}
-    low, high = _log_bounds(S)
-    losses = xp.clip(-picked, min=low, max=high)
-    loss = _weighted_sum(w, losses) / w_sum
+    loss = _weighted_sum(w, -picked) / w_sum
     # Y one-hot, Y_ij = [j = y_i] (the standard has no fancy indexing): P − Y is P − 1
     # or P − 0, exactly
     Y = y[:, None] == xp.arange(S.shape[1], dtype=y.dtype, device=device(S))
@@ -331,25 +309,24 @@ def sigmoid_cross_entropy(
     Per element ``∂ℓ/∂σ = (σ − Y) / (σ(1 − σ))`` and ``∂σ/∂S = σ(1 − σ)``: the product is
     ``σ − Y``, the same form as the softmax head.
 
-    The loss value is computed as scikit-learn's ``binary_log_loss`` computes it, so
-    that the reported loss (``loss_curve_``, the stopping rule) is scikit-learn's: from
-    P = σ(S) in the dtype, clipped to ``[ε, 1 − ε]`` (ε the dtype's machine epsilon),
-    then ``−log P`` or ``−log(1 − P)``. The clip keeps it finite for any S (at most
-    ``−log ε`` per element); in float32, where ``1 − P`` has few digits left near
-    P = 1, computing it otherwise (e.g. as a softplus) would differ visibly. dS is not
-    clipped.
+    ``−log σ(S) = softplus(−S)`` and ``−log(1 − σ(S)) = softplus(S)``, so each term is
+    ``softplus(S) − Y S``, computed as ``max(S, 0) − Y S + log(1 + e^{−|S|})``: exact
+    and finite for any finite S, in either dtype (no clipping; scikit-learn's clipped
+    *reported* loss is :class:`handgrad.estimator.ReportedLoss`).
     """
     xp = namespace(S)
     Y = _targets_like(Y, S)
-    # SciPy's expit for NumPy, as scikit-learn's, to the last bit of 1 − P
-    P = scipy.special.expit(S) if xp is np else sigmoid(S)
-    eps = _epsilon(S)
-    P_clipped = xp.clip(P, min=eps, max=1 - eps)
-    elementwise = -xp.log(xp.where(Y > 0.5, P_clipped, 1 - P_clipped))
+    elementwise = softplus(S) - Y * S
     w, w_sum = _row_weights(sample_weight, S)
     loss = _weighted_sum(w, xp.sum(elementwise, axis=1)) / w_sum
-    dS = (P - Y) * (w / w_sum)[:, None]
+    dS = (sigmoid(S) - Y) * (w / w_sum)[:, None]
     return loss, dS
+
+
+def softplus(S: Array) -> Array:
+    """``log(1 + e^S)`` without overflow: ``max(S, 0) + log(1 + e^{−|S|})``."""
+    xp = namespace(S)
+    return xp.maximum(S, 0) + xp.log1p(xp.exp(-xp.abs(S)))
 
 
 def squared_error(S: Array, Y: Array, sample_weight: Array | None = None) -> tuple[float, Array]:
@@ -445,13 +422,11 @@ class HeadBuffers(NamedTuple):
     total: Array
     picked: Array
     labels: NDArray[np.intp]  # (rows,) each row's predicted class (the softmax loss's)
-    loss_bounds: tuple[np.floating, np.floating]  # (−log(1 − ε), −log ε) in the dtype
 
 
 def head_buffers(rows: int, C: int, dtype: np.dtype) -> HeadBuffers:
     """Empty :class:`HeadBuffers` for batches of at most ``rows`` rows and C columns."""
     m, total, picked = np.empty((3, rows), dtype)
-    eps = np.finfo(dtype).eps
     return HeadBuffers(
         np.ones(C, dtype),
         np.arange(rows) * C,
@@ -460,7 +435,6 @@ def head_buffers(rows: int, C: int, dtype: np.dtype) -> HeadBuffers:
         total,
         picked,
         np.empty(rows, np.intp),
-        (-np.log(1 - eps), -np.log(eps)),
     )
 
 
@@ -474,8 +448,7 @@ def softmax_cross_entropy_(
     (n,) ``w_i / Σ w``). Returns ℓ (n,), a view of ``buf``. The row max comes from
     ``argmax`` (a cheaper reduction than ``max`` over short rows), kept in
     ``buf.labels`` as the predicted classes (a running accuracy reads them there); the
-    row sums from a product with ones. Each ℓ_i is clipped to ``[−log(1 − ε), −log ε]``
-    as in :func:`softmax_cross_entropy` (scikit-learn's loss value; dS is not clipped).
+    row sums from a product with ones. ℓ is exact, as in :func:`softmax_cross_entropy`.
     """
     n = S.shape[0]
     flat, starts, labels = buf.flat[:n], buf.row_starts[:n], buf.labels[:n]
@@ -493,9 +466,7 @@ def softmax_cross_entropy_(
     dS.reshape(-1)[flat] -= c  # (P − Y) c
     losses = np.log(total, out=total)
     losses -= picked
-    low, high = buf.loss_bounds
-    np.minimum(losses, high, out=losses)  # np.clip's wrapper costs more per call
-    return np.maximum(losses, low, out=losses)
+    return losses
 
 
 def sigmoid_cross_entropy_(
@@ -504,17 +475,17 @@ def sigmoid_cross_entropy_(
     """Per-row ``ℓ_i = −Σ_c [Y log P + (1 − Y) log(1 − P)]`` with P = σ(S), and
     ``dS = (P − Y) c`` into dS.
 
-    S, dS, Y: (n, C); c as in :func:`softmax_cross_entropy_`. Returns ℓ (n,). The loss
-    value takes P clipped to ``[ε, 1 − ε]``, as :func:`sigmoid_cross_entropy` explains
-    (scikit-learn's loss value).
+    S, dS, Y: (n, C); c as in :func:`softmax_cross_entropy_`. Returns ℓ (n,), each term
+    ``softplus(S) − Y S`` as in :func:`sigmoid_cross_entropy` (exact, no clipping).
     """
-    scipy.special.expit(S, out=dS)  # P
-    eps = np.finfo(S.dtype).eps
-    elementwise = np.clip(dS, eps, 1 - eps)
-    elementwise = np.where(Y > 0.5, elementwise, 1 - elementwise)
-    np.log(elementwise, out=elementwise)
+    elementwise = np.abs(S)
+    np.negative(elementwise, out=elementwise)
+    np.exp(elementwise, out=elementwise)
+    np.log1p(elementwise, out=elementwise)  # log(1 + e^{−|S|})
+    elementwise += np.maximum(S, 0)
+    elementwise -= Y * S  # softplus(S) − Y S
     losses = elementwise.sum(axis=1)
-    np.negative(losses, out=losses)
+    scipy.special.expit(S, out=dS)  # P
     dS -= Y
     dS *= c[:, None] if isinstance(c, np.ndarray) else c
     return losses
@@ -654,9 +625,6 @@ class Head:
     ``min_outputs`` is the smallest C the head accepts. The ``*_formula`` texts are
     what ``explain`` prints; ``targets_text`` names the form of Y. ``score`` names how
     held-out data is scored (``"accuracy"``, or ``"r2"`` for a regression head).
-    ``reports_output_mean``: the training history reports the data loss averaged over
-    the C outputs rather than summed, as scikit-learn's ``squared_loss`` does although
-    its steps (and these) descend the sum; the loss and gradients here stay the sum's.
 
     A head for regression takes the same fields: squared error on the identity
     (``P = S``) or Poisson (``P = e^S``) also give ``dS = (P − Y)/N``. Its
@@ -679,7 +647,6 @@ class Head:
     gradient_formula: str
     targets_text: str
     score: str = "accuracy"
-    reports_output_mean: bool = False
     probabilities: Callable[[Array], Array] = _predictions
 
 
@@ -735,7 +702,6 @@ HEADS: dict[str, Head] = {
             gradient_formula="dS = (P − Y)/N",
             targets_text="real",
             score="r2",
-            reports_output_mean=True,
         ),
         Head(
             "poisson",

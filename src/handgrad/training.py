@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import nullcontext
 from dataclasses import asdict, dataclass, field
 from types import ModuleType
@@ -76,7 +76,14 @@ class TrainingConfig:
     ``engine``: ``"fast"`` (buffers reused across steps; plain SGD fused into the
     products) or ``"reference"`` (``model.loss_and_gradients``, then the optimizer).
     Both compute the same step; the reference is the one to read, to debug, or to
-    override in a subclass. Validation scoring and L-BFGS follow the same setting.
+    override in a subclass.
+
+    ``report(S, T, w, penalty) -> float``: the loss the history records and the
+    stopping rule reads, from a batch's scores, targets, weights and the penalty
+    ``λ/2 Σ‖W‖²`` of the weights S was computed with; None records the core's loss
+    (the notes' loss, exactly). The estimators pass
+    scikit-learn's convention (:class:`handgrad.estimator.ReportedLoss`), which L-BFGS
+    then minimises, as scikit-learn's does. Validation scoring and L-BFGS follow the same setting.
     An X of another array-API library than NumPy (PyTorch, CuPy …) always trains on
     the reference engine, whatever ``engine`` says: the fast engine's buffers and
     fused products are NumPy's.
@@ -93,6 +100,7 @@ class TrainingConfig:
     n_iter_no_change: int = 10
     verbose: bool = False
     engine: str = "fast"
+    report: Callable[[Any, Any, Any, Any], float] | None = None
 
     def __post_init__(self) -> None:
         check_number(self.batch_size, "batch_size", low=1, integer=True)
@@ -513,8 +521,6 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None, w_hos
     # θ ← θ − η g: the update can be fused into the gradient's product
     fused = ws is not None and type(opt) is SGD and opt.momentum == 0
     classifies = HEADS[model.head].right_rows is not None  # a running accuracy to keep
-    C = model.layer_sizes[-1]
-    output_mean = HEADS[model.head].reports_output_mean and C > 1
     # rng.permutation(N) is 0..N-1 shuffled: the same order, in one reused (N,) array
     order = _counting(np.empty(N, np.intp))
     row_numbers = np.empty(batch_size, np.intp)
@@ -549,18 +555,16 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None, w_hos
                     Xb, Tb, wb = ws.gather(X, T, w, idx)
                 n_b = n if wb is None else float((w_host[idx] if on_device else wb).sum())
                 reg = config.reg / n_b if config.reg_per_sample else config.reg
-                if output_mean and on_device:
-                    penalty = l2_penalty(model.weights, reg)[0]
-                elif output_mean:  # λ/2 Σ‖W‖² before the step moves the weights
-                    penalty = 0.5 * reg * sum(float(np.vdot(W, W)) for W in model.weights)
                 if fused:
                     loss, S = ws.sgd_step(model.params, Xb, Tb, reg, wb, opt.learning_rate)
                 elif ws is None:
                     loss, grads, S = model.loss_and_gradients(Xb, Tb, reg, wb)
                 else:
                     loss, grads, S = ws.step(model.params, Xb, Tb, reg, wb)
-                if on_device:  # the one number a step brings back to the host
-                    loss = float((loss - penalty) / C + penalty if output_mean else loss)
+                if config.report is not None:  # the loss as the caller's convention has it
+                    penalty = l2_penalty(model.weights, reg)[0] if ws is None else ws.penalty
+                    loss = config.report(S, Tb, wb, penalty)
+                loss = float(loss)  # the one number a step brings back from a device
                 if not math.isfinite(loss):
                     # Named before the rollback, which puts the counters back too.
                     epoch, step = hist.epochs + 1, hist.steps + 1
@@ -568,8 +572,6 @@ def _fit_minibatch(run, X, T, w, config, validation, callbacks, rows=None, w_hos
                     _diverged(hist, opt, epoch, step)
                 if not fused:
                     opt.update(model.params, grads)
-                if output_mean and not on_device:  # the data term's mean over outputs
-                    loss = (loss - penalty) / C + penalty
                 hist.step_loss.append(loss)
                 hist.steps += 1
                 total += loss * n
@@ -752,9 +754,11 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
     def loss_grad(theta: np.ndarray) -> tuple[float, np.ndarray]:
         unpack(theta)
         if ws is None:
-            loss, grads, _ = model.loss_and_gradients(X, T, reg, w)
+            loss, grads, S = model.loss_and_gradients(X, T, reg, w)
         else:
-            loss, grads, _ = ws.step(model.params, X, T, reg, w)
+            loss, grads, S = ws.step(model.params, X, T, reg, w)
+        if config.report is not None:  # the objective as the caller's convention has it
+            loss = config.report(S, T, w, l2_penalty(model.weights, reg)[0])
         loss = float(loss)
         if not math.isfinite(loss):
             unpack(finite_theta)
@@ -765,18 +769,9 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
         return loss, np.concatenate([grads[k].ravel() for k in names], dtype=np.float64)
 
     epochs_before = hist.epochs
-    C, weights = model.layer_sizes[-1], [i for i, k in enumerate(names) if k.startswith("W")]
-
-    def reported(loss: float, theta: np.ndarray) -> float:
-        """The history's loss: as the minibatch loop reports it (see ``Head``)."""
-        if not (HEADS[model.head].reports_output_mean and C > 1):
-            return float(loss)
-        parts = np.split(theta, splits)
-        penalty = 0.5 * reg * sum(float(np.dot(parts[i], parts[i])) for i in weights)
-        return (float(loss) - penalty) / C + penalty
 
     def record(intermediate_result) -> None:
-        hist.loss.append(reported(intermediate_result.fun, intermediate_result.x))
+        hist.loss.append(float(intermediate_result.fun))
         hist.epochs += 1
 
     host = {k: to_numpy(model.params[k]) for k in names}
@@ -805,7 +800,7 @@ def _fit_lbfgs(run: Run, X, T, w, config: TrainingConfig) -> None:
     hist.epochs += int(result.nit)
     hist.steps += int(result.nfev)
     hist.samples_seen += int(result.nit) * X.shape[0]
-    final = reported(result.fun, result.x)
+    final = float(result.fun)
     if not hist.loss or hist.loss[-1] != final:
         hist.loss.append(final)
     hist.best_loss = min(hist.best_loss, final)

@@ -295,6 +295,7 @@ class Workspace:
         self._head_buffers = head_buffers(rows, C, dt)
         self._c = np.empty(rows, dt)  # each row's share of the mean
         self.grads: Params = {}
+        self.penalty = 0.0  # the last step's ``λ/2 Σ‖W‖²``, the part of its loss not in S
         for l in range(1, L + 1):
             self.grads[f"W{l}"] = np.empty(self.layer_sizes[l - 1 : l + 1], dt)
             self.grads[f"b{l}"] = np.empty(self.layer_sizes[l], dt)
@@ -509,7 +510,8 @@ class Workspace:
         """
         views = self._views_for(params, X)
         S = self._forward(params, X, views)
-        loss = self._head_loss(S, T, w, views) + self._penalty(params, reg)
+        self.penalty = self._penalty(params, reg)
+        loss = self._head_loss(S, T, w, views) + self.penalty
         self._backward(params, X, reg, None, views)
         return loss, self.grads, S
 
@@ -528,7 +530,8 @@ class Workspace:
         """
         views = self._views_for(params, X)
         S = self._forward(params, X, views)
-        loss = self._head_loss(S, T, w, views) + self._penalty(params, reg)
+        self.penalty = self._penalty(params, reg)
+        loss = self._head_loss(S, T, w, views) + self.penalty
         self._backward(params, X, reg, learning_rate, views)
         return loss, S
 
