@@ -112,6 +112,20 @@ def test_batchnorm_backward_is_the_compact_form(rng):
     np.testing.assert_allclose(((y - beta) / gamma).var(axis=0), var / (var + 1e-3))  # var 1
 
 
+@SETTINGS
+@given(shapes)
+def test_shifting_what_is_normalized_changes_nothing_so_dx_sums_to_zero(shape):
+    """Adding a constant to a column (batch norm) or a row (layer norm) leaves x̂ as it
+    was: dx sums to zero along the axis of the statistics, as docs/derivation.md notes."""
+    x, gamma, beta, dy, rm, rv = _problem(*shape)
+    _, cache, _ = layers.batchnorm_forward(x, gamma, beta, rm, rv, True)
+    dx = layers.batchnorm_backward(dy, cache)[0]
+    np.testing.assert_allclose(dx.sum(axis=0), 0, atol=1e-12 * np.abs(dx).max(initial=1))
+    _, cache = layers.layernorm_forward(x, gamma, beta)
+    dx = layers.layernorm_backward(dy, cache)[0]
+    np.testing.assert_allclose(dx.sum(axis=1), 0, atol=1e-12 * np.abs(dx).max(initial=1))
+
+
 # ------------------------------------------------------------------ PyTorch autograd
 def _torch_grads(torch, y, dy, inputs):
     return [g.numpy() for g in torch.autograd.grad((y * torch.tensor(dy)).sum(), inputs)]

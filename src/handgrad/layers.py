@@ -807,8 +807,8 @@ def dropout_backward(dout: Array, cache: Cache) -> Array:
 class NormCache(NamedTuple):
     """What a normalization's backward needs from its forward.
 
-    ``x_hat`` (N, D) the normalized input; ``gamma`` (D,); ``inv_std`` the
-    ``(σ² + ε)^(−1/2)`` it divided by, (D,) for batch norm and (N, 1) for layer norm;
+    ``x_hat`` (N, H) the normalized input; ``gamma`` (H,); ``inv_std`` the
+    ``(σ² + ε)^(−1/2)`` it divided by, (H,) for batch norm and (N, 1) for layer norm;
     ``train``: whether the statistics were the batch's own (batch norm in eval mode
     divides by constants).
     """
@@ -842,7 +842,7 @@ def batchnorm_running_update(
 ) -> tuple[Array, Array]:
     """``r' = (1 − m) r + m b`` for the mean and the variance, as new arrays.
 
-    running_mean, running_var, mu, var: (D,); ``var`` is the batch's biased σ²_B, and
+    running_mean, running_var, mu, var: (H,); ``var`` is the batch's biased σ²_B, and
     the running variance takes the unbiased ``σ²_B N/(N − 1)``, as PyTorch's
     ``nn.BatchNorm1d`` does (``momentum`` is its ``momentum``, the weight of the batch).
     """
@@ -864,7 +864,8 @@ def batchnorm_forward(
 ) -> tuple[Array, Cache, tuple[Array, Array]]:
     """``y = γ x̂ + β``, ``x̂ = (x − μ_B)/√(σ²_B + ε)``, μ_B and σ²_B over the N rows.
 
-    x: (N, D); gamma, beta, running_mean, running_var: (D,)  ->  y: (N, D), cache
+    x: (N, H), a layer's N rows of H features (its Z); gamma, beta, running_mean,
+    running_var: (H,)  ->  y: (N, H), cache
     :class:`NormCache`, and the running ``(mean, var)`` for predict time.
 
     In ``train`` mode each column is standardized by its batch mean and biased variance,
@@ -890,7 +891,7 @@ def batchnorm_forward(
 def batchnorm_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Array]:
     """``dx = (1/N) γ (σ²_B + ε)^(−1/2) (N dy − Σ dy − x̂ Σ(dy ⊙ x̂))``, sums over rows.
 
-    dy: (N, D)  ->  dx (N, D), ``dγ = Σ_rows dy ⊙ x̂`` (D,), ``dβ = Σ_rows dy`` (D,).
+    dy: (N, H)  ->  dx (N, H), ``dγ = Σ_rows dy ⊙ x̂`` (H,), ``dβ = Σ_rows dy`` (H,).
     The two sums in dx are dβ and dγ. In eval mode μ and σ² are constants, so
     ``dx = γ (σ² + ε)^(−1/2) dy``.
     """
@@ -908,9 +909,9 @@ def batchnorm_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Array]:
 def layernorm_forward(
     x: Array, gamma: Array, beta: Array, eps: float = 1e-5
 ) -> tuple[Array, Cache]:
-    """``y = γ x̂ + β``, ``x̂ = (x − μ_i)/√(σ²_i + ε)``, μ_i and σ²_i over row i's D features.
+    """``y = γ x̂ + β``, ``x̂ = (x − μ_i)/√(σ²_i + ε)``, μ_i and σ²_i over row i's H features.
 
-    x: (N, D); gamma, beta: (D,)  ->  y: (N, D); cache :class:`NormCache` (inv_std
+    x: (N, H); gamma, beta: (H,)  ->  y: (N, H); cache :class:`NormCache` (inv_std
     (N, 1)). Each row is standardized by its own statistics, so training and predict
     time compute the same thing and nothing runs. The default ε is ``nn.LayerNorm``'s.
     """
@@ -919,17 +920,17 @@ def layernorm_forward(
 
 
 def layernorm_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Array]:
-    """``dx = (1/D) (σ²_i + ε)^(−1/2) (D dx̂ − Σ dx̂ − x̂ Σ(dx̂ ⊙ x̂))``, ``dx̂ = γ ⊙ dy``.
+    """``dx = (1/H) (σ²_i + ε)^(−1/2) (H dx̂ − Σ dx̂ − x̂ Σ(dx̂ ⊙ x̂))``, ``dx̂ = γ ⊙ dy``.
 
-    dy: (N, D)  ->  dx (N, D) (its sums over each row's features), ``dγ = Σ_rows dy ⊙ x̂``
-    (D,), ``dβ = Σ_rows dy`` (D,). Batch norm's form along the other axis; γ stays
+    dy: (N, H)  ->  dx (N, H) (its sums over each row's features), ``dγ = Σ_rows dy ⊙ x̂``
+    (H,), ``dβ = Σ_rows dy`` (H,). Batch norm's form along the other axis; γ stays
     inside the sums, as it varies along them here.
     """
     x_hat, gamma, inv_std, _ = cache
     xp = namespace(dy)
-    D = dy.shape[1]
+    H = dy.shape[1]
     dx_hat = dy * gamma
     sum_dx_hat = xp.sum(dx_hat, axis=1, keepdims=True)
     sum_dx_hat_x_hat = xp.sum(dx_hat * x_hat, axis=1, keepdims=True)
-    dx = (inv_std / D) * (D * dx_hat - sum_dx_hat - x_hat * sum_dx_hat_x_hat)
+    dx = (inv_std / H) * (H * dx_hat - sum_dx_hat - x_hat * sum_dx_hat_x_hat)
     return dx, xp.sum(dy * x_hat, axis=0), xp.sum(dy, axis=0)
