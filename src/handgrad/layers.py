@@ -865,8 +865,8 @@ def batchnorm_forward(
     """``y = γ x̂ + β``, ``x̂ = (x − μ_B)/√(σ²_B + ε)``, μ_B and σ²_B over the N rows.
 
     x: (N, H), a layer's N rows of H features (its Z); gamma, beta, running_mean,
-    running_var: (H,)  ->  y: (N, H), cache
-    :class:`NormCache`, and the running ``(mean, var)`` for predict time.
+    running_var: (H,)  ->  y: (N, H), cache :class:`NormCache`, and the running
+    ``(mean, var)`` for predict time.
 
     In ``train`` mode each column is standardized by its batch mean and biased variance,
     and the running statistics move towards them by
@@ -913,7 +913,8 @@ def layernorm_forward(
 
     x: (N, H); gamma, beta: (H,)  ->  y: (N, H); cache :class:`NormCache` (inv_std
     (N, 1)). Each row is standardized by its own statistics, so training and predict
-    time compute the same thing and nothing runs. The default ε is ``nn.LayerNorm``'s.
+    time compute the same thing and no running statistics are kept. The default ε is
+    ``nn.LayerNorm``'s.
     """
     x_hat, inv_std, _, _ = _standardize(x, 1, eps)
     return gamma * x_hat + beta, NormCache(x_hat, gamma, inv_std)
