@@ -722,3 +722,182 @@ HEADS: dict[str, Head] = {
         ),
     )
 }
+
+
+# ---------------------------------------------------------- dropout and normalization
+# Beyond the notes, as the course goes on: inverted dropout, batch normalization and
+# layer normalization, each a pure pair like the ones above (docs/derivation.md derives
+# their backward passes). Randomness comes in from the caller's generator, and running
+# statistics go out as new arrays: nothing here keeps state.
+def dropout_forward(
+    A: Array, rate: float, rng_or_mask: np.random.Generator | Array | None, train: bool
+) -> tuple[Array, Cache]:
+    """``Ã = A ⊙ M / p`` with ``M ~ Bernoulli(p)``, ``p = 1 − rate`` the keep probability.
+
+    A: (N, H) -> Ã: (N, H); cache ``(M / p,)``. ``rate`` is the *drop* probability
+    (PyTorch's ``p``): ``rate=0.2`` zeroes a fifth of the entries and scales the rest by
+    ``1/0.8``, so that ``E[Ã] = A`` and predict time needs no rescaling (inverted
+    dropout). M is drawn as ``U < p``, U uniform from ``rng_or_mask`` when it is a
+    ``numpy.random.Generator`` (the run's, so that a resumed run draws the same masks;
+    on the host, then moved to A's device), or ``rng_or_mask`` is M itself, (N, H) of
+    0/1 or bools in A's namespace. When not ``train``, or with ``rate=0``, Ã = A and the
+    generator is not drawn from.
+    """
+    if not 0 <= rate < 1:
+        raise ValueError(f"rate must be a drop probability in [0, 1), got {rate!r}")
+    if not train or rate == 0:
+        return A, (1,)
+    p = 1 - rate
+    if isinstance(rng_or_mask, np.random.Generator):
+        xp = namespace(A)
+        M = xp.asarray(rng_or_mask.random(A.shape) < p, device=device(A))
+    elif rng_or_mask is None:
+        raise ValueError("dropout in training needs a numpy.random.Generator or a mask, got None")
+    else:
+        if tuple(rng_or_mask.shape) != tuple(A.shape):
+            raise ValueError(
+                f"the dropout mask has shape {tuple(rng_or_mask.shape)}, "
+                f"but A has shape {tuple(A.shape)}"
+            )
+        xp, M = namespace(A, rng_or_mask), rng_or_mask
+    scale = xp.astype(M, A.dtype) / p
+    return A * scale, (scale,)
+
+
+def dropout_backward(dout: Array, cache: Cache) -> Array:
+    """``dA = dÃ ⊙ M / p``: a dropped entry passes no gradient.  dÃ: (N, H) -> dA: (N, H)."""
+    (scale,) = cache
+    return dout * scale
+
+
+class NormCache(NamedTuple):
+    """What a normalization's backward needs from its forward.
+
+    ``x_hat`` (N, H) the normalized input; ``gamma`` (H,); ``inv_std`` the
+    ``(σ² + ε)^(−1/2)`` it divided by, (H,) for batch norm and (N, 1) for layer norm;
+    ``train``: whether the statistics were the batch's own (batch norm in eval mode
+    divides by constants).
+    """
+
+    x_hat: Array
+    gamma: Array
+    inv_std: Array
+    train: bool = True
+
+
+def _standardize(x: Array, axis: int, eps: float) -> tuple[Array, Array, Array, Array]:
+    """``x̂ = (x − μ)/√(σ² + ε)`` with μ, σ² (biased) taken along ``axis``.
+
+    Returns ``(x̂, (σ² + ε)^(−1/2), μ, σ²)``, the statistics kept as a dimension of
+    length 1 along ``axis``.
+    """
+    xp = namespace(x)
+    mu = xp.mean(x, axis=axis, keepdims=True)
+    var = xp.var(x, axis=axis, keepdims=True)
+    inv_std = 1 / xp.sqrt(var + eps)
+    return (x - mu) * inv_std, inv_std, mu, var
+
+
+def batchnorm_running_update(
+    running_mean: Array,
+    running_var: Array,
+    mu: Array,
+    var: Array,
+    N: int,
+    momentum: float,
+) -> tuple[Array, Array]:
+    """``r' = (1 − m) r + m b`` for the mean and the variance, as new arrays.
+
+    running_mean, running_var, mu, var: (H,); ``var`` is the batch's biased σ²_B, and
+    the running variance takes the unbiased ``σ²_B N/(N − 1)``, as PyTorch's
+    ``nn.BatchNorm1d`` does (``momentum`` is its ``momentum``, the weight of the batch).
+    """
+    return (
+        (1 - momentum) * running_mean + momentum * mu,
+        (1 - momentum) * running_var + momentum * (var * (N / (N - 1))),
+    )
+
+
+def batchnorm_forward(
+    x: Array,
+    gamma: Array,
+    beta: Array,
+    running_mean: Array,
+    running_var: Array,
+    train: bool,
+    momentum: float = 0.1,
+    eps: float = 1e-5,
+) -> tuple[Array, Cache, tuple[Array, Array]]:
+    """``y = γ x̂ + β``, ``x̂ = (x − μ_B)/√(σ²_B + ε)``, μ_B and σ²_B over the N rows.
+
+    x: (N, H), a layer's N rows of H features (its Z); gamma, beta, running_mean,
+    running_var: (H,)  ->  y: (N, H), cache :class:`NormCache`, and the running
+    ``(mean, var)`` for predict time.
+
+    In ``train`` mode each column is standardized by its batch mean and biased variance,
+    and the running statistics move towards them by
+    :func:`batchnorm_running_update` (new arrays; the caller's are not changed). Out of
+    ``train`` mode the running statistics take their place and are returned as given.
+    The defaults are ``nn.BatchNorm1d``'s. Training needs N ≥ 2: one row has no
+    variance (PyTorch refuses it too).
+    """
+    if not train:  # predict time: the running statistics are constants
+        inv_std = 1 / namespace(x).sqrt(running_var + eps)
+        x_hat = (x - running_mean) * inv_std
+        cache = NormCache(x_hat, gamma, inv_std, False)
+        return gamma * x_hat + beta, cache, (running_mean, running_var)
+    N = x.shape[0]
+    if N < 2:
+        raise ValueError(f"batch normalization needs at least 2 rows to train, but x has {N}")
+    x_hat, inv_std, mu, var = _standardize(x, 0, eps)
+    running = batchnorm_running_update(running_mean, running_var, mu[0, :], var[0, :], N, momentum)
+    return gamma * x_hat + beta, NormCache(x_hat, gamma, inv_std[0, :], True), running
+
+
+def batchnorm_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Array]:
+    """``dx = (1/N) γ (σ²_B + ε)^(−1/2) (N dy − Σ dy − x̂ Σ(dy ⊙ x̂))``, sums over rows.
+
+    dy: (N, H)  ->  dx (N, H), ``dγ = Σ_rows dy ⊙ x̂`` (H,), ``dβ = Σ_rows dy`` (H,).
+    The two sums in dx are dβ and dγ. In eval mode μ and σ² are constants, so
+    ``dx = γ (σ² + ε)^(−1/2) dy``.
+    """
+    x_hat, gamma, inv_std, train = cache
+    xp = namespace(dy)
+    dbeta = xp.sum(dy, axis=0)
+    dgamma = xp.sum(dy * x_hat, axis=0)
+    if not train:
+        return (gamma * inv_std) * dy, dgamma, dbeta
+    N = dy.shape[0]
+    dx = (gamma * inv_std / N) * (N * dy - dbeta - x_hat * dgamma)
+    return dx, dgamma, dbeta
+
+
+def layernorm_forward(
+    x: Array, gamma: Array, beta: Array, eps: float = 1e-5
+) -> tuple[Array, Cache]:
+    """``y = γ x̂ + β``, ``x̂ = (x − μ_i)/√(σ²_i + ε)``, μ_i and σ²_i over row i's H features.
+
+    x: (N, H); gamma, beta: (H,)  ->  y: (N, H); cache :class:`NormCache` (inv_std
+    (N, 1)). Each row is standardized by its own statistics, so training and predict
+    time compute the same thing and no running statistics are kept. The default ε is
+    ``nn.LayerNorm``'s.
+    """
+    x_hat, inv_std, _, _ = _standardize(x, 1, eps)
+    return gamma * x_hat + beta, NormCache(x_hat, gamma, inv_std)
+
+
+def layernorm_backward(dy: Array, cache: Cache) -> tuple[Array, Array, Array]:
+    """``dx = (1/H) (σ²_i + ε)^(−1/2) (H dx̂ − Σ dx̂ − x̂ Σ(dx̂ ⊙ x̂))``, ``dx̂ = γ ⊙ dy``.
+
+    dy: (N, H)  ->  dx (N, H) (its sums over each row's features), ``dγ = Σ_rows dy ⊙ x̂``
+    (H,), ``dβ = Σ_rows dy`` (H,). Batch norm's form along the other axis; γ stays
+    inside the sums, as it varies along them here.
+    """
+    x_hat, gamma, inv_std, _ = cache
+    xp = namespace(dy)
+    H = dy.shape[1]
+    dx_hat = dy * gamma
+    sum_dx_hat = xp.sum(dx_hat, axis=1, keepdims=True)
+    sum_dx_hat_x_hat = xp.sum(dx_hat * x_hat, axis=1, keepdims=True)
+    dx = (inv_std / H) * (H * dx_hat - sum_dx_hat - x_hat * sum_dx_hat_x_hat)
+    return dx, xp.sum(dy * x_hat, axis=0), xp.sum(dy, axis=0)
