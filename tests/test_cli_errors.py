@@ -192,3 +192,21 @@ def test_other_commands_reject_bad_input(tmp_path):
 def test_debug_shows_the_traceback(tmp_path):
     result = CliRunner().invoke(main, ["train", "--data", "nosuch", "--debug"])
     assert result.exit_code != 0 and isinstance(result.exception, ValueError)
+
+
+def test_a_mistyped_command_is_told_the_closest_one():
+    from click.testing import CliRunner
+
+    from handgrad.cli import main
+
+    result = CliRunner().invoke(main, ["evalute"])
+    assert result.exit_code == 2
+    assert "No such command 'evalute' (did you mean 'evaluate'?)" in result.output
+
+
+def test_the_version_is_the_package_metadata():
+    import importlib.metadata
+
+    import handgrad
+
+    assert handgrad.__version__ == importlib.metadata.version("handgrad")

@@ -110,7 +110,9 @@ def test_digits_has_an_image_shape_and_tables_have_feature_names():
 
 
 def test_unknown_name():
-    with pytest.raises(ValueError, match="unknown dataset 'mnits'; available: digits"):
+    with pytest.raises(
+        ValueError, match=r"unknown dataset 'mnits' \(did you mean 'mnist'\?\); available: digits"
+    ):
         load_dataset("mnits")
 
 

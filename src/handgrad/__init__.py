@@ -12,6 +12,7 @@ __all__ = [
     "MLPClassifier",
     "MLPRegressor",
     "TwoLayerNet",
+    "__version__",
     "check_gradients",
     "numerical_gradient",
     "rel_error",
@@ -23,6 +24,10 @@ def __getattr__(name: str) -> Any:
     """Every public name is imported on first use, so that ``import handgrad.cli``
     (``handgrad --help``) loads neither SciPy nor scikit-learn, and a script that trains
     ``MLP`` directly does not pay for scikit-learn."""
+    if name == "__version__":
+        from handgrad._version import handgrad_version
+
+        return handgrad_version()
     if name == "MLP":
         from handgrad.network import MLP
 

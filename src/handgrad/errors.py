@@ -7,6 +7,8 @@ bad data or files), so ``except ValueError`` keeps working; the command line tur
 
 from __future__ import annotations
 
+from collections.abc import Iterable
+
 
 class HandgradError(Exception):
     """Base class of every error handgrad raises deliberately."""
@@ -32,3 +34,12 @@ class TrainingDivergedError(HandgradError, ValueError, FloatingPointError):
     error is (the usual cause is input of huge magnitude), and still a
     ``FloatingPointError`` for code written against earlier versions.
     """
+
+
+def did_you_mean(name: str, choices: Iterable[object]) -> str:
+    """`` (did you mean 'train'?)`` for the closest of ``choices`` to a mistyped
+    ``name``, or ``""`` when none is close."""
+    import difflib
+
+    close = difflib.get_close_matches(str(name), [str(c) for c in choices], n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""

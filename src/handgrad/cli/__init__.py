@@ -9,6 +9,7 @@ line, or ``HANDGRAD_DEBUG=1``) shows the traceback instead.
 from __future__ import annotations
 
 import ast
+import importlib
 import os
 import sys
 import warnings
@@ -17,7 +18,7 @@ from typing import Any
 
 import click
 
-from handgrad.errors import HandgradError
+from handgrad.errors import HandgradError, did_you_mean
 
 __all__ = ["main"]
 
@@ -86,9 +87,19 @@ class HandgradGroup(click.Group):
         return list(COMMANDS)
 
     def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
-        if cmd_name in COMMANDS and not self.commands:
-            _register(self)
+        if cmd_name in COMMANDS and cmd_name not in self.commands:
+            # only the command that runs is imported: `predict` loads no plotting
+            module = importlib.import_module(f"handgrad.cli.{cmd_name}")
+            self.add_command(module.command, cmd_name)
         return self.commands.get(cmd_name)
+
+    def resolve_command(
+        self, ctx: click.Context, args: list[str]
+    ) -> tuple[str | None, click.Command | None, list[str]]:
+        name = args[0] if args else ""
+        if name and not name.startswith("-") and name not in COMMANDS:
+            ctx.fail(f"No such command {name!r}{did_you_mean(name, COMMANDS)}.")
+        return super().resolve_command(ctx, args)
 
     def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
         limit = formatter.width - 6 - max(len(name) for name in COMMANDS)
@@ -167,21 +178,3 @@ def main() -> None:
     Start with `handgrad train` (the notes' two-layer network on scikit-learn's
     digits), then look at the run folder it prints.
     """
-
-
-def _register(group: click.Group) -> None:
-    """Import every command (the first time one is asked for) and add it to ``group``."""
-    from handgrad.cli import (
-        datasets,
-        evaluate,
-        explain,
-        export,
-        gradcheck,
-        plot,
-        predict,
-        search,
-        train,
-    )
-
-    for module in (train, evaluate, predict, gradcheck, explain, search, plot, datasets, export):
-        group.add_command(module.command)

@@ -43,7 +43,7 @@ from handgrad.data.images import load_image_files, load_images, preparation_for
 from handgrad.data.preprocess import Preprocessor, flatten
 from handgrad.data.remote import data_home
 from handgrad.data.tabular import load_array, load_csv, load_feature_csv, load_npz
-from handgrad.errors import DatasetUnavailableError
+from handgrad.errors import DatasetUnavailableError, did_you_mean
 
 __all__ = [
     "TASKS",
@@ -183,7 +183,8 @@ def load_dataset(
         )
     if key is None:
         raise ValueError(
-            f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}, csv:PATH, npz:PATH"
+            f"unknown dataset {name!r}{did_you_mean(name, _LOADERS)}; available: "
+            f"{', '.join(_LOADERS)}, csv:PATH, npz:PATH"
         )
     split = {"seed": split_seed, "test_size": test_size}
     ds = _LOADERS[key](data_dir=data_dir, download=download, **split)
@@ -363,7 +364,10 @@ def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> str:
     "bundled with scikit-learn", "present", "not downloaded", or what is there and not."""
     key = _ALIASES.get(name.lower().replace("_", "-"))
     if key is None:
-        raise ValueError(f"unknown dataset {name!r}; available: {', '.join(_LOADERS)}")
+        raise ValueError(
+            f"unknown dataset {name!r}{did_you_mean(name, _LOADERS)}; "
+            f"available: {', '.join(_LOADERS)}"
+        )
     if key in ("digits", "iris", "wine", "breast_cancer", "diabetes"):
         return "bundled with scikit-learn"
     dataset = key.removesuffix("-t10k")
