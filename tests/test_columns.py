@@ -355,3 +355,72 @@ def test_real_tables_through_csv_score_as_scikit_learn(tmp_path):
         ours.append(pipe.score(X_te, y_te))
         theirs.append(reference.score(X_te, y_te))
     assert np.mean(ours) >= np.mean(theirs) - 0.01, (ours, theirs)
+
+
+def test_rows_to_predict_are_read_with_the_models_kinds(tmp_path):
+    from handgrad.data.columns import model_kinds, unknown_note
+
+    train = _write(tmp_path, "size,shop,paid,label\n1.5,A1,TRUE,x\n2,B2,false,y\n,7,True,x\n")
+    frame, _ = load_frame_csv(train, label="label")
+    ct, plan = plan_columns(frame)
+    assert dict(plan.boolean) == {"paid": (("false",), ("TRUE", "True"))}
+    ct.fit(frame)
+    assert model_kinds(ct) == (["size"], ["shop", "paid"])
+    rows = _write(tmp_path, "shop,size,paid\n7,3,TRUE\n9,4,false\n")  # shop: numbers only
+    numeric, text = model_kinds(ct)
+    new, none = load_frame_csv(rows, numeric=numeric, text=text, with_label=False)
+    assert none is None and new["shop"].tolist() == ["7", "9"]
+    counts = unknown_categories(ct, new)
+    assert counts == {"shop": 1}
+    assert unknown_note(counts) == (
+        "1 cell holds a category not seen in training (shop: 1); each encodes as none of "
+        "the known ones"
+    )
+    assert unknown_note({}) is None
+    bad = _write(tmp_path, "shop,size,paid\nA1,big,TRUE\n")
+    with pytest.raises(
+        DataFormatError, match=r"line 2, column 2 \('size'\): 'big' is not a finite"
+    ):
+        load_frame_csv(bad, numeric=numeric, text=text, with_label=False)
+
+
+def test_model_file_round_trip_without_pickle(tmp_path):
+    """The column transformer's and the classifier's state in one handgrad file, read
+    back into a Pipeline that predicts a reordered DataFrame identically."""
+    from handgrad.modelfile import load_arrays, save_arrays
+    from handgrad.state import classifier_from_state, classifier_state
+
+    frame = _table(60)
+    y = np.where(frame["member"].eq("Yes") | (frame["income"] > 5), "buy", "skip")
+    pipe = _fit(frame, y, max_iter=20)
+    tensors, meta = columns_state(pipe[0])
+    net, net_meta = classifier_state(pipe[-1])
+    assert not set(tensors) & set(net)
+    save_arrays(
+        tmp_path / "m.safetensors", {**tensors, **net}, {"columns": meta, "classifier": net_meta}
+    )
+    loaded, loaded_meta = load_arrays(tmp_path / "m.safetensors")
+    restored = Pipeline(
+        [
+            ("columns", columns_from_state(loaded, loaded_meta["columns"])),
+            ("classifier", classifier_from_state(loaded, loaded_meta["classifier"])),
+        ]
+    )
+    shuffled = frame.sample(frac=1.0, axis=1, random_state=3)
+    np.testing.assert_array_equal(restored.predict_proba(shuffled), pipe.predict_proba(frame))
+
+
+def test_columns_benchmark_quick_run(tmp_path):
+    import importlib.util
+    import sys
+    from pathlib import Path
+
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "columns.py"
+    spec = importlib.util.spec_from_file_location("_bench_columns", path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    results = module.main(["--quick", "--out", str(tmp_path / "c.json")])
+    assert set(results["ms_per_epoch"]) == {"handgrad row-major", "handgrad column-major"}
+    assert all(ms > 0 for ms in results["ms_per_epoch"].values())
+    assert json.loads((tmp_path / "c.json").read_text())["shape"] == [600, 20]

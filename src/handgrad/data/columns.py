@@ -40,11 +40,13 @@ __all__ = [
     "MISSING_CELLS",
     "ColumnPlan",
     "check_columns",
+    "model_kinds",
     "onnx_feeds",
     "onnx_initial_types",
     "plan_columns",
     "register_onnx",
     "unknown_categories",
+    "unknown_note",
 ]
 
 #: Cells (compared lower-cased, stripped) that a CSV reader takes as empty: R's ``NA``,
@@ -266,6 +268,27 @@ def unknown_categories(transformer: ColumnTransformer, frame: pd.DataFrame) -> d
             if unseen:
                 counts[column] = unseen
     return counts
+
+
+def unknown_note(counts: Mapping[str, int]) -> str | None:
+    """One line for stderr about :func:`unknown_categories`' counts, or None without
+    any: ``3 cells hold categories not seen in training (island: 2, sex: 1); each
+    encodes as none of the known ones``."""
+    if not counts:
+        return None
+    total = sum(counts.values())
+    each = _list([f"{k}: {v}" for k, v in counts.items()])
+    cells = "cell holds a category" if total == 1 else "cells hold categories"
+    return f"{total} {cells} not seen in training ({each}); each encodes as none of the known ones"
+
+
+def model_kinds(transformer: ColumnTransformer) -> tuple[list[str], list[str]]:
+    """The columns a fitted transformer reads as numbers, and those it reads as text:
+    :func:`load_frame_csv`'s ``numeric`` and ``text``, to read rows to predict as the
+    model was trained."""
+    text = _text_columns(transformer)
+    columns = _read_columns(transformer)
+    return [c for c in columns if c not in text], [c for c in columns if c in text]
 
 
 def _empty(v: Any) -> bool:

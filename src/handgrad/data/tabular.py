@@ -101,6 +101,7 @@ def load_frame_csv(
     missing_label: str = "error",
     *,
     numeric: Collection[str] = (),
+    text: Collection[str] = (),
     with_label: bool = True,
 ) -> tuple[pd.DataFrame, np.ndarray | None]:
     """Read a CSV file of any columns -- numbers, words, empty cells -- and one label
@@ -113,6 +114,8 @@ def load_frame_csv(
 
     numeric : columns that must be numbers (those a model read as numbers, at predict
         time): a cell in one that is not is the one-line error :func:`load_csv` gives.
+    text : columns kept as text even where every cell is a number (those a model read
+        as text); :func:`~handgrad.data.columns.model_kinds` gives both for a model.
     with_label : False to read features only; ``label`` then names a column to leave
         out (if given), and no labels are returned.
 
@@ -139,7 +142,7 @@ def load_frame_csv(
     for j in features:
         cells = [cells[j].strip() for _, cells in body]
         empty = [c.lower() in MISSING_CELLS for c in cells]
-        numbers = _numbers(cells, empty)
+        numbers = None if names[j] in text else _numbers(cells, empty)
         if numbers is None and names[j] in numeric:
             line, cell = next(
                 (ln, c)
