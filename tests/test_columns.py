@@ -85,6 +85,9 @@ def test_plan_keeps_unique_columns_of_a_small_table_and_a_numbers_only_table():
     # integers unique per row but not consecutive are a feature, not a row counter
     _, plan = plan_columns(pd.DataFrame({"z": np.arange(30) * 7, "w": np.ones(30)}))
     assert plan.numeric == ("z",) and dict(plan.dropped) == {"w": "constant"}
+    assert plan.numeric_only  # the command line keeps its plain path, every column kept
+    _, gaps = plan_columns(pd.DataFrame({"a": [1.0, np.nan, 3.0]}))
+    assert not gaps.numeric_only and gaps.missing == ("a",)
 
 
 def test_plan_refuses_what_is_not_a_table():
@@ -131,10 +134,11 @@ def test_unknown_categories_are_counted_not_refused():
 # ------------------------------------------------------------------- the CSV reader
 def test_load_frame_csv_types_each_column(tmp_path):
     path = tmp_path / "t.csv"
-    path.write_text("id,age,store,member,label\na1,31,north,Yes,x\na2,NA,south,,y\na3,40.5,,No,x\n")
+    path.write_text("id,age,store,member,label\na1,31,north,Yes,x\na2,NA,south,,y\na3,?,,No,x\n")
     frame, y = load_frame_csv(path, label="label")
     assert list(frame.columns) == ["id", "age", "store", "member"]
-    assert frame["age"].dtype == np.float64 and np.isnan(frame["age"][1])
+    assert frame["age"].dtype == np.float64
+    np.testing.assert_array_equal(frame["age"].isna(), [False, True, True])
     assert frame["store"].tolist()[:2] == ["north", "south"] and pd.isna(frame["store"][2])
     assert y.tolist() == ["x", "y", "x"]
     features, none = load_frame_csv(path, label="label", with_label=False)
@@ -291,6 +295,16 @@ def test_row_major_copies_only_a_column_major_array_in_memory(tmp_path):
     np.save(path, X)  # saved in Fortran order
     mapped = np.load(path, mmap_mode="r")
     assert not mapped.flags.c_contiguous and _row_major(mapped) is mapped
+
+
+def test_row_major_keeps_a_column_major_array_too_large_to_copy(monkeypatch):
+    import handgrad.estimator as estimator
+
+    X = np.asfortranarray(np.ones((4, 3)))
+    monkeypatch.setattr(estimator, "_available_bytes", lambda: X.nbytes - 1)
+    assert estimator._row_major(X) is X
+    monkeypatch.setattr(estimator, "_available_bytes", lambda: X.nbytes)
+    assert estimator._row_major(X).flags.c_contiguous
 
 
 # ------------------------------------------------- real tables that ship in packages

@@ -717,13 +717,33 @@ def _host(a: Any, name: str = "sample_weight") -> Any:
 
 def _row_major(X: Any) -> Any:
     """X (N, D), as one C-ordered copy when it is a column-major NumPy array in memory
-    (a pandas float frame's ``to_numpy()``, a Fortran-ordered array): a batch of rows is
-    then gathered from contiguous memory, once per fit or predict instead of once per
-    batch. A memory-mapped X keeps its path (its rows are read from the file), and
-    anything else (C-ordered, sparse, another library's array) is returned as it is."""
-    if type(X) is np.ndarray and X.ndim == 2 and not X.flags.c_contiguous and not is_mapped(X):
+    (a pandas float frame's ``to_numpy()``, a Fortran-ordered array) and the copy fits
+    in the memory available: a batch of rows is then gathered from contiguous memory,
+    once per fit or predict instead of once per batch. A memory-mapped X keeps its path
+    (its rows are read from the file), and anything else (C-ordered, sparse, another
+    library's array, or a copy too large) is returned as it is."""
+    if (
+        type(X) is np.ndarray
+        and X.ndim == 2
+        and not X.flags.c_contiguous
+        and not is_mapped(X)
+        and X.nbytes <= _available_bytes()
+    ):
         return np.ascontiguousarray(X)
     return X
+
+
+def _available_bytes() -> float:
+    """Memory available to a new allocation (Linux's ``MemAvailable``), or infinity
+    where the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return float("inf")
 
 
 def _float_dtypes(X: Any) -> tuple:

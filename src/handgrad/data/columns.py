@@ -50,8 +50,8 @@ __all__ = [
 ]
 
 #: Cells (compared lower-cased, stripped) that a CSV reader takes as empty: R's ``NA``,
-#: pandas' ``NaN`` and the like.
-MISSING_CELLS = frozenset({"", "na", "n/a", "nan", "null"})
+#: pandas' ``NaN``, the UCI repository's ``?`` and the like.
+MISSING_CELLS = frozenset({"", "na", "n/a", "nan", "null", "?"})
 
 _TRUE = frozenset({"yes", "true"})
 _FALSE = frozenset({"no", "false"})
@@ -70,6 +70,9 @@ class ColumnPlan:
     boolean : each yes/no column and its spellings: the false ones, then the true ones
         (with ``""`` last where the column has empty cells)
     dropped : each dropped column and why ("constant", "identifier")
+    numeric_only : whether every column, dropped ones included, is a complete column of
+        numbers: a table that the standardizing :class:`~handgrad.data.Preprocessor`
+        handles as it always has, every column kept (the command line's path for it)
     """
 
     numeric: tuple[str, ...] = ()
@@ -79,18 +82,12 @@ class ColumnPlan:
         default_factory=dict
     )
     dropped: Mapping[str, str] = dataclasses.field(default_factory=dict)
+    numeric_only: bool = False
 
     @property
     def columns(self) -> tuple[str, ...]:
         """The columns the transformer reads: numeric, then categorical, then boolean."""
         return (*self.numeric, *self.categorical, *self.boolean)
-
-    @property
-    def numeric_only(self) -> bool:
-        """Whether every column is a complete column of numbers (none dropped either): a
-        table that the plain standardizing :class:`~handgrad.data.Preprocessor` handles as
-        it always has."""
-        return not (self.missing or self.categorical or self.boolean or self.dropped)
 
     def summary(self) -> str:
         """One line: ``17 numeric (2 with empty cells), 2 categorical (Store: 5 levels,
@@ -116,6 +113,7 @@ class ColumnPlan:
             "categorical": {k: list(v) for k, v in self.categorical.items()},
             "boolean": {k: [list(f), list(t)] for k, (f, t) in self.boolean.items()},
             "dropped": dict(self.dropped),
+            "numeric_only": self.numeric_only,
         }
 
     @classmethod
@@ -127,6 +125,7 @@ class ColumnPlan:
             categorical={k: tuple(v) for k, v in d["categorical"].items()},
             boolean={k: (tuple(f), tuple(t)) for k, (f, t) in d["boolean"].items()},
             dropped=dict(d["dropped"]),
+            numeric_only=bool(d.get("numeric_only", False)),
         )
 
 
@@ -154,7 +153,7 @@ def plan_columns(
         raise ValueError(f"table must have rows and columns, got shape {table.shape}")
     if not all(isinstance(c, str) for c in table.columns) or table.columns.has_duplicates:
         raise ValueError("table's columns must have distinct string names")
-    numeric, missing, dropped = [], [], {}
+    numeric, missing, dropped, text = [], [], {}, False
     categorical: dict[str, tuple[str, ...]] = {}
     boolean: dict[str, tuple[tuple[str, ...], tuple[str, ...]]] = {}
     n = len(table)
@@ -173,6 +172,7 @@ def plan_columns(
                 if empty.any():
                     missing.append(name)
             continue
+        text = True
         cells = [str(v).strip() for v in column.to_numpy(dtype=object)[~empty]]
         levels = sorted(set(cells))
         if len(levels) + bool(empty.any()) <= 1:
@@ -186,7 +186,9 @@ def plan_columns(
             )
         else:
             categorical[name] = tuple(levels) + (("",) if empty.any() else ())
-    plan = ColumnPlan(tuple(numeric), tuple(missing), categorical, boolean, dropped)
+    plan = ColumnPlan(
+        tuple(numeric), tuple(missing), categorical, boolean, dropped, not (text or missing)
+    )
     return _transformer(plan, fitted_categories=False), plan
 
 
