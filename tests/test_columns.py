@@ -237,7 +237,7 @@ def test_onnx_export_has_one_input_per_column_and_predicts_as_predict():
     rt = pytest.importorskip("onnxruntime")
     from skl2onnx import to_onnx
 
-    import handgrad.export  # noqa: F401  (registers handgrad's classifier)
+    import handgrad.export  # registers handgrad's classifier with skl2onnx
     from handgrad.data.columns import onnx_feeds, onnx_initial_types, register_onnx
 
     frame = _table(60)
@@ -256,12 +256,43 @@ def test_onnx_export_has_one_input_per_column_and_predicts_as_predict():
         restored,
         initial_types=types,
         options={id(restored[-1]): {"zipmap": False}},
-        target_opset={"": 17, "ai.onnx.ml": 3},
+        target_opset=handgrad.export.TARGET_OPSET,
     )
     session = rt.InferenceSession(onx.SerializeToString())
     labels, proba = session.run(None, onnx_feeds(restored[0], frame[frame.columns[::-1]]))
     np.testing.assert_array_equal(labels, pipe.predict(frame))
     np.testing.assert_allclose(proba, pipe.predict_proba(frame), atol=1e-5)
+
+
+def test_onnx_export_of_a_regressor_after_the_columns():
+    pytest.importorskip("skl2onnx")
+    rt = pytest.importorskip("onnxruntime")
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    from handgrad import MLPRegressor
+    from handgrad.data.columns import onnx_feeds, onnx_initial_types, register_onnx
+    from handgrad.export import TARGET_OPSET, _regression
+
+    frame = _table(60)
+    target = np.nan_to_num(frame["age"].to_numpy()) / 10 + frame["member"].eq("Yes")
+    ct, _ = plan_columns(frame.drop(columns="age"))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        model = MLPRegressor(random_state=0, max_iter=30)
+        pipe = Pipeline([("columns", ct), ("regressor", model)]).fit(frame, target)
+    restored = columns_from_state(*columns_state(pipe[0]))
+    register_onnx()
+    onx = to_onnx(
+        Pipeline([("columns", restored), ("regressor", _regression(pipe[-1]))]),
+        initial_types=onnx_initial_types(restored),
+        target_opset=TARGET_OPSET,
+        final_types=[("prediction", FloatTensorType([None]))],
+    )
+    (prediction,) = rt.InferenceSession(onx.SerializeToString()).run(
+        None, onnx_feeds(restored, frame)
+    )
+    np.testing.assert_allclose(prediction, pipe.predict(frame), rtol=1e-5, atol=1e-5)
 
 
 # ------------------------------------------------------------------ column-major X
