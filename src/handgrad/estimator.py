@@ -42,6 +42,7 @@ from sklearn.utils.validation import (
 
 import handgrad.layers as layers
 import handgrad.training as training
+from handgrad._mapped import is_mapped
 from handgrad._parameters import OPTIMIZER_PARAMS, make_optimizer, seed_sequence
 from handgrad._split import stratified_split
 from handgrad._threads import blas_threads
@@ -390,7 +391,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         # Sparse X stays sparse: the first layer's products take it as it is.
         # Finite, and in the network's dtype when continuing (where a cast to float32
         # can overflow to inf); the message names the first bad entry.
-        X = check_X(X, dtype=dtype)
+        X = _row_major(check_X(X, dtype=dtype))
         Y = self._encode_y(y, reset=reset, incremental=incremental, classes=classes)
         if sample_weight is not None:
             sample_weight = to_numpy(_check_sample_weight(sample_weight, X, dtype=X.dtype))
@@ -592,6 +593,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 dtype=_float_dtypes(X),
                 ensure_all_finite=False,
             )
+        checked = _row_major(checked)
         model = _model_for(self._run.model, checked)
         xp = namespace(checked)
         if xp is np:
@@ -765,6 +767,37 @@ def _host(a: Any, name: str = "sample_weight") -> Any:
             "array_api_dispatch=True), with SCIPY_ARRAY_API=1 set before SciPy is "
             "imported), or pass a NumPy array"
         ) from None
+
+
+def _row_major(X: Any) -> Any:
+    """X (N, D), as one C-ordered copy when it is a column-major NumPy array in memory
+    (a pandas float frame's ``to_numpy()``, a Fortran-ordered array) and the copy fits
+    in the memory available: a batch of rows is then gathered from contiguous memory,
+    once per fit or predict instead of once per batch. A memory-mapped X keeps its path
+    (its rows are read from the file), and anything else (C-ordered, sparse, another
+    library's array, or a copy too large) is returned as it is."""
+    if (
+        type(X) is np.ndarray
+        and X.ndim == 2
+        and not X.flags.c_contiguous
+        and not is_mapped(X)
+        and X.nbytes <= _available_bytes()
+    ):
+        return np.ascontiguousarray(X)
+    return X
+
+
+def _available_bytes() -> float:
+    """Memory available to a new allocation (Linux's ``MemAvailable``), or infinity
+    where the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return float("inf")
 
 
 def _float_dtypes(X: Any) -> tuple:

@@ -1,7 +1,9 @@
 """Tables from users: CSV files and NumPy ``.npz`` archives.
 
-CSV: every column but the label is a feature and must hold finite numbers; the label
-column is kept as integers when every cell is an integer, else as strings.
+CSV: every column but the label is a feature and must hold finite numbers (:func:`load_csv`),
+or holds numbers, text or empty cells, each column typed by what it holds
+(:func:`load_frame_csv`, for :mod:`handgrad.data.columns`); the label column is kept as
+integers when every cell is an integer, else as strings.
 NPZ: arrays ``X`` (N, ...) numeric and ``y`` (N,), read without pickle and with every
 array's size checked against the archive before it is allocated.
 """
@@ -14,6 +16,8 @@ import os
 import warnings
 import zipfile
 import zlib
+from collections.abc import Collection
+from typing import TYPE_CHECKING
 
 import numpy as np
 
@@ -21,7 +25,17 @@ from handgrad._validation import check_choice
 from handgrad.data._files import require_file
 from handgrad.errors import DataFormatError
 
-__all__ = ["first_row_is_header", "load_array", "load_csv", "load_feature_csv", "load_npz"]
+if TYPE_CHECKING:
+    import pandas as pd
+
+__all__ = [
+    "first_row_is_header",
+    "load_array",
+    "load_csv",
+    "load_feature_csv",
+    "load_frame_csv",
+    "load_npz",
+]
 
 _MAX_NPZ_MEMBER = 2**32
 # Deflate cannot expand data by more than about 1032:1 (the IDX reader's bound too); a
@@ -79,6 +93,92 @@ def load_feature_csv(
     return X, names
 
 
+def load_frame_csv(
+    path: str | os.PathLike,
+    label: str | int | None = None,
+    header: bool | None = None,
+    delimiter: str = ",",
+    missing_label: str = "error",
+    *,
+    numeric: Collection[str] = (),
+    text: Collection[str] = (),
+    with_label: bool = True,
+) -> tuple[pd.DataFrame, np.ndarray | None]:
+    """Read a CSV file of any columns -- numbers, words, empty cells -- and one label
+    column, each feature column typed by what it holds.
+
+    A column whose every cell is a number or empty becomes float64 (NaN where empty);
+    any other becomes text (str, NaN where empty). Empty means a blank cell or one of
+    :data:`~handgrad.data.columns.MISSING_CELLS` (``NA``, ``NaN``, ``null`` ...). The
+    arguments are those of :func:`load_csv`, and:
+
+    numeric : columns that must be numbers (those a model read as numbers, at predict
+        time): a cell in one that is not is the one-line error :func:`load_csv` gives.
+    text : columns kept as text even where every cell is a number (those a model read
+        as text); :func:`~handgrad.data.columns.model_kinds` gives both for a model.
+    with_label : False to read features only; ``label`` then names a column to leave
+        out (if given), and no labels are returned.
+
+    Returns
+    -------
+    frame : DataFrame (N, D) of the features, columns named as in the header (``x0``,
+        ``x1`` ... without one)
+    y : ndarray (N,) as :func:`load_csv`'s, or None without ``with_label``
+    """
+    import pandas as pd
+
+    from handgrad.data.columns import MISSING_CELLS
+
+    check_choice(missing_label, "missing_label", ("error", "drop"))
+    names, features, body, labels, hint_line = _labelled_rows(
+        path,
+        label,
+        header,
+        delimiter,
+        with_label or label is not None,
+        missing_label if with_label else None,
+    )
+    data = {}
+    for j in features:
+        cells = [cells[j].strip() for _, cells in body]
+        empty = [c.lower() in MISSING_CELLS for c in cells]
+        numbers = None if names[j] in text else _numbers(cells, empty)
+        if numbers is None and names[j] in numeric:
+            line, cell = next(
+                (ln, c)
+                for (ln, _), c, e in zip(body, cells, empty, strict=True)
+                if not e and not _is_number(c)
+            )
+            _number(path, line, j, names[j], cell, line == hint_line)
+        if numbers is not None and not np.isfinite(numbers[~np.array(empty, bool)]).all():
+            line, cell = next(
+                (ln, c)
+                for (ln, _), c, e in zip(body, cells, empty, strict=True)
+                if not e and not math.isfinite(float(c))
+            )
+            _number(path, line, j, names[j], cell, line == hint_line)
+        if numbers is None:
+            text = np.array(cells, dtype=object)
+            text[np.array(empty, bool)] = np.nan
+            data[names[j]] = pd.Series(text, dtype=object)
+        else:
+            data[names[j]] = numbers
+    frame = pd.DataFrame(data, columns=[names[j] for j in features])
+    return frame, _label_array(labels) if with_label else None
+
+
+def _numbers(cells: list[str], empty: list[bool]) -> np.ndarray | None:
+    """The cells as float64 (NaN where empty), or None when one is not a number."""
+    out = np.full(len(cells), np.nan)
+    for i, (cell, blank) in enumerate(zip(cells, empty, strict=True)):
+        if not blank:
+            try:
+                out[i] = float(cell)
+            except ValueError:
+                return None
+    return out
+
+
 def first_row_is_header(
     path: str | os.PathLike, rows: list[tuple[int, list[str]]], label: str | int | None
 ) -> bool:
@@ -120,6 +220,20 @@ def _read_table(path, label, header, delimiter, *, with_label: bool, missing_lab
     """Features (N, D) float64, the label cells (or None), and the feature names.
 
     ``missing_label`` None means the label column is only dropped, not read."""
+    names, features, body, labels, hint_line = _labelled_rows(
+        path, label, header, delimiter, with_label, missing_label
+    )
+    X = np.empty((len(body), len(features)), dtype=np.float64)
+    for n, (line, cells) in enumerate(body):
+        for k, j in enumerate(features):
+            X[n, k] = _number(path, line, j, names[j], cells[j], line == hint_line)
+    return X, labels, [names[j] for j in features]
+
+
+def _labelled_rows(path, label, header, delimiter, with_label, missing_label):
+    """The column names, the feature columns' indices, the rows kept ``(line, cells)``,
+    their label cells (None without ``missing_label``), and the line to hint
+    ``header=True`` at (the first, when it was read as data by inference)."""
     rows = _read_rows(path, delimiter)
     if not rows:
         raise DataFormatError(f"{path}: the CSV file is empty")
@@ -137,11 +251,9 @@ def _read_table(path, label, header, delimiter, *, with_label: bool, missing_lab
     if with_label and width < 2:
         raise DataFormatError(f"{path}: {width} column; need features and a label column")
     features = [j for j in range(width) if j != column]
-    X = np.empty((len(body), len(features)), dtype=np.float64)
     labels: list[str] = []
     dropped: list[int] = []
-    hint_line = rows[0][0] if inferred and not header else None
-    n = 0
+    kept = []
     for line, cells in body:
         if len(cells) != width:
             raise DataFormatError(f"{path}: line {line} has {len(cells)} fields, expected {width}")
@@ -157,10 +269,7 @@ def _read_table(path, label, header, delimiter, *, with_label: bool, missing_lab
                     "(missing_label='drop')"
                 )
             labels.append(cell)
-        for k, j in enumerate(features):
-            X[n, k] = _number(path, line, j, names[j], cells[j], line == hint_line)
-        n += 1
-    X = X[:n]
+        kept.append((line, cells))
     if dropped:
         if not labels:
             raise DataFormatError(f"{path}: no row has a label")
@@ -170,9 +279,10 @@ def _read_table(path, label, header, delimiter, *, with_label: bool, missing_lab
         warnings.warn(
             f"{path}: dropped {len(dropped)} {rows_word} without a label ({lines_word} {shown})",
             UserWarning,
-            stacklevel=4,
+            stacklevel=5,
         )
-    return X, labels if missing_label is not None else None, [names[j] for j in features]
+    hint_line = rows[0][0] if inferred and not header else None
+    return names, features, kept, labels if missing_label is not None else None, hint_line
 
 
 def _read_rows(path: str | os.PathLike, delimiter: str) -> list[tuple[int, list[str]]]:
