@@ -82,19 +82,6 @@ def test_save_model_of_a_pipeline_writes_the_same_kind_of_file(tmp_path):
     assert load_bundle(tmp_path / "p.safetensors").preprocessor.kind == "standardize"
 
 
-def test_a_file_of_the_older_layout_loads_as_the_pipeline_too(tmp_path):
-    """Classifier plus a "bundle" entry with its preprocessing: never the bare half."""
-    pre = Preprocessor("standardize").fit(IRIS.data.to_numpy())
-    clf = _fit(pre.transform(IRIS.data.to_numpy()), IRIS.target.to_numpy())
-    bundle = {"preprocessing": pre.to_dict(), "info": {"feature_names": NAMES}}
-    path = save_model(tmp_path / "old.safetensors", clf, extra={"bundle": bundle})
-    model = load_model(path)
-    assert isinstance(model, Pipeline)
-    assert model.score(IRIS.data.to_numpy(), IRIS.target.to_numpy()) > 0.9
-    assert list(model.feature_names_in_) == NAMES
-    assert load_bundle(path).info == {"feature_names": NAMES}
-
-
 def test_pipelines_of_other_steps_and_other_objects_are_refused(tmp_path):
     from sklearn.preprocessing import StandardScaler
 

@@ -89,11 +89,11 @@ def test_save_load_predict_identical(tmp_path, digits):
     bundle = load_bundle(tmp_path / "model.safetensors")
     rows = bundle.preprocessor.transform(digits.data)
     assert np.array_equal(
-        bundle.classifier.predict_proba(rows), result.classifier.predict_proba(rows)
+        bundle.estimator.predict_proba(rows), result.estimator.predict_proba(rows)
     )
-    assert np.array_equal(bundle.predict(digits.data), result.classifier.predict(rows))
+    assert np.array_equal(bundle.predict(digits.data), result.estimator.predict(rows))
     tensors, _ = load_arrays(tmp_path / "model.safetensors")
-    for W, saved in zip(result.classifier.coefs_, (tensors["W1"], tensors["W2"]), strict=True):
+    for W, saved in zip(result.estimator.coefs_, (tensors["W1"], tensors["W2"]), strict=True):
         assert np.array_equal(W, saved) and saved.dtype == np.float64
 
 
@@ -303,7 +303,7 @@ def test_ctrl_c_during_training_saves_the_model_and_exits_130(tmp_path, monkeypa
     assert "(stopped: interrupted)" in result.output
     final = read_json(tmp_path / "cut" / "metrics.json")["final"]
     assert final["stop_reason"] == "interrupted" and final["epochs"] == 2
-    assert load_bundle(tmp_path / "cut" / "model.safetensors").classifier.n_iter_ == 2
+    assert load_bundle(tmp_path / "cut" / "model.safetensors").estimator.n_iter_ == 2
 
 
 def test_predict_names_a_nan_in_the_input(run_dir, tmp_path):

@@ -48,7 +48,7 @@ def test_torch_cpu_run_equals_the_numpy_run(tmp_path, dtype):
     )
     assert here.metrics["device"] == "cpu" and there.metrics["device"] == "torch:cpu"
     tol = 1e-12 if dtype == "float64" else 1e-5
-    for a, b in zip(here.classifier.coefs_, there.classifier.coefs_, strict=True):
+    for a, b in zip(here.estimator.coefs_, there.estimator.coefs_, strict=True):
         assert isinstance(b, np.ndarray)  # moved back to the host after training
         np.testing.assert_allclose(b, a, rtol=tol, atol=tol)
     assert there.metrics["final"]["test_accuracy"] == here.metrics["final"]["test_accuracy"]

@@ -62,8 +62,8 @@ def digits_model(tmp_path_factory):
     classifier = MLPClassifier(hidden_layer_sizes=(64,), max_iter=30, random_state=0)
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", ConvergenceWarning)  # 30 epochs are enough here
-        classifier.fit(data.X_train, data.y_train)
-    assert classifier.score(data.X_test, data.y_test) > 0.9
+        classifier.fit(data.take("train"), data.y_train)
+    assert classifier.score(data.take("test"), data.y_test) > 0.9
     path = tmp_path_factory.mktemp("model") / "digits.safetensors"
     save_bundle(path, classifier, data.preprocessor, data.info)
     return load_bundle(path)

@@ -362,7 +362,7 @@ def test_cli_trains_a_npy_pair_as_the_same_data_in_an_npz_file(npy_pair):
     fingerprint = mapped["data"]["fingerprint"]
     assert fingerprint["size"] == sum((npy_pair / f).stat().st_size for f in ("X.npy", "y.npy"))
     a, b = (load_bundle(npy_pair / r / "model.safetensors") for r in ("mapped", "memory"))
-    for p, q in zip(a.classifier.coefs_, b.classifier.coefs_, strict=True):
+    for p, q in zip(a.estimator.coefs_, b.estimator.coefs_, strict=True):
         np.testing.assert_array_equal(p, q)
     # the range of the training rows, learnt a chunk at a time from the file
     np.testing.assert_array_equal(a.model[0].data_min_, b.model[0].data_min_)
@@ -388,7 +388,7 @@ def test_cli_trains_a_npy_pair_as_the_same_data_in_an_npz_file(npy_pair):
         npy_pair / "p.csv",
     )
     predicted = np.loadtxt(npy_pair / "p.csv", delimiter=",", skiprows=1, usecols=1)
-    np.testing.assert_array_equal(predicted, a.classifier.predict(np.load(npy_pair / "X.npy")))
+    np.testing.assert_array_equal(predicted, a.estimator.predict(np.load(npy_pair / "X.npy")))
 
 
 def test_cli_resumes_a_npy_run_and_reads_labels_from_a_csv(npy_pair):

@@ -98,13 +98,13 @@ def test_crash_and_resume_with_early_stopping_in_process(tmp_path, monkeypatch):
     # Crash right after the best epoch: its weights must be in that checkpoint.
     best = int(np.argmax(ref_metrics["history"]["val_score"])) + 1
 
-    class CrashAfterSave(runs.Checkpoint):
+    class CrashAfterSave(runs.training.Checkpoint):
         def on_epoch_end(self, run):
             super().on_epoch_end(run)
             if run.history.epochs == best:
                 raise RuntimeError("simulated crash")
 
-    monkeypatch.setattr(runs, "Checkpoint", CrashAfterSave)
+    monkeypatch.setattr(runs.training, "Checkpoint", CrashAfterSave)
     crashed = CliRunner().invoke(main, ["train", *args, "--out", str(tmp_path / "run")])
     assert crashed.exit_code == 1 and "simulated crash" in crashed.stderr
     monkeypatch.undo()

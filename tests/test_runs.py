@@ -123,7 +123,7 @@ def test_failure_while_drawing_the_report_leaves_the_run_whole(good, monkeypatch
     def broken(*args, **kwargs):
         raise OSError("no space left on device")
 
-    monkeypatch.setattr(handgrad.plots, "make_report", broken)
+    monkeypatch.setattr(handgrad.plots, "report_figure", broken)
     result = invoke("train", *SMALL, "--seed", "3", "--out", folder, "--overwrite", ok=False)
     assert result.exit_code == 1 and "no space left" in result.stderr
     assert _contents(folder) == before
@@ -142,7 +142,7 @@ def test_a_class_with_one_sample_stays_in_the_training_part(good, tmp_path):
         "part and never held out: 'rare'"
     )
     bundle = load_bundle(tmp_path / "r" / "model.safetensors")
-    assert "rare" in bundle.classifier.classes_.tolist()
+    assert "rare" in bundle.estimator.classes_.tolist()
     metrics = read_json(tmp_path / "r" / "metrics.json")
     assert np.asarray(metrics["confusion_matrix"]).shape == (4, 4)
     assert sum(metrics["sizes"].values()) == 151
@@ -215,7 +215,7 @@ def test_search_config_records_the_best_setting(tmp_path):
 
 # ----------------------------------------------------------- 12.6 evaluate on its own data
 def test_evaluate_uses_the_recorded_data_and_folder(tmp_path, monkeypatch):
-    import handgrad.data
+    import handgrad.runs.data
 
     (tmp_path / "a").mkdir()
     (tmp_path / "b").mkdir()
@@ -227,13 +227,13 @@ def test_evaluate_uses_the_recorded_data_and_folder(tmp_path, monkeypatch):
     assert info["data"] == str(tmp_path / "a" / "t.csv")
     assert info["data_dir"] == str(tmp_path / "a" / "store")
     seen = {}
-    real = handgrad.data.load_dataset
+    real = handgrad.runs.data.load_dataset  # evaluate reads the data as a run does
 
     def spy(name, **kwargs):
         seen.update(kwargs, name=name)
         return real(name, **kwargs)
 
-    monkeypatch.setattr(handgrad.data, "load_dataset", spy)
+    monkeypatch.setattr(handgrad.runs.data, "load_dataset", spy)
     monkeypatch.chdir(tmp_path / "b")  # elsewhere: the relative paths must not matter
     text = invoke("evaluate", tmp_path / "a" / "run" / "model.safetensors").output
     assert seen["name"] == str(tmp_path / "a" / "t.csv")

@@ -2,7 +2,7 @@
 
 A run folder's ``model.safetensors`` is an ordinary handgrad model file
 (:func:`handgrad.state.save_model`) holding a scikit-learn ``Pipeline`` -- the fitted
-:class:`~handgrad.data.preprocess.Preprocessor`, then the classifier -- with an ``"info"``
+:class:`~handgrad.data.preprocess.Preprocessor`, then the estimator -- with an ``"info"``
 entry beside it: image shape, pixel range, class and feature names, where the data came
 from. :func:`handgrad.state.load_model` is the one loader; :func:`load_bundle` calls it
 and keeps the info too, which ``handgrad predict`` needs to read raw rows, arrays or
@@ -27,10 +27,11 @@ from handgrad.data import Preprocessor, load_array, load_feature_csv, load_image
 from handgrad.data.images import preparation_for
 from handgrad.data.preprocess import column_order
 from handgrad.errors import ModelFileError
-from handgrad.state import load_model, save_model
+from handgrad.modelfile import save_arrays
+from handgrad.state import load_model, model_state
 from handgrad.workspace import CHUNK_ROWS
 
-__all__ = ["Bundle", "load_bundle", "save_bundle"]
+__all__ = ["Bundle", "bundle_state", "load_bundle", "save_bundle"]
 
 IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".webp")
 
@@ -39,11 +40,12 @@ IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".tif", ".tiff", ".we
 class Bundle:
     """A model as :func:`handgrad.state.load_model` returns it, and facts about its inputs.
 
-    ``model`` is a ``Pipeline`` (preprocessing, then the classifier -- or the regressor,
-    in a ``TransformedTargetRegressor`` when it was trained on scaled targets) for a
-    run's file, else the bare model. info keys (all optional): ``image_shape`` (e.g. [8, 8] or
-    [32, 32, 3]), ``pixel_max`` (the largest raw pixel value of the training images: 255,
-    or 16 for scikit-learn's digits), ``image_preparation`` (how they were made: "mnist",
+    ``model`` is a ``Pipeline`` (preprocessing, then the estimator: the classifier, or
+    the regressor in a ``TransformedTargetRegressor`` when it was trained on scaled
+    targets) for a run's file, else the bare model. info keys (all optional):
+    ``image_shape`` (e.g. [8, 8] or [32, 32, 3]), ``pixel_max`` (the largest raw pixel
+    value of the training images: 255, or 16 for scikit-learn's digits),
+    ``image_preparation`` (how they were made: "mnist",
     "fashion-mnist", "digits" or "resize"; by the dataset's name when absent),
     ``class_names``, ``feature_names``, ``data`` (dataset name),
     ``split_seed``, ``test_fraction``, ``training`` (a summary).
@@ -53,8 +55,8 @@ class Bundle:
     info: dict[str, Any] = field(default_factory=dict)
 
     @property
-    def classifier(self) -> Any:
-        """The classifier, the pipeline's last step."""
+    def estimator(self) -> Any:
+        """The classifier or regressor, the pipeline's last step."""
         return self.model[-1] if hasattr(self.model, "steps") else self.model
 
     @property
@@ -62,7 +64,7 @@ class Bundle:
         """Whether the model predicts numbers (an ``MLPRegressor``, perhaps wrapped)."""
         from sklearn.base import is_regressor
 
-        return bool(is_regressor(self.classifier))
+        return bool(is_regressor(self.estimator))
 
     @property
     def preprocessor(self) -> Preprocessor | None:
@@ -74,9 +76,9 @@ class Bundle:
         """D, the number of raw input features (pixels for images)."""
         if self.preprocessor is not None:
             return int(self.preprocessor.n_features_)
-        n = getattr(self.classifier, "n_features_in_", None)
+        n = getattr(self.estimator, "n_features_in_", None)
         if n is None:
-            n = getattr(self.classifier, "regressor_", self.classifier).layer_sizes[0]
+            n = getattr(self.estimator, "regressor_", self.estimator).layer_sizes[0]
         return int(n)
 
     @property
@@ -92,9 +94,9 @@ class Bundle:
     @property
     def classes(self) -> np.ndarray:
         """The labels ``predict`` returns, in column order of ``predict_proba``."""
-        classes = getattr(self.classifier, "classes_", None)
+        classes = getattr(self.estimator, "classes_", None)
         if classes is None:
-            classes = np.arange(self.classifier.layer_sizes[-1])
+            classes = np.arange(self.estimator.layer_sizes[-1])
         return np.asarray(classes)
 
     @property
@@ -121,7 +123,7 @@ class Bundle:
                 f"{name} has {rows.shape[1]} features, but the model was trained with "
                 f"{self.n_features}"
             )
-        # NaN/inf: the classifier reports them (naming row and column) without a pass here.
+        # NaN/inf: the estimator reports them (naming row and column) without a pass here.
         if self.preprocessor is None:
             return rows.astype(np.float64)
         outside = self.preprocessor.outside_range(rows) if check_range else None
@@ -131,7 +133,7 @@ class Bundle:
 
     def predict(self, X: Any) -> np.ndarray:
         """Labels (N,) for raw samples."""
-        return np.asarray(self.classifier.predict(self.features(X)))
+        return np.asarray(self.estimator.predict(self.features(X)))
 
     def predict_rows(self, X: Any, rows: Any = None, name: str = "X") -> np.ndarray:
         """Labels (or values) for raw samples X (N, D), or for its ``rows`` (row numbers)
@@ -139,9 +141,9 @@ class Bundle:
         a file larger than memory is never held whole (the range warning of
         :meth:`features` is then judged on the first chunk)."""
         if rows is None and not is_mapped(X):
-            return np.asarray(self.classifier.predict(self.features(X, name)))
+            return np.asarray(self.estimator.predict(self.features(X, name)))
         parts = [
-            np.asarray(self.classifier.predict(self.features(chunk, name, check_range=not start)))
+            np.asarray(self.estimator.predict(self.features(chunk, name, check_range=not start)))
             for start, chunk in row_chunks(X, CHUNK_ROWS, rows)
         ]
         return np.concatenate(parts)
@@ -152,7 +154,7 @@ class Bundle:
 
     def proba_of_rows(self, rows: np.ndarray) -> np.ndarray:
         """Class probabilities (N, C) for rows :meth:`features` made."""
-        P = np.asarray(self.classifier.predict_proba(rows))
+        P = np.asarray(self.estimator.predict_proba(rows))
         if P.ndim == 2 and P.shape[1] == 1:  # one sigmoid output: P(class 1)
             P = np.hstack([1 - P, P])
         return P
@@ -178,16 +180,25 @@ class Bundle:
 
 def save_bundle(
     path: str | os.PathLike[str],
-    classifier: Any,
+    estimator: Any,
     preprocessor: Preprocessor | None = None,
     info: Mapping[str, Any] | None = None,
 ) -> Path:
-    """Save a fitted ``MLPClassifier`` and its fitted ``preprocessor`` as one
-    ``Pipeline`` (see :func:`handgrad.state.save_model`), with ``info`` beside it,
-    atomically. Without a preprocessor, ``classifier`` is any kind ``save_model`` saves.
-    """
+    """Save a fitted estimator and its fitted ``preprocessor`` as one ``Pipeline`` (see
+    :func:`handgrad.state.save_model`), with ``info`` beside it, atomically. Without a
+    preprocessor, ``estimator`` is any kind ``save_model`` saves."""
+    return save_arrays(path, *bundle_state(estimator, preprocessor, info))
+
+
+def bundle_state(
+    estimator: Any,
+    preprocessor: Preprocessor | None = None,
+    info: Mapping[str, Any] | None = None,
+) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
+    """What :func:`save_bundle` writes, taken without writing (tensors and metadata, see
+    :func:`handgrad.state.model_state`): a run makes every file before writing any."""
     info = dict(info or {})
-    model = classifier
+    model = estimator
     if preprocessor is not None:
         from sklearn.pipeline import Pipeline
 
@@ -197,8 +208,8 @@ def save_bundle(
             # DataFrame's columns by name.
             preprocessor = copy.copy(preprocessor)
             preprocessor.feature_names_in_ = np.asarray([str(n) for n in names], dtype=object)
-        model = Pipeline([("preprocessor", preprocessor), ("classifier", classifier)])
-    return save_model(path, model, extra={"info": info})
+        model = Pipeline([("preprocessor", preprocessor), ("estimator", estimator)])
+    return model_state(model, extra={"info": info})
 
 
 def load_bundle(path: str | os.PathLike[str]) -> Bundle:
@@ -211,8 +222,7 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     path = Path(path)
     require_file(path, "model file")
     model, meta = load_model(path, return_metadata=True)
-    legacy = meta.get("bundle")
-    info = meta.get("info", legacy.get("info") if isinstance(legacy, dict) else None) or {}
+    info = meta.get("info") or {}
     if not isinstance(info, dict):
         raise ModelFileError(f"{path}: the model file's info is not an object")
     bundle = Bundle(model, dict(info))

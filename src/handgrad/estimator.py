@@ -241,7 +241,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         y: ArrayLike,
         sample_weight: ArrayLike | None = None,
         *,
-        eval_set: tuple[ArrayLike, ArrayLike] | None = None,
+        rows: ArrayLike | None = None,
+        eval_set: tuple[ArrayLike, ArrayLike] | ArrayLike | None = None,
         callbacks: Sequence[Callback] | None = None,
         resume: Run | None = None,
     ) -> Self:
@@ -254,10 +255,17 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         moments and a decayed learning rate start again. ``partial_fit`` and ``resume``
         continue the optimizer exactly.
 
-        eval_set : (X_val, y_val), optional
+        rows : (n_rows,) array of int, optional
+            The row numbers of X (and of y and sample_weight) to train on, as
+            LightGBM's and XGBoost's row subsets: the same fit as ``fit(X[rows],
+            y[rows])`` where ``y[rows]`` holds every label of y, but X is never copied
+            (the loop reads the rows, a chunk at a time from a memory-mapped X's file).
+            With ``rows``, ``eval_set`` is a second array of row numbers of X, the rows
+            held out; without early stopping it may be None.
+        eval_set : (X_val, y_val), or with ``rows`` an (n_val,) array of int, optional
             Held-out data scored every epoch (``history_.val_score``). With
             ``early_stopping`` it is the set that decides when to stop, instead of a
-            ``validation_fraction`` split: all of X then trains.
+            ``validation_fraction`` split: all of X (or of ``rows``) then trains.
         callbacks : sequence of :class:`handgrad.training.Callback`, optional
             Called by the training loop at the start, after every epoch (returning
             True stops training) and at the end, with the run (``network_`` and
@@ -268,23 +276,19 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             network, optimizer state, shuffling generator and history) for the epochs
             left of ``max_iter``: the result is bit-identical to the uninterrupted fit.
         """
-        return self._fit(X, y, sample_weight, eval_set=eval_set, callbacks=callbacks, resume=resume)
-
-    def _fit_rows(
-        self,
-        X: ArrayLike,
-        y: ArrayLike,
-        rows: NDArray,
-        validation_rows: NDArray,
-        *,
-        callbacks: Sequence[Callback] | None = None,
-        resume: Run | None = None,
-    ) -> Self:
-        """``fit(X[rows], y[rows], eval_set=(X[validation_rows], y[validation_rows]))``
-        without copying X: the loop reads the rows from X (a memory-mapped X from its
-        file), with the same result where y[rows] holds every label of y. The route of a
-        run on a ``.npy`` file (:mod:`handgrad.runs`); y has a label for every row of X."""
-        return self._fit(X, y, callbacks=callbacks, resume=resume, split=(rows, validation_rows))
+        if rows is None:
+            return self._fit(
+                X, y, sample_weight, eval_set=eval_set, callbacks=callbacks, resume=resume
+            )
+        if isinstance(eval_set, tuple | list) or (eval_set is None and self._validating()):
+            raise ValueError(
+                "with rows, eval_set must be the held-out row numbers of X (an array of "
+                f"int){' for early stopping' if eval_set is None else ''}, got "
+                f"{type(eval_set).__name__}"
+            )
+        return self._fit(
+            X, y, sample_weight, callbacks=callbacks, resume=resume, split=(rows, eval_set)
+        )
 
     def _fit(
         self,
@@ -299,8 +303,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         resume: Run | None = None,
         split: tuple[NDArray, NDArray] | None = None,
     ) -> Self:
-        """The one entry point behind ``fit``, ``partial_fit`` and ``_fit_rows`` (whose
-        ``split`` is the training and held-out rows of X): choose the run (new,
+        """The one entry point behind ``fit`` and ``partial_fit`` (``split`` is ``fit``'s
+        ``rows`` and held-out rows of X): choose the run (new,
         continued, or ``resume``), check the data against it, and train."""
         fitted = hasattr(self, "_run")
         if not (incremental and fitted):
@@ -683,6 +687,46 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 f"'{type(self).__name__}' object has no attribute '{name}' (it is set by fit)"
             )
         return self._run.model
+
+    # ------------------------------------------------ the saved state (handgrad.state)
+    def _get_fitted_state(self) -> dict[str, Any]:
+        """What a model file keeps beyond ``get_params()`` and the public fitted
+        attributes: ``run`` (network, optimizer state, shuffling generator, history),
+        ``optimizer_params`` (the solver parameters its optimizer was made with, in
+        ``OPTIMIZER_PARAMS`` order) and a classifier's fitted ``label_binarizer``. The one
+        door through which :mod:`handgrad.state` reads an estimator."""
+        check_is_fitted(self)
+        state = {"run": self._run, "optimizer_params": self._optimizer_key}
+        if "_label_binarizer" in self.__dict__:
+            state["label_binarizer"] = self._label_binarizer
+        return state
+
+    def _set_fitted_state(self, state: dict[str, Any]) -> Self:
+        """Restore what :meth:`_get_fitted_state` gave, on an estimator made with the
+        same parameters whose ``n_features_in_`` is set: the parameters are checked, the
+        run's network against them (its input width, hidden sizes, activation and the
+        head the targets need: a ValueError naming what it needs), then ``classes_``,
+        ``n_outputs_``, ``n_layers_`` and ``out_activation_`` follow from it. The one door
+        through which :mod:`handgrad.state` restores an estimator."""
+        self._validate_params()
+        if "label_binarizer" in state:
+            self._label_binarizer = state["label_binarizer"]
+            self.classes_ = self._label_binarizer.classes_
+        model = state["run"].model
+        want = (self.n_features_in_, *self._hidden_sizes(), model.layer_sizes[-1])
+        if (
+            model.layer_sizes != want
+            or model.activation != self.activation
+            or (model.head != self._head)
+        ):
+            raise ValueError(
+                f"the network {model!r} does not fit the estimator: it needs layer sizes "
+                f"{want}, activation {self.activation!r} and a {self._head} head"
+            )
+        self._run, self._optimizer_key = state["run"], tuple(state["optimizer_params"])
+        self.n_outputs_, self.n_layers_ = model.layer_sizes[-1], len(want)
+        self.out_activation_ = self._OUT_ACTIVATION[model.head]
+        return self
 
     def __sklearn_tags__(self):
         tags = super().__sklearn_tags__()

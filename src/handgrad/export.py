@@ -116,7 +116,7 @@ def to_onnx(
         raise ValueError(f"dtype must be float32 or float64, got {graph_dtype}")
     regression = bundle.is_regressor
     classifier = (
-        _regression(bundle.classifier) if regression else _check_classifier(bundle.classifier)
+        _regression(bundle.estimator) if regression else _check_classifier(bundle.estimator)
     )
     steps = [("classifier", classifier)]
     if bundle.preprocessor is not None:

@@ -38,13 +38,18 @@ def _figure_and_axes(
     return figure, figure.add_subplot()
 
 
+def figure_bytes(figure: Figure, file_format: str = "png", *, dpi: float = 100) -> bytes:
+    """``figure`` rendered in memory, as the bytes of a ``file_format`` file."""
+    buffer = _bytes_io.BytesIO()
+    figure.savefig(buffer, format=file_format, dpi=dpi)
+    return buffer.getvalue()
+
+
 def save_figure(figure: Figure, path: PathLike, *, dpi: float = 100) -> Path:
     """Render ``figure`` (format from the suffix, PNG by default) and write it atomically."""
     path = Path(path)
-    buffer = _bytes_io.BytesIO()
     file_format = path.suffix.lstrip(".").lower() or "png"
-    figure.savefig(buffer, format=file_format, dpi=dpi)
-    return write_atomically(path, buffer.getvalue())
+    return write_atomically(path, figure_bytes(figure, file_format, dpi=dpi))
 
 
 def _finish(figure: Figure, path: PathLike | None, dpi: float) -> Figure:
@@ -375,6 +380,21 @@ def make_report(
     history: Mapping[str, Any],
     *,
     path: PathLike,
+    dpi: float = 100,
+    **panels: Any,
+) -> Path:
+    """Draw :func:`report_figure` (``panels`` are its keyword arguments) and write it to
+    ``path`` (a PNG; an existing folder means ``folder/report.png``). Returns the path
+    written."""
+    path = Path(path)
+    if path.is_dir():
+        path = path / "report.png"
+    return save_figure(report_figure(history, **panels), path, dpi=dpi)
+
+
+def report_figure(
+    history: Mapping[str, Any],
+    *,
     W1: np.ndarray | None = None,
     image_shape: Sequence[int] | None = None,
     channels: int = 1,
@@ -382,8 +402,7 @@ def make_report(
     class_names: Sequence[Any] | None = None,
     y_true: Sequence[float] | np.ndarray | None = None,
     y_pred: Sequence[float] | np.ndarray | None = None,
-    dpi: float = 100,
-) -> Path:
+) -> Figure:
     """One picture of a training run: loss, accuracy, and optionally the confusion matrix
     and the first-layer weights; 2 to 4 panels. A regressor's (``y_true`` and ``y_pred``
     given): loss, R² per epoch, predicted against true and the residuals.
@@ -394,8 +413,6 @@ def make_report(
         ``"loss"`` (per epoch), and optionally ``"loss_iterations"`` (per mini-batch,
         preferred when present), ``"train_score"`` and ``"val_score"`` (per epoch).
         Absent or empty entries give a panel that says so.
-    path : str or Path
-        The PNG to write; an existing folder means ``folder/report.png``.
     W1, image_shape, channels
         Draw the weights panel (both ``W1`` and ``image_shape`` needed); see
         :func:`tile_weights`.
@@ -404,15 +421,7 @@ def make_report(
     y_true, y_pred
         A regressor's test targets and predictions: draw :func:`plot_predictions` and
         :func:`plot_residuals`, and call the per-epoch score R².
-
-    Returns
-    -------
-    Path
-        The file written.
     """
-    path = Path(path)
-    if path.is_dir():
-        path = path / "report.png"
     regression = y_true is not None and y_pred is not None
     panels = 2 + (cm is not None) + (W1 is not None and image_shape is not None) + 2 * regression
     n_rows, n_cols = (1, panels) if panels <= 2 else (math.ceil(panels / 2), 2)
@@ -436,4 +445,4 @@ def make_report(
         plot_weights_grid(W1, image_shape, channels=channels, ax=axes.pop(0))
     for unused in axes:
         figure.delaxes(unused)
-    return save_figure(figure, path, dpi=dpi)
+    return figure

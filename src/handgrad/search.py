@@ -20,7 +20,6 @@ from typing import Any
 
 import numpy as np
 
-from handgrad._mapped import RowReader
 from handgrad._validation import check_number
 from handgrad.runs import (
     RunConfig,
@@ -84,11 +83,8 @@ def random_search(
         parse_scheduler(scheduler)  # a bad spec or a missing extra fails before the data loads
     data = prepare_data(config)
     config = data.config  # its defaults settled for these data
-    if data.X is None:
-        X = np.concatenate([data.X_train, data.X_val])
-    else:  # a .npy file: the folds index X, so its train and validation rows are read in
-        with RowReader(data.X) as reader:
-            X = reader.take(np.concatenate([data.rows["train"], data.rows["val"]]))
+    # The folds index X, so its train and validation rows are read in (from a .npy's file).
+    X = data.take(np.concatenate([data.rows["train"], data.rows["val"]]))
     y = np.concatenate([data.y_train, data.y_val])
     # The folds an int cv gives, as arrays that fits_on can send to every worker.
     splits = list(check_cv(cv, y, classifier=True).split(X, y))

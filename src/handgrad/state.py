@@ -17,10 +17,6 @@ A model file (:func:`save_model`) holds one of the kinds in :data:`KINDS`:
   as the same ``Pipeline``, so that it predicts from raw samples (in the targets' units)
   exactly what ``handgrad predict`` predicts.
 
-A file written by an older handgrad that holds a classifier with its preprocessing beside
-it (a ``"bundle"`` entry) loads as the ``Pipeline`` too: a model is never returned
-without the preprocessing its inputs need.
-
 A checkpoint (:func:`save_run`) holds a whole :class:`~handgrad.training.Run`: the
 network's parameters (``param.W1``, …), the optimizer's state arrays (``optim.…``), the
 best weights so far (``best.W1``, …), and as metadata the optimizer with its schedule,
@@ -61,6 +57,7 @@ __all__ = [
     "labels_to_json",
     "load_model",
     "load_run",
+    "model_state",
     "save_model",
     "save_run",
 ]
@@ -336,20 +333,21 @@ def _estimator_state(est: Any) -> tuple[Tensors, dict[str, Any]]:
     """What every fitted estimator's file holds: its parameters, the network, the run it
     continues (optimizer state, shuffling generator, history: a loaded estimator goes on
     with warm_start and partial_fit exactly as the saved one would have) and the fitted
-    scalars."""
-    from sklearn.utils.validation import check_is_fitted
-
-    check_is_fitted(est)
-    tensors, mlp_meta = network_state(est._run.model)
-    run_tensors, run_meta = _run_state(est._run, step_losses=False)
+    scalars; the private part read through the estimator's ``_get_fitted_state``."""
+    fitted = est._get_fitted_state()
+    tensors, mlp_meta = network_state(fitted["run"].model)
+    run_tensors, run_meta = _run_state(fitted["run"], step_losses=False)
     meta: dict[str, Any] = {
         "params": {k: _jsonable(v) for k, v in est.get_params(deep=False).items()},
         "n_features_in": int(est.n_features_in_),
         "mlp": mlp_meta,
         "out_activation": est.out_activation_,
         "run": run_meta,
-        "optimizer_params": [_jsonable(v) for v in est._optimizer_key],
+        "optimizer_params": [_jsonable(v) for v in fitted["optimizer_params"]],
     }
+    if "label_binarizer" in fitted:
+        meta["classes"] = labels_to_json(est.classes_)
+        meta["y_type"] = fitted["label_binarizer"].y_type_
     if hasattr(est, "feature_names_in_"):
         meta["feature_names_in"] = [str(f) for f in est.feature_names_in_]
     for name in SCALAR_ATTRS:
@@ -357,60 +355,60 @@ def _estimator_state(est: Any) -> tuple[Tensors, dict[str, Any]]:
     return tensors | run_tensors, meta
 
 
-def _estimator_from_state(cls: type, tensors: Tensors, meta: Mapping[str, Any]) -> tuple:
-    """``(estimator, network)``: an unfitted ``cls`` with the file's parameters, and the
-    network checked against its own description. A file without its run is refused."""
+def _estimator_from_state(
+    cls: type,
+    tensors: Tensors,
+    meta: Mapping[str, Any],
+    label_binarizer: Any = None,
+    n_outputs: int | None = None,
+) -> Any:
+    """A fitted ``cls`` rebuilt from its file, every part checked against the others
+    (the network against the estimator by its ``_set_fitted_state``; a classifier's
+    ``n_outputs`` against its labels). A file without its run is refused."""
+    from handgrad._parameters import OPTIMIZER_PARAMS
+
     if "run" not in meta or "optimizer_params" not in meta:
         raise ModelFileError(
             f"the {cls.__name__} holds no training run (optimizer state, shuffling "
             "generator, history), which every handgrad model file carries"
         )
     est = cls(**{k: _from_jsonable(k, v) for k, v in meta["params"].items()})
-    est._validate_params()
     model = mlp_from_state({k: v for k, v in tensors.items() if "." not in k}, meta["mlp"])
-    return est, model
-
-
-def _fitted_from_state(
-    est: Any, model: Any, tensors: Tensors, meta: Mapping[str, Any], head: str, n_out: int
-) -> Any:
-    """Check the network against the estimator (layer sizes, activation, head and its
-    scikit-learn name), then set the fitted attributes and the run."""
-    from handgrad._parameters import OPTIMIZER_PARAMS
-
-    n_features = int(meta["n_features_in"])
-    want = (n_features, *np.atleast_1d(est.hidden_layer_sizes).tolist(), n_out)
-    if model.layer_sizes != want or model.activation != est.activation or model.head != head:
+    if n_outputs is not None and model.layer_sizes[-1] != n_outputs:
         raise ModelFileError(
-            f"the network {model!r} does not fit the estimator: it needs layer sizes {want}, "
-            f"activation {est.activation!r} and a {head} head"
+            f"the network {model!r} does not fit the estimator: its labels need "
+            f"{n_outputs} output(s)"
         )
-    if meta["out_activation"] != type(est)._OUT_ACTIVATION[head]:
-        raise ModelFileError(f"out_activation {meta['out_activation']!r} contradicts the head")
-    est.n_features_in_, est.out_activation_ = n_features, meta["out_activation"]
-    est.n_outputs_, est.n_layers_ = n_out, len(want)
+    est.n_features_in_ = int(meta["n_features_in"])
     if "feature_names_in" in meta:
         names = np.asarray(meta["feature_names_in"], dtype=object)
-        if len(names) != n_features:
-            raise ModelFileError(f"{len(names)} feature names for {n_features} features")
+        if len(names) != est.n_features_in_:
+            raise ModelFileError(f"{len(names)} feature names for {est.n_features_in_} features")
         est.feature_names_in_ = names
     for name in SCALAR_ATTRS:
         setattr(est, name, _from_jsonable(name, meta.get(name)))
-    est._run = _run_from_state(model, tensors, meta["run"])
-    est._optimizer_key = tuple(
-        _from_jsonable(name, v)
-        for name, v in zip(OPTIMIZER_PARAMS, meta["optimizer_params"], strict=True)
-    )
+    state = {
+        "run": _run_from_state(model, tensors, meta["run"]),
+        "optimizer_params": [
+            _from_jsonable(name, v)
+            for name, v in zip(OPTIMIZER_PARAMS, meta["optimizer_params"], strict=True)
+        ],
+    }
+    if label_binarizer is not None:
+        state["label_binarizer"] = label_binarizer
+    try:
+        est._set_fitted_state(state)
+    except ValueError as exc:
+        raise ModelFileError(str(exc)) from None
+    if meta["out_activation"] != est.out_activation_:
+        raise ModelFileError(f"out_activation {meta['out_activation']!r} contradicts the head")
     return est
 
 
 def classifier_state(est: Any) -> State:
     """Tensors (the network's ``W1, b1, …`` and its run's) and JSON metadata for a
     fitted ``MLPClassifier``: what every estimator holds, and its labels."""
-    tensors, meta = _estimator_state(est)
-    meta["classes"] = labels_to_json(est.classes_)
-    meta["y_type"] = est._label_binarizer.y_type_
-    return tensors, meta
+    return _estimator_state(est)
 
 
 def classifier_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
@@ -419,13 +417,10 @@ def classifier_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
     # scikit-learn is imported only when a file holds an estimator.
     from handgrad.estimator import MLPClassifier
 
-    est, model = _estimator_from_state(MLPClassifier, tensors, meta)
     classes = labels_from_json(meta["classes"])
     binarizer = _binarizer(meta["y_type"], classes)
-    head = "softmax" if meta["y_type"] == "multiclass" else "sigmoid"
     n_out = len(classes) if meta["y_type"] != "binary" else 1
-    est._label_binarizer, est.classes_ = binarizer, binarizer.classes_
-    return _fitted_from_state(est, model, tensors, meta, head, n_out)
+    return _estimator_from_state(MLPClassifier, tensors, meta, binarizer, n_out)
 
 
 def regressor_state(est: Any) -> State:
@@ -439,9 +434,7 @@ def regressor_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
     others. A file without the run it continues is refused."""
     from handgrad.estimator import MLPRegressor
 
-    est, model = _estimator_from_state(MLPRegressor, tensors, meta)
-    head = MLPRegressor._HEADS[est.loss]
-    return _fitted_from_state(est, model, tensors, meta, head, model.layer_sizes[-1])
+    return _estimator_from_state(MLPRegressor, tensors, meta)
 
 
 def _binarizer(y_type: Any, classes: np.ndarray) -> Any:
@@ -678,25 +671,6 @@ def _pipeline_steps(pipeline: Any) -> list[tuple[str, Any]]:
     return steps
 
 
-def _legacy_bundle(tensors: Tensors, meta: Mapping[str, Any], model: Any) -> Any:
-    """A classifier saved with its preprocessing beside it (the ``"bundle"`` entry of
-    files from older handgrad versions), as the ``Pipeline`` it stands for."""
-    stored = meta.get("bundle")
-    pre_state = stored.get("preprocessing") if isinstance(stored, dict) else None
-    if pre_state is None:
-        return model
-    if meta.get("kind") != "MLPClassifier":
-        raise ModelFileError(
-            f"the file holds a {meta.get('kind')} with preprocessing; only an "
-            "MLPClassifier's can be loaded (as a Pipeline)"
-        )
-    info = stored.get("info")
-    names = info.get("feature_names") if isinstance(info, dict) else None
-    if names is not None and isinstance(pre_state, dict) and "feature_names" not in pre_state:
-        pre_state = {**pre_state, "feature_names": names}
-    return _pipeline(["preprocessor", "classifier"], pre_state, model)
-
-
 # ---------------------------------------------------------------------- model files
 #: Every kind a model file can hold: kind -> (its state as (tensors, metadata), the
 #: model rebuilt from that state). A file naming any other kind is refused.
@@ -757,12 +731,19 @@ def save_model(
     FileNotFoundError, NotADirectoryError, PermissionError
         The folder is missing, not a folder, or not writable.
     """
+    return save_arrays(path, *model_state(model, extra))
+
+
+def model_state(model: object, extra: Mapping[str, Any] | None = None) -> State:
+    """What :func:`save_model` writes, taken without writing: the model's tensors and
+    its metadata (``kind``, its state, and ``extra``). A TypeError as for
+    :func:`save_model`."""
     kind = _kind_of(model)
     to_state, _ = KINDS[kind]
     tensors, metadata = to_state(model)
     metadata = {**metadata, **(extra or {})}
     metadata.setdefault("kind", kind)
-    return save_arrays(path, tensors, metadata)
+    return tensors, metadata
 
 
 def load_model(path: str | os.PathLike[str], *, return_metadata: bool = False) -> Any:
@@ -770,7 +751,7 @@ def load_model(path: str | os.PathLike[str], *, return_metadata: bool = False) -
     ``(model, metadata)``, the file read once).
 
     A run folder's ``model.safetensors`` loads as a fitted scikit-learn ``Pipeline``
-    (its preprocessing, then the classifier) that predicts from raw samples what
+    (its preprocessing, then the estimator) that predicts from raw samples what
     ``handgrad predict`` predicts. Only the kinds in :data:`KINDS` can be built; nothing
     named in the file is ever imported.
 
@@ -789,7 +770,7 @@ def load_model(path: str | os.PathLike[str], *, return_metadata: bool = False) -
     except ModelFileError as exc:
         raise ModelFileError(f"{path} holds {exc}") from None
     try:
-        model = _legacy_bundle(tensors, metadata, from_state(tensors, metadata))
+        model = from_state(tensors, metadata)
     except ModelFileError:
         raise
     except (KeyError, TypeError, ValueError, AttributeError) as exc:

@@ -44,12 +44,8 @@ def command(
       handgrad evaluate runs/digits/model.safetensors
       handgrad evaluate model.safetensors --data new.csv --label target --split all --json
     """
-    import numpy as np
-
     from handgrad.bundle import align_columns, load_bundle
-    from handgrad.data import load_dataset
-    from handgrad.data.mapped import is_npy, load_mapped
-    from handgrad.runs import label_column
+    from handgrad.runs import read_data
 
     bundle = load_bundle(model)
     info = bundle.info
@@ -63,38 +59,23 @@ def command(
         label = label if label is not None else info.get("label")
         header = header if header is not None else info.get("header")
         labels = labels if labels is not None else info.get("labels")
-    split_seed, test_size = int(info.get("split_seed", 0)), float(info.get("test_fraction", 0.25))
-    if is_npy(name):
-        # X is read from its file, the scored part's rows a chunk at a time.
-        mapped = load_mapped(
-            name,
-            labels,
-            split_seed=split_seed,
-            test_size=test_size,
-            task="regression" if bundle.is_regressor else None,
-        )
-        rows = {"test": mapped.test_rows, "train": mapped.train_rows}.get(split)
-        y = mapped.y if rows is None else mapped.y[rows]
-        _report(bundle, model, name, split, mapped.X, y, as_json, rows)
-        return
-    ds = load_dataset(
+    # The data read and split as a run reads them (X from a .npy's file, a part's rows
+    # a chunk at a time).
+    run = read_data(
         name,
+        labels=labels,
         data_dir=data_dir,
-        label=label_column(label),
+        label=label,
         header=header,
         missing_label=missing_label,
         task="regression" if bundle.is_regressor else None,
-        split_seed=split_seed,
-        test_size=test_size,
+        seed=int(info.get("split_seed", 0)),
+        test_fraction=float(info.get("test_fraction", 0.25)),
     )
-    if split == "test":
-        X, y = ds.X_test, ds.y_test
-    elif split == "train":
-        X, y = ds.X_train, ds.y_train
-    else:
-        X, y = np.concatenate([ds.X_train, ds.X_test]), np.concatenate([ds.y_train, ds.y_test])
-    X = align_columns(bundle, X, ds.feature_names, name)
-    _report(bundle, model, name, split, X, y, as_json)
+    rows = run.rows.get(split)  # None: "all"
+    y = run.y if rows is None else run.y[rows]
+    X = run.X if run.mapped else align_columns(bundle, run.X, run.feature_names, name)
+    _report(bundle, model, name, split, X, y, as_json, rows)
 
 
 def _report(

@@ -200,7 +200,7 @@ def _network(path: str) -> Any:
     from handgrad.bundle import load_bundle
     from handgrad.network import MLP
 
-    model = load_bundle(path).classifier
+    model = load_bundle(path).estimator
     if isinstance(model, MLP):
         return model
     network = getattr(model, "network_", None)

@@ -27,6 +27,6 @@ def command(run_dir: str) -> None:
     if not isinstance(metrics, dict) or "history" not in metrics:
         raise ValueError(f"{folder / METRICS} is not a handgrad metrics file (no history)")
     model = folder / MODEL
-    classifier = load_bundle(model).classifier if model.is_file() else None
-    path = write_report(folder, metrics, classifier)
+    estimator = load_bundle(model).estimator if model.is_file() else None
+    path = write_report(folder, metrics, estimator)
     click.echo(f"wrote {path}")

@@ -67,7 +67,7 @@ def command(
     bundle = load_bundle(model)
     names, X = read_inputs(bundle, inputs, label=label_column(label), invert=invert, header=header)
     X_rows = bundle.features(X, name=", ".join(inputs))
-    labels = bundle.classifier.predict(X_rows)
+    labels = bundle.estimator.predict(X_rows)
     if bundle.is_regressor:
         if proba:
             raise click.UsageError("--proba needs a classifier; this model is a regressor")
