@@ -7,10 +7,12 @@ import numpy as np
 import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.datasets import make_blobs, make_regression
+from sklearn.model_selection import train_test_split
 from sklearn.neural_network import MLPClassifier as SkMLPClassifier
 from sklearn.neural_network import MLPRegressor as SkMLPRegressor
 
 from handgrad import MLPClassifier, MLPRegressor
+from handgrad._parameters import seed_sequence
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 
@@ -79,16 +81,41 @@ def test_early_stopping_with_a_one_member_class_raises_scikit_learns_error():
     assert str(ours.value) == str(theirs.value)
 
 
+def _fit_on_plain_split(est, X, y):
+    """``est`` fitted on the rows that scikit-learn's ``train_test_split``, not
+    stratified, holds out with the estimator's own split seed, given as ``rows`` and
+    ``eval_set``: the same fit as ``fit(X, y)`` where early stopping splits that way."""
+    seed = int(seed_sequence(est.random_state).spawn(3)[2].generate_state(1)[0])
+    rows, held_out = train_test_split(
+        np.arange(len(X)), test_size=est.validation_fraction, random_state=seed
+    )
+    return est.fit(X, y, rows=rows, eval_set=held_out), held_out
+
+
+def _assert_same_fit(a, b):
+    assert_array_equal(a.validation_scores_, b.validation_scores_)
+    for p, q in zip(a.coefs_ + a.intercepts_, b.coefs_ + b.intercepts_, strict=True):
+        assert_array_equal(p, q)
+
+
 def test_multiclass_early_stopping_split_is_not_stratified_as_scikit_learn():
     X, y = make_blobs(n_samples=40, centers=2, n_features=3, random_state=0)
     y[0] = 2  # a third class of one member: scikit-learn does not stratify, nor do we
-    SkMLPClassifier(early_stopping=True, max_iter=3).fit(X, y)
-    MLPClassifier(early_stopping=True, max_iter=3).fit(X, y)
+    SkMLPClassifier(early_stopping=True, max_iter=3).fit(X, y)  # no error
+    params = dict(early_stopping=True, max_iter=3, random_state=0)
+    ours = MLPClassifier(**params).fit(X, y)
+    plain, held_out = _fit_on_plain_split(MLPClassifier(**params), X, y)
+    _assert_same_fit(ours, plain)
+    assert len(held_out) == 4 and len(ours.validation_scores_) == 3
 
 
 def test_regressor_early_stopping_split_is_never_stratified():
     _, _, X, y = _problem("regressor")
-    MLPRegressor(early_stopping=True, max_iter=3, random_state=0).fit(X, y)  # no error
+    params = dict(early_stopping=True, max_iter=3, random_state=0)
+    ours = MLPRegressor(**params).fit(X, y)
+    plain, held_out = _fit_on_plain_split(MLPRegressor(**params), X, y)
+    _assert_same_fit(ours, plain)
+    assert len(held_out) == 8 and len(ours.validation_scores_) == 3
 
 
 # --------------------------------------------------------- 14.4 setting the weights
