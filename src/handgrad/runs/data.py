@@ -232,6 +232,9 @@ def _settled(config: RunConfig, run: RunData, n_train: int) -> RunConfig:
         preprocessing = config.preprocessing or (
             "scale" if run.image_shape is not None else "standardize"
         )
+    data_dir = config.data_dir
+    if data_dir is not None:
+        data_dir = None if run.mapped else os.path.abspath(data_dir)
     early_stopping = config.early_stopping
     if early_stopping is None:
         early_stopping = run.task == "regression" and config.solver != "lbfgs"
@@ -239,7 +242,7 @@ def _settled(config: RunConfig, run: RunData, n_train: int) -> RunConfig:
         config,
         data=_absolute_data(config.data),
         labels=None if config.labels is None else os.path.abspath(config.labels),
-        data_dir=None if run.mapped or config.data_dir is None else _absolute(config.data_dir),
+        data_dir=data_dir,
         preprocessing=preprocessing,
         epochs=config.epochs or default_epochs(n_train, config.batch_size),
         task=run.task,
@@ -320,10 +323,6 @@ def _data_file(data: str) -> Path | None:
     if data.lower().endswith(tuple(f".{k}" for k in _FILE_KINDS)):
         return Path(data)
     return None
-
-
-def _absolute(path: str) -> str:
-    return os.path.abspath(path)
 
 
 def _absolute_data(data: str) -> str:
