@@ -208,9 +208,9 @@ def _report_args(metrics: dict[str, Any], estimator: Any = None) -> dict[str, An
 
 
 def _report_png(metrics: dict[str, Any], estimator: Any = None) -> bytes:
-    from handgrad import plots
+    from handgrad.plots import figure_bytes, report_figure
 
-    return plots.figure_bytes(plots.report_figure(**_report_args(metrics, estimator)))
+    return figure_bytes(report_figure(**_report_args(metrics, estimator)))
 
 
 def write_report(
