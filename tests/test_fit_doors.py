@@ -106,4 +106,4 @@ def test_a_state_whose_network_does_not_fit_is_refused():
     other.n_features_in_ = 4
     with pytest.raises(ValueError, match=r"does not fit the estimator: it needs layer sizes "):
         other._set_fitted_state(est._get_fitted_state())
-    assert not hasattr(other, "_run")
+    assert not hasattr(other, "_run") and not hasattr(other, "classes_")

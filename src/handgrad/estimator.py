@@ -709,9 +709,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         ``n_outputs_``, ``n_layers_`` and ``out_activation_`` follow from it. The one door
         through which :mod:`handgrad.state` restores an estimator."""
         self._validate_params()
-        if "label_binarizer" in state:
+        if "label_binarizer" in state:  # a classifier's head follows from its labels
             self._label_binarizer = state["label_binarizer"]
-            self.classes_ = self._label_binarizer.classes_
         model = state["run"].model
         want = (self.n_features_in_, *self._hidden_sizes(), model.layer_sizes[-1])
         if (
@@ -723,6 +722,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 f"the network {model!r} does not fit the estimator: it needs layer sizes "
                 f"{want}, activation {self.activation!r} and a {self._head} head"
             )
+        if "label_binarizer" in state:
+            self.classes_ = self._label_binarizer.classes_
         self._run, self._optimizer_key = state["run"], tuple(state["optimizer_params"])
         self.n_outputs_, self.n_layers_ = model.layer_sizes[-1], len(want)
         self.out_activation_ = self._OUT_ACTIVATION[model.head]
