@@ -58,9 +58,10 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
         handle = tempfile.NamedTemporaryFile(
             dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", delete=False
         )
-    except PermissionError as exc:
-        raise PermissionError(
-            f"cannot save to {path}: the folder {path.parent} is not writable"
+    except OSError as exc:  # named by the target: the temporary name means nothing
+        why = "" if isinstance(exc, PermissionError) or not exc.strerror else f" ({exc.strerror})"
+        raise type(exc)(
+            f"cannot save to {path}: the folder {path.parent} is not writable{why}"
         ) from exc
     tmp = Path(handle.name)
     try:
@@ -73,9 +74,11 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
         mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
         raise
     _fsync_folder(path.parent)
     return path

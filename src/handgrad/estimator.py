@@ -43,7 +43,7 @@ import handgrad.training as training
 from handgrad._parameters import OPTIMIZER_PARAMS, make_optimizer, seed_sequence
 from handgrad._split import stratified_split
 from handgrad._threads import blas_threads
-from handgrad._validation import check_X
+from handgrad._validation import check_finite_weights, check_X
 from handgrad._xp import (
     copy_into,
     device,
@@ -538,6 +538,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 dtype=_float_dtypes(X),
                 ensure_all_finite=False,
             )
+        check_finite_weights(self._run.model.weights, self._run.model.biases)
         model = _model_for(self._run.model, checked)
         xp = namespace(checked)
         if xp is np:

@@ -46,6 +46,7 @@ from typing import Any
 import numpy as np
 
 import handgrad.optim as optim
+from handgrad._validation import check_finite_weights
 from handgrad._xp import to_numpy
 from handgrad.errors import ModelFileError
 from handgrad.modelfile import load_arrays, load_checkpoint, save_arrays, save_checkpoint
@@ -340,6 +341,7 @@ def _estimator_state(est: Any) -> tuple[Tensors, dict[str, Any]]:
     from sklearn.utils.validation import check_is_fitted
 
     check_is_fitted(est)
+    check_finite_weights(est._run.model.weights, est._run.model.biases)
     tensors, mlp_meta = network_state(est._run.model)
     run_tensors, run_meta = _run_state(est._run, step_losses=False)
     meta: dict[str, Any] = {
