@@ -107,7 +107,7 @@ def test_a_model_file_is_refused_after_reading_its_header_only(tmp_path):
         handle.truncate(256 << 20)
     tracemalloc.start()
     try:
-        with pytest.raises(ModelFileError, match="not valid handgrad model file|header is not"):
+        with pytest.raises(ModelFileError, match="header is not JSON"):
             load_arrays(path)
         peak = tracemalloc.get_traced_memory()[1]
     finally:
@@ -332,7 +332,7 @@ def test_uint64_labels_above_2_to_the_63_come_out_of_onnx_as_predict_gives_them(
 @pytest.fixture
 def npy_run(tmp_path):
     rng = np.random.default_rng(0)
-    X = rng.normal(size=(60, 3)).astype(np.float32)
+    X = rng.normal(size=(200, 3)).astype(np.float32)
     y = (X[:, 0] > 0).astype(np.int64)
     np.save(tmp_path / "X.npy", X)
     np.save(tmp_path / "y.npy", y)
@@ -348,9 +348,7 @@ def test_resume_names_the_labels_file_that_changed(npy_run):
     assert result.exit_code == 0, result.output
     y = np.load(npy_run / "y.npy")
     np.save(npy_run / "y.npy", 1 - y)
-    line = one_line_error(
-        invoke("train", *args, "--epochs", "8", "--resume", folder), "the data changed"
-    )
+    line = one_line_error(invoke("train", "--epochs", "8", "--resume", folder), "the data changed")
     assert f"{npy_run / 'y.npy'} (same size, different content)" in line
     assert "X.npy" not in line
 
@@ -378,15 +376,13 @@ def test_a_target_too_large_to_scale_says_so(tmp_path):
 
 
 def test_a_constant_target_is_not_sent_to_classification(tmp_path):
-    line = one_line_error(
-        invoke("train", *_regression_files(tmp_path, np.full(40, 3.0))), "t.npy"
-    )
+    line = one_line_error(invoke("train", *_regression_files(tmp_path, np.full(40, 3.0))), "t.npy")
     assert "3 in every row: there is nothing to regress" in line
     assert "--task classification" not in line
 
 
 def test_a_nearly_constant_target_is_warned(tmp_path):
-    target = 1 + np.tile([1e-15, -1e-15], 20)
+    target = 1 + np.tile([1e-15, -1e-15], 100)
     result = invoke(
         "train", *_regression_files(tmp_path, target), "--epochs", "2", "--out", tmp_path / "r"
     )
@@ -420,7 +416,7 @@ def test_the_advice_for_a_fortran_ordered_x_works(tmp_path):
 
     X = np.asfortranarray(np.arange(12.0).reshape(4, 3))
     np.save(tmp_path / "X.npy", X)
-    with pytest.raises(ValueError, match="np.ascontiguousarray") as info:
+    with pytest.raises(ValueError, match=r"np\.ascontiguousarray") as info:
         open_X(tmp_path / "X.npy")
     advice = str(info.value).split("save it as ")[1]
     namespace = {"np": np, "X": X, "path": tmp_path / "X.npy"}

@@ -8,9 +8,9 @@ NumPy.
 from __future__ import annotations
 
 import numbers
-from collections.abc import Sequence
 import os
 import stat
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np

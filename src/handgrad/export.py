@@ -260,9 +260,7 @@ def _convert_classifier(scope: Any, operator: Any, container: Any) -> None:
     P = ONNX_ACTIVATIONS[model.out_activation_](S, op_version=opv)
     classes = _label_values(get_label_classes(scope, model))  # arange(C) with nocl=True
     unsigned = classes.dtype == np.uint64  # gathered as int64 bits, cast back
-    label, proba = _labels(
-        model, classes.view(np.int64) if unsigned else classes, S, P, dtype, opv
-    )
+    label, proba = _labels(model, classes.view(np.int64) if unsigned else classes, S, P, dtype, opv)
     if unsigned:
         label = ops.OnnxCast(label, to=onnx.TensorProto.UINT64, op_version=opv)
     for value, output in ((label, operator.outputs[0]), (proba, operator.outputs[1])):

@@ -102,6 +102,8 @@ MISSING_LABEL = ("error", "drop")
 # The default training length: enough epochs for this many minibatch steps (small sets
 # take two steps an epoch and underfit in 20 epochs), and never fewer than MIN_EPOCHS.
 STEP_BUDGET, MIN_EPOCHS = 600, 20
+# A regression target spanning fewer float64 steps than this is warned of (as noise).
+NEAR_CONSTANT_STEPS = 1000
 # A run ending within this much of chance accuracy (1/C) is reported.
 CHANCE_MARGIN = 0.02
 # metrics.json keeps at most this many test predictions (a seeded sample) for the report.
@@ -453,16 +455,20 @@ def data_fingerprint(config: RunConfig, ds: Any = None) -> dict[str, Any]:
     path = _data_file(config.data)
     if path is not None:
         files = [path] if config.labels is None else [path, Path(config.labels)]
-        digest = hashlib.sha256()
+        digest, each = hashlib.sha256(), {}
         for file in files:
+            one = hashlib.sha256()  # of this file alone: a refusal names the one changed
             with open(file, "rb") as handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
+                    one.update(block)
+            each[os.path.abspath(file)] = one.hexdigest()
         return {
             "path": os.path.abspath(path),
             **({} if config.labels is None else {"labels": os.path.abspath(config.labels)}),
             "size": sum(file.stat().st_size for file in files),
             "sha256": digest.hexdigest(),
+            "files": each,
         }
     digest = hashlib.sha256()
     for a in (ds.X_train, ds.y_train, ds.X_test, ds.y_test):
@@ -565,6 +571,14 @@ def _check_labels(config: RunConfig, task: str, y_train: np.ndarray, y_test: np.
             raise ValueError(
                 f"{config.data}: the target is {y_train[0]:g} in every training row: "
                 "there is nothing to regress"
+            )
+        steps = np.ptp(y_train) / np.spacing(np.max(np.abs(y_train)))
+        if steps < NEAR_CONSTANT_STEPS:  # the differences are rounding, not signal
+            warnings.warn(
+                f"the target barely varies: {np.ptp(y_train):.3g} across the training rows "
+                f"around {np.mean(y_train):.6g}, {steps:.0f} steps of float64 rounding; "
+                "its R² means nothing: check the --labels or --label column",
+                stacklevel=2,
             )
     else:
         classes = np.unique(np.concatenate([y_train, y_test]))
@@ -857,6 +871,9 @@ def _check_same_data(
     if not isinstance(recorded, dict) or recorded.get("sha256") == now["sha256"]:
         return  # same data, or a checkpoint from before fingerprints were recorded
     where = now.get("path") or now.get("name")
+    if isinstance(recorded.get("files"), dict) and "files" in now:
+        changed = [f for f, sha in now["files"].items() if recorded["files"].get(f) != sha]
+        where = " and ".join(changed) or where
     detail = (
         f"{recorded.get('size')} bytes then, {now['size']} now"
         if "size" in now and recorded.get("size") != now["size"]

@@ -103,8 +103,7 @@ def read_npy_header(
             shape, fortran, dtype = read(handle)
         except ValueError:
             raise ValueError(
-                f"{name} is not a .npy file (its header is not NumPy's): write it with "
-                "np.save"
+                f"{name} is not a .npy file (its header is not NumPy's): write it with np.save"
             ) from None
         if dtype.hasobject:
             raise ValueError(
