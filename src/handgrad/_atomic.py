@@ -58,11 +58,12 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
         handle = tempfile.NamedTemporaryFile(
             dir=path.parent, prefix=f".{path.name}.{os.getpid()}.", suffix=".tmp", delete=False
         )
-    except OSError as exc:  # named by the target: the temporary name means nothing
-        why = "" if isinstance(exc, PermissionError) or not exc.strerror else f" ({exc.strerror})"
-        raise type(exc)(
-            f"cannot save to {path}: the folder {path.parent} is not writable{why}"
+    except PermissionError as exc:
+        raise PermissionError(
+            f"cannot save to {path}: the folder {path.parent} is not writable"
         ) from exc
+    except OSError as exc:  # named by the target: the temporary name means nothing
+        raise _named(exc, path) from exc
     tmp = Path(handle.name)
     try:
         with handle:
@@ -77,11 +78,18 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
     except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
-        if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
-            raise type(exc)(exc.errno, exc.strerror, str(path)) from exc
+        if isinstance(exc, OSError) and exc.filename is not None:
+            raise _named(exc, path) from exc
         raise
     _fsync_folder(path.parent)
     return path
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """``exc`` about ``path``, not the temporary file beside it (same class and errno)."""
+    if exc.errno is None:
+        return type(exc)(f"cannot save to {path}: {exc}")
+    return type(exc)(exc.errno, exc.strerror, str(path))
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:
