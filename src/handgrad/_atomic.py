@@ -62,6 +62,8 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
         raise PermissionError(
             f"cannot save to {path}: the folder {path.parent} is not writable"
         ) from exc
+    except OSError as exc:  # named by the target: the temporary name means nothing
+        raise _named(exc, path) from exc
     tmp = Path(handle.name)
     try:
         with handle:
@@ -73,12 +75,21 @@ def write_atomically(path: str | os.PathLike[str], data: bytes) -> Path:
         mode = path.stat().st_mode & 0o7777 if path.exists() else 0o666 & ~_umask()
         os.chmod(tmp, mode)
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(OSError):
             tmp.unlink()
+        if isinstance(exc, OSError) and exc.filename is not None:
+            raise _named(exc, path) from exc
         raise
     _fsync_folder(path.parent)
     return path
+
+
+def _named(exc: OSError, path: Path) -> OSError:
+    """``exc`` about ``path``, not the temporary file beside it (same class and errno)."""
+    if exc.errno is None:
+        return type(exc)(f"cannot save to {path}: {exc}")
+    return type(exc)(exc.errno, exc.strerror, str(path))
 
 
 def remove_stale_temporaries(folder: str | os.PathLike[str]) -> list[Path]:

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import numbers
 import os
+import stat
+from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
@@ -17,6 +19,7 @@ from numpy.typing import NDArray
 
 from handgrad._mapped import row_chunks
 from handgrad._xp import finite_on_device, is_numpy, namespace, numpy_dtype, to_numpy, xp_dtype
+from handgrad.errors import DataFormatError
 
 
 def check_X(
@@ -274,6 +277,58 @@ def _check_length(arr: NDArray, n_samples: int, name: str) -> None:
             f"X and {name} have different lengths: X has {n_samples} samples, "
             f"{name} has {arr.shape[0]}"
         )
+
+
+def check_finite_weights(weights: Sequence[Any], biases: Sequence[Any]) -> None:
+    """Refuse a network whose ``coefs_`` (``weights``) or ``intercepts_`` (``biases``)
+    hold NaN or infinity: written in place (``est.coefs_[0][0, 0] = np.nan``) they pass
+    no assignment check, and would predict class 0 with NaN probabilities, or be saved
+    to a file that no loader accepts. One sum per array in the usual, finite case."""
+    if finite_on_device([*weights, *biases]):
+        return
+    for name, arrays in (("coefs_", weights), ("intercepts_", biases)):
+        for i, array in enumerate(arrays):
+            bad = int(array.size) - int(to_numpy(namespace(array).isfinite(array)).sum())
+            if bad:
+                raise ValueError(
+                    f"{name}[{i}] holds non-finite values ({bad} of {array.size}, NaN or "
+                    f"infinity): assign finite weights (est.{name}[{i}] = W) or fit again"
+                )
+
+
+# ------------------------------------------------------------------------------ files
+def require_file(path: str | os.PathLike, what: str) -> None:
+    """Raise unless ``path`` is a regular file (a link to one is fine), naming ``what``
+    was expected ("CSV file", "model file", ...).
+
+    Asked with ``stat`` before anything opens the path: opening a FIFO blocks until a
+    writer comes, and a device (``/dev/zero``) never ends, so neither is ever read.
+    """
+    try:
+        mode = os.stat(path).st_mode
+    except FileNotFoundError:
+        raise FileNotFoundError(f"no such {what}: {path}") from None
+    if stat.S_ISDIR(mode):
+        raise IsADirectoryError(f"{path} is a folder, not {_article(what)} {what}")
+    if not stat.S_ISREG(mode):
+        kind = (
+            "a FIFO"
+            if stat.S_ISFIFO(mode)
+            else "a socket"
+            if stat.S_ISSOCK(mode)
+            else "a character device"
+            if stat.S_ISCHR(mode)
+            else "a block device"
+            if stat.S_ISBLK(mode)
+            else "not a file"
+        )
+        raise DataFormatError(
+            f"{path} is {kind}, not a regular file: give the path of {_article(what)} {what}"
+        )
+
+
+def _article(what: str) -> str:
+    return "an" if what.lstrip(".")[:1].lower() in "aeiou" else "a"
 
 
 # ----------------------------------------------------------------------------- memory

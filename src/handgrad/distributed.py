@@ -19,8 +19,11 @@ piece of data held by one worker only dies with it and cannot be recomputed.
 
 from __future__ import annotations
 
+import os
 import re
 import signal
+import socket
+import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import IO, Any
@@ -46,6 +49,8 @@ WORKER_START_TIMEOUT = 120.0
 #: one lost worker is bad luck, four in a row is the fit itself (e.g. out of memory).
 ALLOWED_FAILURES = 3
 INSTALL_HINT = "pip install 'handgrad[dask]'"
+#: Bytes of a Dask handshake (a few settings) above which a first answer is not one.
+_MAX_HANDSHAKE = 1 << 16
 _LOCAL = re.compile(r"local:(\d+)")
 _TCP = re.compile(r"tcp://(\[[0-9A-Fa-f:.]+\]|[^\s:/\[\]]+):\d+")  # a name, IPv4 or [IPv6]
 
@@ -66,6 +71,12 @@ def parse_scheduler(spec: str) -> tuple[str, str | int]:
     local, tcp = _LOCAL.fullmatch(spec), _TCP.fullmatch(spec)
     if local and int(local.group(1)) < 1:
         raise ValueError(f"scheduler {spec!r}: a local cluster needs at least one worker")
+    cpus = os.cpu_count() or 1
+    if local and int(local.group(1)) > cpus:
+        raise ValueError(
+            f"scheduler {spec!r}: a local cluster has at most {cpus} workers on this "
+            f"machine's {cpus} CPUs (each worker is one single-threaded process)"
+        )
     if not (local or tcp):
         raise ValueError(
             f"scheduler must be tcp://HOST:PORT (an existing Dask scheduler) or local:N "
@@ -91,6 +102,7 @@ def dask_client(spec: str, *, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]
 
     kind, where = parse_scheduler(spec)
     if kind == "tcp":
+        _check_scheduler(str(where), timeout)
         try:
             client = Client(where, timeout=timeout, set_as_default=False)
         except (OSError, TimeoutError) as exc:
@@ -121,6 +133,45 @@ def dask_client(spec: str, *, timeout: float = CONNECT_TIMEOUT) -> Iterator[Any]
                 f"{WORKER_START_TIMEOUT:g} s (see the messages above)"
             ) from None
         yield client
+
+
+def _check_scheduler(address: str, timeout: float) -> None:
+    """A :class:`ClusterError` unless ``address`` answers a connection with Dask's
+    handshake within ``timeout`` seconds, before Dask's client connects.
+
+    A Dask server speaks first: an 8-byte length, then a small message that holds its
+    ``pickle-protocol``. The length is checked before anything else is read, so a
+    server of another kind (HTTP, SSH, junk) is one line, never a buffer of the size
+    its first bytes happen to spell, nor a client left to complain from its destructor.
+    """
+    host, _, port = address.removeprefix("tcp://").rpartition(":")
+    deadline = time.monotonic() + timeout
+    try:
+        with socket.create_connection((host.strip("[]"), int(port)), timeout=timeout) as sock:
+            head = _receive(sock, 8, deadline)
+            length = int.from_bytes(head, "little") if len(head) == 8 else 0
+            body = _receive(sock, length, deadline) if 0 < length <= _MAX_HANDSHAKE else b""
+    except OSError as exc:  # refused, unreachable, or silent (TimeoutError)
+        raise ClusterError(
+            f"cannot reach the Dask scheduler at {address} within {timeout:g} s "
+            f"({exc.strerror or exc or type(exc).__name__})"
+        ) from None
+    if b"pickle-protocol" not in body:
+        raise ClusterError(
+            f"{address} is not a Dask scheduler (its first answer is not Dask's handshake)"
+        )
+
+
+def _receive(sock: socket.socket, n: int, deadline: float) -> bytes:
+    """Up to ``n`` bytes (fewer when the peer closes), by ``deadline``."""
+    data = bytearray()
+    while len(data) < n:
+        sock.settimeout(max(deadline - time.monotonic(), 1e-3))
+        chunk = sock.recv(min(n - len(data), 1 << 16))
+        if not chunk:
+            break
+        data += chunk
+    return bytes(data)
 
 
 def dask_setup(worker: Any) -> None:

@@ -46,7 +46,7 @@ from handgrad._mapped import is_mapped
 from handgrad._parameters import OPTIMIZER_PARAMS, make_optimizer, seed_sequence
 from handgrad._split import stratified_split
 from handgrad._threads import blas_threads
-from handgrad._validation import check_X
+from handgrad._validation import check_finite_weights, check_X
 from handgrad._xp import (
     copy_into,
     device,
@@ -598,6 +598,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 ensure_all_finite=False,
             )
         checked = _row_major(checked)
+        check_finite_weights(self._run.model.weights, self._run.model.biases)
         model = _model_for(self._run.model, checked)
         xp = namespace(checked)
         if xp is np:

@@ -47,6 +47,7 @@ try:
         FloatTensorType,
         Int64TensorType,
         StringTensorType,
+        UInt64TensorType,
         guess_numpy_type,
     )
     from skl2onnx.common.utils import check_input_and_output_numbers
@@ -59,6 +60,7 @@ from sklearn.base import BaseEstimator, TransformerMixin
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
+from handgrad._validation import check_finite_weights
 from handgrad.bundle import Bundle, load_bundle
 from handgrad.data import Preprocessor
 from handgrad.estimator import MLPClassifier, MLPRegressor
@@ -81,6 +83,7 @@ ONNX_ACTIVATIONS: dict[str, Callable[..., Any]] = {
 }
 
 _DTYPES = {np.dtype(np.float32): FloatTensorType, np.dtype(np.float64): DoubleTensorType}
+_LABEL_TYPES = {np.dtype(np.int64): Int64TensorType, np.dtype(np.uint64): UInt64TensorType}
 
 
 # ------------------------------------------------------------------------ public API
@@ -144,6 +147,7 @@ def _check_classifier(model: Any) -> MLPClassifier:
             f"got {type(model).__module__}.{type(model).__qualname__}"
         )
     check_is_fitted(model)
+    check_finite_weights(model.coefs_, model.intercepts_)
     for name in (model.activation, model.out_activation_):
         if name not in ONNX_ACTIVATIONS:
             raise ValueError(
@@ -195,6 +199,7 @@ def _regression(model: Any) -> _Regression:
             f"TransformedTargetRegressor), got {type(reg).__module__}.{type(reg).__qualname__}"
         )
     check_is_fitted(reg)
+    check_finite_weights(reg.coefs_, reg.intercepts_)
     for name in (reg.activation, reg.out_activation_):
         if name not in ONNX_ACTIVATIONS:
             raise ValueError(
@@ -239,7 +244,7 @@ def _classifier_shapes(operator: Any) -> None:
     model = operator.raw_operator
     N = operator.inputs[0].get_first_dimension()
     labels = _label_values(get_label_classes(operator.scope_inst, model))
-    label_type = StringTensorType if labels.dtype == object else Int64TensorType
+    label_type = _LABEL_TYPES.get(labels.dtype, StringTensorType)
     multilabel = _kind(model) == "multilabel"
     operator.outputs[0].type = label_type([N, len(labels)] if multilabel else [N])
     proba_type = DoubleTensorType if _graph_dtype(operator) == np.float64 else FloatTensorType
@@ -254,7 +259,10 @@ def _convert_classifier(scope: Any, operator: Any, container: Any) -> None:
     S = _scores(model, X, dtype, opv)
     P = ONNX_ACTIVATIONS[model.out_activation_](S, op_version=opv)
     classes = _label_values(get_label_classes(scope, model))  # arange(C) with nocl=True
-    label, proba = _labels(model, classes, S, P, dtype, opv)
+    unsigned = classes.dtype == np.uint64  # gathered as int64 bits, cast back
+    label, proba = _labels(model, classes.view(np.int64) if unsigned else classes, S, P, dtype, opv)
+    if unsigned:
+        label = ops.OnnxCast(label, to=onnx.TensorProto.UINT64, op_version=opv)
     for value, output in ((label, operator.outputs[0]), (proba, operator.outputs[1])):
         ops.OnnxIdentity(value, op_version=opv, output_names=[output]).add_to(scope, container)
 
@@ -351,10 +359,13 @@ def _kind(model: Any) -> str:
 
 def _label_values(classes: np.ndarray) -> np.ndarray:
     """The classes as the label tensor holds them: strings, or int64 as skl2onnx has them
-    (float labels are whole numbers: scikit-learn refuses others as classes)."""
+    (float labels are whole numbers: scikit-learn refuses others as classes), or uint64
+    where an unsigned label is beyond int64 (2**63 and up)."""
     classes = np.asarray(classes)
     if classes.dtype == object and not all(isinstance(c, str) for c in classes):
         classes = np.array(classes.tolist())  # numbers held as Python objects
+    if classes.dtype.kind == "u" and classes.size and classes.max() > np.iinfo(np.int64).max:
+        return classes.astype(np.uint64)  # int64 would wrap them to negative numbers
     if classes.dtype.kind in "biuf":
         return classes.astype(np.int64)
     return np.array([str(c) for c in classes], dtype=object)

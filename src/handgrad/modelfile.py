@@ -22,11 +22,12 @@ import json
 import os
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import numpy as np
 
 from handgrad._atomic import write_atomically
+from handgrad._validation import check_memory, require_file
 from handgrad._version import handgrad_version
 from handgrad.errors import ModelFileError
 
@@ -36,6 +37,8 @@ CHECKPOINT_FORMAT = "handgrad-checkpoint"
 METADATA_KEY = "handgrad"
 
 _NUMERIC_KINDS = frozenset("biuf")
+#: The largest header safetensors itself reads (its ``MAX_HEADER_SIZE``).
+MAX_HEADER_BYTES = 100_000_000
 
 
 # ---------------------------------------------------------------------------- checksum
@@ -121,13 +124,25 @@ def _corrupt(path: Path, detail: object) -> ModelFileError:
     )
 
 
+def _read_header(path: Path, handle: BinaryIO) -> bytes:
+    """The 8-byte length and the JSON header it announces, read alone: a length beyond
+    the file's size is refused before anything else is read."""
+    size = os.fstat(handle.fileno()).st_size
+    head = handle.read(8)
+    if len(head) < 8:
+        raise _corrupt(path, f"only {len(head)} bytes")
+    header_len = int.from_bytes(head, "little")
+    if header_len > size - 8:
+        raise _corrupt(path, f"header of {header_len} bytes in a {size}-byte file")
+    if header_len > MAX_HEADER_BYTES:
+        raise _corrupt(path, f"header of {header_len} bytes, above safetensors' limit")
+    return head + handle.read(header_len)
+
+
 def _read_envelope(path: Path, raw: bytes) -> dict[str, Any]:
-    """Parse the safetensors header by hand and return the handgrad JSON envelope."""
-    if len(raw) < 8:
-        raise _corrupt(path, f"only {len(raw)} bytes")
+    """Parse the safetensors header by hand and return the handgrad JSON envelope
+    (``raw``: the file's first bytes, its header whole)."""
     header_len = int.from_bytes(raw[:8], "little")
-    if header_len > len(raw) - 8:
-        raise _corrupt(path, f"header of {header_len} bytes in a {len(raw)}-byte file")
     try:
         header = json.loads(raw[8 : 8 + header_len].decode("utf-8"))
     except (ValueError, RecursionError) as exc:  # UnicodeDecodeError is a ValueError
@@ -180,9 +195,14 @@ def _load(
     path: str | os.PathLike[str], file_format: str
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     path = Path(path)
-    raw = path.read_bytes()
-    envelope = _read_envelope(path, raw)
-    _check_envelope(path, envelope, file_format)
+    require_file(path, "model file")
+    with open(path, "rb") as handle:
+        raw = _read_header(path, handle)
+        envelope = _read_envelope(path, raw)
+        _check_envelope(path, envelope, file_format)
+        size = os.fstat(handle.fileno()).st_size
+        check_memory(size, path.name, "to load")
+        raw += handle.read(size - len(raw))
     tensors = _deserialise(path, raw)
     if envelope.get("checksum") != _checksum(envelope, tensors):
         raise ModelFileError(

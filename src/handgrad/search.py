@@ -11,9 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import os
+import signal
+import threading
 import time
 import warnings
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -66,11 +69,7 @@ def random_search(
     folder's ``config`` records the best setting (its hidden sizes, learning rate and
     alpha), so that it reproduces the saved model; an existing folder is only replaced
     with ``overwrite``."""
-    from scipy.stats import loguniform
-    from sklearn.exceptions import ConvergenceWarning
-    from sklearn.model_selection import RandomizedSearchCV, check_cv
-
-    from handgrad.distributed import fit_progress, fits_on, parse_scheduler
+    from handgrad.distributed import parse_scheduler
 
     check_number(n_iter, "number of iterations", low=1, integer=True)
     check_number(cv, "cross-validation folds", low=2, integer=True)
@@ -81,6 +80,31 @@ def random_search(
         raise ValueError("give at least one choice of hidden layer sizes")
     if scheduler is not None:
         parse_scheduler(scheduler)  # a bad spec or a missing extra fails before the data loads
+    with _stopped_by_ctrl_c():
+        return _search(
+            config, hidden_choices, n_iter, cv, n_jobs, out, name, scheduler, progress, overwrite
+        )
+
+
+def _search(
+    config: RunConfig,
+    hidden_choices: Sequence[tuple[int, ...]],
+    n_iter: int,
+    cv: int,
+    n_jobs: int,
+    out: str | os.PathLike[str] | None,
+    name: str | None,
+    scheduler: str | None,
+    progress: bool,
+    overwrite: bool,
+) -> SearchResult:
+    """:func:`random_search` once its arguments are checked."""
+    from scipy.stats import loguniform
+    from sklearn.exceptions import ConvergenceWarning
+    from sklearn.model_selection import RandomizedSearchCV, check_cv
+
+    from handgrad.distributed import fit_progress, fits_on
+
     data = prepare_data(config)
     config = data.config  # its defaults settled for these data
     # The folds index X, so its train and validation rows are read in (from a .npy's file).
@@ -130,6 +154,33 @@ def random_search(
         metrics["search"] = _ranked(search)
         finish_run(run_dir, best, data, metrics, trained)
     return SearchResult(run_dir, best, metrics)
+
+
+class _Interrupted(BaseException):
+    """Ctrl-C during a search. Not a KeyboardInterrupt, which the training loop turns
+    into an early stop of the fit in progress (the search would go on to the next
+    one), and not an Exception, which scikit-learn records as a failed fit."""
+
+
+@contextmanager
+def _stopped_by_ctrl_c() -> Iterator[None]:
+    """Ctrl-C stops the whole search at once: the fit in progress, joblib's processes,
+    the Dask cluster and the run folder are undone on the way out, and the caller gets
+    a KeyboardInterrupt (the command line's exit status 130)."""
+    if threading.current_thread() is not threading.main_thread():
+        yield  # signal handlers belong to the main thread
+        return
+
+    def interrupt(signum: int, frame: Any) -> None:
+        raise _Interrupted
+
+    previous = signal.signal(signal.SIGINT, interrupt)
+    try:
+        yield
+    except _Interrupted:
+        raise KeyboardInterrupt("search interrupted") from None
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _ranked(search: Any) -> dict[str, Any]:

@@ -42,6 +42,7 @@ from typing import Any
 import numpy as np
 
 import handgrad.optim as optim
+from handgrad._validation import check_finite_weights
 from handgrad._xp import to_numpy
 from handgrad.errors import ModelFileError
 from handgrad.modelfile import load_arrays, load_checkpoint, save_arrays, save_checkpoint
@@ -335,7 +336,9 @@ def _estimator_state(est: Any) -> tuple[Tensors, dict[str, Any]]:
     with warm_start and partial_fit exactly as the saved one would have) and the fitted
     scalars; the private part read through the estimator's ``_get_fitted_state``."""
     fitted = est._get_fitted_state()
-    tensors, mlp_meta = network_state(fitted["run"].model)
+    model = fitted["run"].model
+    check_finite_weights(model.weights, model.biases)
+    tensors, mlp_meta = network_state(model)
     run_tensors, run_meta = _run_state(fitted["run"], step_losses=False)
     meta: dict[str, Any] = {
         "params": {k: _jsonable(v) for k, v in est.get_params(deep=False).items()},

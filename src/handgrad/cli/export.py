@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from typing import Any
 
 import click
@@ -17,7 +18,8 @@ import click
     show_default=True,
     help="Type of the input rows and of every weight in the graph.",
 )
-def command(model: str, output: str, dtype: str) -> None:
+@click.option("--overwrite", is_flag=True, help="Replace OUT.onnx if it already exists.")
+def command(model: str, output: str, dtype: str, overwrite: bool) -> None:
     """Write MODEL (a run's model.safetensors, or a saved estimator) as an ONNX file:
     its preprocessing, network and labels, for ONNX Runtime without Python or handgrad.
 
@@ -31,6 +33,7 @@ def command(model: str, output: str, dtype: str) -> None:
       handgrad export runs/digits/model.safetensors digits.onnx
       handgrad export model.safetensors model.onnx --dtype float64
     """
+    _check_output(model, output, overwrite)
     try:
         from handgrad.export import to_onnx
     except ImportError as exc:  # the optional extra is not installed
@@ -45,6 +48,22 @@ def command(model: str, output: str, dtype: str) -> None:
         + ", ".join(_describe(v) for v in values[1:]),
         err=True,
     )
+
+
+def _check_output(model: str, output: str, overwrite: bool) -> None:
+    """OUT.onnx is never the model itself, nor an existing file unless asked: an export
+    replaces nothing by accident."""
+    if os.path.exists(output) and os.path.exists(model) and os.path.samefile(model, output):
+        raise click.UsageError(f"{output} is the model file itself: give another OUT.onnx")
+    if not output.lower().endswith(".onnx"):
+        raise click.UsageError(
+            f"OUT.onnx must end in .onnx, got {output!r} (an export is an ONNX file, "
+            "which handgrad does not load back)"
+        )
+    if os.path.lexists(output) and not overwrite:
+        raise click.UsageError(
+            f"{output} already exists: give another OUT.onnx, or --overwrite to replace it"
+        )
 
 
 def _describe(value: Any) -> str:

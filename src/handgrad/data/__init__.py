@@ -209,12 +209,26 @@ def check_task_labels(y: np.ndarray, task: str, source: str) -> np.ndarray:
     values = _as_numbers(y)
     if task == "regression":
         if values is None:
+            _check_finite_target(y, source)
             example = next((str(v) for v in y if _as_number(v) is None), "?")
             raise ValueError(
                 f"{source}: the label holds text ({example!r}), which is a class label, "
                 "not a number to regress; give --task classification"
             )
         distinct = np.unique(values)
+        if len(distinct) == 1:
+            raise ValueError(
+                f"{source}: the target is {distinct[0]:g} in every row: there is nothing "
+                "to regress (nor to classify)"
+            )
+        with np.errstate(over="ignore", invalid="ignore"):
+            scalable = np.isfinite(np.var(values))  # as the target's StandardScaler needs
+        if not scalable:
+            big = np.max(np.abs(values))
+            raise ValueError(
+                f"{source}: the target holds values up to {big:g}, too large to scale (its "
+                f"variance overflows float64): divide it by 1e{int(np.log10(big)) - 3} first"
+            )
         if len(distinct) <= FEW_CLASSES and np.all(distinct == np.round(distinct)):
             raise ValueError(
                 f"{source}: the label has only {len(distinct)} distinct integer values "
@@ -245,6 +259,24 @@ def _as_number(v: object) -> float | None:
     except (TypeError, ValueError):
         return None
     return x if np.isfinite(x) else None
+
+
+def _check_finite_target(y: np.ndarray, source: str) -> None:
+    """A ValueError naming the first NaN or infinity of a target that is otherwise all
+    numbers (text falls through, to be named as text)."""
+    numbers = []
+    for v in y:
+        try:
+            numbers.append(float(v))
+        except (TypeError, ValueError):
+            return
+    bad = np.flatnonzero(~np.isfinite(np.asarray(numbers, dtype=np.float64)))
+    if len(bad):
+        raise ValueError(
+            f"{source}: the target is not finite ({numbers[bad[0]]} in row {bad[0]}"
+            f"{f' and {len(bad) - 1} more rows' if len(bad) > 1 else ''}): a regression "
+            "target must be a number in every row; remove or fill those rows"
+        )
 
 
 def _as_numbers(y: np.ndarray) -> np.ndarray | None:

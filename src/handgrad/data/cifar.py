@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from handgrad.data._files import require_file
 from handgrad.errors import DataFormatError
 
 __all__ = [
@@ -229,6 +230,7 @@ def _screen_opcodes(data: bytes, name: str) -> None:
 
 
 def _read_file(path: str | os.PathLike) -> bytes:
+    require_file(path, "CIFAR batch file")
     size = os.path.getsize(path)
     if size > _MAX_FILE:
         raise DataFormatError(f"{path}: {size} bytes, larger than any CIFAR batch")

@@ -30,6 +30,7 @@ from collections.abc import Iterable, Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
+from handgrad.data._files import require_file
 from handgrad.errors import DataFormatError
 
 __all__ = [
@@ -231,8 +232,7 @@ def _resize(image: np.ndarray, shape: Sequence[int]) -> np.ndarray:
 
 
 def _read_limited(path: str | os.PathLike) -> bytes:
-    if os.path.isdir(path):
-        raise IsADirectoryError(f"{path} is a folder, not an image file")
+    require_file(path, "image file")
     size = os.path.getsize(path)
     if size > _MAX_IMAGE_FILE:
         raise DataFormatError(f"{path}: {size} bytes, too large for an image file")

@@ -10,16 +10,27 @@ row, are small enough to load: a ``.npy`` file, or a ``.csv`` file of one column
 from __future__ import annotations
 
 import csv
+import io
+import math
 import os
 from dataclasses import dataclass
 
 import numpy as np
 
 from handgrad._split import stratified_split
+from handgrad._validation import check_memory
 from handgrad.data import check_task_labels
-from handgrad.data._files import require_file
+from handgrad.data._files import read_bounded, require_file
 
-__all__ = ["MappedDataset", "is_npy", "load_mapped", "npy_path", "open_X", "read_labels"]
+__all__ = [
+    "MappedDataset",
+    "is_npy",
+    "load_mapped",
+    "npy_path",
+    "open_X",
+    "read_labels",
+    "read_npy_header",
+]
 
 
 @dataclass(frozen=True, eq=False)
@@ -52,36 +63,72 @@ def npy_path(data: str) -> str:
 def open_X(path: str | os.PathLike[str]) -> np.ndarray:
     """X (N, D) float32/float64 memory-mapped from a ``.npy`` file, or one ValueError
     saying why it cannot be trained on without copying it into memory."""
-    require_file(path, ".npy file")
-    try:
-        X = np.load(path, mmap_mode="r", allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"{path} is not a .npy file of numbers ({exc})") from None
     name = os.path.basename(path)
-    if not isinstance(X, np.memmap):
-        raise ValueError(f"{name} cannot be memory-mapped (an empty or object array)")
-    if X.ndim != 2:
+    shape, fortran, dtype = read_npy_header(path, ".npy file")
+    if len(shape) != 2:
         raise ValueError(
-            f"{name} must hold a 2-D array (n_samples, n_features), but it has shape {X.shape}"
+            f"{name} must hold a 2-D array (n_samples, n_features), but it has shape {shape}"
         )
-    if X.dtype not in (np.float32, np.float64) or not X.flags.c_contiguous:
-        what = X.dtype if X.flags.c_contiguous else "a Fortran-ordered array"
+    if shape[0] == 0:
+        raise ValueError(f"{name} has no rows (shape {shape}): there is nothing to train on")
+    if dtype not in (np.float32, np.float64) or fortran:
+        what = "a Fortran-ordered array" if fortran else dtype
         raise ValueError(
             f"{name} holds {what}; a .npy file trained from disk must hold float32 or "
             "float64 in C order (converting it would copy it into memory): save it as "
-            "np.save(path, X.astype(np.float32))"
+            "np.save(path, np.ascontiguousarray(X, dtype=np.float32))"
         )
+    X = np.load(path, mmap_mode="r", allow_pickle=False)
+    if not isinstance(X, np.memmap):
+        raise ValueError(f"{name} cannot be memory-mapped (an empty array)")
     return X
+
+
+def read_npy_header(
+    path: str | os.PathLike[str], what: str
+) -> tuple[tuple[int, ...], bool, np.dtype]:
+    """``(shape, fortran_order, dtype)`` of the regular ``.npy`` file ``path``, read from
+    its header alone; one ValueError when it is not a ``.npy`` file, holds Python
+    objects, or is shorter than its header declares (nothing else is read)."""
+    require_file(path, what)
+    name = os.path.basename(path)
+    with open(path, "rb") as handle:
+        try:
+            version = np.lib.format.read_magic(handle)
+            read = (
+                np.lib.format.read_array_header_1_0
+                if version == (1, 0)
+                else np.lib.format.read_array_header_2_0
+            )
+            shape, fortran, dtype = read(handle)
+        except ValueError:
+            raise ValueError(
+                f"{name} is not a .npy file (its header is not NumPy's): write it with np.save"
+            ) from None
+        if dtype.hasobject:
+            raise ValueError(
+                f"{name} holds Python objects ({dtype}), which are never unpickled: save "
+                "numbers or strings"
+            )
+        declared = math.prod(shape) * dtype.itemsize
+        held = os.fstat(handle.fileno()).st_size - handle.tell()
+    if what == "labels file":  # loaded into memory, unlike a mapped X
+        check_memory(declared, name)
+    if declared > held:
+        raise ValueError(
+            f"{name} is truncated: its header declares {declared} bytes of data "
+            f"(shape {shape}, {dtype}), the file holds {held}"
+        )
+    return shape, fortran, dtype
 
 
 def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
     """Labels (N,) from a ``.npy`` file or a one-column ``.csv`` file (a first line
     that is not a number, above numbers, is its header)."""
-    require_file(path, "labels file")
     name = os.path.basename(path)
     if str(path).lower().endswith(".csv"):
-        with open(path, newline="", encoding="utf-8") as f:
-            cells = [row for row in csv.reader(f) if row]
+        text = read_bounded(path, "labels file").decode("utf-8")
+        cells = [row for row in csv.reader(io.StringIO(text, newline="")) if row]
         if any(len(row) != 1 for row in cells):
             raise ValueError(f"{name} must hold one column of labels, one per row of X")
         values = [row[0].strip() for row in cells]
@@ -94,10 +141,8 @@ def read_labels(path: str | os.PathLike[str]) -> np.ndarray:
             if np.all(y == np.round(y)):
                 y = y.astype(np.int64)
         return y
-    try:
-        y = np.load(path, allow_pickle=False)
-    except ValueError as exc:
-        raise ValueError(f"{name} is not a .npy file of labels ({exc})") from None
+    read_npy_header(path, "labels file")
+    y = np.load(path, allow_pickle=False)
     if y.ndim == 2 and y.shape[1] == 1:
         y = y.ravel()
     if y.ndim != 1:

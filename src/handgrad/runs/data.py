@@ -13,6 +13,7 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import os
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -40,6 +41,8 @@ __all__ = [
 ]
 
 _FILE_KINDS = ("csv", "npz", "npy")
+# A regression target spanning fewer float64 steps than this is warned of (as noise).
+NEAR_CONSTANT_STEPS = 1000
 
 
 class DataChangedError(HandgradError, ValueError):
@@ -298,6 +301,14 @@ def _check_labels(config: RunConfig, task: str, y_train: np.ndarray, y_test: np.
                 f"{config.data}: the target is {y_train[0]:g} in every training row: "
                 "there is nothing to regress"
             )
+        steps = np.ptp(y_train) / np.spacing(np.max(np.abs(y_train)))
+        if steps < NEAR_CONSTANT_STEPS:  # the differences are rounding, not signal
+            warnings.warn(
+                f"the target barely varies: {np.ptp(y_train):.3g} across the training rows "
+                f"around {np.mean(y_train):.6g}, {steps:.0f} steps of float64 rounding; "
+                "its R² means nothing: check the --labels or --label column",
+                stacklevel=2,
+            )
     else:
         classes = np.unique(np.concatenate([y_train, y_test]))
         if len(classes) < 2:
@@ -343,16 +354,20 @@ def data_fingerprint(config: RunConfig, run: RunData | None = None) -> dict[str,
     path = _data_file(config.data)
     if path is not None:
         files = [path] if config.labels is None else [path, Path(config.labels)]
-        digest = hashlib.sha256()
+        digest, each = hashlib.sha256(), {}
         for file in files:
+            one = hashlib.sha256()  # of this file alone: a refusal names the one changed
             with open(file, "rb") as handle:
                 for block in iter(lambda: handle.read(1 << 20), b""):
                     digest.update(block)
+                    one.update(block)
+            each[os.path.abspath(file)] = one.hexdigest()
         return {
             "path": os.path.abspath(path),
             **({} if config.labels is None else {"labels": os.path.abspath(config.labels)}),
             "size": sum(file.stat().st_size for file in files),
             "sha256": digest.hexdigest(),
+            "files": each,
         }
     if run is None:
         raise ValueError(f"the fingerprint of the dataset {config.data!r} needs its data")
@@ -378,6 +393,9 @@ def check_same_data(
     if recorded.get("sha256") == now["sha256"]:
         return
     where = now.get("path") or now.get("name")
+    if isinstance(recorded.get("files"), dict) and "files" in now:
+        changed = [f for f, sha in now["files"].items() if recorded["files"].get(f) != sha]
+        where = " and ".join(changed) or where
     detail = (
         f"{recorded.get('size')} bytes then, {now['size']} now"
         if "size" in now and recorded.get("size") != now["size"]
