@@ -22,7 +22,7 @@ from sklearn.datasets import make_blobs, make_regression
 import handgrad._xp as _xp
 from handgrad.errors import TrainingDivergedError
 from handgrad.estimator import MLPClassifier, MLPRegressor
-from handgrad.layers import ACTIVATIONS, HEADS
+from handgrad.heads import ACTIVATIONS, HEADS
 from handgrad.network import MLP
 from handgrad.optim import SGD, Adam
 from handgrad.state import load_model, save_model
@@ -80,8 +80,8 @@ def host(a) -> np.ndarray:
 def test_gradients_equal_the_numpy_reference(lib, activation, head):
     rng = np.random.default_rng(0)
     X, w = rng.standard_normal((9, 4)), rng.random(9)
-    C = max(3, HEADS[head].min_outputs)
-    T = HEADS[head].random_targets(rng, 9, C)
+    C = max(3, HEADS[head].task.min_outputs)
+    T = HEADS[head].task.random_targets(rng, 9, C)
     net = MLP(4, (6, 5), C, activation=activation, head=head, seed=1)
     loss, grads = net.loss(X, T, reg=0.3, sample_weight=w)
     moved = net.copy().to(_xp.namespace(lib.put(X)), lib.device)

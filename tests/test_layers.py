@@ -7,6 +7,7 @@ import pytest
 
 from handgrad import layers
 from handgrad.gradcheck import numerical_gradient, rel_error
+from handgrad.heads import ACTIVATIONS
 
 
 @pytest.fixture
@@ -40,9 +41,9 @@ def test_affine_backward_matches_numerical(rng):
     assert (dX.shape, dW.shape, db.shape) == ((4, 5), (5, 3), (3,))
 
 
-@pytest.mark.parametrize("name", sorted(layers.ACTIVATIONS))
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_activation_backward_matches_numerical(name, rng):
-    forward, backward = layers.ACTIVATIONS[name].forward, layers.ACTIVATIONS[name].backward
+    forward, backward = ACTIVATIONS[name].forward, ACTIVATIONS[name].backward
     Z = rng.standard_normal((6, 4))
     Z[np.abs(Z) < 1e-3] = 0.5  # keep ReLU's kink away from the finite difference
     _check_backward(forward, backward, Z, rng.standard_normal((6, 4)))

@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from handgrad import MLP, TwoLayerNet, check_gradients
-from handgrad.layers import ACTIVATIONS
+from handgrad.heads import ACTIVATIONS
 
 HEADS = [("softmax", 3), ("sigmoid", 1), ("sigmoid", 3)]
 DEPTHS = [(5,), (5, 4), (5, 4, 3)]

@@ -1066,7 +1066,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     Every parameter has scikit-learn 1.9's name, default, meaning and validation (see
     :class:`sklearn.neural_network.MLPRegressor`); training runs through
     :func:`handgrad.training.fit` on :class:`handgrad.MLP`'s hand-derived gradients,
-    with a regression head from :data:`handgrad.layers.HEADS`.
+    with a regression head from :data:`handgrad.heads.HEADS`.
 
     Parameters
     ----------

@@ -59,7 +59,7 @@ from handgrad.data import TASKS, Preprocessor, load_dataset
 from handgrad.data.mapped import is_npy, load_mapped
 from handgrad.data.preprocess import KINDS as PREPROCESSING
 from handgrad.errors import HandgradError
-from handgrad.layers import ACTIVATIONS
+from handgrad.heads import ACTIVATIONS
 from handgrad.optim import OPTIMIZERS
 from handgrad.state import fitted_target_regressor, load_run
 from handgrad.workspace import CHUNK_ROWS
