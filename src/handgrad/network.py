@@ -223,12 +223,27 @@ class MLP:
                 self.activation,
                 check_finite=True,
             )
+        loss, grads, _ = self.loss_and_gradients(*self._checked(X, y, reg, sample_weight))
+        return loss, grads
+
+    def objective(
+        self, X: NDArray, y: NDArray, reg: float = 0.0, sample_weight: NDArray | None = None
+    ) -> float:
+        """``L``, the loss of :meth:`loss`, alone: forward, the head's loss and the
+        penalty, with no backward pass (each finite difference of a gradient check needs
+        only L, :func:`handgrad.gradcheck.gradient_errors`)."""
+        if not is_numpy(self.params["W1"]):
+            return float(self._loss_on_device(X, y, reg, sample_weight)[0])
+        X, T, reg, w = self._checked(X, y, reg, sample_weight)
+        S, _ = self.forward(X)
+        return float(self.data_loss(S, T, w)[0] + l2_penalty(self.weights, reg)[0])
+
+    def _checked(self, X: Any, y: Any, reg: float, sample_weight: Any) -> tuple:
+        """``(X, T, reg, w)`` checked against the network, for NumPy parameters."""
         X = check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype)
         check_number(reg, "reg", low=0)
         T = self.encode_targets(y, X.shape[0])
-        w = check_sample_weight(sample_weight, X.shape[0], self.dtype)
-        loss, grads, _ = self.loss_and_gradients(X, T, reg, w)
-        return loss, grads
+        return X, T, reg, check_sample_weight(sample_weight, X.shape[0], self.dtype)
 
     def _loss_on_device(self, X, y, reg, sample_weight):
         """:meth:`loss` for parameters of another array-API library, by the reference."""
