@@ -166,3 +166,11 @@ def test_l2_penalty_skips_nothing_it_is_given_and_scales_by_half_lambda(rng):
     assert penalty == pytest.approx(0.15 * (np.sum(W1**2) + np.sum(W2**2)))
     np.testing.assert_allclose(g1, 0.3 * W1)
     np.testing.assert_allclose(g2, 0.3 * W2)
+
+
+def test_no_penalty_costs_no_norm_and_is_exactly_zero():
+    W = np.full((3, 4), 1e200)  # ‖W‖² overflows: a norm computed for λ = 0 would be inf·0
+    with np.errstate(over="raise", invalid="raise"):
+        penalty, (g,) = layers.l2_penalty([W], 0.0)
+    assert penalty == 0.0
+    np.testing.assert_array_equal(g, np.zeros_like(W))

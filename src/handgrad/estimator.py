@@ -962,8 +962,6 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         P = self._forward(X)
         if P.shape[1] != 1:
             return P
-        if isinstance(P, np.ndarray):
-            return np.hstack([1 - P, P])
         return namespace(P).concat([1 - P, P], axis=1)
 
     def predict_log_proba(self, X: ArrayLike) -> NDArray[np.floating]:
@@ -1162,4 +1160,4 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         P = self._forward(X)
         if P.shape[1] != 1:
             return P
-        return P.ravel() if isinstance(P, np.ndarray) else namespace(P).reshape(P, (-1,))
+        return namespace(P).reshape(P, (-1,))
