@@ -451,12 +451,13 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         return rows, validation_rows
 
     def _new_run(self, X: NDArray, Y: NDArray, seeds: list[np.random.SeedSequence]) -> Run:
+        dtype = numpy_dtype(X.dtype)  # the parameters are drawn on the host, in X's dtype
         optimizer = make_optimizer(self)
         batch = 200 if self.batch_size == "auto" else max(1, self.batch_size)
         training.check_training_memory(  # before any of it is allocated
             (X.shape[1], *self._hidden_sizes(), self._n_outputs(Y)),
             X.shape[0] if self.solver == "lbfgs" else min(batch, X.shape[0]),
-            dtype=numpy_dtype(X.dtype),
+            dtype=dtype,
             optimizer=optimizer,
             activation=self.activation,
             dense_X=not sp.issparse(X),
@@ -469,7 +470,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             head=self._head,
             init="glorot",
             seed=np.random.default_rng(seeds[0]),
-            dtype=numpy_dtype(X.dtype),  # drawn on the host; training moves it to X's device
+            dtype=dtype,  # training moves the parameters to X's device
         )
         self._optimizer_key = self._optimizer_signature()
         return Run(model, optimizer, np.random.default_rng(seeds[1]))
