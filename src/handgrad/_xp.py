@@ -33,7 +33,6 @@ from typing import Any
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.special
 
 INSTALL = "pip install 'handgrad[array-api]'"
 
@@ -239,6 +238,8 @@ def expit(S: Any, *, overwrite: bool = False) -> Any:
     array in S's namespace.
     """
     if isinstance(S, np.ndarray):
+        import scipy.special  # here: importing _xp (every command's start) needs no ufuncs
+
         return scipy.special.expit(S, out=S if overwrite else None)
     xp = namespace(S)
     E = xp.exp(-xp.abs(S))
@@ -248,6 +249,8 @@ def expit(S: Any, *, overwrite: bool = False) -> Any:
 def xlogy(X: Any, Y: Any) -> Any:
     """``X log Y`` with ``0 log Y = 0`` (so ``0 log 0 = 0``): SciPy's ``xlogy`` for NumPy."""
     if isinstance(X, np.ndarray):
+        import scipy.special
+
         return scipy.special.xlogy(X, Y)
     xp = namespace(X)
     nonzero = X != 0
