@@ -2,14 +2,14 @@
 library looks names up in (:data:`ACTIVATIONS`, :data:`HEADS`), as scikit-learn's
 ``_base.py`` keeps its activations and losses by name.
 
-A record names functions, it computes nothing: the reference pair or loss in
+A record holds no math of its own: it names the reference pair or loss in
 :mod:`handgrad.layers`, its in-place form in :mod:`handgrad.inplace` (the fast engine's),
 and the text ``explain`` prints. A head's *math* (its loss, its link from scores to
 predictions, their formulas) is the :class:`Head`; its *task rules* (which targets it
-takes and how they are checked, drawn at random, predicted, scored) are the
-:class:`Task` it holds, which the estimators, the training loop and the command line
-read. Adding an activation or a head is one record here plus its pair (and in-place
-form); nothing in the network, the loop or the engine changes.
+takes and how they are checked, drawn at random, turned into labels, scored) are the
+:class:`Task` it holds, written here as the small functions they are. Adding an
+activation or a head is one record here plus its pair (and in-place form); nothing in
+the network, the loop or the engine changes.
 """
 
 from __future__ import annotations
