@@ -36,7 +36,7 @@ import epoch
 
 from handgrad import MLP
 from handgrad._threads import _usable_cpus, choose_threads
-from handgrad.layers import relu_
+from handgrad.inplace import relu_
 from handgrad.training import right_rows
 from handgrad.workspace import Workspace, affine_, gemm_
 

@@ -22,7 +22,7 @@ from sklearn.datasets import make_blobs, make_regression
 import handgrad._xp as _xp
 from handgrad.errors import TrainingDivergedError
 from handgrad.estimator import MLPClassifier, MLPRegressor
-from handgrad.layers import ACTIVATIONS, HEADS
+from handgrad.heads import ACTIVATIONS, HEADS
 from handgrad.network import MLP
 from handgrad.optim import SGD, Adam
 from handgrad.state import load_model, save_model
@@ -80,8 +80,8 @@ def host(a) -> np.ndarray:
 def test_gradients_equal_the_numpy_reference(lib, activation, head):
     rng = np.random.default_rng(0)
     X, w = rng.standard_normal((9, 4)), rng.random(9)
-    C = max(3, HEADS[head].min_outputs)
-    T = HEADS[head].random_targets(rng, 9, C)
+    C = max(3, HEADS[head].task.min_outputs)
+    T = HEADS[head].task.random_targets(rng, 9, C)
     net = MLP(4, (6, 5), C, activation=activation, head=head, seed=1)
     loss, grads = net.loss(X, T, reg=0.3, sample_weight=w)
     moved = net.copy().to(_xp.namespace(lib.put(X)), lib.device)
@@ -466,3 +466,53 @@ def test_torch_cpu_threads_follow_the_work_and_come_back(blobs3, dispatch):
     )
     assert seen and all(counts == [1] * len(before) for counts in seen)
     assert openmp_threads() == before
+
+
+# ------------------------------------------------------------- the _xp helpers
+def test_the_helpers_compute_numpy_s_own_results_to_the_bit():
+    import scipy.special
+
+    rng = np.random.default_rng(0)
+    A, B, w = rng.standard_normal((5, 3)), rng.random((5, 3)), rng.random(5)
+    assert _xp.weighted_sum(w, A[:, 0]) == float(np.dot(w, A[:, 0]))
+    np.testing.assert_array_equal(_xp.row_dot(A, A), np.einsum("ij,ij->i", A, A))
+    assert _xp.squared_norm(A) == float(np.vdot(A, A))
+    assert _xp.total(w) == float(w.sum()) and isinstance(_xp.total(w), float)
+    np.testing.assert_array_equal(_xp.expit(A), scipy.special.expit(A))
+    np.testing.assert_array_equal(_xp.xlogy(B, B), scipy.special.xlogy(B, B))
+    np.testing.assert_array_equal(_xp.multiply_mask(A, A > 0), A * (A > 0))
+    S = A.copy()
+    assert _xp.expit(S, overwrite=True) is S  # over S itself: no second (N, C) array
+
+
+def test_the_helpers_stay_on_the_device_and_agree_with_numpy(lib):
+    rng = np.random.default_rng(1)
+    A, B, w = rng.standard_normal((5, 3)), rng.random((5, 3)), rng.random(5)
+    B[0, 0] = 0.0  # 0 log 0 = 0
+    for got, want in [
+        (_xp.weighted_sum(lib.put(w), lib.put(A[:, 0])), np.dot(w, A[:, 0])),
+        (_xp.row_dot(lib.put(A), lib.put(A)), np.einsum("ij,ij->i", A, A)),
+        (_xp.squared_norm(lib.put(A)), np.vdot(A, A)),
+        (_xp.total(lib.put(w)), w.sum()),
+        (_xp.expit(lib.put(A)), _xp.expit(A)),
+        (_xp.xlogy(lib.put(B), lib.put(B)), _xp.xlogy(B, B)),
+        (_xp.multiply_mask(lib.put(A), lib.put(A) > 0), A * (A > 0)),
+    ]:
+        assert lib.holds(got)
+        np.testing.assert_allclose(host(got), want, rtol=1e-12, atol=0)
+
+
+def test_a_network_and_x_of_different_places_is_one_clear_line(lib):
+    net = MLP(4, (5,), 3, seed=0).to(_xp.namespace(lib.put(np.ones(1))), lib.device)
+    with pytest.raises(TypeError, match=r"^X is a numpy.ndarray, but the network's parameters"):
+        net.loss(np.ones((2, 4)))
+
+
+def test_the_device_finiteness_check_names_the_first_infinity_and_survives_overflow(lib):
+    from handgrad._validation import check_X
+
+    X = np.full((6, 3), 1e308)  # every entry finite, but their sum overflows
+    assert lib.holds(check_X(lib.put(X)))
+    X[4, 1], X[5, 0] = -np.inf, np.nan
+    with pytest.raises(ValueError, match=r"^X contains infinity \(first at row 4, column 1\)"):
+        check_X(lib.put(X))

@@ -118,3 +118,10 @@ def test_a_saved_classifier_loads_in_a_fresh_process(tmp_path):
         "print(type(m).__name__, m.classes_.tolist())"
     )
     assert out == "MLPClassifier ['a', 'b', 'c']"
+
+
+def test_the_reference_math_imports_only_the_array_shims():
+    graph = _import_graph()
+    assert graph["handgrad.layers"] == {"handgrad._xp"}  # the notes, and nothing else
+    assert graph["handgrad.inplace"] == set()  # NumPy's kernels
+    assert not graph["handgrad.heads"] & {"handgrad.network", "handgrad.workspace"}

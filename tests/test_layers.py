@@ -7,6 +7,7 @@ import pytest
 
 from handgrad import layers
 from handgrad.gradcheck import numerical_gradient, rel_error
+from handgrad.heads import ACTIVATIONS
 
 
 @pytest.fixture
@@ -40,9 +41,9 @@ def test_affine_backward_matches_numerical(rng):
     assert (dX.shape, dW.shape, db.shape) == ((4, 5), (5, 3), (3,))
 
 
-@pytest.mark.parametrize("name", sorted(layers.ACTIVATIONS))
+@pytest.mark.parametrize("name", sorted(ACTIVATIONS))
 def test_activation_backward_matches_numerical(name, rng):
-    forward, backward = layers.ACTIVATIONS[name].forward, layers.ACTIVATIONS[name].backward
+    forward, backward = ACTIVATIONS[name].forward, ACTIVATIONS[name].backward
     Z = rng.standard_normal((6, 4))
     Z[np.abs(Z) < 1e-3] = 0.5  # keep ReLU's kink away from the finite difference
     _check_backward(forward, backward, Z, rng.standard_normal((6, 4)))
@@ -165,3 +166,11 @@ def test_l2_penalty_skips_nothing_it_is_given_and_scales_by_half_lambda(rng):
     assert penalty == pytest.approx(0.15 * (np.sum(W1**2) + np.sum(W2**2)))
     np.testing.assert_allclose(g1, 0.3 * W1)
     np.testing.assert_allclose(g2, 0.3 * W2)
+
+
+def test_no_penalty_costs_no_norm_and_is_exactly_zero():
+    W = np.full((3, 4), 1e200)  # ‖W‖² overflows: a norm computed for λ = 0 would be inf·0
+    with np.errstate(over="raise", invalid="raise"):
+        penalty, (g,) = layers.l2_penalty([W], 0.0)
+    assert penalty == 0.0
+    np.testing.assert_array_equal(g, np.zeros_like(W))

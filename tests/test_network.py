@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 
 from handgrad import MLP, TwoLayerNet, check_gradients
-from handgrad.layers import ACTIVATIONS
+from handgrad.heads import ACTIVATIONS
+from handgrad.heads import HEADS as HEAD_RECORDS
 
 HEADS = [("softmax", 3), ("sigmoid", 1), ("sigmoid", 3)]
 DEPTHS = [(5,), (5, 4), (5, 4, 3)]
@@ -274,3 +275,26 @@ def test_sizes_in_messages_never_carry_an_exponent():
     assert format_bytes(775 * 2**30) == "775 GiB"
     assert format_bytes(1010 * 2**30) == "1010 GiB"
     assert format_bytes(3 * 2**40) == "3 TiB"
+
+
+@pytest.mark.parametrize("reg", [0.0, 0.3])
+@pytest.mark.parametrize("head_c", [("softmax", 3), ("sigmoid", 2), ("poisson", 2)])
+def test_objective_is_the_loss_without_the_backward_pass(reg, head_c):
+    head, C = head_c
+    rng = np.random.default_rng(0)
+    net = MLP(4, (5, 3), C, head=head, seed=0)
+    X, w = rng.standard_normal((7, 4)), rng.random(7)
+    y = HEAD_RECORDS[head].task.random_targets(rng, 7, C)
+    assert net.objective(X, y, reg, w) == net.loss(X, y, reg=reg, sample_weight=w)[0]
+    with pytest.raises(ValueError, match="reg must be >= 0"):
+        net.objective(X, y, -1.0)
+
+
+def test_a_gradient_with_no_penalty_is_the_data_gradient_exactly():
+    rng = np.random.default_rng(1)
+    net = MLP(4, (5,), 3, seed=0)
+    X, y = rng.standard_normal((6, 4)), np.array([0, 1, 2, 0, 1, 2])
+    S, caches = net.forward(X)
+    _, dS = net.data_loss(S, y, None)
+    dW2 = caches[1][0][0].T @ dS  # A1ᵀ dS: nothing added for λ = 0
+    np.testing.assert_array_equal(net.backward(dS, caches, 0.0)["W2"], dW2)

@@ -13,14 +13,14 @@ from sklearn.neural_network._base import poisson_loss, squared_loss
 
 import handgrad.training as training
 from handgrad import MLP, check_gradients
-from handgrad.layers import HEADS
+from handgrad.heads import HEADS
 from handgrad.workspace import Workspace
 
 REGRESSION = ("identity", "poisson")
 
 
 def _targets(head, rng, n, C):
-    return HEADS[head].random_targets(rng, n, C)
+    return HEADS[head].task.random_targets(rng, n, C)
 
 
 @pytest.mark.parametrize("head", REGRESSION)

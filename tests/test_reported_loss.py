@@ -7,8 +7,9 @@ import torch
 from sklearn.neural_network._base import ACTIVATIONS as SK_ACTIVATIONS
 from sklearn.neural_network._base import LOSS_FUNCTIONS
 
-from handgrad import MLP, TwoLayerNet, check_gradients, layers
+from handgrad import MLP, TwoLayerNet, check_gradients
 from handgrad.estimator import ReportedLoss
+from handgrad.heads import HEADS
 
 
 def _scores(C, dtype, n=40, seed=0):
@@ -30,7 +31,7 @@ def test_the_reported_loss_is_scikit_learns_where_p_reaches_0_and_1(head, C, dty
     else:
         T = rng.integers(0, 2, (len(S), C)).astype(dtype)
         theirs = LOSS_FUNCTIONS["binary_log_loss"](T, P, w)
-    exact = layers.HEADS[head].loss(S, T, w)[0]
+    exact = HEADS[head].loss(S, T, w)[0]
     reported = ReportedLoss(head)(S, T, w, 0.25)
     tol = 2e-6 if dtype == np.float32 else 1e-12
     assert reported == pytest.approx(theirs + 0.25, rel=tol)

@@ -264,7 +264,7 @@ def test_both_forms_give_the_exact_loss_where_p_reaches_0_and_1(head, C, dtype):
     reported loss (tests/test_reported_loss.py)."""
     from scipy.special import expit, log_softmax
 
-    from handgrad.layers import HEADS as HEAD_RECORDS
+    from handgrad.heads import HEADS as HEAD_RECORDS
 
     rng = np.random.default_rng(0)
     n = 40
@@ -413,7 +413,7 @@ def test_prepared_products_follow_new_weight_arrays_and_foreign_batches():
 
 
 def test_running_accuracy_from_the_softmax_loss_is_the_heads():
-    from handgrad.layers import HEADS as HEAD_RECORDS
+    from handgrad.heads import HEADS as HEAD_RECORDS
 
     model, X, T, _ = _problem("relu", "softmax", 4, (7,), n=12)
     ws = _workspace(model, 12)

@@ -18,7 +18,7 @@ import scipy.sparse as sp
 from numpy.typing import NDArray
 
 from handgrad._mapped import row_chunks
-from handgrad._xp import finite_on_device, is_numpy, namespace, numpy_dtype, to_numpy, xp_dtype
+from handgrad._xp import finite_on_device, is_numpy, namespace, to_numpy, xp_dtype
 from handgrad.errors import DataFormatError
 
 
@@ -41,11 +41,16 @@ def check_X(
     same checks; its finiteness is that of its stored values. An array of another
     array-API library (PyTorch, CuPy …) stays in its library and on its device, with
     the same checks and messages (finiteness tested there, one value brought back).
+
+    X's library is asked once, first (:mod:`handgrad._xp`); everything after is this
+    module's.
     """
+    host, xp = is_numpy(X), namespace(X)  # NumPy's for lists, DataFrames, sparse
+    dtype = None if dtype is None else xp_dtype(xp, dtype)
     if sp.issparse(X):
         return _check_sparse_X(X, n_features, dtype, name, finite)
-    if not is_numpy(X):
-        return _check_array_api_X(X, n_features, dtype, name, finite)
+    if not host:
+        return _check_array_api_X(X, xp, n_features, dtype, name, finite)
     arr = np.asarray(X)
     if arr.dtype.kind not in "biuf":
         raise TypeError(
@@ -82,19 +87,42 @@ def _check_shape(shape: tuple[int, ...], n_features: int | None, name: str) -> N
         raise ValueError(f"{name} has {shape[1]} features, but the model expects {n_features}")
 
 
-def _check_array_api_X(X: Any, n_features: int | None, dtype: Any, name: str, finite: bool):
-    """check_X for an array of another array-API library: it stays there."""
-    xp = namespace(X)
+def _check_array_api_X(
+    X: Any, xp: Any, n_features: int | None, dtype: Any, name: str, finite: bool
+) -> Any:
+    """check_X for an array of another array-API library (namespace ``xp``; ``dtype``
+    one of xp's, or None): it stays there."""
     if not xp.isdtype(X.dtype, ("real floating", "integral", "bool")):
         raise TypeError(f"{name} must hold real numbers, but its dtype is {X.dtype}")
     _check_shape(tuple(X.shape), n_features, name)
     if dtype is None:
-        kept = numpy_dtype(X.dtype) if xp.isdtype(X.dtype, "real floating") else None
-        dtype = kept if kept in (np.float32, np.float64) else np.float64
-    X = xp.astype(X, xp_dtype(xp, dtype), copy=False)
-    if finite and not finite_on_device([X]):
-        _check_finite_rows(to_numpy(X), name)  # raises, naming the first one
+        dtype = X.dtype if X.dtype in (xp.float32, xp.float64) else xp.float64
+    X = xp.astype(X, dtype, copy=False)
+    if finite:
+        _check_finite_on_device(X, xp, name)
     return X
+
+
+def _check_finite_on_device(X: Any, xp: Any, name: str) -> None:
+    """ValueError naming the first NaN or infinity of a 2-D X of namespace ``xp``, with
+    one value brought back to the host when there is none: a NaN or infinity makes the
+    sum non-finite, and only then (or when the sum overflows) are the entries looked at,
+    on the device."""
+    if bool(xp.isfinite(xp.sum(X))):
+        return
+    rows, cols = xp.nonzero(~xp.isfinite(X))
+    if rows.shape[0] == 0:  # the sum overflowed: every entry is finite
+        return
+    row, col = int(rows[0]), int(cols[0])  # nonzero's order is row-major
+    _raise_non_finite(name, bool(xp.isnan(X[row, col])), row, col)
+
+
+def _raise_non_finite(name: str, nan: bool, row: int, col: int) -> None:
+    """The one message for a NaN or infinity at (row, col) of X."""
+    raise ValueError(
+        f"{name} contains {'NaN' if nan else 'infinity'} (first at row {row}, column "
+        f"{col}); remove or impute non-finite values"
+    )
 
 
 #: Bytes of X looked at per chunk by the finiteness check.
@@ -110,11 +138,7 @@ def _check_finite_rows(arr: NDArray[np.floating], name: str) -> None:
     for start, chunk in row_chunks(arr, rows):
         if not all_finite(chunk):
             bad = np.argwhere(~np.isfinite(chunk))[0]
-            kind = "NaN" if np.isnan(chunk[tuple(bad)]) else "infinity"
-            raise ValueError(
-                f"{name} contains {kind} (first at row {start + bad[0]}, column "
-                f"{bad[1]}); remove or impute non-finite values"
-            )
+            _raise_non_finite(name, bool(np.isnan(chunk[tuple(bad)])), start + bad[0], bad[1])
 
 
 def _check_sparse_X(X: Any, n_features: int | None, dtype: Any, name: str, finite: bool):
@@ -134,11 +158,7 @@ def _check_sparse_X(X: Any, n_features: int | None, dtype: Any, name: str, finit
     if finite and not all_finite(X.data):
         k = int(np.argmax(~np.isfinite(X.data)))  # the first stored non-finite value
         row = int(np.searchsorted(X.indptr, k, side="right")) - 1
-        kind = "NaN" if np.isnan(X.data[k]) else "infinity"
-        raise ValueError(
-            f"{name} contains {kind} (first at row {row}, column {X.indices[k]}); "
-            "remove or impute non-finite values"
-        )
+        _raise_non_finite(name, bool(np.isnan(X.data[k])), row, X.indices[k])
     return X
 
 

@@ -14,7 +14,7 @@ from collections.abc import Callable, Mapping
 from pathlib import Path
 from typing import Any
 
-from handgrad.layers import HEADS
+from handgrad.heads import HEADS
 from handgrad.state import save_run
 from handgrad.training import Callback, Run
 

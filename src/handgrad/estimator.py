@@ -17,8 +17,6 @@ from typing import Any, ClassVar, Self
 
 import numpy as np
 import scipy.sparse as sp
-import scipy.special
-import sklearn
 from numpy.typing import ArrayLike, NDArray
 from sklearn.base import BaseEstimator, ClassifierMixin, RegressorMixin
 from sklearn.exceptions import ConvergenceWarning
@@ -48,13 +46,19 @@ from handgrad._split import stratified_split
 from handgrad._threads import blas_threads
 from handgrad._validation import check_finite_weights, check_X
 from handgrad._xp import (
+    as_dtype,
     copy_into,
     device,
+    expit,
     finite_on_device,
+    float_dtypes,
+    input_array,
     is_numpy,
+    model_on,
     namespace,
     numpy_dtype,
     to_device,
+    to_host,
     to_numpy,
     xp_dtype,
 )
@@ -102,18 +106,13 @@ class ReportedLoss:
                 P = xp.take_along_axis(layers.softmax(S), T[:, None], axis=1)
             else:
                 Y = xp.reshape(xp.astype(T, S.dtype), S.shape)
-                P = _expit(S)
+                P = expit(S)  # SciPy's, as scikit-learn's, for NumPy
                 P = xp.where(Y > 0.5, P, 1 - P)
             data = -xp.sum(xp.log(xp.clip(P, min=eps, max=1 - eps)), axis=1)
         if w is None:
             return float(xp.mean(data)) + float(penalty)
         w = xp.astype(w, data.dtype)
         return float(xp.sum(w * data) / xp.sum(w)) + float(penalty)
-
-
-def _expit(S: Any) -> Any:
-    """``σ(S)`` as scikit-learn computes it (SciPy's ``expit``) for NumPy."""
-    return scipy.special.expit(S) if is_numpy(S) else layers.sigmoid(S)
 
 
 def _stochastic(est: BaseMultilayerPerceptron) -> bool:
@@ -309,8 +308,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         fitted = hasattr(self, "_run")
         if not (incremental and fitted):
             self._validate_params()
-        X, y, sample_weight = _array_input(X, "X"), _targets_input(y), _host(sample_weight)
-        classes = None if classes is None else _targets_input(classes, "classes")
+        y, sample_weight = to_host(y, "y"), to_host(sample_weight)
+        classes = None if classes is None else to_host(classes, "classes")
         if incremental:
             if self.early_stopping:
                 raise ValueError("partial_fit does not support early_stopping=True")
@@ -381,24 +380,32 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
     def _validate_input(self, X, y, sample_weight, reset, incremental, classes, dtype):
         """``(X, Y, sample_weight)`` checked; X (dense, or sparse as CSR, or another
         array-API library's array on its device) in the network's dtype when continuing;
-        Y and sample_weight on the host."""
+        Y and sample_weight on the host.
+
+        X makes one trip: where it may stay (:func:`handgrad._xp.input_array`: its
+        library with array API dispatch on, else NumPy), scikit-learn's conversions and
+        bookkeeping (``n_features_in_``, feature names, its messages), then one check of
+        the whole of it (:func:`handgrad._validation.check_X`: shape, dtype, finite).
+        """
+        X = input_array(X, "X")
         X, y = validate_data(
             self,
             X,
             y,
             accept_sparse=["csr", "csc"],
             multi_output=True,
-            dtype=_float_dtypes(X),
+            dtype=float_dtypes(X),
             reset=reset,
             ensure_all_finite=False,
         )  # check_X's pass is 2× faster
+        if sample_weight is not None:  # in the dtype check_X gives X
+            wanted = X.dtype if dtype is None else xp_dtype(namespace(X), dtype)
+            sample_weight = to_host(_check_sample_weight(sample_weight, X, dtype=wanted))
         # Sparse X stays sparse: the first layer's products take it as it is.
         # Finite, and in the network's dtype when continuing (where a cast to float32
         # can overflow to inf); the message names the first bad entry.
         X = _row_major(check_X(X, dtype=dtype))
         Y = self._encode_y(y, reset=reset, incremental=incremental, classes=classes)
-        if sample_weight is not None:
-            sample_weight = to_numpy(_check_sample_weight(sample_weight, X, dtype=X.dtype))
         return X, Y, sample_weight
 
     def _validation_set(self, eval_set: Any, dtype: Any) -> tuple[NDArray, NDArray, None]:
@@ -409,11 +416,11 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 f"eval_set must be a pair (X_val, y_val), got {type(eval_set).__name__}"
                 + (f" of length {len(eval_set)}" if isinstance(eval_set, tuple | list) else "")
             )
-        X_val = _array_input(eval_set[0], "X_val")
+        X_val = input_array(eval_set[0], "X_val")
         X_val, y_val = validate_data(
             self,
             X_val,
-            _targets_input(eval_set[1]),
+            to_host(eval_set[1], "y_val"),
             reset=False,
             multi_output=True,
             dtype=dtype,
@@ -449,12 +456,13 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         return rows, validation_rows
 
     def _new_run(self, X: NDArray, Y: NDArray, seeds: list[np.random.SeedSequence]) -> Run:
+        dtype = numpy_dtype(X.dtype)  # the parameters are drawn on the host, in X's dtype
         optimizer = make_optimizer(self)
         batch = 200 if self.batch_size == "auto" else max(1, self.batch_size)
         training.check_training_memory(  # before any of it is allocated
             (X.shape[1], *self._hidden_sizes(), self._n_outputs(Y)),
             X.shape[0] if self.solver == "lbfgs" else min(batch, X.shape[0]),
-            dtype=numpy_dtype(X.dtype),
+            dtype=dtype,
             optimizer=optimizer,
             activation=self.activation,
             dense_X=not sp.issparse(X),
@@ -467,7 +475,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             head=self._head,
             init="glorot",
             seed=np.random.default_rng(seeds[0]),
-            dtype=numpy_dtype(X.dtype),  # drawn on the host; training moves it to X's device
+            dtype=dtype,  # training moves the parameters to X's device
         )
         self._optimizer_key = self._optimizer_signature()
         return Run(model, optimizer, np.random.default_rng(seeds[1]))
@@ -586,7 +594,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         checked = self._plain_rows(X)
         if checked is None:
             check_is_fitted(self)
-            X = _array_input(X, "X")
+            X = input_array(X, "X")
             # NaN/inf are caught by the network on Z1 = X W1 + b1, chunk by chunk, rather
             # than by a separate pass over X here.
             checked = validate_data(
@@ -594,19 +602,15 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 X,
                 accept_sparse=["csr", "csc"],
                 reset=False,
-                dtype=_float_dtypes(X),
+                dtype=float_dtypes(X),
                 ensure_all_finite=False,
             )
         checked = _row_major(checked)
         check_finite_weights(self._run.model.weights, self._run.model.biases)
-        model = _model_for(self._run.model, checked)
-        xp = namespace(checked)
-        if xp is np:
-            X = checked.astype(model.dtype, copy=False)  # sparse X stays sparse
-        else:
-            X = xp.astype(checked, xp_dtype(xp, model.dtype), copy=False)
+        model = model_on(self._run.model, checked)
+        X = as_dtype(checked, model.dtype)  # sparse X stays sparse
         rows = min(X.shape[0], CHUNK_ROWS)  # per chunk
-        with blas_threads(rows, model.layer_sizes, small_on_one_thread=xp is np):
+        with blas_threads(rows, model.layer_sizes, small_on_one_thread=is_numpy(X)):
             return model.loss(X) if scores else model.predict_proba(X)
 
     def _plain_rows(self, X: Any) -> NDArray[np.floating] | None:
@@ -775,46 +779,6 @@ def _assign(views: list[NDArray], values: Any, name: str) -> None:
         copy_into(view, to_device(arr, namespace(view), device(view)))
 
 
-def _dispatching() -> bool:
-    """scikit-learn's ``array_api_dispatch`` setting."""
-    return bool(sklearn.get_config().get("array_api_dispatch", False))
-
-
-def _array_input(X: Any, name: str) -> Any:
-    """X as training and prediction take it: another array-API library's array stays
-    where it is when array API dispatch is on; otherwise it goes to NumPy, as in
-    scikit-learn, with a one-line error where it cannot (a GPU array)."""
-    if is_numpy(X) or _dispatching():
-        return X
-    return _host(X, name)
-
-
-def _targets_input(y: Any, name: str = "y") -> Any:
-    """Targets (or labels) go to the host, where labels are encoded; with dispatch off
-    only as scikit-learn would convert them."""
-    return to_numpy(y) if _dispatching() else _host(y, name)
-
-
-def _host(a: Any, name: str = "sample_weight") -> Any:
-    """A NumPy copy of another library's array, as scikit-learn makes with array API
-    dispatch off (``np.asarray``), or a TypeError naming the way to keep it where it
-    is."""
-    if is_numpy(a):
-        return a
-    if _dispatching():
-        return to_numpy(a)
-    try:
-        return np.asarray(a)
-    except (TypeError, ValueError, RuntimeError, BufferError):
-        raise TypeError(
-            f"{name} is a {type(a).__module__}.{type(a).__name__} on device {device(a)}, "
-            "which cannot be converted to NumPy: turn on scikit-learn's array API "
-            "dispatch to train and predict on its device (sklearn.set_config("
-            "array_api_dispatch=True), with SCIPY_ARRAY_API=1 set before SciPy is "
-            "imported), or pass a NumPy array"
-        ) from None
-
-
 def _row_major(X: Any) -> Any:
     """X (N, D), as one C-ordered copy when it is a column-major NumPy array in memory
     (a pandas float frame's ``to_numpy()``, a Fortran-ordered array) and the copy fits
@@ -844,22 +808,6 @@ def _available_bytes() -> float:
     except (OSError, ValueError, IndexError):
         pass
     return float("inf")
-
-
-def _float_dtypes(X: Any) -> tuple:
-    """The float dtypes ``validate_data`` keeps, in X's library."""
-    xp = namespace(X)
-    return (xp.float64, xp.float32)
-
-
-def _model_for(model: MLP, X: Any) -> MLP:
-    """``model``, or for X of another library or device than its parameters, a copy of
-    it moved there for this call (the fitted network stays where it is)."""
-    W1 = model.params["W1"]
-    xp, xp_model = namespace(X), namespace(W1)
-    if xp is xp_model and (xp is np or device(X) == device(W1)):
-        return model
-    return model.copy().to(xp, device(X))
 
 
 def _with_unique_labels(y: NDArray) -> NDArray:
@@ -1094,8 +1042,6 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         P = self._forward(X)
         if P.shape[1] != 1:
             return P
-        if isinstance(P, np.ndarray):
-            return np.hstack([1 - P, P])
         return namespace(P).concat([1 - P, P], axis=1)
 
     def predict_log_proba(self, X: ArrayLike) -> NDArray[np.floating]:
@@ -1145,7 +1091,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     Every parameter has scikit-learn 1.9's name, default, meaning and validation (see
     :class:`sklearn.neural_network.MLPRegressor`); training runs through
     :func:`handgrad.training.fit` on :class:`handgrad.MLP`'s hand-derived gradients,
-    with a regression head from :data:`handgrad.layers.HEADS`.
+    with a regression head from :data:`handgrad.heads.HEADS`.
 
     Parameters
     ----------
@@ -1294,4 +1240,4 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         P = self._forward(X)
         if P.shape[1] != 1:
             return P
-        return P.ravel() if isinstance(P, np.ndarray) else namespace(P).reshape(P, (-1,))
+        return namespace(P).reshape(P, (-1,))

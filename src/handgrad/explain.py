@@ -4,7 +4,7 @@
 (``Z1 = X W1 + b1``, ``dS = (P − Y)/N``, ``dW2 = A1ᵀ dS + λW2``, …) and its shape for
 the given sizes — for any depth, any hidden activation and either head. Formulas are
 the ones :meth:`handgrad.MLP.forward` and :meth:`handgrad.MLP.backward` implement; the
-text for each activation and head comes from its record in :mod:`handgrad.layers`.
+text for each activation and head comes from its record in :mod:`handgrad.heads`.
 
 Example
 -------
@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import handgrad._table as _table
 from handgrad._validation import check_choice, check_number
-from handgrad.layers import ACTIVATIONS, HEADS
+from handgrad.heads import ACTIVATIONS, HEADS
 
 
 @dataclass(frozen=True)
@@ -69,10 +69,9 @@ def explain(
         check_number(h, f"hidden size {i}", low=1, integer=True)
     check_choice(activation, "activation", ACTIVATIONS)
     check_choice(head, "head", HEADS)
-    if n_classes < HEADS[head].min_outputs:
-        raise ValueError(
-            f"the {head} head needs at least {HEADS[head].min_outputs} classes; use --head sigmoid"
-        )
+    least = HEADS[head].task.min_outputs
+    if n_classes < least:
+        raise ValueError(f"the {head} head needs at least {least} classes; use --head sigmoid")
     sizes = [input_size, *hidden_sizes, n_classes]
     return _forward(sizes, batch_size, activation, head) + _backward(
         sizes, batch_size, activation, head

@@ -112,8 +112,12 @@ def gradient_errors(
     """
     model = model.copy(np.float64)
     _, grads = model.loss(X, y, reg=reg, sample_weight=sample_weight)
+    # L alone where the model offers it (an MLP): a difference needs no backward pass
+    objective = getattr(model, "objective", None)
 
     def f(_: NDArray) -> float:
+        if objective is not None:
+            return objective(X, y, reg, sample_weight)
         return model.loss(X, y, reg=reg, sample_weight=sample_weight)[0]
 
     rng = np.random.default_rng(seed)

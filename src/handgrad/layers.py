@@ -1,39 +1,44 @@
-"""Forward/backward pairs and the two losses: the notes' equations as pure functions.
+"""Forward/backward pairs and the losses: the notes' equations as pure functions.
 
 Every ``*_forward`` returns ``(out, cache)``; the matching ``*_backward(dout, cache)``
 returns the gradients of the loss with respect to the forward's inputs. Shapes use the
 notes' letters: N rows, D input features, H hidden units, C classes or regression
-outputs (score columns).
+outputs (score columns). Each head's loss returns ``(L, dS)``: its mean loss and
+``dS = ∂L/∂S``, which is ``(P − Y)/N`` for all four.
 
-Beside each pair sits its in-place form (name ending in ``_``), which writes its result
-over its input or into buffers it is given: the same equation, for the fast path in
-:mod:`handgrad.workspace`. :data:`ACTIVATIONS` and :data:`HEADS` hold one record per
-activation and per head with all of its forms and its formula text; everything else
-(the network, the workspace, ``explain``) looks them up there, so adding one is
-editing this file only.
+Nothing here holds state, trains, or touches files; this is the reference the fast
+engine (:mod:`handgrad.workspace`, with its in-place kernels in
+:mod:`handgrad.inplace`) is tested against. The records that name each activation and
+head with its forms and formula text are in :mod:`handgrad.heads`.
 
-Nothing here holds state, trains, or touches files. The reference functions are what
-the fast path is tested against. They are written against the array API standard, in
-the namespace of their inputs (:func:`handgrad._xp.namespace`): NumPy, or PyTorch,
-CuPy, array-api-strict arrays on any device. For NumPy input they compute what they
-always have, to the bit (SciPy's ``expit``/``xlogy`` and ``np.dot`` stay there); a
-loss is then a Python float, and for another library a 0-d array on the input's
-device, so that a training step brings one number back to the host, not one per term.
-The in-place forms are NumPy's only.
+The functions are written against the array API standard, in the namespace of their
+inputs (:func:`handgrad._xp.namespace`): NumPy, or PyTorch, CuPy, array-api-strict
+arrays on any device. Where NumPy and the standard differ, a helper of
+:mod:`handgrad._xp` takes the difference (NumPy keeps computing what it always has, to
+the bit); a loss is a Python float for NumPy, and for another library a 0-d array on
+the input's device.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable
-from dataclasses import dataclass
 from typing import Any, NamedTuple
 
 import numpy as np
-import scipy.special
 from numpy.typing import NDArray
 
-from handgrad._validation import check_class_indices, check_indicators, check_target_matrix
-from handgrad._xp import device, namespace
+from handgrad._xp import (
+    asarray_like,
+    device,
+    expit,
+    multiply_mask,
+    namespace,
+    ones_like_rows,
+    row_dot,
+    squared_norm,
+    total,
+    weighted_sum,
+    xlogy,
+)
 
 Array = NDArray[np.floating]
 Cache = tuple
@@ -69,9 +74,7 @@ def relu_forward(Z: Array) -> tuple[Array, Cache]:
 def relu_backward(dA: Array, cache: Cache) -> Array:
     """``dZ = dA ⊙ [Z > 0]`` — the notes' "ismorethan" mask.  dA: (N, H) -> dZ: (N, H)."""
     (Z,) = cache
-    if isinstance(dA, np.ndarray):
-        return dA * (Z > 0)
-    return dA * namespace(dA).astype(Z > 0, dA.dtype)  # the standard multiplies no bools
+    return multiply_mask(dA, Z > 0)
 
 
 def tanh_forward(Z: Array) -> tuple[Array, Cache]:
@@ -108,120 +111,10 @@ def identity_backward(dA: Array, cache: Cache) -> Array:
     return dA
 
 
-# ------------------------------------------------------------- in-place activations
-def relu_(Z: Array, D: Array | None = None) -> Array:
-    """``A = max(Z, 0)`` over Z; with D, also ``D = [Z > 0]``.  Z, D: (n, H).
-
-    With D, ``A = Z ⊙ D`` (a NaN stays NaN); without, ``max(Z, 0)`` in one pass.
-    """
-    if D is None:
-        return np.maximum(Z, 0, out=Z)
-    np.greater(Z, 0, out=D)
-    Z *= D
-    return Z
-
-
-def tanh_(Z: Array, D: Array | None = None) -> Array:
-    """``A = tanh(Z)`` over Z; with D, also ``D = 1 − A²``.  Z, D: (n, H)."""
-    np.tanh(Z, out=Z)
-    if D is not None:
-        np.multiply(Z, Z, out=D)
-        np.subtract(1, D, out=D)
-    return Z
-
-
-def logistic_(Z: Array, D: Array | None = None) -> Array:
-    """``A = σ(Z)`` over Z; with D, also ``D = A (1 − A)``.  Z, D: (n, H)."""
-    scipy.special.expit(Z, out=Z)
-    if D is not None:
-        np.subtract(1, Z, out=D)
-        D *= Z
-    return Z
-
-
-def identity_(Z: Array, D: Array | None = None) -> Array:
-    """``A = Z``; D is not written (``act' = 1``).  Z: (n, H)."""
-    return Z
-
-
-Forward = Callable[[Array], tuple[Array, Cache]]
-Backward = Callable[[Array, Cache], Array]
-InPlace = Callable[[Array, Array | None], Array]
-
-
-@dataclass(frozen=True)
-class Activation:
-    """One hidden activation in every form the library uses.
-
-    ``forward``/``backward`` are the reference pair. ``forward_(Z, D)`` writes
-    ``A = act(Z)`` over Z and, with D given, ``D = act'(Z)``, so that the backward pass
-    is ``dZ = dA ⊙ D``; ``needs_derivative`` is False where ``act' = 1`` (no D to keep).
-    ``formula`` and ``backward_formula`` are the text ``explain`` prints, with ``{Z}``,
-    ``{A}`` and ``{dA}`` standing for the layer's symbols. ``glorot_factor`` is the
-    numerator of scikit-learn's uniform bound ``sqrt(factor / (fan_in + fan_out))``.
-    """
-
-    name: str
-    forward: Forward
-    backward: Backward
-    forward_: InPlace
-    needs_derivative: bool
-    formula: str
-    backward_formula: str
-    glorot_factor: float = 6.0
-
-
-#: Hidden-layer activations by scikit-learn's names.
-ACTIVATIONS: dict[str, Activation] = {
-    a.name: a
-    for a in (
-        Activation(
-            "relu",
-            relu_forward,
-            relu_backward,
-            relu_,
-            needs_derivative=True,
-            formula="ReLU({Z}) = max(0, {Z})",
-            backward_formula="{dA} ⊙ [{Z} > 0]",
-        ),
-        Activation(
-            "tanh",
-            tanh_forward,
-            tanh_backward,
-            tanh_,
-            needs_derivative=True,
-            formula="tanh({Z})",
-            backward_formula="{dA} ⊙ (1 − {A}²)",
-        ),
-        Activation(
-            "logistic",
-            logistic_forward,
-            logistic_backward,
-            logistic_,
-            needs_derivative=True,
-            formula="σ({Z}) = 1 / (1 + e^(−{Z}))",
-            backward_formula="{dA} ⊙ {A} ⊙ (1 − {A})",
-            glorot_factor=2.0,
-        ),
-        Activation(
-            "identity",
-            identity_forward,
-            identity_backward,
-            identity_,
-            needs_derivative=False,
-            formula="{Z}",
-            backward_formula="{dA}",
-        ),
-    )
-}
-
-
 # ------------------------------------------------------------------------- the heads
 def sigmoid(S: Array) -> Array:
-    """``σ(S)`` without overflow for any finite S (exp is only taken of ``−|S|``)."""
-    xp = namespace(S)
-    E = xp.exp(-xp.abs(S))
-    return xp.where(S >= 0, 1 / (1 + E), E / (1 + E))
+    """``σ(S) = 1 / (1 + e^{−S})`` without overflow for any finite S.  S: (N, C) -> P: (N, C)."""
+    return expit(S)
 
 
 def softmax(S: Array) -> Array:
@@ -232,35 +125,16 @@ def softmax(S: Array) -> Array:
 
 
 def _row_weights(sample_weight: Array | None, S: Array) -> tuple[Array, Any]:
-    """Per-row weights ``w`` (N,) and their sum; ``w = 1`` gives the plain mean over N.
-
-    The sum is a float for NumPy, a 0-d array on S's device otherwise (not brought back).
-    """
-    N, xp = S.shape[0], namespace(S)
-    if xp is np:
-        if sample_weight is None:
-            return np.ones(N, dtype=S.dtype), float(N)
-        w = np.asarray(sample_weight, dtype=S.dtype)
-        return w, float(w.sum())
+    """Per-row weights ``w`` (N,) and their sum; ``w = 1`` gives the plain mean over N."""
     if sample_weight is None:
-        return xp.ones(N, dtype=S.dtype, device=device(S)), float(N)
-    w = xp.astype(sample_weight, S.dtype, copy=False)
-    return w, xp.sum(w)
-
-
-def _weighted_sum(w: Array, losses: Array) -> Any:
-    """``Σ_i w_i ℓ_i``: a float by ``np.dot`` for NumPy, a 0-d array otherwise."""
-    if isinstance(losses, np.ndarray):
-        return float(np.dot(w, losses))
-    return namespace(losses).vecdot(w, losses)
+        return ones_like_rows(S), float(S.shape[0])
+    w = asarray_like(sample_weight, S)
+    return w, total(w)
 
 
 def _targets_like(Y: Any, S: Array) -> Array:
     """Y as S's dtype and shape (a 1-D ``(N,)`` Y is one column)."""
-    xp = namespace(S)
-    if xp is np:
-        return np.asarray(Y, dtype=S.dtype).reshape(S.shape)
-    return xp.reshape(xp.astype(Y, S.dtype, copy=False), S.shape)
+    return namespace(S).reshape(asarray_like(Y, S), S.shape)
 
 
 def softmax_cross_entropy(
@@ -288,7 +162,7 @@ def softmax_cross_entropy(
     log_P = shifted - log_norm
     w, w_sum = _row_weights(sample_weight, S)
     picked = xp.take_along_axis(log_P, y[:, None], axis=1)[:, 0]  # log P_{i, y_i}
-    loss = _weighted_sum(w, -picked) / w_sum
+    loss = weighted_sum(w, -picked) / w_sum
     # Y one-hot, Y_ij = [j = y_i] (the standard has no fancy indexing): P − Y is P − 1
     # or P − 0, exactly
     Y = y[:, None] == xp.arange(S.shape[1], dtype=y.dtype, device=device(S))
@@ -318,7 +192,7 @@ def sigmoid_cross_entropy(
     Y = _targets_like(Y, S)
     elementwise = softplus(S) - Y * S
     w, w_sum = _row_weights(sample_weight, S)
-    loss = _weighted_sum(w, xp.sum(elementwise, axis=1)) / w_sum
+    loss = weighted_sum(w, xp.sum(elementwise, axis=1)) / w_sum
     dS = (sigmoid(S) - Y) * (w / w_sum)[:, None]
     return loss, dS
 
@@ -327,6 +201,16 @@ def softplus(S: Array) -> Array:
     """``log(1 + e^S)`` without overflow: ``max(S, 0) + log(1 + e^{−|S|})``."""
     xp = namespace(S)
     return xp.maximum(S, 0) + xp.log1p(xp.exp(-xp.abs(S)))
+
+
+def exponential(S: Array) -> Array:
+    """``P = e^S``: the log link's predicted means (the Poisson head).  S, P: (N, C)."""
+    return namespace(S).exp(S)
+
+
+def identity(S: Array) -> Array:
+    """``P = S``: the identity head's predictions are its scores.  S, P: (N, C)."""
+    return S
 
 
 def squared_error(S: Array, Y: Array, sample_weight: Array | None = None) -> tuple[float, Array]:
@@ -341,12 +225,10 @@ def squared_error(S: Array, Y: Array, sample_weight: Array | None = None) -> tup
     that loss averaged over the outputs as well (``1/(2NC) Σ‖S − Y‖²``) while stepping
     along ``(S − Y)/N``, the gradient of this sum, which is the one derived here.
     """
-    xp = namespace(S)
     Y = _targets_like(Y, S)
     w, w_sum = _row_weights(sample_weight, S)
     dS = S - Y
-    row_sums = np.einsum("ij,ij->i", dS, dS) if xp is np else xp.vecdot(dS, dS, axis=-1)
-    loss = 0.5 * _weighted_sum(w, row_sums) / w_sum
+    loss = 0.5 * weighted_sum(w, row_dot(dS, dS)) / w_sum
     dS *= (w / w_sum)[:, None]
     return loss, dS
 
@@ -364,364 +246,25 @@ def poisson_deviance(S: Array, Y: Array, sample_weight: Array | None = None) -> 
     xp = namespace(S)
     Y = _targets_like(Y, S)
     w, w_sum = _row_weights(sample_weight, S)
-    P = xp.exp(S)
-    elementwise = _xlogx(Y) - Y * S - Y + P
-    loss = _weighted_sum(w, xp.sum(elementwise, axis=1)) / w_sum
+    P = exponential(S)
+    elementwise = xlogy(Y, Y) - Y * S - Y + P  # 0 log 0 = 0
+    loss = weighted_sum(w, xp.sum(elementwise, axis=1)) / w_sum
     dS = (P - Y) * (w / w_sum)[:, None]
     return loss, dS
-
-
-def _xlogx(Y: Array) -> Array:
-    """``Y log Y`` with ``0 log 0 = 0``: SciPy's ``xlogy`` for NumPy."""
-    xp = namespace(Y)
-    if xp is np:
-        return scipy.special.xlogy(Y, Y)
-    positive = Y > 0
-    return xp.where(positive, Y * xp.log(xp.where(positive, Y, 1.0)), 0.0)
 
 
 def l2_penalty(weights: list[Array], reg: float) -> tuple[float, list[Array]]:
     """``λ/2 Σ_l ‖W_l‖²`` over weight matrices only, and its gradients ``λ W_l``.
 
-    Biases are not penalised. Returns the penalty and one gradient per matrix, each
-    shaped like its W. The penalty is a float for NumPy weights, else a 0-d array on
-    their device.
+    weights: ``[W1 (D, H1), …, WL (H_{L−1}, C)]``; biases are not penalised. Returns the
+    penalty and one gradient per matrix, each shaped like its W. The penalty is a float
+    for NumPy weights, else a 0-d array on their device; with ``λ = 0`` it is 0.0 and
+    no norm is computed (a gradient check calls this once per nudged entry).
     """
-    xp = namespace(*weights)
-    if xp is np:
-        penalty = 0.5 * reg * sum(float(np.vdot(W, W)) for W in weights)
-    else:
-        penalty = 0.5 * reg * sum(xp.sum(W * W) for W in weights)
+    if not reg:
+        return 0.0, [0 * W for W in weights]
+    penalty = 0.5 * reg * sum(squared_norm(W) for W in weights)
     return penalty, [reg * W for W in weights]
-
-
-# ------------------------------------------------------------ in-place heads
-def softmax_(S: Array) -> Array:
-    """Row-wise softmax of S (N, C) written over S, shifted by the row max."""
-    S -= S.max(axis=1, keepdims=True)
-    np.exp(S, out=S)
-    S /= S.sum(axis=1, keepdims=True)
-    return S
-
-
-def sigmoid_(S: Array) -> Array:
-    """``σ(S)`` element-wise, written over S (N, C)."""
-    return scipy.special.expit(S, out=S)
-
-
-class HeadBuffers(NamedTuple):
-    """Scratch arrays an in-place head loss may use, for batches of at most ``rows`` rows.
-
-    Made once per workspace by :func:`head_buffers`; a loss uses the first n entries.
-    """
-
-    ones_C: Array  # (C,) ones: row sums as a product
-    row_starts: NDArray[np.intp]  # (rows,) i·C, the flat index of row i's first entry
-    flat: NDArray[np.intp]  # (rows,) flat indices
-    m: Array  # (rows,) each
-    total: Array
-    picked: Array
-    labels: NDArray[np.intp]  # (rows,) each row's predicted class (the softmax loss's)
-
-
-def head_buffers(rows: int, C: int, dtype: np.dtype) -> HeadBuffers:
-    """Empty :class:`HeadBuffers` for batches of at most ``rows`` rows and C columns."""
-    m, total, picked = np.empty((3, rows), dtype)
-    return HeadBuffers(
-        np.ones(C, dtype),
-        np.arange(rows) * C,
-        np.empty(rows, np.intp),
-        m,
-        total,
-        picked,
-        np.empty(rows, np.intp),
-    )
-
-
-def softmax_cross_entropy_(
-    S: Array, y: NDArray[np.integer], c: float | Array, dS: Array, buf: HeadBuffers
-) -> Array:
-    """Per-row ``ℓ_i = log Σ_k e^{S_ik − m_i} − (S_iy − m_i)`` (m_i the row max), and
-    ``dS = (P − Y) c`` written into dS, with ``P = e^{S − m} / Σ_k e^{S_k − m}``.
-
-    S, dS: (n, C); y: (n,) class indices; c: each row's share of the mean (``1/n``, or
-    (n,) ``w_i / Σ w``). Returns ℓ (n,), a view of ``buf``. The row max comes from
-    ``argmax`` (a cheaper reduction than ``max`` over short rows), kept in
-    ``buf.labels`` as the predicted classes (a running accuracy reads them there); the
-    row sums from a product with ones. ℓ is exact, as in :func:`softmax_cross_entropy`.
-    """
-    n = S.shape[0]
-    flat, starts, labels = buf.flat[:n], buf.row_starts[:n], buf.labels[:n]
-    m, total, picked = buf.m[:n], buf.total[:n], buf.picked[:n]
-    S.argmax(axis=1, out=labels)  # the method: np.argmax's wrapper costs more per call
-    np.add(labels, starts, out=flat)
-    S.take(flat, out=m)  # m_i; the method, not np.take: its wrapper costs more per call
-    np.subtract(S, m[:, None], out=dS)
-    np.exp(dS, out=dS)  # e^{S − m}
-    np.matmul(dS, buf.ones_C, out=total)  # Σ_k e^{S_ik − m_i}
-    np.add(y, starts, out=flat)  # (i, y_i)
-    S.take(flat, out=picked)
-    picked -= m  # S_iy − m_i
-    dS *= np.divide(c, total, out=m)[:, None]  # P c
-    dS.reshape(-1)[flat] -= c  # (P − Y) c
-    losses = np.log(total, out=total)
-    losses -= picked
-    return losses
-
-
-def sigmoid_cross_entropy_(
-    S: Array, Y: Array, c: float | Array, dS: Array, buf: HeadBuffers
-) -> Array:
-    """Per-row ``ℓ_i = −Σ_c [Y log P + (1 − Y) log(1 − P)]`` with P = σ(S), and
-    ``dS = (P − Y) c`` into dS.
-
-    S, dS, Y: (n, C); c as in :func:`softmax_cross_entropy_`. Returns ℓ (n,), each term
-    ``softplus(S) − Y S`` as in :func:`sigmoid_cross_entropy` (exact, no clipping).
-    """
-    elementwise = np.abs(S)
-    np.negative(elementwise, out=elementwise)
-    np.exp(elementwise, out=elementwise)
-    np.log1p(elementwise, out=elementwise)  # log(1 + e^{−|S|})
-    elementwise += np.maximum(S, 0)
-    elementwise -= Y * S  # softplus(S) − Y S
-    losses = elementwise.sum(axis=1)
-    scipy.special.expit(S, out=dS)  # P
-    dS -= Y
-    dS *= c[:, None] if isinstance(c, np.ndarray) else c
-    return losses
-
-
-def squared_error_(S: Array, Y: Array, c: float | Array, dS: Array, buf: HeadBuffers) -> Array:
-    """Per-row ``ℓ_i = ½ ‖S_i − Y_i‖²``, and ``dS = (S − Y) c`` into dS.
-
-    S, dS, Y: (n, C); c as in :func:`softmax_cross_entropy_`. Returns ℓ (n,), a view
-    of ``buf``.
-    """
-    losses = buf.total[: S.shape[0]]
-    np.subtract(S, Y, out=dS)
-    np.einsum("ij,ij->i", dS, dS, out=losses)
-    losses *= 0.5
-    dS *= c[:, None] if isinstance(c, np.ndarray) else c
-    return losses
-
-
-def poisson_deviance_(S: Array, Y: Array, c: float | Array, dS: Array, buf: HeadBuffers) -> Array:
-    """Per-row ``ℓ_i = Σ_c Y log Y − Y S − Y + e^S``, and ``dS = (e^S − Y) c`` into dS.
-
-    S, dS, Y: (n, C); c as in :func:`softmax_cross_entropy_`. Returns ℓ (n,), a view
-    of ``buf``.
-    """
-    n = S.shape[0]
-    losses, picked = buf.total[:n], buf.picked[:n]
-    np.exp(S, out=dS)  # P = e^S
-    np.matmul(dS, buf.ones_C, out=losses)  # Σ_c P
-    np.einsum("ij,ij->i", Y, S, out=picked)  # Σ_c Y S
-    losses -= picked
-    (scipy.special.xlogy(Y, Y) - Y).sum(axis=1, out=picked)  # Σ_c Y log Y − Y
-    losses += picked
-    dS -= Y
-    dS *= c[:, None] if isinstance(c, np.ndarray) else c
-    return losses
-
-
-def _softmax_labels(S: Array) -> NDArray[np.intp]:
-    return namespace(S).argmax(S, axis=1)  # the highest score is the likeliest class
-
-
-def _sigmoid_labels(S: Array) -> NDArray[np.intp]:
-    xp = namespace(S)
-    if xp is np:
-        labels = (sigmoid_(S) > 0.5).astype(np.intp)
-    else:
-        labels = xp.astype(sigmoid(S) > 0.5, xp.int64)
-    return xp.reshape(labels, (-1,)) if labels.shape[1] == 1 else labels
-
-
-def _softmax_right_rows(S: Array, y: NDArray) -> NDArray[np.bool_]:
-    return namespace(S).argmax(S, axis=1) == y
-
-
-def _sigmoid_right_rows(S: Array, Y: NDArray) -> NDArray[np.bool_]:
-    return namespace(S).all((S > 0) == (Y > 0.5), axis=1)
-
-
-def _predictions(S: Array) -> Array:
-    return S  # the identity head predicts its scores
-
-
-def _poisson_predictions(S: Array) -> Array:
-    return np.exp(S, out=S)  # the log link's mean e^S, over S
-
-
-def _poisson_means(S: Array) -> Array:
-    return namespace(S).exp(S)  # the log link's mean e^S
-
-
-def _values(
-    predict_: Callable[[Array], Array], predict: Callable[[Array], Array]
-) -> Callable[[Array], NDArray]:
-    """A regression head's ``labels``: its predictions (in place over a NumPy S, by the
-    reference otherwise), one column as (N,)."""
-
-    def labels(S: Array) -> NDArray:
-        xp = namespace(S)
-        P = predict_(S) if xp is np else predict(S)
-        return xp.reshape(P, (-1,)) if P.shape[1] == 1 else P
-
-    return labels
-
-
-def _real_targets(y: Any, n_samples: int, C: int, dtype: np.dtype, *, low: float | None = None):
-    """y as an (N, C) matrix of finite real targets (``>= low`` where given)."""
-    arr = check_target_matrix(y, n_samples, C, "matrix of targets for this regression head")
-    if arr.dtype.kind not in "biuf":
-        raise TypeError(f"y must hold numbers for a regression head, but its dtype is {arr.dtype}")
-    arr = arr.astype(dtype)
-    if not np.isfinite(arr).all():
-        raise ValueError("y must be finite for a regression head (NaN or infinity found)")
-    if low is not None and (arr < low).any():
-        raise ValueError(
-            "y must be non-negative for the poisson head (counts or rates), but has "
-            f"{arr[arr < low].ravel()[0]!r}"
-        )
-    return arr
-
-
-def _count_targets(y: Any, n_samples: int, C: int, dtype: np.dtype) -> NDArray:
-    return _real_targets(y, n_samples, C, dtype, low=0.0)
-
-
-def _random_reals(rng: np.random.Generator, n: int, C: int) -> NDArray:
-    return rng.standard_normal((n, C))
-
-
-def _random_counts(rng: np.random.Generator, n: int, C: int) -> NDArray:
-    return rng.poisson(2.0, size=(n, C)).astype(float)
-
-
-def _class_indices(y: Any, n_samples: int, C: int, dtype: np.dtype) -> NDArray:
-    return check_class_indices(y, n_samples, C)
-
-
-def _random_class_indices(rng: np.random.Generator, n: int, C: int) -> NDArray:
-    return rng.integers(0, C, size=n)
-
-
-def _random_indicators(rng: np.random.Generator, n: int, C: int) -> NDArray:
-    return rng.integers(0, 2, size=(n, C))
-
-
-@dataclass(frozen=True)
-class Head:
-    """One output head (the last layer's non-linearity and its loss) in every form.
-
-    ``loss(S, T, sample_weight) -> (L, dS)`` is the reference; ``loss_(S, T, c, dS,
-    buf) -> ℓ (n,)`` the in-place form (see :func:`softmax_cross_entropy_`).
-    ``probabilities_(S)`` writes P over a NumPy S, and ``probabilities(S)`` is its
-    reference (a new array, in S's namespace); ``labels(S)`` predicts from scores (S may be
-    overwritten); ``right_rows(S, T)`` marks rows predicted exactly right.
-    ``encode_targets(y, n_samples, C, dtype)`` checks y and returns the targets T the
-    losses take; ``random_targets(rng, n, C)`` draws valid ones (for gradient checks).
-    ``min_outputs`` is the smallest C the head accepts. The ``*_formula`` texts are
-    what ``explain`` prints; ``targets_text`` names the form of Y. ``score`` names how
-    held-out data is scored (``"accuracy"``, or ``"r2"`` for a regression head).
-
-    A head for regression takes the same fields: squared error on the identity
-    (``P = S``) or Poisson (``P = e^S``) also give ``dS = (P − Y)/N``. Its
-    ``probabilities_`` writes the predictions P, ``labels`` returns them ((N,) for one
-    output), and ``right_rows`` is None: no row is "exactly right", so training
-    records no running accuracy.
-    """
-
-    name: str
-    loss: Callable[..., tuple[float, Array]]
-    loss_: Callable[..., Array]
-    probabilities_: Callable[[Array], Array]
-    labels: Callable[[Array], NDArray]
-    right_rows: Callable[[Array, NDArray], NDArray[np.bool_]] | None
-    encode_targets: Callable[[Any, int, int, np.dtype], NDArray]
-    random_targets: Callable[[np.random.Generator, int, int], NDArray]
-    min_outputs: int
-    probabilities_formula: str
-    loss_formula: str
-    gradient_formula: str
-    targets_text: str
-    score: str = "accuracy"
-    probabilities: Callable[[Array], Array] = _predictions
-
-
-#: Output heads by name: softmax (one label per row) and sigmoid (binary or multi-label)
-#: for classification; identity (squared error) and poisson (log link) for regression.
-HEADS: dict[str, Head] = {
-    h.name: h
-    for h in (
-        Head(
-            "softmax",
-            softmax_cross_entropy,
-            softmax_cross_entropy_,
-            softmax_,
-            _softmax_labels,
-            _softmax_right_rows,
-            _class_indices,
-            _random_class_indices,
-            min_outputs=2,
-            probabilities_formula="P = softmax(S), row-wise e^S / Σ_cols e^S",
-            loss_formula="−(1/N) Σ_i log P[i, y_i]",
-            gradient_formula="dS = (P − Y)/N",
-            targets_text="one-hot",
-            probabilities=softmax,
-        ),
-        Head(
-            "sigmoid",
-            sigmoid_cross_entropy,
-            sigmoid_cross_entropy_,
-            sigmoid_,
-            _sigmoid_labels,
-            _sigmoid_right_rows,
-            check_indicators,
-            _random_indicators,
-            min_outputs=1,
-            probabilities_formula="P = σ(S) = 1 / (1 + e^(−S))",
-            loss_formula="−(1/N) Σ_i Σ_c [Y log P + (1 − Y) log(1 − P)]",
-            gradient_formula="dS = (P − Y)/N",
-            targets_text="0/1",
-            probabilities=sigmoid,
-        ),
-        Head(
-            "identity",
-            squared_error,
-            squared_error_,
-            _predictions,
-            _values(_predictions, _predictions),
-            None,
-            _real_targets,
-            _random_reals,
-            min_outputs=1,
-            probabilities_formula="P = S (identity: the scores are the predictions)",
-            loss_formula="(1/2N) Σ_i ‖P_i − Y_i‖²",
-            gradient_formula="dS = (P − Y)/N",
-            targets_text="real",
-            score="r2",
-        ),
-        Head(
-            "poisson",
-            poisson_deviance,
-            poisson_deviance_,
-            _poisson_predictions,
-            _values(_poisson_predictions, _poisson_means),
-            None,
-            _count_targets,
-            _random_counts,
-            min_outputs=1,
-            probabilities_formula="P = e^S (log link: the predicted means)",
-            loss_formula="(1/N) Σ_i Σ_c [Y log(Y/P) − Y + P]",
-            gradient_formula="dS = (P − Y)/N",
-            targets_text="count (≥ 0)",
-            score="r2",
-            probabilities=_poisson_means,
-        ),
-    )
-}
 
 
 # ---------------------------------------------------------- dropout and normalization

@@ -8,7 +8,7 @@ notes: ``Z1 = X W1 + b1``, ``A1 = ReLU(Z1)``, ``S = A1 W2 + b2``.
 Parameters live in ``params``, a plain dict named in the notes' notation
 ``W1, b1, W2, b2, …``. ``loss`` follows CS231n's contract: scores without ``y``,
 ``(loss, grads)`` with it. The activation and the head are looked up by name in
-:data:`handgrad.layers.ACTIVATIONS` and :data:`handgrad.layers.HEADS`. CS231n's
+:data:`handgrad.heads.ACTIVATIONS` and :data:`handgrad.heads.HEADS`. CS231n's
 ``TwoLayerNet``, which trains itself, is in :mod:`handgrad.twolayer`.
 """
 
@@ -28,8 +28,18 @@ from handgrad._validation import (
     check_sample_weight,
     check_X,
 )
-from handgrad._xp import device, namespace, numpy_dtype, to_device, to_numpy, xp_dtype
-from handgrad.layers import ACTIVATIONS, HEADS, affine_backward, affine_forward, l2_penalty
+from handgrad._xp import (
+    check_same_place,
+    copy,
+    device,
+    is_numpy,
+    namespace,
+    numpy_dtype,
+    to_device,
+    to_numpy,
+)
+from handgrad.heads import ACTIVATIONS, HEADS
+from handgrad.layers import affine_backward, affine_forward, l2_penalty
 from handgrad.workspace import scores
 
 INITS = ("glorot", "he", "normal")
@@ -100,9 +110,9 @@ class MLP:
         check_number(std, "std", low=0, low_open=True)
         if np.dtype(dtype) not in DTYPES:
             raise ValueError(f"dtype must be float32 or float64, but got {np.dtype(dtype)}")
-        if output_size < HEADS[head].min_outputs:
+        if output_size < HEADS[head].task.min_outputs:
             raise ValueError(
-                f"the {head} head needs output_size >= {HEADS[head].min_outputs}; "
+                f"the {head} head needs output_size >= {HEADS[head].task.min_outputs}; "
                 "use head='sigmoid'"
             )
         self.layer_sizes = tuple(int(s) for s in sizes)
@@ -167,7 +177,7 @@ class MLP:
         ``dZ_L = dS``. Returns a dict keyed like ``params``.
         """
         act_backward = ACTIVATIONS[self.activation].backward
-        _, reg_grads = l2_penalty(self.weights, reg)
+        reg_grads = l2_penalty(self.weights, reg)[1] if reg else None  # λ W_l
         grads: Params = {}
         dZ = dS
         for l in range(self.n_layers, 0, -1):
@@ -177,7 +187,7 @@ class MLP:
             else:  # no dX: nothing needs it, and for a sparse X it would be (N, D) dense
                 X, _ = affine_cache
                 dW, db = X.T @ dZ, namespace(dZ).sum(dZ, axis=0)
-            grads[f"W{l}"] = dW + reg_grads[l - 1]
+            grads[f"W{l}"] = dW if reg_grads is None else dW + reg_grads[l - 1]
             grads[f"b{l}"] = db
             if l > 1:
                 dZ = act_backward(dA, caches[l - 2][1])
@@ -204,7 +214,7 @@ class MLP:
         X may be an array of the parameters' library (see :meth:`to`); y and
         sample_weight are then checked on the host and moved to X's device once.
         """
-        if namespace(self.params["W1"]) is not np:
+        if not is_numpy(self.params["W1"]):
             return self._loss_on_device(X, y, reg, sample_weight)
         if y is None:  # finiteness is tested chunk by chunk, while each is in cache
             return scores(
@@ -213,12 +223,27 @@ class MLP:
                 self.activation,
                 check_finite=True,
             )
+        loss, grads, _ = self.loss_and_gradients(*self._checked(X, y, reg, sample_weight))
+        return loss, grads
+
+    def objective(
+        self, X: NDArray, y: NDArray, reg: float = 0.0, sample_weight: NDArray | None = None
+    ) -> float:
+        """``L``, the loss of :meth:`loss`, alone: forward, the head's loss and the
+        penalty, with no backward pass (each finite difference of a gradient check needs
+        only L, :func:`handgrad.gradcheck.gradient_errors`)."""
+        if not is_numpy(self.params["W1"]):
+            return float(self._loss_on_device(X, y, reg, sample_weight)[0])
+        X, T, reg, w = self._checked(X, y, reg, sample_weight)
+        S, _ = self.forward(X)
+        return float(self.data_loss(S, T, w)[0] + l2_penalty(self.weights, reg)[0])
+
+    def _checked(self, X: Any, y: Any, reg: float, sample_weight: Any) -> tuple:
+        """``(X, T, reg, w)`` checked against the network, for NumPy parameters."""
         X = check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype)
         check_number(reg, "reg", low=0)
         T = self.encode_targets(y, X.shape[0])
-        w = check_sample_weight(sample_weight, X.shape[0], self.dtype)
-        loss, grads, _ = self.loss_and_gradients(X, T, reg, w)
-        return loss, grads
+        return X, T, reg, check_sample_weight(sample_weight, X.shape[0], self.dtype)
 
     def _loss_on_device(self, X, y, reg, sample_weight):
         """:meth:`loss` for parameters of another array-API library, by the reference."""
@@ -236,21 +261,8 @@ class MLP:
         """X checked (:func:`handgrad._validation.check_X`) against the network: its
         width, its dtype, and for parameters of another library, that library and
         device (a clear error rather than one from inside it)."""
-        W1 = self.params["W1"]
-        xp = namespace(W1)
-        if xp is not np and namespace(X) is not xp:
-            raise TypeError(
-                f"{name} is a {type(X).__module__}.{type(X).__name__}, but the network's "
-                f"parameters are arrays of {xp.__name__}: pass {name} as one, or move the "
-                "network with MLP.to"
-            )
-        X = check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype, name=name)
-        if xp is not np and device(X) != device(W1):
-            raise ValueError(
-                f"{name} is on device {device(X)}, but the network's parameters are on "
-                f"{device(W1)}: move one of them"
-            )
-        return X
+        check_same_place(X, self.params["W1"], name, "move the network with MLP.to")
+        return check_X(X, n_features=self.layer_sizes[0], dtype=self.dtype, name=name)
 
     def to(self, xp: Any, device: Any = None) -> MLP:
         """Move the parameters (in place, once) to array namespace ``xp`` on ``device``:
@@ -280,7 +292,8 @@ class MLP:
 
     def encode_targets(self, y: Any, n_samples: int) -> NDArray:
         """Checked targets for the head: class indices (softmax) or 0/1 floats (sigmoid)."""
-        return HEADS[self.head].encode_targets(y, n_samples, self.layer_sizes[-1], self.dtype)
+        encode = HEADS[self.head].task.encode_targets
+        return encode(y, n_samples, self.layer_sizes[-1], self.dtype)
 
     # ------------------------------------------------------------------ prediction
     def predict_proba(self, X: NDArray) -> NDArray:
@@ -289,14 +302,11 @@ class MLP:
         Computed in the model's dtype, in place over the scores (no second (N, C) array);
         for parameters of another library, in that library by the reference.
         """
-        S = self.loss(X)
-        if isinstance(S, np.ndarray):
-            return HEADS[self.head].probabilities_(S)
-        return HEADS[self.head].probabilities(S)
+        return HEADS[self.head].predictions(self.loss(X))
 
     def predict(self, X: NDArray) -> NDArray:
         """Class indices (N,) for softmax; 0/1 of shape (N,) (C = 1) or (N, C) for sigmoid."""
-        return HEADS[self.head].labels(self.loss(X))
+        return HEADS[self.head].task.labels(self.loss(X))
 
     # -------------------------------------------------------------------- copying
     def copy(self, dtype: DTypeLike | None = None) -> MLP:
@@ -304,12 +314,7 @@ class MLP:
         new = object.__new__(type(self))
         new.__dict__.update(self.__dict__)
         dtype = self.dtype if dtype is None else np.dtype(dtype)
-        xp = namespace(self.params["W1"])
-        if xp is np:
-            new.params = {k: np.array(v, dtype=dtype) for k, v in self.params.items()}
-        else:
-            cast = xp_dtype(xp, dtype)
-            new.params = {k: xp.astype(v, cast, copy=True) for k, v in self.params.items()}
+        new.params = {k: copy(v, dtype) for k, v in self.params.items()}
         return new
 
     def __repr__(self) -> str:

@@ -21,7 +21,7 @@ from typing import Any
 import numpy as np
 
 from handgrad._validation import check_number
-from handgrad._xp import copy, namespace, to_device, to_numpy
+from handgrad._xp import copy, is_numpy, namespace, to_device, to_numpy
 
 Params = dict[str, np.ndarray]
 
@@ -142,7 +142,7 @@ class SGD(Optimizer):
 
     def update(self, params: Params, grads: Params) -> None:
         lr, mu = self.learning_rate, self.momentum
-        if not isinstance(next(iter(params.values())), np.ndarray):
+        if not is_numpy(next(iter(params.values()))):
             return self._update_array_api(params, grads)
         for name, g in grads.items():
             theta = params[name]
@@ -211,7 +211,7 @@ class Adam(Optimizer):
         b1, b2 = self.beta_1, self.beta_2
         # a Python float, so that float32 parameters are not stepped in float64
         lr_t = float(self.learning_rate * np.sqrt(1 - b2**self.t) / (1 - b1**self.t))
-        if not isinstance(next(iter(params.values())), np.ndarray):
+        if not is_numpy(next(iter(params.values()))):
             return self._update_array_api(params, grads, lr_t)
         for name, g in grads.items():
             theta = params[name]

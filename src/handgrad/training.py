@@ -53,7 +53,8 @@ from handgrad._xp import (
     to_numpy,
 )
 from handgrad.errors import TrainingDivergedError
-from handgrad.layers import HEADS, l2_penalty
+from handgrad.heads import HEADS
+from handgrad.layers import l2_penalty
 from handgrad.network import MLP, as_rng, describe_sizes, params_nbytes
 from handgrad.optim import LBFGS, SGD, Adam, Optimizer
 from handgrad.workspace import CHUNK_ROWS, Workspace, scores

@@ -8,10 +8,10 @@ so that a steady-state step allocates nothing that grows with the batch or the n
 
 - every matrix product writes into a buffer of the :class:`Workspace`, on top of the
   bias written there first (``Z = b; Z += A W`` by BLAS with β = 1);
-- activations and the head work in place, by the in-place forms of the records in
-  :data:`handgrad.layers.ACTIVATIONS` and :data:`~handgrad.layers.HEADS`; ReLU keeps its
-  mask ``[Z > 0]`` for the backward pass; the bias sums ``Σ_rows dZ`` are products
-  ``1ᵀ dZ`` with a ones vector;
+- activations and the head work in place, by the in-place forms
+  (:mod:`handgrad.inplace`) named in the records of :data:`handgrad.heads.ACTIVATIONS`
+  and :data:`~handgrad.heads.HEADS`; ReLU keeps its mask ``[Z > 0]`` for the backward
+  pass; the bias sums ``Σ_rows dZ`` are products ``1ᵀ dZ`` with a ones vector;
 - everything stays in the model's dtype (no float32 → float64 temporaries);
 - for plain SGD the weight update is fused into the gradient's product:
   ``W ← (1 − ηλ) W − η A_prevᵀ dZ`` is one BLAS ``gemm`` with ``β = 1 − ηλ``, ``α = −η``,
@@ -48,7 +48,8 @@ from numpy.typing import DTypeLike, NDArray
 
 from handgrad._mapped import RowReader, row_chunks
 from handgrad._validation import all_finite, check_X
-from handgrad.layers import ACTIVATIONS, HEADS, head_buffers, softmax_cross_entropy_
+from handgrad.heads import ACTIVATIONS, HEADS
+from handgrad.inplace import head_buffers, softmax_cross_entropy_
 
 Array = NDArray[np.floating]
 Params = dict[str, Array]
@@ -261,8 +262,8 @@ class Workspace:
     """Buffers for forward, loss and backward of one network on batches of ≤ ``rows`` rows.
 
     The network is described by ``layer_sizes`` (D, H1, …, C), the names of its hidden
-    ``activation`` and its ``head`` (keys of :data:`handgrad.layers.ACTIVATIONS` and
-    :data:`~handgrad.layers.HEADS`) and the ``dtype`` of its parameters. Holds, for
+    ``activation`` and its ``head`` (keys of :data:`handgrad.heads.ACTIVATIONS` and
+    :data:`~handgrad.heads.HEADS`) and the ``dtype`` of its parameters. Holds, for
     n ≤ rows: ``A_l`` and ``act'(Z_l)`` (n, H_l) per hidden layer, ``dZ_l`` (n, H_l),
     the scores S and ``dS`` (n, C), the gradients (shaped like the parameters), and —
     once :meth:`gather` is used — the batch X (n, D), its targets and weights.

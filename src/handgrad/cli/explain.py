@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from handgrad.cli._common import HIDDEN
-from handgrad.layers import ACTIVATIONS, HEADS
+from handgrad.heads import ACTIVATIONS, HEADS
 
 #: The sizes ``handgrad train`` trains by default: digits (64 features, 10 classes),
 #: one hidden layer of 128, batches of 64 (tests/test_explain.py keeps them in step).
@@ -71,7 +71,7 @@ def command(
         f"{head} head, batch N={batch}"
     )
     click.echo(format_table(rows))
-    target = HEADS[head].targets_text
+    target = HEADS[head].task.targets_text
     click.echo(
         f"{parameter_count(sizes):,} parameters; Y is the (N, {classes}) {target} "
         "target matrix, λ the L2 strength"

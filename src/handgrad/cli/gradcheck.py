@@ -8,7 +8,7 @@ import click
 import numpy as np
 
 from handgrad.cli._common import HIDDEN, format_table
-from handgrad.layers import ACTIVATIONS, HEADS
+from handgrad.heads import ACTIVATIONS, HEADS
 
 
 @click.command("gradcheck")
@@ -142,7 +142,7 @@ def command(
     reg = (0.0 if model_path else 0.05) if reg is None else reg
     metric = metric or ("norm" if model_path else "entry")
     C = net.layer_sizes[-1]
-    y = HEADS[net.head].random_targets(rng, batch, C)
+    y = HEADS[net.head].task.random_targets(rng, batch, C)
     sampled = model_path is not None and not every
     errors = gradient_errors(
         net, X, y, reg, samples=samples if sampled else None, seed=seed, progress=True

@@ -10,7 +10,7 @@ from click.core import ParameterSource
 
 from handgrad.cli._common import HIDDEN, csv_options, data_options, labels_option
 from handgrad.errors import TrainingDivergedError
-from handgrad.layers import ACTIVATIONS
+from handgrad.heads import ACTIVATIONS
 from handgrad.runs import MIN_EPOCHS, PREPROCESSING, SOLVERS, STEP_BUDGET, RunConfig
 
 _D = RunConfig()  # the defaults shown in --help

@@ -10,7 +10,7 @@ from typing import Any
 from handgrad._validation import check_choice, check_number
 from handgrad.data import TASKS
 from handgrad.data.preprocess import KINDS as PREPROCESSING
-from handgrad.layers import ACTIVATIONS
+from handgrad.heads import ACTIVATIONS
 from handgrad.optim import OPTIMIZERS
 
 __all__ = ["MIN_EPOCHS", "PREPROCESSING", "SOLVERS", "STEP_BUDGET", "RunConfig", "default_epochs"]
