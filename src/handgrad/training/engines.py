@@ -23,7 +23,6 @@ from handgrad.layers import HEADS, l2_penalty
 from handgrad.network import MLP
 from handgrad.optim import SGD, Optimizer
 from handgrad.training.config import TrainingConfig
-from handgrad.training.sources import Batch
 from handgrad.workspace import Workspace, scores
 
 
@@ -38,19 +37,19 @@ class Engine:
         self.xp = namespace(model.params["W1"])
         # a running accuracy to keep (a regression head has none)
         self.classifies = HEADS[model.head].right_rows is not None
-        self.right = self._count_right if self.classifies else _no_rows
         self._finite = _finite_on_host if self.xp is np else finite_on_device
 
     # --------------------------------------------------------------- one step
-    def step(self, batch: Batch) -> tuple[float, Any]:
-        """One minibatch step: ``(loss, right)``; the weights move only where the loss
-        is finite (the loop then puts the epoch back)."""
-        reg = self.config.reg_of(batch.n_weight)
-        loss, grads, S = self.loss_and_gradients(batch.X, batch.T, batch.w, reg)
-        loss = self.reported(loss, S, batch, reg)
+    def step(self, X: Any, T: Any, w: Any, n_weight: float) -> tuple[float, Any]:
+        """One minibatch step on a :data:`~handgrad.training.sources.Batch`:
+        ``(loss, right)``; the weights move only where the loss is finite (the loop
+        then puts the epoch back)."""
+        reg = self.config.reg_of(n_weight)
+        loss, grads, S = self.loss_and_gradients(X, T, w, reg)
+        loss = self.reported(loss, S, T, w, reg)
         if math.isfinite(loss):
             self.optimizer.update(self.model.params, grads)
-        return loss, self.right(S, batch.T)
+        return loss, self.right(S, T)
 
     def loss_and_gradients(self, X: Any, T: Any, w: Any, reg: float) -> tuple[Any, Any, Any]:
         """``(loss, grads, S)`` of the notes for rows X (n, D) at the current weights."""
@@ -60,14 +59,19 @@ class Engine:
         """``λ/2 Σ‖W‖²`` of the weights the last scores were computed with."""
         return l2_penalty(self.model.weights, reg)[0]
 
-    def reported(self, loss: Any, S: Any, batch: Batch, reg: float) -> float:
-        """The loss as the caller's convention has it (``config.report``), as a float."""
+    def reported(self, loss: Any, S: Any, T: Any, w: Any, reg: float) -> float:
+        """The loss of scores S against T, w as the caller's convention has it
+        (``config.report``), as a float."""
         report = self.config.report
         if report is None:
             return float(loss)
-        return float(report(S, batch.T, batch.w, self.penalty(reg)))
+        return float(report(S, T, w, self.penalty(reg)))
 
-    def _count_right(self, S: Any, T: Any) -> Any:
+    def right(self, S: Any, T: Any) -> Any:
+        """How many rows the scores S predict exactly right (0 for a head that does not
+        classify); on a device, a 0-d array left there."""
+        if not self.classifies:
+            return 0
         return self.xp.count_nonzero(HEADS[self.model.head].right_rows(S, T))
 
     # ---------------------------------------------------------- around the steps
@@ -95,7 +99,9 @@ class FastEngine(Engine):
     def penalty(self, reg: float) -> float:
         return self.workspace.penalty
 
-    def _count_right(self, S: Any, T: Any) -> int:
+    def right(self, S: Any, T: Any) -> int:
+        if not self.classifies:
+            return 0
         # after the softmax loss, the classes its row argmax found
         return int(np.count_nonzero(self.workspace.right_rows(S, T)))
 
@@ -107,12 +113,12 @@ class FusedSGD(FastEngine):
     """Plain SGD (momentum 0) on the fast engine: ``θ ← θ − η g`` fused into the
     gradient's matrix product, so no gradient is written out."""
 
-    def step(self, batch: Batch) -> tuple[float, Any]:
-        reg = self.config.reg_of(batch.n_weight)
+    def step(self, X: Any, T: Any, w: Any, n_weight: float) -> tuple[float, Any]:
+        reg = self.config.reg_of(n_weight)
         loss, S = self.workspace.sgd_step(
-            self.model.params, batch.X, batch.T, reg, batch.w, self.optimizer.learning_rate
+            self.model.params, X, T, reg, w, self.optimizer.learning_rate
         )
-        return self.reported(loss, S, batch, reg), self.right(S, batch.T)
+        return self.reported(loss, S, T, w, reg), self.right(S, T)
 
 
 def engine_for(model: MLP, optimizer: Optimizer, config: TrainingConfig, rows: int) -> Engine:
@@ -127,11 +133,6 @@ def engine_for(model: MLP, optimizer: Optimizer, config: TrainingConfig, rows: i
     if type(optimizer) is SGD and optimizer.momentum == 0:
         return FusedSGD(model, optimizer, config, workspace)
     return FastEngine(model, optimizer, config, workspace)
-
-
-def _no_rows(S: Any, T: Any) -> int:
-    """A head that does not classify has no rows "exactly right"."""
-    return 0
 
 
 def _finite_on_host(arrays: list[np.ndarray]) -> bool:

@@ -18,7 +18,6 @@ from handgrad.training.config import TrainingConfig
 from handgrad.training.data import TrainingData
 from handgrad.training.engines import Engine
 from handgrad.training.run import History, Run
-from handgrad.training.sources import Batch
 
 
 class _NonFiniteLoss(Exception):
@@ -38,7 +37,7 @@ class _Objective:
         self.dtype = engine.model.dtype
         X, T, w = data.X, data.T, data.w
         n_weight = X.shape[0] if w is None else float(namespace(w).sum(w))
-        self.batch, self.reg = Batch(X, T, w, n_weight), config.reg_of(n_weight)
+        self.X, self.T, self.w, self.reg = X, T, w, config.reg_of(n_weight)
         host = {k: to_numpy(params[k]) for k in self.names}
         self.theta0 = np.concatenate([host[k].ravel() for k in self.names]).astype(np.float64)
         self.finite_theta = self.theta0.copy()  # the last parameters whose loss was finite
@@ -55,9 +54,9 @@ class _Objective:
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         self.unpack(theta)
-        b = self.batch
-        loss, grads, S = self.engine.loss_and_gradients(b.X, b.T, b.w, self.reg)
-        loss = self.engine.reported(loss, S, b, self.reg)
+        X, T, w, reg = self.X, self.T, self.w, self.reg
+        loss, grads, S = self.engine.loss_and_gradients(X, T, w, reg)
+        loss = self.engine.reported(loss, S, T, w, reg)
         if not math.isfinite(loss):
             self.unpack(self.finite_theta)
             raise _NonFiniteLoss

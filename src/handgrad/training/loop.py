@@ -96,7 +96,7 @@ def _epoch(
         if config.max_steps is not None and hist.steps >= config.max_steps:
             break
         stop = min(start + batch_size, N)
-        loss, right = engine.step(source.batch(start, stop))
+        loss, right = engine.step(*source.batch(start, stop))
         if not math.isfinite(loss):
             _diverged(run, epoch_start)
         hist.step_loss.append(loss)

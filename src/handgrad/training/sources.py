@@ -4,15 +4,15 @@ rows of an array on another library's device. A memory-mapped X's rows are read 
 its file (:class:`~handgrad._mapped.RowReader`) by the first two.
 
 A source is told each epoch's order (positions 0 … n−1, shuffled), and
-``batch(start, stop)`` gives the batch of positions ``order[start:stop]``, as an
-:class:`Batch`. With ``rows``, positions are indices into
+``batch(start, stop)`` gives the batch of positions ``order[start:stop]``, a
+:data:`Batch`. With ``rows``, positions are indices into
 ``rows``, the row numbers of X that train. Chosen once, by :func:`batch_source`; a
 source is a context manager (the file of a memory-mapped X is open while it is).
 """
 
 from __future__ import annotations
 
-from typing import Any, NamedTuple, Protocol
+from typing import Any, Protocol
 
 import numpy as np
 
@@ -21,15 +21,10 @@ from handgrad._xp import device, namespace, to_device
 from handgrad.training.data import TrainingData
 from handgrad.workspace import Workspace
 
-
-class Batch(NamedTuple):
-    """One batch: X (n, D), its encoded targets T, weights w (n,) or None, all where
-    the engine computes; ``n_weight``, a host number: ``Σ w``, or n unweighted."""
-
-    X: Any
-    T: Any
-    w: Any
-    n_weight: float
+#: One batch: ``(X, T, w, n_weight)``, X (n, D), its encoded targets T and weights w
+#: (n,) or None, all where the engine computes; ``n_weight`` a host number, ``Σ w``
+#: (n unweighted). A plain tuple: one is made every step.
+Batch = tuple[Any, Any, Any, float]
 
 
 class BatchSource(Protocol):
@@ -90,7 +85,7 @@ class GatheredBatches(_HostRows):
         Xb, Tb, wb = self.workspace.gather(
             self._source, self.T, self.w, self.row_numbers(start, stop)
         )
-        return Batch(Xb, Tb, wb, stop - start if wb is None else float(wb.sum()))
+        return Xb, Tb, wb, stop - start if wb is None else float(wb.sum())
 
 
 class TakenBatches(_HostRows):
@@ -107,7 +102,7 @@ class TakenBatches(_HostRows):
         idx = self.row_numbers(start, stop)
         wb = None if self.w is None else self.w[idx]
         n_weight = stop - start if wb is None else float(wb.sum())
-        return Batch(self._take_X(idx), self.T[idx], wb, n_weight)
+        return self._take_X(idx), self.T[idx], wb, n_weight
 
 
 class DeviceBatches(_HostRows):
@@ -132,9 +127,9 @@ class DeviceBatches(_HostRows):
         xp, idx = self.xp, self._on_device[start:stop]
         Xb, Tb = xp.take(self.X, idx, axis=0), xp.take(self.T, idx, axis=0)
         if self.w is None:
-            return Batch(Xb, Tb, None, stop - start)
+            return Xb, Tb, None, stop - start
         n_weight = float(self.w_host[self.row_numbers(start, stop)].sum())
-        return Batch(Xb, Tb, xp.take(self.w, idx, axis=0), n_weight)
+        return Xb, Tb, xp.take(self.w, idx, axis=0), n_weight
 
 
 def batch_source(
