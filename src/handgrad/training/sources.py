@@ -5,9 +5,9 @@ its file (:class:`~handgrad._mapped.RowReader`) by the first two.
 
 A source is told each epoch's order (positions 0 … n−1, shuffled), and
 ``batch(start, stop)`` gives the batch of positions ``order[start:stop]``, a
-:data:`Batch`. With ``rows``, positions are indices into
-``rows``, the row numbers of X that train. Chosen once, by :func:`batch_source`; a
-source is a context manager (the file of a memory-mapped X is open while it is).
+:data:`Batch`. With ``rows``, positions are indices into ``rows``, the row numbers of
+X that train. Chosen once, by :func:`batch_source`; a source is a context manager (the
+file of a memory-mapped X is open while it is).
 """
 
 from __future__ import annotations
