@@ -382,3 +382,69 @@ def test_fit_checks_weights_optimizer_and_buffers_together(data, monkeypatch):
     monkeypatch.setattr(validation, "total_memory", lambda: sum(parts.values()))
     hist = fit(model, X, y, optimizer=Adam(), config=TrainingConfig(batch_size=30, max_epochs=1))
     assert hist.epochs == 1
+
+
+# ------------------------------------------------- what a batch is, what a step is
+def test_every_batch_source_gives_the_rows_of_the_epochs_order(tmp_path):
+    """Gathered into the fast engine's buffers or taken as new arrays, from X in memory
+    or read from its file: the batch of positions ``order[start:stop]`` is the rows
+    ``rows[order[start:stop]]`` of X, T and w, with their weight sum."""
+    from handgrad.training import TrainingData, batch_source
+    from handgrad.workspace import Workspace
+
+    rng = np.random.default_rng(0)
+    X, y, w = rng.standard_normal((30, 4)), rng.integers(0, 3, 30), rng.random(30)
+    np.save(tmp_path / "X.npy", X)
+    model, rows = MLP(4, (5,), 3, seed=0), np.arange(3, 30, 2)
+    order = rng.permutation(len(rows))
+    for X_source in (X, np.load(tmp_path / "X.npy", mmap_mode="r")):
+        data = TrainingData.of(model, X_source, y, w, rows)
+        for workspace in (
+            Workspace((4, 5, 3), 4, activation="relu", head="softmax", dtype=np.float64),
+            None,
+        ):
+            with batch_source(data, 4, workspace) as source:
+                source.begin_epoch(order)
+                for start in range(0, len(rows), 4):
+                    stop = min(start + 4, len(rows))
+                    Xb, Tb, wb, n_weight = source.batch(start, stop)
+                    idx = rows[order[start:stop]]
+                    assert_array_equal(Xb, X[idx])
+                    assert_array_equal(Tb, y[idx])
+                    assert_array_equal(wb, w[idx])
+                    assert n_weight == float(w[idx].sum())
+
+
+def test_rows_per_step_are_a_batch_or_for_lbfgs_every_row():
+    from handgrad.training import step_rows
+
+    assert step_rows(1000, 200, SGD(0.1)) == 200
+    assert step_rows(150, 200, Adam()) == 150
+    assert step_rows(1000, 200, LBFGS()) == 1000
+
+
+@pytest.mark.parametrize("engine", ["fast", "reference"])
+def test_train_on_checked_data_is_fit(data, engine):
+    """``train`` (checked data, held-out data that scores itself) is what ``fit`` calls:
+    the same weights and history, bit for bit."""
+    from handgrad.training import TrainingData, held_out, train
+
+    X, y = data
+    config = TrainingConfig(batch_size=16, max_epochs=4, stopping="validation", engine=engine)
+    by_fit = _model()
+    h1 = fit(
+        by_fit,
+        X[:70],
+        y[:70],
+        optimizer=Adam(0.01),
+        config=config,
+        seed=3,
+        validation=(X[70:], y[70:]),
+    )
+    by_train = _model()
+    checked = TrainingData.of(by_train, X, y, rows=np.arange(70))
+    scored = held_out(by_train, checked, validation_rows=np.arange(70, 90))
+    h2 = train(Run(by_train, Adam(0.01), np.random.default_rng(3)), checked, config, scored)
+    assert h2.loss == h1.loss and h2.val_score == h1.val_score and len(h2.val_score) == 4
+    for k, v in by_fit.params.items():
+        assert_array_equal(by_train.params[k], v)

@@ -340,35 +340,23 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             self._refresh_optimizer(run, fresh=not incremental)
         self._check_run(run, X, Y)
         self._run = run  # before the loop: callbacks read the same run
-        T, rows, validation_rows, validation = self._targets(Y), None, None, None
-        if split is not None:
-            rows, validation_rows = split
-        elif eval_set is None:
-            rows, validation_rows = self._early_stopping_split(T, seeds[2], incremental)
-        else:
-            validation = self._validation_set(eval_set, X.dtype)
+        T = self._targets(Y)
+        if split is None and eval_set is None:
+            split = self._early_stopping_split(T, seeds[2], incremental)
+        rows, validation_rows = split or (None, None)
+        data = training.TrainingData.of(run.model, X, T, w, rows, check_input=False)
+        validation = None if eval_set is None else self._validation_set(eval_set, X.dtype)
+        held_out = training.held_out(
+            run.model, data, validation, validation_rows, check_input=False
+        )
         before, samples_before = run.history.epochs, run.history.samples_seen
         epochs = 1 if incremental else self.max_iter
         if resume is not None and not incremental:
             epochs -= before  # finish the interrupted fit
         try:
             if epochs > 0:
-                training.fit(
-                    run.model,
-                    X,
-                    T,
-                    optimizer=run.optimizer,
-                    validation=validation,
-                    config=self._training_config(
-                        X.shape[0] if rows is None else len(rows), epochs, run.model
-                    ),
-                    sample_weight=w,
-                    callbacks=callbacks or (),
-                    run=run,
-                    check_input=False,  # validate_data has just checked X
-                    rows=rows,
-                    validation_rows=validation_rows,
-                )
+                config = self._training_config(data.n_rows, epochs, run.model)
+                training.train(run, data, config, held_out, callbacks or ())
             elif resume is not None and self._validating() and run.best_params is not None:
                 for k, v in run.best_params.items():  # as the loop does when it ends
                     copy_into(run.model.params[k], v)
@@ -458,10 +446,10 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
     def _new_run(self, X: NDArray, Y: NDArray, seeds: list[np.random.SeedSequence]) -> Run:
         dtype = numpy_dtype(X.dtype)  # the parameters are drawn on the host, in X's dtype
         optimizer = make_optimizer(self)
-        batch = 200 if self.batch_size == "auto" else max(1, self.batch_size)
+        batch_size = 200 if self.batch_size == "auto" else self.batch_size
         training.check_training_memory(  # before any of it is allocated
             (X.shape[1], *self._hidden_sizes(), self._n_outputs(Y)),
-            X.shape[0] if self.solver == "lbfgs" else min(batch, X.shape[0]),
+            training.step_rows(X.shape[0], batch_size, optimizer),
             dtype=dtype,
             optimizer=optimizer,
             activation=self.activation,
@@ -514,20 +502,19 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         return bool(self.early_stopping) and self.solver != "lbfgs"
 
     def _training_config(self, n_samples: int, epochs: int, model: MLP) -> TrainingConfig:
-        """``TrainingConfig`` for ``epochs`` epochs; ``alpha`` is the per-sample ``reg``."""
-        if self.batch_size == "auto":
-            batch_size = min(200, n_samples)
-        else:
-            if self.batch_size > n_samples and self.solver != "lbfgs":
-                warnings.warn(
-                    "Got `batch_size` less than 1 or larger than sample size. "
-                    "It is going to be clipped",
-                    stacklevel=4,
-                )
-            batch_size = int(np.clip(self.batch_size, 1, n_samples))
+        """``TrainingConfig`` for ``epochs`` epochs; ``alpha`` is the per-sample ``reg``.
+        A batch larger than the ``n_samples`` rows is clipped by the loop
+        (:func:`handgrad.training.step_rows`), with scikit-learn's warning here."""
+        auto = self.batch_size == "auto"
+        if not auto and self.batch_size > n_samples and self.solver != "lbfgs":
+            warnings.warn(
+                "Got `batch_size` less than 1 or larger than sample size. "
+                "It is going to be clipped",
+                stacklevel=4,
+            )
         patience = self.n_iter_no_change
         return TrainingConfig(
-            batch_size=batch_size,
+            batch_size=200 if auto else int(self.batch_size),
             max_epochs=int(epochs),
             shuffle=self.shuffle,
             reg=self.alpha,
