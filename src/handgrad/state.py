@@ -701,10 +701,11 @@ def _pipeline_steps(pipeline: Any) -> list[tuple[str, Any]]:
     ):
         got = ", ".join(type(s).__name__ for _, s in steps) or "no steps"
         raise TypeError(
-            "a model file holds a Pipeline of exactly a handgrad Preprocessor (or the "
-            "ColumnTransformer of handgrad.data.columns.plan_columns) and an "
+            "a model file holds a Pipeline of exactly a handgrad Preprocessor and an "
             "MLPClassifier or MLPRegressor (bare, or fitted in a TransformedTargetRegressor "
-            f"with a StandardScaler), but this one has {got}"
+            "with a StandardScaler), or of the ColumnTransformer of "
+            "handgrad.data.columns.plan_columns in the Preprocessor's place, but this one "
+            f"has {got}"
         )
     return steps
 
