@@ -226,3 +226,24 @@ def test_a_table_refuses_other_preprocessing_and_a_broken_width(tmp_path, pengui
     save_arrays(tmp_path / "broken.safetensors", tensors, meta)
     with pytest.raises(ModelFileError, match="the column transformer makes 16 features, but the "):
         load_model(tmp_path / "broken.safetensors")
+
+
+def test_evaluate_of_a_numbers_model_uses_its_label_column_wherever_it_is(tmp_path):
+    """Issue 25, point 4: not the last column of the file, but the model's own."""
+    from sklearn.datasets import load_iris
+
+    iris = load_iris(as_frame=True).frame
+    iris["species"] = np.asarray(["setosa", "versicolor", "virginica"])[iris.pop("target")]
+    iris.to_csv(tmp_path / "iris.csv", index=False)
+    invoke("train", "--data", tmp_path / "iris.csv", "--label", "species", "--out", tmp_path / "r")
+    reordered = iris[["species", *iris.columns[:4][::-1]]]
+    reordered.to_csv(tmp_path / "reordered.csv", index=False)
+    model = tmp_path / "r" / "model.safetensors"
+    report = json.loads(
+        invoke(
+            "evaluate", model, "--data", tmp_path / "reordered.csv", "--split", "all", "--json"
+        ).stdout
+    )
+    expected = np.mean(load_model(model).predict(iris.iloc[:, :4]) == iris["species"].to_numpy())
+    assert report["n_samples"] == 150 and report["accuracy"] == pytest.approx(expected)
+    assert "columns" not in report
