@@ -98,7 +98,10 @@ def _report(
         click.echo(json.dumps(report, indent=2))
         return
     if isinstance(plan, dict):
-        click.echo(f"columns: {ColumnPlan.from_dict(plan).summary()}")
+        try:
+            click.echo(f"columns: {ColumnPlan.from_dict(plan).summary()}")
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass  # a summary the file holds unreadably: the scores still stand
     if bundle.is_regressor:
         click.echo(
             f"{report['data']} ({report['split']} split, {report['n_samples']} samples): "

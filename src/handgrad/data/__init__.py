@@ -30,6 +30,7 @@ from __future__ import annotations
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn import datasets as sk_datasets
@@ -389,7 +390,7 @@ def _load_user_file(
 
 def _read_csv(
     path: str, csv: dict, columns: str | tuple[Sequence[str], Sequence[str]]
-) -> tuple[object, np.ndarray, list[str]]:
+) -> tuple[Any, np.ndarray, list[str]]:
     """A CSV file's features (an array, or a DataFrame: see :func:`load_dataset`'s
     ``columns``), its labels and its feature names."""
     if columns == "numbers":
@@ -401,6 +402,7 @@ def _read_csv(
             )
         frame, y = load_frame_csv(path, **csv)
         names = [str(c) for c in frame.columns]
+        # ColumnPlan.numeric_only, without planning: complete columns of numbers.
         numbers = all(frame[c].dtype.kind == "f" for c in names)
         if numbers and not frame.isna().to_numpy().any():
             return np.ascontiguousarray(frame.to_numpy(dtype=np.float64)), y, names

@@ -205,8 +205,9 @@ def prepare_data(config: RunConfig, *, log: Callable[[str], None] | None = None)
     the preprocessing on the training rows.
 
     A table read by column kind (text, yes/no or empty cells) is preprocessed by the
-    ``ColumnTransformer`` of :func:`~handgrad.data.columns.plan_columns`, planned and
-    fitted on the training rows; its one-line summary goes to ``log`` (each decision:
+    ``ColumnTransformer`` of :func:`~handgrad.data.columns.plan_columns`, each column's
+    kind decided on the whole table and the transformer fitted on the training rows;
+    its one-line summary goes to ``log`` (each decision:
     ``5 numeric, 2 categorical (island: 3 levels, sex: 3 levels)``), and it is recorded
     in ``info["columns"]``.
 
