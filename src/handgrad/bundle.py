@@ -7,6 +7,10 @@ entry beside it: image shape, pixel range, class and feature names, where the da
 from. :func:`handgrad.state.load_model` is the one loader; :func:`load_bundle` calls it
 and keeps the info too, which ``handgrad predict`` needs to read raw rows, arrays or
 image files exactly like the training data.
+
+A table read by column kind (text, yes/no or empty cells) has, in the Preprocessor's
+place, the fitted ``ColumnTransformer`` of :func:`handgrad.data.columns.plan_columns`
+(:attr:`Bundle.columns`): its model reads a DataFrame (or CSV rows) by column name.
 """
 
 from __future__ import annotations
@@ -68,12 +72,24 @@ class Bundle:
 
     @property
     def preprocessor(self) -> Preprocessor | None:
-        """The fitted preprocessing, the pipeline's first step (None for a bare model)."""
-        return self.model[0] if hasattr(self.model, "steps") else None
+        """The fitted preprocessing of numbers, the pipeline's first step (None for a
+        bare model, or one that reads a table by column kind: :attr:`columns`)."""
+        first = self.model[0] if hasattr(self.model, "steps") else None
+        return None if _is_column_transformer(first) else first
+
+    @property
+    def columns(self) -> Any:
+        """The fitted ``ColumnTransformer`` that reads a table by column kind, the
+        pipeline's first step (None for a model of numbers)."""
+        first = self.model[0] if hasattr(self.model, "steps") else None
+        return first if _is_column_transformer(first) else None
 
     @property
     def n_features(self) -> int:
-        """D, the number of raw input features (pixels for images)."""
+        """D, the number of raw input features (pixels for images; the columns read,
+        for a model that reads a table by column kind)."""
+        if self.columns is not None:
+            return len(self.feature_names or ())
         if self.preprocessor is not None:
             return int(self.preprocessor.n_features_)
         n = getattr(self.estimator, "n_features_in_", None)
@@ -84,6 +100,11 @@ class Bundle:
     @property
     def feature_names(self) -> list[str] | None:
         """The names of the D raw features, when the training data named them."""
+        if self.columns is not None:
+            from handgrad.data.columns import model_kinds
+
+            numeric, text = model_kinds(self.columns)
+            return [*numeric, *text]
         names = getattr(self.preprocessor, "feature_names_in_", None)
         if names is None:
             names = self.info.get("feature_names")
@@ -109,7 +130,14 @@ class Bundle:
 
         Warns in one line when the samples lie far outside the training data's range
         (:meth:`Preprocessor.outside_range`), unless ``check_range`` is False.
+
+        A model that reads a table by column kind takes a DataFrame (N rows, its columns
+        in any order, extra ones ignored): a column it lacks is one ValueError naming
+        it, and cells holding categories never seen in training are counted in one
+        warning (each encodes as none of the known ones).
         """
+        if self.columns is not None:
+            return self._table_rows(X, name)
         X = np.asarray(X)
         if X.dtype.kind not in "biuf":
             raise TypeError(f"{name} must hold numbers, but its dtype is {X.dtype}")
@@ -131,6 +159,24 @@ class Bundle:
             warnings.warn(f"{name}: {outside}", UserWarning, stacklevel=2)
         return self.preprocessor.transform(rows)
 
+    def _table_rows(self, frame: Any, name: str) -> np.ndarray:
+        """A DataFrame's rows through the model's column transformer, (N, D) float64."""
+        from handgrad.data.columns import check_columns, unknown_categories, unknown_note
+
+        if not hasattr(frame, "columns") or not hasattr(frame, "iloc"):
+            raise TypeError(
+                f"{name} must be a pandas DataFrame with the columns "
+                f"{', '.join(self.feature_names or ())}: this model reads a table's "
+                f"columns by name, but got {type(frame).__name__}"
+            )
+        if len(frame) == 0:
+            raise ValueError(f"{name} holds no samples (shape {frame.shape})")
+        check_columns(frame, self.columns, source=name)
+        note = unknown_note(unknown_categories(self.columns, frame))
+        if note is not None:
+            warnings.warn(f"{name}: {note}", UserWarning, stacklevel=3)
+        return self.columns.transform(frame)
+
     def predict(self, X: Any) -> np.ndarray:
         """Labels (N,) for raw samples."""
         return np.asarray(self.estimator.predict(self.features(X)))
@@ -139,7 +185,11 @@ class Bundle:
         """Labels (or values) for raw samples X (N, D), or for its ``rows`` (row numbers)
         only; a memory-mapped X, or ``rows``, is read CHUNK_ROWS rows at a time, so that
         a file larger than memory is never held whole (the range warning of
-        :meth:`features` is then judged on the first chunk)."""
+        :meth:`features` is then judged on the first chunk). A DataFrame (a model that
+        reads a table by column kind) is taken whole, or its ``rows``."""
+        if self.columns is not None:
+            frame = X if rows is None else X.iloc[np.asarray(rows)]
+            return np.asarray(self.estimator.predict(self.features(frame, name)))
         if rows is None and not is_mapped(X):
             return np.asarray(self.estimator.predict(self.features(X, name)))
         parts = [
@@ -196,10 +246,16 @@ def bundle_state(
     info: Mapping[str, Any] | None = None,
 ) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """What :func:`save_bundle` writes, taken without writing (tensors and metadata, see
-    :func:`handgrad.state.model_state`): a run makes every file before writing any."""
+    :func:`handgrad.state.model_state`): a run makes every file before writing any.
+    ``preprocessor`` may be the fitted ``ColumnTransformer`` of a table read by column
+    kind (the pipeline's step "columns")."""
     info = dict(info or {})
     model = estimator
-    if preprocessor is not None:
+    if _is_column_transformer(preprocessor):
+        from sklearn.pipeline import Pipeline
+
+        model = Pipeline([("columns", preprocessor), ("estimator", estimator)])
+    elif preprocessor is not None:
         from sklearn.pipeline import Pipeline
 
         names = info.get("feature_names")
@@ -228,6 +284,10 @@ def load_bundle(path: str | os.PathLike[str]) -> Bundle:
     bundle = Bundle(model, dict(info))
     _check_consistent(path, bundle)
     return bundle
+
+
+def _is_column_transformer(step: Any) -> bool:
+    return type(step).__name__ == "ColumnTransformer"
 
 
 def _check_consistent(path: Path, bundle: Bundle) -> None:
@@ -353,9 +413,14 @@ def read_inputs(
 
     A CSV file's columns are matched to the model's features by name when both are
     named (see :func:`read_feature_csv`); ``header`` forces whether line 1 names them.
+
+    For a model that reads a table by column kind, the inputs are CSV files and the
+    rows one DataFrame (see :func:`read_table_csv`).
     """
     for path in paths:
         require_file(path, "input file")
+    if bundle.columns is not None:
+        return _read_tables(bundle, paths, label=label, header=header)
     names: list[str] = []
     blocks: list[np.ndarray] = []
     for path in paths:
@@ -384,6 +449,66 @@ def read_inputs(
         blocks.append(X)
         names += [f"{path}:{i}" for i in range(len(X))]
     return names, np.concatenate([b.astype(np.float64) for b in blocks])
+
+
+def _read_tables(
+    bundle: Bundle,
+    paths: Sequence[str | os.PathLike[str]],
+    *,
+    label: str | int | None,
+    header: bool | None,
+) -> tuple[list[str], Any]:
+    """The rows of CSV files as one DataFrame, for a model that reads columns by name."""
+    import pandas as pd
+
+    names: list[str] = []
+    frames = []
+    for path in paths:
+        if Path(path).suffix.lower() != ".csv":
+            raise ValueError(
+                f"{path}: this model reads a table's columns by name ("
+                f"{', '.join((bundle.feature_names or [])[:8])}...); give a .csv file with "
+                "a header naming them"
+            )
+        frame = read_table_csv(bundle, path, label=label, header=header)
+        frames.append(frame)
+        names += [f"{path}:{i}" for i in range(len(frame))]
+    return names, pd.concat(frames, ignore_index=True) if len(frames) > 1 else frames[0]
+
+
+def read_table_csv(
+    bundle: Bundle,
+    path: str | os.PathLike[str],
+    *,
+    label: str | int | None = None,
+    header: bool | None = None,
+) -> Any:
+    """A CSV file's rows as a DataFrame, each column the model reads typed as it read
+    it in training (a number in a text column stays text; text in a numeric column is
+    one error naming its line). ``label`` (or, where line 1 names it, the model's own
+    label column) is left out; other columns are kept (the model ignores them)."""
+    from handgrad.data import load_frame_csv
+    from handgrad.data.columns import model_kinds
+
+    numeric, text = model_kinds(bundle.columns)
+    if label is None:
+        label = model_label(bundle, str(path))
+    frame, _ = load_frame_csv(
+        path, label=label, header=header, numeric=numeric, text=text, with_label=False
+    )
+    return frame
+
+
+def model_label(bundle: Bundle, data: str) -> str | None:
+    """The label column the model was trained with, when ``data`` is a CSV file whose
+    line 1 names it (None otherwise: the file's own rules, its last column, apply)."""
+    own = bundle.info.get("label")
+    kind, _, rest = data.partition(":")
+    named = bool(rest) and kind.lower() == "csv"
+    path = rest if named else data
+    if not isinstance(own, str) or not (named or path.lower().endswith(".csv")):
+        return None
+    return own if own in _first_row(path) else None
 
 
 def read_feature_csv(

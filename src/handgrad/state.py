@@ -15,7 +15,11 @@ A model file (:func:`save_model`) holds one of the kinds in :data:`KINDS`:
   scaled its targets) -- what a run folder's ``model.safetensors`` holds. The estimator
   as above, the preprocessing's and the target scaler's fitted state as JSON; it loads
   as the same ``Pipeline``, so that it predicts from raw samples (in the targets' units)
-  exactly what ``handgrad predict`` predicts.
+  exactly what ``handgrad predict`` predicts. In place of the ``Preprocessor``, a table
+  read by column kind has the fitted ``ColumnTransformer`` of
+  :func:`handgrad.data.columns.plan_columns` (its statistics as ``columns.*`` tensors,
+  its columns and categories as JSON: :mod:`handgrad._columns_state`); that pipeline
+  predicts a DataFrame with the table's columns, in any order.
 
 A checkpoint (:func:`save_run`) holds a whole :class:`~handgrad.training.Run`: the
 network's parameters (``param.W1``, …), the optimizer's state arrays (``optim.…``), the
@@ -536,20 +540,30 @@ def _from_jsonable(name: str, value: Any) -> Any:
 
 # ------------------------------------------------------------------------- pipelines
 def pipeline_state(pipeline: Any) -> State:
-    """Tensors and JSON metadata for a ``Pipeline`` of a fitted ``Preprocessor`` and a
+    """Tensors and JSON metadata for a ``Pipeline`` of a fitted ``Preprocessor`` (or a
+    fitted ``ColumnTransformer`` of :func:`~handgrad.data.columns.plan_columns`) and a
     fitted ``MLPClassifier``, ``MLPRegressor``, or ``TransformedTargetRegressor`` of an
     ``MLPRegressor`` with a ``StandardScaler`` on the target: the estimator's (see
     :func:`classifier_state`, :func:`regressor_state`), the target scaler's mean and
-    scale, and the preprocessing's fitted state with the steps' names."""
+    scale, and the preprocessing's fitted state with the steps' names (a column
+    transformer's statistics as ``columns.*`` tensors, the rest as ``meta["columns"]``)."""
     (pre_name, pre), (est_name, est) = _pipeline_steps(pipeline)
     from sklearn.utils.validation import check_is_fitted
 
-    check_is_fitted(pre, "n_features_")
+    first: dict[str, Any]
+    if type(pre).__name__ == "ColumnTransformer":
+        from handgrad._columns_state import columns_state
+
+        pre_tensors, columns_meta = columns_state(pre)
+        first = {"columns": columns_meta}
+    else:
+        check_is_fitted(pre, "n_features_")
+        pre_tensors, first = {}, {"preprocessing": pre.to_dict()}
     if type(est).__name__ == "MLPClassifier":
         tensors, est_meta = classifier_state(est)
-        return tensors, {
+        return tensors | pre_tensors, {
             "steps": [pre_name, est_name],
-            "preprocessing": pre.to_dict(),
+            **first,
             "classifier": est_meta,
         }
     target = None
@@ -563,9 +577,9 @@ def pipeline_state(pipeline: Any) -> State:
         }
         est = est.regressor_
     tensors, est_meta = regressor_state(est)
-    return tensors, {
+    return tensors | pre_tensors, {
         "steps": [pre_name, est_name],
-        "preprocessing": pre.to_dict(),
+        **first,
         "regressor": est_meta,
         "target_scaler": target,
     }
@@ -580,7 +594,28 @@ def pipeline_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> Any:
         est = classifier_from_state(tensors, meta["classifier"])
     else:
         est = _target_scaled(regressor_from_state(tensors, meta["regressor"]), meta)
+    if "columns" in meta:
+        return _column_pipeline(names, tensors, meta["columns"], est)
     return _pipeline(names, meta["preprocessing"], est)
+
+
+def _column_pipeline(names: list[str], tensors: Tensors, columns: Any, est: Any) -> Any:
+    """``Pipeline([(names[0], column transformer), (names[1], est)])``, the transformer's
+    output width checked against the estimator's input."""
+    from sklearn.pipeline import Pipeline
+
+    from handgrad._columns_state import columns_from_state
+
+    if not isinstance(columns, dict):
+        raise ModelFileError(f"the column transformer's state is not an object: {columns!r}")
+    ct = columns_from_state(tensors, columns)
+    width = len(ct.get_feature_names_out())
+    if width != est.n_features_in_:
+        raise ModelFileError(
+            f"the column transformer makes {width} features, but the estimator takes "
+            f"{est.n_features_in_}"
+        )
+    return Pipeline([(names[0], ct), (names[1], est)])
 
 
 def _target_scaled(reg: Any, meta: Mapping[str, Any]) -> Any:
@@ -648,14 +683,16 @@ def _pipeline(names: list[str], pre_state: Any, est: Any) -> Any:
 
 def _pipeline_steps(pipeline: Any) -> list[tuple[str, Any]]:
     """The two steps of a ``Pipeline`` that a model file can hold, or a TypeError."""
-    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.compose import ColumnTransformer, TransformedTargetRegressor
     from sklearn.preprocessing import StandardScaler
 
     from handgrad.data.preprocess import Preprocessor
     from handgrad.estimator import MLPClassifier, MLPRegressor
 
     steps = list(getattr(pipeline, "steps", []))
-    kinds = [type(step) for _, step in steps]
+    # A ColumnTransformer (of plan_columns: columns_state says when it is another) reads
+    # a table by column kind in the Preprocessor's place.
+    kinds = [Preprocessor if type(s) is ColumnTransformer else type(s) for _, s in steps]
     last = steps[-1][1] if steps else None
     scaled = (
         type(last) is TransformedTargetRegressor
@@ -665,11 +702,13 @@ def _pipeline_steps(pipeline: Any) -> list[tuple[str, Any]]:
     if kinds not in ([Preprocessor, MLPClassifier], [Preprocessor, MLPRegressor]) and not (
         scaled and kinds[0] is Preprocessor and len(kinds) == 2
     ):
-        got = ", ".join(k.__name__ for k in kinds) or "no steps"
+        got = ", ".join(type(s).__name__ for _, s in steps) or "no steps"
         raise TypeError(
             "a model file holds a Pipeline of exactly a handgrad Preprocessor and an "
             "MLPClassifier or MLPRegressor (bare, or fitted in a TransformedTargetRegressor "
-            f"with a StandardScaler), but this one has {got}"
+            "with a StandardScaler), or of the ColumnTransformer of "
+            "handgrad.data.columns.plan_columns in the Preprocessor's place, but this one "
+            f"has {got}"
         )
     return steps
 

@@ -44,8 +44,9 @@ def command(
       handgrad evaluate runs/digits/model.safetensors
       handgrad evaluate model.safetensors --data new.csv --label target --split all --json
     """
-    from handgrad.bundle import align_columns, load_bundle
+    from handgrad.bundle import align_columns, load_bundle, model_label
     from handgrad.runs import read_data
+    from handgrad.runs.data import table_columns
 
     bundle = load_bundle(model)
     info = bundle.info
@@ -59,6 +60,8 @@ def command(
         label = label if label is not None else info.get("label")
         header = header if header is not None else info.get("header")
         labels = labels if labels is not None else info.get("labels")
+    elif label is None:  # the model's own label column, where the file has it
+        label = model_label(bundle, data)
     # The data read and split as a run reads them (X from a .npy's file, a part's rows
     # a chunk at a time).
     run = read_data(
@@ -71,10 +74,12 @@ def command(
         task="regression" if bundle.is_regressor else None,
         seed=int(info.get("split_seed", 0)),
         test_fraction=float(info.get("test_fraction", 0.25)),
+        columns=table_columns(bundle.model),
     )
     rows = run.rows.get(split)  # None: "all"
     y = run.y if rows is None else run.y[rows]
-    X = run.X if run.mapped else align_columns(bundle, run.X, run.feature_names, name)
+    keep = run.mapped or bundle.columns is not None  # a DataFrame is read by name
+    X = run.X if keep else align_columns(bundle, run.X, run.feature_names, name)
     _report(bundle, model, name, split, X, y, as_json, rows)
 
 
@@ -82,12 +87,22 @@ def _report(
     bundle: Any, model: str, name: str, split: str, X: Any, y: Any, as_json: bool, rows: Any = None
 ) -> None:
     from handgrad.bundle import evaluate
+    from handgrad.data.columns import ColumnPlan
 
     report = evaluate(bundle, X, y, name=name, rows=rows)
     report = {"model": model, "data": name, "split": split, **report}
+    plan = bundle.info.get("columns")
+    if isinstance(plan, dict):  # a table read by column kind: how its columns were read
+        report["columns"] = plan
     if as_json:
         click.echo(json.dumps(report, indent=2))
-    elif bundle.is_regressor:
+        return
+    if isinstance(plan, dict):
+        try:
+            click.echo(f"columns: {ColumnPlan.from_dict(plan).summary()}")
+        except (KeyError, TypeError, ValueError, AttributeError):
+            pass  # a summary the file holds unreadably: the scores still stand
+    if bundle.is_regressor:
         click.echo(
             f"{report['data']} ({report['split']} split, {report['n_samples']} samples): "
             f"R² {report['r2']:.4f}  MAE {report['mae']:.4g}  RMSE {report['rmse']:.4g}"

@@ -28,8 +28,9 @@ turns them into (N, D) float rows. Names ignore case, and ``_`` equals ``-``.
 from __future__ import annotations
 
 import os
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from sklearn import datasets as sk_datasets
@@ -42,7 +43,13 @@ from handgrad.data.idx import load_mnist_files, read_idx, write_idx
 from handgrad.data.images import load_image_files, load_images, preparation_for
 from handgrad.data.preprocess import Preprocessor, flatten
 from handgrad.data.remote import data_home
-from handgrad.data.tabular import load_array, load_csv, load_feature_csv, load_npz
+from handgrad.data.tabular import (
+    load_array,
+    load_csv,
+    load_feature_csv,
+    load_frame_csv,
+    load_npz,
+)
 from handgrad.errors import DatasetUnavailableError, did_you_mean
 
 __all__ = [
@@ -60,6 +67,7 @@ __all__ = [
     "load_csv",
     "load_dataset",
     "load_feature_csv",
+    "load_frame_csv",
     "load_image_files",
     "load_images",
     "load_mnist_files",
@@ -95,7 +103,10 @@ class Dataset:
 
     Attributes
     ----------
-    X_train, X_test : ndarray (N, D) float64 for tables, (N, *image_shape) uint8 for images
+    X_train, X_test : ndarray (N, D) float64 for tables, (N, *image_shape) uint8 for images;
+        for a CSV table with text or empty cells, a pandas DataFrame of its feature
+        columns (each typed by :func:`~handgrad.data.tabular.load_frame_csv`), its rows
+        numbered from 0
     y_train, y_test : ndarray (N,) of labels (int64, or str for some user files); float64
         targets for a regression task
     class_names : names of the classes, in label order (empty for regression)
@@ -136,6 +147,7 @@ def load_dataset(
     header: bool | None = None,
     missing_label: str = "error",
     task: str | None = None,
+    columns: str | tuple[Sequence[str], Sequence[str]] = "auto",
 ) -> Dataset:
     """Load a dataset by name (see the module docstring for the names).
 
@@ -153,6 +165,13 @@ def load_dataset(
         row, with a warning that counts them)
     task : "classification" or "regression"; None is the dataset's own (a user file's
         is classification: a person says when a column is a target to regress)
+    columns : how a CSV file's feature columns are read: ``"auto"`` (a table of complete
+        numbers as float64 arrays, any other -- text, yes/no or empty cells -- as
+        DataFrames, each column typed by what it holds); ``"numbers"`` (every cell a
+        finite number, or one error naming it: rows for a model trained on numbers);
+        or ``(numeric, text)``, the column names a model reads as numbers and as text
+        (:func:`~handgrad.data.columns.model_kinds`): DataFrames read as that model
+        reads them
 
     Raises
     ------
@@ -169,7 +188,7 @@ def load_dataset(
     if task is not None and task not in TASKS:
         raise ValueError(f"task must be one of {', '.join(TASKS)}, got {task!r}")
     kind, _, path = name.partition(":")
-    csv = {"label": label, "header": header, "missing_label": missing_label}
+    csv = {"label": label, "header": header, "missing_label": missing_label, "columns": columns}
     user = {"task": task or "classification"}
     if path and kind.lower() in ("csv", "npz"):
         return _load_user_file(path, kind.lower(), split_seed, test_size, csv, **user)
@@ -363,8 +382,10 @@ def _load_user_file(
 ) -> Dataset:
     require_file(path, "CSV file" if kind == "csv" else ".npz file")
     features = None
+    csv = dict(csv)
+    columns = csv.pop("columns", "auto")
     if kind == "csv":
-        X, y, feature_names = load_csv(path, **csv)
+        X, y, feature_names = _read_csv(path, csv, columns)
         features = tuple(feature_names)
     else:
         X, y = load_npz(path)
@@ -372,9 +393,17 @@ def _load_user_file(
     y = check_task_labels(y, task, name)
     image_shape = tuple(X.shape[1:]) if X.ndim > 2 else None
     regression = task == "regression"
-    X_train, X_test, y_train, y_test = stratified_split(
-        X, y, test_size=test_size, seed=seed, stratify=None if regression else y
-    )
+    stratify = None if regression else y
+    if isinstance(X, np.ndarray):
+        X_train, X_test, y_train, y_test = stratified_split(
+            X, y, test_size=test_size, seed=seed, stratify=stratify
+        )
+    else:  # a DataFrame: its rows split as an array's would be
+        rows_train, rows_test, y_train, y_test = stratified_split(
+            np.arange(len(y)), y, test_size=test_size, seed=seed, stratify=stratify
+        )
+        X_train = X.iloc[rows_train].reset_index(drop=True)
+        X_test = X.iloc[rows_test].reset_index(drop=True)
     class_names = () if regression else tuple(str(c) for c in np.unique(y))
     preparation = "resize" if image_shape else None
     return Dataset(
@@ -389,6 +418,30 @@ def _load_user_file(
         preparation,
         task,
     )
+
+
+def _read_csv(
+    path: str, csv: dict, columns: str | tuple[Sequence[str], Sequence[str]]
+) -> tuple[Any, np.ndarray, list[str]]:
+    """A CSV file's features (an array, or a DataFrame: see :func:`load_dataset`'s
+    ``columns``), its labels and its feature names."""
+    if columns == "numbers":
+        return load_csv(path, **csv)
+    if isinstance(columns, str):
+        if columns != "auto":
+            raise ValueError(
+                f"columns must be 'auto', 'numbers' or (numeric, text) names, got {columns!r}"
+            )
+        frame, y = load_frame_csv(path, **csv)
+        names = [str(c) for c in frame.columns]
+        # ColumnPlan.numeric_only, without planning: complete columns of numbers.
+        numbers = all(frame[c].dtype.kind == "f" for c in names)
+        if numbers and not frame.isna().to_numpy().any():
+            return np.ascontiguousarray(frame.to_numpy(dtype=np.float64)), y, names
+        return frame, y, names
+    numeric, text = columns
+    frame, y = load_frame_csv(path, **csv, numeric=numeric, text=text)
+    return frame, y, [str(c) for c in frame.columns]
 
 
 def dataset_status(name: str, data_dir: str | os.PathLike | None = None) -> str:

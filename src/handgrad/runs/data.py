@@ -6,6 +6,13 @@ its training and test rows with a seed, as stored (what ``handgrad evaluate`` sc
 model on); :func:`prepare_data` splits a validation part off the training rows and fits
 the preprocessing on the rest (what a run trains on). A ``.npy`` X is never read into
 memory: its parts are row numbers, read a chunk at a time.
+
+A CSV table with text, yes/no or empty cells is read as a DataFrame (its columns typed by
+what they hold); :func:`prepare_data` then decides each column's kind
+(:func:`~handgrad.data.columns.plan_columns`: one-hot, 0/1, median imputation with a
+missing-indicator, standardization, or dropped), fits that ``ColumnTransformer`` on the
+training rows, and trains on the (N, D) rows it makes: the model file holds the
+transformer, so the model reads such a table's rows by column name.
 """
 
 from __future__ import annotations
@@ -38,6 +45,7 @@ __all__ = [
     "label_column",
     "prepare_data",
     "read_data",
+    "table_columns",
 ]
 
 _FILE_KINDS = ("csv", "npz", "npy")
@@ -59,7 +67,8 @@ def label_column(label: str | int | None) -> str | int | None:
 @dataclass
 class RunData:
     """A dataset as stored: X (N, ...) — raw rows, or images (N, H, W[, C]); for a
-    ``.npy`` file its memory map — y (N,), and ``rows``: the row numbers of each part
+    ``.npy`` file its memory map; for a CSV table with text or empty cells a DataFrame
+    of its feature columns — y (N,), and ``rows``: the row numbers of each part
     ("train" and "test"; :func:`prepare_data` adds "val"). The other fields describe
     the data for the run's files."""
 
@@ -91,10 +100,14 @@ def read_data(
     task: str | None = None,
     seed: int = 0,
     test_fraction: float = 0.25,
+    columns: str | tuple[list[str], list[str]] = "auto",
 ) -> RunData:
     """``data`` (a dataset's name, a CSV or ``.npz`` file, or a ``.npy`` file with its
     ``labels`` file) as :class:`RunData`: the rows of its training and test parts (split
-    with ``seed``, stratified for classification), X as stored."""
+    with ``seed``, stratified for classification), X as stored. ``columns`` says how a
+    CSV file's columns are read (:func:`~handgrad.data.load_dataset`'s: ``"auto"`` to
+    train, a model's ``"numbers"`` or ``(numeric, text)`` to score it; see
+    :func:`table_columns`)."""
     if is_npy(data):
         ds = load_mapped(data, labels, split_seed=seed, test_size=test_fraction, task=task)
         rows = {"train": ds.train_rows, "test": ds.test_rows}
@@ -113,10 +126,17 @@ def read_data(
         header=header,
         missing_label=missing_label,
         task=task,
+        columns=columns,
     )
     n_train, n_test = len(ds.X_train), len(ds.X_test)
+    if isinstance(ds.X_train, np.ndarray):
+        X = np.concatenate([ds.X_train, ds.X_test])
+    else:  # a DataFrame
+        import pandas as pd
+
+        X = pd.concat([ds.X_train, ds.X_test], ignore_index=True)
     return RunData(
-        np.concatenate([ds.X_train, ds.X_test]),
+        X,
         np.concatenate([ds.y_train, ds.y_test]),
         {"train": np.arange(n_train), "test": np.arange(n_train, n_train + n_test)},
         ds.task,
@@ -132,7 +152,10 @@ def read_data(
 class PreparedData:
     """A dataset ready to train: X (N, D) preprocessed (for a ``.npy`` file, its memory
     map, trained as stored), y (N,), and the row numbers of each part in ``rows``
-    ("train", "val", "test").
+    ("train", "val", "test"). ``preprocessor`` is the fitted
+    :class:`~handgrad.data.Preprocessor`, or for a table read by column kind the fitted
+    ``ColumnTransformer`` (its decisions in ``info["columns"]``, a
+    :class:`~handgrad.data.columns.ColumnPlan`'s dict).
 
     ``config`` is the configuration with its defaults settled for these data (see
     :class:`RunConfig`); ``info`` describes the data for the run's files. :meth:`predict`
@@ -141,7 +164,7 @@ class PreparedData:
     X: np.ndarray
     y: np.ndarray
     rows: dict[str, np.ndarray]
-    preprocessor: Preprocessor
+    preprocessor: Any
     info: dict[str, Any] = field(default_factory=dict)
     config: RunConfig | None = None
     #: Whether X is a ``.npy`` file's memory map, read from the file, never whole.
@@ -179,10 +202,17 @@ class PreparedData:
         return float(accuracy_score(self.y[self.rows[part]], self.predict(classifier, part)))
 
 
-def prepare_data(config: RunConfig) -> PreparedData:
+def prepare_data(config: RunConfig, *, log: Callable[[str], None] | None = None) -> PreparedData:
     """Read ``config.data`` (:func:`read_data`), split off a validation part from its
     training rows (stratified for classification; seeded by ``config.seed``), and fit
     the preprocessing on the training rows.
+
+    A table read by column kind (text, yes/no or empty cells) is preprocessed by the
+    ``ColumnTransformer`` of :func:`~handgrad.data.columns.plan_columns`, each column's
+    kind decided on the whole table and the transformer fitted on the training rows;
+    its one-line summary goes to ``log`` (each decision:
+    ``5 numeric, 2 categorical (island: 3 levels, sex: 3 levels)``), and it is recorded
+    in ``info["columns"]``.
 
     Everything that can be wrong with the data is found here, before any training: a
     single class, a class too small to split, a label that does not fit the task, a
@@ -216,14 +246,65 @@ def prepare_data(config: RunConfig) -> PreparedData:
     _check_batch_size(config, len(train_rows))
     config = _settled(config, run, len(train_rows))
     rows = {"train": train_rows, "val": val_rows, "test": run.rows["test"]}
+    info = _info(config, run)
     if run.mapped:
         chunks = (chunk for _, chunk in row_chunks(run.X, CHUNK_ROWS, train_rows))
         pre = Preprocessor("none", dtype=config.dtype).fit_chunks(chunks)
         X = run.X
+    elif not isinstance(run.X, np.ndarray):  # a table read by column kind
+        pre, plan, X = _fit_columns(run.X, train_rows, config)
+        info["columns"] = plan.to_dict()
+        if log is not None:
+            log(f"columns: {plan.summary()}")
     else:
         pre = Preprocessor(config.preprocessing, dtype=config.dtype).fit(run.X[train_rows])
         X = pre.transform(run.X)  # row by row: each part as if transformed alone
-    return PreparedData(X, run.y, rows, pre, _info(config, run), config, run.mapped)
+    return PreparedData(X, run.y, rows, pre, info, config, run.mapped)
+
+
+def _fit_columns(frame: Any, train_rows: np.ndarray, config: RunConfig) -> tuple[Any, Any, Any]:
+    """The ``ColumnTransformer`` for a DataFrame, its
+    :class:`~handgrad.data.columns.ColumnPlan`, and all rows transformed (N, D), in the
+    run's dtype.
+
+    Each column's kind is decided on the whole table (a row number is an identifier
+    only among all the rows); the transformer is fitted on the training rows, and the
+    plan returned holds the categories it learnt there. A table's numbers are
+    standardized and its text encoded: ``--preprocessing`` other than standardize is
+    refused."""
+    from handgrad._columns_state import columns_state
+    from handgrad.data.columns import ColumnPlan, plan_columns
+
+    if config.preprocessing not in (None, "standardize"):
+        raise ValueError(
+            f"{config.data} has text or empty cells, read column by column (numbers "
+            "standardized, text one-hot encoded); --preprocessing "
+            f"{config.preprocessing} takes a table of numbers only: leave it out"
+        )
+    ct, planned = plan_columns(frame)
+    if not planned.columns:
+        raise ValueError(
+            f"{config.data}: every feature column was dropped ({planned.summary()}); "
+            "nothing is left to learn from"
+        )
+    ct.fit(frame.iloc[train_rows])
+    fitted = ColumnPlan.from_dict(columns_state(ct)[1]["columns"])
+    plan = dataclasses.replace(fitted, dropped=planned.dropped, numeric_only=planned.numeric_only)
+    X = np.ascontiguousarray(ct.transform(frame), dtype=config.dtype)  # row by row
+    return ct, plan, X
+
+
+def table_columns(model: Any) -> str | tuple[list[str], list[str]]:
+    """How to read a CSV file for ``model`` (a fitted pipeline or its first step):
+    the ``(numeric, text)`` columns of a ``ColumnTransformer`` first step
+    (:func:`~handgrad.data.columns.model_kinds`), else ``"numbers"``; :func:`read_data`'s
+    ``columns``."""
+    first = model[0] if hasattr(model, "steps") else model
+    if type(first).__name__ != "ColumnTransformer":
+        return "numbers"
+    from handgrad.data.columns import model_kinds
+
+    return model_kinds(first)
 
 
 def _settled(config: RunConfig, run: RunData, n_train: int) -> RunConfig:

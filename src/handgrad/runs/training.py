@@ -213,7 +213,7 @@ def train(
     finished; an interruption later saves the epochs done (``stop_reason`` "interrupted").
     """
     torch_device(device)  # a missing device is refused before the data are read
-    data = prepare_data(config)
+    data = prepare_data(config, log=log)
     with open_run_dir(out, name, root, overwrite=overwrite) as run_dir:
         return _train(data.config, run_dir, data, None, progress, device)
 
@@ -265,7 +265,7 @@ def resume(
         remove_stale_temporaries(run_dir)  # left by a save that a crash cut short
         run, extra = load_run(run_dir / CHECKPOINT)
         config = _resumed_config(run_dir, extra, epochs)
-        data = prepare_data(config)
+        data = prepare_data(config, log=log)
         check_same_data(run_dir, extra["data"], data.info["fingerprint"], force, log)
         log(f"resuming {run_dir} from epoch {run.history.epochs} of {config.epochs}")
         return _train(data.config, run_dir, data, run, progress, device)
