@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import click
 
-from handgrad.cli._common import HIDDEN
+from handgrad.cli._common import HIDDEN, model_network, refuse_with_model
 from handgrad.layers import ACTIVATIONS, HEADS
 
 #: The sizes ``handgrad train`` trains by default: digits (64 features, 10 classes),
@@ -13,6 +13,15 @@ DEFAULTS = {"input": 64, "hidden": (128,), "classes": 10, "batch": 64}
 
 
 @click.command("explain")
+@click.option(
+    "--model",
+    "model_path",
+    type=click.Path(),
+    default=None,
+    metavar="FILE|RUN_DIR",
+    help="Explain a saved model's network (a model file, or a run folder): its sizes, "
+    "activation and head.",
+)
 @click.option(
     "--input",
     "input_size",
@@ -49,8 +58,16 @@ DEFAULTS = {"input": 64, "hidden": (128,), "classes": 10, "batch": 64}
     "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
 )
 @click.option("--head", type=click.Choice(list(HEADS)), default="softmax", show_default=True)
+@click.pass_context
 def command(
-    input_size: int, hidden: tuple[int, ...], classes: int, batch: int, activation: str, head: str
+    ctx: click.Context,
+    model_path: str | None,
+    input_size: int,
+    hidden: tuple[int, ...],
+    classes: int,
+    batch: int,
+    activation: str,
+    head: str,
 ) -> None:
     """Print every quantity of the forward and backward pass with its formula in the
     notes' notation and its shape for these sizes (by default, the network
@@ -61,8 +78,15 @@ def command(
       handgrad explain
       handgrad explain --input 64 --hidden 100 --classes 10 --batch 32
       handgrad explain --input 784 --hidden 256,128 --classes 10 --batch 200 --activation tanh
+      handgrad explain --model runs/digits
     """
     from handgrad.explain import explain, format_table, parameter_count
+
+    if model_path is not None:
+        refuse_with_model(ctx, ("input_size", "hidden", "classes", "activation", "head"))
+        net = model_network(model_path)
+        input_size, *hidden_list, classes = net.layer_sizes
+        hidden, activation, head = tuple(hidden_list), net.activation, net.head
 
     rows = explain(input_size, hidden, classes, batch, activation=activation, head=head)
     sizes = (input_size, *hidden, classes)
