@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
+from handgrad._names import ACTIVATIONS, HEADS
 from handgrad.cli._common import HIDDEN, model_network, refuse_with_model
-from handgrad.layers import ACTIVATIONS, HEADS
 
 #: The sizes ``handgrad train`` trains by default: digits (64 features, 10 classes),
 #: one hidden layer of 128, batches of 64 (tests/test_explain.py keeps them in step).
@@ -54,10 +54,8 @@ DEFAULTS = {"input": 64, "hidden": (128,), "classes": 10, "batch": 64}
     metavar="N",
     help="Rows in the batch.",
 )
-@click.option(
-    "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
-)
-@click.option("--head", type=click.Choice(list(HEADS)), default="softmax", show_default=True)
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default="relu", show_default=True)
+@click.option("--head", type=click.Choice(HEADS), default="softmax", show_default=True)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -81,6 +79,7 @@ def command(
       handgrad explain --model runs/digits
     """
     from handgrad.explain import explain, format_table, parameter_count
+    from handgrad.layers import HEADS
 
     if model_path is not None:
         refuse_with_model(ctx, ("input_size", "hidden", "classes", "activation", "head"))

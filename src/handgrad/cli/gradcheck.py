@@ -3,10 +3,9 @@
 from __future__ import annotations
 
 import click
-import numpy as np
 
+from handgrad._names import ACTIVATIONS, HEADS
 from handgrad.cli._common import HIDDEN, format_table, model_network, refuse_with_model
-from handgrad.layers import ACTIVATIONS, HEADS
 
 
 @click.command("gradcheck")
@@ -47,10 +46,8 @@ from handgrad.layers import ACTIVATIONS, HEADS
     show_default=True,
     help="N, the rows of the random batch.",
 )
-@click.option(
-    "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
-)
-@click.option("--head", type=click.Choice(list(HEADS)), default="softmax", show_default=True)
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default="relu", show_default=True)
+@click.option("--head", type=click.Choice(HEADS), default="softmax", show_default=True)
 @click.option(
     "--reg",
     type=click.FloatRange(min=0),
@@ -118,7 +115,10 @@ def command(
       handgrad gradcheck --hidden 16,8 --activation tanh --head sigmoid --reg 0.1
       handgrad gradcheck --model runs/digits
     """
+    import numpy as np
+
     from handgrad.gradcheck import gradient_errors
+    from handgrad.layers import HEADS
     from handgrad.network import MLP
 
     rng = np.random.default_rng(seed)

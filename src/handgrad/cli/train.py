@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -12,7 +13,8 @@ from handgrad.cli._common import HIDDEN, csv_options, data_options, labels_optio
 from handgrad.errors import TrainingDivergedError
 from handgrad.runs.config import MIN_EPOCHS, STEP_BUDGET, RunConfig
 
-_D = RunConfig()  # the defaults shown in --help
+# The defaults shown in --help, read without making (and checking) a configuration.
+_D = {f.name: f.default for f in dataclasses.fields(RunConfig)}
 # Options that --resume takes from the run folder instead of the command line.
 _CONFIG_OPTIONS = (
     "data",
@@ -43,7 +45,7 @@ _CONFIG_OPTIONS = (
 
 
 @click.command("train")
-@data_options(default=_D.data)
+@data_options(default=_D["data"])
 @labels_option(
     "The labels (.npy, or a one-column .csv) of a --data FILE.npy of samples, "
     "one per row. X is then trained from its file without being read into memory, "
@@ -54,7 +56,7 @@ _CONFIG_OPTIONS = (
 @click.option(
     "--hidden",
     type=HIDDEN,
-    default=",".join(map(str, _D.hidden)),
+    default=",".join(map(str, _D["hidden"])),
     show_default=True,
     help="Hidden layer sizes: 256 for one layer, 256,128 (or 256x128) for two.",
 )
@@ -64,7 +66,7 @@ _CONFIG_OPTIONS = (
     "--lr",
     "learning_rate",
     type=float,
-    default=_D.learning_rate,
+    default=_D["learning_rate"],
     show_default=True,
     help="Initial learning rate η.",
 )
@@ -73,7 +75,7 @@ _CONFIG_OPTIONS = (
     "--reg",
     "alpha",
     type=float,
-    default=_D.alpha,
+    default=_D["alpha"],
     show_default=True,
     help="L2 regularisation strength (scikit-learn's alpha, the notes' λ).",
 )
