@@ -285,3 +285,24 @@ def test_the_startup_benchmark_lists_every_command():
     assert cases["predict 5 rows"] == ["predict", "m", "r.npy"] and len(cases) == 11
     text = startup.table({"--help": {"before": 0.5, "after": 0.25}})
     assert text.splitlines()[2] == "| `handgrad --help` | 0.500 | 0.250 | 0.50 |"
+
+
+def test_plot_of_a_tables_run_loads_no_scikit_learn(tmp_path):
+    invoke("train", "--data", "iris", "--epochs", "2", "--quiet", "--out", tmp_path / "r")
+    (tmp_path / "r" / "report.png").unlink()
+    done = subprocess.run(
+        [
+            sys.executable,
+            "-c",
+            "import sys\nfrom handgrad.cli import main\ntry:\n"
+            f"    main(['plot', {str(tmp_path / 'r')!r}])\nexcept SystemExit as exc:\n"
+            "    assert exc.code == 0\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'}))",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1] == "[]"
+    assert (tmp_path / "r" / "report.png").stat().st_size > 10_000

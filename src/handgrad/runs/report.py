@@ -7,16 +7,16 @@ import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from handgrad._atomic import write_atomically
-from handgrad.bundle import bundle_state
-from handgrad.modelfile import save_arrays
 from handgrad.runs.config import RunConfig
-from handgrad.runs.data import PreparedData
 from handgrad.runs.folder import CONFIG, METRICS, MODEL, REPORT, json_bytes
+
+if TYPE_CHECKING:  # `handgrad plot` redraws a report without scikit-learn
+    from handgrad.runs.data import PreparedData
 
 __all__ = [
     "finish_run",
@@ -192,6 +192,9 @@ def finish_run(
     only when every one succeeded, so a failure on the way leaves the folder as it was;
     the model file is written last: a model file present means its run is complete.
     """
+    from handgrad.bundle import bundle_state
+    from handgrad.modelfile import save_arrays
+
     info = {**data.info, "training": metrics["final"]}
     tensors, model_metadata = bundle_state(estimator, data.preprocessor, info)
     files = {REPORT: _report_png(metrics, estimator), METRICS: json_bytes(metrics)}
