@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import click
 
 from handgrad._table import format_table
+
+if TYPE_CHECKING:  # pathlib is imported when a path is read: --help does without
+    from pathlib import Path
 
 __all__ = [
     "HIDDEN",
@@ -115,6 +117,8 @@ def csv_options(f: Any) -> Any:
 def model_file(path: str | Path) -> Path:
     """The model file a MODEL argument names: the file itself, or a run folder's
     ``model.safetensors``. A folder without one says what it holds instead."""
+    from pathlib import Path
+
     from handgrad.runs.folder import CHECKPOINT, MODEL
 
     path = Path(path)
