@@ -175,7 +175,7 @@ def refuse_with_model(ctx: click.Context, names: tuple[str, ...]) -> None:
 def _run_option(name: str) -> Any:
     """The option ``train`` and ``search`` share for the RunConfig field ``name``,
     its default the configuration's own."""
-    from handgrad import _names
+    from handgrad._names import ACTIVATIONS, PREPROCESSING, SOLVERS, TASKS
     from handgrad.runs.config import RunConfig
 
     d = RunConfig.__dataclass_fields__
@@ -183,7 +183,7 @@ def _run_option(name: str) -> Any:
         "task": (
             ("--task",),
             {
-                "type": click.Choice(_names.TASKS),
+                "type": click.Choice(TASKS),
                 "default": None,
                 "help": "Predict a class or a number [default: the dataset's own: regression "
                 "for diabetes, classification for the others and for a CSV file].",
@@ -191,12 +191,12 @@ def _run_option(name: str) -> Any:
         ),
         "activation": (
             ("--activation",),
-            {"type": click.Choice(_names.ACTIVATIONS), "help": "Hidden-layer activation."},
+            {"type": click.Choice(ACTIVATIONS), "help": "Hidden-layer activation."},
         ),
         "solver": (
             ("--solver",),
             {
-                "type": click.Choice(_names.SOLVERS),
+                "type": click.Choice(SOLVERS),
                 "help": "Optimizer (sgd uses Nesterov momentum 0.9).",
             },
         ),
@@ -239,7 +239,7 @@ def _run_option(name: str) -> Any:
         "preprocessing": (
             ("--preprocessing",),
             {
-                "type": click.Choice(_names.PREPROCESSING),
+                "type": click.Choice(PREPROCESSING),
                 "default": None,
                 "help": "Input preprocessing, fitted on the training split [default: "
                 "standardize for tables, scale for images].",
