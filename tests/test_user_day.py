@@ -306,3 +306,17 @@ def test_plot_of_a_tables_run_loads_no_scikit_learn(tmp_path):
     assert done.returncode == 0, done.stderr
     assert done.stdout.splitlines()[-1] == "[]"
     assert (tmp_path / "r" / "report.png").stat().st_size > 10_000
+
+
+def test_resuming_an_early_stopped_run_says_nothing_is_left(tmp_path):
+    folder = tmp_path / "run"
+    args = ["--data", "iris", "--early-stopping", "--patience", "2", "--lr", "0.3"]
+    invoke("train", *args, "--epochs", "200", "--quiet", "--out", folder)
+    stopped = read_json(folder / METRICS)["final"]
+    assert stopped["stop_reason"] == "early_stopping" and stopped["epochs"] < 200
+    result = invoke("train", "--resume", folder, "--epochs", "300")
+    n = stopped["epochs"]
+    assert f"{folder} ended by early stopping at epoch {n}: nothing is left to train" in (
+        result.stderr
+    )
+    assert f"0 epochs (to {n}) in " in result.output

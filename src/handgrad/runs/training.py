@@ -224,11 +224,12 @@ def train(
 
 
 def _resumed_config(run_dir: Path, extra: dict[str, Any], epochs: int | None) -> RunConfig:
-    """The checkpoint's configuration, extended to ``epochs`` when given."""
+    """The run's configuration (its checkpoint's, or ``config.json`` beside its model
+    file), extended to ``epochs`` when given."""
     for key in ("config", "data"):
         if not isinstance(extra.get(key), dict):
             what = "training configuration" if key == "config" else "data fingerprint"
-            raise ValueError(f"{run_dir / CHECKPOINT} holds no {what}")
+            raise ValueError(f"the run in {run_dir} records no {what} to resume with")
     config = RunConfig.from_dict(extra["config"])
     if epochs is None:
         return config
@@ -311,5 +312,12 @@ def resume(
         config = _resumed_config(run_dir, extra, epochs)
         data = prepare_data(config)
         check_same_data(run_dir, extra["data"], data.info["fingerprint"], force, log)
-        log(f"resuming {run_dir} from epoch {run.history.epochs} of {config.epochs}")
+        reason = run.history.stop_reason
+        if reason in ("early_stopping", "converged"):
+            log(
+                f"{run_dir} ended by {reason.replace('_', ' ')} at epoch {run.history.epochs}: "
+                "nothing is left to train (its files are written again)"
+            )
+        else:
+            log(f"resuming {run_dir} from epoch {run.history.epochs} of {config.epochs}")
         return _train(data.config, run_dir, data, run, progress, device)
