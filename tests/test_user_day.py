@@ -240,24 +240,22 @@ def test_the_confusion_matrix_names_its_split(run_dir):
 
 
 # --------------------------------------------------------------------- 8. start-up
+def _loaded_by(args: list[str], libraries: set[str]) -> list[str]:
+    """Which of ``libraries`` a fresh process running ``handgrad ARGS`` imports."""
+    code = (
+        "import sys\nfrom handgrad.cli import main\ntry:\n"
+        f"    main({args!r})\nexcept SystemExit as exc:\n    assert exc.code == 0, exc.code\n"
+        f"print(sorted({{m.split('.')[0] for m in sys.modules}} & {libraries!r}))"
+    )
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120)
+    assert done.returncode == 0, done.stderr
+    return eval(done.stdout.splitlines()[-1])
+
+
 @pytest.mark.parametrize("command", [None, *COMMANDS])
 def test_help_loads_no_numpy_scipy_or_scikit_learn(command):
     args = ["--help"] if command is None else [command, "--help"]
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys\nfrom handgrad.cli import main\ntry:\n"
-            f"    main({args!r})\nexcept SystemExit as exc:\n    assert exc.code == 0\n"
-            "heavy = {'numpy', 'scipy', 'sklearn', 'matplotlib', 'pandas', 'dask'}\n"
-            "print(sorted({m.split('.')[0] for m in sys.modules} & heavy))",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "[]"
+    assert _loaded_by(args, {"numpy", "scipy", "sklearn", "matplotlib", "pandas", "dask"}) == []
 
 
 def test_the_choice_names_match_their_registries():
@@ -290,21 +288,7 @@ def test_the_startup_benchmark_lists_every_command():
 def test_plot_of_a_tables_run_loads_no_scikit_learn(tmp_path):
     invoke("train", "--data", "iris", "--epochs", "2", "--quiet", "--out", tmp_path / "r")
     (tmp_path / "r" / "report.png").unlink()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-c",
-            "import sys\nfrom handgrad.cli import main\ntry:\n"
-            f"    main(['plot', {str(tmp_path / 'r')!r}])\nexcept SystemExit as exc:\n"
-            "    assert exc.code == 0\n"
-            "print(sorted({m.split('.')[0] for m in sys.modules} & {'sklearn', 'scipy'}))",
-        ],
-        capture_output=True,
-        text=True,
-        timeout=120,
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.splitlines()[-1] == "[]"
+    assert _loaded_by(["plot", str(tmp_path / "r")], {"sklearn", "scipy"}) == []
     assert (tmp_path / "r" / "report.png").stat().st_size > 10_000
 
 

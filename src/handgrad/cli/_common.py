@@ -19,6 +19,7 @@ __all__ = [
     "format_table",
     "model_file",
     "model_network",
+    "model_option",
     "model_path_argument",
     "refuse_with_model",
 ]
@@ -137,6 +138,19 @@ def model_file(path: str | Path) -> Path:
 def model_path_argument(name: str = "model") -> Any:
     """The MODEL argument: a model file or a run folder (see :func:`model_file`)."""
     return click.argument(name, type=click.Path(), metavar="MODEL|RUN_DIR")
+
+
+def model_option(help: str) -> Any:
+    """``--model FILE|RUN_DIR`` (as ``model_path``): a saved model whose architecture
+    replaces the options that describe one (see :func:`refuse_with_model`)."""
+    return click.option(
+        "--model",
+        "model_path",
+        type=click.Path(),
+        default=None,
+        metavar="FILE|RUN_DIR",
+        help=help[:-1] + " (a model file, or a run folder).",
+    )
 
 
 def model_network(path: str | Path) -> Any:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from handgrad._names import ACTIVATIONS, HEADS
-from handgrad.cli._common import HIDDEN, model_network, refuse_with_model
+from handgrad.cli._common import HIDDEN, model_network, model_option, refuse_with_model
 
 #: The sizes ``handgrad train`` trains by default: digits (64 features, 10 classes),
 #: one hidden layer of 128, batches of 64 (tests/test_explain.py keeps them in step).
@@ -13,15 +13,7 @@ DEFAULTS = {"input": 64, "hidden": (128,), "classes": 10, "batch": 64}
 
 
 @click.command("explain")
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(),
-    default=None,
-    metavar="FILE|RUN_DIR",
-    help="Explain a saved model's network (a model file, or a run folder): its sizes, "
-    "activation and head.",
-)
+@model_option("Explain a saved model's network: its sizes, activation and head.")
 @click.option(
     "--input",
     "input_size",

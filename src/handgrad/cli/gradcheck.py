@@ -5,18 +5,17 @@ from __future__ import annotations
 import click
 
 from handgrad._names import ACTIVATIONS, HEADS
-from handgrad.cli._common import HIDDEN, format_table, model_network, refuse_with_model
+from handgrad.cli._common import (
+    HIDDEN,
+    format_table,
+    model_network,
+    model_option,
+    refuse_with_model,
+)
 
 
 @click.command("gradcheck")
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(),
-    default=None,
-    metavar="FILE|RUN_DIR",
-    help="Check a saved model (a model file, or a run folder) instead of building a small net.",
-)
+@model_option("Check a saved model's network instead of building a small net.")
 @click.option(
     "--input",
     "input_size",
