@@ -192,7 +192,7 @@ def _run_option(name: str) -> Any:
     from handgrad._names import ACTIVATIONS, PREPROCESSING, SOLVERS, TASKS
     from handgrad.runs.config import RunConfig
 
-    d = RunConfig.__dataclass_fields__
+    defaults = RunConfig.defaults()
     options: dict[str, tuple[tuple[str, ...], dict[str, Any]]] = {
         "task": (
             ("--task",),
@@ -262,7 +262,7 @@ def _run_option(name: str) -> Any:
     }
     flags, kwargs = options[name]
     if "default" not in kwargs:
-        kwargs = {**kwargs, "default": d[name].default, "show_default": True}
+        kwargs = {**kwargs, "default": defaults[name], "show_default": True}
     return click.option(*flags, name, **kwargs)
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 from pathlib import Path
 from typing import Any
 
@@ -13,8 +12,7 @@ from handgrad.cli._common import HIDDEN, csv_options, data_options, labels_optio
 from handgrad.errors import TrainingDivergedError
 from handgrad.runs.config import MIN_EPOCHS, STEP_BUDGET, RunConfig
 
-# The defaults shown in --help, read without making (and checking) a configuration.
-_D = {f.name: f.default for f in dataclasses.fields(RunConfig)}
+_D = RunConfig.defaults()  # shown in --help
 # Options that --resume takes from the run folder instead of the command line.
 _CONFIG_OPTIONS = (
     "data",
@@ -170,6 +168,7 @@ def command(
       handgrad train --checkpoint-every 5 --out runs/long   # then, after a crash:
       handgrad train --resume runs/long
       handgrad train --resume runs/long --epochs 40   # train a finished run longer
+      handgrad train --resume runs/deeper --epochs 60  # no checkpoints: from its model
     """
     import handgrad.runs as runs
 

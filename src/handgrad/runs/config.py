@@ -100,6 +100,12 @@ class RunConfig:
                 "sgd); lbfgs runs as one full-batch optimisation"
             )
 
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every field's default, without making (and checking) a configuration: what
+        a command's ``--help`` shows."""
+        return {f.name: f.default for f in dataclasses.fields(cls)}
+
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "hidden": list(self.hidden)}
 
