@@ -102,7 +102,9 @@ def test_a_run_without_checkpoints_resumes_from_its_model_file(tmp_path):
         "(its weights and optimizer state after epoch 3)"
     ]
     assert "3 epochs (to 6) in " in result.output  # this invocation's epochs (point 7)
-    assert read_json(folder / METRICS)["final"]["epochs"] == 6
+    history = read_json(folder / METRICS)["history"]
+    assert history["epochs"] == 6 and len(history["loss"]) == 6
+    assert history["step_loss"] == []  # the model file kept none: the report is per epoch
     # the model file carries the optimizer and the shuffling generator: the same weights
     # as six epochs in one go
     invoke("train", "--hidden", "8", "--epochs", "6", "--quiet", "--out", reference)
@@ -143,6 +145,12 @@ def test_a_folder_without_a_model_file_says_so(tmp_path):
     assert result.exit_code == 1
     assert result.stderr.strip() == (
         f"handgrad: error: run folder {tmp_path / 'empty'} has no model.safetensors"
+    )
+    (tmp_path / "empty" / "checkpoint.safetensors").write_bytes(b"")  # a crashed run
+    result = invoke("evaluate", tmp_path / "empty", ok=False)
+    assert result.stderr.strip().endswith(
+        f"(it holds checkpoint.safetensors: finish the run with "
+        f"'handgrad train --resume {tmp_path / 'empty'}')"
     )
 
 

@@ -150,6 +150,8 @@ def _train(
         target = StandardScaler().fit(data.y_train.reshape(-1, 1))
         y = target.transform(y.reshape(-1, 1)).ravel()
     done = 0 if run is None else run.history.epochs
+    # A model file keeps no per-step losses: a run resumed from one reports per epoch.
+    no_step_losses = run is not None and done > 0 and not run.history.step_loss
     # L-BFGS runs as one scipy call, without epochs to report.
     bar = ProgressBar(config.epochs, initial=done, disable=not progress or config.solver == "lbfgs")
     # A run is resumed for the epochs it has left; a finished one (its last checkpoint
@@ -168,6 +170,8 @@ def _train(
     finally:
         bar.close()
     seconds = time.perf_counter() - start
+    if no_step_losses:
+        est.history_.step_loss.clear()
     if where is not None:  # scored, saved and exported on the host from here on
         est.network_.to(np)
         est.optimizer_.to(np)
