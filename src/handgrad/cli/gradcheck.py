@@ -2,24 +2,20 @@
 
 from __future__ import annotations
 
-from typing import Any
-
 import click
-import numpy as np
 
-from handgrad.cli._common import HIDDEN, format_table
-from handgrad.heads import ACTIVATIONS, HEADS
+from handgrad._names import ACTIVATIONS, HEADS
+from handgrad.cli._common import (
+    HIDDEN,
+    format_table,
+    model_network,
+    model_option,
+    refuse_with_model,
+)
 
 
 @click.command("gradcheck")
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="FILE",
-    help="Check a saved model instead of building a small net.",
-)
+@model_option("Check a saved model's network instead of building a small net.")
 @click.option(
     "--input",
     "input_size",
@@ -49,10 +45,8 @@ from handgrad.heads import ACTIVATIONS, HEADS
     show_default=True,
     help="N, the rows of the random batch.",
 )
-@click.option(
-    "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
-)
-@click.option("--head", type=click.Choice(list(HEADS)), default="softmax", show_default=True)
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default="relu", show_default=True)
+@click.option("--head", type=click.Choice(HEADS), default="softmax", show_default=True)
 @click.option(
     "--reg",
     type=click.FloatRange(min=0),
@@ -118,15 +112,18 @@ def command(
     Examples:
       handgrad gradcheck
       handgrad gradcheck --hidden 16,8 --activation tanh --head sigmoid --reg 0.1
-      handgrad gradcheck --model runs/digits/model.safetensors
+      handgrad gradcheck --model runs/digits
     """
+    import numpy as np
+
     from handgrad.gradcheck import gradient_errors
+    from handgrad.heads import HEADS
     from handgrad.network import MLP
 
     rng = np.random.default_rng(seed)
     if model_path is not None:
-        _refuse_with_model(ctx)
-        net = _network(model_path)
+        refuse_with_model(ctx, ("input_size", "hidden", "classes", "activation", "head"))
+        net = model_network(model_path)
         X = rng.random((batch, net.layer_sizes[0]))  # like inputs scaled to [0, 1]
     else:
         net = MLP(
@@ -176,34 +173,3 @@ def command(
         click.echo(f"FAIL: {', '.join(failed)} exceed {threshold:g}", err=True)
         ctx.exit(1)
     click.echo("PASS: every gradient agrees with finite differences")
-
-
-def _refuse_with_model(ctx: click.Context) -> None:
-    """--model brings its own architecture: options that describe one contradict it."""
-    from click.core import ParameterSource
-
-    given = [
-        f"--{name.replace('_size', '')}"
-        for name in ("input_size", "hidden", "classes", "activation", "head")
-        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
-    ]
-    if given:
-        raise click.UsageError(
-            f"{', '.join(given)} cannot be used with --model: the model file fixes its "
-            "architecture",
-            ctx,
-        )
-
-
-def _network(path: str) -> Any:
-    """The MLP inside a model file (an MLP, or a classifier holding one)."""
-    from handgrad.bundle import load_bundle
-    from handgrad.network import MLP
-
-    model = load_bundle(path).estimator
-    if isinstance(model, MLP):
-        return model
-    network = getattr(model, "network_", None)
-    if isinstance(network, MLP):
-        return network
-    raise ValueError(f"{path} holds a {type(model).__name__}, which has no network to check")
