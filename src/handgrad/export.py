@@ -67,7 +67,7 @@ except ImportError as exc:  # the optional extra is not installed
     raise ImportError(
         f"ONNX export needs onnx and skl2onnx ({exc.name} is missing): pip install 'handgrad[onnx]'"
     ) from exc
-from sklearn.base import BaseEstimator, TransformerMixin, is_regressor
+from sklearn.base import BaseEstimator, is_regressor
 from sklearn.compose import TransformedTargetRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
@@ -151,8 +151,8 @@ def to_onnx(
             if regression
             else None,
         )
-    except (MissingShapeCalculator, MissingConverter) as exc:  # a step nested in a step
-        raise TypeError(f"cannot export this pipeline: {str(exc).splitlines()[0]}") from None
+    except (RuntimeError, NotImplementedError) as exc:  # a step skl2onnx cannot convert
+        raise TypeError(_conversion_error(exc)) from exc
     onx.doc_string = _describe(bundle, graph_dtype, steps, initial_types)
     if bundle.image_shape is not None:
         onnx.helper.set_model_props(onx, {"image_shape": json.dumps(list(bundle.image_shape))})
@@ -160,20 +160,34 @@ def to_onnx(
     return onx
 
 
+def _conversion_error(exc: Exception) -> str:
+    """One line for what skl2onnx refused: a step inside another without a converter
+    (those directly in the pipeline are named by :func:`_check_convertible`), or a step's
+    settings its converter does not support."""
+    said = f"cannot export this pipeline: skl2onnx says {str(exc).splitlines()[0]!r}"
+    if isinstance(exc, MissingShapeCalculator | MissingConverter):
+        return (
+            f"{said} (a step inside another has no converter: register one with "
+            "skl2onnx.update_registered_converter, or leave the step out)"
+        )
+    return said
+
+
 def _graph_steps(
     bundle: Bundle, dtype: np.dtype
 ) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
     """The steps skl2onnx converts, and the graph's inputs.
 
-    The steps: those before the estimator (nested pipelines flattened; a run's
-    :class:`Preprocessor` as :class:`_Preprocessing`, any other as skl2onnx converts
-    it), then the estimator, checked (a regressor with its target scaling). The inputs:
+    The steps: those before the estimator (nested pipelines flattened), each one
+    skl2onnx has a converter for (a run's :class:`Preprocessor` is registered below),
+    then the estimator, checked (a regressor with its target scaling). The inputs:
     ``X`` (N, D), or one per column for a table read by column kind.
     """
     *before, (_, last) = _flat_steps(bundle.model)
-    steps = [(name, _convertible(name, step)) for name, step in before]
+    for name, step in before:
+        _check_convertible(name, step)
     estimator = _regression(last) if is_regressor(last) else _check_classifier(last)
-    steps.append(("estimator", estimator))
+    steps = [*before, ("estimator", estimator)]
     if bundle.columns is not None:  # a table read by column kind: one input per column
         from handgrad.data.columns import onnx_initial_types, register_onnx
 
@@ -202,10 +216,9 @@ def _flat_steps(model: Any) -> list[tuple[str, Any]]:
     return steps
 
 
-def _convertible(name: str, step: Any) -> Any:
-    """A step before the estimator as skl2onnx converts it, or one TypeError naming it."""
-    if isinstance(step, Preprocessor):
-        return _Preprocessing(step)
+def _check_convertible(name: str, step: Any) -> None:
+    """One TypeError naming a step before the estimator that skl2onnx has no converter
+    for (a step inside it is checked as skl2onnx converts it: :func:`_conversion_error`)."""
     kind = type(step)
     if kind not in sklearn_operator_name_map and kind not in sklearn_parsers_map:
         raise TypeError(
@@ -213,7 +226,6 @@ def _convertible(name: str, step: Any) -> Any:
             f"{kind.__qualname__}) has no skl2onnx converter (register one with "
             "skl2onnx.update_registered_converter, or leave the step out)"
         )
-    return step
 
 
 def _check_classifier(model: Any) -> MLPClassifier:
@@ -395,12 +407,12 @@ def _preprocessor_shapes(operator: Any) -> None:
     check_input_and_output_numbers(operator, input_count_range=1, output_count_range=1)
     N = operator.inputs[0].get_first_dimension()
     rows_type = DoubleTensorType if _graph_dtype(operator) == np.float64 else FloatTensorType
-    operator.outputs[0].type = rows_type([N, operator.raw_operator.preprocessor.n_features_])
+    operator.outputs[0].type = rows_type([N, operator.raw_operator.n_features_])
 
 
 def _convert_preprocessor(scope: Any, operator: Any, container: Any) -> None:
     """The fitted transform, in Preprocessor.transform's order: × 1/scale, − mean, ÷ std."""
-    pre, opv = operator.raw_operator.preprocessor, container.target_opset
+    pre, opv = operator.raw_operator, container.target_opset
     dtype = _graph_dtype(operator)
     rows = ops.OnnxCast(operator.inputs[0], to=_tensor_type(dtype), op_version=opv)
     if pre.scale_ != 1.0:
@@ -411,19 +423,6 @@ def _convert_preprocessor(scope: Any, operator: Any, container: Any) -> None:
         rows = ops.OnnxDiv(rows, pre.std_.astype(dtype), op_version=opv)
     output = operator.outputs[0]
     ops.OnnxIdentity(rows, op_version=opv, output_names=[output]).add_to(scope, container)
-
-
-class _Preprocessing(TransformerMixin, BaseEstimator):
-    """A fitted :class:`Preprocessor` as a scikit-learn step, for skl2onnx's Pipeline."""
-
-    def __init__(self, preprocessor: Preprocessor | None = None) -> None:
-        self.preprocessor = preprocessor
-
-    def fit(self, X: Any, y: Any = None) -> _Preprocessing:
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        return self.preprocessor.transform(X)
 
 
 def _tensor_type(dtype: np.dtype) -> int:
@@ -472,7 +471,7 @@ def _label_values(classes: np.ndarray) -> np.ndarray:
 
 
 def _register() -> None:
-    """Make skl2onnx convert handgrad's estimators (and a run's preprocessing); a
+    """Make skl2onnx convert handgrad's estimators and a run's Preprocessor; a
     ``TransformedTargetRegressor`` converts when it holds a handgrad MLPRegressor."""
     update_registered_converter(
         MLPClassifier,
@@ -487,7 +486,7 @@ def _register() -> None:
         },
     )
     update_registered_converter(
-        _Preprocessing, "HandgradPreprocessing", _preprocessor_shapes, _convert_preprocessor
+        Preprocessor, "HandgradPreprocessor", _preprocessor_shapes, _convert_preprocessor
     )
     for regressor in (_Regression, MLPRegressor):
         update_registered_converter(
