@@ -289,20 +289,23 @@ class _Regression(BaseEstimator):
 
 def _regression(model: Any, flat: bool = True) -> _Regression:
     """The regressor of ``model`` (an MLPRegressor, or one in a fitted
-    TransformedTargetRegressor whose transformer is a StandardScaler) with its scaling."""
-    from sklearn.preprocessing import StandardScaler
+    TransformedTargetRegressor whose transformer is a StandardScaler, or none) with its
+    scaling."""
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     reg, mean, scale = model, 0.0, 1.0
     if isinstance(model, TransformedTargetRegressor):
         check_is_fitted(model)
         reg, scaler = model.regressor_, model.transformer_
-        if type(scaler) is not StandardScaler:
+        identity = type(scaler) is FunctionTransformer and scaler.func is None
+        if type(scaler) is not StandardScaler and not identity:
             raise TypeError(
-                "ONNX export takes a target scaled by a StandardScaler, got "
-                f"{type(scaler).__qualname__}"
+                "ONNX export takes a target scaled by a StandardScaler (or left as it "
+                f"is), got {type(scaler).__qualname__}"
             )
-        mean = 0.0 if scaler.mean_ is None else scaler.mean_
-        scale = 1.0 if scaler.scale_ is None else scaler.scale_
+        if not identity:
+            mean = 0.0 if scaler.mean_ is None else scaler.mean_
+            scale = 1.0 if scaler.scale_ is None else scaler.scale_
     if not isinstance(reg, MLPRegressor):
         raise TypeError(
             "ONNX export takes a fitted handgrad.MLPRegressor (or one in a "
