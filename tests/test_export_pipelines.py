@@ -129,6 +129,17 @@ def test_to_onnx_converts_a_target_scaled_regressor_in_a_pipeline(diabetes, tran
     assert_predicts(prediction, expected)
 
 
+def test_to_onnx_converts_the_readme_s_target_scaled_pipeline(diabetes):
+    """A TransformedTargetRegressor holding a pipeline that ends in the regressor, as in
+    the README: its steps come before the network, the target scaling after it."""
+    X, y = diabetes
+    inner = make_pipeline(StandardScaler(), PCA(8, random_state=0), regressor())
+    reg = fitted(TransformedTargetRegressor(inner, transformer=StandardScaler()), X, y)
+    (prediction,) = session(to_onnx(reg)).run(None, {"X": X})
+    assert_predicts(prediction, reg.predict(X))
+    assert np.ptp(prediction) > 100
+
+
 def test_a_step_without_a_converter_is_one_line_naming_it(iris, diabetes):
     X, y = iris
     pipeline = fitted(make_pipeline(StandardScaler(), Doubler(), classifier()), X, y)

@@ -184,9 +184,14 @@ def _graph_steps(
     ``X`` (N, D), or one per column for a table read by column kind.
     """
     *before, (_, last) = _flat_steps(bundle.model)
+    inner = getattr(last, "regressor_", None)
+    if isinstance(last, TransformedTargetRegressor) and isinstance(inner, Pipeline):
+        *within, (_, regressor) = _flat_steps(inner)  # the README's target-scaled pipeline
+        before, estimator = [*before, *within], _regression(last, regressor=regressor)
+    else:
+        estimator = _regression(last) if is_regressor(last) else _check_classifier(last)
     for name, step in before:
         _check_convertible(name, step)
-    estimator = _regression(last) if is_regressor(last) else _check_classifier(last)
     steps = [*before, ("estimator", estimator)]
     if bundle.columns is not None:  # a table read by column kind: one input per column
         from handgrad.data.columns import onnx_initial_types, register_onnx
@@ -287,16 +292,17 @@ class _Regression(BaseEstimator):
         self.regressor, self.mean, self.scale, self.flat = regressor, mean, scale, flat
 
 
-def _regression(model: Any, flat: bool = True) -> _Regression:
+def _regression(model: Any, flat: bool = True, regressor: Any = None) -> _Regression:
     """The regressor of ``model`` (an MLPRegressor, or one in a fitted
     TransformedTargetRegressor whose transformer is a StandardScaler, or none) with its
-    scaling."""
+    scaling; ``regressor``: the MLPRegressor ending the pipeline such a
+    TransformedTargetRegressor holds."""
     from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     reg, mean, scale = model, 0.0, 1.0
     if isinstance(model, TransformedTargetRegressor):
         check_is_fitted(model)
-        reg, scaler = model.regressor_, model.transformer_
+        reg, scaler = model.regressor_ if regressor is None else regressor, model.transformer_
         identity = type(scaler) is FunctionTransformer and scaler.func is None
         if type(scaler) is not StandardScaler and not identity:
             raise TypeError(
