@@ -138,6 +138,9 @@ def test_to_onnx_converts_the_readme_s_target_scaled_pipeline(diabetes):
     (prediction,) = session(to_onnx(reg)).run(None, {"X": X})
     assert_predicts(prediction, reg.predict(X))
     assert np.ptp(prediction) > 100
+    twice = fitted(make_pipeline(StandardScaler(), reg), X, y)  # "standardscaler" twice, flattened
+    (prediction,) = session(to_onnx(twice)).run(None, {"X": X})
+    assert_predicts(prediction, twice.predict(X))
 
 
 def test_a_step_without_a_converter_is_one_line_naming_it(iris, diabetes):
