@@ -26,7 +26,9 @@ def command(model: str, output: str, dtype: str, overwrite: bool) -> None:
     ONNX file: its preprocessing, network and labels, for ONNX Runtime without Python
     or handgrad.
 
-    The graph takes raw rows X (N, D) (for an image model, the flattened images). A
+    The graph takes raw rows X (N, D) (for an image model, the flattened images; for a
+    table read by column kind, one (N, 1) input per column, named as the column:
+    float32 with NaN where empty, or strings with '' where empty). A
     classifier gives `label` (what `handgrad predict` prints) and `probabilities` (one
     column per class, in the model's class order); a regressor gives `prediction`, in
     the target's own units.
@@ -45,10 +47,12 @@ def command(model: str, output: str, dtype: str, overwrite: bool) -> None:
 
     onnx_model = to_onnx(model_file(model), dtype=dtype)
     write_atomically(output, onnx_model.SerializeToString())
-    values = [*onnx_model.graph.input, *onnx_model.graph.output]
+    inputs, outputs = onnx_model.graph.input, onnx_model.graph.output
     click.echo(
-        f"wrote {output}: input {_describe(values[0])}, outputs "
-        + ", ".join(_describe(v) for v in values[1:]),
+        f"wrote {output}: input{'s' if len(inputs) > 1 else ''} "
+        + ", ".join(_describe(v) for v in inputs)
+        + f", output{'s' if len(outputs) > 1 else ''} "
+        + ", ".join(_describe(v) for v in outputs),
         err=True,
     )
 
