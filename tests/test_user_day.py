@@ -312,3 +312,30 @@ def test_resuming_an_early_stopped_run_says_nothing_is_left(tmp_path):
         result.stderr
     )
     assert f"0 epochs (to {n}) in " in result.output
+
+
+def test_a_diverged_run_is_told_to_lower_the_learning_rate(tmp_path):
+    from click.testing import CliRunner
+
+    from handgrad.cli import main
+
+    result = CliRunner().invoke(
+        main,
+        [
+            "train",
+            "--data",
+            "diabetes",
+            "--solver",
+            "sgd",
+            "--lr",
+            "1e4",
+            "--out",
+            str(tmp_path / "r"),
+        ],
+    )
+    assert result.exit_code == 0, result.output
+    assert (
+        "training diverged" in result.output and "lower learning rate than 10000" in result.output
+    )
+    assert "(stopped: diverged)" in result.output
+    assert (tmp_path / "r" / "model.safetensors").exists()  # the best epoch's weights, saved

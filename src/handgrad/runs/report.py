@@ -41,8 +41,15 @@ def outcome_warnings(metrics: dict[str, Any]) -> list[str]:
     at or below 0 (no better than predicting the mean). The advice follows the cause:
     a lower learning rate when the loss rose, a higher one when it barely moved, more
     epochs when it was still falling."""
-    notes = []
     final, classes = metrics["final"], metrics.get("classes") or []
+    if final.get("stop_reason") == "diverged":  # the one cause, whatever the scores say
+        rate = (metrics.get("config") or {}).get("learning_rate")
+        than = "" if rate is None else f" than {rate:g}"
+        return [
+            "training diverged (the loss or the weights became non-finite); the best "
+            f"epoch's weights were kept and saved: try a lower learning rate{than}"
+        ]
+    notes = []
     cm = np.asarray(metrics.get("confusion_matrix") or [[0]])
     accuracy = final.get("test_accuracy")
     if len(classes) >= 2 and accuracy is not None:
