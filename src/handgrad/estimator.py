@@ -444,29 +444,22 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         return rows, validation_rows
 
     def _new_run(self, X: NDArray, Y: NDArray, seeds: list[np.random.SeedSequence]) -> Run:
-        dtype = numpy_dtype(X.dtype)  # the parameters are drawn on the host, in X's dtype
         optimizer = make_optimizer(self)
         batch_size = 200 if self.batch_size == "auto" else self.batch_size
-        training.check_training_memory(  # before any of it is allocated
+        run = training.new_run(  # its memory checked before any of it is allocated
             (X.shape[1], *self._hidden_sizes(), self._n_outputs(Y)),
-            training.step_rows(X.shape[0], batch_size, optimizer),
-            dtype=dtype,
-            optimizer=optimizer,
-            activation=self.activation,
-            dense_X=not sp.issparse(X),
-        )
-        model = MLP(
-            X.shape[1],
-            self._hidden_sizes(),
-            self._n_outputs(Y),
+            optimizer,
+            rows=training.step_rows(X.shape[0], batch_size, optimizer),
+            # drawn on the host in X's dtype; training moves them to X's device
+            dtype=numpy_dtype(X.dtype),
             activation=self.activation,
             head=self._head,
-            init="glorot",
             seed=np.random.default_rng(seeds[0]),
-            dtype=dtype,  # training moves the parameters to X's device
+            rng=np.random.default_rng(seeds[1]),
+            dense_X=not sp.issparse(X),
         )
         self._optimizer_key = self._optimizer_signature()
-        return Run(model, optimizer, np.random.default_rng(seeds[1]))
+        return run
 
     def _refresh_optimizer(self, run: Run, fresh: bool) -> None:
         """A new optimizer if ``fresh`` (a warm-started ``fit``, as scikit-learn) or a

@@ -1,6 +1,7 @@
-"""The doors of the loop: :func:`fit` (checks what it is given, then trains) and
-:func:`train` (trains checked data: places the run, chooses the engine and the batch
-source once, and hands them to the loop or to L-BFGS)."""
+"""The doors of the loop: :func:`fit` (checks what it is given, then trains),
+:func:`new_run` (a new network and its optimizer, their memory checked before they are
+allocated) and :func:`train` (trains checked data: places the run, chooses the engine
+and the batch source once, and hands them to the loop or to L-BFGS)."""
 
 from __future__ import annotations
 
@@ -20,7 +21,7 @@ from handgrad.training.data import TrainingData
 from handgrad.training.engines import engine_for
 from handgrad.training.lbfgs import fit_lbfgs
 from handgrad.training.loop import minibatch_loop
-from handgrad.training.memory import check_run_memory, is_new, step_rows
+from handgrad.training.memory import check_run_memory, check_training_memory, is_new, step_rows
 from handgrad.training.run import Callback, History, Run
 from handgrad.training.sources import batch_source
 from handgrad.training.validation import HeldOut, held_out
@@ -80,6 +81,39 @@ def fit(
     return train(run, data, config, held, callbacks)
 
 
+def new_run(
+    layer_sizes: Sequence[int],
+    optimizer: Optimizer,
+    *,
+    rows: int,
+    dtype: Any,
+    activation: str,
+    head: str,
+    seed: np.random.Generator,
+    rng: np.random.Generator,
+    dense_X: bool = True,
+) -> Run:
+    """A run of a new network of ``layer_sizes`` (Glorot's initialisation, drawn from
+    ``seed`` on the host in ``dtype``) trained by ``optimizer`` on batches of ``rows``
+    rows and shuffled by ``rng``. Its memory is checked first, before any of it is
+    allocated (:func:`check_training_memory`); :func:`train` does not check it again."""
+    check_training_memory(
+        layer_sizes, rows, dtype=dtype, optimizer=optimizer, activation=activation, dense_X=dense_X
+    )
+    input_size, *hidden, output_size = layer_sizes
+    model = MLP(
+        input_size,
+        hidden,
+        output_size,
+        activation=activation,
+        head=head,
+        init="glorot",
+        seed=seed,
+        dtype=dtype,
+    )
+    return Run(model, optimizer, rng)
+
+
 def train(
     run: Run,
     data: TrainingData,
@@ -92,9 +126,9 @@ def train(
     batch source chosen, then the loop (or L-BFGS) in the threads the step's size
     chooses. Returns the run's history.
 
-    The memory a run needs is checked once per fit: a new run's by whoever made it,
-    before allocating (the estimator; :func:`fit`), a run that has trained here (its
-    next batches may be larger)."""
+    The memory a run needs is checked once per fit: a new run's where it was made
+    (:func:`new_run`, before anything is allocated; :func:`fit`), a run that has
+    trained here, as its next batches may be larger."""
     if config.stopping == "validation" and held_out is None:
         raise ValueError("stopping='validation' (early stopping) needs validation data")
     xp = namespace(data.X)

@@ -102,8 +102,8 @@ def check_run_memory(run: Run, rows: int, *, dense_X: bool) -> None:
 
 
 def is_new(run: Run) -> bool:
-    """Whether ``run`` has not trained yet. Its memory was checked by whoever made it,
-    before its network was allocated (the estimator, :func:`~handgrad.training.fit`);
-    a run that has trained is checked again by :func:`~handgrad.training.train`, as
-    its next batches may be larger."""
+    """Whether ``run`` has not trained yet: its memory was checked where it was made
+    (:func:`~handgrad.training.new_run`, :func:`~handgrad.training.fit`); a run that
+    has trained is checked again by :func:`~handgrad.training.train`, as its next
+    batches may be larger."""
     return run.history.steps == 0 and run.history.epochs == 0
