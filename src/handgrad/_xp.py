@@ -9,7 +9,9 @@ arrays between the host and a device is here too: :func:`to_numpy` (the host's c
 a namespace and device).
 
 It is the one place that asks which library an array belongs to (:func:`is_numpy`,
-:func:`namespace`), as scikit-learn's ``utils/_array_api.py`` is: the differences
+:func:`namespace`; :func:`is_dense_numpy` for a NumPy array itself, neither sparse nor
+a list, :func:`is_plain_ndarray` for no subclass of it, :func:`is_on` for a namespace
+and device), as scikit-learn's ``utils/_array_api.py`` is: the differences
 between NumPy and the standard are small helpers here (:func:`multiply_mask`,
 :func:`weighted_sum`, :func:`total`, :func:`row_dot`, :func:`squared_norm`,
 :func:`expit`, :func:`xlogy`, :func:`asarray_like`, :func:`overwrite`), so that the
