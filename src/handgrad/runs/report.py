@@ -21,8 +21,6 @@ if TYPE_CHECKING:  # `handgrad plot` redraws a report without scikit-learn
 __all__ = [
     "finish_run",
     "outcome_warnings",
-    "regression_metrics",
-    "run_metrics",
     "trained_metrics",
     "write_report",
 ]
@@ -114,8 +112,10 @@ def trained_metrics(
     """What ``metrics.json`` holds for a run trained on ``data``'s parts, built from
     ``predictions``, the estimator's predictions of every part
     (:meth:`~handgrad.runs.data.PreparedData.predictions`): a regressor's as
-    :func:`regression_metrics`'s (``config.task="regression"``), a classifier's as
-    :func:`run_metrics`'s, its train and validation accuracies those of the parts."""
+    its R², MAE and RMSE on every part (``final["test_r2"]`` …) and the test targets with
+    their predictions (at most :data:`MAX_REPORTED_PREDICTIONS`, a seeded sample), or a
+    classifier's accuracies on every part, its classes and test confusion matrix; both
+    with the configuration, the data and the epoch-by-epoch history."""
     if config.task == "regression":
         return _regression_metrics(estimator, data, config, seconds, predictions)
     from sklearn.metrics import accuracy_score
@@ -124,22 +124,6 @@ def trained_metrics(
         float(accuracy_score(data.y[data.rows[p]], predictions[p])) for p in ("train", "val")
     )
     return _classifier_metrics(estimator, data, config, seconds, predictions["test"], train, val)
-
-
-def run_metrics(
-    estimator: Any,
-    data: PreparedData,
-    config: RunConfig,
-    seconds: float,
-    *,
-    train_accuracy: float,
-    val_accuracy: float | None,
-) -> dict[str, Any]:
-    """What ``metrics.json`` holds for a trained classifier: the configuration, the
-    data, the final accuracies (test accuracy measured here), the epoch-by-epoch
-    history, the classes and the test confusion matrix."""
-    pred = data.predict(estimator, "test")
-    return _classifier_metrics(estimator, data, config, seconds, pred, train_accuracy, val_accuracy)
 
 
 def _classifier_metrics(
@@ -151,7 +135,7 @@ def _classifier_metrics(
     train_accuracy: float,
     val_accuracy: float | None,
 ) -> dict[str, Any]:
-    """:func:`run_metrics`'s dictionary, from ``pred``, the test part's predictions."""
+    """A classifier's :func:`trained_metrics`, from ``pred``, the test part's predictions."""
     from sklearn.metrics import confusion_matrix
 
     history = estimator.history_
@@ -183,17 +167,6 @@ def _target_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     }
 
 
-def regression_metrics(
-    reg: Any, data: PreparedData, config: RunConfig, seconds: float
-) -> dict[str, Any]:
-    """What ``metrics.json`` holds for a trained regressor (predicting in the targets'
-    units): the configuration, the data, R², MAE and RMSE on the train, validation and
-    test parts (``final["test_r2"]`` …), the epoch-by-epoch history (its scores are R²)
-    and the test targets with their predictions (at most
-    :data:`MAX_REPORTED_PREDICTIONS`, a seeded sample) for the report."""
-    return _regression_metrics(reg, data, config, seconds, data.predictions(reg))
-
-
 def _regression_metrics(
     reg: Any,
     data: PreparedData,
@@ -201,7 +174,7 @@ def _regression_metrics(
     seconds: float,
     predictions: dict[str, np.ndarray],
 ) -> dict[str, Any]:
-    """:func:`regression_metrics`'s dictionary, from the predictions of every part."""
+    """A regressor's :func:`trained_metrics`, from the predictions of every part."""
     final: dict[str, Any] = {}
     pred = {part: np.asarray(p, dtype=np.float64) for part, p in predictions.items()}
     for part, y in {"train": data.y_train, "val": data.y_val, "test": data.y_test}.items():
@@ -281,7 +254,7 @@ def _report_args(metrics: dict[str, Any], estimator: Any = None) -> dict[str, An
         "image_shape": shape,
         "channels": shape[2] if shape is not None and len(shape) == 3 else 1,
         "cm": None if cm is None else np.asarray(cm),
-        "cm_split": "test",  # run_metrics counts the test part
+        "cm_split": "test",  # trained_metrics counts the test part
         "class_names": info.get("class_names"),
         "y_true": predictions.get("true"),
         "y_pred": predictions.get("predicted"),
