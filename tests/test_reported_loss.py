@@ -92,3 +92,21 @@ def test_mlp_loss_is_torch_on_scores_reaching_100(head):
     loss, _ = model.loss(X, y, reg=0.0)
     assert loss == pytest.approx(theirs, rel=1e-12)
     assert max(check_gradients(model, X, y).values()) < 1e-5  # ReLU kinks within h
+
+
+@pytest.mark.parametrize("dtype", ["float32", "float64"])
+def test_gradcheck_passes_on_a_default_trained_model(tmp_path, dtype):
+    """A trained network is confidently right on most rows; with the clipped loss of
+    before, the finite differences saw a constant and called it wrong (errors of 1.0)."""
+    from click.testing import CliRunner
+
+    from handgrad.cli import main
+
+    runner = CliRunner()
+    run = tmp_path / "run"
+    trained = runner.invoke(main, ["train", "--dtype", dtype, "--out", str(run)])
+    assert trained.exit_code == 0, trained.output
+    checked = runner.invoke(main, ["gradcheck", "--model", str(run)])
+    assert checked.exit_code == 0, checked.output
+    assert "PASS: every gradient agrees with finite differences" in checked.output
+    assert "FAIL" not in checked.output
