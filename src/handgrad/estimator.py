@@ -10,6 +10,7 @@ Swap them in by changing one import line::
 from __future__ import annotations
 
 import sys
+from numbers import Real
 import warnings
 from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
@@ -24,6 +25,7 @@ from sklearn.neural_network import MLPClassifier as _SklearnMLPClassifier
 from sklearn.neural_network import MLPRegressor as _SklearnMLPRegressor
 from sklearn.preprocessing import LabelBinarizer
 from sklearn.utils._unique import attach_unique
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (
     _check_partial_fit_first_call,
@@ -63,6 +65,7 @@ from handgrad._xp import (
     xp_dtype,
 )
 from handgrad.errors import TrainingDivergedError
+from handgrad.heads import NORMS
 from handgrad.network import MLP
 from handgrad.optim import Optimizer
 from handgrad.training import Callback, History, Run, TrainingConfig
@@ -113,6 +116,14 @@ class ReportedLoss:
             return float(xp.mean(data)) + float(penalty)
         w = xp.astype(w, data.dtype)
         return float(xp.sum(w * data) / xp.sum(w)) + float(penalty)
+
+
+#: The parameters beyond scikit-learn's (the layers of :data:`handgrad.heads.NORMS`
+#: and dropout), validated as scikit-learn validates its own.
+_LAYER_CONSTRAINTS: dict[str, list] = {
+    "dropout": [Interval(Real, 0, 1, closed="left")],
+    "norm": [StrOptions(set(NORMS)), None],
+}
 
 
 def _stochastic(est: BaseMultilayerPerceptron) -> bool:
@@ -175,6 +186,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         epsilon: float,
         n_iter_no_change: int,
         max_fun: int,
+        dropout: float = 0.0,
+        norm: str | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -199,6 +212,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
+        self.dropout = dropout
+        self.norm = norm
 
     # ------------------------------------------------------------ what a subclass says
     @property
@@ -464,6 +479,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             init="glorot",
             seed=np.random.default_rng(seeds[0]),
             dtype=dtype,  # training moves the parameters to X's device
+            dropout=self.dropout,
+            norm=self.norm,
         )
         self._optimizer_key = self._optimizer_signature()
         return Run(model, optimizer, np.random.default_rng(seeds[1]))
@@ -488,6 +505,12 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 f"cannot continue a {run.model.activation} network with "
                 f"activation={self.activation!r}"
             )
+        if run.model.norm != self.norm:
+            raise ValueError(
+                f"cannot continue a network with norm={run.model.norm!r} with "
+                f"norm={self.norm!r}; set warm_start=False to start afresh"
+            )
+        run.model.dropout = float(self.dropout)  # a rate, not a part of the network
 
     def _hidden_sizes(self) -> list[int]:
         sizes = np.atleast_1d(self.hidden_layer_sizes).tolist()
@@ -709,10 +732,13 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             model.layer_sizes != want
             or model.activation != self.activation
             or (model.head != self._head)
+            or model.norm != self.norm
+            or model.dropout != self.dropout
         ):
             raise ValueError(
                 f"the network {model!r} does not fit the estimator: it needs layer sizes "
-                f"{want}, activation {self.activation!r} and a {self._head} head"
+                f"{want}, activation {self.activation!r}, a {self._head} head, "
+                f"norm={self.norm!r} and dropout={self.dropout!r}"
             )
         if "label_binarizer" in state:
             self.classes_ = self._label_binarizer.classes_
@@ -853,6 +879,13 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         accuracy has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
         restore the best weights.
     validation_fraction : float, default=0.1
+    dropout : float in [0, 1), default=0.0
+        Beyond scikit-learn: inverted dropout's drop probability after every hidden
+        activation, masks drawn from the run's generator (0: none, nothing drawn).
+    norm : {"batch", "layer"} or None, default=None
+        Beyond scikit-learn: batch or layer normalization of every hidden layer before
+        its activation (learned γ, β never penalised by ``alpha``; batch norm's running
+        statistics for predict). Either one trains on the reference engine.
 
     Attributes
     ----------
@@ -880,7 +913,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     True
     """
 
-    _parameter_constraints: ClassVar[dict] = dict(_SklearnMLPClassifier._parameter_constraints)
+    _parameter_constraints: ClassVar[dict] = (
+        dict(_SklearnMLPClassifier._parameter_constraints) | _LAYER_CONSTRAINTS
+    )
     _OUT_ACTIVATION: ClassVar[dict[str, str]] = {"softmax": "softmax", "sigmoid": "logistic"}
 
     def __init__(
@@ -909,6 +944,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         epsilon: float = 1e-8,
         n_iter_no_change: int = 10,
         max_fun: int = 15000,
+        dropout: float = 0.0,
+        norm: str | None = None,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -934,6 +971,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             epsilon=epsilon,
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
+            dropout=dropout,
+            norm=norm,
         )
 
     # ------------------------------------------------------------------- fitting
@@ -1104,6 +1143,13 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         ``fit``'s ``eval_set``; stop when its R² has not improved by ``tol`` for
         ``n_iter_no_change`` epochs, and restore the best weights.
     validation_fraction : float, default=0.1
+    dropout : float in [0, 1), default=0.0
+        Beyond scikit-learn: inverted dropout's drop probability after every hidden
+        activation, masks drawn from the run's generator (0: none, nothing drawn).
+    norm : {"batch", "layer"} or None, default=None
+        Beyond scikit-learn: batch or layer normalization of every hidden layer before
+        its activation (learned γ, β never penalised by ``alpha``; batch norm's running
+        statistics for predict). Either one trains on the reference engine.
 
     Attributes
     ----------
@@ -1129,7 +1175,9 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     True
     """
 
-    _parameter_constraints: ClassVar[dict] = dict(_SklearnMLPRegressor._parameter_constraints)
+    _parameter_constraints: ClassVar[dict] = (
+        dict(_SklearnMLPRegressor._parameter_constraints) | _LAYER_CONSTRAINTS
+    )
     _OUT_ACTIVATION: ClassVar[dict[str, str]] = {"identity": "identity", "poisson": "exp"}
     #: scikit-learn's ``loss`` → the network's head.
     _HEADS: ClassVar[dict[str, str]] = {"squared_error": "identity", "poisson": "poisson"}
@@ -1161,6 +1209,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         epsilon: float = 1e-8,
         n_iter_no_change: int = 10,
         max_fun: int = 15000,
+        dropout: float = 0.0,
+        norm: str | None = None,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -1186,6 +1236,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             epsilon=epsilon,
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
+            dropout=dropout,
+            norm=norm,
         )
         self.loss = loss
 

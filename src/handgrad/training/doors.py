@@ -108,7 +108,7 @@ def train(
         cb.on_train_begin(run)
     # The step's size chooses the threads (for another library's CPU arrays too).
     with blas_threads(rows, model.layer_sizes, small_on_one_thread=xp is np):
-        engine = engine_for(model, run.optimizer, config, rows)
+        engine = engine_for(model, run.optimizer, config, rows, run.rng)
         if full_batch:
             fit_lbfgs(run, engine, data, config)
         else:
