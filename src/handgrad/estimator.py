@@ -10,10 +10,10 @@ Swap them in by changing one import line::
 from __future__ import annotations
 
 import sys
-from numbers import Real
 import warnings
 from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
+from numbers import Real
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -24,8 +24,8 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as _SklearnMLPClassifier
 from sklearn.neural_network import MLPRegressor as _SklearnMLPRegressor
 from sklearn.preprocessing import LabelBinarizer
-from sklearn.utils._unique import attach_unique
 from sklearn.utils._param_validation import Interval, StrOptions
+from sklearn.utils._unique import attach_unique
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (
     _check_partial_fit_first_call,

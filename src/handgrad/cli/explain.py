@@ -5,7 +5,7 @@ from __future__ import annotations
 import click
 
 from handgrad.cli._common import HIDDEN
-from handgrad.heads import ACTIVATIONS, HEADS
+from handgrad.heads import ACTIVATIONS, HEADS, NORMS
 
 #: The sizes ``handgrad train`` trains by default: digits (64 features, 10 classes),
 #: one hidden layer of 128, batches of 64 (tests/test_explain.py keeps them in step).
@@ -49,8 +49,25 @@ DEFAULTS = {"input": 64, "hidden": (128,), "classes": 10, "batch": 64}
     "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
 )
 @click.option("--head", type=click.Choice(list(HEADS)), default="softmax", show_default=True)
+@click.option(
+    "--dropout",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=0.0,
+    show_default=True,
+    help="Dropout's drop probability after each hidden layer.",
+)
+@click.option(
+    "--norm", type=click.Choice(list(NORMS)), default=None, help="Normalize each hidden Z."
+)
 def command(
-    input_size: int, hidden: tuple[int, ...], classes: int, batch: int, activation: str, head: str
+    input_size: int,
+    hidden: tuple[int, ...],
+    classes: int,
+    batch: int,
+    activation: str,
+    head: str,
+    dropout: float,
+    norm: str | None,
 ) -> None:
     """Print every quantity of the forward and backward pass with its formula in the
     notes' notation and its shape for these sizes (by default, the network
@@ -61,18 +78,29 @@ def command(
       handgrad explain
       handgrad explain --input 64 --hidden 100 --classes 10 --batch 32
       handgrad explain --input 784 --hidden 256,128 --classes 10 --batch 200 --activation tanh
+      handgrad explain --dropout 0.2 --norm batch
     """
     from handgrad.explain import explain, format_table, parameter_count
 
-    rows = explain(input_size, hidden, classes, batch, activation=activation, head=head)
+    rows = explain(
+        input_size,
+        hidden,
+        classes,
+        batch,
+        activation=activation,
+        head=head,
+        dropout=dropout,
+        norm=norm,
+    )
     sizes = (input_size, *hidden, classes)
+    extra = (f", {norm} norm" if norm else "") + (f", dropout {dropout:g}" if dropout else "")
     click.echo(
-        f"network {'→'.join(map(str, sizes))}, {activation} hidden activation, "
+        f"network {'→'.join(map(str, sizes))}, {activation} hidden activation{extra}, "
         f"{head} head, batch N={batch}"
     )
     click.echo(format_table(rows))
     target = HEADS[head].task.targets_text
     click.echo(
-        f"{parameter_count(sizes):,} parameters; Y is the (N, {classes}) {target} "
+        f"{parameter_count(sizes, norm):,} parameters; Y is the (N, {classes}) {target} "
         "target matrix, λ the L2 strength"
     )

@@ -72,8 +72,9 @@ class Callback:
 
 class EpochStart:
     """The run as it was when the current epoch began: weights, running statistics,
-    optimizer state, generator (shuffling and dropout) and step counters. Ctrl-C or divergence part way through an
-    epoch goes back to it, so the run stays consistent (and can be continued)."""
+    optimizer state, generator (shuffling and dropout) and step counters. Ctrl-C or
+    divergence part way through an epoch goes back to it, so the run stays consistent
+    (and can be continued)."""
 
     def __init__(self, run: Run) -> None:
         # copies where the arrays are: on the device for another library's
