@@ -9,7 +9,7 @@ venv:
 test:
 	$(PY) -m pytest -n 2
 lint:
-	.venv/bin/ruff check . && .venv/bin/ruff format --check .
+	.venv/bin/ruff check . && .venv/bin/ruff format --check . && .venv/bin/lint-imports
 bench:  # the epoch benchmark, both workloads and dtypes (~7 min)
 	$(BENCH) benchmarks/epoch.py --rounds 7
 bench-memory:
