@@ -146,12 +146,17 @@ class Norm:
     over: str
 
 
+#: ε of every normalization (``nn.BatchNorm1d``'s and ``nn.LayerNorm``'s), and batch
+#: norm's momentum (the batch's weight in the running statistics).
+NORM_EPS, NORM_MOMENTUM = 1e-5, 0.1
+
+
 def _batchnorm(Z: Array, gamma: Array, beta: Array, running: tuple, train: bool):
-    return batchnorm_forward(Z, gamma, beta, *running, train)
+    return batchnorm_forward(Z, gamma, beta, *running, train, NORM_MOMENTUM, NORM_EPS)
 
 
 def _layernorm(Z: Array, gamma: Array, beta: Array, running: tuple, train: bool):
-    return (*layernorm_forward(Z, gamma, beta), running)
+    return (*layernorm_forward(Z, gamma, beta, NORM_EPS), running)
 
 
 #: Hidden-layer normalizations by name (``MLP(norm=…)``).
