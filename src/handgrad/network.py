@@ -232,8 +232,11 @@ class MLP:
 
     def _norm_forward(self, Z: NDArray, l: int, train: bool) -> tuple[NDArray, Any]:
         """Layer l's normalization of Z (N, H_l); a training step's running statistics
-        replace ``state``'s."""
+        replace ``state``'s. A batch of one row has no variance of its own (the last
+        batch of an epoch may be one): it is normalized by the running statistics, as
+        at predict time, and leaves them as they are."""
         norm = NORMS[self.norm]
+        train = train and (Z.shape[0] > 1 or not norm.keeps_running)
         names = (f"running_mean{l}", f"running_var{l}") if norm.keeps_running else ()
         running = tuple(self.state[k] for k in names)
         Y, cache, running = norm.forward(

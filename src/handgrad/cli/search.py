@@ -7,6 +7,7 @@ import sys
 import click
 
 from handgrad.cli._common import csv_options, data_options, format_table, labels_option
+from handgrad.heads import NORMS
 from handgrad.runs import PREPROCESSING, SOLVERS
 
 
@@ -23,6 +24,29 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
             raise click.BadParameter(f"layer sizes must be positive, got {part!r}", ctx, param)
         choices.append(sizes)
     return choices
+
+
+def _dropout_choices(ctx: click.Context, param: click.Parameter, value: str | None) -> list:
+    if value is None:
+        return []
+    try:
+        return [float(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a list of rates like 0,0.2", ctx, param
+        ) from None
+
+
+def _norm_choices(ctx: click.Context, param: click.Parameter, value: str | None) -> list:
+    if value is None:
+        return []
+    choices = [part.strip().lower() for part in value.split(",")]
+    for choice in choices:
+        if choice not in ("none", *NORMS):
+            raise click.BadParameter(
+                f"{choice!r} is not one of none, {', '.join(NORMS)}", ctx, param
+            )
+    return [None if c == "none" else c for c in choices]
 
 
 @click.command("search")
@@ -63,6 +87,18 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
     callback=_hidden_choices,
     help="Hidden sizes to draw from; 128x64 means two layers.",
 )
+@click.option(
+    "--dropout-choices",
+    default=None,
+    callback=_dropout_choices,
+    help="Dropout rates to search, e.g. 0,0.2,0.5 (one rate: every fit uses it).",
+)
+@click.option(
+    "--norm-choices",
+    default=None,
+    callback=_norm_choices,
+    help="Normalizations to search, e.g. none,batch,layer (one: every fit uses it).",
+)
 @click.option("--epochs", type=int, default=30, show_default=True)
 @click.option("--batch-size", type=int, default=64, show_default=True)
 @click.option("--solver", type=click.Choice(SOLVERS), default="adam", show_default=True)
@@ -101,6 +137,8 @@ def command(
     scheduler: str | None,
     cv: int,
     hidden_choices: list,
+    dropout_choices: list,
+    norm_choices: list,
     epochs: int,
     batch_size: int,
     solver: str,
@@ -120,6 +158,7 @@ def command(
     Examples:
       handgrad search --iter 20 --jobs 2
       handgrad search --data wine --hidden-choices 16,32,32x16 --cv 5 --name wine-search
+      handgrad search --dropout-choices 0,0.2 --norm-choices none,batch,layer
       handgrad search --iter 40 --scheduler tcp://10.0.0.5:8786
       handgrad search --data X.npy --labels y.npy --preprocessing none
     """
@@ -152,12 +191,16 @@ def command(
         scheduler=scheduler,
         progress=sys.stderr.isatty(),
         overwrite=overwrite,
+        dropout_choices=dropout_choices,
+        norm_choices=norm_choices,
     )
     ranked = result.metrics["search"]["results"]
+    layers = [k for k in ("dropout", "norm") if ranked and k in ranked[0]]  # the searched
     rows = [
         [
             r["rank"],
             "x".join(map(str, r["hidden"])),
+            *(str(r[k]) for k in layers),
             r["learning_rate"],
             r["alpha"],
             r["mean_cv_accuracy"] if r["mean_cv_accuracy"] is not None else "failed",
@@ -168,8 +211,8 @@ def command(
     click.echo(
         format_table(
             rows,
-            ["rank", "hidden", "learning rate", "alpha", "cv accuracy", "± std"],
-            [True, False, True, True, True, True],
+            ["rank", "hidden", *layers, "learning rate", "alpha", "cv accuracy", "± std"],
+            [True, False, *(False for _ in layers), True, True, True, True],
         )
     )
     final = result.metrics["final"]

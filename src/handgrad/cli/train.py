@@ -10,7 +10,7 @@ from click.core import ParameterSource
 
 from handgrad.cli._common import HIDDEN, csv_options, data_options, labels_option
 from handgrad.errors import TrainingDivergedError
-from handgrad.heads import ACTIVATIONS
+from handgrad.heads import ACTIVATIONS, NORMS
 from handgrad.runs import MIN_EPOCHS, PREPROCESSING, SOLVERS, STEP_BUDGET, RunConfig
 
 _D = RunConfig()  # the defaults shown in --help
@@ -22,6 +22,8 @@ _CONFIG_OPTIONS = (
     "labels",
     "hidden",
     "activation",
+    "dropout",
+    "norm",
     "solver",
     "learning_rate",
     "alpha",
@@ -71,6 +73,19 @@ _CONFIG_OPTIONS = (
     default=_D.activation,
     show_default=True,
     help="Hidden-layer activation.",
+)
+@click.option(
+    "--dropout",
+    type=click.FloatRange(min=0, max=1, max_open=True),
+    default=_D.dropout,
+    show_default=True,
+    help="Dropout's drop probability after each hidden layer (0: none).",
+)
+@click.option(
+    "--norm",
+    type=click.Choice(list(NORMS)),
+    default=_D.norm,
+    help="Batch or layer normalization of each hidden layer, before its activation.",
 )
 @click.option(
     "--solver",
@@ -219,6 +234,7 @@ def command(
     Examples:
       handgrad train
       handgrad train --hidden 256,128 --epochs 20 --name deeper
+      handgrad train --dropout 0.2 --norm batch
       handgrad train --data mnist --hidden 256 --batch-size 200 --epochs 10
       handgrad train --data table.csv --label species --preprocessing standardize
       handgrad train --data diabetes

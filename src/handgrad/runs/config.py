@@ -10,7 +10,7 @@ from typing import Any
 from handgrad._validation import check_choice, check_number
 from handgrad.data import TASKS
 from handgrad.data.preprocess import KINDS as PREPROCESSING
-from handgrad.heads import ACTIVATIONS
+from handgrad.heads import ACTIVATIONS, NORMS
 from handgrad.optim import OPTIMIZERS
 
 __all__ = ["MIN_EPOCHS", "PREPROCESSING", "SOLVERS", "STEP_BUDGET", "RunConfig", "default_epochs"]
@@ -48,6 +48,8 @@ class RunConfig:
     label: str | None = None
     hidden: tuple[int, ...] = (128,)
     activation: str = "relu"
+    dropout: float = 0.0
+    norm: str | None = None
     solver: str = "adam"
     learning_rate: float = 2e-3
     alpha: float = 1e-4
@@ -73,6 +75,11 @@ class RunConfig:
         for i, h in enumerate(self.hidden, start=1):
             check_number(h, f"hidden size {i}", low=1, integer=True)
         check_choice(self.activation, "activation", tuple(ACTIVATIONS))
+        check_number(self.dropout, "dropout", low=0)
+        if self.dropout >= 1:
+            raise ValueError(f"dropout must be < 1 (a drop probability), got {self.dropout!r}")
+        if self.norm is not None:
+            check_choice(self.norm, "norm", tuple(NORMS))
         check_choice(self.solver, "solver", SOLVERS)
         check_choice(self.dtype, "dtype", ("float32", "float64"))
         if self.preprocessing is not None:
