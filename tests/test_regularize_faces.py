@@ -71,7 +71,7 @@ def test_the_new_parameters_and_state_are_named_as_the_notes_name_them():
 @pytest.mark.parametrize(
     ("kwargs", "message"),
     [
-        ({"dropout": 1.0}, "dropout must be < 1"),
+        ({"dropout": 1.0}, "dropout must be < 1, but got 1.0"),
         ({"dropout": -0.1}, "dropout must be >= 0"),
         ({"norm": "group"}, "norm must be one of batch, layer, but got 'group'"),
     ],
@@ -245,7 +245,9 @@ def test_a_plain_network_file_loads_as_before_and_missing_statistics_are_refused
 
     tensors, meta = network_state(net)
     del tensors["state.running_var1"]
-    with pytest.raises(ModelFileError, match=r"running statistics \['running_mean1'\], but the network"):
+    with pytest.raises(
+        ModelFileError, match=r"running statistics \['running_mean1'\], but the network"
+    ):
         mlp_from_state({k: v for k, v in tensors.items()}, meta)
 
 

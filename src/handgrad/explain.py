@@ -76,9 +76,7 @@ def explain(
         check_number(h, f"hidden size {i}", low=1, integer=True)
     check_choice(activation, "activation", ACTIVATIONS)
     check_choice(head, "head", HEADS)
-    check_number(dropout, "dropout", low=0)
-    if dropout >= 1:
-        raise ValueError(f"dropout must be < 1 (a drop probability), but got {dropout!r}")
+    check_number(dropout, "dropout", low=0, high=1, high_open=True)
     if norm is not None:
         check_choice(norm, "norm", NORMS)
     least = HEADS[head].task.min_outputs

@@ -138,9 +138,7 @@ class MLP:
         check_choice(head, "head", HEADS)
         check_choice(init, "init", INITS)
         check_number(std, "std", low=0, low_open=True)
-        check_number(dropout, "dropout", low=0)
-        if dropout >= 1:
-            raise ValueError(f"dropout must be < 1 (a drop probability), but got {dropout!r}")
+        check_number(dropout, "dropout", low=0, high=1, high_open=True)
         if norm is not None:
             check_choice(norm, "norm", NORMS)
         if np.dtype(dtype) not in DTYPES:

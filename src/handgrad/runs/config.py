@@ -75,9 +75,7 @@ class RunConfig:
         for i, h in enumerate(self.hidden, start=1):
             check_number(h, f"hidden size {i}", low=1, integer=True)
         check_choice(self.activation, "activation", tuple(ACTIVATIONS))
-        check_number(self.dropout, "dropout", low=0)
-        if self.dropout >= 1:
-            raise ValueError(f"dropout must be < 1 (a drop probability), got {self.dropout!r}")
+        check_number(self.dropout, "dropout", low=0, high=1, high_open=True)
         if self.norm is not None:
             check_choice(self.norm, "norm", tuple(NORMS))
         check_choice(self.solver, "solver", SOLVERS)
