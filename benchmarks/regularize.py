@@ -72,18 +72,19 @@ def evaluate(variant: dict | None, data, params: dict, seed: int, scale: bool) -
     return float(model.score(X_te, y_te)), seconds
 
 
-def main() -> None:
+def main(argv: list[str] | None = None) -> list[dict]:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=60, help="max_iter on the tables")
     parser.add_argument("--mnist-epochs", type=int, default=10)
     parser.add_argument("--mnist", type=Path, default=Path("/work/shared/data/mnist"))
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
-    args = parser.parse_args()
+    parser.add_argument("--tables", nargs="*", choices=list(TABLES), default=list(TABLES))
+    args = parser.parse_args(argv)
 
     datasets = []
-    for name, load in TABLES.items():
-        X, y = load(return_X_y=True)
+    for name in args.tables:
+        X, y = TABLES[name](return_X_y=True)
         split = train_test_split(X, y, test_size=0.25, stratify=y, random_state=SPLIT_SEED)
         params = dict(hidden_layer_sizes=(100,), max_iter=args.epochs, alpha=1e-4)
         datasets.append((name, split, params, True))
@@ -111,9 +112,8 @@ def main() -> None:
                 }
             )
             r = rows[-1]
-            print(
-                f"{name:13s} {variant:26s} {r['accuracy']:.4f} ± {r['std']:.4f}  {r['seconds']:.1f} s"
-            )
+            score = f"{r['accuracy']:.4f} ± {r['std']:.4f}"
+            print(f"{name:13s} {variant:26s} {score}  {r['seconds']:.1f} s", flush=True)
 
     print("\n| dataset | " + " | ".join(VARIANTS) + " |")
     print("|---|" + "---|" * len(VARIANTS))
@@ -128,6 +128,7 @@ def main() -> None:
         "rows": rows,
     }
     (args.out / "regularize.json").write_text(json.dumps(record, indent=1) + "\n")
+    return rows
 
 
 if __name__ == "__main__":
