@@ -8,7 +8,14 @@ import click
 
 from handgrad._table import format_table
 
-__all__ = ["HIDDEN", "HiddenSizes", "csv_options", "data_options", "format_table"]
+__all__ = [
+    "HIDDEN",
+    "HiddenSizes",
+    "csv_options",
+    "data_options",
+    "format_table",
+    "layer_options",
+]
 
 
 class HiddenSizes(click.ParamType):
@@ -95,4 +102,24 @@ def csv_options(f: Any) -> Any:
         default=None,
         help="Whether a CSV file's first row names its columns [default: decided from "
         "the file, saying so when unsure].",
+    )(f)
+
+
+def layer_options(f: Any) -> Any:
+    """``--dropout`` and ``--norm``: the layers beyond the notes' (train, explain and
+    gradcheck describe a network with them alike)."""
+    from handgrad.heads import NORMS
+
+    f = click.option(
+        "--norm",
+        type=click.Choice(list(NORMS)),
+        default=None,
+        help="Batch or layer normalization of each hidden layer's Z, before its activation.",
+    )(f)
+    return click.option(
+        "--dropout",
+        type=click.FloatRange(min=0, max=1, max_open=True),
+        default=0.0,
+        show_default=True,
+        help="Dropout's drop probability after each hidden activation (0: none).",
     )(f)

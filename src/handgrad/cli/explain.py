@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import click
 
-from handgrad.cli._common import HIDDEN
-from handgrad.heads import ACTIVATIONS, HEADS, NORMS
+from handgrad.cli._common import HIDDEN, layer_options
+from handgrad.heads import ACTIVATIONS, HEADS
 
 #: The sizes ``handgrad train`` trains by default: digits (64 features, 10 classes),
 #: one hidden layer of 128, batches of 64 (tests/test_explain.py keeps them in step).
@@ -49,16 +49,7 @@ DEFAULTS = {"input": 64, "hidden": (128,), "classes": 10, "batch": 64}
     "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
 )
 @click.option("--head", type=click.Choice(list(HEADS)), default="softmax", show_default=True)
-@click.option(
-    "--dropout",
-    type=click.FloatRange(min=0, max=1, max_open=True),
-    default=0.0,
-    show_default=True,
-    help="Dropout's drop probability after each hidden layer.",
-)
-@click.option(
-    "--norm", type=click.Choice(list(NORMS)), default=None, help="Normalize each hidden Z."
-)
+@layer_options
 def command(
     input_size: int,
     hidden: tuple[int, ...],

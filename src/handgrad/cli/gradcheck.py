@@ -7,8 +7,8 @@ from typing import Any
 import click
 import numpy as np
 
-from handgrad.cli._common import HIDDEN, format_table
-from handgrad.heads import ACTIVATIONS, HEADS, NORMS
+from handgrad.cli._common import HIDDEN, format_table, layer_options
+from handgrad.heads import ACTIVATIONS, HEADS
 
 
 @click.command("gradcheck")
@@ -53,19 +53,7 @@ from handgrad.heads import ACTIVATIONS, HEADS, NORMS
     "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
 )
 @click.option("--head", type=click.Choice(list(HEADS)), default="softmax", show_default=True)
-@click.option(
-    "--dropout",
-    type=click.FloatRange(min=0, max=1, max_open=True),
-    default=0.0,
-    show_default=True,
-    help="Dropout's drop probability after each hidden layer (checked with one fixed mask).",
-)
-@click.option(
-    "--norm",
-    type=click.Choice(list(NORMS)),
-    default=None,
-    help="Normalize each hidden layer's Z (checked on the batch's statistics).",
-)
+@layer_options
 @click.option(
     "--reg",
     type=click.FloatRange(min=0),

@@ -8,9 +8,9 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from handgrad.cli._common import HIDDEN, csv_options, data_options, labels_option
+from handgrad.cli._common import HIDDEN, csv_options, data_options, labels_option, layer_options
 from handgrad.errors import TrainingDivergedError
-from handgrad.heads import ACTIVATIONS, NORMS
+from handgrad.heads import ACTIVATIONS
 from handgrad.runs import MIN_EPOCHS, PREPROCESSING, SOLVERS, STEP_BUDGET, RunConfig
 
 _D = RunConfig()  # the defaults shown in --help
@@ -74,19 +74,7 @@ _CONFIG_OPTIONS = (
     show_default=True,
     help="Hidden-layer activation.",
 )
-@click.option(
-    "--dropout",
-    type=click.FloatRange(min=0, max=1, max_open=True),
-    default=_D.dropout,
-    show_default=True,
-    help="Dropout's drop probability after each hidden layer (0: none).",
-)
-@click.option(
-    "--norm",
-    type=click.Choice(list(NORMS)),
-    default=_D.norm,
-    help="Batch or layer normalization of each hidden layer, before its activation.",
-)
+@layer_options
 @click.option(
     "--solver",
     type=click.Choice(SOLVERS),
