@@ -291,22 +291,57 @@ def test_the_epoch_rollback_restores_the_running_statistics_and_the_masks(blobs)
 
 
 # ------------------------------------------------------------------- the engines
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
 @pytest.mark.parametrize("layers", LAYERS, ids=IDS)
-def test_networks_with_these_layers_take_the_reference_engine(blobs, layers):
-    """The fast engine's buffers hold the plain layers only: these networks step by
-    the reference pairs whatever ``engine`` says, so fast = reference holds trivially
-    (bit for bit); a plain network still gets the fast engine."""
-    X, y = blobs
-    net = MLP(4, (6,), 3, seed=0, **layers)
-    engine = engine_for(net, SGD(0.1), TrainingConfig(), 16, np.random.default_rng(0))
-    assert type(engine) is Engine
-    assert isinstance(engine_for(MLP(4, (6,), 3), SGD(0.1), TrainingConfig(), 16), FastEngine)
-    nets = [MLP(4, (6,), 3, seed=0, **layers) for _ in range(2)]
+def test_a_fast_step_equals_the_reference_step(blobs, layers, dtype):
+    """The in-place forms (inplace.py) in the workspace's buffers against the pairs:
+    the same loss, gradients (γ, β included), masks and running statistics."""
+    X, y = blobs[0][:40].astype(dtype), blobs[1][:40]
+    nets = [MLP(4, (6, 5), 3, seed=0, dtype=dtype, **layers) for _ in range(2)]
+    engines = [
+        engine_for(net, Adam(), TrainingConfig(engine=name), 40, np.random.default_rng(7))
+        for net, name in zip(nets, ("fast", "reference"), strict=True)
+    ]
+    assert [type(e) for e in engines] == [FastEngine, Engine]
+    T = nets[0].encode_targets(y, 40)
+    (fast_loss, fast, _), (loss, grads, _) = (
+        e.loss_and_gradients(X, T, None, 0.1) for e in engines
+    )
+    tol = {"rtol": 1e-12, "atol": 1e-12} if dtype == np.float64 else {"rtol": 1e-4, "atol": 1e-5}
+    assert fast_loss == pytest.approx(float(loss), rel=tol["rtol"])
+    assert sorted(fast) == sorted(grads)
+    for k, g in grads.items():
+        np.testing.assert_allclose(fast[k], g, **tol, err_msg=k)
+    for k, v in nets[1].state.items():
+        np.testing.assert_allclose(nets[0].state[k], v, **tol, err_msg=k)
+
+
+@pytest.mark.parametrize("momentum", [0.0, 0.9], ids=["fused SGD", "SGD momentum"])
+@pytest.mark.parametrize("layers", LAYERS, ids=IDS)
+def test_fast_training_equals_reference_training(blobs, layers, momentum):
+    """Whole runs (81 rows in batches of 16: the last batch one row, which batch norm
+    normalizes by its running statistics) with validation scores, to 1e-12."""
+    X, y = blobs[0][:81], blobs[1][:81]
+    nets = [MLP(4, (6, 5), 3, seed=0, **layers) for _ in range(2)]
+    histories = []
     for net, name in zip(nets, ("fast", "reference"), strict=True):
-        config = TrainingConfig(batch_size=16, max_epochs=3, engine=name)
-        fit(net, X, y, optimizer=SGD(0.1, momentum=0.9), config=config, seed=4)
-    for k, v in nets[0].params.items():
-        np.testing.assert_array_equal(nets[1].params[k], v)
+        config = TrainingConfig(batch_size=16, max_epochs=3, reg=0.01, engine=name)
+        histories.append(
+            fit(
+                net,
+                X,
+                y,
+                optimizer=SGD(0.1, momentum=momentum),
+                config=config,
+                seed=4,
+                validation=(X[:20], y[:20]),
+            )
+        )
+    np.testing.assert_allclose(histories[0].step_loss, histories[1].step_loss, rtol=1e-12)
+    assert histories[0].val_score == histories[1].val_score
+    for name in ("params", "state"):
+        for k, v in getattr(nets[1], name).items():
+            np.testing.assert_allclose(getattr(nets[0], name)[k], v, rtol=1e-12, atol=1e-12)
 
 
 # -------------------------------------------------------------- the command line

@@ -132,14 +132,18 @@ class Norm:
     β (H,) (learned: ``gamma_l``, ``beta_l`` in ``MLP.params``), ``running`` the
     ``(mean, var)`` kept for predict time (``running_mean_l``, ``running_var_l`` in
     ``MLP.state``) or ``()`` where ``keeps_running`` is False; ``backward(dY, cache) ->
-    (dZ, dγ, dβ)``. ``formula``/``backward_formula`` are ``explain``'s text, ``{Z}``,
-    ``{l}`` and ``{dY}`` standing for the layer's symbols; ``over`` names the axis its
+    (dZ, dγ, dβ)``. ``forward_``/``backward_`` are the fast engine's in-place forms
+    (:mod:`handgrad.inplace`), called by :class:`handgrad.workspace.Workspace` with its
+    buffers. ``formula``/``backward_formula`` are ``explain``'s text, ``{Z}``, ``{l}``
+    and ``{dY}`` standing for the layer's symbols; ``over`` names the axis its
     statistics are taken along.
     """
 
     name: str
     forward: Callable[[Array, Array, Array, tuple, bool], tuple[Array, Any, tuple]]
     backward: Callable[[Array, Any], tuple[Array, Array, Array]]
+    forward_: Callable[..., Any]
+    backward_: Callable[..., Array]
     keeps_running: bool
     formula: str
     backward_formula: str
@@ -167,6 +171,8 @@ NORMS: dict[str, Norm] = {
             "batch",
             _batchnorm,
             batchnorm_backward,
+            ip.batchnorm_,
+            ip.batchnorm_backward_,
             keeps_running=True,
             formula="γ{l} ⊙ ({Z} − μ_B)/√(σ²_B + ε) + β{l}",
             backward_formula="(1/N) γ{l} (σ²_B + ε)^(−1/2) (N {dY} − Σ {dY} − x̂ Σ {dY} ⊙ x̂)",
@@ -176,6 +182,8 @@ NORMS: dict[str, Norm] = {
             "layer",
             _layernorm,
             layernorm_backward,
+            ip.layernorm_,
+            ip.layernorm_backward_,
             keeps_running=False,
             formula="γ{l} ⊙ ({Z} − μ_i)/√(σ²_i + ε) + β{l}",
             backward_formula="(1/H) (σ²_i + ε)^(−1/2) (H dx̂ − Σ dx̂ − x̂ Σ dx̂ ⊙ x̂), dx̂ = γ{l} ⊙ {dY}",
@@ -187,16 +195,18 @@ NORMS: dict[str, Norm] = {
 
 @dataclass(frozen=True)
 class Dropout:
-    """Inverted dropout after a hidden activation: the reference pair and ``explain``'s
-    text (``{A}``, ``{l}`` and ``{dA}`` the layer's symbols)."""
+    """Inverted dropout after a hidden activation: the reference pair, the fast engine's
+    in-place form and ``explain``'s text (``{A}``, ``{l}`` and ``{dA}`` the layer's
+    symbols). Its in-place backward is ``dA *= M / p``, the scale its forward kept."""
 
     forward: Callable[..., tuple[Array, tuple]]
     backward: Callable[[Array, tuple], Array]
+    forward_: Callable[..., Array]
     formula: str = "{A} ⊙ M{l} / p,  M{l} ~ Bernoulli(p = 1 − rate)  (predict: {A})"
     backward_formula: str = "{dA} ⊙ M{l} / p"
 
 
-DROPOUT = Dropout(dropout_forward, dropout_backward)
+DROPOUT = Dropout(dropout_forward, dropout_backward, ip.dropout_)
 
 
 # ------------------------------------------------------------------ the task rules

@@ -101,13 +101,19 @@ class FastEngine(Engine):
     """The same step in a :class:`~handgrad.workspace.Workspace`'s reused buffers."""
 
     def __init__(
-        self, model: MLP, optimizer: Optimizer, config: TrainingConfig, workspace: Workspace
+        self,
+        model: MLP,
+        optimizer: Optimizer,
+        config: TrainingConfig,
+        workspace: Workspace,
+        rng: np.random.Generator | None = None,
     ) -> None:
-        super().__init__(model, optimizer, config)
+        super().__init__(model, optimizer, config, rng)
         self.workspace = workspace
 
     def loss_and_gradients(self, X: Any, T: Any, w: Any, reg: float) -> tuple[Any, Any, Any]:
-        return self.workspace.step(self.model.params, X, T, reg, w)
+        model = self.model
+        return self.workspace.step(model.params, X, T, reg, w, model.state, self.context.rng)
 
     def penalty(self, reg: float) -> float:
         return self.workspace.penalty
@@ -119,6 +125,8 @@ class FastEngine(Engine):
         return int(np.count_nonzero(self.workspace.right_rows(S, T)))
 
     def scores(self, X: Any) -> Any:
+        if not self.model.plain:  # predict time's normalization: the reference's forward
+            return super().scores(X)
         return scores(self.model.params, X, self.model.activation)
 
 
@@ -128,8 +136,16 @@ class FusedSGD(FastEngine):
 
     def step(self, X: Any, T: Any, w: Any, n_weight: float) -> tuple[float, Any]:
         reg = self.config.reg_of(n_weight)
+        model = self.model
         loss, S = self.workspace.sgd_step(
-            self.model.params, X, T, reg, w, self.optimizer.learning_rate
+            model.params,
+            X,
+            T,
+            reg,
+            w,
+            self.optimizer.learning_rate,
+            model.state,
+            self.context.rng,
         )
         return self.reported(loss, S, T, w, reg), self.right(S, T)
 
@@ -145,17 +161,21 @@ def engine_for(
     ``rng`` is the run's generator, which dropout draws its masks from.
 
     Parameters of another library than NumPy always take the reference engine: the
-    fast engine's buffers and fused products are NumPy's. So does a network with a
-    normalization or dropout (``not model.plain``): the fast engine's buffers hold the
-    plain layers only, and the reference pairs are these layers' one form."""
-    if config.engine == "reference" or namespace(model.params["W1"]) is not np or not model.plain:
+    fast engine's buffers and fused products are NumPy's."""
+    if config.engine == "reference" or namespace(model.params["W1"]) is not np:
         return Engine(model, optimizer, config, rng)
     workspace = Workspace(
-        model.layer_sizes, rows, activation=model.activation, head=model.head, dtype=model.dtype
+        model.layer_sizes,
+        rows,
+        activation=model.activation,
+        head=model.head,
+        dtype=model.dtype,
+        norm=model.norm,
+        dropout=model.dropout,
     )
     if type(optimizer) is SGD and optimizer.momentum == 0:
-        return FusedSGD(model, optimizer, config, workspace)
-    return FastEngine(model, optimizer, config, workspace)
+        return FusedSGD(model, optimizer, config, workspace, rng)
+    return FastEngine(model, optimizer, config, workspace, rng)
 
 
 def _finite_on_host(arrays: list[np.ndarray]) -> bool:
