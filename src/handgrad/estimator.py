@@ -885,7 +885,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     norm : {"batch", "layer"} or None, default=None
         Beyond scikit-learn: batch or layer normalization of every hidden layer before
         its activation (learned γ, β never penalised by ``alpha``; batch norm's running
-        statistics for predict). Either one trains on the reference engine.
+        statistics for predict).
 
     Attributes
     ----------
@@ -1149,7 +1149,7 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     norm : {"batch", "layer"} or None, default=None
         Beyond scikit-learn: batch or layer normalization of every hidden layer before
         its activation (learned γ, β never penalised by ``alpha``; batch norm's running
-        statistics for predict). Either one trains on the reference engine.
+        statistics for predict).
 
     Attributes
     ----------

@@ -199,7 +199,8 @@ class MLP:
     @property
     def plain(self) -> bool:
         """Whether every hidden layer is ``act(A W + b)`` alone (no normalization, no
-        dropout): the layers the fast engine's buffers and the predict path compute."""
+        dropout): the layers the chunked predict path (:func:`handgrad.workspace.scores`)
+        computes; the others predict by :meth:`forward`."""
         return self.norm is None and self.dropout == 0
 
     # ------------------------------------------------------------ forward/backward

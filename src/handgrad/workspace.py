@@ -25,7 +25,11 @@ so that a steady-state step allocates nothing that grows with the batch or the n
   products cost less than converting their arguments did. The same calls with the
   same arguments, so the same bits (a test holds them to exact equality);
 - the softmax loss's row argmax is the predicted class, so the running accuracy
-  reads it (:meth:`Workspace.right_rows`) instead of another argmax of S.
+  reads it (:meth:`Workspace.right_rows`) instead of another argmax of S;
+- a normalization (``Y_l = norm(Z_l)`` over Z_l's buffer, x̂ kept for the backward
+  pass) and dropout (its scale ``M / p`` kept) are the in-place forms their records
+  name (:data:`handgrad.heads.NORMS`, :data:`~handgrad.heads.DROPOUT`); a plain network
+  takes none of their branches.
 
 Tried and dropped (benchmarks/README.md has the figures): SciPy's
 ``scipy.linalg.blas.sgemm`` offers the same fusion, but SciPy ships its own OpenBLAS,
