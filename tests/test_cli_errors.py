@@ -151,15 +151,18 @@ def test_bad_prediction_inputs(tmp_path, model):
 
 def test_resume_errors(tmp_path, model):
     _fails_cleanly(["train", "--resume", tmp_path / "none"], tmp_path, "no such run folder")
+    # a run folder without a checkpoint resumes from its model file (issue 25, point 2);
+    # a folder with neither is refused
+    (tmp_path / "empty").mkdir()
     _fails_cleanly(
-        ["train", "--resume", model.parent],
+        ["train", "--resume", tmp_path / "empty"],
         tmp_path,
-        "has no checkpoint.safetensors to resume from",
+        "has neither checkpoint.safetensors nor model.safetensors to resume from",
     )
     _fails_cleanly(
         ["train", "--resume", model.parent, "--lr", "0.1"],
         tmp_path,
-        "--resume takes its settings from the checkpoint",
+        "--resume takes its settings from the run in",
         code=2,
     )
 

@@ -10,7 +10,7 @@ import pytest
 from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.base import clone
 from sklearn.datasets import load_digits, make_multilabel_classification
-from sklearn.exceptions import ConvergenceWarning
+from sklearn.exceptions import ConvergenceWarning, NotFittedError
 from sklearn.model_selection import GridSearchCV, cross_val_score, train_test_split
 from sklearn.neural_network import MLPClassifier as SkMLP
 from sklearn.pipeline import make_pipeline
@@ -195,6 +195,93 @@ def test_coefs_are_views_of_the_network(blobs):
     clf.intercepts_[-1][0] += 5.0
     assert (clf.predict_proba(X)[:, 0] > before[:, 0]).all()
     assert not hasattr(MLPClassifier(), "coefs_")
+
+
+# ------------------------------------------- weights assigned before fit (test_fit's)
+_SGD = dict(hidden_layer_sizes=(5,), solver="sgd", shuffle=False, random_state=0)
+
+
+def _weights(seed=1):
+    rng = np.random.default_rng(seed)
+    W = [rng.standard_normal((4, 5)), rng.standard_normal((5, 3))]
+    return W, [rng.standard_normal(5), rng.standard_normal(3)]
+
+
+def test_weights_assigned_before_fit_are_where_warm_start_and_partial_fit_begin(blobs):
+    """As scikit-learn: a warm-started fit, or partial_fit, starts from them; the same
+    steps as from the same weights assigned to a fitted estimator."""
+    X, y = blobs
+    W, b = _weights()
+    reference = MLPClassifier(**_SGD, max_iter=3, warm_start=True).fit(X, y)
+    reference.coefs_, reference.intercepts_ = W, b
+    reference.fit(X, y)  # a fresh optimizer from (W, b), as a warm start's
+    clf = MLPClassifier(**_SGD, max_iter=3, warm_start=True)
+    clf.coefs_ = [0, 0]
+    clf.coefs_[0], clf.coefs_[1] = W  # a layer at a time, as scikit-learn's test_fit
+    clf.intercepts_ = b
+    clf.fit(X, y)
+    ours, theirs = clf.coefs_ + clf.intercepts_, reference.coefs_ + reference.intercepts_
+    for a, c in zip(ours, theirs, strict=True):
+        assert_array_equal(a, c)
+    assert clf.n_iter_ == 3 and not np.array_equal(clf.coefs_[0], W[0])
+    one = MLPClassifier(**_SGD, max_iter=1, warm_start=True)
+    part = MLPClassifier(**_SGD)
+    for est in (one, part):
+        est.coefs_, est.intercepts_ = W, b
+    one.fit(X, y)
+    part.partial_fit(X, y, classes=[0, 1, 2])
+    for a, c in zip(part.coefs_ + part.intercepts_, one.coefs_ + one.intercepts_, strict=True):
+        assert_array_equal(a, c)
+    plain = MLPClassifier(**_SGD, max_iter=2)  # a plain fit draws its own, as scikit-learn
+    plain.coefs_ = W
+    plain.fit(X, y)
+    assert_array_equal(plain.coefs_[0], MLPClassifier(**_SGD, max_iter=2).fit(X, y).coefs_[0])
+
+
+@pytest.mark.parametrize(
+    ("case", "error", "match"),
+    [
+        ("other-width", ValueError, r"coefs_\[0\] must have shape \(4, 5\), got \(3, 5\)"),
+        ("one-missing", ValueError, r"coefs_ must have 2 arrays \(one per layer\), got 1"),
+        ("nan", ValueError, r"coefs_\[1\] must be finite in float64"),
+        ("float32-overflow", ValueError, r"coefs_\[0\] must be finite in float32"),
+        ("strings", TypeError, r"coefs_\[0\] must hold real numbers"),
+        ("unset-layer", ValueError, r"coefs_\[1\] must have shape \(5, 3\), got \(\)"),
+    ],
+)
+def test_weights_assigned_before_fit_are_checked_when_the_network_is_built(
+    blobs, case, error, match
+):
+    X, y = blobs
+    W, _ = _weights()
+    bad = {
+        "other-width": [np.ones((3, 5)), W[1]],
+        "one-missing": W[:1],
+        "nan": [W[0], np.full((5, 3), np.nan)],
+        "float32-overflow": [np.full((4, 5), 1e300), W[1]],
+        "strings": [np.full((4, 5), "a"), W[1]],
+        "unset-layer": [W[0], 0],
+    }[case]
+    X = X.astype(np.float32) if case == "float32-overflow" else X
+    clf = MLPClassifier(**_SGD)
+    clf.coefs_ = bad
+    with pytest.raises(error, match=match):
+        clf.partial_fit(X, y, classes=[0, 1, 2])
+    assert clf.coefs_ == bad and not hasattr(clf, "network_")  # kept, to be put right
+    clf.coefs_ = W
+    clf.partial_fit(X, y)
+    assert clf.network_.layer_sizes == (4, 5, 3)
+
+
+def test_weights_assigned_before_fit_are_a_list_and_no_fitted_model(blobs):
+    X, _ = blobs
+    clf = MLPClassifier(**_SGD)
+    with pytest.raises(TypeError, match="coefs_ must be a list of arrays, one per layer"):
+        clf.coefs_ = np.ones((4, 5))
+    clf.coefs_, clf.intercepts_ = _weights()
+    clf.n_features_in_, clf.n_outputs_, clf.out_activation_ = 4, 3, "softmax"
+    with pytest.raises(NotFittedError, match="is not fitted yet"):  # until fit builds it
+        clf.predict(X)
 
 
 # --------------------------------------------------- fitted state, stopping, warnings

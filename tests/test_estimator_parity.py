@@ -162,9 +162,12 @@ def test_assigned_weights_are_checked_and_nothing_is_half_written(value, error, 
         assert_array_equal(a, b)
 
 
-def test_weights_cannot_be_assigned_before_fit():
+def test_weights_assigned_before_fit_wait_for_the_network():
+    reg = MLPRegressor()
     with pytest.raises(AttributeError, match="it is set by fit"):
-        MLPRegressor().coefs_ = [np.ones((2, 2))]
+        reg.coefs_  # noqa: B018 (nothing assigned, nothing fitted)
+    reg.coefs_ = [np.ones((2, 2))]  # as scikit-learn: kept, checked when the network is built
+    assert len(reg.coefs_) == 1 and reg.coefs_[0].shape == (2, 2)
 
 
 # ----------------------------------------------------------------- 14.5 L-BFGS's t_

@@ -3,8 +3,8 @@
 Each test listed below is scikit-learn's ``sklearn/neural_network/tests/test_mlp.py``
 function itself, with that module's ``MLPClassifier`` and ``MLPRegressor`` swapped for
 handgrad's: the same data, the same assertions. Left out are the tests that poke
-scikit-learn's private helpers (``_loss_grad_lbfgs``, weights set on an unfitted
-estimator, ``_optimizer``, ``_no_improvement_count``); those facts are ported below
+scikit-learn's private helpers (``_loss_grad_lbfgs``, ``_optimizer``,
+``_no_improvement_count``); those facts are ported below
 with handgrad's public reads (``optimizer_``, ``history_.n_no_improvement``), on fewer
 epochs where scikit-learn's take thousands. Left out for time only:
 ``test_partial_fit_classification`` (hundreds of ``partial_fit`` calls; the same fact is
@@ -64,6 +64,9 @@ PORTED = [
     "test_mlp_sample_weight_with_early_stopping",
     "test_mlp_vs_poisson_glm_equivalent",
     "test_minimum_input_sample_size",
+    "test_fit",
+    "test_mlp_diverging_loss",
+    "test_nonfinite_params",
 ]
 FIXTURES = {"capsys", "tmp_path"}  # pytest's, asked of the request
 VALUES = {"global_random_seed": [0, 42]}  # scikit-learn's own fixture, a few seeds

@@ -212,11 +212,13 @@ def test_continuous_label_given_to_classification_suggests_regression(diabetes_c
         tmp_path / "r",
         match="diabetes is a regression dataset",
     )
-    # handgrad search tunes classifiers only: a regression dataset is refused up front.
+    # handgrad search --task classification: a regression dataset is refused up front.
     fails_with(
         "search",
         "--data",
         "diabetes",
+        "--task",
+        "classification",
         "--out",
         tmp_path / "r",
         match="diabetes is a regression dataset, not a classification one",

@@ -112,6 +112,28 @@ def test_several_squared_error_outputs_take_scikit_learns_steps(data, solver):
     assert ours.n_iter_ == theirs.n_iter_
 
 
+@pytest.mark.parametrize("weighted", [False, True])
+def test_lbfgs_with_three_outputs_follows_scikit_learns_trajectory(weighted):
+    """15 L-BFGS iterations on three squared-error outputs from the same weights: SciPy
+    gets scikit-learn's objective (the data term averaged over the outputs too) with
+    its gradient (of the sum over outputs), so its line searches, hence the weights,
+    agree to 1e-9."""
+    X, y = make_regression(n_samples=90, n_features=4, n_targets=3, noise=0.5, random_state=0)
+    y = y / y.std(axis=0)
+    w = np.random.default_rng(0).uniform(0.2, 3.0, len(X)) if weighted else None
+    ours, theirs = _both_from_same_start(
+        X, y, w, solver="lbfgs", hidden_layer_sizes=(20,), alpha=0.3
+    )
+    for est in (ours, theirs):
+        est.set_params(max_iter=15).fit(X, y, w)
+    assert ours.n_iter_ == theirs.n_iter_ == 15
+    for a, b in zip(
+        ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True
+    ):
+        assert_allclose(a, b, rtol=1e-9, atol=1e-9)
+    assert_allclose(ours.loss_, theirs.loss_, rtol=1e-9)
+
+
 # ------------------------------------------------------------ the regressor's face
 def test_shapes_of_one_and_several_outputs(data):
     X, y = data

@@ -117,6 +117,53 @@ def test_divergence_raises_and_keeps_finite_weights(data):
             assert_array_equal(v, rec.params[-1][k])
 
 
+class _Blowup(Recorder):
+    """A Recorder that raises the learning rate to 1e6 after epoch 3: epoch 4 diverges."""
+
+    def on_epoch_end(self, run):
+        super().on_epoch_end(run)
+        if run.history.epochs == 3:
+            run.optimizer.learning_rate = 1e6
+
+
+def test_divergence_with_early_stopping_ends_with_the_best_weights():
+    """As scikit-learn's: no error; the diverged epoch scores NaN and the weights of the
+    best validation score come back (then the run can go on)."""
+    rng = np.random.default_rng(0)
+    X = rng.standard_normal((150, 4))
+    y = (X @ [1.0, -2.0, 0.5, 0.0] + 0.1 * rng.standard_normal(150))[:, None]
+    model, rec = MLP(4, (8,), 1, head="identity", seed=0), _Blowup()
+    config = TrainingConfig(batch_size=20, max_epochs=30, stopping="validation")
+    hist = fit(
+        model,
+        X[:120],
+        y[:120],
+        optimizer=SGD(learning_rate_init=0.02, momentum=0.0),
+        config=config,
+        validation=(X[120:], y[120:]),
+        seed=0,
+        callbacks=[rec],
+    )
+    assert hist.stop_reason == "diverged" and hist.epochs == 4 and len(rec.params) == 3
+    assert all(math.isfinite(v) for v in hist.val_score[:3]) and math.isnan(hist.val_score[3])
+    assert math.isnan(hist.loss[3]) and len(hist.loss) == len(hist.learning_rate) == 4
+    best = int(np.argmax(hist.val_score[:3]))
+    assert hist.best_val_score == hist.val_score[best]
+    for k, v in model.params.items():
+        assert_array_equal(v, rec.params[best][k])
+    assert hist.steps == 3 * 6  # the diverged epoch's steps were taken back
+    with pytest.raises(TrainingDivergedError, match=r"non-finite in epoch 4 \(step 2[0-4]\)"):
+        fit(  # without early stopping the same run raises (the weights of epoch 3 kept)
+            MLP(4, (8,), 1, head="identity", seed=0),
+            X[:120],
+            y[:120],
+            optimizer=SGD(learning_rate_init=0.02, momentum=0.0),
+            config=TrainingConfig(batch_size=20, max_epochs=30, stopping="loss"),
+            seed=0,
+            callbacks=[_Blowup()],
+        )
+
+
 def test_ctrl_c_keeps_the_weights(data):
     X, y = data
     model, rec = _model(), Recorder(interrupt_at=3)

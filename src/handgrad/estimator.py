@@ -69,6 +69,7 @@ from handgrad.heads import NORMS
 from handgrad.network import MLP
 from handgrad.optim import Optimizer
 from handgrad.training import Callback, History, Run, TrainingConfig
+from handgrad.training.loop import NON_FINITE
 from handgrad.workspace import CHUNK_ROWS
 
 __all__ = ["BaseMultilayerPerceptron", "MLPClassifier", "MLPRegressor"]
@@ -346,7 +347,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             None if current is None else current.model.dtype,
         )
         seeds = seed_sequence(self.random_state).spawn(3)
-        run = current or self._new_run(X, Y, seeds)
+        run = current or self._new_run(X, Y, seeds, incremental)
         t_before = 0 if current is None else self.__dict__.get("t_", run.history.samples_seen)
         if resume is not None:  # the checkpoint's optimizer was made from these parameters
             self._optimizer_key = self._optimizer_signature()
@@ -458,7 +459,13 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             )
         return rows, validation_rows
 
-    def _new_run(self, X: NDArray, Y: NDArray, seeds: list[np.random.SeedSequence]) -> Run:
+    def _new_run(
+        self, X: NDArray, Y: NDArray, seeds: list[np.random.SeedSequence], incremental: bool
+    ) -> Run:
+        """A fresh run for X and Y: the network drawn, or, for ``partial_fit`` and a
+        ``warm_start`` fit, as scikit-learn, starting from the ``coefs_``/``intercepts_``
+        assigned before it existed (checked against it now: a layer's shape, finite
+        real numbers in its dtype); a plain ``fit`` draws over them."""
         dtype = numpy_dtype(X.dtype)  # the parameters are drawn on the host, in X's dtype
         optimizer = make_optimizer(self)
         batch_size = 200 if self.batch_size == "auto" else self.batch_size
@@ -482,6 +489,11 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             dropout=self.dropout,
             norm=self.norm,
         )
+        assigned = self.__dict__.get("_assigned_parameters", {})
+        if self.warm_start or incremental:
+            for name, values in assigned.items():  # a bad one stays assigned, to fix
+                _assign(model.weights if name == "coefs_" else model.biases, values, name)
+        self.__dict__.pop("_assigned_parameters", None)
         self._optimizer_key = self._optimizer_signature()
         return Run(model, optimizer, np.random.default_rng(seeds[1]))
 
@@ -577,10 +589,9 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         if reason == "interrupted":
             warnings.warn("Training interrupted by user.", stacklevel=4)
         elif not finite:
-            raise TrainingDivergedError(
-                "Solver produced non-finite parameter weights. The input data may contain "
-                "large values and need to be preprocessed."
-            )
+            raise TrainingDivergedError(f"{NON_FINITE} Standardise the inputs.")
+        elif reason == "diverged":  # early stopping ended it, as scikit-learn's does
+            self._warn_diverged()
         elif self.solver == "lbfgs" and reason != "converged":
             warnings.warn(
                 f"lbfgs failed to converge after {self.n_iter_} iteration(s) "
@@ -596,6 +607,21 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 ConvergenceWarning,
                 stacklevel=4,
             )
+
+    def _warn_diverged(self) -> None:
+        hist = self._run.history
+        kept = (
+            f"the weights of the best validation score ({hist.best_val_score:.4g})"
+            if np.isfinite(hist.best_val_score)
+            else "the weights it started from"
+        )
+        warnings.warn(
+            f"the training loss became non-finite in epoch {hist.epochs} with learning rate "
+            f"{hist.learning_rate[-1]:g}; early stopping ended training and kept {kept}. "
+            "Lower the learning rate, standardise the inputs, or increase the regularisation.",
+            ConvergenceWarning,
+            stacklevel=5,
+        )
 
     # ---------------------------------------------------------------- prediction
     def _forward(self, X: ArrayLike, scores: bool = False) -> NDArray[np.floating]:
@@ -656,22 +682,45 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         time (``est.coefs_[0] = W``): each array must have its layer's shape and hold
         finite real numbers (in the network's dtype); it is copied into the network, so
         ``predict`` and a warm-started ``fit`` or ``partial_fit`` start from it.
+
+        Assignable before ``fit`` too, as scikit-learn's: the list is kept as given
+        (and can be filled in a layer at a time) until ``partial_fit`` or a
+        ``warm_start`` fit builds the network, which starts from it after the same
+        checks, against the layer sizes that data implies (a plain ``fit`` draws its
+        own weights over it). An unassigned ``intercepts_`` (or ``coefs_``) is drawn.
         """
-        return _Parameters(self._fitted_model("coefs_").weights, "coefs_")
+        return self._parameters("coefs_")
 
     @coefs_.setter
     def coefs_(self, value: Sequence[ArrayLike]) -> None:
-        _assign(self.coefs_, value, "coefs_")
+        self._set_parameters("coefs_", value)
 
     @property
     def intercepts_(self) -> list[NDArray[np.floating]]:
         """``[b1, …, bL]``, views of the network's bias vectors; assignable as
         ``coefs_``."""
-        return _Parameters(self._fitted_model("intercepts_").biases, "intercepts_")
+        return self._parameters("intercepts_")
 
     @intercepts_.setter
     def intercepts_(self, value: Sequence[ArrayLike]) -> None:
-        _assign(self.intercepts_, value, "intercepts_")
+        self._set_parameters("intercepts_", value)
+
+    def _parameters(self, name: str) -> list:
+        """``coefs_`` or ``intercepts_``: views of the network's arrays, or before there
+        is a network, the list assigned (see ``coefs_``)."""
+        assigned = self.__dict__.get("_assigned_parameters", {})
+        if "_run" not in self.__dict__ and name in assigned:
+            return assigned[name]
+        model = self._fitted_model(name)
+        return _Parameters(model.weights if name == "coefs_" else model.biases, name)
+
+    def _set_parameters(self, name: str, value: Sequence[ArrayLike]) -> None:
+        if "_run" in self.__dict__:
+            _assign(self._parameters(name), value, name)
+            return
+        if isinstance(value, np.ndarray | str) or not isinstance(value, Sequence):
+            raise TypeError(f"{name} must be a list of arrays, one per layer")
+        self.__dict__.setdefault("_assigned_parameters", {})[name] = list(value)
 
     @property
     def network_(self) -> MLP:
@@ -695,6 +744,11 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         for a regressor), learning rate, epochs, samples seen and why it stopped."""
         self._fitted_model("history_")
         return self._run.history
+
+    def __sklearn_is_fitted__(self) -> bool:
+        """Fitted once there is a network: fitted attributes assigned by hand (as
+        scikit-learn's own tests do) are not one."""
+        return "_run" in self.__dict__
 
     def _fitted_model(self, name: str) -> MLP:
         if "_run" not in self.__dict__:

@@ -18,11 +18,19 @@ its one output ``prediction`` (N,) (or (N, K) for K targets) is what ``predict``
 binary model); ``label`` holds what ``predict`` returns: strings stay strings, integers
 (and bools, and floats that are whole numbers) become int64, as in skl2onnx.
 
-Importing this module registers handgrad's :class:`MLPClassifier` with skl2onnx
-(``update_registered_converter``), so that ``skl2onnx.to_onnx`` converts a scikit-learn
-``Pipeline`` ending in one exactly as it converts one ending in scikit-learn's own MLP
-(with its ``zipmap`` and ``output_class_labels`` options). The converter reads only the
-estimator's public fitted attributes.
+A scikit-learn ``Pipeline`` ending in a handgrad estimator converts whole: the steps
+before it through skl2onnx's converters (a step it has none for is one error naming it).
+A model that reads a table by column kind (its first step the fitted ``ColumnTransformer``
+of :mod:`handgrad.data.columns`) takes one (N, 1) input per column, named as the column.
+
+Importing this module registers handgrad's :class:`MLPClassifier` and
+:class:`MLPRegressor` with skl2onnx (``update_registered_converter``), so that
+``skl2onnx.to_onnx`` converts a scikit-learn ``Pipeline`` ending in one exactly as it
+converts one ending in scikit-learn's own MLP (the classifier with its ``zipmap`` and
+``output_class_labels`` options; the regressor's ``variable`` (N, K), (N, 1) for one
+target), and one ending in a ``TransformedTargetRegressor`` of a handgrad regressor, as a
+run's model file holds. The converters read only the estimators' public fitted attributes;
+:func:`_scores` is the one place that turns the network into ONNX nodes.
 
 An estimator with another head adds one entry to :data:`ONNX_ACTIVATIONS`.
 """
@@ -41,6 +49,8 @@ try:
     import onnx
     from skl2onnx import to_onnx as _skl2onnx_to_onnx
     from skl2onnx import update_registered_converter
+    from skl2onnx._parse import sklearn_parsers_map
+    from skl2onnx._supported_operators import sklearn_operator_name_map
     from skl2onnx.algebra import onnx_ops as ops
     from skl2onnx.common.data_types import (
         DoubleTensorType,
@@ -50,13 +60,15 @@ try:
         UInt64TensorType,
         guess_numpy_type,
     )
+    from skl2onnx.common.exceptions import MissingConverter, MissingShapeCalculator
     from skl2onnx.common.utils import check_input_and_output_numbers
     from skl2onnx.common.utils_classifier import get_label_classes
 except ImportError as exc:  # the optional extra is not installed
     raise ImportError(
         f"ONNX export needs onnx and skl2onnx ({exc.name} is missing): pip install 'handgrad[onnx]'"
     ) from exc
-from sklearn.base import BaseEstimator, TransformerMixin
+from sklearn.base import BaseEstimator, is_regressor
+from sklearn.compose import TransformedTargetRegressor
 from sklearn.pipeline import Pipeline
 from sklearn.utils.validation import check_is_fitted
 
@@ -89,7 +101,7 @@ _LABEL_TYPES = {np.dtype(np.int64): Int64TensorType, np.dtype(np.uint64): UInt64
 
 # ------------------------------------------------------------------------ public API
 def to_onnx(
-    model: MLPClassifier | Bundle | str | os.PathLike[str],
+    model: MLPClassifier | MLPRegressor | Pipeline | Bundle | str | os.PathLike[str],
     *,
     dtype: DTypeLike = np.float32,
     target_opset: int = TARGET_OPSET,
@@ -98,9 +110,12 @@ def to_onnx(
 
     Parameters
     ----------
-    model : a fitted :class:`handgrad.MLPClassifier`, the ``Pipeline`` (preprocessing,
-        then the classifier) that :func:`handgrad.state.load_model` gives for a run's
-        file, a :class:`handgrad.bundle.Bundle`, or the path of a model file
+    model : a fitted :class:`handgrad.MLPClassifier` or :class:`handgrad.MLPRegressor`
+        (bare, or in a ``TransformedTargetRegressor`` scaling its target with a
+        ``StandardScaler``), any fitted scikit-learn ``Pipeline`` ending in one (the
+        steps before it converted by skl2onnx's converters; this is what
+        :func:`handgrad.state.load_model` gives for a run's file), a
+        :class:`handgrad.bundle.Bundle`, or the path of a model file
     dtype : float32 (the default, what every ONNX runtime serves) or float64: the type
         of the input, the weights and the arithmetic of the graph. A float64 model in a
         float32 graph computes with its weights rounded to float32.
@@ -109,8 +124,14 @@ def to_onnx(
     Returns
     -------
     An ``onnx.ModelProto`` with input ``X`` (N, D) of raw rows (flattened images for an
-    image model) and outputs ``label`` (N,) or (N, L) and ``probabilities`` (N, C).
-    Save it with ``model.SerializeToString()``.
+    image model) -- or, for a model that reads a table's columns, one (N, 1) input per
+    column, named as the column (see :func:`handgrad.data.columns.onnx_feeds`) -- and
+    outputs ``label`` (N,) or (N, L) and ``probabilities`` (N, C) of a classifier, or
+    ``prediction`` (N,) or (N, K) of a regressor. Save it with
+    ``model.SerializeToString()``.
+
+    Raises TypeError in one line naming the step of a pipeline that skl2onnx cannot
+    convert, or the estimator that is not handgrad's.
     """
     if isinstance(model, str | os.PathLike):
         model = load_bundle(model)
@@ -118,51 +139,140 @@ def to_onnx(
     graph_dtype = np.dtype(dtype)
     if graph_dtype not in _DTYPES:
         raise ValueError(f"dtype must be float32 or float64, got {graph_dtype}")
-    regression = bundle.is_regressor
-    classifier = (
-        _regression(bundle.estimator) if regression else _check_classifier(bundle.estimator)
-    )
-    steps = [("classifier", classifier)]
-    if bundle.preprocessor is not None:
-        steps.insert(0, ("preprocessing", _Preprocessing(bundle.preprocessor)))
-    onx = _skl2onnx_to_onnx(
-        Pipeline(steps) if len(steps) > 1 else classifier,
-        initial_types=[("X", _DTYPES[graph_dtype]([None, bundle.n_features]))],
-        options={} if regression else {id(classifier): {"zipmap": False}},
-        target_opset=target_opset,
-        final_types=[("prediction", _DTYPES[graph_dtype](_prediction_shape(classifier)))]
-        if regression
-        else None,
-    )
-    onx.doc_string = _describe(bundle, graph_dtype)
+    steps, initial_types = _graph_steps(bundle, graph_dtype)
+    estimator = steps[-1][1]
+    regression = isinstance(estimator, _Regression)
+    try:
+        onx = _skl2onnx_to_onnx(
+            Pipeline(steps) if len(steps) > 1 else estimator,
+            initial_types=initial_types,
+            options={} if regression else {id(estimator): {"zipmap": False}},
+            target_opset=target_opset,
+            final_types=[("prediction", _DTYPES[graph_dtype](_prediction_shape(estimator)))]
+            if regression
+            else None,
+        )
+    except (RuntimeError, NotImplementedError) as exc:  # a step skl2onnx cannot convert
+        raise TypeError(_conversion_error(exc)) from exc
+    onx.doc_string = _describe(bundle, graph_dtype, steps, initial_types)
     if bundle.image_shape is not None:
         onnx.helper.set_model_props(onx, {"image_shape": json.dumps(list(bundle.image_shape))})
     onnx.checker.check_model(onx)
     return onx
 
 
+def _conversion_error(exc: Exception) -> str:
+    """One line for what skl2onnx refused: a step inside another without a converter
+    (those directly in the pipeline are named by :func:`_check_convertible`), or a step's
+    settings its converter does not support."""
+    said = f"cannot export this pipeline: skl2onnx says {str(exc).splitlines()[0]!r}"
+    if isinstance(exc, MissingShapeCalculator | MissingConverter):
+        return (
+            f"{said} (a step inside another has no converter: register one with "
+            "skl2onnx.update_registered_converter, or leave the step out)"
+        )
+    return said
+
+
+def _graph_steps(
+    bundle: Bundle, dtype: np.dtype
+) -> tuple[list[tuple[str, Any]], list[tuple[str, Any]]]:
+    """The steps skl2onnx converts, and the graph's inputs.
+
+    The steps: those before the estimator (nested pipelines flattened), each one
+    skl2onnx has a converter for (a run's :class:`Preprocessor` is registered below),
+    then the estimator, checked (a regressor with its target scaling). The inputs:
+    ``X`` (N, D), or one per column for a table read by column kind.
+    """
+    *before, (_, last) = _flat_steps(bundle.model)
+    inner = getattr(last, "regressor_", None)
+    if isinstance(last, TransformedTargetRegressor) and isinstance(inner, Pipeline):
+        *within, (_, regressor) = _flat_steps(inner)  # the README's target-scaled pipeline
+        before, estimator = [*before, *within], _regression(last, regressor=regressor)
+    else:
+        estimator = _regression(last) if is_regressor(last) else _check_classifier(last)
+    for name, step in before:
+        _check_convertible(name, step)
+    steps = [*before, ("estimator", estimator)]
+    if bundle.columns is not None:  # a table read by column kind: one input per column
+        from handgrad.data.columns import onnx_initial_types, register_onnx
+
+        if dtype != np.float32:
+            raise ValueError(
+                f"dtype must be float32 for a model that reads a table's columns, got {dtype}"
+            )
+        register_onnx()
+        return steps, onnx_initial_types(bundle.columns)
+    first = before[0][1] if before else None
+    n = bundle.n_features if first is None else int(first.n_features_in_)
+    return steps, [("X", _DTYPES[dtype]([None, n]))]
+
+
+def _flat_steps(model: Any) -> list[tuple[str, Any]]:
+    """A pipeline's steps, those of a pipeline in it in its place, "passthrough" left
+    out: [("estimator", model)] for a bare model."""
+    if not isinstance(model, Pipeline):
+        return [("estimator", model)]
+    steps: list[tuple[str, Any]] = []
+    for name, step in model.steps:
+        if isinstance(step, Pipeline):
+            steps += _flat_steps(step)
+        elif step is not None and not (isinstance(step, str) and step == "passthrough"):
+            steps.append((name, step))
+    return steps
+
+
+def _check_convertible(name: str, step: Any) -> None:
+    """One TypeError naming a step before the estimator that skl2onnx has no converter
+    for (a step inside it is checked as skl2onnx converts it: :func:`_conversion_error`)."""
+    kind = type(step)
+    if kind not in sklearn_operator_name_map and kind not in sklearn_parsers_map:
+        raise TypeError(
+            f"cannot export this pipeline: its step {name!r} ({kind.__module__}."
+            f"{kind.__qualname__}) has no skl2onnx converter (register one with "
+            "skl2onnx.update_registered_converter, or leave the step out)"
+        )
+
+
 def _check_classifier(model: Any) -> MLPClassifier:
     if not isinstance(model, MLPClassifier):
         raise TypeError(
-            "ONNX export takes a fitted handgrad.MLPClassifier, a Bundle or a model file, "
-            f"got {type(model).__module__}.{type(model).__qualname__}"
+            "ONNX export takes a fitted handgrad.MLPClassifier or MLPRegressor (or a "
+            f"Pipeline, a Bundle or a model file ending in one), got "
+            f"{type(model).__module__}.{type(model).__qualname__}"
         )
     check_is_fitted(model)
+    _check_exportable(model)
+    return model
+
+
+def _check_exportable(model: MLPClassifier | MLPRegressor) -> None:
+    """Finite weights, and activations :data:`ONNX_ACTIVATIONS` knows."""
     check_finite_weights(model.coefs_, model.intercepts_)
     for name in (model.activation, model.out_activation_):
         if name not in ONNX_ACTIVATIONS:
             raise ValueError(
                 f"activation {name!r} has no ONNX export (known: {list(ONNX_ACTIVATIONS)})"
             )
-    return model
 
 
-def _describe(bundle: Bundle, dtype: np.dtype) -> str:
-    rows = f"raw rows X (N, {bundle.n_features}) {dtype.name}"
+def _describe(
+    bundle: Bundle,
+    dtype: np.dtype,
+    steps: list[tuple[str, Any]],
+    inputs: list[tuple[str, Any]],
+) -> str:
+    if bundle.columns is not None:
+        rows = (
+            f"one (N, 1) input per column ({len(inputs)}), named as the column: float32 "
+            "(NaN where empty) or strings ('' where empty)"
+        )
+    else:
+        rows = f"raw rows X (N, {inputs[0][1].shape[1]}) {dtype.name}"
     if bundle.image_shape is not None:
         shape = "×".join(str(s) for s in bundle.image_shape)
         rows += f": each a flattened {shape} image, pixels as in training"
-    if bundle.is_regressor:
+    if isinstance(steps[-1][1], _Regression):
         return f"handgrad MLPRegressor. Input: {rows}. Output: prediction (predict)."
     return (
         f"handgrad MLPClassifier. Input: {rows}. Outputs: label (predict) and "
@@ -173,66 +283,77 @@ def _describe(bundle: Bundle, dtype: np.dtype) -> str:
 # -------------------------------------------------------------------------- regressors
 class _Regression(BaseEstimator):
     """A fitted MLPRegressor and the target scaling to undo (``× scale + mean``; 1 and 0
-    for a bare regressor), as one step for skl2onnx's Pipeline."""
+    for a bare regressor), as one step for skl2onnx's Pipeline. ``flat``: one target's
+    prediction is (N,), as ``predict`` returns it (handgrad's :func:`to_onnx`), rather
+    than (N, 1), as skl2onnx's regressors give it."""
 
-    def __init__(self, regressor: Any = None, mean: Any = None, scale: Any = None) -> None:
-        self.regressor, self.mean, self.scale = regressor, mean, scale
+    def __init__(
+        self, regressor: Any = None, mean: Any = None, scale: Any = None, flat: bool = True
+    ) -> None:
+        self.regressor, self.mean, self.scale, self.flat = regressor, mean, scale, flat
 
 
-def _regression(model: Any) -> _Regression:
+def _regression(model: Any, flat: bool = True, regressor: Any = None) -> _Regression:
     """The regressor of ``model`` (an MLPRegressor, or one in a fitted
-    TransformedTargetRegressor whose transformer is a StandardScaler) with its scaling."""
-    from sklearn.preprocessing import StandardScaler
+    TransformedTargetRegressor whose transformer is a StandardScaler, or none) with its
+    scaling; ``regressor``: the MLPRegressor ending the pipeline such a
+    TransformedTargetRegressor holds."""
+    from sklearn.preprocessing import FunctionTransformer, StandardScaler
 
     reg, mean, scale = model, 0.0, 1.0
-    if hasattr(model, "regressor_"):
-        reg, scaler = model.regressor_, model.transformer_
-        if type(scaler) is not StandardScaler:
+    if isinstance(model, TransformedTargetRegressor):
+        check_is_fitted(model)
+        reg, scaler = model.regressor_ if regressor is None else regressor, model.transformer_
+        identity = type(scaler) is FunctionTransformer and scaler.func is None
+        if type(scaler) is not StandardScaler and not identity:
             raise TypeError(
-                "ONNX export takes a target scaled by a StandardScaler, got "
-                f"{type(scaler).__qualname__}"
+                "ONNX export takes a target scaled by a StandardScaler (or left as it "
+                f"is), got {type(scaler).__qualname__}"
             )
-        mean = 0.0 if scaler.mean_ is None else scaler.mean_
-        scale = 1.0 if scaler.scale_ is None else scaler.scale_
+        if not identity:
+            mean = 0.0 if scaler.mean_ is None else scaler.mean_
+            scale = 1.0 if scaler.scale_ is None else scaler.scale_
     if not isinstance(reg, MLPRegressor):
         raise TypeError(
             "ONNX export takes a fitted handgrad.MLPRegressor (or one in a "
             f"TransformedTargetRegressor), got {type(reg).__module__}.{type(reg).__qualname__}"
         )
     check_is_fitted(reg)
-    check_finite_weights(reg.coefs_, reg.intercepts_)
-    for name in (reg.activation, reg.out_activation_):
-        if name not in ONNX_ACTIVATIONS:
-            raise ValueError(
-                f"activation {name!r} has no ONNX export (known: {list(ONNX_ACTIVATIONS)})"
-            )
-    return _Regression(reg, np.asarray(mean, np.float64), np.asarray(scale, np.float64))
+    _check_exportable(reg)
+    return _Regression(reg, np.asarray(mean, np.float64), np.asarray(scale, np.float64), flat)
+
+
+def _as_regression(raw: Any) -> _Regression:
+    """The operator's model as a _Regression: a handgrad MLPRegressor or a
+    TransformedTargetRegressor that skl2onnx met in a pipeline gives (N, 1) for one
+    target, like skl2onnx's own regressors."""
+    return raw if isinstance(raw, _Regression) else _regression(raw, flat=False)
 
 
 def _prediction_shape(step: _Regression) -> list[int | None]:
     K = step.regressor.n_outputs_
-    return [None] if K == 1 else [None, K]
+    return [None] if K == 1 and step.flat else [None, K]
 
 
 def _regressor_shapes(operator: Any) -> None:
-    """prediction (N,) for one target, (N, K) for K, of the input's float type."""
+    """prediction (N,) or (N, 1) for one target, (N, K) for K, of the input's float type."""
     check_input_and_output_numbers(operator, input_count_range=1, output_count_range=1)
     N = operator.inputs[0].get_first_dimension()
-    K = operator.raw_operator.regressor.n_outputs_
+    shape = _prediction_shape(_as_regression(operator.raw_operator))
     value_type = DoubleTensorType if _graph_dtype(operator) == np.float64 else FloatTensorType
-    operator.outputs[0].type = value_type([N] if K == 1 else [N, K])
+    operator.outputs[0].type = value_type([N, *shape[1:]])
 
 
 def _convert_regressor(scope: Any, operator: Any, container: Any) -> None:
     """The network and its head, then the target scaling undone."""
-    step, opv = operator.raw_operator, container.target_opset
+    step, opv = _as_regression(operator.raw_operator), container.target_opset
     model, dtype = step.regressor, _graph_dtype(operator)
     X = ops.OnnxCast(operator.inputs[0], to=_tensor_type(dtype), op_version=opv)
     Y = ONNX_ACTIVATIONS[model.out_activation_](_scores(model, X, dtype, opv), op_version=opv)
     K = model.n_outputs_
     Y = ops.OnnxMul(Y, np.broadcast_to(step.scale, (K,)).astype(dtype), op_version=opv)
     Y = ops.OnnxAdd(Y, np.broadcast_to(step.mean, (K,)).astype(dtype), op_version=opv)
-    if K == 1:
+    if K == 1 and step.flat:
         Y = ops.OnnxReshape(Y, np.array([-1], dtype=np.int64), op_version=opv)
     output = operator.outputs[0]
     ops.OnnxIdentity(Y, op_version=opv, output_names=[output]).add_to(scope, container)
@@ -296,12 +417,12 @@ def _preprocessor_shapes(operator: Any) -> None:
     check_input_and_output_numbers(operator, input_count_range=1, output_count_range=1)
     N = operator.inputs[0].get_first_dimension()
     rows_type = DoubleTensorType if _graph_dtype(operator) == np.float64 else FloatTensorType
-    operator.outputs[0].type = rows_type([N, operator.raw_operator.preprocessor.n_features_])
+    operator.outputs[0].type = rows_type([N, operator.raw_operator.n_features_])
 
 
 def _convert_preprocessor(scope: Any, operator: Any, container: Any) -> None:
     """The fitted transform, in Preprocessor.transform's order: × 1/scale, − mean, ÷ std."""
-    pre, opv = operator.raw_operator.preprocessor, container.target_opset
+    pre, opv = operator.raw_operator, container.target_opset
     dtype = _graph_dtype(operator)
     rows = ops.OnnxCast(operator.inputs[0], to=_tensor_type(dtype), op_version=opv)
     if pre.scale_ != 1.0:
@@ -312,19 +433,6 @@ def _convert_preprocessor(scope: Any, operator: Any, container: Any) -> None:
         rows = ops.OnnxDiv(rows, pre.std_.astype(dtype), op_version=opv)
     output = operator.outputs[0]
     ops.OnnxIdentity(rows, op_version=opv, output_names=[output]).add_to(scope, container)
-
-
-class _Preprocessing(TransformerMixin, BaseEstimator):
-    """A fitted :class:`Preprocessor` as a scikit-learn step, for skl2onnx's Pipeline."""
-
-    def __init__(self, preprocessor: Preprocessor | None = None) -> None:
-        self.preprocessor = preprocessor
-
-    def fit(self, X: Any, y: Any = None) -> _Preprocessing:
-        return self
-
-    def transform(self, X: Any) -> np.ndarray:
-        return self.preprocessor.transform(X)
 
 
 def _tensor_type(dtype: np.dtype) -> int:
@@ -406,7 +514,8 @@ def _label_values(classes: np.ndarray) -> np.ndarray:
 
 
 def _register() -> None:
-    """Make skl2onnx convert handgrad's classifier (and a run's preprocessing)."""
+    """Make skl2onnx convert handgrad's estimators and a run's Preprocessor; a
+    ``TransformedTargetRegressor`` converts when it holds a handgrad MLPRegressor."""
     update_registered_converter(
         MLPClassifier,
         "HandgradMLPClassifier",
@@ -420,11 +529,19 @@ def _register() -> None:
         },
     )
     update_registered_converter(
-        _Preprocessing, "HandgradPreprocessing", _preprocessor_shapes, _convert_preprocessor
+        Preprocessor, "HandgradPreprocessor", _preprocessor_shapes, _convert_preprocessor
     )
-    update_registered_converter(
-        _Regression, "HandgradMLPRegressor", _regressor_shapes, _convert_regressor
-    )
+    for regressor in (_Regression, MLPRegressor):
+        update_registered_converter(
+            regressor, f"Handgrad{regressor.__name__}", _regressor_shapes, _convert_regressor
+        )
+    if TransformedTargetRegressor not in sklearn_operator_name_map:  # skl2onnx has none
+        update_registered_converter(
+            TransformedTargetRegressor,
+            "HandgradTransformedTargetRegressor",
+            _regressor_shapes,
+            _convert_regressor,
+        )
 
 
 _register()

@@ -329,6 +329,7 @@ def plot_confusion_matrix(
     cm: np.ndarray,
     class_names: Sequence[Any] | None = None,
     *,
+    split: str | None = None,
     ax: Axes | None = None,
     path: PathLike | None = None,
     dpi: float = 100,
@@ -342,6 +343,9 @@ def plot_confusion_matrix(
         (as :func:`sklearn.metrics.confusion_matrix` returns).
     class_names : sequence of K labels, optional
         Defaults to ``0 … K-1``.
+    split : str, optional
+        Which part of the data it counts (e.g. ``"test"``), said in the title with its
+        number of samples: a reader must not take a training matrix for a test one.
     ax, path, dpi
         Axes to draw on (default: a new figure); file to save to; its resolution.
     """
@@ -355,7 +359,8 @@ def plot_confusion_matrix(
     side = min(4.0 + 0.35 * n_classes, 12.0)
     figure, ax = _figure_and_axes(ax, size=(side, side))
     image = ax.imshow(cm, cmap="Blues", interpolation="nearest")
-    ax.set_title("Confusion matrix")
+    where = "" if split is None else f" ({split} split, {cm.sum():g} samples)"
+    ax.set_title(f"Confusion matrix{where}")
     ax.set_xlabel("predicted class")
     ax.set_ylabel("true class")
     ticks = np.arange(n_classes)
@@ -400,11 +405,13 @@ def report_figure(
     channels: int = 1,
     cm: np.ndarray | None = None,
     class_names: Sequence[Any] | None = None,
+    cm_split: str | None = None,
     y_true: Sequence[float] | np.ndarray | None = None,
     y_pred: Sequence[float] | np.ndarray | None = None,
 ) -> Figure:
     """One picture of a training run: loss, accuracy, and optionally the confusion matrix
-    and the first-layer weights; 2 to 4 panels. A regressor's (``y_true`` and ``y_pred``
+    and the first-layer weights; 2 to 4 panels, three in one row (a table's report has
+    no weights panel, and no empty fourth cell). A regressor's (``y_true`` and ``y_pred``
     given): loss, R² per epoch, predicted against true and the residuals.
 
     Parameters
@@ -416,15 +423,16 @@ def report_figure(
     W1, image_shape, channels
         Draw the weights panel (both ``W1`` and ``image_shape`` needed); see
         :func:`tile_weights`.
-    cm, class_names
-        Draw the confusion-matrix panel; see :func:`plot_confusion_matrix`.
+    cm, class_names, cm_split
+        Draw the confusion-matrix panel; see :func:`plot_confusion_matrix` (its
+        ``split``).
     y_true, y_pred
         A regressor's test targets and predictions: draw :func:`plot_predictions` and
         :func:`plot_residuals`, and call the per-epoch score R².
     """
     regression = y_true is not None and y_pred is not None
     panels = 2 + (cm is not None) + (W1 is not None and image_shape is not None) + 2 * regression
-    n_rows, n_cols = (1, panels) if panels <= 2 else (math.ceil(panels / 2), 2)
+    n_rows, n_cols = (1, panels) if panels <= 3 else (math.ceil(panels / 2), 2)
     figure = Figure(figsize=(5.5 * n_cols, 4.5 * n_rows), layout="constrained")
     FigureCanvasAgg(figure)
     axes = list(figure.subplots(n_rows, n_cols).ravel())
@@ -440,7 +448,7 @@ def report_figure(
         plot_predictions(y_true, y_pred, ax=axes.pop(0))  # type: ignore[arg-type]
         plot_residuals(y_true, y_pred, ax=axes.pop(0))  # type: ignore[arg-type]
     if cm is not None:
-        plot_confusion_matrix(cm, class_names, ax=axes.pop(0))
+        plot_confusion_matrix(cm, class_names, split=cm_split, ax=axes.pop(0))
     if W1 is not None and image_shape is not None:
         plot_weights_grid(W1, image_shape, channels=channels, ax=axes.pop(0))
     for unused in axes:

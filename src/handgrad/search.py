@@ -4,12 +4,15 @@ The search draws the hidden layer sizes from a list, and ``learning_rate_init`` 
 ``alpha`` log-uniformly, cross-validates each draw on the training part of the data,
 refits the best on all of it, scores it on the held-out test part, and writes a run
 folder like ``handgrad train`` does (model bundle, metrics.json with the ranked results,
-report.png).
+report.png). A classifier is scored by accuracy; a regressor (``task="regression"``) by
+R², trained as ``handgrad train`` trains it: on standardized targets, in a
+``TransformedTargetRegressor`` that predicts in the targets' own units.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import math
 import os
 import signal
 import threading
@@ -26,12 +29,13 @@ import numpy as np
 from handgrad._validation import check_number
 from handgrad.runs import (
     RunConfig,
-    build_classifier,
+    build_estimator,
     finish_run,
     open_run_dir,
     prepare_data,
     run_metrics,
 )
+from handgrad.runs.report import regression_metrics
 
 __all__ = ["SearchResult", "random_search"]
 
@@ -41,7 +45,8 @@ ALPHA_RANGE = (1e-6, 1e-1)
 
 @dataclass
 class SearchResult:
-    """The run folder, the refitted best classifier and the metrics written."""
+    """The run folder, the refitted best classifier (or regressor, in its
+    ``TransformedTargetRegressor``) and the metrics written."""
 
     run_dir: Path
     classifier: Any
@@ -64,9 +69,11 @@ def random_search(
     norm_choices: Sequence[str | None] = (),
 ) -> SearchResult:
     """Search ``n_iter`` random settings with ``cv``-fold cross-validation on
-    ``n_jobs`` processes; ``config`` gives the data, epochs, batch size, solver, dtype,
-    preprocessing and seed. ``scheduler`` (``"tcp://HOST:PORT"`` or ``"local:N"``) runs
-    the fits on a Dask cluster instead, on all its workers (see
+    ``n_jobs`` processes; ``config`` gives the data, the task (classification scored by
+    accuracy, regression by R²), and every setting that is not searched (epochs, batch
+    size, solver, activation, early stopping, dtype, preprocessing, seed…).
+    ``scheduler`` (``"tcp://HOST:PORT"`` or ``"local:N"``) runs the fits on a Dask
+    cluster instead, on all its workers (see
     :mod:`handgrad.distributed`); ``progress`` shows a bar of the fits done. The run
     folder's ``config`` records the best setting (its hidden sizes, learning rate and
     alpha), so that it reproduces the saved model; an existing folder is only replaced
@@ -133,15 +140,18 @@ def _search(
     # The folds index X, so its train and validation rows are read in (from a .npy's file).
     X = data.take(np.concatenate([data.rows["train"], data.rows["val"]]))
     y = np.concatenate([data.y_train, data.y_val])
+    regression = config.task == "regression"
     # The folds an int cv gives, as arrays that fits_on can send to every worker.
-    splits = list(check_cv(cv, y, classifier=True).split(X, y))
+    splits = list(check_cv(cv, y, classifier=not regression).split(X, y))
+    config = _fold_batch_size(config, splits)
+    estimator, prefix = _searched_estimator(config)
     search = RandomizedSearchCV(
-        build_classifier(config),
+        estimator,
         {
-            "hidden_layer_sizes": [tuple(h) for h in hidden_choices],
-            "learning_rate_init": loguniform(*LEARNING_RATE_RANGE),
-            "alpha": loguniform(*ALPHA_RANGE),
-            **searched,
+            f"{prefix}hidden_layer_sizes": [tuple(h) for h in hidden_choices],
+            f"{prefix}learning_rate_init": loguniform(*LEARNING_RATE_RANGE),
+            f"{prefix}alpha": loguniform(*ALPHA_RANGE),
+            **{f"{prefix}{k}": v for k, v in searched.items()},
         },
         n_iter=n_iter,
         cv=splits,
@@ -161,23 +171,28 @@ def _search(
             search.fit(X, y)
         seconds = time.perf_counter() - start
         best = search.best_estimator_
+        inner = best.regressor_ if regression else best
         trained = dataclasses.replace(
             config,
-            hidden=tuple(best.hidden_layer_sizes),
-            learning_rate=float(best.learning_rate_init),
-            alpha=float(best.alpha),
-            dropout=float(best.dropout),
-            norm=best.norm,
+            hidden=tuple(inner.hidden_layer_sizes),
+            learning_rate=float(inner.learning_rate_init),
+            alpha=float(inner.alpha),
+            dropout=float(inner.dropout),
+            norm=inner.norm,
         )
-        metrics = run_metrics(
-            best,
-            data,
-            trained,
-            seconds,
-            train_accuracy=float(best.score(X, y)),
-            val_accuracy=_number(search.best_score_),  # the best mean CV accuracy
-        )
-        metrics["search"] = _ranked(search)
+        if regression:
+            metrics = regression_metrics(best, data, trained, seconds)
+            metrics["final"]["val_r2"] = _number(search.best_score_)  # the best mean CV R²
+        else:
+            metrics = run_metrics(
+                best,
+                data,
+                trained,
+                seconds,
+                train_accuracy=float(best.score(X, y)),
+                val_accuracy=_number(search.best_score_),  # the best mean CV accuracy
+            )
+        metrics["search"] = _ranked(search, prefix, "r2" if regression else "accuracy")
         finish_run(run_dir, best, data, metrics, trained)
     return SearchResult(run_dir, best, metrics)
 
@@ -209,22 +224,61 @@ def _stopped_by_ctrl_c() -> Iterator[None]:
         signal.signal(signal.SIGINT, previous)
 
 
-def _ranked(search: Any) -> dict[str, Any]:
-    """The settings tried, best first, with their cross-validated accuracy."""
+def _searched_estimator(config: RunConfig) -> tuple[Any, str]:
+    """The estimator the search clones, and the prefix of its searched parameters'
+    names: a classifier as it is; a regressor in a ``TransformedTargetRegressor`` that
+    standardizes its targets, as ``handgrad train`` trains one (and scores R² in the
+    targets' own units)."""
+    estimator = build_estimator(config)
+    if config.task != "regression":
+        return estimator, ""
+    from sklearn.compose import TransformedTargetRegressor
+    from sklearn.preprocessing import StandardScaler
+
+    return TransformedTargetRegressor(regressor=estimator, transformer=StandardScaler()), (
+        "regressor__"
+    )
+
+
+def _fold_batch_size(config: RunConfig, splits: list[Any]) -> RunConfig:
+    """``config`` with a batch no larger than the rows each cross-validation fit trains
+    on, said once: scikit-learn would clip it with a warning in every fit (``handgrad
+    train`` refuses a batch larger than its training set; a search's folds are smaller
+    than the training set its defaults are made for)."""
+    if config.solver == "lbfgs":
+        return config  # full-batch: no minibatches
+    n_fit = min(len(train) for train, _ in splits)
+    held = math.ceil(config.validation_fraction * n_fit) if config.early_stopping else 0
+    if config.batch_size <= n_fit - held:
+        return config
+    after = " after the early-stopping validation split" if held else ""
+    warnings.warn(
+        f"batch size {config.batch_size} is larger than the rows each cross-validation fit "
+        f"trains on ({n_fit - held} samples{after}); every fit uses batches of "
+        f"{n_fit - held}",
+        UserWarning,
+        stacklevel=3,
+    )
+    return dataclasses.replace(config, batch_size=n_fit - held)
+
+
+def _ranked(search: Any, prefix: str = "", score: str = "accuracy") -> dict[str, Any]:
+    """The settings tried, best first, with their cross-validated ``score`` (accuracy,
+    or a regressor's R²)."""
     results = search.cv_results_
     order = np.argsort(results["rank_test_score"], kind="stable")
     ranked = [
         {
             "rank": int(results["rank_test_score"][i]),
-            "mean_cv_accuracy": _number(results["mean_test_score"][i]),
-            "std_cv_accuracy": _number(results["std_test_score"][i]),
-            "hidden": list(results["param_hidden_layer_sizes"][i]),
-            "learning_rate": float(results["param_learning_rate_init"][i]),
-            "alpha": float(results["param_alpha"][i]),
+            f"mean_cv_{score}": _number(results["mean_test_score"][i]),
+            f"std_cv_{score}": _number(results["std_test_score"][i]),
+            "hidden": list(results[f"param_{prefix}hidden_layer_sizes"][i]),
+            "learning_rate": float(results[f"param_{prefix}learning_rate_init"][i]),
+            "alpha": float(results[f"param_{prefix}alpha"][i]),
             **{
-                key: _setting(results[f"param_{key}"][i])
+                key: _setting(results[f"param_{prefix}{key}"][i])
                 for key in ("dropout", "norm")
-                if f"param_{key}" in results
+                if f"param_{prefix}{key}" in results
             },
             "fit_seconds": float(results["mean_fit_time"][i]),
         }
@@ -233,8 +287,11 @@ def _ranked(search: Any) -> dict[str, Any]:
     return {
         "n_iter": len(ranked),
         "cv": search.n_splits_,
+        "score": score,
         "results": ranked,
-        "best_params": {k: _setting(v) for k, v in search.best_params_.items()},
+        "best_params": {
+            k.removeprefix(prefix): _setting(v) for k, v in search.best_params_.items()
+        },
     }
 
 

@@ -8,11 +8,18 @@ from typing import Any
 
 import click
 
-from handgrad.cli._common import csv_options, data_options, format_table, labels_option
+from handgrad.cli._common import (
+    csv_options,
+    data_options,
+    format_table,
+    labels_option,
+    model_file,
+    model_path_argument,
+)
 
 
 @click.command("evaluate")
-@click.argument("model", type=click.Path(dir_okay=False))
+@model_path_argument()
 @data_options(default=None)
 @labels_option("The labels of a --data FILE.npy [default: those the model was trained with].")
 @csv_options
@@ -36,19 +43,20 @@ def command(
     split: str,
     as_json: bool,
 ) -> None:
-    """Score MODEL (a model.safetensors file) on a dataset: a classifier's accuracy,
-    per-class precision/recall/F1 and confusion matrix, a regressor's R², MAE and RMSE.
+    """Score MODEL (a model.safetensors file, or the run folder holding one) on a
+    dataset: a classifier's accuracy, per-class precision/recall/F1 and confusion
+    matrix, a regressor's R², MAE and RMSE.
 
     \b
     Examples:
-      handgrad evaluate runs/digits/model.safetensors
+      handgrad evaluate runs/digits
       handgrad evaluate model.safetensors --data new.csv --label target --split all --json
     """
     from handgrad.bundle import align_columns, load_bundle, model_label
     from handgrad.runs import read_data
     from handgrad.runs.data import table_columns
 
-    bundle = load_bundle(model)
+    bundle = load_bundle(model_file(model))
     info = bundle.info
     name = data or info.get("data")
     if name is None:
@@ -135,7 +143,8 @@ def _tables(report: dict[str, Any]) -> str:
                 [False, True, True, True, True],
             ),
             "",
-            "confusion matrix (rows: true class, columns: predicted class)",
+            f"confusion matrix, {report['split']} split "
+            "(rows: true class, columns: predicted class)",
             format_table(cm_rows, ["", *names], [False] + [True] * len(names)),
         ]
     )

@@ -4,8 +4,14 @@ from __future__ import annotations
 
 import click
 
-from handgrad.cli._common import HIDDEN, layer_options
-from handgrad.heads import ACTIVATIONS, HEADS
+from handgrad._names import ACTIVATIONS, HEADS
+from handgrad.cli._common import (
+    HIDDEN,
+    model_network,
+    model_option,
+    refuse_with_model,
+    run_options,
+)
 
 #: The sizes ``handgrad train`` trains by default: digits (64 features, 10 classes),
 #: one hidden layer of 128, batches of 64 (tests/test_explain.py keeps them in step).
@@ -13,6 +19,7 @@ DEFAULTS = {"input": 64, "hidden": (128,), "classes": 10, "batch": 64}
 
 
 @click.command("explain")
+@model_option("Explain a saved model's network: its sizes, activation and head.")
 @click.option(
     "--input",
     "input_size",
@@ -45,12 +52,13 @@ DEFAULTS = {"input": 64, "hidden": (128,), "classes": 10, "batch": 64}
     metavar="N",
     help="Rows in the batch.",
 )
-@click.option(
-    "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
-)
-@click.option("--head", type=click.Choice(list(HEADS)), default="softmax", show_default=True)
-@layer_options
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default="relu", show_default=True)
+@click.option("--head", type=click.Choice(HEADS), default="softmax", show_default=True)
+@run_options("dropout", "norm")
+@click.pass_context
 def command(
+    ctx: click.Context,
+    model_path: str | None,
     input_size: int,
     hidden: tuple[int, ...],
     classes: int,
@@ -70,8 +78,19 @@ def command(
       handgrad explain --input 64 --hidden 100 --classes 10 --batch 32
       handgrad explain --input 784 --hidden 256,128 --classes 10 --batch 200 --activation tanh
       handgrad explain --dropout 0.2 --norm batch
+      handgrad explain --model runs/digits
     """
     from handgrad.explain import explain, format_table, parameter_count
+    from handgrad.heads import HEADS
+
+    if model_path is not None:
+        refuse_with_model(
+            ctx, ("input_size", "hidden", "classes", "activation", "head", "dropout", "norm")
+        )
+        net = model_network(model_path)
+        input_size, *hidden_list, classes = net.layer_sizes
+        hidden, activation, head = tuple(hidden_list), net.activation, net.head
+        dropout, norm = net.dropout, net.norm
 
     rows = explain(
         input_size,

@@ -7,9 +7,11 @@ from typing import Any
 
 import click
 
+from handgrad.cli._common import model_file, model_path_argument
+
 
 @click.command("export")
-@click.argument("model", type=click.Path(dir_okay=False))
+@model_path_argument()
 @click.argument("output", type=click.Path(dir_okay=False), metavar="OUT.onnx")
 @click.option(
     "--dtype",
@@ -20,17 +22,20 @@ import click
 )
 @click.option("--overwrite", is_flag=True, help="Replace OUT.onnx if it already exists.")
 def command(model: str, output: str, dtype: str, overwrite: bool) -> None:
-    """Write MODEL (a run's model.safetensors, or a saved estimator) as an ONNX file:
-    its preprocessing, network and labels, for ONNX Runtime without Python or handgrad.
+    """Write MODEL (a run folder, its model.safetensors, or a saved estimator) as an
+    ONNX file: its preprocessing, network and labels, for ONNX Runtime without Python
+    or handgrad.
 
-    The graph takes raw rows X (N, D) (for an image model, the flattened images). A
+    The graph takes raw rows X (N, D) (for an image model, the flattened images; for a
+    table read by column kind, one (N, 1) input per column, named as the column:
+    float32 with NaN where empty, or strings with '' where empty). A
     classifier gives `label` (what `handgrad predict` prints) and `probabilities` (one
     column per class, in the model's class order); a regressor gives `prediction`, in
     the target's own units.
 
     \b
     Examples:
-      handgrad export runs/digits/model.safetensors digits.onnx
+      handgrad export runs/digits digits.onnx
       handgrad export model.safetensors model.onnx --dtype float64
     """
     _check_output(model, output, overwrite)
@@ -40,12 +45,14 @@ def command(model: str, output: str, dtype: str, overwrite: bool) -> None:
         raise click.ClickException(str(exc)) from None
     from handgrad._atomic import write_atomically
 
-    onnx_model = to_onnx(model, dtype=dtype)
+    onnx_model = to_onnx(model_file(model), dtype=dtype)
     write_atomically(output, onnx_model.SerializeToString())
-    values = [*onnx_model.graph.input, *onnx_model.graph.output]
+    inputs, outputs = onnx_model.graph.input, onnx_model.graph.output
     click.echo(
-        f"wrote {output}: input {_describe(values[0])}, outputs "
-        + ", ".join(_describe(v) for v in values[1:]),
+        f"wrote {output}: input{'s' if len(inputs) > 1 else ''} "
+        + ", ".join(_describe(v) for v in inputs)
+        + f", output{'s' if len(outputs) > 1 else ''} "
+        + ", ".join(_describe(v) for v in outputs),
         err=True,
     )
 

@@ -5,21 +5,20 @@ from __future__ import annotations
 from typing import Any
 
 import click
-import numpy as np
 
-from handgrad.cli._common import HIDDEN, format_table, layer_options
-from handgrad.heads import ACTIVATIONS, HEADS
+from handgrad._names import ACTIVATIONS, HEADS
+from handgrad.cli._common import (
+    HIDDEN,
+    format_table,
+    model_network,
+    model_option,
+    refuse_with_model,
+    run_options,
+)
 
 
 @click.command("gradcheck")
-@click.option(
-    "--model",
-    "model_path",
-    type=click.Path(dir_okay=False),
-    default=None,
-    metavar="FILE",
-    help="Check a saved model instead of building a small net.",
-)
+@model_option("Check a saved model's network instead of building a small net.")
 @click.option(
     "--input",
     "input_size",
@@ -49,11 +48,9 @@ from handgrad.heads import ACTIVATIONS, HEADS
     show_default=True,
     help="N, the rows of the random batch.",
 )
-@click.option(
-    "--activation", type=click.Choice(list(ACTIVATIONS)), default="relu", show_default=True
-)
-@click.option("--head", type=click.Choice(list(HEADS)), default="softmax", show_default=True)
-@layer_options
+@click.option("--activation", type=click.Choice(ACTIVATIONS), default="relu", show_default=True)
+@click.option("--head", type=click.Choice(HEADS), default="softmax", show_default=True)
+@run_options("dropout", "norm")
 @click.option(
     "--reg",
     type=click.FloatRange(min=0),
@@ -122,15 +119,20 @@ def command(
       handgrad gradcheck
       handgrad gradcheck --hidden 16,8 --activation tanh --head sigmoid --reg 0.1
       handgrad gradcheck --dropout 0.2 --norm batch
-      handgrad gradcheck --model runs/digits/model.safetensors
+      handgrad gradcheck --model runs/digits
     """
+    import numpy as np
+
     from handgrad.gradcheck import gradient_errors
+    from handgrad.heads import HEADS
     from handgrad.network import MLP, Context
 
     rng = np.random.default_rng(seed)
     if model_path is not None:
-        _refuse_with_model(ctx)
-        net = _network(model_path)
+        refuse_with_model(
+            ctx, ("input_size", "hidden", "classes", "activation", "head", "dropout", "norm")
+        )
+        net = model_network(model_path)
         X = rng.random((batch, net.layer_sizes[0]))  # like inputs scaled to [0, 1]
     else:
         net = MLP(
@@ -203,11 +205,11 @@ def command(
     click.echo("PASS: every gradient agrees with finite differences")
 
 
-def _cancelled_slopes(
-    net: Any, X: np.ndarray, y: np.ndarray, reg: float, context: Any
-) -> dict[str, float]:
+def _cancelled_slopes(net: Any, X: Any, y: Any, reg: float, context: Any) -> dict[str, float]:
     """For a batch-normalized network, ``max(|a|, |n|)`` of each hidden bias ``b_l``
     (whose true gradient is 0: the batch mean takes it away) by name; else ``{}``."""
+    import numpy as np
+
     from handgrad.gradcheck import numerical_gradient
 
     if net.norm != "batch":
@@ -221,34 +223,3 @@ def _cancelled_slopes(
         )
         slopes[f"b{l}"] = float(max(np.abs(grads[f"b{l}"]).max(), np.abs(numeric).max()))
     return slopes
-
-
-def _refuse_with_model(ctx: click.Context) -> None:
-    """--model brings its own architecture: options that describe one contradict it."""
-    from click.core import ParameterSource
-
-    given = [
-        f"--{name.replace('_size', '')}"
-        for name in ("input_size", "hidden", "classes", "activation", "head", "dropout", "norm")
-        if ctx.get_parameter_source(name) is not ParameterSource.DEFAULT
-    ]
-    if given:
-        raise click.UsageError(
-            f"{', '.join(given)} cannot be used with --model: the model file fixes its "
-            "architecture",
-            ctx,
-        )
-
-
-def _network(path: str) -> Any:
-    """The MLP inside a model file (an MLP, or a classifier holding one)."""
-    from handgrad.bundle import load_bundle
-    from handgrad.network import MLP
-
-    model = load_bundle(path).estimator
-    if isinstance(model, MLP):
-        return model
-    network = getattr(model, "network_", None)
-    if isinstance(network, MLP):
-        return network
-    raise ValueError(f"{path} holds a {type(model).__name__}, which has no network to check")

@@ -17,7 +17,6 @@ def command(run_dir: str) -> None:
     Example:
       handgrad plot runs/20260101-120000
     """
-    from handgrad.bundle import load_bundle
     from handgrad.runs import METRICS, MODEL, read_json, write_report
 
     folder = Path(run_dir)
@@ -27,6 +26,13 @@ def command(run_dir: str) -> None:
     if not isinstance(metrics, dict) or "history" not in metrics:
         raise ValueError(f"{folder / METRICS} is not a handgrad metrics file (no history)")
     model = folder / MODEL
-    estimator = load_bundle(model).estimator if model.is_file() else None
+    # Only an image run's report draws weights (its first layer's): a table's report
+    # needs no model, nor scikit-learn to load it.
+    images = bool((metrics.get("data") or {}).get("image_shape"))
+    estimator = None
+    if images and model.is_file():
+        from handgrad.bundle import load_bundle
+
+        estimator = load_bundle(model).estimator
     path = write_report(folder, metrics, estimator)
     click.echo(f"wrote {path}")

@@ -8,11 +8,11 @@ import io
 
 import click
 
-from handgrad.cli._common import format_table
+from handgrad.cli._common import format_table, model_file, model_path_argument
 
 
 @click.command("predict")
-@click.argument("model", type=click.Path(dir_okay=False))
+@model_path_argument()
 @click.argument("inputs", nargs=-1, required=True, metavar="INPUT...")
 @click.option("--proba", is_flag=True, help="Also print the probability of every class.")
 @click.option(
@@ -56,7 +56,7 @@ def command(
 
     \b
     Examples:
-      handgrad predict runs/digits/model.safetensors samples.csv --proba
+      handgrad predict runs/digits samples.csv --proba
       handgrad predict model.safetensors digit1.png digit2.png
       handgrad predict model.safetensors rows.npy --output predictions.csv
     """
@@ -64,7 +64,7 @@ def command(
     from handgrad.bundle import class_names, load_bundle, read_inputs
     from handgrad.runs import label_column
 
-    bundle = load_bundle(model)
+    bundle = load_bundle(model_file(model))
     names, X = read_inputs(bundle, inputs, label=label_column(label), invert=invert, header=header)
     X_rows = bundle.features(X, name=", ".join(inputs))
     labels = bundle.estimator.predict(X_rows)

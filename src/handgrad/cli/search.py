@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import sys
+from typing import Any
 
 import click
 
-from handgrad.cli._common import csv_options, data_options, format_table, labels_option
-from handgrad.heads import NORMS
-from handgrad.runs import PREPROCESSING, SOLVERS
+from handgrad.cli._common import csv_options, data_options, format_table, labels_option, run_options
 
 
 def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> list:
@@ -38,6 +37,8 @@ def _dropout_choices(ctx: click.Context, param: click.Parameter, value: str | No
 
 
 def _norm_choices(ctx: click.Context, param: click.Parameter, value: str | None) -> list:
+    from handgrad._names import NORMS
+
     if value is None:
         return []
     choices = [part.strip().lower() for part in value.split(",")]
@@ -57,6 +58,7 @@ def _norm_choices(ctx: click.Context, param: click.Parameter, value: str | None)
     "index them), as stored (no preprocessing, in the file's dtype)."
 )
 @csv_options
+@run_options("task")
 @click.option(
     "--iter",
     "n_iter",
@@ -99,19 +101,26 @@ def _norm_choices(ctx: click.Context, param: click.Parameter, value: str | None)
     callback=_norm_choices,
     help="Normalizations to search, e.g. none,batch,layer (one: every fit uses it).",
 )
-@click.option("--epochs", type=int, default=30, show_default=True)
-@click.option("--batch-size", type=int, default=64, show_default=True)
-@click.option("--solver", type=click.Choice(SOLVERS), default="adam", show_default=True)
 @click.option(
-    "--dtype", type=click.Choice(["float32", "float64"]), default="float32", show_default=True
+    "--epochs",
+    type=int,
+    default=30,
+    show_default=True,
+    help="Passes over the training rows of every fit.",
 )
-@click.option("--seed", type=int, default=0, show_default=True)
-@click.option(
-    "--preprocessing",
-    type=click.Choice(PREPROCESSING),
-    default=None,
-    help="Input preprocessing, fitted on the training split [default: standardize "
-    "for tables, scale for images].",
+@run_options(
+    "activation",
+    "dropout",
+    "norm",
+    "solver",
+    "batch_size",
+    "dtype",
+    "seed",
+    "early_stopping",
+    "patience",
+    "validation_fraction",
+    "test_fraction",
+    "preprocessing",
 )
 @click.option("--top", type=int, default=10, show_default=True, help="Rows of the table.")
 @click.option(
@@ -126,12 +135,6 @@ def _norm_choices(ctx: click.Context, param: click.Parameter, value: str | None)
     "--overwrite", is_flag=True, help="Replace the run already in the --name/--out folder."
 )
 def command(
-    data: str,
-    data_dir: str | None,
-    labels: str | None,
-    label: str | None,
-    header: bool | None,
-    missing_label: str,
     n_iter: int,
     jobs: int,
     scheduler: str | None,
@@ -139,20 +142,16 @@ def command(
     hidden_choices: list,
     dropout_choices: list,
     norm_choices: list,
-    epochs: int,
-    batch_size: int,
-    solver: str,
-    dtype: str,
-    seed: int,
-    preprocessing: str | None,
     top: int,
     out: str | None,
     name: str | None,
     overwrite: bool,
+    **settings: Any,
 ) -> None:
     """Search hidden size, learning rate (log-uniform 1e-4…1e-1) and alpha (log-uniform
-    1e-6…1e-1) of a classifier with RandomizedSearchCV; print the ranking and save the
-    best model. (Regressors are not searched yet: train them with handgrad train.)
+    1e-6…1e-1) of a classifier (scored by accuracy) or a regressor (--task regression,
+    or a regression dataset: scored by R²) with RandomizedSearchCV; print the ranking
+    and save the best model. Every other setting is train's, with its default.
 
     \b
     Examples:
@@ -161,25 +160,12 @@ def command(
       handgrad search --dropout-choices 0,0.2 --norm-choices none,batch,layer
       handgrad search --iter 40 --scheduler tcp://10.0.0.5:8786
       handgrad search --data X.npy --labels y.npy --preprocessing none
+      handgrad search --data diabetes.csv --label target --task regression
     """
     from handgrad.runs import RunConfig
     from handgrad.search import random_search
 
-    config = RunConfig(
-        data=data,
-        data_dir=data_dir,
-        labels=labels,
-        label=label,
-        header=header,
-        missing_label=missing_label,
-        preprocessing=preprocessing,
-        epochs=epochs,
-        batch_size=batch_size,
-        solver=solver,
-        dtype=dtype,
-        seed=seed,
-        task="classification",  # a regression dataset is refused before any work
-    )
+    config = RunConfig(**settings)
     result = random_search(
         config,
         hidden_choices,
@@ -194,7 +180,10 @@ def command(
         dropout_choices=dropout_choices,
         norm_choices=norm_choices,
     )
-    ranked = result.metrics["search"]["results"]
+    search = result.metrics["search"]
+    score = search["score"]  # "accuracy", or a regressor's "r2"
+    mean, std = f"mean_cv_{score}", f"std_cv_{score}"
+    ranked = search["results"]
     layers = [k for k in ("dropout", "norm") if ranked and k in ranked[0]]  # the searched
     rows = [
         [
@@ -203,20 +192,21 @@ def command(
             *(str(r[k]) for k in layers),
             r["learning_rate"],
             r["alpha"],
-            r["mean_cv_accuracy"] if r["mean_cv_accuracy"] is not None else "failed",
-            r["std_cv_accuracy"] if r["std_cv_accuracy"] is not None else "-",
+            r[mean] if r[mean] is not None else "failed",
+            r[std] if r[std] is not None else "-",
         ]
-        for r in ranked[: max(top, 1)]
+        for r in search["results"][: max(top, 1)]
     ]
+    shown = "R²" if score == "r2" else score
     click.echo(
         format_table(
             rows,
-            ["rank", "hidden", *layers, "learning rate", "alpha", "cv accuracy", "± std"],
+            ["rank", "hidden", *layers, "learning rate", "alpha", f"cv {shown}", "± std"],
             [True, False, *(False for _ in layers), True, True, True, True],
         )
     )
-    final = result.metrics["final"]
+    final, cv_score = result.metrics["final"], "val_r2" if score == "r2" else "val_accuracy"
+    cv_text = "failed" if final[cv_score] is None else f"{final[cv_score]:.4f}"
     click.echo(
-        f"best: test accuracy {final['test_accuracy']:.4f} "
-        f"(cv {final['val_accuracy']:.4f}); saved to {result.run_dir}"
+        f"best: test {shown} {final[f'test_{score}']:.4f} (cv {cv_text}); saved to {result.run_dir}"
     )

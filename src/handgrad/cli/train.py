@@ -8,12 +8,11 @@ from typing import Any
 import click
 from click.core import ParameterSource
 
-from handgrad.cli._common import HIDDEN, csv_options, data_options, labels_option, layer_options
+from handgrad.cli._common import HIDDEN, csv_options, data_options, labels_option, run_options
 from handgrad.errors import TrainingDivergedError
-from handgrad.heads import ACTIVATIONS
-from handgrad.runs import MIN_EPOCHS, PREPROCESSING, SOLVERS, STEP_BUDGET, RunConfig
+from handgrad.runs.config import MIN_EPOCHS, STEP_BUDGET, RunConfig
 
-_D = RunConfig()  # the defaults shown in --help
+_D = RunConfig.defaults()  # shown in --help
 # Options that --resume takes from the run folder instead of the command line.
 _CONFIG_OPTIONS = (
     "data",
@@ -46,48 +45,28 @@ _CONFIG_OPTIONS = (
 
 
 @click.command("train")
-@data_options(default=_D.data)
+@data_options(default=_D["data"])
 @labels_option(
     "The labels (.npy, or a one-column .csv) of a --data FILE.npy of samples, "
     "one per row. X is then trained from its file without being read into memory, "
     "as stored (no preprocessing, in the file's dtype)."
 )
 @csv_options
-@click.option(
-    "--task",
-    type=click.Choice(["classification", "regression"]),
-    default=None,
-    help="Predict a class or a number [default: the dataset's own: regression for "
-    "diabetes, classification for the others and for a CSV file].",
-)
+@run_options("task")
 @click.option(
     "--hidden",
     type=HIDDEN,
-    default=",".join(map(str, _D.hidden)),
+    default=",".join(map(str, _D["hidden"])),
     show_default=True,
-    help="Hidden layer sizes: 256 for one layer, 256,128 for two.",
+    help="Hidden layer sizes: 256 for one layer, 256,128 (or 256x128) for two.",
 )
-@click.option(
-    "--activation",
-    type=click.Choice(list(ACTIVATIONS)),
-    default=_D.activation,
-    show_default=True,
-    help="Hidden-layer activation.",
-)
-@layer_options
-@click.option(
-    "--solver",
-    type=click.Choice(SOLVERS),
-    default=_D.solver,
-    show_default=True,
-    help="Optimizer (sgd uses Nesterov momentum 0.9).",
-)
+@run_options("activation", "dropout", "norm", "solver")
 @click.option(
     "--learning-rate",
     "--lr",
     "learning_rate",
     type=float,
-    default=_D.learning_rate,
+    default=_D["learning_rate"],
     show_default=True,
     help="Initial learning rate η.",
 )
@@ -96,7 +75,7 @@ _CONFIG_OPTIONS = (
     "--reg",
     "alpha",
     type=float,
-    default=_D.alpha,
+    default=_D["alpha"],
     show_default=True,
     help="L2 regularisation strength (scikit-learn's alpha, the notes' λ).",
 )
@@ -108,56 +87,15 @@ _CONFIG_OPTIONS = (
     f"{STEP_BUDGET} minibatch steps, at least {MIN_EPOCHS}]. With --resume: a larger "
     "number extends the run.",
 )
-@click.option(
-    "--batch-size", type=int, default=_D.batch_size, show_default=True, help="Minibatch size."
-)
-@click.option(
-    "--dtype",
-    type=click.Choice(["float32", "float64"]),
-    default=_D.dtype,
-    show_default=True,
-    help="Floating-point precision of weights and data.",
-)
-@click.option(
-    "--seed",
-    type=int,
-    default=_D.seed,
-    show_default=True,
-    help="Seed of the data split, the initial weights and the shuffling.",
-)
-@click.option(
-    "--early-stopping/--no-early-stopping",
-    default=None,
-    help="Stop when the validation accuracy (R² for regression) stops improving; keep "
-    "the best weights [default: on for regression, off for classification].",
-)
-@click.option(
-    "--patience",
-    type=int,
-    default=_D.patience,
-    show_default=True,
-    help="Epochs without improvement before early stopping.",
-)
-@click.option(
-    "--validation-fraction",
-    type=float,
-    default=_D.validation_fraction,
-    show_default=True,
-    help="Share of the training data held out for validation.",
-)
-@click.option(
-    "--test-fraction",
-    type=float,
-    default=_D.test_fraction,
-    show_default=True,
-    help="Share held out for testing (datasets without an official test set).",
-)
-@click.option(
-    "--preprocessing",
-    type=click.Choice(PREPROCESSING),
-    default=None,
-    help="Input preprocessing, fitted on the training split [default: standardize "
-    "for tables, scale for images].",
+@run_options(
+    "batch_size",
+    "dtype",
+    "seed",
+    "early_stopping",
+    "patience",
+    "validation_fraction",
+    "test_fraction",
+    "preprocessing",
 )
 @click.option(
     "--checkpoint-every",
@@ -172,7 +110,8 @@ _CONFIG_OPTIONS = (
     type=click.Path(),
     default=None,
     metavar="RUN_DIR",
-    help="Continue the run in RUN_DIR from its last checkpoint.",
+    help="Continue the run in RUN_DIR, finished or interrupted: from its last "
+    "checkpoint, or from its model file (a warm start) when it has none.",
 )
 @click.option(
     "--out",
@@ -232,6 +171,7 @@ def command(
       handgrad train --checkpoint-every 5 --out runs/long   # then, after a crash:
       handgrad train --resume runs/long
       handgrad train --resume runs/long --epochs 40   # train a finished run longer
+      handgrad train --resume runs/deeper --epochs 60  # no checkpoints: from its model
     """
     import handgrad.runs as runs
 
@@ -245,7 +185,7 @@ def command(
             ]
             if given:
                 raise click.UsageError(
-                    f"--resume takes its settings from the checkpoint in {resume_dir}; "
+                    f"--resume takes its settings from the run in {resume_dir}; "
                     f"drop {', '.join(given)}",
                     ctx,
                 )
@@ -273,7 +213,7 @@ def command(
                 device=device,
             )
     except KeyboardInterrupt as exc:
-        click.echo(f"handgrad: {exc or 'interrupted'}", err=True)
+        click.echo(f"handgrad: {str(exc) or 'interrupted'}", err=True)
         ctx.exit(130)
     except TrainingDivergedError as exc:
         raise TrainingDivergedError(
@@ -303,5 +243,7 @@ def _print_result(result: Any) -> None:
     note = f" (stopped: {stopped})" if stopped not in ("", "max_epochs") else ""
     where = result.metrics.get("device", "cpu")
     on = "" if where == "cpu" else f" on {where.removeprefix('torch:')} (PyTorch)"
-    click.echo(f"{final['epochs']} epochs in {final['seconds']:.1f} s{on}{note}")
+    ran = final["epochs"] - result.start_epoch  # this invocation's, when resumed
+    to = f" (to {final['epochs']})" if result.start_epoch else ""
+    click.echo(f"{ran} epochs{to} in {final['seconds']:.1f} s{on}{note}")
     click.echo(f"run folder: {folder}  (model.safetensors, metrics.json, report.png)")

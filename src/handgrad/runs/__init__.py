@@ -32,37 +32,60 @@ trains into a folder it holds a lock there (:data:`LOCK`, holding its process id
 second process is refused.
 """
 
-from handgrad.runs.config import (
-    MIN_EPOCHS,
-    PREPROCESSING,
-    SOLVERS,
-    STEP_BUDGET,
-    RunConfig,
-    default_epochs,
-)
-from handgrad.runs.data import (
-    DataChangedError,
-    PreparedData,
-    RunData,
-    label_column,
-    prepare_data,
-    read_data,
-)
-from handgrad.runs.folder import (
-    CHECKPOINT,
-    CONFIG,
-    LOCK,
-    METRICS,
-    MODEL,
-    REPORT,
-    RunFolderInUseError,
-    make_run_dir,
-    open_run_dir,
-    read_json,
-    write_json,
-)
-from handgrad.runs.report import finish_run, outcome_warnings, run_metrics, write_report
-from handgrad.runs.training import TrainResult, build_classifier, resume, train
+from typing import Any
+
+#: Where each public name lives: the modules are imported on first use, so that a
+#: command's ``--help`` (and ``handgrad.runs.folder`` alone) loads no scikit-learn.
+_HOMES = {
+    "config": (
+        "MIN_EPOCHS",
+        "PREPROCESSING",
+        "SOLVERS",
+        "STEP_BUDGET",
+        "RunConfig",
+        "default_epochs",
+    ),
+    "data": (
+        "DataChangedError",
+        "PreparedData",
+        "RunData",
+        "label_column",
+        "prepare_data",
+        "read_data",
+    ),
+    "folder": (
+        "CHECKPOINT",
+        "CONFIG",
+        "LOCK",
+        "METRICS",
+        "MODEL",
+        "REPORT",
+        "RunFolderInUseError",
+        "make_run_dir",
+        "open_run_dir",
+        "read_json",
+        "write_json",
+    ),
+    "report": ("finish_run", "outcome_warnings", "run_metrics", "write_report"),
+    "training": ("TrainResult", "build_classifier", "build_estimator", "resume", "train"),
+}
+_MODULES = ("config", "data", "devices", "folder", "report", "training")
+_HOME = {name: module for module, names in _HOMES.items() for name in names}
+
+
+def __getattr__(name: str) -> Any:
+    import importlib
+
+    if name in _MODULES:
+        return importlib.import_module(f"handgrad.runs.{name}")
+    if name in _HOME:
+        return getattr(importlib.import_module(f"handgrad.runs.{_HOME[name]}"), name)
+    raise AttributeError(f"module 'handgrad.runs' has no attribute {name!r}")
+
+
+def __dir__() -> list[str]:
+    return sorted([*globals(), *__all__, *_MODULES])
+
 
 __all__ = [
     "CHECKPOINT",
@@ -82,6 +105,7 @@ __all__ = [
     "RunFolderInUseError",
     "TrainResult",
     "build_classifier",
+    "build_estimator",
     "default_epochs",
     "finish_run",
     "label_column",

@@ -7,15 +7,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from handgrad._validation import check_choice, check_number
-from handgrad.data import TASKS
-from handgrad.data.preprocess import KINDS as PREPROCESSING
-from handgrad.heads import ACTIVATIONS, NORMS
-from handgrad.optim import OPTIMIZERS
+from handgrad._names import ACTIVATIONS, NORMS, PREPROCESSING, SOLVERS, TASKS
 
 __all__ = ["MIN_EPOCHS", "PREPROCESSING", "SOLVERS", "STEP_BUDGET", "RunConfig", "default_epochs"]
 
-SOLVERS = tuple(OPTIMIZERS)
 MISSING_LABEL = ("error", "drop")
 # The default training length: enough epochs for this many minibatch steps (small sets
 # take two steps an epoch and underfit in 20 epochs), and never fewer than MIN_EPOCHS.
@@ -69,15 +64,18 @@ class RunConfig:
     labels: str | None = None
 
     def __post_init__(self) -> None:
+        # imported here: a command's --help reads the defaults without loading SciPy
+        from handgrad._validation import check_choice, check_number
+
         self.hidden = tuple(self.hidden)
         if not self.hidden:
             raise ValueError("hidden sizes must name at least one hidden layer")
         for i, h in enumerate(self.hidden, start=1):
             check_number(h, f"hidden size {i}", low=1, integer=True)
-        check_choice(self.activation, "activation", tuple(ACTIVATIONS))
+        check_choice(self.activation, "activation", ACTIVATIONS)
         check_number(self.dropout, "dropout", low=0, high=1, high_open=True)
         if self.norm is not None:
-            check_choice(self.norm, "norm", tuple(NORMS))
+            check_choice(self.norm, "norm", NORMS)
         check_choice(self.solver, "solver", SOLVERS)
         check_choice(self.dtype, "dtype", ("float32", "float64"))
         if self.preprocessing is not None:
@@ -106,6 +104,12 @@ class RunConfig:
                 "checkpoints and early stopping need an epoch-by-epoch solver (adam or "
                 "sgd); lbfgs runs as one full-batch optimisation"
             )
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        """Every field's default, without making (and checking) a configuration: what
+        a command's ``--help`` shows."""
+        return {f.name: f.default for f in dataclasses.fields(cls)}
 
     def to_dict(self) -> dict[str, Any]:
         return {**dataclasses.asdict(self), "hidden": list(self.hidden)}

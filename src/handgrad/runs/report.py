@@ -3,19 +3,20 @@ call for, the picture (``report.png``), and the files written together."""
 
 from __future__ import annotations
 
+import math
 import os
 import warnings
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from handgrad._atomic import write_atomically
-from handgrad.bundle import bundle_state
-from handgrad.modelfile import save_arrays
 from handgrad.runs.config import RunConfig
-from handgrad.runs.data import PreparedData
 from handgrad.runs.folder import CONFIG, METRICS, MODEL, REPORT, json_bytes
+
+if TYPE_CHECKING:  # `handgrad plot` redraws a report without scikit-learn
+    from handgrad.runs.data import PreparedData
 
 __all__ = [
     "finish_run",
@@ -27,6 +28,8 @@ __all__ = [
 
 # A run ending within this much of chance accuracy (1/C) is reported.
 CHANCE_MARGIN = 0.02
+# A loss that moved less than this share of its first epoch's value barely moved.
+BARELY_MOVED = 0.01
 # metrics.json keeps at most this many test predictions (a seeded sample) for the report.
 MAX_REPORTED_PREDICTIONS = 2000
 
@@ -35,9 +38,18 @@ def outcome_warnings(metrics: dict[str, Any]) -> list[str]:
     """What is wrong with a finished run that the numbers alone do not shout: a test
     accuracy at chance (within :data:`CHANCE_MARGIN` of 1/C), one class predicted for
     every row, a final training loss above the first epoch's, or a regressor's test R²
-    at or below 0 (no better than predicting the mean)."""
-    notes = []
+    at or below 0 (no better than predicting the mean). The advice follows the cause:
+    a lower learning rate when the loss rose, a higher one when it barely moved, more
+    epochs when it was still falling."""
     final, classes = metrics["final"], metrics.get("classes") or []
+    if final.get("stop_reason") == "diverged":  # the one cause, whatever the scores say
+        rate = (metrics.get("config") or {}).get("learning_rate")
+        than = "" if rate is None else f" than {rate:g}"
+        return [
+            "training diverged (the loss or the weights became non-finite); the best "
+            f"epoch's weights were kept and saved: try a lower learning rate{than}"
+        ]
+    notes = []
     cm = np.asarray(metrics.get("confusion_matrix") or [[0]])
     accuracy = final.get("test_accuracy")
     if len(classes) >= 2 and accuracy is not None:
@@ -53,14 +65,15 @@ def outcome_warnings(metrics: dict[str, Any]) -> list[str]:
                 f"the model predicts one class for every test sample (test accuracy {accuracy:.4f})"
             )
     loss = (metrics.get("history") or {}).get("loss") or []
-    if len(loss) >= 2 and np.isfinite(loss[-1]) and loss[-1] > loss[0]:
+    # A rise within rounding of a loss that barely moved is no rise.
+    rose = len(loss) >= 2 and np.isfinite(loss[-1]) and loss[-1] > loss[0] * (1 + BARELY_MOVED)
+    if rose:
         notes.append(f"the training loss rose from {loss[0]:.4g} (first epoch) to {loss[-1]:.4g}")
     config, info = metrics.get("config") or {}, metrics.get("data") or {}
     if notes:
         tabular_scaled = config.get("preprocessing") == "scale" and not info.get("image_shape")
-        notes[-1] += "; try a lower learning rate" + (
-            " or --preprocessing standardize" if tabular_scaled else ""
-        )
+        advice = _learning_rate_advice(loss, rose, len(classes), config.get("learning_rate"))
+        notes[-1] += "; " + advice + (" or --preprocessing standardize" if tabular_scaled else "")
     r2 = final.get("test_r2")
     if r2 is not None and r2 <= 0:
         # Below the mean's R² of 0 with a falling loss: the network learnt the training rows.
@@ -69,6 +82,25 @@ def outcome_warnings(metrics: dict[str, Any]) -> list[str]:
             "try a larger --alpha, or early stopping (adam or sgd)"
         )
     return notes
+
+
+def _learning_rate_advice(loss: list[float], rose: bool, n_classes: int, learning_rate: Any) -> str:
+    """The advice that follows the cause. Steps too small: the loss barely moved (by
+    less than :data:`BARELY_MOVED` of its first epoch's value). Steps too large: it
+    rose, or ended above a uniform guess's (ln C for C classes). Otherwise it was
+    still falling: train longer."""
+    than = "" if learning_rate is None else f" than {learning_rate:g}"
+    if len(loss) < 2 or not np.all(np.isfinite(loss)):
+        return f"try a lower learning rate{than}"
+    guess = math.log(n_classes) if n_classes >= 2 else math.inf
+    if abs(loss[-1] - loss[0]) <= BARELY_MOVED * abs(loss[0]):
+        return (
+            f"the loss barely moved ({loss[0]:.4g} to {loss[-1]:.4g}): try a higher "
+            f"learning rate{than}"
+        )
+    if rose or loss[-1] > guess:
+        return f"try a lower learning rate{than}"
+    return f"the loss was still falling ({loss[0]:.4g} to {loss[-1]:.4g}): train longer (--epochs)"
 
 
 def run_metrics(
@@ -167,6 +199,9 @@ def finish_run(
     only when every one succeeded, so a failure on the way leaves the folder as it was;
     the model file is written last: a model file present means its run is complete.
     """
+    from handgrad.bundle import bundle_state
+    from handgrad.modelfile import save_arrays
+
     info = {**data.info, "training": metrics["final"]}
     tensors, model_metadata = bundle_state(estimator, data.preprocessor, info)
     files = {REPORT: _report_png(metrics, estimator), METRICS: json_bytes(metrics)}
@@ -201,6 +236,7 @@ def _report_args(metrics: dict[str, Any], estimator: Any = None) -> dict[str, An
         "image_shape": shape,
         "channels": shape[2] if shape is not None and len(shape) == 3 else 1,
         "cm": None if cm is None else np.asarray(cm),
+        "cm_split": "test",  # run_metrics counts the test part
         "class_names": info.get("class_names"),
         "y_true": predictions.get("true"),
         "y_pred": predictions.get("predicted"),

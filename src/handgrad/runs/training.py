@@ -11,6 +11,7 @@ targets' own units.
 
 from __future__ import annotations
 
+import copy
 import dataclasses
 import os
 import time
@@ -28,7 +29,7 @@ from handgrad.callbacks import Checkpoint, ProgressBar
 from handgrad.runs.config import RunConfig
 from handgrad.runs.data import PreparedData, check_same_data, prepare_data
 from handgrad.runs.devices import on_device, torch_device
-from handgrad.runs.folder import CHECKPOINT, open_run_dir
+from handgrad.runs.folder import CHECKPOINT, MODEL, open_run_dir
 from handgrad.runs.report import finish_run, regression_metrics, run_metrics
 from handgrad.state import fitted_target_regressor, load_run
 
@@ -45,11 +46,13 @@ __all__ = [
 @dataclass
 class TrainResult:
     """What :func:`train` produced: the run folder, the fitted estimator (a regressor
-    in its ``TransformedTargetRegressor``) and the metrics written."""
+    in its ``TransformedTargetRegressor``), the metrics written, and the epoch it
+    started from (0, or the resumed run's)."""
 
     run_dir: Path
     estimator: Any
     metrics: dict[str, Any]
+    start_epoch: int = 0
 
 
 def _estimator_params(config: RunConfig) -> dict[str, Any]:
@@ -68,6 +71,8 @@ def _estimator_params(config: RunConfig) -> dict[str, Any]:
         "random_state": config.seed,
         "early_stopping": bool(config.early_stopping),
         "n_iter_no_change": config.patience if config.early_stopping else np.inf,
+        # the share early stopping holds out of a fit without eval_set (a search's)
+        "validation_fraction": config.validation_fraction,
     }
 
 
@@ -84,7 +89,7 @@ def build_classifier(config: RunConfig) -> Any:
     if config.task == "regression":
         raise ValueError(
             f"{config.data} is a regression task; a classifier cannot be trained on it "
-            "(hyperparameter search trains classifiers only, not regressors yet)"
+            "(build_regressor builds its regressor)"
         )
     return MLPClassifier(**_estimator_params(config))
 
@@ -147,6 +152,8 @@ def _train(
         target = StandardScaler().fit(data.y_train.reshape(-1, 1))
         y = target.transform(y.reshape(-1, 1)).ravel()
     done = 0 if run is None else run.history.epochs
+    # A model file keeps no per-step losses: a run resumed from one reports per epoch.
+    no_step_losses = run is not None and done > 0 and not run.history.step_loss
     # L-BFGS runs as one scipy call, without epochs to report.
     bar = ProgressBar(config.epochs, initial=done, disable=not progress or config.solver == "lbfgs")
     # A run is resumed for the epochs it has left; a finished one (its last checkpoint
@@ -165,6 +172,8 @@ def _train(
     finally:
         bar.close()
     seconds = time.perf_counter() - start
+    if no_step_losses:
+        est.history_.step_loss.clear()
     if where is not None:  # scored, saved and exported on the host from here on
         est.network_.to(np)
         est.optimizer_.to(np)
@@ -188,7 +197,7 @@ def _train(
     }
     metrics["device"] = "cpu" if where is None else f"torch:{where}"
     finish_run(run_dir, est, data, metrics, config)
-    return TrainResult(run_dir, est, metrics)
+    return TrainResult(run_dir, est, metrics, done)
 
 
 def train(
@@ -221,11 +230,12 @@ def train(
 
 
 def _resumed_config(run_dir: Path, extra: dict[str, Any], epochs: int | None) -> RunConfig:
-    """The checkpoint's configuration, extended to ``epochs`` when given."""
+    """The run's configuration (its checkpoint's, or ``config.json`` beside its model
+    file), extended to ``epochs`` when given."""
     for key in ("config", "data"):
         if not isinstance(extra.get(key), dict):
             what = "training configuration" if key == "config" else "data fingerprint"
-            raise ValueError(f"{run_dir / CHECKPOINT} holds no {what}")
+            raise ValueError(f"the run in {run_dir} records no {what} to resume with")
     config = RunConfig.from_dict(extra["config"])
     if epochs is None:
         return config
@@ -238,6 +248,47 @@ def _resumed_config(run_dir: Path, extra: dict[str, Any], epochs: int | None) ->
     return dataclasses.replace(config, epochs=epochs)
 
 
+def _model_run(run_dir: Path) -> tuple[Any, dict[str, Any]]:
+    """The run a finished (or interrupted) run's model file carries, and its checkpoint
+    metadata rebuilt from the run folder: ``config.json`` and the data's fingerprint.
+
+    The model file keeps the network's weights, the optimizer's state, the shuffling
+    generator and the history (without each step's loss), so training goes on from
+    where the run ended; with early stopping its weights are the best epoch's.
+    """
+    from handgrad.bundle import load_bundle
+    from handgrad.runs.folder import CONFIG, read_json
+
+    bundle = load_bundle(run_dir / MODEL)
+    est = getattr(bundle.estimator, "regressor_", bundle.estimator)
+    run = copy.deepcopy(est._get_fitted_state()["run"])
+    extra = {"config": read_json(run_dir / CONFIG), "data": bundle.info.get("fingerprint")}
+    return run, extra
+
+
+def _resume_source(run_dir: Path, log: Callable[[str], None]) -> tuple[Any, dict[str, Any]]:
+    """The run to continue: the checkpoint (continued exactly), or the model file when
+    there is no checkpoint or the model file holds more epochs (a warm start from its
+    weights and optimizer state)."""
+    checkpoint, model = run_dir / CHECKPOINT, run_dir / MODEL
+    if not checkpoint.is_file() and not model.is_file():
+        raise FileNotFoundError(
+            f"{run_dir} has neither {CHECKPOINT} nor {MODEL} to resume from "
+            "(is it a handgrad run folder?)"
+        )
+    saved = load_run(checkpoint) if checkpoint.is_file() else None
+    if saved is not None and not model.is_file():
+        return saved
+    run, extra = _model_run(run_dir)
+    if saved is not None and saved[0].history.epochs >= run.history.epochs:
+        return saved
+    log(
+        f"no newer {CHECKPOINT} in {run_dir}: a warm start from {MODEL} (its weights and "
+        f"optimizer state after epoch {run.history.epochs})"
+    )
+    return run, extra
+
+
 def resume(
     run_dir: str | os.PathLike[str],
     *,
@@ -247,27 +298,32 @@ def resume(
     log: Callable[[str], None] = print,
     device: str = "cpu",
 ) -> TrainResult:
-    """Continue the run in ``run_dir`` from its last checkpoint, to the same end as an
-    uninterrupted run (bit-identical weights on the same device; ``device`` as for
-    :func:`train`).
+    """Continue the run in ``run_dir``, finished or interrupted: from its last
+    checkpoint, to the same end as an uninterrupted run (bit-identical weights on the
+    same device; ``device`` as for :func:`train`); without a checkpoint (a run made
+    without ``checkpoint_every``), or one older than its model file, from the model
+    file's weights and optimizer state, as a warm start (said in one line to ``log``).
 
     ``epochs`` larger than the run's extends it (a finished run too). The data must be
-    the ones the checkpoint was trained on (same location, same content): a changed file
+    the ones the run was trained on (same location, same content): a changed file
     raises :class:`~handgrad.runs.DataChangedError` unless ``force``.
     """
     run_dir = Path(run_dir)
     torch_device(device)  # a missing device is refused before anything is read
     if not run_dir.is_dir():
         raise FileNotFoundError(f"no such run folder: {run_dir}")
-    if not (run_dir / CHECKPOINT).is_file():
-        raise FileNotFoundError(
-            f"{run_dir} has no {CHECKPOINT} to resume from (train with --checkpoint-every K)"
-        )
     with open_run_dir(run_dir, existing=True):
         remove_stale_temporaries(run_dir)  # left by a save that a crash cut short
-        run, extra = load_run(run_dir / CHECKPOINT)
+        run, extra = _resume_source(run_dir, log)
         config = _resumed_config(run_dir, extra, epochs)
         data = prepare_data(config, log=log)
         check_same_data(run_dir, extra["data"], data.info["fingerprint"], force, log)
-        log(f"resuming {run_dir} from epoch {run.history.epochs} of {config.epochs}")
+        reason = run.history.stop_reason
+        if reason in ("early_stopping", "converged"):
+            log(
+                f"{run_dir} ended by {reason.replace('_', ' ')} at epoch {run.history.epochs}: "
+                "nothing is left to train (its files are written again)"
+            )
+        else:
+            log(f"resuming {run_dir} from epoch {run.history.epochs} of {config.epochs}")
         return _train(data.config, run_dir, data, run, progress, device)

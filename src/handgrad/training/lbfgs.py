@@ -17,6 +17,7 @@ from handgrad.errors import TrainingDivergedError
 from handgrad.training.config import TrainingConfig
 from handgrad.training.data import TrainingData
 from handgrad.training.engines import Engine
+from handgrad.training.loop import NON_FINITE
 from handgrad.training.run import History, Run
 
 
@@ -94,9 +95,9 @@ def fit_lbfgs(run: Run, engine: Engine, data: TrainingData, config: TrainingConf
     except _NonFiniteLoss:
         hist.stop_reason = "diverged"
         raise TrainingDivergedError(
-            f"the training loss became non-finite in L-BFGS iteration {hist.epochs + 1}; "
-            "the last weights with a finite loss were kept. The input data may contain "
-            "large values: standardise the inputs, or increase the regularisation (alpha)."
+            f"{NON_FINITE} The training loss became non-finite in L-BFGS iteration "
+            f"{hist.epochs + 1}; the last weights with a finite loss were kept. "
+            "Increase the regularisation (alpha), or standardise the inputs."
         ) from None
     hist.epochs = epochs_before
     objective.unpack(result.x)

@@ -5,7 +5,9 @@ Epochs of shuffled minibatches, each step taken by an engine on a batch from a s
 :mod:`~handgrad.training.sources`). The loop records the :class:`History`, scores the
 held-out data, applies the stopping rule, calls the callbacks, restores the best
 weights for early stopping, goes back to the epoch's start on Ctrl-C or divergence
-(:class:`EpochStart`), and refuses to continue past a non-finite loss or weights.
+(:class:`EpochStart`), and refuses to continue past a non-finite loss or weights: a
+:class:`TrainingDivergedError`, or with early stopping, as scikit-learn's, the end of
+the run with the best weights (:func:`_diverged_epoch`).
 """
 
 from __future__ import annotations
@@ -26,6 +28,13 @@ from handgrad.training.scores import score_name
 from handgrad.training.sources import BatchSource
 from handgrad.training.validation import HeldOut
 
+#: scikit-learn's words for training that produced non-finite numbers (its ValueError's
+#: message), which every divergence message begins with: handgrad's details follow.
+NON_FINITE = (
+    "Solver produced non-finite parameter weights. The input data may contain large "
+    "values and need to be preprocessed."
+)
+
 
 # A diverging step overflows on its way to the non-finite loss that the loop reports
 # itself (TrainingDivergedError): no NumPy warnings on top of that.
@@ -39,8 +48,8 @@ def minibatch_loop(
     callbacks: Sequence[Callback] = (),
 ) -> None:
     """Epochs of minibatches of ``source`` stepped by ``engine``, until a stopping
-    rule, a callback, ``max_epochs``/``max_steps`` or Ctrl-C ("interrupted", the
-    unfinished epoch dropped) ends them."""
+    rule, a callback, ``max_epochs``/``max_steps``, Ctrl-C ("interrupted", the
+    unfinished epoch dropped) or, with early stopping, divergence ends them."""
     hist = run.history
     epoch_start = EpochStart(run)
     # rng.permutation(N) is 0..N-1 shuffled: the same order, in one reused (N,) array
@@ -76,6 +85,15 @@ def minibatch_loop(
         if mid_epoch:  # drop the unfinished epoch: back to the last finished one
             epoch_start.restore(run)
         hist.stop_reason = "interrupted"
+    except TrainingDivergedError:
+        if config.stopping != "validation":
+            raise
+        _diverged_epoch(run, engine)
+    _restore_best(run, config)
+
+
+def _restore_best(run: Run, config: TrainingConfig) -> None:
+    """Early stopping's end: the weights of the best validation score put back."""
     if config.stopping == "validation" and run.best_params is not None:
         for k, v in run.best_params.items():
             copy_into(run.model.params[k], v)
@@ -180,7 +198,7 @@ def _diverged(run: Run, epoch_start: EpochStart) -> None:
     epoch_start.restore(run)
     hist.stop_reason = "diverged"
     raise TrainingDivergedError(
-        f"the training loss became non-finite in epoch {epoch} (step "
+        f"{NON_FINITE} The training loss became non-finite in epoch {epoch} (step "
         f"{step}) with learning rate {run.optimizer.learning_rate:g}; the weights of the "
         "last finished epoch were kept. Lower the learning rate, standardise the inputs, "
         "or increase the regularisation."
@@ -192,8 +210,24 @@ def _weights_diverged(run: Run) -> None:
     that overflowed), as scikit-learn refuses such weights."""
     run.history.stop_reason = "diverged"
     raise TrainingDivergedError(
-        f"Solver produced non-finite parameter weights in epoch {run.history.epochs + 1} "
-        f"with learning rate {run.optimizer.learning_rate:g}; the weights of the last "
-        "finished epoch were kept. The input data may contain large values and need to be "
-        "preprocessed (standardise the inputs), or lower the learning rate."
+        f"{NON_FINITE} The update gave non-finite parameter weights in epoch "
+        f"{run.history.epochs + 1} with learning rate {run.optimizer.learning_rate:g}; the "
+        "weights of the last finished epoch were kept. Lower the learning rate, or standardise "
+        "the inputs."
     )
+
+
+def _diverged_epoch(run: Run, engine: Engine) -> None:
+    """With early stopping, a diverged epoch (already rolled back to its start) ends the
+    run as scikit-learn's: no error; the epoch is recorded with a NaN loss and a NaN
+    validation score (the weights it reached predict nothing finite), and the loop then
+    restores the best weights (the epoch's start when no epoch scored yet). The run
+    stays consistent, so it can be continued."""
+    hist = run.history
+    hist.epochs += 1
+    hist.loss.append(math.nan)
+    if engine.classifies:
+        hist.train_score.append(math.nan)
+    hist.learning_rate.append(run.optimizer.learning_rate)
+    hist.val_score.append(math.nan)
+    hist.stop_reason = "diverged"
