@@ -502,6 +502,24 @@ def test_the_helpers_stay_on_the_device_and_agree_with_numpy(lib):
         np.testing.assert_allclose(host(got), want, rtol=1e-12, atol=0)
 
 
+def test_the_kind_of_array_is_asked_of_xp(lib, tmp_path):
+    """A NumPy array (memory-mapped too) is dense NumPy; a list, a sparse matrix or
+    another library's array is not; only ndarray itself is a plain ndarray; an array
+    is on its own namespace and device, and on no other."""
+    import scipy.sparse as sp
+
+    X = np.ones((3, 2))
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    assert _xp.is_dense_numpy(X) and _xp.is_dense_numpy(mapped)
+    assert not any(map(_xp.is_dense_numpy, ([1.0], sp.csr_matrix(X), lib.put(X), 1.0)))
+    assert _xp.is_plain_ndarray(X) and not _xp.is_plain_ndarray(mapped)
+    assert not _xp.is_plain_ndarray(np.ma.asarray(X))  # a subclass
+    on_device, xp = lib.put(X), _xp.namespace(lib.put(X))
+    assert _xp.is_on(X, np, "cpu") and _xp.is_on(on_device, xp, lib.device)
+    assert not _xp.is_on(X, xp, lib.device) and not _xp.is_on(on_device, np, "cpu")
+
+
 def test_a_network_and_x_of_different_places_is_one_clear_line(lib):
     net = MLP(4, (5,), 3, seed=0).to(_xp.namespace(lib.put(np.ones(1))), lib.device)
     with pytest.raises(TypeError, match=r"^X is a numpy.ndarray, but the network's parameters"):

@@ -315,7 +315,7 @@ def test_column_major_X_trains_and_predicts_as_row_major():
 
 
 def test_row_major_copies_only_a_column_major_array_in_memory(tmp_path):
-    from handgrad.estimator import _row_major
+    from handgrad._validation import row_major as _row_major
 
     X = np.asfortranarray(np.ones((4, 3)))
     C = _row_major(X)
@@ -329,13 +329,13 @@ def test_row_major_copies_only_a_column_major_array_in_memory(tmp_path):
 
 
 def test_row_major_keeps_a_column_major_array_too_large_to_copy(monkeypatch):
-    import handgrad.estimator as estimator
+    import handgrad._validation as validation
 
     X = np.asfortranarray(np.ones((4, 3)))
-    monkeypatch.setattr(estimator, "_available_bytes", lambda: X.nbytes - 1)
-    assert estimator._row_major(X) is X
-    monkeypatch.setattr(estimator, "_available_bytes", lambda: X.nbytes)
-    assert estimator._row_major(X).flags.c_contiguous
+    monkeypatch.setattr(validation, "available_memory", lambda: X.nbytes - 1)
+    assert validation.row_major(X) is X
+    monkeypatch.setattr(validation, "available_memory", lambda: X.nbytes)
+    assert validation.row_major(X).flags.c_contiguous
 
 
 # ------------------------------------------------- real tables that ship in packages

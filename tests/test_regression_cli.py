@@ -144,7 +144,7 @@ def test_export_of_a_regressor_runs_in_onnxruntime_as_predict(diabetes_run, tmp_
     for dtype, rtol in (("float32", 1e-5), ("float64", 1e-5)):
         out = tmp_path / f"m-{dtype}.onnx"
         result = invoke("export", folder / "model.safetensors", out, "--dtype", dtype)
-        assert "outputs prediction (N,)" in result.stderr
+        assert "output prediction (N,)" in result.stderr
         session = rt.InferenceSession(str(out), providers=["CPUExecutionProvider"])
         assert [o.name for o in session.get_outputs()] == ["prediction"]
         (got,) = session.run(None, {"X": X.astype(dtype)})

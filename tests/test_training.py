@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import re
+import warnings
 
 import numpy as np
 import pytest
@@ -429,6 +430,38 @@ def test_fit_checks_weights_optimizer_and_buffers_together(data, monkeypatch):
     monkeypatch.setattr(validation, "total_memory", lambda: sum(parts.values()))
     hist = fit(model, X, y, optimizer=Adam(), config=TrainingConfig(batch_size=30, max_epochs=1))
     assert hist.epochs == 1
+
+
+def test_memory_is_checked_once_per_fit(data, monkeypatch):
+    """One training check per fit: a new estimator's run before its network is
+    allocated (train does not repeat it), a run that has trained by train (its next
+    batches may be larger), and fit's own run by fit."""
+    import handgrad._validation as validation
+    from handgrad import MLPClassifier
+
+    asked = []
+    check = validation.check_memory
+
+    def counting(nbytes, what, *args):
+        asked.append(what.split(" (")[0])
+        check(nbytes, what, *args)
+
+    monkeypatch.setattr(validation, "check_memory", counting)
+    monkeypatch.setattr("handgrad.training.memory.check_memory", counting)
+    X, y = data
+    est = MLPClassifier((5,), max_iter=2, random_state=0)
+    for fit_once, network in (
+        (lambda: est.fit(X, y), "5→5→3"),
+        (lambda: est.set_params(warm_start=True, batch_size=30).fit(X, y), "5→5→3"),
+        (lambda: est.partial_fit(X, y), "5→5→3"),
+        (lambda: fit(_model(), X, y, optimizer=Adam(), config=TrainingConfig()), "5→8→3"),
+    ):
+        asked.clear()
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")  # ConvergenceWarning: two epochs on purpose
+            fit_once()
+        training_checks = [w for w in asked if w.startswith("training the network")]
+        assert training_checks == [f"training the network {network}"]
 
 
 # ------------------------------------------------- what a batch is, what a step is

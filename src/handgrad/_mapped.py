@@ -140,9 +140,9 @@ def row_chunks(X: Any, chunk_rows: int, rows: Any = None) -> Iterator[tuple[int,
 def _memmap_base(X: Any) -> np.memmap | None:
     """The shared, file-named memmap under X (X itself or a view of it), or None."""
     base = X
-    while isinstance(base, np.ndarray):
+    while base is not None:  # an array's base chain ends in the mmap, or None
         if isinstance(base, np.memmap):
             ok = base.mode != "c" and base.filename is not None and base.dtype == X.dtype
             return base if ok else None
-        base = base.base
+        base = getattr(base, "base", None)
     return None

@@ -17,8 +17,15 @@ import numpy as np
 import scipy.sparse as sp
 from numpy.typing import NDArray
 
-from handgrad._mapped import row_chunks
-from handgrad._xp import finite_on_device, is_numpy, namespace, to_numpy, xp_dtype
+from handgrad._mapped import is_mapped, row_chunks
+from handgrad._xp import (
+    finite_on_device,
+    is_dense_numpy,
+    is_numpy,
+    namespace,
+    to_numpy,
+    xp_dtype,
+)
 from handgrad.errors import DataFormatError
 
 
@@ -29,13 +36,16 @@ def check_X(
     dtype: Any = None,
     name: str = "X",
     finite: bool = True,
+    row_major: bool = False,
 ) -> NDArray[np.floating] | sp.csr_matrix | sp.csr_array:
     """Return ``X`` as a finite 2-D float array of shape (N, D).
 
     dtype: the float dtype wanted (None keeps float32/float64 and turns anything else
     into float64). ``finite=False`` leaves the finiteness test to the caller (who must
-    then run it, as :func:`handgrad.workspace.scores` does chunk by chunk). Raises
-    ValueError/TypeError naming the problem.
+    then run it, as :func:`handgrad.workspace.scores` does chunk by chunk).
+    ``row_major=True`` gives a column-major NumPy X as one C-ordered copy where it fits
+    (:func:`row_major`: the estimators' batches are gathered from contiguous rows).
+    Raises ValueError/TypeError naming the problem.
 
     A SciPy sparse X stays sparse, as CSR (rows are what batches gather), with the
     same checks; its finiteness is that of its stored values. An array of another
@@ -63,7 +73,7 @@ def check_X(
     arr = np.asarray(arr, dtype=dtype)  # no copy when the dtype already matches
     if finite:
         _check_finite_rows(arr, name)
-    return arr
+    return _row_major(arr) if row_major else arr
 
 
 def _check_shape(shape: tuple[int, ...], n_features: int | None, name: str) -> None:
@@ -123,6 +133,28 @@ def _raise_non_finite(name: str, nan: bool, row: int, col: int) -> None:
         f"{name} contains {'NaN' if nan else 'infinity'} (first at row {row}, column "
         f"{col}); remove or impute non-finite values"
     )
+
+
+def row_major(X: Any) -> Any:
+    """X (N, D), as one C-ordered copy when it is a column-major NumPy array in memory
+    (a pandas float frame's ``to_numpy()``, a Fortran-ordered array) and the copy fits
+    in the memory available: a batch of rows is then gathered from contiguous memory,
+    once per fit or predict instead of once per batch. A memory-mapped X keeps its path
+    (its rows are read from the file), and anything else (C-ordered, sparse, another
+    library's array, or a copy too large) is returned as it is."""
+    return _row_major(X) if is_dense_numpy(X) else X
+
+
+def _row_major(arr: NDArray) -> NDArray:
+    """:func:`row_major` for a NumPy array."""
+    if (
+        arr.ndim == 2
+        and not arr.flags.c_contiguous
+        and not is_mapped(arr)
+        and arr.nbytes <= available_memory()
+    ):
+        return np.ascontiguousarray(arr)
+    return arr
 
 
 #: Bytes of X looked at per chunk by the finiteness check.
@@ -362,6 +394,19 @@ def total_memory() -> int | None:
     except (AttributeError, ValueError, OSError):  # not POSIX, or the name is unknown
         return None
     return pages * page_size if pages > 0 and page_size > 0 else None
+
+
+def available_memory() -> float:
+    """Memory available to a new allocation (Linux's ``MemAvailable``), or infinity
+    where the system does not say."""
+    try:
+        with open("/proc/meminfo", encoding="ascii") as meminfo:
+            for line in meminfo:
+                if line.startswith("MemAvailable:"):
+                    return int(line.split()[1]) * 1024.0
+    except (OSError, ValueError, IndexError):
+        pass
+    return float("inf")
 
 
 def format_bytes(nbytes: float) -> str:

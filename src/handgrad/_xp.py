@@ -9,7 +9,9 @@ arrays between the host and a device is here too: :func:`to_numpy` (the host's c
 a namespace and device).
 
 It is the one place that asks which library an array belongs to (:func:`is_numpy`,
-:func:`namespace`), as scikit-learn's ``utils/_array_api.py`` is: the differences
+:func:`namespace`; :func:`is_dense_numpy` for a NumPy array itself, neither sparse nor
+a list, :func:`is_plain_ndarray` for no subclass of it, :func:`is_on` for a namespace
+and device), as scikit-learn's ``utils/_array_api.py`` is: the differences
 between NumPy and the standard are small helpers here (:func:`multiply_mask`,
 :func:`weighted_sum`, :func:`total`, :func:`row_dot`, :func:`squared_norm`,
 :func:`expit`, :func:`xlogy`, :func:`asarray_like`, :func:`overwrite`), so that the
@@ -42,6 +44,18 @@ def is_numpy(a: Any) -> bool:
     number, None, a SciPy sparse matrix, or any other object that is not an array of
     another library (lists, DataFrames: these are converted by ``np.asarray``)."""
     return a is None or isinstance(a, np.ndarray) or not _foreign_type(type(a))
+
+
+def is_dense_numpy(a: Any) -> bool:
+    """True for a NumPy array (in memory or memory-mapped): not a SciPy sparse matrix,
+    not another library's array, not a list or a scalar."""
+    return isinstance(a, np.ndarray)
+
+
+def is_plain_ndarray(a: Any) -> bool:
+    """True for NumPy's ndarray itself, not a subclass (``np.memmap``, ``np.matrix``,
+    whose operators differ): what scikit-learn's checks return unchanged."""
+    return type(a) is np.ndarray
 
 
 @functools.cache
@@ -337,11 +351,16 @@ def check_same_place(X: Any, W: Any, name: str, advice: str) -> None:
         )
 
 
+def is_on(a: Any, xp: ModuleType, dev: Any) -> bool:
+    """Whether ``a`` is an array of namespace ``xp`` on device ``dev`` (any NumPy array
+    is on the host's one device)."""
+    return namespace(a) is xp and (xp is np or device(a) == dev)
+
+
 def model_on(model: Any, X: Any) -> Any:
     """``model``, or for X of another library or device than its parameters, a copy of
     it moved there for this call (the fitted network stays where it is)."""
-    W1 = model.params["W1"]
-    xp, xp_model = namespace(X), namespace(W1)
-    if xp is xp_model and (xp is np or device(X) == device(W1)):
+    xp, dev = namespace(X), device(X)
+    if is_on(model.params["W1"], xp, dev):
         return model
-    return model.copy().to(xp, device(X))
+    return model.copy().to(xp, dev)

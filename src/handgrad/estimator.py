@@ -42,11 +42,10 @@ from sklearn.utils.validation import (
 
 import handgrad.layers as layers
 import handgrad.training as training
-from handgrad._mapped import is_mapped
 from handgrad._parameters import OPTIMIZER_PARAMS, make_optimizer, seed_sequence
 from handgrad._split import stratified_split
 from handgrad._threads import blas_threads
-from handgrad._validation import check_finite_weights, check_X
+from handgrad._validation import check_finite_weights, check_X, row_major
 from handgrad._xp import (
     as_dtype,
     copy_into,
@@ -56,6 +55,7 @@ from handgrad._xp import (
     float_dtypes,
     input_array,
     is_numpy,
+    is_plain_ndarray,
     model_on,
     namespace,
     numpy_dtype,
@@ -408,7 +408,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         # Sparse X stays sparse: the first layer's products take it as it is.
         # Finite, and in the network's dtype when continuing (where a cast to float32
         # can overflow to inf); the message names the first bad entry.
-        X = _row_major(check_X(X, dtype=dtype))
+        X = check_X(X, dtype=dtype, row_major=True)
         Y = self._encode_y(y, reset=reset, incremental=incremental, classes=classes)
         return X, Y, sample_weight
 
@@ -466,36 +466,29 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         ``warm_start`` fit, as scikit-learn, starting from the ``coefs_``/``intercepts_``
         assigned before it existed (checked against it now: a layer's shape, finite
         real numbers in its dtype); a plain ``fit`` draws over them."""
-        dtype = numpy_dtype(X.dtype)  # the parameters are drawn on the host, in X's dtype
         optimizer = make_optimizer(self)
         batch_size = 200 if self.batch_size == "auto" else self.batch_size
-        training.check_training_memory(  # before any of it is allocated
+        run = training.new_run(  # its memory checked before any of it is allocated
             (X.shape[1], *self._hidden_sizes(), self._n_outputs(Y)),
-            training.step_rows(X.shape[0], batch_size, optimizer),
-            dtype=dtype,
-            optimizer=optimizer,
-            activation=self.activation,
-            dense_X=not sp.issparse(X),
-        )
-        model = MLP(
-            X.shape[1],
-            self._hidden_sizes(),
-            self._n_outputs(Y),
+            optimizer,
+            rows=training.step_rows(X.shape[0], batch_size, optimizer),
+            # drawn on the host in X's dtype; training moves them to X's device
+            dtype=numpy_dtype(X.dtype),
             activation=self.activation,
             head=self._head,
-            init="glorot",
             seed=np.random.default_rng(seeds[0]),
-            dtype=dtype,  # training moves the parameters to X's device
+            rng=np.random.default_rng(seeds[1]),
+            dense_X=not sp.issparse(X),
             dropout=self.dropout,
             norm=self.norm,
         )
-        assigned = self.__dict__.get("_assigned_parameters", {})
+        assigned, model = self.__dict__.get("_assigned_parameters", {}), run.model
         if self.warm_start or incremental:
             for name, values in assigned.items():  # a bad one stays assigned, to fix
                 _assign(model.weights if name == "coefs_" else model.biases, values, name)
         self.__dict__.pop("_assigned_parameters", None)
         self._optimizer_key = self._optimizer_signature()
-        return Run(model, optimizer, np.random.default_rng(seeds[1]))
+        return run
 
     def _refresh_optimizer(self, run: Run, fresh: bool) -> None:
         """A new optimizer if ``fresh`` (a warm-started ``fit``, as scikit-learn) or a
@@ -582,7 +575,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         """scikit-learn's warnings after training (and its error for non-finite weights)."""
         reason = self._run.history.stop_reason
         params = list(self._run.model.params.values())
-        if isinstance(params[0], np.ndarray):
+        if is_numpy(params[0]):
             finite = all(np.isfinite(p).all() for p in params)
         else:
             finite = finite_on_device(params)
@@ -641,7 +634,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 dtype=float_dtypes(X),
                 ensure_all_finite=False,
             )
-        checked = _row_major(checked)
+        checked = row_major(checked)
         check_finite_weights(self._run.model.weights, self._run.model.biases)
         model = model_on(self._run.model, checked)
         X = as_dtype(checked, model.dtype)  # sparse X stays sparse
@@ -661,7 +654,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         Finiteness is the network's test in both paths.
         """
         if (
-            type(X) is np.ndarray
+            is_plain_ndarray(X)
             and X.ndim == 2
             and (X.dtype == np.float64 or X.dtype == np.float32)
             and X.flags.c_contiguous
@@ -844,37 +837,6 @@ def _assign(views: list[NDArray], values: Any, name: str) -> None:
         checked.append(arr)
     for view, arr in zip(views, checked, strict=True):
         copy_into(view, to_device(arr, namespace(view), device(view)))
-
-
-def _row_major(X: Any) -> Any:
-    """X (N, D), as one C-ordered copy when it is a column-major NumPy array in memory
-    (a pandas float frame's ``to_numpy()``, a Fortran-ordered array) and the copy fits
-    in the memory available: a batch of rows is then gathered from contiguous memory,
-    once per fit or predict instead of once per batch. A memory-mapped X keeps its path
-    (its rows are read from the file), and anything else (C-ordered, sparse, another
-    library's array, or a copy too large) is returned as it is."""
-    if (
-        type(X) is np.ndarray
-        and X.ndim == 2
-        and not X.flags.c_contiguous
-        and not is_mapped(X)
-        and X.nbytes <= _available_bytes()
-    ):
-        return np.ascontiguousarray(X)
-    return X
-
-
-def _available_bytes() -> float:
-    """Memory available to a new allocation (Linux's ``MemAvailable``), or infinity
-    where the system does not say."""
-    try:
-        with open("/proc/meminfo", encoding="ascii") as meminfo:
-            for line in meminfo:
-                if line.startswith("MemAvailable:"):
-                    return int(line.split()[1]) * 1024.0
-    except (OSError, ValueError, IndexError):
-        pass
-    return float("inf")
 
 
 def _with_unique_labels(y: NDArray) -> NDArray:
@@ -1127,7 +1089,7 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     def predict_log_proba(self, X: ArrayLike) -> NDArray[np.floating]:
         """``log(predict_proba(X))``."""
         P = self.predict_proba(X)
-        return np.log(P, out=P) if isinstance(P, np.ndarray) else namespace(P).log(P)
+        return np.log(P, out=P) if is_numpy(P) else namespace(P).log(P)
 
     def predict(self, X: ArrayLike) -> NDArray:
         """Labels (n_samples,), or (n_samples, n_labels) indicators for multi-label.
@@ -1140,11 +1102,11 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             check_is_fitted(self)
         if self.out_activation_ == "softmax":  # the highest score is the likeliest class
             S = self._forward(X, scores=True)
-            if isinstance(S, np.ndarray):
+            if is_numpy(S):
                 return self.classes_[S.argmax(axis=1)]
             return self._labels_of(namespace(S).argmax(S, axis=1))
         P = self._forward(X)
-        if isinstance(P, np.ndarray):
+        if is_numpy(P):
             return self._label_binarizer.inverse_transform(P.ravel() if P.shape[1] == 1 else P)
         xp = namespace(P)
         if self._label_binarizer.y_type_ == "multilabel-indicator":

@@ -112,7 +112,7 @@ def head_buffers(rows: int, C: int, dtype: np.dtype) -> HeadBuffers:
 
 def _per_row(c: float | Array) -> float | Array:
     """c as a factor of an (n, C) array: a scalar as it is, an (n,) vector as a column."""
-    return c[:, None] if isinstance(c, np.ndarray) else c
+    return c[:, None] if getattr(c, "ndim", 0) else c
 
 
 def softmax_cross_entropy_(

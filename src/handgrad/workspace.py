@@ -48,6 +48,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+import scipy.sparse as sp
 from numpy.typing import DTypeLike, NDArray
 
 from handgrad._mapped import RowReader, row_chunks
@@ -245,7 +246,7 @@ def affine_(A: Array, W: Array, b: Array, Z: Array) -> Array:
     first, b costs one copy and the product nothing more. A may be a SciPy sparse batch
     of X (then ``A W`` is SciPy's sparse-times-dense product, into a temporary).
     """
-    if not isinstance(A, np.ndarray):  # sparse X: never made dense
+    if sp.issparse(A):  # sparse X: never made dense
         return np.add(A @ W, b, out=Z)
     np.copyto(Z, b)
     if not gemm_(A, W, Z, 1.0, 1.0):  # without NumPy's cblas: the product, then b
@@ -375,7 +376,7 @@ class Workspace:
         n = len(idx)
         reader = X if isinstance(X, RowReader) else None
         X = X if reader is None else reader.X
-        dense = isinstance(X, np.ndarray)
+        dense = not sp.issparse(X)
         if self._batch is None:
             self._batch = (
                 np.empty((self.rows, X.shape[1]), self.dtype) if dense else None,
@@ -410,7 +411,7 @@ class Workspace:
         if views.X is not X:  # gather returns the same view of its buffer every time
             own = (
                 self._batch is not None
-                and isinstance(X, np.ndarray)
+                and not sp.issparse(X)
                 and (X.base is self._batch[0] and _address(X) == _address(self._batch[0]))
             )
             if own:
@@ -534,7 +535,7 @@ class Workspace:
             W_name, b_name = self._names[l]
             W, b, dW, db = params[W_name], params[b_name], self.grads[W_name], self.grads[b_name]
             A_prev = X if l == 1 else views.A[l - 2]
-            sparse = l == 1 and not isinstance(X, np.ndarray)  # a SciPy sparse X
+            sparse = l == 1 and sp.issparse(X)
             # dA_{l−1} = dZ_l W_lᵀ, with W_l as it was before this step
             dA = None if l == 1 else np.matmul(dZ, W.T, out=views.dZ[l - 2])
             np.matmul(ones, dZ, out=db)  # db_l = 1ᵀ dZ_l

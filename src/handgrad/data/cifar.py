@@ -23,6 +23,7 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
+from handgrad._xp import is_dense_numpy
 from handgrad.data._files import require_file
 from handgrad.errors import DataFormatError
 
@@ -260,7 +261,7 @@ def load_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
         data, labels = _field(batch, "data"), _field(batch, "labels")
     except DataFormatError as exc:
         raise DataFormatError(f"{path}: {exc}") from None
-    if not isinstance(data, np.ndarray) or data.dtype != np.uint8 or data.ndim != 2:
+    if not is_dense_numpy(data) or data.dtype != np.uint8 or data.ndim != 2:
         raise DataFormatError(f"{path}: 'data' is not a 2-D uint8 array")
     if data.shape[1] != _ROW:
         raise DataFormatError(f"{path}: 'data' has {data.shape[1]} columns, expected {_ROW}")
@@ -269,7 +270,7 @@ def load_batch(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _labels(path: str | os.PathLike, labels: object, n: int) -> np.ndarray:
-    if isinstance(labels, np.ndarray):
+    if is_dense_numpy(labels):
         labels = labels.reshape(-1).tolist()
     ok = isinstance(labels, list) and all(
         isinstance(v, int) and not isinstance(v, bool) and 0 <= v <= 9 for v in labels

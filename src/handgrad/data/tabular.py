@@ -271,18 +271,24 @@ def _labelled_rows(path, label, header, delimiter, with_label, missing_label):
             labels.append(cell)
         kept.append((line, cells))
     if dropped:
-        if not labels:
-            raise DataFormatError(f"{path}: no row has a label")
-        shown = ", ".join(map(str, dropped[:5])) + (", ..." if len(dropped) > 5 else "")
-        rows_word = "row" if len(dropped) == 1 else "rows"
-        lines_word = "line" if len(dropped) == 1 else "lines"
-        warnings.warn(
-            f"{path}: dropped {len(dropped)} {rows_word} without a label ({lines_word} {shown})",
-            UserWarning,
-            stacklevel=5,
-        )
+        _warn_dropped(path, dropped, labels)
     hint_line = rows[0][0] if inferred and not header else None
     return names, features, kept, labels if missing_label is not None else None, hint_line
+
+
+def _warn_dropped(path: str | os.PathLike, dropped: list[int], labels: list[str]) -> None:
+    """The warning for the rows ``missing_label='drop'`` dropped (at their ``dropped``
+    lines), or the error where no row kept a label."""
+    if not labels:
+        raise DataFormatError(f"{path}: no row has a label")
+    shown = ", ".join(map(str, dropped[:5])) + (", ..." if len(dropped) > 5 else "")
+    rows_word = "row" if len(dropped) == 1 else "rows"
+    lines_word = "line" if len(dropped) == 1 else "lines"
+    warnings.warn(
+        f"{path}: dropped {len(dropped)} {rows_word} without a label ({lines_word} {shown})",
+        UserWarning,
+        stacklevel=6,  # one frame deeper than _labelled_rows
+    )
 
 
 def _read_rows(path: str | os.PathLike, delimiter: str) -> list[tuple[int, list[str]]]:

@@ -33,7 +33,7 @@ network and the optimizer's state moved once to X's device.
 
 from handgrad.training.config import ENGINES, STOPPING, TrainingConfig
 from handgrad.training.data import TrainingData
-from handgrad.training.doors import fit, train
+from handgrad.training.doors import fit, new_run, train
 from handgrad.training.engines import Engine, engine_for
 from handgrad.training.memory import check_training_memory, memory_needed, step_rows
 from handgrad.training.run import Callback, History, Run
@@ -61,6 +61,7 @@ __all__ = [
     "fit",
     "held_out",
     "memory_needed",
+    "new_run",
     "r2",
     "right_rows",
     "step_rows",

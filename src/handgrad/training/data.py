@@ -9,7 +9,7 @@ from typing import Any
 import numpy as np
 
 from handgrad._validation import check_sample_weight, check_X
-from handgrad._xp import device, namespace, to_device, to_numpy
+from handgrad._xp import device, is_numpy, namespace, to_device, to_numpy
 from handgrad.network import MLP
 
 
@@ -69,9 +69,9 @@ class TrainingData:
 
 def take(A: Any, rows: np.ndarray) -> Any:
     """The rows of A (NumPy, sparse, or another library's array on its device)."""
-    xp = namespace(A)
-    if xp is np:
+    if is_numpy(A):
         return A[rows]
+    xp = namespace(A)
     return xp.take(A, to_device(rows, xp, device(A)), axis=0)
 
 

@@ -10,6 +10,7 @@ import numpy as np
 from handgrad._validation import check_memory, format_bytes
 from handgrad.network import describe_sizes, params_nbytes
 from handgrad.optim import LBFGS, SGD, Adam, Optimizer
+from handgrad.training.run import Run
 from handgrad.workspace import Workspace
 
 
@@ -84,3 +85,25 @@ def check_training_memory(
         "(" + ", ".join(f"{k} {format_bytes(v)}" for k, v in parts.items()) + ")",
         "use fewer or smaller hidden layers, or smaller batches",
     )
+
+
+def check_run_memory(run: Run, rows: int, *, dense_X: bool) -> None:
+    """:func:`check_training_memory` for ``run``'s network and optimizer on batches of
+    ``rows`` rows."""
+    model = run.model
+    check_training_memory(
+        model.layer_sizes,
+        rows,
+        dtype=model.dtype,
+        optimizer=run.optimizer,
+        activation=model.activation,
+        dense_X=dense_X,
+    )
+
+
+def is_new(run: Run) -> bool:
+    """Whether ``run`` has not trained yet: its memory was checked where it was made
+    (:func:`~handgrad.training.new_run`, :func:`~handgrad.training.fit`); a run that
+    has trained is checked again by :func:`~handgrad.training.train`, as its next
+    batches may be larger."""
+    return run.history.steps == 0 and run.history.epochs == 0

@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from handgrad._xp import device, finite_on_device, namespace
+from handgrad._xp import device, finite_on_device, is_numpy, namespace
 from handgrad.heads import HEADS
 from handgrad.network import MLP
 from handgrad.workspace import Workspace
@@ -28,7 +28,7 @@ def accuracy(model: MLP, S: np.ndarray, T: np.ndarray, sample_weight=None) -> fl
     """(Weighted) fraction of rows predicted exactly right from scores S and targets T
     (computed in S's library, on its device)."""
     right = right_rows(model, S, T)
-    if isinstance(right, np.ndarray):
+    if is_numpy(right):
         return float(np.average(right, weights=sample_weight))
     xp = namespace(right)
     right = xp.astype(right, xp.float64)
@@ -45,7 +45,7 @@ def r2(model: MLP, S: np.ndarray, T: np.ndarray, sample_weight=None) -> float:
     ``r2_score``: a constant target gives 1 when predicted exactly and 0 otherwise,
     fewer than two rows or non-finite predictions give NaN.
     """
-    if not isinstance(S, np.ndarray):
+    if not is_numpy(S):
         return _r2_array_api(model, S, T, sample_weight)
     with np.errstate(over="ignore"):  # an overflowing e^S scores NaN, as below
         P = HEADS[model.head].probabilities_(S)

@@ -15,9 +15,10 @@ from __future__ import annotations
 from typing import Any, Protocol
 
 import numpy as np
+import scipy.sparse as sp
 
 from handgrad._mapped import RowReader
-from handgrad._xp import device, namespace, to_device
+from handgrad._xp import device, is_numpy, namespace, to_device
 from handgrad.training.data import TrainingData
 from handgrad.workspace import Workspace
 
@@ -77,7 +78,7 @@ class GatheredBatches(_HostRows):
     def __init__(self, data: TrainingData, batch_size: int, workspace: Workspace) -> None:
         super().__init__(data, batch_size)
         self.workspace = workspace
-        if isinstance(self.X, np.ndarray):
+        if not sp.issparse(self.X):  # a dense X is read through its RowReader
             self._reader = RowReader(self.X)
         self._source = self.X if self._reader is None else self._reader
 
@@ -94,7 +95,7 @@ class TakenBatches(_HostRows):
 
     def __init__(self, data: TrainingData, batch_size: int) -> None:
         super().__init__(data, batch_size)
-        if isinstance(self.X, np.ndarray):
+        if not sp.issparse(self.X):  # a dense X is read through its RowReader
             self._reader = RowReader(self.X)
         self._take_X = self.X.__getitem__ if self._reader is None else self._reader.take
 
@@ -138,7 +139,7 @@ def batch_source(
     """The source of ``data``'s batches of ``batch_size`` rows: on X's device for
     another library, else gathered into the fast engine's ``workspace`` where there is
     one, else taken."""
-    if namespace(data.X) is not np:
+    if not is_numpy(data.X):
         return DeviceBatches(data, batch_size)
     if workspace is not None:
         return GatheredBatches(data, batch_size, workspace)

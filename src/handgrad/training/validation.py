@@ -10,7 +10,7 @@ import numpy as np
 
 from handgrad._mapped import row_chunks
 from handgrad._validation import check_sample_weight, check_X
-from handgrad._xp import device, namespace, to_device, to_numpy
+from handgrad._xp import device, is_dense_numpy, namespace, to_device, to_numpy
 from handgrad.network import MLP
 from handgrad.training.data import TrainingData, check_rows, take
 from handgrad.training.scores import validation_score
@@ -95,6 +95,6 @@ def _held_out_rows(data: TrainingData, rows: np.ndarray) -> HeldOut:
     """Rows of the training data's X held out: a dense X's are read chunk by chunk
     when scored; a sparse X's (or another library's) are small enough to take."""
     w = None if data.w is None else data.w[rows].astype(np.float64)
-    if isinstance(data.X, np.ndarray):
+    if is_dense_numpy(data.X):
         return HeldOutRows(data.X, rows, data.T[rows], w)
     return HeldOutArrays(take(data.X, rows), data.T[rows], w)
