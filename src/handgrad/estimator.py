@@ -9,6 +9,7 @@ Swap them in by changing one import line::
 
 from __future__ import annotations
 
+import functools
 import sys
 import warnings
 from abc import ABCMeta, abstractmethod
@@ -92,12 +93,19 @@ class ReportedLoss:
     - identity: ``squared_loss``, averaged over the C outputs as well
       (``1/(2NC) Σ‖S − Y‖²``) although the steps descend the sum's gradient;
     - poisson: the core's half Poisson deviance, which is scikit-learn's.
+
+    With ``row_losses`` — each row's exact loss (n,), which the fast engine has at hand
+    — the softmax, identity and poisson values come from them without a second pass
+    over S (each ``−log P`` clipped to ``[−log(1 − ε), −log ε]``, the same clip); the
+    sigmoid's is always computed from S, as it must be to match in float32.
     """
 
     def __init__(self, head: str) -> None:
         self.head = head
 
-    def __call__(self, S: Any, T: Any, w: Any, penalty: Any) -> float:
+    def __call__(self, S: Any, T: Any, w: Any, penalty: Any, row_losses: Any = None) -> float:
+        if row_losses is not None and self.head != "sigmoid":
+            return self._from_rows(row_losses, w, S.shape[1]) + float(penalty)
         xp = namespace(S)
         if self.head == "poisson":
             return float(layers.poisson_deviance(S, T, w)[0]) + float(penalty)
@@ -113,10 +121,36 @@ class ReportedLoss:
                 P = expit(S)  # SciPy's, as scikit-learn's, for NumPy
                 P = xp.where(Y > 0.5, P, 1 - P)
             data = -xp.sum(xp.log(xp.clip(P, min=eps, max=1 - eps)), axis=1)
+        return _weighted_mean(data, w) + float(penalty)
+
+    def _from_rows(self, losses: NDArray, w: NDArray | None, C: int) -> float:
+        """The data term from the rows' exact losses ℓ (n,), on NumPy's fast path."""
+        if self.head == "softmax":
+            low, high = _log_bounds(losses.dtype)
+            if losses.min() < low or losses.max() > high:  # rare: a confident row
+                losses = np.minimum(np.maximum(losses, low), high)
+        elif self.head == "identity":
+            losses = losses / C
         if w is None:
-            return float(xp.mean(data)) + float(penalty)
-        w = xp.astype(w, data.dtype)
-        return float(xp.sum(w * data) / xp.sum(w)) + float(penalty)
+            return float(losses.sum()) / losses.shape[0]
+        return float(np.dot(w, losses)) / float(w.sum())
+
+
+@functools.cache
+def _log_bounds(dtype: np.dtype) -> tuple[np.floating, np.floating]:
+    """``(−log(1 − ε), −log ε)`` in ``dtype``: the bounds of ``−log P`` for P clipped
+    to ``[ε, 1 − ε]``."""
+    eps = np.finfo(dtype).eps
+    return -np.log(1 - eps), -np.log(eps)
+
+
+def _weighted_mean(losses: Any, w: Any) -> float:
+    """``Σ_i w_i ℓ_i / Σ_i w_i``, or the plain mean without weights."""
+    xp = namespace(losses)
+    if w is None:
+        return float(xp.mean(losses))
+    w = xp.astype(w, losses.dtype)
+    return float(xp.sum(w * losses) / xp.sum(w))
 
 
 #: The parameters beyond scikit-learn's (the layers of :data:`handgrad.heads.NORMS`

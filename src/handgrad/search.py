@@ -33,9 +33,8 @@ from handgrad.runs import (
     finish_run,
     open_run_dir,
     prepare_data,
-    run_metrics,
+    trained_metrics,
 )
-from handgrad.runs.report import regression_metrics
 
 __all__ = ["SearchResult", "random_search"]
 
@@ -180,18 +179,9 @@ def _search(
             dropout=float(inner.dropout),
             norm=inner.norm,
         )
-        if regression:
-            metrics = regression_metrics(best, data, trained, seconds)
-            metrics["final"]["val_r2"] = _number(search.best_score_)  # the best mean CV R²
-        else:
-            metrics = run_metrics(
-                best,
-                data,
-                trained,
-                seconds,
-                train_accuracy=float(best.score(X, y)),
-                val_accuracy=_number(search.best_score_),  # the best mean CV accuracy
-            )
+        metrics = trained_metrics(best, data, trained, seconds, data.predictions(best))
+        # the validation score is the best mean cross-validated one (accuracy or R²)
+        metrics["final"]["val_r2" if regression else "val_accuracy"] = _number(search.best_score_)
         metrics["search"] = _ranked(search, prefix, "r2" if regression else "accuracy")
         finish_run(run_dir, best, data, metrics, trained)
     return SearchResult(run_dir, best, metrics)

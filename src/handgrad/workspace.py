@@ -311,6 +311,7 @@ class Workspace:
         self._c = np.empty(rows, dt)  # each row's share of the mean
         self.grads: Params = {}
         self.penalty = 0.0  # the last step's ``λ/2 Σ‖W‖²``, the part of its loss not in S
+        self.row_losses: Array | None = None  # the last head's exact loss of each row (n,)
         for l in range(1, L + 1):
             self.grads[f"W{l}"] = np.empty(self.layer_sizes[l - 1 : l + 1], dt)
             self.grads[f"b{l}"] = np.empty(self.layer_sizes[l], dt)
@@ -490,7 +491,7 @@ class Workspace:
         n = S.shape[0]
         # c_i: each row's share of the mean, 1/n or w_i / Σw
         c = (1.0 / n) if w is None else np.divide(w, w.sum(), out=views.c)
-        losses = self._head.loss_(S, T, c, views.dS, self._head_buffers)
+        losses = self.row_losses = self._head.loss_(S, T, c, views.dS, self._head_buffers)
         self._labels_of = S if self._head.loss_ is softmax_cross_entropy_ else None
         return float(np.dot(losses, c)) if w is not None else float(losses.sum()) * c
 

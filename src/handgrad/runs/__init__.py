@@ -66,7 +66,7 @@ _HOMES = {
         "read_json",
         "write_json",
     ),
-    "report": ("finish_run", "outcome_warnings", "run_metrics", "write_report"),
+    "report": ("finish_run", "outcome_warnings", "trained_metrics", "write_report"),
     "training": ("TrainResult", "build_classifier", "build_estimator", "resume", "train"),
 }
 _MODULES = ("config", "data", "devices", "folder", "report", "training")
@@ -116,8 +116,8 @@ __all__ = [
     "read_data",
     "read_json",
     "resume",
-    "run_metrics",
     "train",
+    "trained_metrics",
     "write_json",
     "write_report",
 ]

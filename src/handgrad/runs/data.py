@@ -159,7 +159,7 @@ class PreparedData:
 
     ``config`` is the configuration with its defaults settled for these data (see
     :class:`RunConfig`); ``info`` describes the data for the run's files. :meth:`predict`
-    and :meth:`score` read a part's rows a chunk at a time."""
+    and :meth:`predictions` read a part's rows a chunk at a time."""
 
     X: np.ndarray
     y: np.ndarray
@@ -195,11 +195,10 @@ class PreparedData:
         chunks = row_chunks(self.X, CHUNK_ROWS, self.rows[part])
         return np.concatenate([model.predict(chunk) for _, chunk in chunks])
 
-    def score(self, classifier: Any, part: str) -> float:
-        """A classifier's accuracy on one part."""
-        from sklearn.metrics import accuracy_score
-
-        return float(accuracy_score(self.y[self.rows[part]], self.predict(classifier, part)))
+    def predictions(self, model: Any) -> dict[str, np.ndarray]:
+        """:meth:`predict` of every part ("train", "val", "test"), each part read once:
+        what a finished run's metrics are built from."""
+        return {part: self.predict(model, part) for part in ("train", "val", "test")}
 
 
 def prepare_data(config: RunConfig, *, log: Callable[[str], None] | None = None) -> PreparedData:

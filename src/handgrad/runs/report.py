@@ -21,8 +21,7 @@ if TYPE_CHECKING:  # `handgrad plot` redraws a report without scikit-learn
 __all__ = [
     "finish_run",
     "outcome_warnings",
-    "regression_metrics",
-    "run_metrics",
+    "trained_metrics",
     "write_report",
 ]
 
@@ -103,22 +102,43 @@ def _learning_rate_advice(loss: list[float], rose: bool, n_classes: int, learnin
     return f"the loss was still falling ({loss[0]:.4g} to {loss[-1]:.4g}): train longer (--epochs)"
 
 
-def run_metrics(
+def trained_metrics(
     estimator: Any,
     data: PreparedData,
     config: RunConfig,
     seconds: float,
-    *,
+    predictions: dict[str, np.ndarray],
+) -> dict[str, Any]:
+    """What ``metrics.json`` holds for a run trained on ``data``'s parts, built from
+    ``predictions``, the estimator's predictions of every part
+    (:meth:`~handgrad.runs.data.PreparedData.predictions`): a regressor's as
+    its R², MAE and RMSE on every part (``final["test_r2"]`` …) and the test targets with
+    their predictions (at most :data:`MAX_REPORTED_PREDICTIONS`, a seeded sample), or a
+    classifier's accuracies on every part, its classes and test confusion matrix; both
+    with the configuration, the data and the epoch-by-epoch history."""
+    if config.task == "regression":
+        return _regression_metrics(estimator, data, config, seconds, predictions)
+    from sklearn.metrics import accuracy_score
+
+    train, val = (
+        float(accuracy_score(data.y[data.rows[p]], predictions[p])) for p in ("train", "val")
+    )
+    return _classifier_metrics(estimator, data, config, seconds, predictions["test"], train, val)
+
+
+def _classifier_metrics(
+    estimator: Any,
+    data: PreparedData,
+    config: RunConfig,
+    seconds: float,
+    pred: np.ndarray,
     train_accuracy: float,
     val_accuracy: float | None,
 ) -> dict[str, Any]:
-    """What ``metrics.json`` holds for a trained classifier: the configuration, the
-    data, the final accuracies (test accuracy measured here), the epoch-by-epoch
-    history, the classes and the test confusion matrix."""
+    """A classifier's :func:`trained_metrics`, from ``pred``, the test part's predictions."""
     from sklearn.metrics import confusion_matrix
 
     history = estimator.history_
-    pred = data.predict(estimator, "test")
     final = {
         "train_accuracy": train_accuracy,
         "val_accuracy": val_accuracy,
@@ -147,21 +167,18 @@ def _target_scores(y: np.ndarray, pred: np.ndarray) -> dict[str, float]:
     }
 
 
-def regression_metrics(
-    reg: Any, data: PreparedData, config: RunConfig, seconds: float
+def _regression_metrics(
+    reg: Any,
+    data: PreparedData,
+    config: RunConfig,
+    seconds: float,
+    predictions: dict[str, np.ndarray],
 ) -> dict[str, Any]:
-    """What ``metrics.json`` holds for a trained regressor (predicting in the targets'
-    units): the configuration, the data, R², MAE and RMSE on the train, validation and
-    test parts (``final["test_r2"]`` …), the epoch-by-epoch history (its scores are R²)
-    and the test targets with their predictions (at most
-    :data:`MAX_REPORTED_PREDICTIONS`, a seeded sample) for the report."""
+    """A regressor's :func:`trained_metrics`, from the predictions of every part."""
     final: dict[str, Any] = {}
-    parts = {"train": data.y_train, "val": data.y_val, "test": data.y_test}
-    test_pred = None
-    for part, y in parts.items():
-        pred = np.asarray(data.predict(reg, part), dtype=np.float64)
-        final |= {f"{part}_{k}": v for k, v in _target_scores(y, pred).items()}
-        test_pred = pred
+    pred = {part: np.asarray(p, dtype=np.float64) for part, p in predictions.items()}
+    for part, y in {"train": data.y_train, "val": data.y_val, "test": data.y_test}.items():
+        final |= {f"{part}_{k}": v for k, v in _target_scores(y, pred[part]).items()}
     history = reg.regressor_.history_ if hasattr(reg, "regressor_") else reg.history_
     final |= {
         "epochs": history.epochs,
@@ -180,7 +197,7 @@ def regression_metrics(
         "history": history.to_dict(),
         "test_predictions": {
             "true": np.asarray(data.y_test, dtype=np.float64)[keep].tolist(),
-            "predicted": test_pred[keep].tolist(),  # type: ignore[index]
+            "predicted": pred["test"][keep].tolist(),
         },
     }
 
@@ -202,15 +219,16 @@ def finish_run(
     from handgrad.bundle import bundle_state
     from handgrad.modelfile import save_arrays
 
-    info = {**data.info, "training": metrics["final"]}
-    tensors, model_metadata = bundle_state(estimator, data.preprocessor, info)
+    notes = outcome_warnings(metrics)  # said once the files are written
     files = {REPORT: _report_png(metrics, estimator), METRICS: json_bytes(metrics)}
     if config is not None:
         files[CONFIG] = json_bytes(config.to_dict())
+    info = {**data.info, "training": metrics["final"]}
+    tensors, model_metadata = bundle_state(estimator, data.preprocessor, info)
     for name, content in files.items():
         write_atomically(run_dir / name, content)
     save_arrays(run_dir / MODEL, tensors, model_metadata)
-    for note in outcome_warnings(metrics):
+    for note in notes:
         warnings.warn(note, UserWarning, stacklevel=3)
 
 
@@ -236,7 +254,7 @@ def _report_args(metrics: dict[str, Any], estimator: Any = None) -> dict[str, An
         "image_shape": shape,
         "channels": shape[2] if shape is not None and len(shape) == 3 else 1,
         "cm": None if cm is None else np.asarray(cm),
-        "cm_split": "test",  # run_metrics counts the test part
+        "cm_split": "test",  # trained_metrics counts the test part
         "class_names": info.get("class_names"),
         "y_true": predictions.get("true"),
         "y_pred": predictions.get("predicted"),
@@ -246,7 +264,8 @@ def _report_args(metrics: dict[str, Any], estimator: Any = None) -> dict[str, An
 def _report_png(metrics: dict[str, Any], estimator: Any = None) -> bytes:
     from handgrad.plots import figure_bytes, report_figure
 
-    return figure_bytes(report_figure(**_report_args(metrics, estimator)))
+    args = _report_args(metrics, estimator)
+    return figure_bytes(report_figure(**args))
 
 
 def write_report(

@@ -16,7 +16,7 @@ import dataclasses
 import os
 import time
 import warnings
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -30,7 +30,7 @@ from handgrad.runs.config import RunConfig
 from handgrad.runs.data import PreparedData, check_same_data, prepare_data
 from handgrad.runs.devices import on_device, torch_device
 from handgrad.runs.folder import CHECKPOINT, MODEL, open_run_dir
-from handgrad.runs.report import finish_run, regression_metrics, run_metrics
+from handgrad.runs.report import finish_run, trained_metrics
 from handgrad.state import fitted_target_regressor, load_run
 
 __all__ = [
@@ -84,36 +84,54 @@ def build_classifier(config: RunConfig) -> Any:
     ``config.patience``) scores the run's own validation rows, passed to ``fit`` as
     ``eval_set``.
     """
-    from handgrad.estimator import MLPClassifier
-
     if config.task == "regression":
         raise ValueError(
             f"{config.data} is a regression task; a classifier cannot be trained on it "
             "(build_regressor builds its regressor)"
         )
-    return MLPClassifier(**_estimator_params(config))
+    return build_estimator(config)
 
 
 def build_regressor(config: RunConfig) -> Any:
     """The :class:`~handgrad.MLPRegressor` the configuration describes, with the same
     options as :func:`build_classifier`'s (early stopping scores R²)."""
-    from handgrad.estimator import MLPRegressor
-
-    return MLPRegressor(**_estimator_params(config))
+    return build_estimator(dataclasses.replace(config, task="regression"))
 
 
 def build_estimator(config: RunConfig) -> Any:
-    """The classifier, or for ``task="regression"`` the regressor, of the configuration."""
-    return build_regressor(config) if config.task == "regression" else build_classifier(config)
+    """The classifier, or for ``task="regression"`` the regressor, of the configuration
+    (see :func:`build_classifier` and :func:`build_regressor`)."""
+    from handgrad.estimator import MLPClassifier, MLPRegressor
+
+    params = _estimator_params(config)
+    if config.task == "regression":
+        return MLPRegressor(**params)
+    return MLPClassifier(**params)
 
 
-def _callbacks(config: RunConfig, run_dir: Path, data: PreparedData, bar: Any) -> list[Any]:
+def _fit_setup(
+    config: RunConfig, run_dir: Path, data: PreparedData, run: Any, progress: bool
+) -> tuple[Any, Any, Sequence[Any]]:
+    """The estimator to fit, its progress bar and the callbacks ``fit`` takes: the bar,
+    and with ``config.checkpoint_every`` the checkpoint. A resumed run trains for the
+    epochs it has left; a finished one (its last checkpoint was its end) is only
+    attached to the estimator, without callbacks."""
+    est = build_estimator(config)
+    done = 0 if run is None else run.history.epochs
+    # L-BFGS runs as one scipy call, without epochs to report.
+    bar = ProgressBar(config.epochs, initial=done, disable=not progress or config.solver == "lbfgs")
+    finished = done >= config.epochs or (
+        run is not None and run.history.stop_reason in ("early_stopping", "converged")
+    )
+    if finished:
+        est.max_iter = done
+        return est, bar, ()
     callbacks: list[Any] = [bar]
     if config.checkpoint_every:
         metadata = {"config": config.to_dict(), "data": data.info["fingerprint"]}
         every = config.checkpoint_every
         callbacks.append(Checkpoint(run_dir / CHECKPOINT, every, metadata=metadata))
-    return callbacks
+    return est, bar, callbacks
 
 
 def _fit(est: Any, data: PreparedData, y: np.ndarray, where: Any, **kwargs: Any) -> None:
@@ -147,23 +165,14 @@ def _train(
             "trained from its file a batch at a time: train it on the cpu, or load it "
             "into memory first"
         )
-    est, y = build_estimator(config), data.y
+    est, bar, callbacks = _fit_setup(config, run_dir, data, run, progress)
+    y = data.y
     if regression:  # trained on standardized targets (see the module docstring)
         target = StandardScaler().fit(data.y_train.reshape(-1, 1))
         y = target.transform(y.reshape(-1, 1)).ravel()
     done = 0 if run is None else run.history.epochs
     # A model file keeps no per-step losses: a run resumed from one reports per epoch.
     no_step_losses = run is not None and done > 0 and not run.history.step_loss
-    # L-BFGS runs as one scipy call, without epochs to report.
-    bar = ProgressBar(config.epochs, initial=done, disable=not progress or config.solver == "lbfgs")
-    # A run is resumed for the epochs it has left; a finished one (its last checkpoint
-    # was its end) is only attached to the estimator.
-    finished = done >= config.epochs or (
-        run is not None and run.history.stop_reason in ("early_stopping", "converged")
-    )
-    if finished:
-        est.max_iter = done
-    callbacks = () if finished else _callbacks(config, run_dir, data, bar)
     start = time.perf_counter()
     try:
         with warnings.catch_warnings():
@@ -184,12 +193,8 @@ def _train(
         )
     if regression:
         est = fitted_target_regressor(est, target)
-        metrics = regression_metrics(est, data, config, seconds)
-    else:
-        scores = {part: data.score(est, part) for part in ("train", "val")}
-        metrics = run_metrics(
-            est, data, config, seconds, train_accuracy=scores["train"], val_accuracy=scores["val"]
-        )
+    predictions = data.predictions(est)  # each part predicted once
+    metrics = trained_metrics(est, data, config, seconds, predictions)
     metrics["sizes"] = {
         "train": len(data.rows["train"]),
         "validation": len(data.rows["val"]),

@@ -28,7 +28,7 @@ class TrainingConfig:
     Both compute the same step; the reference is the one to read, to debug, or to
     override in a subclass.
 
-    ``report(S, T, w, penalty) -> float``: the loss the history records and the
+    ``report(S, T, w, penalty, row_losses=None) -> float``: the loss the history records and the
     stopping rule reads, from a batch's scores, targets, weights and the penalty
     ``λ/2 Σ‖W‖²`` of the weights S was computed with; None records the core's loss
     (the notes' loss, exactly). The estimators pass

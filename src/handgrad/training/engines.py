@@ -118,6 +118,13 @@ class FastEngine(Engine):
     def penalty(self, reg: float) -> float:
         return self.workspace.penalty
 
+    def reported(self, loss: Any, S: Any, T: Any, w: Any, reg: float) -> float:
+        report = self.config.report
+        if report is None:
+            return float(loss)
+        # the rows' exact losses are at hand: no second pass over S
+        return float(report(S, T, w, self.penalty(reg), row_losses=self.workspace.row_losses))
+
     def right(self, S: Any, T: Any) -> int:
         if not self.classifies:
             return 0
