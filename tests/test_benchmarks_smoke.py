@@ -91,3 +91,13 @@ def test_versions_benchmark_compares_two_checkouts(capsys):
     }
     assert all(r["ratio"] > 0 for r in rows)
     assert "new ÷ old" in capsys.readouterr().out
+
+
+def test_regularize_benchmark_quick_run(tmp_path, capsys):
+    regularize = _load("regularize")
+    args = ["--seeds", "1", "--epochs", "2", "--tables", "wine", "--mnist", str(tmp_path)]
+    rows = regularize.main([*args, "--out", str(tmp_path)])
+    assert [r["variant"] for r in rows] == list(regularize.VARIANTS)
+    assert all(r["dataset"] == "wine" and 0 <= r["accuracy"] <= 1 for r in rows)
+    assert json.loads((tmp_path / "regularize.json").read_text())["rows"] == rows
+    assert "| wine |" in capsys.readouterr().out

@@ -32,7 +32,9 @@ def digits():
 def test_every_parameter_name_and_default_is_scikit_learns():
     ours = inspect.signature(MLPClassifier).parameters
     theirs = inspect.signature(SkMLP).parameters
-    assert list(ours) == list(theirs)
+    # scikit-learn's, in its order, then the two beyond it (issue 27), off by default
+    assert list(ours) == [*theirs, "dropout", "norm"]
+    assert (ours["dropout"].default, ours["norm"].default) == (0.0, None)
     for name, p in theirs.items():
         assert ours[name].default == p.default, name
         assert ours[name].kind == p.kind, name

@@ -270,11 +270,12 @@ def test_the_choice_names_match_their_registries():
     from handgrad import _names
     from handgrad.data import TASKS
     from handgrad.data.preprocess import KINDS
-    from handgrad.heads import ACTIVATIONS, HEADS
+    from handgrad.heads import ACTIVATIONS, HEADS, NORMS
     from handgrad.optim import OPTIMIZERS
 
     assert _names.ACTIVATIONS == tuple(ACTIVATIONS)
     assert _names.HEADS == tuple(HEADS)
+    assert _names.NORMS == tuple(NORMS)
     assert _names.SOLVERS == tuple(OPTIMIZERS)
     assert _names.TASKS == tuple(TASKS)
     assert _names.PREPROCESSING == tuple(KINDS)

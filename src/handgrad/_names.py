@@ -13,6 +13,8 @@ from __future__ import annotations
 ACTIVATIONS = ("relu", "tanh", "logistic", "identity")
 #: :data:`handgrad.heads.HEADS`'s keys.
 HEADS = ("softmax", "sigmoid", "identity", "poisson")
+#: :data:`handgrad.heads.NORMS`'s keys.
+NORMS = ("batch", "layer")
 #: :data:`handgrad.optim.OPTIMIZERS`'s keys.
 SOLVERS = ("sgd", "adam", "lbfgs")
 #: :data:`handgrad.data.TASKS`.

@@ -296,11 +296,13 @@ def check_number(
     low: float | None = None,
     high: float | None = None,
     low_open: bool = False,
+    high_open: bool = False,
     integer: bool = False,
 ) -> Any:
     """Return ``value`` if it is a finite (integer) number within the bounds, else raise.
 
-    ``low_open=True`` makes the lower bound strict (``value > low``).
+    ``low_open=True`` makes the lower bound strict (``value > low``), ``high_open=True``
+    the upper one (``value < high``).
     """
     kind = numbers.Integral if integer else numbers.Real
     if isinstance(value, bool) or not isinstance(value, kind):
@@ -311,8 +313,9 @@ def check_number(
     if low is not None and (value <= low if low_open else value < low):
         sign = ">" if low_open else ">="
         raise ValueError(f"{name} must be {sign} {low}, but got {value!r}")
-    if high is not None and value > high:
-        raise ValueError(f"{name} must be <= {high}, but got {value!r}")
+    if high is not None and (value >= high if high_open else value > high):
+        sign = "<" if high_open else "<="
+        raise ValueError(f"{name} must be {sign} {high}, but got {value!r}")
     return value
 
 

@@ -14,6 +14,7 @@ import sys
 import warnings
 from abc import ABCMeta, abstractmethod
 from collections.abc import Sequence
+from numbers import Real
 from typing import Any, ClassVar, Self
 
 import numpy as np
@@ -24,6 +25,7 @@ from sklearn.exceptions import ConvergenceWarning
 from sklearn.neural_network import MLPClassifier as _SklearnMLPClassifier
 from sklearn.neural_network import MLPRegressor as _SklearnMLPRegressor
 from sklearn.preprocessing import LabelBinarizer
+from sklearn.utils._param_validation import Interval, StrOptions
 from sklearn.utils._unique import attach_unique
 from sklearn.utils.metaestimators import available_if
 from sklearn.utils.multiclass import (
@@ -64,6 +66,7 @@ from handgrad._xp import (
     xp_dtype,
 )
 from handgrad.errors import TrainingDivergedError
+from handgrad.heads import NORMS
 from handgrad.network import MLP
 from handgrad.optim import Optimizer
 from handgrad.training import Callback, History, Run, TrainingConfig
@@ -150,6 +153,14 @@ def _weighted_mean(losses: Any, w: Any) -> float:
     return float(xp.sum(w * losses) / xp.sum(w))
 
 
+#: The parameters beyond scikit-learn's (the layers of :data:`handgrad.heads.NORMS`
+#: and dropout), validated as scikit-learn validates its own.
+_LAYER_CONSTRAINTS: dict[str, list] = {
+    "dropout": [Interval(Real, 0, 1, closed="left")],
+    "norm": [StrOptions(set(NORMS)), None],
+}
+
+
 def _stochastic(est: BaseMultilayerPerceptron) -> bool:
     if est.solver not in ("sgd", "adam"):
         raise AttributeError(
@@ -210,6 +221,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         epsilon: float,
         n_iter_no_change: int,
         max_fun: int,
+        dropout: float = 0.0,
+        norm: str | None = None,
     ) -> None:
         self.hidden_layer_sizes = hidden_layer_sizes
         self.activation = activation
@@ -234,6 +247,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
         self.epsilon = epsilon
         self.n_iter_no_change = n_iter_no_change
         self.max_fun = max_fun
+        self.dropout = dropout
+        self.norm = norm
 
     # ------------------------------------------------------------ what a subclass says
     @property
@@ -498,6 +513,8 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             seed=np.random.default_rng(seeds[0]),
             rng=np.random.default_rng(seeds[1]),
             dense_X=not sp.issparse(X),
+            dropout=self.dropout,
+            norm=self.norm,
         )
         assigned, model = self.__dict__.get("_assigned_parameters", {}), run.model
         if self.warm_start or incremental:
@@ -527,6 +544,12 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 f"cannot continue a {run.model.activation} network with "
                 f"activation={self.activation!r}"
             )
+        if run.model.norm != self.norm:
+            raise ValueError(
+                f"cannot continue a network with norm={run.model.norm!r} with "
+                f"norm={self.norm!r}; set warm_start=False to start afresh"
+            )
+        run.model.dropout = float(self.dropout)  # a rate, not a part of the network
 
     def _hidden_sizes(self) -> list[int]:
         sizes = np.atleast_1d(self.hidden_layer_sizes).tolist()
@@ -790,10 +813,13 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
             model.layer_sizes != want
             or model.activation != self.activation
             or (model.head != self._head)
+            or model.norm != self.norm
+            or model.dropout != self.dropout
         ):
             raise ValueError(
                 f"the network {model!r} does not fit the estimator: it needs layer sizes "
-                f"{want}, activation {self.activation!r} and a {self._head} head"
+                f"{want}, activation {self.activation!r}, a {self._head} head, "
+                f"norm={self.norm!r} and dropout={self.dropout!r}"
             )
         if "label_binarizer" in state:
             self.classes_ = self._label_binarizer.classes_
@@ -903,6 +929,13 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         accuracy has not improved by ``tol`` for ``n_iter_no_change`` epochs, and
         restore the best weights.
     validation_fraction : float, default=0.1
+    dropout : float in [0, 1), default=0.0
+        Beyond scikit-learn: inverted dropout's drop probability after every hidden
+        activation, masks drawn from the run's generator (0: none, nothing drawn).
+    norm : {"batch", "layer"} or None, default=None
+        Beyond scikit-learn: batch or layer normalization of every hidden layer before
+        its activation (learned γ, β never penalised by ``alpha``; batch norm's running
+        statistics for predict).
 
     Attributes
     ----------
@@ -930,7 +963,9 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
     True
     """
 
-    _parameter_constraints: ClassVar[dict] = dict(_SklearnMLPClassifier._parameter_constraints)
+    _parameter_constraints: ClassVar[dict] = (
+        dict(_SklearnMLPClassifier._parameter_constraints) | _LAYER_CONSTRAINTS
+    )
     _OUT_ACTIVATION: ClassVar[dict[str, str]] = {"softmax": "softmax", "sigmoid": "logistic"}
 
     def __init__(
@@ -959,6 +994,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
         epsilon: float = 1e-8,
         n_iter_no_change: int = 10,
         max_fun: int = 15000,
+        dropout: float = 0.0,
+        norm: str | None = None,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -984,6 +1021,8 @@ class MLPClassifier(ClassifierMixin, BaseMultilayerPerceptron):
             epsilon=epsilon,
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
+            dropout=dropout,
+            norm=norm,
         )
 
     # ------------------------------------------------------------------- fitting
@@ -1154,6 +1193,13 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         ``fit``'s ``eval_set``; stop when its R² has not improved by ``tol`` for
         ``n_iter_no_change`` epochs, and restore the best weights.
     validation_fraction : float, default=0.1
+    dropout : float in [0, 1), default=0.0
+        Beyond scikit-learn: inverted dropout's drop probability after every hidden
+        activation, masks drawn from the run's generator (0: none, nothing drawn).
+    norm : {"batch", "layer"} or None, default=None
+        Beyond scikit-learn: batch or layer normalization of every hidden layer before
+        its activation (learned γ, β never penalised by ``alpha``; batch norm's running
+        statistics for predict).
 
     Attributes
     ----------
@@ -1179,7 +1225,9 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
     True
     """
 
-    _parameter_constraints: ClassVar[dict] = dict(_SklearnMLPRegressor._parameter_constraints)
+    _parameter_constraints: ClassVar[dict] = (
+        dict(_SklearnMLPRegressor._parameter_constraints) | _LAYER_CONSTRAINTS
+    )
     _OUT_ACTIVATION: ClassVar[dict[str, str]] = {"identity": "identity", "poisson": "exp"}
     #: scikit-learn's ``loss`` → the network's head.
     _HEADS: ClassVar[dict[str, str]] = {"squared_error": "identity", "poisson": "poisson"}
@@ -1211,6 +1259,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
         epsilon: float = 1e-8,
         n_iter_no_change: int = 10,
         max_fun: int = 15000,
+        dropout: float = 0.0,
+        norm: str | None = None,
     ) -> None:
         super().__init__(
             hidden_layer_sizes=hidden_layer_sizes,
@@ -1236,6 +1286,8 @@ class MLPRegressor(RegressorMixin, BaseMultilayerPerceptron):
             epsilon=epsilon,
             n_iter_no_change=n_iter_no_change,
             max_fun=max_fun,
+            dropout=dropout,
+            norm=norm,
         )
         self.loss = loss
 

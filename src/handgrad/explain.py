@@ -18,10 +18,11 @@ from __future__ import annotations
 import itertools
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import NamedTuple
 
 import handgrad._table as _table
 from handgrad._validation import check_choice, check_number
-from handgrad.heads import ACTIVATIONS, HEADS
+from handgrad.heads import ACTIVATIONS, DROPOUT, HEADS, NORMS
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,8 @@ def explain(
     *,
     activation: str = "relu",
     head: str = "softmax",
+    dropout: float = 0.0,
+    norm: str | None = None,
 ) -> list[Row]:
     """Every forward and backward quantity of an MLP with its formula and shape.
 
@@ -55,6 +58,10 @@ def explain(
         Hidden activation: ``relu``, ``tanh``, ``logistic`` or ``identity``.
     head
         ``softmax`` (P = softmax(S), one label per row) or ``sigmoid`` (P = σ(S)).
+    dropout, norm
+        As :class:`handgrad.MLP` takes them: each hidden layer becomes
+        ``Z_l → Y_l = norm(Z_l) → A_l = act(Y_l) → Ã_l = A_l ⊙ M_l / p`` (the records'
+        formulas in :data:`handgrad.heads.NORMS` and :data:`handgrad.heads.DROPOUT`).
 
     Returns
     -------
@@ -69,18 +76,32 @@ def explain(
         check_number(h, f"hidden size {i}", low=1, integer=True)
     check_choice(activation, "activation", ACTIVATIONS)
     check_choice(head, "head", HEADS)
+    check_number(dropout, "dropout", low=0, high=1, high_open=True)
+    if norm is not None:
+        check_choice(norm, "norm", NORMS)
     least = HEADS[head].task.min_outputs
     if n_classes < least:
         raise ValueError(f"the {head} head needs at least {least} classes; use --head sigmoid")
     sizes = [input_size, *hidden_sizes, n_classes]
-    return _forward(sizes, batch_size, activation, head) + _backward(
-        sizes, batch_size, activation, head
-    )
+    layers = _Layers(activation, dropout > 0, norm)
+    return _forward(sizes, batch_size, layers, head) + _backward(sizes, batch_size, layers, head)
 
 
-def _a(l: int) -> str:
-    """The name of layer l's output: ``X`` for the input, ``A{l}`` otherwise."""
-    return "X" if l == 0 else f"A{l}"
+class _Layers(NamedTuple):
+    """What a hidden layer is made of, and its quantities' names."""
+
+    activation: str
+    dropout: bool
+    norm: str | None
+
+    def out(self, l: int) -> str:
+        """The name of layer l's output, the next layer's input: ``X``, ``A{l}`` or
+        (after dropout) ``Ã{l}``."""
+        return "X" if l == 0 else (f"Ã{l}" if self.dropout else f"A{l}")
+
+    def act_input(self, l: int) -> str:
+        """What layer l's activation takes: ``Y{l}`` after a normalization, else ``Z{l}``."""
+        return f"Y{l}" if self.norm else f"Z{l}"
 
 
 def _z(l: int, L: int) -> str:
@@ -92,21 +113,24 @@ def _shape(*dims: object) -> str:
     return "(" + ", ".join(str(d) for d in dims) + (",)" if len(dims) == 1 else ")")
 
 
-def _forward(sizes: list[int], N: int, activation: str, head: str) -> list[Row]:
+def _forward(sizes: list[int], N: int, layers: _Layers, head: str) -> list[Row]:
     L = len(sizes) - 1
     rows = []
     for l in range(1, L + 1):
-        Z = _z(l, L)
-        rows.append(Row("forward", Z, f"{Z} = {_a(l - 1)} W{l} + b{l}", _shape(N, sizes[l])))
-        if l < L:
-            rows.append(
-                Row(
-                    "forward",
-                    _a(l),
-                    f"{_a(l)} = " + ACTIVATIONS[activation].formula.format(Z=Z),
-                    _shape(N, sizes[l]),
-                )
-            )
+        Z, shape = _z(l, L), _shape(N, sizes[l])
+        rows.append(Row("forward", Z, f"{Z} = {layers.out(l - 1)} W{l} + b{l}", shape))
+        if l == L:
+            break
+        Y = layers.act_input(l)
+        if layers.norm:
+            norm = NORMS[layers.norm]
+            formula = f"{Y} = " + norm.formula.format(Z=Z, l=l) + f", over {norm.over}"
+            rows.append(Row("forward", Y, formula, shape))
+        act = ACTIVATIONS[layers.activation].formula.format(Z=Y)
+        rows.append(Row("forward", f"A{l}", f"A{l} = {act}", shape))
+        if layers.dropout:
+            formula = f"Ã{l} = " + DROPOUT.formula.format(A=f"A{l}", l=l)
+            rows.append(Row("forward", f"Ã{l}", formula, shape))
     C = sizes[-1]
     penalty = "λ/2 (" + " + ".join(f"‖W{l}‖²" for l in range(1, L + 1)) + ")"
     rows.append(Row("forward", "P", HEADS[head].probabilities_formula, _shape(N, C)))
@@ -114,7 +138,7 @@ def _forward(sizes: list[int], N: int, activation: str, head: str) -> list[Row]:
     return rows
 
 
-def _backward(sizes: list[int], N: int, activation: str, head: str) -> list[Row]:
+def _backward(sizes: list[int], N: int, layers: _Layers, head: str) -> list[Row]:
     L = len(sizes) - 1
     C = sizes[-1]
     rows = [Row("backward", "dS", HEADS[head].gradient_formula, _shape(N, C))]
@@ -124,18 +148,32 @@ def _backward(sizes: list[int], N: int, activation: str, head: str) -> list[Row]
             Row(
                 "backward",
                 f"dW{l}",
-                f"dW{l} = {_a(l - 1)}ᵀ {dZ} + λW{l}",
+                f"dW{l} = {layers.out(l - 1)}ᵀ {dZ} + λW{l}",
                 _shape(sizes[l - 1], sizes[l]),
             )
         )
         rows.append(Row("backward", f"db{l}", f"db{l} = Σ_rows {dZ}", _shape(sizes[l])))
         if l > 1:
-            dA, A, Z = f"dA{l - 1}", f"A{l - 1}", f"Z{l - 1}"
-            rows.append(Row("backward", dA, f"{dA} = {dZ} W{l}ᵀ", _shape(N, sizes[l - 1])))
-            factor = ACTIVATIONS[activation].backward_formula.format(dA=dA, A=A, Z=Z)
-            rows.append(
-                Row("backward", f"dZ{l - 1}", f"dZ{l - 1} = {factor}", _shape(N, sizes[l - 1]))
-            )
+            rows += _hidden_backward(l - 1, dZ, N, sizes[l - 1], layers)
+    return rows
+
+
+def _hidden_backward(k: int, dZ_next: str, N: int, H: int, layers: _Layers) -> list[Row]:
+    """Hidden layer k's backward rows, from ``dZ_next`` (the next layer's) down to ``dZk``."""
+    shape, A, Y = _shape(N, H), f"A{k}", layers.act_input(k)
+    dOut = "d" + layers.out(k)
+    rows = [Row("backward", dOut, f"{dOut} = {dZ_next} W{k + 1}ᵀ", shape)]
+    if layers.dropout:
+        formula = f"dA{k} = " + DROPOUT.backward_formula.format(dA=dOut, l=k)
+        rows.append(Row("backward", f"dA{k}", formula, shape))
+    factor = ACTIVATIONS[layers.activation].backward_formula.format(dA=f"dA{k}", A=A, Z=Y)
+    rows.append(Row("backward", f"d{Y}", f"d{Y} = {factor}", shape))
+    if layers.norm:
+        dY = f"dY{k}"
+        rows.append(Row("backward", f"dγ{k}", f"dγ{k} = Σ_rows {dY} ⊙ x̂{k}", _shape(H)))
+        rows.append(Row("backward", f"dβ{k}", f"dβ{k} = Σ_rows {dY}", _shape(H)))
+        formula = NORMS[layers.norm].backward_formula.format(dY=dY, l=k)
+        rows.append(Row("backward", f"dZ{k}", f"dZ{k} = {formula}", shape))
     return rows
 
 
@@ -145,6 +183,8 @@ def format_table(rows: Sequence[Row]) -> str:
     return _table.format_table(cells, ("pass", "quantity", "formula", "shape"), rule_between=0)
 
 
-def parameter_count(sizes: Sequence[int]) -> int:
-    """Number of weights and biases of an MLP with layer sizes (D, H1, …, C)."""
-    return sum(a * b + b for a, b in itertools.pairwise(sizes))
+def parameter_count(sizes: Sequence[int], norm: str | None = None) -> int:
+    """Number of weights and biases of an MLP with layer sizes (D, H1, …, C), and with
+    a ``norm`` its γ and β (2 H_l a hidden layer)."""
+    count = sum(a * b + b for a, b in itertools.pairwise(sizes))
+    return count + (2 * sum(sizes[1:-1]) if norm else 0)

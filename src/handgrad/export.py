@@ -76,6 +76,7 @@ from handgrad._validation import check_finite_weights
 from handgrad.bundle import Bundle, load_bundle
 from handgrad.data import Preprocessor
 from handgrad.estimator import MLPClassifier, MLPRegressor
+from handgrad.heads import NORM_EPS
 
 __all__ = ["ONNX_ACTIVATIONS", "TARGET_OPSET", "to_onnx"]
 
@@ -446,7 +447,9 @@ def _graph_dtype(operator: Any) -> np.dtype:
 
 
 def _scores(model: Any, X: Any, dtype: np.dtype, opv: int) -> Any:
-    """S = A_{L-1} W_L + b_L, with A_l = act(A_{l-1} W_l + b_l) and A_0 = X."""
+    """S = A_{L-1} W_L + b_L, with A_l = act(norm(A_{l-1} W_l + b_l)) and A_0 = X.
+
+    Dropout is the identity at predict time: it adds nothing to the graph."""
     A = X
     last = len(model.coefs_) - 1
     for l, (W, b) in enumerate(zip(model.coefs_, model.intercepts_, strict=True)):
@@ -455,8 +458,39 @@ def _scores(model: Any, X: Any, dtype: np.dtype, opv: int) -> Any:
             np.asarray(b, dtype),
             op_version=opv,
         )
+        if l < last and model.norm is not None:
+            Z = _normalized(model.network_, l + 1, Z, dtype, opv)
         A = Z if l == last else ONNX_ACTIVATIONS[model.activation](Z, op_version=opv)
     return A
+
+
+def _normalized(net: Any, l: int, Z: Any, dtype: np.dtype, opv: int) -> Any:
+    """Layer l's normalization at predict time: batch norm as the affine map it is with
+    its running statistics, ``Z ⊙ γ/√(σ² + ε) + (β − μ γ/√(σ² + ε))`` (computed in
+    float64, then cast); layer norm by each row's mean and variance, ``γ ⊙ (Z − μ_i) /
+    √(σ²_i + ε) + β``."""
+    gamma, beta = (np.asarray(net.params[f"{k}{l}"], np.float64) for k in ("gamma", "beta"))
+    if net.norm == "batch":
+        mean, var = (np.asarray(net.state[f"running_{k}{l}"], np.float64) for k in ("mean", "var"))
+        scale = gamma / np.sqrt(var + NORM_EPS)
+        Z = ops.OnnxMul(Z, scale.astype(dtype), op_version=opv)
+        return ops.OnnxAdd(Z, (beta - mean * scale).astype(dtype), op_version=opv)
+    centred = ops.OnnxSub(Z, _row_mean(Z, opv), op_version=opv)
+    var = _row_mean(ops.OnnxMul(centred, centred, op_version=opv), opv)
+    std = ops.OnnxSqrt(
+        ops.OnnxAdd(var, np.array([NORM_EPS], dtype), op_version=opv), op_version=opv
+    )
+    x_hat = ops.OnnxDiv(centred, std, op_version=opv)
+    scaled = ops.OnnxMul(x_hat, gamma.astype(dtype), op_version=opv)
+    return ops.OnnxAdd(scaled, beta.astype(dtype), op_version=opv)
+
+
+def _row_mean(Z: Any, opv: int) -> Any:
+    """Each row's mean, (N, 1): ReduceMean's axes an attribute before opset 18, an input
+    from 18 on."""
+    if opv < 18:
+        return ops.OnnxReduceMean(Z, axes=[1], keepdims=1, op_version=opv)
+    return ops.OnnxReduceMean(Z, np.array([1], np.int64), keepdims=1, op_version=opv)
 
 
 def _kind(model: Any) -> str:

@@ -101,6 +101,7 @@ def gradient_errors(
     samples: int | None = None,
     seed: int = 0,
     progress: bool = False,
+    context: Callable[[], Any] | None = None,
 ) -> dict[str, tuple[float, float]]:
     """Per parameter, ``(rel_error, norm_error)`` of analytic vs numerical gradient.
 
@@ -109,16 +110,23 @@ def gradient_errors(
     model slow, and a wrong derivation shows in any few entries. ``progress`` shows a
     progress bar over the entries. See :func:`check_gradients`, which returns the first
     of the two errors.
+
+    ``context`` makes the forward pass's :class:`~handgrad.network.Context` afresh for
+    each evaluation: a training context whose generator is seeded the same each time
+    checks batch normalization on the batch's statistics and dropout with one fixed
+    mask (the loss is then a fixed function of the parameters).
     """
     model = model.copy(np.float64)
-    _, grads = model.loss(X, y, reg=reg, sample_weight=sample_weight)
+    kwargs = {} if context is None else {"ctx": context()}
+    _, grads = model.loss(X, y, reg=reg, sample_weight=sample_weight, **kwargs)
     # L alone where the model offers it (an MLP): a difference needs no backward pass
     objective = getattr(model, "objective", None)
 
     def f(_: NDArray) -> float:
+        kwargs = {} if context is None else {"ctx": context()}
         if objective is not None:
-            return objective(X, y, reg, sample_weight)
-        return model.loss(X, y, reg=reg, sample_weight=sample_weight)[0]
+            return objective(X, y, reg, sample_weight, **kwargs)
+        return model.loss(X, y, reg=reg, sample_weight=sample_weight, **kwargs)[0]
 
     rng = np.random.default_rng(seed)
     chosen = {

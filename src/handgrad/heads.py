@@ -25,10 +25,16 @@ import handgrad.inplace as ip
 from handgrad._validation import check_class_indices, check_indicators, check_target_matrix
 from handgrad._xp import expit, namespace, overwrite
 from handgrad.layers import (
+    batchnorm_backward,
+    batchnorm_forward,
+    dropout_backward,
+    dropout_forward,
     exponential,
     identity,
     identity_backward,
     identity_forward,
+    layernorm_backward,
+    layernorm_forward,
     logistic_backward,
     logistic_forward,
     poisson_deviance,
@@ -114,6 +120,93 @@ ACTIVATIONS: dict[str, Activation] = {
         ),
     )
 }
+
+
+# ------------------------------------------------------ normalizations and dropout
+@dataclass(frozen=True)
+class Norm:
+    """One normalization of a hidden layer's ``Z`` (between the affine map and the
+    activation), in the form the network calls it.
+
+    ``forward(Z, gamma, beta, running, train) -> (Y, cache, running)``: Z (N, H), γ and
+    β (H,) (learned: ``gamma_l``, ``beta_l`` in ``MLP.params``), ``running`` the
+    ``(mean, var)`` kept for predict time (``running_mean_l``, ``running_var_l`` in
+    ``MLP.state``) or ``()`` where ``keeps_running`` is False; ``backward(dY, cache) ->
+    (dZ, dγ, dβ)``. ``forward_``/``backward_`` are the fast engine's in-place forms
+    (:mod:`handgrad.inplace`), called by :class:`handgrad.workspace.Workspace` with its
+    buffers. ``formula``/``backward_formula`` are ``explain``'s text, ``{Z}``, ``{l}``
+    and ``{dY}`` standing for the layer's symbols; ``over`` names the axis its
+    statistics are taken along.
+    """
+
+    name: str
+    forward: Callable[[Array, Array, Array, tuple, bool], tuple[Array, Any, tuple]]
+    backward: Callable[[Array, Any], tuple[Array, Array, Array]]
+    forward_: Callable[..., Any]
+    backward_: Callable[..., Array]
+    keeps_running: bool
+    formula: str
+    backward_formula: str
+    over: str
+
+
+#: ε of every normalization (``nn.BatchNorm1d``'s and ``nn.LayerNorm``'s), and batch
+#: norm's momentum (the batch's weight in the running statistics).
+NORM_EPS, NORM_MOMENTUM = 1e-5, 0.1
+
+
+def _batchnorm(Z: Array, gamma: Array, beta: Array, running: tuple, train: bool):
+    return batchnorm_forward(Z, gamma, beta, *running, train, NORM_MOMENTUM, NORM_EPS)
+
+
+def _layernorm(Z: Array, gamma: Array, beta: Array, running: tuple, train: bool):
+    return (*layernorm_forward(Z, gamma, beta, NORM_EPS), running)
+
+
+#: Hidden-layer normalizations by name (``MLP(norm=…)``).
+NORMS: dict[str, Norm] = {
+    n.name: n
+    for n in (
+        Norm(
+            "batch",
+            _batchnorm,
+            batchnorm_backward,
+            ip.batchnorm_,
+            ip.batchnorm_backward_,
+            keeps_running=True,
+            formula="γ{l} ⊙ ({Z} − μ_B)/√(σ²_B + ε) + β{l}",
+            backward_formula="(1/N) γ{l} (σ²_B + ε)^(−1/2) (N {dY} − Σ {dY} − x̂ Σ {dY} ⊙ x̂)",
+            over="the batch's rows (predict: running μ, σ²)",
+        ),
+        Norm(
+            "layer",
+            _layernorm,
+            layernorm_backward,
+            ip.layernorm_,
+            ip.layernorm_backward_,
+            keeps_running=False,
+            formula="γ{l} ⊙ ({Z} − μ_i)/√(σ²_i + ε) + β{l}",
+            backward_formula="(1/H) (σ²_i + ε)^(−1/2) (H dx̂ − Σ dx̂ − x̂ Σ dx̂ ⊙ x̂), dx̂ = γ{l} ⊙ {dY}",
+            over="each row's features",
+        ),
+    )
+}
+
+
+@dataclass(frozen=True)
+class Dropout:
+    """Inverted dropout after a hidden activation: the reference pair, the fast engine's
+    in-place form and ``explain``'s text (``{A}``, ``{l}`` and ``{dA}`` the layer's
+    symbols). Its in-place backward is ``dA *= M / p``, the scale its forward kept."""
+
+    forward: Callable[..., tuple[Array, tuple]]
+    backward: Callable[[Array, tuple], Array]
+    forward_: Callable[..., Array]
+    formula: str = "{A} ⊙ M{l} / p,  M{l} ~ Bernoulli(p = 1 − rate)  (predict: {A})"
+    backward_formula: str = "{dA} ⊙ M{l} / p"
+
+
+DROPOUT = Dropout(dropout_forward, dropout_backward, ip.dropout_)
 
 
 # ------------------------------------------------------------------ the task rules

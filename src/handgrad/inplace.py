@@ -201,3 +201,131 @@ def poisson_deviance_(S: Array, Y: Array, c: float | Array, dS: Array, buf: Head
     dS -= Y
     dS *= _per_row(c)
     return losses
+
+
+# ------------------------------------------------- normalizations and dropout
+def batchnorm_(
+    Z: Array,
+    gamma: Array,
+    beta: Array,
+    x_hat: Array,
+    sq: Array,
+    running: tuple[Array, Array],
+    train: bool,
+    eps: float,
+) -> tuple[Array, Array, Array]:
+    """``Y = γ x̂ + β`` over Z, ``x̂ = (Z − μ_B)/√(σ²_B + ε)`` into x_hat.  Z, x_hat, sq:
+    (n, H); γ, β and the running ``(mean, var)``: (H,).
+
+    Returns ``((σ²+ε)^(−1/2), μ_B, σ²_B)``, (H,) each; out of ``train`` the running
+    statistics are μ and σ² (returned as given). sq is scratch.
+    """
+    if train:
+        mu = Z.mean(axis=0)
+        np.subtract(Z, mu, out=x_hat)
+        np.multiply(x_hat, x_hat, out=sq)
+        var = sq.mean(axis=0)
+    else:
+        mu, var = running
+        np.subtract(Z, mu, out=x_hat)
+    inv_std = 1 / np.sqrt(var + eps)
+    x_hat *= inv_std
+    np.multiply(gamma, x_hat, out=Z)
+    Z += beta
+    return inv_std, mu, var
+
+
+def batchnorm_backward_(
+    dY: Array,
+    x_hat: Array,
+    gamma: Array,
+    inv_std: Array,
+    train: bool,
+    dgamma: Array,
+    dbeta: Array,
+    sq: Array,
+) -> Array:
+    """``dZ = (1/n) γ (σ²+ε)^(−1/2) (n dY − Σ dY − x̂ Σ dY ⊙ x̂)`` over dY; ``dγ``, ``dβ``
+    (H,) into theirs.  dY, x_hat, sq: (n, H). Out of ``train``: ``dZ = γ (σ²+ε)^(−1/2) dY``."""
+    np.sum(dY, axis=0, out=dbeta)
+    np.multiply(dY, x_hat, out=sq)
+    np.sum(sq, axis=0, out=dgamma)
+    if not train:
+        dY *= gamma * inv_std
+        return dY
+    n = dY.shape[0]
+    dY *= n
+    dY -= dbeta
+    np.multiply(x_hat, dgamma, out=sq)
+    dY -= sq
+    dY *= gamma * inv_std / n
+    return dY
+
+
+class RowBuffers(NamedTuple):
+    """Layer norm's per-row scratch, (n, 1) each: μ_i (then Σ dx̂), σ²_i (then
+    Σ dx̂ ⊙ x̂) and ``(σ²_i + ε)^(−1/2)``."""
+
+    first: Array
+    second: Array
+    inv_std: Array
+
+
+def layernorm_(
+    Z: Array, gamma: Array, beta: Array, x_hat: Array, sq: Array, rows: RowBuffers, eps: float
+) -> None:
+    """``Y = γ x̂ + β`` over Z, ``x̂ = (Z − μ_i)/√(σ²_i + ε)`` into x_hat, each row by its
+    own statistics.  Z, x_hat, sq: (n, H); γ, β: (H,); ``rows.inv_std`` keeps
+    ``(σ²_i + ε)^(−1/2)`` (n, 1) for the backward pass."""
+    mu, var, inv_std = rows
+    np.mean(Z, axis=1, keepdims=True, out=mu)
+    np.subtract(Z, mu, out=x_hat)
+    np.multiply(x_hat, x_hat, out=sq)
+    np.mean(sq, axis=1, keepdims=True, out=var)
+    np.add(var, eps, out=inv_std)
+    np.sqrt(inv_std, out=inv_std)
+    np.divide(1, inv_std, out=inv_std)
+    x_hat *= inv_std
+    np.multiply(gamma, x_hat, out=Z)
+    Z += beta
+
+
+def layernorm_backward_(
+    dY: Array,
+    x_hat: Array,
+    gamma: Array,
+    rows: RowBuffers,
+    dgamma: Array,
+    dbeta: Array,
+    sq: Array,
+) -> Array:
+    """``dZ = (1/H) (σ²_i+ε)^(−1/2) (H dx̂ − Σ dx̂ − x̂ Σ dx̂ ⊙ x̂)``, ``dx̂ = γ ⊙ dY``, over
+    dY; ``dγ``, ``dβ`` (H,) into theirs.  dY, x_hat, sq: (n, H)."""
+    sum_dx_hat, sum_dx_hat_x_hat, inv_std = rows
+    H = dY.shape[1]
+    np.sum(dY, axis=0, out=dbeta)
+    np.multiply(dY, x_hat, out=sq)
+    np.sum(sq, axis=0, out=dgamma)
+    dY *= gamma  # dx̂
+    np.sum(dY, axis=1, keepdims=True, out=sum_dx_hat)
+    np.multiply(dY, x_hat, out=sq)
+    np.sum(sq, axis=1, keepdims=True, out=sum_dx_hat_x_hat)
+    dY *= H
+    dY -= sum_dx_hat
+    np.multiply(x_hat, sum_dx_hat_x_hat, out=sq)
+    dY -= sq
+    np.divide(inv_std, H, out=sum_dx_hat)
+    dY *= sum_dx_hat
+    return dY
+
+
+def dropout_(A: Array, rate: float, rng: np.random.Generator, U: Array, scale: Array) -> Array:
+    """``Ã = A ⊙ M / p`` over A, ``M = [U < p]`` with U (n, H) float64 drawn from rng into
+    U (the uniforms of :func:`handgrad.layers.dropout_forward`, in the same order), and
+    ``M / p`` into scale (n, H), which the backward pass multiplies by."""
+    p = 1 - rate
+    rng.random(out=U)
+    np.less(U, p, out=scale)
+    scale /= p
+    A *= scale
+    return A

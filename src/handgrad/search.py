@@ -64,6 +64,8 @@ def random_search(
     scheduler: str | None = None,
     progress: bool = False,
     overwrite: bool = False,
+    dropout_choices: Sequence[float] = (),
+    norm_choices: Sequence[str | None] = (),
 ) -> SearchResult:
     """Search ``n_iter`` random settings with ``cv``-fold cross-validation on
     ``n_jobs`` processes; ``config`` gives the data, the task (classification scored by
@@ -74,7 +76,9 @@ def random_search(
     :mod:`handgrad.distributed`); ``progress`` shows a bar of the fits done. The run
     folder's ``config`` records the best setting (its hidden sizes, learning rate and
     alpha), so that it reproduces the saved model; an existing folder is only replaced
-    with ``overwrite``."""
+    with ``overwrite``. ``dropout_choices`` and ``norm_choices`` (None for no
+    normalization) are searched like the hidden sizes when they hold two or more
+    choices; one choice is set for every fit; none leaves ``config``'s."""
     from handgrad.distributed import parse_scheduler
 
     check_number(n_iter, "number of iterations", low=1, integer=True)
@@ -86,15 +90,34 @@ def random_search(
         raise ValueError("give at least one choice of hidden layer sizes")
     if scheduler is not None:
         parse_scheduler(scheduler)  # a bad spec or a missing extra fails before the data loads
+    layers = {"dropout": list(dropout_choices), "norm": list(norm_choices)}
+    for key, choices in layers.items():
+        if len(choices) == 1:  # a setting, not a choice: the sampled settings stay the same
+            config = dataclasses.replace(config, **{key: choices[0]})
+    searched = {k: v for k, v in layers.items() if len(v) > 1}
+    for key, choices in searched.items():
+        for choice in choices:  # each checked as the configuration checks it
+            dataclasses.replace(config, **{key: choice})
     with _stopped_by_ctrl_c():
         return _search(
-            config, hidden_choices, n_iter, cv, n_jobs, out, name, scheduler, progress, overwrite
+            config,
+            hidden_choices,
+            searched,
+            n_iter,
+            cv,
+            n_jobs,
+            out,
+            name,
+            scheduler,
+            progress,
+            overwrite,
         )
 
 
 def _search(
     config: RunConfig,
     hidden_choices: Sequence[tuple[int, ...]],
+    searched: dict[str, list],
     n_iter: int,
     cv: int,
     n_jobs: int,
@@ -127,6 +150,7 @@ def _search(
             f"{prefix}hidden_layer_sizes": [tuple(h) for h in hidden_choices],
             f"{prefix}learning_rate_init": loguniform(*LEARNING_RATE_RANGE),
             f"{prefix}alpha": loguniform(*ALPHA_RANGE),
+            **{f"{prefix}{k}": v for k, v in searched.items()},
         },
         n_iter=n_iter,
         cv=splits,
@@ -152,6 +176,8 @@ def _search(
             hidden=tuple(inner.hidden_layer_sizes),
             learning_rate=float(inner.learning_rate_init),
             alpha=float(inner.alpha),
+            dropout=float(inner.dropout),
+            norm=inner.norm,
         )
         metrics = trained_metrics(best, data, trained, seconds, data.predictions(best))
         # the validation score is the best mean cross-validated one (accuracy or R²)
@@ -239,6 +265,11 @@ def _ranked(search: Any, prefix: str = "", score: str = "accuracy") -> dict[str,
             "hidden": list(results[f"param_{prefix}hidden_layer_sizes"][i]),
             "learning_rate": float(results[f"param_{prefix}learning_rate_init"][i]),
             "alpha": float(results[f"param_{prefix}alpha"][i]),
+            **{
+                key: _setting(results[f"param_{prefix}{key}"][i])
+                for key in ("dropout", "norm")
+                if f"param_{prefix}{key}" in results
+            },
             "fit_seconds": float(results["mean_fit_time"][i]),
         }
         for i in order
@@ -249,10 +280,16 @@ def _ranked(search: Any, prefix: str = "", score: str = "accuracy") -> dict[str,
         "score": score,
         "results": ranked,
         "best_params": {
-            k.removeprefix(prefix): (list(v) if isinstance(v, tuple) else float(v))
-            for k, v in search.best_params_.items()
+            k.removeprefix(prefix): _setting(v) for k, v in search.best_params_.items()
         },
     }
+
+
+def _setting(value: Any) -> Any:
+    """A searched setting as JSON holds it: sizes a list, a norm its name or None."""
+    if isinstance(value, tuple):
+        return list(value)
+    return value if value is None or isinstance(value, str) else float(value)
 
 
 def _number(value: Any) -> float | None:

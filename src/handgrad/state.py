@@ -139,7 +139,10 @@ def network_state(model: MLP) -> State:
         "std": model.std,
         "dtype": model.dtype.name,
     }
-    return {k: to_numpy(v) for k, v in model.params.items()}, meta
+    if not model.plain:  # a file without them is a plain network's, as before them
+        meta |= {"dropout": model.dropout, "norm": model.norm}
+    tensors = {k: to_numpy(v) for k, v in model.params.items()}
+    return tensors | {f"state.{k}": to_numpy(v) for k, v in model.state.items()}, meta
 
 
 def declared_sizes(tensors: Mapping[str, np.ndarray], meta: Mapping[str, Any]) -> list[int]:
@@ -186,8 +189,11 @@ def mlp_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> MLP:
         std=meta["std"],
         dtype=meta["dtype"],
         seed=0,
+        dropout=meta.get("dropout", 0.0),
+        norm=meta.get("norm"),
     )
-    return _with_params(model, tensors)
+    _with_state(model, _part(tensors, "state."))
+    return _with_params(model, {k: v for k, v in tensors.items() if not k.startswith("state.")})
 
 
 def two_layer_net_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> TwoLayerNet:
@@ -202,6 +208,26 @@ def two_layer_net_from_state(tensors: Tensors, meta: Mapping[str, Any]) -> TwoLa
         )
     model = TwoLayerNet(*sizes, std=meta["std"], dtype=meta["dtype"], seed=0)
     return _with_params(model, tensors)
+
+
+def _with_state(model: MLP, tensors: Tensors) -> None:
+    """A network's running statistics (``running_mean1`` …), exactly the ones its
+    normalization keeps, each of its shape and dtype and finite."""
+    if set(tensors) != set(model.state):
+        raise ModelFileError(
+            f"the file holds the running statistics {sorted(tensors)}, but the network "
+            f"{model!r} keeps {sorted(model.state)}"
+        )
+    for name, value in tensors.items():
+        want = model.state[name]
+        if value.shape != want.shape or value.dtype != want.dtype:
+            raise ModelFileError(
+                f"tensor state.{name} has shape {value.shape} and dtype {value.dtype}, "
+                f"but the network's {name} has shape {want.shape} and dtype {want.dtype}"
+            )
+        if not np.isfinite(value).all():
+            raise ModelFileError(f"tensor state.{name} holds non-finite values")
+    model.state.update({k: np.ascontiguousarray(v) for k, v in tensors.items()})
 
 
 def _with_params(model: MLP, tensors: Tensors) -> MLP:
@@ -380,7 +406,8 @@ def _estimator_from_state(
             "generator, history), which every handgrad model file carries"
         )
     est = cls(**{k: _from_jsonable(k, v) for k, v in meta["params"].items()})
-    model = mlp_from_state({k: v for k, v in tensors.items() if "." not in k}, meta["mlp"])
+    network = {k: v for k, v in tensors.items() if "." not in k or k.startswith("state.")}
+    model = mlp_from_state(network, meta["mlp"])
     if n_outputs is not None and model.layer_sizes[-1] != n_outputs:
         raise ModelFileError(
             f"the network {model!r} does not fit the estimator: its labels need "

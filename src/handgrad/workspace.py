@@ -25,7 +25,11 @@ so that a steady-state step allocates nothing that grows with the batch or the n
   products cost less than converting their arguments did. The same calls with the
   same arguments, so the same bits (a test holds them to exact equality);
 - the softmax loss's row argmax is the predicted class, so the running accuracy
-  reads it (:meth:`Workspace.right_rows`) instead of another argmax of S.
+  reads it (:meth:`Workspace.right_rows`) instead of another argmax of S;
+- a normalization (``Y_l = norm(Z_l)`` over Z_l's buffer, x̂ kept for the backward
+  pass) and dropout (its scale ``M / p`` kept) are the in-place forms their records
+  name (:data:`handgrad.heads.NORMS`, :data:`~handgrad.heads.DROPOUT`); a plain network
+  takes none of their branches.
 
 Tried and dropped (benchmarks/README.md has the figures): SciPy's
 ``scipy.linalg.blas.sgemm`` offers the same fusion, but SciPy ships its own OpenBLAS,
@@ -49,8 +53,9 @@ from numpy.typing import DTypeLike, NDArray
 
 from handgrad._mapped import RowReader, row_chunks
 from handgrad._validation import all_finite, check_X
-from handgrad.heads import ACTIVATIONS, HEADS
-from handgrad.inplace import head_buffers, softmax_cross_entropy_
+from handgrad.heads import ACTIVATIONS, DROPOUT, HEADS, NORM_EPS, NORM_MOMENTUM, NORMS
+from handgrad.inplace import RowBuffers, head_buffers, softmax_cross_entropy_
+from handgrad.layers import batchnorm_running_update
 
 Array = NDArray[np.floating]
 Params = dict[str, Array]
@@ -200,6 +205,12 @@ class _Views:
         self.D = [None if D is None else D[:n] for D in ws._D]
         self.dZ = [dZ[:n] for dZ in ws._dZ]
         self.S, self.dS, self.ones, self.c = ws._S[:n], ws._dS[:n], ws._ones[:n], ws._c[:n]
+        # the layers beyond the notes' (empty lists for a plain network)
+        self.x_hat = [x[:n] for x in ws._x_hat]
+        self.sq = [x[:n] for x in ws._sq]
+        self.rows = [RowBuffers(*(b[:n] for b in r)) for r in ws._rows]
+        self.U = [U[:n] for U in ws._U]
+        self.scale = [m[:n] for m in ws._scale]
         self.forward: list[_Gemm | None] = [None] * (L + 1)
         self.update: list[_Gemm | None] = [None] * (L + 1)
         self.X: Array | None = None  # the batch that layer 1's products read
@@ -279,6 +290,8 @@ class Workspace:
         activation: str,
         head: str,
         dtype: DTypeLike,
+        norm: str | None = None,
+        dropout: float = 0.0,
     ) -> None:
         self.layer_sizes = tuple(int(s) for s in layer_sizes)
         self.activation, self.head, self.dtype = activation, head, np.dtype(dtype)
@@ -302,6 +315,7 @@ class Workspace:
         for l in range(1, L + 1):
             self.grads[f"W{l}"] = np.empty(self.layer_sizes[l - 1 : l + 1], dt)
             self.grads[f"b{l}"] = np.empty(self.layer_sizes[l], dt)
+        self._layers(hidden, norm, dropout)
         self._scratches: dict[tuple[int, ...], Array] = {}
         self._batch: tuple[Array, NDArray, Array] | None = None
         self._views: dict[int, _Views] = {}
@@ -310,6 +324,32 @@ class Workspace:
         # accuracy reads it there (right_rows) instead of a second argmax of S.
         self._labels_of: Array | None = None  # the scores whose classes they are
         self._right = np.empty(rows, np.bool_)
+
+    def _layers(self, hidden: Sequence[int], norm: str | None, dropout: float) -> None:
+        """Buffers of the normalization (x̂ and scratch (rows, H_l); layer norm's per-row
+        statistics) and of dropout (its uniforms, float64 as the reference draws them,
+        and its scale ``M / p``), with γ's and β's gradients; none for a plain network."""
+        rows, dt = self.rows, self.dtype
+        self._norm = None if norm is None else NORMS[norm]
+        self.dropout = float(dropout)
+        self._x_hat: list[Array] = []
+        self._sq: list[Array] = []
+        self._rows: list[tuple[Array, ...]] = []
+        self._U: list[Array] = []
+        self._scale: list[Array] = []
+        self._norm_train = [True] * len(hidden)  # batch statistics, per layer, last forward
+        self._inv_std: list[Array | None] = [None] * len(hidden)
+        if self._norm is not None:
+            self._x_hat = [np.empty((rows, h), dt) for h in hidden]
+            self._sq = [np.empty((rows, h), dt) for h in hidden]
+            if not self._norm.keeps_running:
+                self._rows = [tuple(np.empty((rows, 1), dt) for _ in range(3)) for _ in hidden]
+            for l, h in enumerate(hidden, start=1):
+                self.grads[f"gamma{l}"] = np.empty(h, dt)
+                self.grads[f"beta{l}"] = np.empty(h, dt)
+        if self.dropout:
+            self._U = [np.empty((rows, h), np.float64) for h in hidden]
+            self._scale = [np.empty((rows, h), dt) for h in hidden]
 
     @staticmethod
     def buffer_nbytes(
@@ -382,14 +422,25 @@ class Workspace:
         return views
 
     def forward(self, params: Params, X: Array) -> Array:
-        """Scores S (n, C) of X (n, D): ``Z_l = A_{l−1} W_l + b_l``, ``A_l = act(Z_l)``.
+        """Scores S (n, C) of X (n, D): ``Z_l = A_{l−1} W_l + b_l``, ``A_l = act(Z_l)``
+        (a training forward pass: batch statistics; no dropout without a generator).
 
         Hidden activations and ``act'(Z_l)`` stay in the workspace for the backward
         pass; S is a view of a buffer, valid until the next call.
         """
         return self._forward(params, X, self._views_for(params, X))
 
-    def _forward(self, params: Params, X: Array, views: _Views) -> Array:
+    def _forward(
+        self,
+        params: Params,
+        X: Array,
+        views: _Views,
+        state: Params | None = None,
+        rng: np.random.Generator | None = None,
+    ) -> Array:
+        """The forward pass; with a normalization, ``Y_l = norm(Z_l)`` before the
+        activation (batch norm's running statistics in ``state`` move), and with a
+        generator, dropout after it."""
         L = len(self.layer_sizes) - 1
         self._labels_of = None
         A = X
@@ -402,8 +453,34 @@ class Workspace:
             else:  # affine_'s own two calls: Z = b, then Z += A W by BLAS
                 np.copyto(Z, params[b])
                 product(1.0, 1.0)
-            A = Z if l == L else self._act.forward_(Z, views.D[l - 1])
-        return A
+            if l == L:
+                return Z
+            if self._norm is not None:
+                self._normalize(l, Z, params, state, views)
+            A = self._act.forward_(Z, views.D[l - 1])
+            if self.dropout and rng is not None:
+                DROPOUT.forward_(A, self.dropout, rng, views.U[l - 1], views.scale[l - 1])
+        raise AssertionError("unreachable")
+
+    def _normalize(self, l: int, Z: Array, params: Params, state: Params | None, views) -> None:
+        """Layer l's normalization over Z (n, H_l), as :meth:`MLP._norm_forward
+        <handgrad.network.MLP._norm_forward>` has it: batch statistics (for two rows or
+        more), the running ones moved in ``state``."""
+        norm, k = self._norm, l - 1
+        gamma, beta = params[f"gamma{l}"], params[f"beta{l}"]
+        if not norm.keeps_running:
+            norm.forward_(Z, gamma, beta, views.x_hat[k], views.sq[k], views.rows[k], NORM_EPS)
+            return
+        names = (f"running_mean{l}", f"running_var{l}")
+        running = (state[names[0]], state[names[1]])
+        train = self._norm_train[k] = Z.shape[0] > 1
+        inv_std, mu, var = norm.forward_(
+            Z, gamma, beta, views.x_hat[k], views.sq[k], running, train, NORM_EPS
+        )
+        self._inv_std[k] = inv_std
+        if train:
+            moved = batchnorm_running_update(*running, mu, var, Z.shape[0], NORM_MOMENTUM)
+            state.update(zip(names, moved, strict=True))
 
     # ---------------------------------------------------------------------- head
     def head_loss(self, S: Array, T: NDArray, w: Array | None) -> float:
@@ -483,10 +560,38 @@ class Workspace:
                 db *= learning_rate
                 b -= db
             if dA is not None:
+                if self.dropout:  # dA_{l−1} = dÃ_{l−1} ⊙ M / p
+                    dA *= views.scale[l - 2]
                 D = views.D[l - 2]
                 if D is not None:
                     dA *= D  # dZ_{l−1} = dA_{l−1} ⊙ act'(Z_{l−1})
+                if self._norm is not None:
+                    self._norm_backward(l - 1, dA, params, views, learning_rate)
                 dZ = dA
+
+    def _norm_backward(
+        self, k: int, dY: Array, params: Params, views, learning_rate: float | None
+    ) -> None:
+        """Layer k's ``dZ_k`` over ``dY_k``, ``dγ_k`` and ``dβ_k`` into the gradients
+        (with η given, the SGD step ``γ ← γ − η dγ``, ``β ← β − η dβ`` after them)."""
+        gamma, beta = params[f"gamma{k}"], params[f"beta{k}"]
+        dgamma, dbeta = self.grads[f"gamma{k}"], self.grads[f"beta{k}"]
+        if self._norm.keeps_running:
+            x_hat, inv_std, train = (
+                views.x_hat[k - 1],
+                self._inv_std[k - 1],
+                self._norm_train[k - 1],
+            )
+            self._norm.backward_(dY, x_hat, gamma, inv_std, train, dgamma, dbeta, views.sq[k - 1])
+        else:
+            self._norm.backward_(
+                dY, views.x_hat[k - 1], gamma, views.rows[k - 1], dgamma, dbeta, views.sq[k - 1]
+            )
+        if learning_rate is not None:
+            dgamma *= learning_rate
+            gamma -= dgamma
+            dbeta *= learning_rate
+            beta -= dbeta
 
     def _scratch(self, like: Array) -> Array:
         """A reused array shaped like ``like`` (made on first use)."""
@@ -503,16 +608,25 @@ class Workspace:
 
     # ---------------------------------------------------------------------- steps
     def step(
-        self, params: Params, X: Array, T: NDArray, reg: float, w: Array | None = None
+        self,
+        params: Params,
+        X: Array,
+        T: NDArray,
+        reg: float,
+        w: Array | None = None,
+        state: Params | None = None,
+        rng: np.random.Generator | None = None,
     ) -> tuple[float, Params, Array]:
         """``(loss, grads, S)`` as :meth:`MLP.loss_and_gradients
         <handgrad.network.MLP.loss_and_gradients>`, in this workspace's buffers.
 
         X: (n, D) with n ≤ rows; T: encoded targets; w: (n,) or None. ``grads`` is
         ``self.grads`` and S a buffer view: both are overwritten by the next call.
+        A training step: batch norm moves the running statistics in ``state``, dropout
+        draws its masks from ``rng``.
         """
         views = self._views_for(params, X)
-        S = self._forward(params, X, views)
+        S = self._forward(params, X, views, state, rng)
         self.penalty = self._penalty(params, reg)
         loss = self._head_loss(S, T, w, views) + self.penalty
         self._backward(params, X, reg, None, views)
@@ -526,13 +640,15 @@ class Workspace:
         reg: float,
         w: Array | None,
         learning_rate: float,
+        state: Params | None = None,
+        rng: np.random.Generator | None = None,
     ) -> tuple[float, Array]:
         """One plain-SGD step in place: ``θ ← θ − η ∂L/∂θ`` for every parameter.
 
         Returns the loss before the step and the scores S (n, C) it was computed from.
         """
         views = self._views_for(params, X)
-        S = self._forward(params, X, views)
+        S = self._forward(params, X, views, state, rng)
         self.penalty = self._penalty(params, reg)
         loss = self._head_loss(S, T, w, views) + self.penalty
         self._backward(params, X, reg, learning_rate, views)

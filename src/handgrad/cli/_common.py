@@ -189,7 +189,7 @@ def refuse_with_model(ctx: click.Context, names: tuple[str, ...]) -> None:
 def _run_option(name: str) -> Any:
     """The option ``train`` and ``search`` share for the RunConfig field ``name``,
     its default the configuration's own."""
-    from handgrad._names import ACTIVATIONS, PREPROCESSING, SOLVERS, TASKS
+    from handgrad._names import ACTIVATIONS, NORMS, PREPROCESSING, SOLVERS, TASKS
     from handgrad.runs.config import RunConfig
 
     defaults = RunConfig.defaults()
@@ -206,6 +206,22 @@ def _run_option(name: str) -> Any:
         "activation": (
             ("--activation",),
             {"type": click.Choice(ACTIVATIONS), "help": "Hidden-layer activation."},
+        ),
+        "dropout": (
+            ("--dropout",),
+            {
+                "type": click.FloatRange(min=0, max=1, max_open=True),
+                "help": "Dropout's drop probability after each hidden activation (0: none).",
+            },
+        ),
+        "norm": (
+            ("--norm",),
+            {
+                "type": click.Choice(NORMS),
+                "default": None,
+                "help": "Batch or layer normalization of each hidden layer's Z, before its "
+                "activation.",
+            },
         ),
         "solver": (
             ("--solver",),
@@ -268,7 +284,8 @@ def _run_option(name: str) -> Any:
 
 def run_options(*names: str) -> Any:
     """The options ``train`` and ``search`` share (RunConfig fields), as one decorator,
-    in the order given."""
+    in the order given (``explain`` and ``gradcheck`` describe a network by the same
+    ``--dropout`` and ``--norm``)."""
 
     def decorate(f: Any) -> Any:
         for name in reversed(names):

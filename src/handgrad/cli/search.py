@@ -25,6 +25,31 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
     return choices
 
 
+def _dropout_choices(ctx: click.Context, param: click.Parameter, value: str | None) -> list:
+    if value is None:
+        return []
+    try:
+        return [float(part) for part in value.split(",")]
+    except ValueError:
+        raise click.BadParameter(
+            f"{value!r} is not a list of rates like 0,0.2", ctx, param
+        ) from None
+
+
+def _norm_choices(ctx: click.Context, param: click.Parameter, value: str | None) -> list:
+    from handgrad._names import NORMS
+
+    if value is None:
+        return []
+    choices = [part.strip().lower() for part in value.split(",")]
+    for choice in choices:
+        if choice not in ("none", *NORMS):
+            raise click.BadParameter(
+                f"{choice!r} is not one of none, {', '.join(NORMS)}", ctx, param
+            )
+    return [None if c == "none" else c for c in choices]
+
+
 @click.command("search")
 @data_options(default="digits")
 @labels_option(
@@ -65,6 +90,18 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
     help="Hidden sizes to draw from; 128x64 means two layers.",
 )
 @click.option(
+    "--dropout-choices",
+    default=None,
+    callback=_dropout_choices,
+    help="Dropout rates to search, e.g. 0,0.2,0.5 (one rate: every fit uses it).",
+)
+@click.option(
+    "--norm-choices",
+    default=None,
+    callback=_norm_choices,
+    help="Normalizations to search, e.g. none,batch,layer (one: every fit uses it).",
+)
+@click.option(
     "--epochs",
     type=int,
     default=30,
@@ -73,6 +110,8 @@ def _hidden_choices(ctx: click.Context, param: click.Parameter, value: str) -> l
 )
 @run_options(
     "activation",
+    "dropout",
+    "norm",
     "solver",
     "batch_size",
     "dtype",
@@ -101,6 +140,8 @@ def command(
     scheduler: str | None,
     cv: int,
     hidden_choices: list,
+    dropout_choices: list,
+    norm_choices: list,
     top: int,
     out: str | None,
     name: str | None,
@@ -116,6 +157,7 @@ def command(
     Examples:
       handgrad search --iter 20 --jobs 2
       handgrad search --data wine --hidden-choices 16,32,32x16 --cv 5 --name wine-search
+      handgrad search --dropout-choices 0,0.2 --norm-choices none,batch,layer
       handgrad search --iter 40 --scheduler tcp://10.0.0.5:8786
       handgrad search --data X.npy --labels y.npy --preprocessing none
       handgrad search --data diabetes.csv --label target --task regression
@@ -135,14 +177,19 @@ def command(
         scheduler=scheduler,
         progress=sys.stderr.isatty(),
         overwrite=overwrite,
+        dropout_choices=dropout_choices,
+        norm_choices=norm_choices,
     )
     search = result.metrics["search"]
     score = search["score"]  # "accuracy", or a regressor's "r2"
     mean, std = f"mean_cv_{score}", f"std_cv_{score}"
+    ranked = search["results"]
+    layers = [k for k in ("dropout", "norm") if ranked and k in ranked[0]]  # the searched
     rows = [
         [
             r["rank"],
             "x".join(map(str, r["hidden"])),
+            *(str(r[k]) for k in layers),
             r["learning_rate"],
             r["alpha"],
             r[mean] if r[mean] is not None else "failed",
@@ -154,8 +201,8 @@ def command(
     click.echo(
         format_table(
             rows,
-            ["rank", "hidden", "learning rate", "alpha", f"cv {shown}", "± std"],
-            [True, False, True, True, True, True],
+            ["rank", "hidden", *layers, "learning rate", "alpha", f"cv {shown}", "± std"],
+            [True, False, *(False for _ in layers), True, True, True, True],
         )
     )
     final, cv_score = result.metrics["final"], "val_r2" if score == "r2" else "val_accuracy"

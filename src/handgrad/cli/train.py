@@ -21,6 +21,8 @@ _CONFIG_OPTIONS = (
     "labels",
     "hidden",
     "activation",
+    "dropout",
+    "norm",
     "solver",
     "learning_rate",
     "alpha",
@@ -58,7 +60,7 @@ _CONFIG_OPTIONS = (
     show_default=True,
     help="Hidden layer sizes: 256 for one layer, 256,128 (or 256x128) for two.",
 )
-@run_options("activation", "solver")
+@run_options("activation", "dropout", "norm", "solver")
 @click.option(
     "--learning-rate",
     "--lr",
@@ -159,6 +161,7 @@ def command(
     Examples:
       handgrad train
       handgrad train --hidden 256,128 --epochs 20 --name deeper
+      handgrad train --dropout 0.2 --norm batch
       handgrad train --data mnist --hidden 256 --batch-size 200 --epochs 10
       handgrad train --data table.csv --label species --preprocessing standardize
       handgrad train --data diabetes

@@ -7,7 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from handgrad._names import ACTIVATIONS, PREPROCESSING, SOLVERS, TASKS
+from handgrad._names import ACTIVATIONS, NORMS, PREPROCESSING, SOLVERS, TASKS
 
 __all__ = ["MIN_EPOCHS", "PREPROCESSING", "SOLVERS", "STEP_BUDGET", "RunConfig", "default_epochs"]
 
@@ -43,6 +43,8 @@ class RunConfig:
     label: str | None = None
     hidden: tuple[int, ...] = (128,)
     activation: str = "relu"
+    dropout: float = 0.0
+    norm: str | None = None
     solver: str = "adam"
     learning_rate: float = 2e-3
     alpha: float = 1e-4
@@ -71,6 +73,9 @@ class RunConfig:
         for i, h in enumerate(self.hidden, start=1):
             check_number(h, f"hidden size {i}", low=1, integer=True)
         check_choice(self.activation, "activation", ACTIVATIONS)
+        check_number(self.dropout, "dropout", low=0, high=1, high_open=True)
+        if self.norm is not None:
+            check_choice(self.norm, "norm", NORMS)
         check_choice(self.solver, "solver", SOLVERS)
         check_choice(self.dtype, "dtype", ("float32", "float64"))
         if self.preprocessing is not None:

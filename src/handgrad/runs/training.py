@@ -61,6 +61,8 @@ def _estimator_params(config: RunConfig) -> dict[str, Any]:
     return {
         "hidden_layer_sizes": config.hidden,
         "activation": config.activation,
+        "dropout": config.dropout,
+        "norm": config.norm,
         "solver": config.solver,
         "alpha": config.alpha,
         "batch_size": config.batch_size,

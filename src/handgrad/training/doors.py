@@ -92,11 +92,15 @@ def new_run(
     seed: np.random.Generator,
     rng: np.random.Generator,
     dense_X: bool = True,
+    dropout: float = 0.0,
+    norm: str | None = None,
 ) -> Run:
     """A run of a new network of ``layer_sizes`` (Glorot's initialisation, drawn from
-    ``seed`` on the host in ``dtype``) trained by ``optimizer`` on batches of ``rows``
-    rows and shuffled by ``rng``. Its memory is checked first, before any of it is
-    allocated (:func:`check_training_memory`); :func:`train` does not check it again."""
+    ``seed`` on the host in ``dtype``; ``dropout`` and ``norm`` as :class:`MLP` takes
+    them) trained by ``optimizer`` on batches of ``rows`` rows and shuffled by ``rng``
+    (which draws the dropout masks too). Its memory is checked first, before any of it
+    is allocated (:func:`check_training_memory`); :func:`train` does not check it
+    again."""
     check_training_memory(
         layer_sizes, rows, dtype=dtype, optimizer=optimizer, activation=activation, dense_X=dense_X
     )
@@ -110,6 +114,8 @@ def new_run(
         init="glorot",
         seed=seed,
         dtype=dtype,
+        dropout=dropout,
+        norm=norm,
     )
     return Run(model, optimizer, rng)
 
@@ -143,7 +149,7 @@ def train(
         cb.on_train_begin(run)
     # The step's size chooses the threads (for another library's CPU arrays too).
     with blas_threads(rows, model.layer_sizes, small_on_one_thread=is_numpy(data.X)):
-        engine = engine_for(model, run.optimizer, config, rows)
+        engine = engine_for(model, run.optimizer, config, rows, run.rng)
         if full_batch:
             fit_lbfgs(run, engine, data, config)
         else:

@@ -21,7 +21,7 @@ from handgrad._validation import all_finite
 from handgrad._xp import finite_on_device, namespace
 from handgrad.heads import HEADS
 from handgrad.layers import l2_penalty
-from handgrad.network import MLP
+from handgrad.network import MLP, Context
 from handgrad.optim import SGD, Optimizer
 from handgrad.training.config import TrainingConfig
 from handgrad.workspace import Workspace, scores
@@ -29,12 +29,23 @@ from handgrad.workspace import Workspace, scores
 
 class Engine:
     """The reference engine: the layer functions of the notes, then the optimizer, in
-    the parameters' library (NumPy, or another array-API library on its device)."""
+    the parameters' library (NumPy, or another array-API library on its device).
+
+    Its steps run the model's forward pass in a training :class:`~handgrad.network.Context`
+    (batch statistics, dropout masks drawn from ``rng``, the run's generator: a resumed
+    or rolled-back run draws the same masks); its :meth:`scores` at predict time."""
 
     workspace: Workspace | None = None  # the fast engine's buffers, which batches fill
 
-    def __init__(self, model: MLP, optimizer: Optimizer, config: TrainingConfig) -> None:
+    def __init__(
+        self,
+        model: MLP,
+        optimizer: Optimizer,
+        config: TrainingConfig,
+        rng: np.random.Generator | None = None,
+    ) -> None:
         self.model, self.optimizer, self.config = model, optimizer, config
+        self.context = Context(train=True, rng=rng)
         self.xp = namespace(model.params["W1"])
         # a running accuracy to keep (a regression head has none)
         self.classifies = HEADS[model.head].right_rows is not None
@@ -54,7 +65,7 @@ class Engine:
 
     def loss_and_gradients(self, X: Any, T: Any, w: Any, reg: float) -> tuple[Any, Any, Any]:
         """``(loss, grads, S)`` of the notes for rows X (n, D) at the current weights."""
-        return self.model.loss_and_gradients(X, T, reg, w)
+        return self.model.loss_and_gradients(X, T, reg, w, self.context)
 
     def penalty(self, reg: float) -> Any:
         """``λ/2 Σ‖W‖²`` of the weights the last scores were computed with."""
@@ -81,21 +92,28 @@ class Engine:
         return self.model.forward(X)[0]
 
     def weights_finite(self) -> bool:
-        """Whether every weight is finite (on a device: one number read back)."""
-        return self._finite(list(self.model.params.values()))
+        """Whether every weight (and running statistic) is finite (on a device: one
+        number read back)."""
+        return self._finite([*self.model.params.values(), *self.model.state.values()])
 
 
 class FastEngine(Engine):
     """The same step in a :class:`~handgrad.workspace.Workspace`'s reused buffers."""
 
     def __init__(
-        self, model: MLP, optimizer: Optimizer, config: TrainingConfig, workspace: Workspace
+        self,
+        model: MLP,
+        optimizer: Optimizer,
+        config: TrainingConfig,
+        workspace: Workspace,
+        rng: np.random.Generator | None = None,
     ) -> None:
-        super().__init__(model, optimizer, config)
+        super().__init__(model, optimizer, config, rng)
         self.workspace = workspace
 
     def loss_and_gradients(self, X: Any, T: Any, w: Any, reg: float) -> tuple[Any, Any, Any]:
-        return self.workspace.step(self.model.params, X, T, reg, w)
+        model = self.model
+        return self.workspace.step(model.params, X, T, reg, w, model.state, self.context.rng)
 
     def penalty(self, reg: float) -> float:
         return self.workspace.penalty
@@ -114,6 +132,8 @@ class FastEngine(Engine):
         return int(np.count_nonzero(self.workspace.right_rows(S, T)))
 
     def scores(self, X: Any) -> Any:
+        if not self.model.plain:  # predict time's normalization: the reference's forward
+            return super().scores(X)
         return scores(self.model.params, X, self.model.activation)
 
 
@@ -123,24 +143,46 @@ class FusedSGD(FastEngine):
 
     def step(self, X: Any, T: Any, w: Any, n_weight: float) -> tuple[float, Any]:
         reg = self.config.reg_of(n_weight)
+        model = self.model
         loss, S = self.workspace.sgd_step(
-            self.model.params, X, T, reg, w, self.optimizer.learning_rate
+            model.params,
+            X,
+            T,
+            reg,
+            w,
+            self.optimizer.learning_rate,
+            model.state,
+            self.context.rng,
         )
         return self.reported(loss, S, T, w, reg), self.right(S, T)
 
 
-def engine_for(model: MLP, optimizer: Optimizer, config: TrainingConfig, rows: int) -> Engine:
-    """The engine ``config.engine`` names, with buffers for steps of ``rows`` rows.
+def engine_for(
+    model: MLP,
+    optimizer: Optimizer,
+    config: TrainingConfig,
+    rows: int,
+    rng: np.random.Generator | None = None,
+) -> Engine:
+    """The engine ``config.engine`` names, with buffers for steps of ``rows`` rows;
+    ``rng`` is the run's generator, which dropout draws its masks from.
+
     Parameters of another library than NumPy always take the reference engine: the
     fast engine's buffers and fused products are NumPy's."""
     if config.engine == "reference" or namespace(model.params["W1"]) is not np:
-        return Engine(model, optimizer, config)
+        return Engine(model, optimizer, config, rng)
     workspace = Workspace(
-        model.layer_sizes, rows, activation=model.activation, head=model.head, dtype=model.dtype
+        model.layer_sizes,
+        rows,
+        activation=model.activation,
+        head=model.head,
+        dtype=model.dtype,
+        norm=model.norm,
+        dropout=model.dropout,
     )
     if type(optimizer) is SGD and optimizer.momentum == 0:
-        return FusedSGD(model, optimizer, config, workspace)
-    return FastEngine(model, optimizer, config, workspace)
+        return FusedSGD(model, optimizer, config, workspace, rng)
+    return FastEngine(model, optimizer, config, workspace, rng)
 
 
 def _finite_on_host(arrays: list[np.ndarray]) -> bool:

@@ -71,13 +71,15 @@ class Callback:
 
 
 class EpochStart:
-    """The run as it was when the current epoch began: weights, optimizer state,
-    shuffling generator and step counters. Ctrl-C or divergence part way through an
-    epoch goes back to it, so the run stays consistent (and can be continued)."""
+    """The run as it was when the current epoch began: weights, running statistics,
+    optimizer state, generator (shuffling and dropout) and step counters. Ctrl-C or
+    divergence part way through an epoch goes back to it, so the run stays consistent
+    (and can be continued)."""
 
     def __init__(self, run: Run) -> None:
         # copies where the arrays are: on the device for another library's
         self.params = {k: copy(v) for k, v in run.model.params.items()}
+        self.state = {k: copy(v) for k, v in run.model.state.items()}
         self.optimizer_arrays: dict[str, Any] = {}
         self.take(run)
 
@@ -86,6 +88,8 @@ class EpochStart:
         first epoch)."""
         for k, v in run.model.params.items():
             copy_into(self.params[k], v)
+        for k, v in run.model.state.items():
+            copy_into(self.state[k], v)
         arrays, self.optimizer_scalars = run.optimizer.state()
         for k, v in arrays.items():
             if k in self.optimizer_arrays:
@@ -99,6 +103,8 @@ class EpochStart:
         """Put the run back as :meth:`take` found it."""
         for k, v in self.params.items():
             copy_into(run.model.params[k], v)
+        for k, v in self.state.items():
+            copy_into(run.model.state[k], v)
         run.optimizer.load_state(self.optimizer_arrays, dict(self.optimizer_scalars))
         run.rng.bit_generator.state = self.rng_state
         run.history.steps = self.steps
