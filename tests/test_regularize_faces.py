@@ -457,3 +457,30 @@ def test_array_api_training_equals_numpy(blobs, library, layers):
             np.testing.assert_allclose(got, v, rtol=1e-10, atol=atol, err_msg=k)
     S = nets[1].loss(put(X))  # predict time, on the device
     np.testing.assert_allclose(to_numpy(S), nets[0].loss(X), rtol=1e-10, atol=atol)
+
+
+def test_early_stopping_restores_the_best_epochs_running_statistics_with_its_weights():
+    """The best epoch's weights and its batch-norm running statistics come back
+    together: weights of one epoch with another's statistics would predict wrongly."""
+    from sklearn.datasets import load_digits
+
+    from handgrad import MLPClassifier
+    from handgrad.training import Callback
+
+    X, y = load_digits(return_X_y=True)
+    snapshots = []
+
+    class Keep(Callback):
+        def on_epoch_end(self, run):
+            snapshots.append((run.history.val_score[-1], run.model.snapshot()))
+
+    clf = MLPClassifier(
+        norm="batch", early_stopping=True, n_iter_no_change=3, max_iter=60, random_state=0
+    )
+    clf.fit(X, y, callbacks=[Keep()])
+    best = max(range(len(snapshots)), key=lambda i: (snapshots[i][0], -i))
+    assert best < len(snapshots) - 1  # the last epoch was not the best: something to restore
+    kept = clf.network_.snapshot()
+    assert {k for k in kept if k.startswith("running_")}  # the statistics are part of it
+    for k, v in snapshots[best][1].items():
+        np.testing.assert_array_equal(kept[k], v)

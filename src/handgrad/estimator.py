@@ -408,8 +408,7 @@ class BaseMultilayerPerceptron(BaseEstimator, metaclass=ABCMeta):
                 config = self._training_config(data.n_rows, epochs, run.model)
                 training.train(run, data, config, held_out, callbacks or ())
             elif resume is not None and self._validating() and run.best_params is not None:
-                for k, v in run.best_params.items():  # as the loop does when it ends
-                    copy_into(run.model.params[k], v)
+                run.model.restore(run.best_params)  # as the loop does when it ends
         finally:
             self._set_fitted(before, t_before, samples_before)
         self._warn_unconverged(incremental)

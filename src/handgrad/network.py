@@ -32,6 +32,7 @@ from handgrad._validation import (
 from handgrad._xp import (
     check_same_place,
     copy,
+    copy_into,
     device,
     is_numpy,
     namespace,
@@ -416,6 +417,16 @@ class MLP:
         new.params = {k: copy(v, dtype) for k, v in self.params.items()}
         new.state = {k: copy(v, dtype) for k, v in self.state.items()}
         return new
+
+    def snapshot(self) -> Params:
+        """Copies of everything that predicts: the parameters and the running statistics
+        (where the arrays are: on another library's device, there)."""
+        return {k: copy(v) for k, v in (*self.params.items(), *self.state.items())}
+
+    def restore(self, snapshot: Params) -> None:
+        """Put back what :meth:`snapshot` copied, in place."""
+        for k, v in snapshot.items():
+            copy_into(self.params[k] if k in self.params else self.state[k], v)
 
     def __repr__(self) -> str:
         extra = "" if self.norm is None else f", norm={self.norm!r}"

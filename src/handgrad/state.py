@@ -90,14 +90,21 @@ SCALAR_ATTRS = (
 
 # ------------------------------------------------------------------------ the check
 def check_tensors(
-    tensors: Mapping[str, np.ndarray], model: MLP, *, prefix: str = "", complete: bool = True
+    tensors: Mapping[str, np.ndarray],
+    model: MLP,
+    *,
+    prefix: str = "",
+    complete: bool = True,
+    with_state: bool = False,
 ) -> None:
     """Check tensors read from a file against the parameters of ``model``.
 
     Each name ends in the name of a parameter (``W1``, or ``velocity.W1`` for an
     optimizer's state array), and the tensor must have that parameter's shape and dtype
     and hold only finite numbers. With ``complete`` there must be exactly one tensor per
-    parameter. ``prefix`` is the tensors' prefix in the file (``"optim."``), for messages.
+    parameter (and, ``with_state``, per running statistic too: a snapshot of the model,
+    as the best weights are). ``prefix`` is the tensors' prefix in the file
+    (``"optim."``), for messages.
 
     Raises
     ------
@@ -105,13 +112,14 @@ def check_tensors(
         Naming the first tensor that does not fit.
     """
     sizes = list(model.layer_sizes)
-    if complete and set(tensors) != set(model.params):
+    arrays = {**model.params, **model.state} if with_state else model.params
+    if complete and set(tensors) != set(arrays):
         raise ModelFileError(
             f"the file holds the tensors {sorted(prefix + k for k in tensors)}, but a "
-            f"{sizes} network needs one for each of {sorted(model.params)}"
+            f"{sizes} network needs one for each of {sorted(arrays)}"
         )
     for name, value in tensors.items():
-        want = model.params.get(name.rsplit(".", 1)[-1])
+        want = arrays.get(name.rsplit(".", 1)[-1])
         if want is None or value.shape != want.shape or value.dtype != want.dtype:
             raise ModelFileError(
                 f"tensor {prefix}{name} has shape {value.shape} and dtype {value.dtype}: "
@@ -274,7 +282,7 @@ def _run_from_state(model: MLP, tensors: Mapping[str, np.ndarray], meta: Mapping
     optimizer.load_state(opt_arrays, meta["optimizer_state"])
     best = _part(tensors, "best.") or None
     if best is not None:
-        check_tensors(best, model, prefix="best.")
+        check_tensors(best, model, prefix="best.", with_state=True)
     history = History.from_dict(meta["history"])
     return Run(model, optimizer, _generator(meta["rng"]), history, best)
 

@@ -19,7 +19,6 @@ from typing import Any
 
 import numpy as np
 
-from handgrad._xp import copy, copy_into
 from handgrad.errors import TrainingDivergedError
 from handgrad.training.config import TrainingConfig
 from handgrad.training.engines import Engine
@@ -95,8 +94,7 @@ def minibatch_loop(
 def _restore_best(run: Run, config: TrainingConfig) -> None:
     """Early stopping's end: the weights of the best validation score put back."""
     if config.stopping == "validation" and run.best_params is not None:
-        for k, v in run.best_params.items():
-            copy_into(run.model.params[k], v)
+        run.model.restore(run.best_params)
 
 
 def _epochs(config: TrainingConfig) -> Iterable[int]:
@@ -175,7 +173,7 @@ def _update_plateau(run: Run, config: TrainingConfig) -> None:
         improved = score >= hist.best_val_score + config.tol
         if score > hist.best_val_score:
             hist.best_val_score = score
-            run.best_params = {k: copy(v) for k, v in run.model.params.items()}
+            run.best_params = run.model.snapshot()  # running statistics included
     else:
         improved = hist.loss[-1] <= hist.best_loss - config.tol
         hist.best_loss = min(hist.best_loss, hist.loss[-1])

@@ -56,7 +56,7 @@ class Run:
     optimizer: Optimizer
     rng: np.random.Generator
     history: History = field(default_factory=History)
-    best_params: dict[str, np.ndarray] | None = None
+    best_params: dict[str, np.ndarray] | None = None  # and running statistics: MLP.snapshot()
 
 
 class Callback:
