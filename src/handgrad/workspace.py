@@ -560,14 +560,23 @@ class Workspace:
                 db *= learning_rate
                 b -= db
             if dA is not None:
-                if self.dropout:  # dA_{l−1} = dÃ_{l−1} ⊙ M / p
-                    dA *= views.scale[l - 2]
-                D = views.D[l - 2]
-                if D is not None:
-                    dA *= D  # dZ_{l−1} = dA_{l−1} ⊙ act'(Z_{l−1})
-                if self._norm is not None:
-                    self._norm_backward(l - 1, dA, params, views, learning_rate)
+                self._hidden_backward(l - 1, dA, params, views, learning_rate)
                 dZ = dA
+
+    def _hidden_backward(
+        self, k: int, dA: Array, params: Params, views, learning_rate: float | None
+    ) -> None:
+        """Hidden layer k's ``dZ_k`` from the gradient of its output, in place over dA:
+        through dropout (``dA_k = dÃ_k ⊙ M / p``), the activation
+        (``dY_k = dA_k ⊙ act'(Y_k)``) and the norm (``dZ_k`` from ``dY_k``; without a
+        norm ``Y_k = Z_k``)."""
+        if self.dropout:
+            dA *= views.scale[k - 1]
+        D = views.D[k - 1]
+        if D is not None:
+            dA *= D
+        if self._norm is not None:
+            self._norm_backward(k, dA, params, views, learning_rate)
 
     def _norm_backward(
         self, k: int, dY: Array, params: Params, views, learning_rate: float | None
