@@ -36,6 +36,7 @@ import numpy as np
 from sklearn import datasets as sk_datasets
 
 from handgrad._split import stratified_split
+from handgrad._xp import is_dense_numpy
 from handgrad.data import remote
 from handgrad.data._files import require_file
 from handgrad.data.cifar import extract_archive, load_cifar10
@@ -394,7 +395,7 @@ def _load_user_file(
     image_shape = tuple(X.shape[1:]) if X.ndim > 2 else None
     regression = task == "regression"
     stratify = None if regression else y
-    if isinstance(X, np.ndarray):
+    if is_dense_numpy(X):  # else a table's DataFrame
         X_train, X_test, y_train, y_test = stratified_split(
             X, y, test_size=test_size, seed=seed, stratify=stratify
         )

@@ -30,6 +30,7 @@ import numpy as np
 
 from handgrad._mapped import RowReader, row_chunks
 from handgrad._split import describe_labels, stratified_split
+from handgrad._xp import is_dense_numpy
 from handgrad.data import Preprocessor, load_dataset
 from handgrad.data.mapped import is_npy, load_mapped
 from handgrad.errors import HandgradError
@@ -129,7 +130,7 @@ def read_data(
         columns=columns,
     )
     n_train, n_test = len(ds.X_train), len(ds.X_test)
-    if isinstance(ds.X_train, np.ndarray):
+    if is_dense_numpy(ds.X_train):
         X = np.concatenate([ds.X_train, ds.X_test])
     else:  # a DataFrame
         import pandas as pd
@@ -250,7 +251,7 @@ def prepare_data(config: RunConfig, *, log: Callable[[str], None] | None = None)
         chunks = (chunk for _, chunk in row_chunks(run.X, CHUNK_ROWS, train_rows))
         pre = Preprocessor("none", dtype=config.dtype).fit_chunks(chunks)
         X = run.X
-    elif not isinstance(run.X, np.ndarray):  # a table read by column kind
+    elif not is_dense_numpy(run.X):  # a table read by column kind
         pre, plan, X = _fit_columns(run.X, train_rows, config)
         info["columns"] = plan.to_dict()
         if log is not None:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 
 from handgrad._validation import all_finite
-from handgrad._xp import finite_on_device, namespace
+from handgrad._xp import finite_on_device, is_numpy, namespace
 from handgrad.heads import HEADS
 from handgrad.layers import l2_penalty
 from handgrad.network import MLP, Context
@@ -49,7 +49,7 @@ class Engine:
         self.xp = namespace(model.params["W1"])
         # a running accuracy to keep (a regression head has none)
         self.classifies = HEADS[model.head].right_rows is not None
-        self._finite = _finite_on_host if self.xp is np else finite_on_device
+        self._finite = _finite_on_host if is_numpy(model.params["W1"]) else finite_on_device
 
     # --------------------------------------------------------------- one step
     def step(self, X: Any, T: Any, w: Any, n_weight: float) -> tuple[float, Any]:
@@ -169,7 +169,7 @@ def engine_for(
 
     Parameters of another library than NumPy always take the reference engine: the
     fast engine's buffers and fused products are NumPy's."""
-    if config.engine == "reference" or namespace(model.params["W1"]) is not np:
+    if config.engine == "reference" or not is_numpy(model.params["W1"]):
         return Engine(model, optimizer, config, rng)
     workspace = Workspace(
         model.layer_sizes,

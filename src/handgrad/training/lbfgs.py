@@ -47,11 +47,8 @@ class _Objective:
         """The parameters set to θ (moved to their device)."""
         parts = np.split(theta, self.splits)
         for k, part, shape in zip(self.names, parts, self.shapes, strict=True):
-            if self.xp is np:
-                self.params[k][...] = part.reshape(shape)
-            else:
-                part = to_device(part.reshape(shape), self.xp, self.device, self.dtype)
-                copy_into(self.params[k], part)
+            part = to_device(part.reshape(shape), self.xp, self.device, self.dtype)
+            copy_into(self.params[k], part)
 
     def __call__(self, theta: np.ndarray) -> tuple[float, np.ndarray]:
         self.unpack(theta)
