@@ -23,6 +23,7 @@ from handgrad.heads import HEADS
 from handgrad.layers import l2_penalty
 from handgrad.network import MLP
 from handgrad.optim import SGD, Optimizer
+from handgrad.training.compiled import compiled_engine
 from handgrad.training.config import TrainingConfig
 from handgrad.workspace import Workspace, scores
 
@@ -130,7 +131,9 @@ class FusedSGD(FastEngine):
 
 
 def engine_for(model: MLP, optimizer: Optimizer, config: TrainingConfig, rows: int) -> Engine:
-    """The engine ``config.engine`` names, with buffers for steps of ``rows`` rows.
+    """The engine ``config.engine`` names, with buffers for steps of ``rows`` rows; for
+    ``"fast"``, the compiled step (:mod:`handgrad.training.compiled`) where it covers
+    the fit.
     Parameters of another library than NumPy always take the reference engine: the
     fast engine's buffers and fused products are NumPy's."""
     if config.engine == "reference" or namespace(model.params["W1"]) is not np:
@@ -139,8 +142,11 @@ def engine_for(model: MLP, optimizer: Optimizer, config: TrainingConfig, rows: i
         model.layer_sizes, rows, activation=model.activation, head=model.head, dtype=model.dtype
     )
     if type(optimizer) is SGD and optimizer.momentum == 0:
-        return FusedSGD(model, optimizer, config, workspace)
-    return FastEngine(model, optimizer, config, workspace)
+        fast = FusedSGD(model, optimizer, config, workspace)
+    else:
+        fast = FastEngine(model, optimizer, config, workspace)
+    # its steps compiled, where the extension is built and covers the fit
+    return compiled_engine(fast) or fast
 
 
 def _finite_on_host(arrays: list[np.ndarray]) -> bool:
