@@ -5,6 +5,10 @@ covers."""
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
+
 import numpy as np
 import pytest
 import scipy.sparse as sp
@@ -77,6 +81,23 @@ def test_each_step_is_the_fast_engines(optimizer, hidden, dtype, rtol):
         assert_allclose(arrays[name], value, rtol=rtol, atol=rtol * 1e-3)
 
 
+def test_scipys_blas_gives_the_same_steps():
+    """Where NumPy's cblas is not found, the products go to SciPy's (column-major)."""
+    ours, fast = _pair("adam", (9, 7), np.float64)
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((40, 6)), rng.integers(0, 4, 40)
+    compiled._fused.use_cblas(0, 0)
+    try:
+        for engine in (ours, fast):
+            for start in (0, 20):
+                Xb, Tb, wb = engine.workspace.gather(X, y, None, np.arange(start, start + 20))
+                engine.step(Xb, Tb, wb, 20)
+    finally:
+        compiled._use_numpys_blas()
+    for name, value in fast.model.params.items():
+        assert_allclose(ours.model.params[name], value, rtol=1e-12, atol=1e-15)
+
+
 def test_the_reported_loss_is_the_fast_engines_from_the_same_row_losses():
     ours, fast = _pair("adam", (9,), np.float64)
     rng = np.random.default_rng(2)
@@ -114,9 +135,9 @@ def _both_from_same_start(X, y, **params):
     ],
 )
 def test_classifier_with_it_follows_scikit_learn_step_for_step(blobs, params, monkeypatch):
-    made = []
+    taken = []  # whether each step was the compiled one
     monkeypatch.setattr(
-        compiled.CompiledEngine, "__init__", _recording(compiled.CompiledEngine.__init__, made)
+        compiled.CompiledEngine, "_takes", _recording(compiled.CompiledEngine._takes, taken)
     )
     X, y = blobs
     ours, theirs = _both_from_same_start(
@@ -124,7 +145,7 @@ def test_classifier_with_it_follows_scikit_learn_step_for_step(blobs, params, mo
     )
     for est in (ours, theirs):
         est.set_params(learning_rate_init=0.05, max_iter=6).fit(X, y)
-    assert made  # the compiled engine took these steps
+    assert len(taken) == 6 * 4 + 4 and all(taken)  # 6 epochs of 4 batches, after one
     for a, b in zip(
         ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True
     ):
@@ -134,10 +155,10 @@ def test_classifier_with_it_follows_scikit_learn_step_for_step(blobs, params, mo
     assert ours.t_ == theirs.t_
 
 
-def _recording(init, made):
+def _recording(method, results):
     def wrapped(self, *args, **kwargs):
-        made.append(self)
-        init(self, *args, **kwargs)
+        results.append(method(self, *args, **kwargs))
+        return results[-1]
 
     return wrapped
 
@@ -185,3 +206,23 @@ def test_a_batch_it_cannot_take_is_the_fast_engines_step(optimizer):
     assert results[0] == results[1]
     for name, value in fast.model.params.items():
         assert_allclose(ours.model.params[name], value, rtol=0, atol=0)
+
+
+def test_the_benchmark_runs_on_tiny_sizes(capsys):
+    """benchmarks/compiled.py (this engine against today's), so that it cannot rot."""
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(benchmarks))  # it imports epoch.py beside it
+    try:
+        spec = importlib.util.spec_from_file_location("_bench_compiled", benchmarks / "compiled.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        results = module.main(["--quick", "--no-sklearn"])
+    finally:
+        sys.path.remove(str(benchmarks))
+    assert sorted(results) == sorted(
+        [f"{w} {d} (2 epochs)" for w in ("digits", "table") for d in ("float32", "float64")]
+        + ["numba_first_call_s"]
+    )
+    assert all(set(v) == {"compiled", "numpy"} for k, v in results.items() if "epochs" in k)
+    assert compiled.available()  # the benchmark put the extension back
+    assert "speed-up" in capsys.readouterr().out
