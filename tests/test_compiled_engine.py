@@ -226,3 +226,23 @@ def test_the_benchmark_runs_on_tiny_sizes(capsys):
     assert all(set(v) == {"compiled", "numpy"} for k, v in results.items() if "epochs" in k)
     assert compiled.available()  # the benchmark put the extension back
     assert "speed-up" in capsys.readouterr().out
+
+
+@pytest.mark.parametrize("where", ["params", "state"])
+def test_arrays_laid_out_otherwise_take_the_numpy_route(where):
+    """A Fortran-ordered weight (assigned by a user) or optimizer state (loaded from a
+    file) is not read as if C-ordered: that step or update is NumPy's."""
+    ours, fast = _pair("adam", (9,), np.float64)
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((40, 6)), rng.integers(0, 4, 40)
+    for step in range(3):
+        for engine in (ours, fast):
+            if step == 1:
+                store = engine.model.params if where == "params" else engine.optimizer.m
+                store["W1"] = np.asfortranarray(store["W1"])
+            Xb, Tb, wb = engine.workspace.gather(X, y, None, np.arange(20 * (step % 2), 20 * (step % 2) + 20))
+            engine.step(Xb, Tb, wb, len(Tb))
+    assert not ours.model.params["W1"].flags.c_contiguous or where == "state"
+    assert ours.optimizer.t == fast.optimizer.t == 3
+    for name, value in fast.model.params.items():
+        assert_allclose(ours.model.params[name], value, rtol=1e-12, atol=1e-15)

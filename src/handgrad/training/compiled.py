@@ -119,10 +119,9 @@ class CompiledEngine:
     # ------------------------------------------------------------------ the step
     def step(self, X: Any, T: Any, w: Any, n_weight: float) -> tuple[float, int]:
         """One minibatch step, as the fast engine's ``step``."""
-        if not self._takes(X, T, w):
-            return self._fast.step(X, T, w, n_weight)
         params, optimizer = self.model.params, self.optimizer
-        self._point_at(params)
+        if not (self._takes(X, T, w) and self._point_at(params)):
+            return self._fast.step(X, T, w, n_weight)
         n = X.shape[0]
         reg = self.config.reg_of(n_weight)
         lr = optimizer.learning_rate
@@ -152,46 +151,58 @@ class CompiledEngine:
             and X.shape[0] <= self.workspace.rows
         )
 
-    def _point_at(self, params: dict[str, np.ndarray]) -> None:
-        """Give the net the addresses of the parameter arrays (again if any changed)."""
+    def _laid_out(self, arrays: list[np.ndarray]) -> bool:
+        """Whether each array is as the extension reads it: writeable, C-ordered, the
+        model's dtype and its parameter's shape (W1, b1, W2, … order)."""
+        return all(
+            type(a) is np.ndarray
+            and a.flags.c_contiguous
+            and a.flags.writeable
+            and a.dtype == self.model.dtype
+            and a.shape == self.grads[name].shape
+            for name, a in zip(self._order, arrays, strict=True)
+        )
+
+    def _point_at(self, params: dict[str, np.ndarray]) -> bool:
+        """Give the net the addresses of the parameter arrays (again if any changed);
+        False where one is laid out otherwise (the fast engine then steps)."""
         names = self._order
         if self._held and all(params[k] is a for k, a in zip(names, self._held, strict=True)):
-            return
+            return True
+        self._held, self._state = [], None
         arrays = [params[name] for name in names]
-        for name, a in zip(names, arrays, strict=True):
-            if not (a.flags.c_contiguous and a.flags.writeable and a.dtype == self.model.dtype):
-                raise ValueError(
-                    f"params[{name!r}]: expected a writeable C-ordered {self.model.dtype} "
-                    f"array, got {a.dtype} (C-ordered: {a.flags.c_contiguous})"
-                )
+        if not self._laid_out(arrays):
+            return False
         grads = [self.grads[name] for name in names]
         addresses = [a.ctypes.data for a in arrays], [g.ctypes.data for g in grads]
         self._net.set_parameters(
             addresses[0][0::2], addresses[0][1::2], addresses[1][0::2], addresses[1][1::2]
         )
         self._held = arrays
-        self._state = None
+        return True
 
     def _update(self) -> None:
-        """The optimizer's update of every parameter from ``self.grads``, in one call."""
+        """The optimizer's update of every parameter from ``self.grads``: one call, or
+        the optimizer's own where its state is laid out otherwise (loaded from a file)."""
         opt, params = self.optimizer, self.model.params
         names = self._order
-        if type(opt) is Adam:
-            opt.t += 1
-            b1, b2 = opt.beta_1, opt.beta_2
-            # Adam.update's step size, the same expression
-            lr_t = float(opt.learning_rate * np.sqrt(1 - b2**opt.t) / (1 - b1**opt.t))
-            stores = (opt.m, opt.v)
-        else:
-            stores = (opt.velocity,)
+        stores = (opt.m, opt.v) if type(opt) is Adam else (opt.velocity,)
         state = [[_zeros_once(s, k, params[k]) for k in names] for s in stores]
         flat = [a for arrays in state for a in arrays]
         if self._state is None or any(
             a is not b for a, b in zip(self._state[0], flat, strict=True)
         ):
+            if not all(self._laid_out(arrays) for arrays in state):
+                self._state = None
+                opt.update(params, self.grads)
+                return
             self._state = (flat, [[a.ctypes.data for a in arrays] for arrays in state])
         addresses = self._state[1]
         if type(opt) is Adam:
+            opt.t += 1
+            b1, b2 = opt.beta_1, opt.beta_2
+            # Adam.update's step size, the same expression
+            lr_t = float(opt.learning_rate * np.sqrt(1 - b2**opt.t) / (1 - b1**opt.t))
             self._net.adam(addresses[0], addresses[1], lr_t, b1, b2, opt.epsilon)
         else:
             self._net.momentum(addresses[0], opt.learning_rate, opt.momentum, opt.nesterov)
