@@ -191,6 +191,18 @@ def test_fits_it_does_not_cover_keep_todays_engines(kwargs, config, expected):
         assert type(engine) is expected
 
 
+def test_plain_sgd_on_large_layers_keeps_the_fused_numpy_step():
+    """Where the products are the step (MNIST-like layers), plain SGD is not faster
+    compiled; with momentum or Adam the compiled update still is."""
+    large = MLP(784, (128,), 10, seed=0)
+    assert compiled._weights(large.layer_sizes) == 784 * 128 + 128 * 10 > compiled.SGD_MAX_WEIGHTS
+    assert type(engine_for(large, SGD(0.1), TrainingConfig(), 32)) is FusedSGD
+    assert type(engine_for(large, Adam(0.1), TrainingConfig(), 32)) is compiled.CompiledEngine
+    assert type(engine_for(MLP(64, (100,), 10), SGD(0.1), TrainingConfig(), 32)) is (
+        compiled.CompiledEngine
+    )
+
+
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_a_batch_it_cannot_take_is_the_fast_engines_step(optimizer):
     ours, fast = _pair(optimizer, (9,), np.float64)
@@ -240,7 +252,8 @@ def test_arrays_laid_out_otherwise_take_the_numpy_route(where):
             if step == 1:
                 store = engine.model.params if where == "params" else engine.optimizer.m
                 store["W1"] = np.asfortranarray(store["W1"])
-            Xb, Tb, wb = engine.workspace.gather(X, y, None, np.arange(20 * (step % 2), 20 * (step % 2) + 20))
+            rows = np.arange(20) + 20 * (step % 2)
+            Xb, Tb, wb = engine.workspace.gather(X, y, None, rows)
             engine.step(Xb, Tb, wb, len(Tb))
     assert not ours.model.params["W1"].flags.c_contiguous or where == "state"
     assert ours.optimizer.t == fast.optimizer.t == 3

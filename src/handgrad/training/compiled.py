@@ -19,6 +19,7 @@ step cannot take (a sparse one) goes to the fast engine it holds.
 from __future__ import annotations
 
 import ctypes
+import itertools
 import math
 from typing import Any
 
@@ -36,6 +37,12 @@ except ImportError:  # built without a compiler: the NumPy engines only
 
 #: The most layers the compiled step takes (``_fused.MAX_LAYERS``).
 MAX_LAYERS = 16
+#: Plain SGD on more weights than this keeps the fast engine's fused step: there the
+#: products are the step, and the compiled step's elementwise loops (SSE2, where NumPy's
+#: use the CPU's widest vectors) were 0.94–1.06× its time on MNIST- and CIFAR-like
+#: layers (one thread, benchmarks/README.md); with momentum or Adam the compiled
+#: update still gains (1.06–1.15× there). Digits-sized layers (7,400 weights): 1.15–1.25×.
+SGD_MAX_WEIGHTS = 100_000
 
 
 def _use_numpys_blas() -> None:
@@ -56,8 +63,9 @@ def available() -> bool:
 
 
 def supports(model: MLP, optimizer: Optimizer, config: TrainingConfig) -> bool:
-    """Whether the compiled step covers this fit: NumPy float32/float64 parameters,
-    hidden ReLU layers, a softmax head, SGD (any momentum) or Adam."""
+    """Whether the compiled step covers this fit, and is faster there: NumPy
+    float32/float64 parameters, hidden ReLU layers, a softmax head, SGD with momentum
+    or Adam, or plain SGD on at most :data:`SGD_MAX_WEIGHTS` weights."""
     L = len(model.layer_sizes) - 1
     return (
         available()
@@ -67,7 +75,16 @@ def supports(model: MLP, optimizer: Optimizer, config: TrainingConfig) -> bool:
         and (model.activation == "relu" or L == 1)
         and 1 <= L <= MAX_LAYERS
         and type(optimizer) in (SGD, Adam)
+        and not (_plain_sgd(optimizer) and _weights(model.layer_sizes) > SGD_MAX_WEIGHTS)
     )
+
+
+def _plain_sgd(optimizer: Optimizer) -> bool:
+    return type(optimizer) is SGD and optimizer.momentum == 0
+
+
+def _weights(layer_sizes: tuple[int, ...]) -> int:
+    return sum(a * b for a, b in itertools.pairwise(layer_sizes))
 
 
 class CompiledEngine:
@@ -114,7 +131,7 @@ class CompiledEngine:
         )
         self._held: list[np.ndarray] = []  # the parameter arrays the net points into
         self._state: tuple | None = None  # the optimizer's state arrays, as addresses
-        self._sgd = type(self.optimizer) is SGD and self.optimizer.momentum == 0
+        self._sgd = _plain_sgd(self.optimizer)
 
     # ------------------------------------------------------------------ the step
     def step(self, X: Any, T: Any, w: Any, n_weight: float) -> tuple[float, int]:
