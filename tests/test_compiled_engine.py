@@ -21,12 +21,10 @@ from handgrad.optim import SGD, Adam
 from handgrad.training import TrainingConfig, compiled, engine_for
 from handgrad.training.engines import FastEngine, FusedSGD
 
-pytestmark = [
-    pytest.mark.skipif(
-        not compiled.available(), reason="the compiled extension (handgrad._fused) is not built"
-    ),
-    pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning"),
-]
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+built = pytest.mark.skipif(
+    not compiled.available(), reason="the compiled extension (handgrad._fused) is not built"
+)
 
 OPTIMIZERS = {
     "sgd": lambda: SGD(0.05),
@@ -50,6 +48,7 @@ def _pair(optimizer: str, hidden: tuple[int, ...], dtype, rows: int = 32):
     return engines
 
 
+@built
 @pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
 @pytest.mark.parametrize("hidden", [(9,), (9, 7)])
 @pytest.mark.parametrize(("dtype", "rtol"), [(np.float64, 1e-12), (np.float32, 1e-5)])
@@ -81,6 +80,7 @@ def test_each_step_is_the_fast_engines(optimizer, hidden, dtype, rtol):
         assert_allclose(arrays[name], value, rtol=rtol, atol=rtol * 1e-3)
 
 
+@built
 def test_scipys_blas_gives_the_same_steps():
     """Where NumPy's cblas is not found, the products go to SciPy's (column-major)."""
     ours, fast = _pair("adam", (9, 7), np.float64)
@@ -98,6 +98,7 @@ def test_scipys_blas_gives_the_same_steps():
         assert_allclose(ours.model.params[name], value, rtol=1e-12, atol=1e-15)
 
 
+@built
 def test_the_reported_loss_is_the_fast_engines_from_the_same_row_losses():
     ours, fast = _pair("adam", (9,), np.float64)
     rng = np.random.default_rng(2)
@@ -125,6 +126,7 @@ def _both_from_same_start(X, y, **params):
     return ours, theirs
 
 
+@built
 @pytest.mark.parametrize(
     "params",
     [
@@ -191,6 +193,7 @@ def test_fits_it_does_not_cover_keep_todays_engines(kwargs, config, expected):
         assert type(engine) is expected
 
 
+@built
 def test_plain_sgd_on_large_layers_keeps_the_fused_numpy_step():
     """Where the products are the step (MNIST-like layers), plain SGD is not faster
     compiled; with momentum or Adam the compiled update still is."""
@@ -203,6 +206,7 @@ def test_plain_sgd_on_large_layers_keeps_the_fused_numpy_step():
     )
 
 
+@built
 @pytest.mark.parametrize("optimizer", ["sgd", "adam"])
 def test_a_batch_it_cannot_take_is_the_fast_engines_step(optimizer):
     ours, fast = _pair(optimizer, (9,), np.float64)
@@ -220,6 +224,7 @@ def test_a_batch_it_cannot_take_is_the_fast_engines_step(optimizer):
         assert_allclose(ours.model.params[name], value, rtol=0, atol=0)
 
 
+@built
 def test_the_benchmark_runs_on_tiny_sizes(capsys):
     """benchmarks/compiled.py (this engine against today's), so that it cannot rot."""
     benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
@@ -240,6 +245,7 @@ def test_the_benchmark_runs_on_tiny_sizes(capsys):
     assert "speed-up" in capsys.readouterr().out
 
 
+@built
 @pytest.mark.parametrize("where", ["params", "state"])
 def test_arrays_laid_out_otherwise_take_the_numpy_route(where):
     """A Fortran-ordered weight (assigned by a user) or optimizer state (loaded from a
