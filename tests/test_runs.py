@@ -18,8 +18,8 @@ from handgrad._split import stratified_split
 from handgrad.bundle import load_bundle
 from handgrad.cli import main
 from handgrad.errors import TrainingDivergedError
-from handgrad.optim import Adam
 from handgrad.runs import RunConfig, read_json
+from handgrad.training.sources import GatheredBatches
 
 SMALL = ["--data", "iris", "--epochs", "3", "--hidden", "8", "--quiet"]
 
@@ -87,7 +87,8 @@ def test_ctrl_c_in_the_first_epoch_saves_nothing_over_a_good_run(good, monkeypat
     def interrupt(*args):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(Adam, "update", interrupt)  # the first step of the first epoch
+    # the first batch of the first epoch, whichever engine steps on it
+    monkeypatch.setattr(GatheredBatches, "batch", interrupt)
     result = invoke("train", *SMALL, "--out", folder, "--overwrite", ok=False)
     assert result.exit_code == 130
     assert "interrupted before an epoch finished; nothing was saved" in result.stderr
@@ -95,7 +96,9 @@ def test_ctrl_c_in_the_first_epoch_saves_nothing_over_a_good_run(good, monkeypat
 
 
 def test_ctrl_c_in_the_first_epoch_of_a_new_run_leaves_no_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(Adam, "update", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    monkeypatch.setattr(
+        GatheredBatches, "batch", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
+    )
     with pytest.raises(KeyboardInterrupt, match="nothing was saved"):
         runs.train(RunConfig(data="iris", epochs=3), out=tmp_path / "a" / "b", progress=False)
     assert list(tmp_path.iterdir()) == []  # the folder and the parent it made are gone

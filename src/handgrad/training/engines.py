@@ -23,6 +23,7 @@ from handgrad.heads import HEADS
 from handgrad.layers import l2_penalty
 from handgrad.network import MLP, Context
 from handgrad.optim import SGD, Optimizer
+from handgrad.training.compiled import compiled_engine
 from handgrad.training.config import TrainingConfig
 from handgrad.workspace import Workspace, scores
 
@@ -165,8 +166,8 @@ def engine_for(
     rng: np.random.Generator | None = None,
 ) -> Engine:
     """The engine ``config.engine`` names, with buffers for steps of ``rows`` rows;
-    ``rng`` is the run's generator, which dropout draws its masks from.
-
+    ``rng`` is the run's generator, which dropout draws its masks from. For ``"fast"``,
+    the compiled step (:mod:`handgrad.training.compiled`) where it covers the fit.
     Parameters of another library than NumPy always take the reference engine: the
     fast engine's buffers and fused products are NumPy's."""
     if config.engine == "reference" or not is_numpy(model.params["W1"]):
@@ -181,8 +182,11 @@ def engine_for(
         dropout=model.dropout,
     )
     if type(optimizer) is SGD and optimizer.momentum == 0:
-        return FusedSGD(model, optimizer, config, workspace, rng)
-    return FastEngine(model, optimizer, config, workspace, rng)
+        fast = FusedSGD(model, optimizer, config, workspace, rng)
+    else:
+        fast = FastEngine(model, optimizer, config, workspace, rng)
+    # its steps compiled, where the extension is built and covers the fit
+    return compiled_engine(fast) or fast
 
 
 def _finite_on_host(arrays: list[np.ndarray]) -> bool:

@@ -1,0 +1,351 @@
+# cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
+"""The compiled step of :mod:`handgrad.training.compiled`: forward, softmax loss,
+backward and (plain SGD) the update of a dense batch through hidden ReLU layers, in one
+call without Python; and the momentum / Adam updates of every parameter in one more.
+
+The same equations, in the same order and in the same dtype, as the fast engine
+(:mod:`handgrad.workspace`, :mod:`handgrad.inplace`, :mod:`handgrad.optim`): products by
+BLAS ``?gemm`` (NumPy's own cblas where :func:`use_cblas` is given its address, else
+SciPy's through ``scipy.linalg.cython_blas``), elementwise work in C loops. The row sums
+(softmax denominator, bias gradients) are plain loops where NumPy calls ``gemv``: the
+only source of differences (rounding, 1e-16 relative in float64).
+
+Buffers and parameters are NumPy arrays that the Python side allocates and keeps; this
+module holds their addresses (:class:`Net`), set again whenever an array changes.
+"""
+
+from libc.math cimport exp, expf, log, logf, sqrt, sqrtf
+from libc.stdint cimport int64_t
+from scipy.linalg.cython_blas cimport dgemm as f_dgemm, sgemm as f_sgemm
+
+ctypedef void (*dgemm_t)(int, int, int, int64_t, int64_t, int64_t, double, const double*,
+                         int64_t, const double*, int64_t, double, double*, int64_t) noexcept nogil
+ctypedef void (*sgemm_t)(int, int, int, int64_t, int64_t, int64_t, float, const float*,
+                         int64_t, const float*, int64_t, float, float*, int64_t) noexcept nogil
+
+ctypedef fused real:
+    float
+    double
+
+cdef enum:
+    MAX_LAYERS = 16
+cdef int ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112
+
+cdef dgemm_t _cblas_d = NULL
+cdef sgemm_t _cblas_s = NULL
+
+
+def use_cblas(size_t sgemm, size_t dgemm) -> None:
+    """Call these cblas ``?gemm`` (64-bit integers: NumPy's OpenBLAS) for the products;
+    0 for SciPy's BLAS."""
+    global _cblas_s, _cblas_d
+    _cblas_s = <sgemm_t>sgemm
+    _cblas_d = <dgemm_t>dgemm
+
+
+cdef inline void gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
+                      real* A, Py_ssize_t lda, real* B, Py_ssize_t ldb, real beta, real* C,
+                      Py_ssize_t ldc) noexcept nogil:
+    """Row-major ``C ← α op(A) op(B) + β C``; C (m, n)."""
+    cdef int fm, fn, fk, flda, fldb, fldc
+    cdef char ca, cb
+    if real is double:
+        if _cblas_d != NULL:
+            _cblas_d(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS,
+                     m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+            return
+    else:
+        if _cblas_s != NULL:
+            _cblas_s(ROW_MAJOR, TRANS if ta else NO_TRANS, TRANS if tb else NO_TRANS,
+                     m, n, k, alpha, A, lda, B, ldb, beta, C, ldc)
+            return
+    # column-major BLAS: Cᵀ = op(B)ᵀ op(A)ᵀ
+    fm, fn, fk, flda, fldb, fldc = n, m, k, lda, ldb, ldc
+    ca = b'T' if tb else b'N'
+    cb = b'T' if ta else b'N'
+    if real is double:
+        f_dgemm(&ca, &cb, &fm, &fn, &fk, &alpha, B, &fldb, A, &flda, &beta, C, &fldc)
+    else:
+        f_sgemm(&ca, &cb, &fm, &fn, &fk, &alpha, B, &fldb, A, &flda, &beta, C, &fldc)
+
+
+cdef class Net:
+    """Addresses of one network's parameters, gradients and buffers (rows ≤ ``rows``),
+    all C-contiguous arrays of one dtype, held by the caller. ``sizes`` (L+1,): D, H…, C.
+    Lists are indexed by layer 1…L at 0…L−1; hidden buffers A, D, dZ by 0…L−2."""
+
+    cdef int L
+    cdef bint double_
+    cdef Py_ssize_t sizes[MAX_LAYERS + 1]
+    cdef size_t W[MAX_LAYERS]
+    cdef size_t b[MAX_LAYERS]
+    cdef size_t dW[MAX_LAYERS]
+    cdef size_t db[MAX_LAYERS]
+    cdef size_t A[MAX_LAYERS]
+    cdef size_t D[MAX_LAYERS]
+    cdef size_t dZ[MAX_LAYERS]
+    cdef size_t S, dS, losses, labels
+    cdef public double penalty
+
+    def __init__(self, sizes, bint double_, A, D, dZ, S, dS, losses, labels):
+        cdef int l
+        self.L = len(sizes) - 1
+        if not 1 <= self.L <= MAX_LAYERS:
+            raise ValueError(f"layers: expected 1 to {MAX_LAYERS}, got {self.L}")
+        self.double_ = double_
+        for l in range(self.L + 1):
+            self.sizes[l] = sizes[l]
+        for l in range(self.L - 1):
+            self.A[l], self.D[l], self.dZ[l] = A[l], D[l], dZ[l]
+        self.S, self.dS, self.losses, self.labels = S, dS, losses, labels
+        self.penalty = 0.0
+
+    def set_parameters(self, W, b, dW, db) -> None:
+        """The addresses of the weights, biases and their gradients, layer by layer."""
+        cdef int l
+        for l in range(self.L):
+            self.W[l], self.b[l], self.dW[l], self.db[l] = W[l], b[l], dW[l], db[l]
+
+    def step(self, size_t X, size_t y, Py_ssize_t n, double reg, double learning_rate,
+             bint sgd) -> float:
+        """Forward, loss and backward of the batch at X (n, D) with classes y (n,) int64:
+        returns the mean loss plus the penalty (kept in ``penalty``). The gradients go
+        to dW, db; with ``sgd`` the plain SGD update is made instead (W by one gemm)."""
+        cdef double loss
+        with nogil:
+            if self.double_:
+                loss = _step(self, <double*>X, <int64_t*>y, n, reg, learning_rate, sgd)
+            else:
+                loss = _step(self, <float*>X, <int64_t*>y, n, reg, learning_rate, sgd)
+        return loss
+
+    def momentum(self, list V, double lr, double mu, bint nesterov) -> None:
+        """SGD with momentum on every parameter from the gradients; V the addresses of
+        the velocities (W1, b1, W2, … order)."""
+        cdef size_t[2 * MAX_LAYERS] vel
+        cdef int l, i, count = 2 * self.L
+        for i in range(count):
+            vel[i] = V[i]
+        with nogil:
+            for l in range(self.L):
+                for i in range(2):
+                    if self.double_:
+                        _momentum(<double*>(self.W[l] if i == 0 else self.b[l]),
+                                  <double*>(self.dW[l] if i == 0 else self.db[l]),
+                                  <double*>vel[2 * l + i], self._size(l, i), lr, mu, nesterov)
+                    else:
+                        _momentum(<float*>(self.W[l] if i == 0 else self.b[l]),
+                                  <float*>(self.dW[l] if i == 0 else self.db[l]),
+                                  <float*>vel[2 * l + i], self._size(l, i), lr, mu, nesterov)
+
+    def adam(self, list M, list V, double lr_t, double b1, double b2, double eps) -> None:
+        """Adam on every parameter; M, V the addresses of the moments (W1, b1, … order)."""
+        cdef size_t[2 * MAX_LAYERS] ms, vs
+        cdef int l, i, count = 2 * self.L
+        for i in range(count):
+            ms[i], vs[i] = M[i], V[i]
+        with nogil:
+            for l in range(self.L):
+                for i in range(2):
+                    if self.double_:
+                        _adam(<double*>(self.W[l] if i == 0 else self.b[l]),
+                              <double*>(self.dW[l] if i == 0 else self.db[l]),
+                              <double*>ms[2 * l + i], <double*>vs[2 * l + i],
+                              self._size(l, i), lr_t, b1, b2, eps)
+                    else:
+                        _adam(<float*>(self.W[l] if i == 0 else self.b[l]),
+                              <float*>(self.dW[l] if i == 0 else self.db[l]),
+                              <float*>ms[2 * l + i], <float*>vs[2 * l + i],
+                              self._size(l, i), lr_t, b1, b2, eps)
+
+    cdef inline Py_ssize_t _size(self, int l, int i) noexcept nogil:
+        return self.sizes[l] * self.sizes[l + 1] if i == 0 else self.sizes[l + 1]
+
+
+cdef double _step(Net net, real* X, int64_t* y, Py_ssize_t n, double reg,
+                  double learning_rate, bint sgd) noexcept nogil:
+    cdef int L = net.L, l
+    cdef Py_ssize_t i, j, k, rows_in, cols, best
+    cdef real *A_prev
+    cdef real *Z
+    cdef real *W
+    cdef real *b
+    cdef real *D
+    cdef real *dZ
+    cdef real *dA
+    cdef real *dW_
+    cdef real *db_
+    cdef real *S = <real*>net.S
+    cdef real *dS = <real*>net.dS
+    cdef real *losses = <real*>net.losses
+    cdef int64_t* labels = <int64_t*>net.labels
+    cdef real z, d, m, total, picked, scale, c_r, top, lr_r, decay
+    cdef double c = 1.0 / n, penalty = 0.0, loss = 0.0
+    cdef Py_ssize_t C = net.sizes[L]
+
+    # forward: Z_l = b_l, Z_l += A_{l−1} W_l; hidden A_l = Z_l ⊙ D_l, D_l = [Z_l > 0]
+    A_prev = X
+    for l in range(L):
+        rows_in, cols = net.sizes[l], net.sizes[l + 1]
+        Z = S if l == L - 1 else <real*>net.A[l]
+        b = <real*>net.b[l]
+        for i in range(n):
+            for j in range(cols):
+                Z[i * cols + j] = b[j]
+        gemm(False, False, n, cols, rows_in, <real>1.0, A_prev, rows_in, <real*>net.W[l], cols,
+             <real>1.0, Z, cols)
+        if l < L - 1:
+            D = <real*>net.D[l]
+            _relu(Z, D, n * cols)
+        A_prev = Z
+
+    # the penalty λ/2 Σ‖W‖² of the weights before the step
+    if reg != 0:
+        for l in range(L):
+            W = <real*>net.W[l]
+            penalty += _sqnorm(W, net.sizes[l] * net.sizes[l + 1])
+        penalty = 0.5 * reg * penalty
+    net.penalty = penalty
+
+    # softmax cross-entropy: ℓ_i = log Σ e^{S−m} − (S_iy − m), dS = (P − Y) c
+    c_r = <real>c
+    for i in range(n):
+        best = 0
+        top = S[i * C]
+        if top == top:
+            for j in range(1, C):
+                z = S[i * C + j]
+                if z > top or z != z:
+                    top, best = z, j
+                    if z != z:
+                        break
+        labels[i] = best
+        m = top
+        total = 0
+        for j in range(C):
+            if real is double:
+                z = exp(S[i * C + j] - m)
+            else:
+                z = expf(S[i * C + j] - m)
+            dS[i * C + j] = z
+            total = total + z
+        picked = S[i * C + y[i]] - m
+        scale = c_r / total
+        for j in range(C):
+            dS[i * C + j] = dS[i * C + j] * scale
+        dS[i * C + y[i]] = dS[i * C + y[i]] - c_r
+        if real is double:
+            losses[i] = log(total) - picked
+        else:
+            losses[i] = logf(total) - picked
+        loss += losses[i]
+    loss = loss * c + penalty
+
+    # backward, l = L … 1: dA = dZ Wᵀ (W before its update), db = 1ᵀ dZ,
+    # dW = A_prevᵀ dZ + λ W (or W ← (1 − ηλ) W − η A_prevᵀ dZ), dZ_{l−1} = dA ⊙ D
+    lr_r = <real>learning_rate
+    decay = <real>(1.0 - learning_rate * reg)
+    dZ = dS
+    for l in range(L - 1, -1, -1):
+        rows_in, cols = net.sizes[l], net.sizes[l + 1]
+        W = <real*>net.W[l]
+        b = <real*>net.b[l]
+        A_prev = X if l == 0 else <real*>net.A[l - 1]
+        dA = NULL
+        if l > 0:
+            dA = <real*>net.dZ[l - 1]
+            gemm(False, True, n, rows_in, cols, <real>1.0, dZ, cols, W, cols, <real>0.0, dA,
+                 rows_in)
+        _column_sums(dZ, n, cols, <real*>net.db[l])
+        if sgd:
+            gemm(True, False, rows_in, cols, n, -lr_r, A_prev, rows_in, dZ, cols, decay, W, cols)
+            db_ = <real*>net.db[l]
+            for j in range(cols):
+                db_[j] = db_[j] * lr_r
+                b[j] = b[j] - db_[j]
+        else:
+            dW_ = <real*>net.dW[l]
+            gemm(True, False, rows_in, cols, n, <real>1.0, A_prev, rows_in, dZ, cols, <real>0.0,
+                 dW_, cols)
+            if reg != 0:
+                for k in range(rows_in * cols):
+                    dW_[k] = dW_[k] + W[k] * <real>reg
+        if dA != NULL:
+            D = <real*>net.D[l - 1]
+            for k in range(n * rows_in):
+                dA[k] = dA[k] * D[k]
+            dZ = dA
+    return loss
+
+
+cdef inline double _sqnorm(real* W, Py_ssize_t size) noexcept nogil:
+    # ‖W‖² in double, over 8 running sums (independent adds, as BLAS's dot keeps)
+    cdef double acc[8]
+    cdef Py_ssize_t k, r
+    cdef double w
+    for r in range(8):
+        acc[r] = 0.0
+    for k in range(0, size - size % 8, 8):
+        for r in range(8):
+            w = W[k + r]
+            acc[r] += w * w
+    for k in range(size - size % 8, size):
+        w = W[k]
+        acc[0] += w * w
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+
+
+cdef inline void _relu(real* Z, real* D, Py_ssize_t size) noexcept nogil:
+    # D = [Z > 0], then Z ← Z ⊙ D (a NaN stays NaN): two loops, which the compiler
+    # vectorises (the mask as one compare, no branch)
+    cdef Py_ssize_t k
+    for k in range(size):
+        D[k] = <real>(Z[k] > 0)
+    for k in range(size):
+        Z[k] = Z[k] * D[k]
+
+
+cdef inline void _column_sums(real* dZ, Py_ssize_t n, Py_ssize_t cols, real* out) noexcept nogil:
+    cdef Py_ssize_t i, j
+    for j in range(cols):
+        out[j] = 0
+    for i in range(n):
+        for j in range(cols):
+            out[j] = out[j] + dZ[i * cols + j]
+
+
+cdef inline void _momentum(real* theta, real* g, real* v, Py_ssize_t size, double lr,
+                           double mu, bint nesterov) noexcept nogil:
+    # optim.SGD.update: step = η g; v ← μ v − step; θ ← θ + v or θ ← θ + (μ v − step)
+    cdef Py_ssize_t k
+    cdef real step, lr_r = <real>lr, mu_r = <real>mu
+    for k in range(size):
+        step = g[k] * lr_r
+        v[k] = v[k] * mu_r
+        v[k] = v[k] - step
+        if nesterov:
+            theta[k] = theta[k] + (v[k] * mu_r - step)
+        else:
+            theta[k] = theta[k] + v[k]
+
+
+cdef inline void _adam(real* theta, real* g, real* m, real* v, Py_ssize_t size, double lr_t,
+                       double b1, double b2, double eps) noexcept nogil:
+    # optim.Adam.update: m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²; θ ← θ − η_t m / (√v + ε)
+    cdef Py_ssize_t k
+    cdef real tmp, denom
+    cdef real b1_r = <real>b1, b2_r = <real>b2, c1 = <real>(1 - b1), c2 = <real>(1 - b2)
+    cdef real lr_r = <real>lr_t, eps_r = <real>eps
+    for k in range(size):
+        m[k] = m[k] * b1_r
+        m[k] = m[k] + g[k] * c1
+        v[k] = v[k] * b2_r
+        tmp = g[k] * g[k]
+        v[k] = v[k] + tmp * c2
+        tmp = m[k] * lr_r
+        if real is double:
+            denom = sqrt(v[k])
+        else:
+            denom = sqrtf(v[k])
+        denom = denom + eps_r
+        theta[k] = theta[k] - tmp / denom

@@ -1,0 +1,267 @@
+"""The compiled engine (handgrad.training.compiled): the fast engine's steps, without
+Python in the inner loop — held to the fast engine step by step and to scikit-learn's
+trajectories, and left for the fast engine where it is missing or the fit is not one it
+covers."""
+
+from __future__ import annotations
+
+import importlib.util
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import scipy.sparse as sp
+from numpy.testing import assert_allclose
+from sklearn.neural_network import MLPClassifier as SkMLP
+
+from handgrad import MLP, MLPClassifier
+from handgrad.estimator import ReportedLoss
+from handgrad.optim import SGD, Adam
+from handgrad.training import TrainingConfig, compiled, engine_for
+from handgrad.training.engines import FastEngine, FusedSGD
+
+pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
+built = pytest.mark.skipif(
+    not compiled.available(), reason="the compiled extension (handgrad._fused) is not built"
+)
+
+OPTIMIZERS = {
+    "sgd": lambda: SGD(0.05),
+    "momentum": lambda: SGD(0.05, momentum=0.9),
+    "nesterov": lambda: SGD(0.05, momentum=0.9, nesterov=True),
+    "adam": lambda: Adam(0.01),
+}
+
+
+def _pair(optimizer: str, hidden: tuple[int, ...], dtype, rows: int = 32):
+    """A compiled engine and a fast one, on two copies of the same network."""
+    engines = []
+    for want_compiled in (True, False):
+        model = MLP(6, hidden, 4, seed=0, dtype=dtype)
+        config = TrainingConfig(reg=0.3, report=ReportedLoss("softmax"))
+        engine = engine_for(model, OPTIMIZERS[optimizer](), config, rows)
+        if not want_compiled:
+            fast = FusedSGD if optimizer == "sgd" else FastEngine
+            engine = fast(model, engine.optimizer, config, engine.workspace)
+        engines.append(engine)
+    return engines
+
+
+@built
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize("hidden", [(9,), (9, 7)])
+@pytest.mark.parametrize(("dtype", "rtol"), [(np.float64, 1e-12), (np.float32, 1e-5)])
+def test_each_step_is_the_fast_engines(optimizer, hidden, dtype, rtol):
+    ours, fast = _pair(optimizer, hidden, dtype)
+    assert type(ours) is compiled.CompiledEngine
+    rng = np.random.default_rng(1)
+    X = rng.standard_normal((90, 6)).astype(dtype)
+    y = rng.integers(0, 4, 90)
+    for step in range(8):
+        idx = rng.permutation(90)[: 32 if step % 3 else 17]  # a short last batch too
+        results = []
+        for engine in (ours, fast):
+            Xb, Tb, wb = engine.workspace.gather(X, y, None, idx)
+            results.append(engine.step(Xb, Tb, wb, len(idx)))
+        (loss, right), (fast_loss, fast_right) = results
+        assert right == fast_right
+        assert 0 <= right <= len(idx)
+        assert_allclose(loss, fast_loss, rtol=rtol)
+        for name, value in fast.model.params.items():
+            assert_allclose(ours.model.params[name], value, rtol=rtol, atol=rtol * 1e-3)
+    assert_allclose(ours._net.penalty, fast.workspace.penalty, rtol=rtol)
+    # the optimizer's own state arrays, so that a saved state resumes on any engine
+    arrays, scalars = ours.optimizer.state()
+    fast_arrays, fast_scalars = fast.optimizer.state()
+    assert scalars == fast_scalars
+    assert sorted(arrays) == sorted(fast_arrays)
+    for name, value in fast_arrays.items():
+        assert_allclose(arrays[name], value, rtol=rtol, atol=rtol * 1e-3)
+
+
+@built
+def test_scipys_blas_gives_the_same_steps():
+    """Where NumPy's cblas is not found, the products go to SciPy's (column-major)."""
+    ours, fast = _pair("adam", (9, 7), np.float64)
+    rng = np.random.default_rng(4)
+    X, y = rng.standard_normal((40, 6)), rng.integers(0, 4, 40)
+    compiled._fused.use_cblas(0, 0)
+    try:
+        for engine in (ours, fast):
+            for start in (0, 20):
+                Xb, Tb, wb = engine.workspace.gather(X, y, None, np.arange(start, start + 20))
+                engine.step(Xb, Tb, wb, 20)
+    finally:
+        compiled._use_numpys_blas()
+    for name, value in fast.model.params.items():
+        assert_allclose(ours.model.params[name], value, rtol=1e-12, atol=1e-15)
+
+
+@built
+def test_the_reported_loss_is_the_fast_engines_from_the_same_row_losses():
+    ours, fast = _pair("adam", (9,), np.float64)
+    rng = np.random.default_rng(2)
+    X = 30 * rng.standard_normal((32, 6))  # confident rows: scikit-learn's clip applies
+    y = rng.integers(0, 4, 32)
+    Xb, Tb, _ = ours.workspace.gather(X, y, None, np.arange(32))
+    loss, _ = ours.step(Xb, Tb, None, 32)
+    Xf, Tf, _ = fast.workspace.gather(X, y, None, np.arange(32))
+    fast_loss, _ = fast.step(Xf, Tf, None, 32)
+    assert_allclose(ours._losses[:32], fast.workspace.row_losses, rtol=1e-12)
+    assert_allclose(loss, fast_loss, rtol=1e-12)
+    exact = float(ours._losses[:32].mean()) + ours._net.penalty
+    assert loss != pytest.approx(exact, rel=1e-6)  # the clip did change it
+
+
+def _both_from_same_start(X, y, **params):
+    """Ours and scikit-learn's from the same W0 (as tests/test_estimator.py)."""
+    common = dict(shuffle=False, random_state=0, warm_start=True, max_iter=1, **params)
+    ours = MLPClassifier(**{**common, "learning_rate_init": 1e-300})
+    theirs = SkMLP(**common)
+    ours.fit(X, y)
+    theirs.fit(X, y)
+    theirs.coefs_ = [W.copy() for W in ours.coefs_]
+    theirs.intercepts_ = [b.copy() for b in ours.intercepts_]
+    return ours, theirs
+
+
+@built
+@pytest.mark.parametrize(
+    "params",
+    [
+        dict(solver="sgd", momentum=0.0),
+        dict(solver="sgd", momentum=0.9, nesterovs_momentum=True),
+        dict(solver="sgd", momentum=0.5, nesterovs_momentum=False),
+        dict(solver="adam"),
+    ],
+)
+def test_classifier_with_it_follows_scikit_learn_step_for_step(blobs, params, monkeypatch):
+    taken = []  # whether each step was the compiled one
+    monkeypatch.setattr(
+        compiled.CompiledEngine, "_takes", _recording(compiled.CompiledEngine._takes, taken)
+    )
+    X, y = blobs
+    ours, theirs = _both_from_same_start(
+        X, y, hidden_layer_sizes=(7, 5), alpha=0.3, batch_size=32, **params
+    )
+    for est in (ours, theirs):
+        est.set_params(learning_rate_init=0.05, max_iter=6).fit(X, y)
+    assert len(taken) == 6 * 4 + 4 and all(taken)  # 6 epochs of 4 batches, after one
+    for a, b in zip(
+        ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True
+    ):
+        assert_allclose(a, b, rtol=1e-9, atol=1e-12)
+    assert_allclose(ours.loss_curve_[1:], theirs.loss_curve_[1:], rtol=1e-9)
+    assert ours.n_iter_ == theirs.n_iter_
+    assert ours.t_ == theirs.t_
+
+
+def _recording(method, results):
+    def wrapped(self, *args, **kwargs):
+        results.append(method(self, *args, **kwargs))
+        return results[-1]
+
+    return wrapped
+
+
+def test_without_the_extension_the_fast_engines_are_chosen(monkeypatch):
+    monkeypatch.setattr(compiled, "_fused", None)
+    assert not compiled.available()
+    for optimizer, kind in [("sgd", FusedSGD), ("adam", FastEngine)]:
+        model = MLP(6, (9,), 4, seed=0)
+        engine = engine_for(model, OPTIMIZERS[optimizer](), TrainingConfig(), 32)
+        assert type(engine) is kind
+    blobs_X = np.random.default_rng(0).standard_normal((60, 4))
+    clf = MLPClassifier(hidden_layer_sizes=(5,), max_iter=3).fit(blobs_X, np.arange(60) % 3)
+    assert clf.n_iter_ == 3
+
+
+@pytest.mark.parametrize(
+    ("kwargs", "config", "expected"),
+    [
+        (dict(activation="tanh"), {}, FastEngine),
+        (dict(head="sigmoid"), {}, FastEngine),
+        ({}, dict(engine="reference"), None),
+    ],
+)
+def test_fits_it_does_not_cover_keep_todays_engines(kwargs, config, expected):
+    model = MLP(6, (9,), 4, seed=0, **kwargs)
+    engine = engine_for(model, Adam(0.01), TrainingConfig(**config), 32)
+    assert type(engine) is not compiled.CompiledEngine
+    if expected is not None:
+        assert type(engine) is expected
+
+
+@built
+def test_plain_sgd_on_large_layers_keeps_the_fused_numpy_step():
+    """Where the products are the step (MNIST-like layers), plain SGD is not faster
+    compiled; with momentum or Adam the compiled update still is."""
+    large = MLP(784, (128,), 10, seed=0)
+    assert compiled._weights(large.layer_sizes) == 784 * 128 + 128 * 10 > compiled.SGD_MAX_WEIGHTS
+    assert type(engine_for(large, SGD(0.1), TrainingConfig(), 32)) is FusedSGD
+    assert type(engine_for(large, Adam(0.1), TrainingConfig(), 32)) is compiled.CompiledEngine
+    assert type(engine_for(MLP(64, (100,), 10), SGD(0.1), TrainingConfig(), 32)) is (
+        compiled.CompiledEngine
+    )
+
+
+@built
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_a_batch_it_cannot_take_is_the_fast_engines_step(optimizer):
+    ours, fast = _pair(optimizer, (9,), np.float64)
+    rng = np.random.default_rng(3)
+    X = sp.random(40, 6, density=0.5, format="csr", random_state=3)
+    y = rng.integers(0, 4, 40)
+    idx = np.arange(32)
+    results = []
+    for engine in (ours, fast):
+        Xb, Tb, wb = engine.workspace.gather(X, y, None, idx)
+        assert sp.issparse(Xb)
+        results.append(engine.step(Xb, Tb, wb, 32))
+    assert results[0] == results[1]
+    for name, value in fast.model.params.items():
+        assert_allclose(ours.model.params[name], value, rtol=0, atol=0)
+
+
+@built
+def test_the_benchmark_runs_on_tiny_sizes(capsys):
+    """benchmarks/compiled.py (this engine against today's), so that it cannot rot."""
+    benchmarks = Path(__file__).resolve().parents[1] / "benchmarks"
+    sys.path.insert(0, str(benchmarks))  # it imports epoch.py beside it
+    try:
+        spec = importlib.util.spec_from_file_location("_bench_compiled", benchmarks / "compiled.py")
+        module = importlib.util.module_from_spec(spec)
+        spec.loader.exec_module(module)
+        results = module.main(["--quick", "--no-sklearn"])
+    finally:
+        sys.path.remove(str(benchmarks))
+    assert sorted(results) == sorted(
+        [f"{w} {d} (2 epochs)" for w in ("digits", "table") for d in ("float32", "float64")]
+        + ["numba_first_call_s"]
+    )
+    assert all(set(v) == {"compiled", "numpy"} for k, v in results.items() if "epochs" in k)
+    assert compiled.available()  # the benchmark put the extension back
+    assert "speed-up" in capsys.readouterr().out
+
+
+@built
+@pytest.mark.parametrize("where", ["params", "state"])
+def test_arrays_laid_out_otherwise_take_the_numpy_route(where):
+    """A Fortran-ordered weight (assigned by a user) or optimizer state (loaded from a
+    file) is not read as if C-ordered: that step or update is NumPy's."""
+    ours, fast = _pair("adam", (9,), np.float64)
+    rng = np.random.default_rng(5)
+    X, y = rng.standard_normal((40, 6)), rng.integers(0, 4, 40)
+    for step in range(3):
+        for engine in (ours, fast):
+            if step == 1:
+                store = engine.model.params if where == "params" else engine.optimizer.m
+                store["W1"] = np.asfortranarray(store["W1"])
+            rows = np.arange(20) + 20 * (step % 2)
+            Xb, Tb, wb = engine.workspace.gather(X, y, None, rows)
+            engine.step(Xb, Tb, wb, len(Tb))
+    assert not ours.model.params["W1"].flags.c_contiguous or where == "state"
+    assert ours.optimizer.t == fast.optimizer.t == 3
+    for name, value in fast.model.params.items():
+        assert_allclose(ours.model.params[name], value, rtol=1e-12, atol=1e-15)
