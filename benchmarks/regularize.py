@@ -77,7 +77,13 @@ def main(argv: list[str] | None = None) -> list[dict]:
     parser.add_argument("--seeds", type=int, default=2)
     parser.add_argument("--epochs", type=int, default=60, help="max_iter on the tables")
     parser.add_argument("--mnist-epochs", type=int, default=10)
-    parser.add_argument("--mnist", type=Path, default=Path("/work/shared/data/mnist"))
+    parser.add_argument(
+        "--mnist",
+        type=Path,
+        default=Path(__file__).resolve().parents[2] / "shared" / "data" / "mnist",
+        help="folder with MNIST's t10k idx files (default: the shared data folder beside "
+        "the checkout); the MNIST rows are left out where they are not found",
+    )
     parser.add_argument("--out", type=Path, default=Path(__file__).parent / "results")
     parser.add_argument("--tables", nargs="*", choices=list(TABLES), default=list(TABLES))
     args = parser.parse_args(argv)
