@@ -178,9 +178,17 @@ def test_a_regression_table_with_text_columns(tmp_path):
     path = tmp_path / "Carseats.csv"
     seats.to_csv(path, index=False)
     result = invoke(
-        "train", "--data", path, "--label", "Sales", "--task", "regression", *SMALL,
-        "--out", tmp_path / "r",
-    )  # fmt: skip
+        "train",
+        "--data",
+        path,
+        "--label",
+        "Sales",
+        "--task",
+        "regression",
+        *SMALL,
+        "--out",
+        tmp_path / "r",
+    )
     assert (
         "columns: 7 numeric, 1 categorical (ShelveLoc: 3 levels), 2 boolean (Urban, US), "
         "1 dropped (rownames: identifier)"
@@ -204,8 +212,9 @@ def test_a_table_of_numbers_keeps_the_standardizing_path(tmp_path):
     X = rng.normal(size=(120, 3))
     frame = pd.DataFrame(X, columns=["a", "b", "c"]).assign(y=(X[:, 0] > 0).astype(int))
     frame.to_csv(tmp_path / "numbers.csv", index=False)
-    result = invoke("train", "--data", tmp_path / "numbers.csv", "--label", "y", *SMALL,
-                    "--out", tmp_path / "r")  # fmt: skip
+    result = invoke(
+        "train", "--data", tmp_path / "numbers.csv", "--label", "y", *SMALL, "--out", tmp_path / "r"
+    )
     assert "columns:" not in result.stderr
     assert "columns" not in read_json(tmp_path / "r" / "metrics.json")["data"]
     assert isinstance(load_model(tmp_path / "r" / "model.safetensors")[0], Preprocessor)
@@ -214,9 +223,18 @@ def test_a_table_of_numbers_keeps_the_standardizing_path(tmp_path):
 def test_a_table_refuses_other_preprocessing_and_a_broken_width(tmp_path, penguins_run):
     path = penguins_run[1]
     result = invoke(
-        "train", "--data", path, "--label", "species", "--preprocessing", "scale", *SMALL,
-        "--out", tmp_path / "r", ok=False,
-    )  # fmt: skip
+        "train",
+        "--data",
+        path,
+        "--label",
+        "species",
+        "--preprocessing",
+        "scale",
+        *SMALL,
+        "--out",
+        tmp_path / "r",
+        ok=False,
+    )
     assert "--preprocessing scale takes a table of numbers only" in result.stderr
     assert not (tmp_path / "r").exists()
     from handgrad.modelfile import load_arrays, save_arrays
