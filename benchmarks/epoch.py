@@ -5,8 +5,11 @@ shuffled) on the same synthetic data, in one process, interleaved round by round
 ratio of each to the **GEMM floor** — the five matrix products of every batch alone,
 into preallocated outputs — is the median of the per-round ratios. A second floor, the
 same products on gathered shuffled batches, shows what the gather alone costs (the
-"× gathered" column). The digits workload (scikit-learn's digits, standardised) trains
-100 epochs per round instead of one.
+"× gathered" column). Both floors call the products from compiled code where handgrad's
+extension is built (``handgrad._fused.gemm_floor``: the same cblas ``?gemm`` NumPy's
+``matmul`` calls), so that for small layers the floor is the arithmetic, not Python's
+calls; else from NumPy, one ``matmul`` each. The digits workload (scikit-learn's
+digits, standardised) trains 100 epochs per round instead of one.
 
 ``--threads 1,2`` runs every candidate at each BLAS thread count (threadpoolctl, and
 ``handgrad.threads`` for handgrad), and handgrad's candidates once more with the count
@@ -41,7 +44,7 @@ from threadpoolctl import ThreadpoolController, threadpool_info
 import handgrad
 from handgrad import MLP
 from handgrad.optim import SGD
-from handgrad.training import TrainingConfig, fit
+from handgrad.training import TrainingConfig, compiled, fit
 
 WORKLOADS = {  # name: (N, D, H, C)
     "digits": (1797, 64, 100, 10),
@@ -76,8 +79,37 @@ def digits(dtype):
 
 
 # ----------------------------------------------------------------------- candidates
+def _compiled_floor(X, H, C, epochs: int, gathered: bool) -> Callable[[], None] | None:
+    """The floor's epochs by ``handgrad._fused.gemm_floor`` (None where it is not built)."""
+    fused = compiled._fused
+    if fused is None:
+        return None
+    N, D = X.shape
+    rng = np.random.default_rng(1)
+    W1 = rng.standard_normal((D, H), dtype=X.dtype) * 0.01
+    W2 = rng.standard_normal((H, C), dtype=X.dtype) * 0.01
+    Xb, A1, S, dA1 = (np.empty((BATCH, k), X.dtype) for k in (D, H, C, H))
+    dW1, dW2 = np.empty_like(W1), np.empty_like(W2)
+    order = np.arange(N, dtype=np.int64)
+    arrays = (Xb, W1, W2, A1, S, dA1, dW1, dW2)  # held by run: the C code has addresses
+    double = X.dtype == np.float64
+
+    def run() -> None:
+        buffers = [a.ctypes.data for a in arrays]
+        for _ in range(epochs):
+            if gathered:
+                rng.shuffle(order)
+            at = order.ctypes.data if gathered else 0
+            fused.gemm_floor(double, X.ctypes.data, at, N, BATCH, D, H, C, *buffers)
+
+    return run
+
+
 def gemm_floor(X, y, H, C, epochs: int = 1) -> Callable[[], None]:
     """Only the five products of every batch, into preallocated outputs."""
+    floor = _compiled_floor(X, H, C, epochs, gathered=False)
+    if floor is not None:
+        return floor
     N, D = X.shape
     rng = np.random.default_rng(1)
     W1 = rng.standard_normal((D, H), dtype=X.dtype) * 0.01
@@ -107,6 +139,9 @@ def gemm_floor_gathered(X, y, H, C, epochs: int = 1) -> Callable[[], None]:
     """The floor's products on shuffled batches, each gathered into a reused buffer
     first (``np.take``): what the products cost once the batches are an epoch's own.
     A reference for where the time goes, not a target."""
+    floor = _compiled_floor(X, H, C, epochs, gathered=True)
+    if floor is not None:
+        return floor
     N, D = X.shape
     rng = np.random.default_rng(1)
     W1 = rng.standard_normal((D, H), dtype=X.dtype) * 0.01

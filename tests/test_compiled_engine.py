@@ -6,20 +6,24 @@ covers."""
 from __future__ import annotations
 
 import importlib.util
+import signal
 import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import scipy.sparse as sp
-from numpy.testing import assert_allclose
+from numpy.testing import assert_allclose, assert_array_equal
 from sklearn.neural_network import MLPClassifier as SkMLP
 
 from handgrad import MLP, MLPClassifier
 from handgrad.estimator import ReportedLoss
 from handgrad.optim import SGD, Adam
 from handgrad.training import TrainingConfig, compiled, engine_for
+from handgrad.training.data import TrainingData
 from handgrad.training.engines import FastEngine, FusedSGD
+from handgrad.training.sources import GatheredBatches
+from handgrad.training.steps import step_through
 
 pytestmark = pytest.mark.filterwarnings("ignore::sklearn.exceptions.ConvergenceWarning")
 built = pytest.mark.skipif(
@@ -137,9 +141,11 @@ def _both_from_same_start(X, y, **params):
     ],
 )
 def test_classifier_with_it_follows_scikit_learn_step_for_step(blobs, params, monkeypatch):
-    taken = []  # whether each step was the compiled one
+    taken = []  # whether each epoch was the compiled one, in one call
     monkeypatch.setattr(
-        compiled.CompiledEngine, "_takes", _recording(compiled.CompiledEngine._takes, taken)
+        compiled.CompiledEngine,
+        "_takes_all",
+        _recording(compiled.CompiledEngine._takes_all, taken),
     )
     X, y = blobs
     ours, theirs = _both_from_same_start(
@@ -147,7 +153,7 @@ def test_classifier_with_it_follows_scikit_learn_step_for_step(blobs, params, mo
     )
     for est in (ours, theirs):
         est.set_params(learning_rate_init=0.05, max_iter=6).fit(X, y)
-    assert len(taken) == 6 * 4 + 4 and all(taken)  # 6 epochs of 4 batches, after one
+    assert len(taken) == 6 + 1 and all(taken)  # 6 epochs, after the first fit's one
     for a, b in zip(
         ours.coefs_ + ours.intercepts_, theirs.coefs_ + theirs.intercepts_, strict=True
     ):
@@ -265,3 +271,115 @@ def test_arrays_laid_out_otherwise_take_the_numpy_route(where):
     assert ours.optimizer.t == fast.optimizer.t == 3
     for name, value in fast.model.params.items():
         assert_allclose(ours.model.params[name], value, rtol=1e-12, atol=1e-15)
+
+
+def _epoch_pair(optimizer: str, hidden, dtype, *, rows=None, batch_size=32, N=90, seed=6):
+    """Two compiled engines on copies of one network, and a source for each over the
+    same data (``rows`` of it training)."""
+    ours, other = _pair(optimizer, hidden, dtype)
+    other = engine_for(other.model, OPTIMIZERS[optimizer](), other.config, 32)
+    rng = np.random.default_rng(seed)
+    X = rng.standard_normal((N, 6)).astype(dtype)
+    y = rng.integers(0, 4, N)
+    sources = []
+    for engine in (ours, other):
+        data = TrainingData.of(engine.model, X, y, rows=rows)
+        sources.append(GatheredBatches(data, batch_size, engine.workspace))
+    return (ours, other), sources
+
+
+@built
+@pytest.mark.parametrize("optimizer", list(OPTIMIZERS))
+@pytest.mark.parametrize("hidden", [(9,), (9, 7)])
+@pytest.mark.parametrize("dtype", [np.float64, np.float32])
+@pytest.mark.parametrize("rows", [None, "some"])
+def test_an_epoch_in_one_call_is_its_steps_one_by_one(optimizer, hidden, dtype, rows):
+    """The same steps, bit for bit: the rows gathered in C, the reported loss clipped
+    there, Adam's step count, a short last batch, and a step limit."""
+    some = np.random.default_rng(0).permutation(90)[:77] if rows == "some" else None
+    (ours, other), (source, other_source) = _epoch_pair(optimizer, hidden, dtype, rows=some)
+    n = source.n_rows
+    taken = []
+    for epoch, limit in enumerate([None, 2, None]):
+        order = np.random.default_rng(epoch).permutation(n)
+        source.begin_epoch(order)
+        other_source.begin_epoch(order)
+        steps = ours.epoch(source, limit)
+        taken.append(ours._takes_all(*source.in_memory()))
+        one_by_one = step_through(other.step, other_source, limit)
+        assert steps.losses == one_by_one.losses
+        assert len(steps.losses) == (limit or -(-n // 32))
+        assert (steps.total, steps.correct, steps.seen) == (
+            one_by_one.total,
+            one_by_one.correct,
+            one_by_one.seen,
+        )
+        assert steps.seen == min(n, 32 * (limit or n)) and not steps.diverged
+        for name, value in other.model.params.items():
+            assert_array_equal(ours.model.params[name], value)
+    assert all(taken)
+    assert getattr(ours.optimizer, "t", 0) == getattr(other.optimizer, "t", 0)
+    arrays, _ = ours.optimizer.state()
+    for name, value in other.optimizer.state()[0].items():
+        assert_array_equal(arrays[name], value)
+
+
+@built
+@pytest.mark.parametrize("optimizer", ["sgd", "adam"])
+def test_an_epoch_in_one_call_stops_at_the_first_non_finite_loss(optimizer):
+    (ours, other), (source, other_source) = _epoch_pair(optimizer, (9,), np.float64, N=200)
+    for engine in (ours, other):
+        engine.optimizer.learning_rate = 1e200  # the second step's loss overflows
+    order = np.arange(200)
+    source.begin_epoch(order)
+    other_source.begin_epoch(order)
+    steps = ours.epoch(source)
+    one_by_one = step_through(other.step, other_source)
+    assert steps.diverged and 1 < len(steps.losses) < 7
+    assert np.isfinite(steps.losses[:-1]).all()
+    assert steps.losses[:-1] == one_by_one.losses[:-1] and one_by_one.diverged
+    assert (steps.seen, steps.correct) == (one_by_one.seen, one_by_one.correct)
+    assert steps.seen == 32 * (len(steps.losses) - 1)
+    assert getattr(ours.optimizer, "t", 0) == getattr(other.optimizer, "t", 0)
+
+
+@built
+def test_an_epoch_in_one_call_takes_no_file_and_no_weights(tmp_path):
+    """A memory-mapped X (its rows read from the file) or sample weights: a call a step."""
+    (ours, _), _ = _epoch_pair("adam", (9,), np.float64)
+    rng = np.random.default_rng(1)
+    X, y = rng.standard_normal((50, 6)), rng.integers(0, 4, 50)
+    np.save(tmp_path / "X.npy", X)
+    mapped = np.load(tmp_path / "X.npy", mmap_mode="r")
+    cases = [
+        TrainingData.of(ours.model, mapped, y, check_input=False),
+        TrainingData.of(ours.model, X, y, sample_weight=np.ones(50)),
+    ]
+    for data in cases:
+        with GatheredBatches(data, 32, ours.workspace) as source:
+            source.begin_epoch(np.arange(50))
+            arrays = source.in_memory()
+            assert arrays is None or not ours._takes_all(*arrays)
+            steps = ours.epoch(source)
+            assert len(steps.losses) == 2 and steps.seen == 50
+
+
+@built
+def test_ctrl_c_reaches_an_epoch_in_one_call_between_two_steps():
+    """SIGINT during a long compiled epoch raises KeyboardInterrupt there (the loop then
+    goes back to the epoch's start), not after the epoch."""
+    model = MLP(64, (256,), 10, seed=0)
+    engine = engine_for(model, Adam(1e-3), TrainingConfig(), 200)
+    X = np.random.default_rng(0).standard_normal((200_000, 64))
+    data = TrainingData.of(model, X, np.arange(200_000) % 10)
+    source = GatheredBatches(data, 200, engine.workspace)
+    source.begin_epoch(np.arange(200_000))
+    previous = signal.signal(signal.SIGALRM, lambda *a: (_ for _ in ()).throw(KeyboardInterrupt))
+    signal.setitimer(signal.ITIMER_REAL, 0.05)
+    try:
+        with pytest.raises(KeyboardInterrupt):
+            engine.epoch(source)
+    finally:
+        signal.setitimer(signal.ITIMER_REAL, 0)
+        signal.signal(signal.SIGALRM, previous)
+    assert 0 < engine._net.seen < 200_000  # stopped part way: the rest not stepped

@@ -87,8 +87,10 @@ def test_ctrl_c_in_the_first_epoch_saves_nothing_over_a_good_run(good, monkeypat
     def interrupt(*args):
         raise KeyboardInterrupt
 
-    # the first batch of the first epoch, whichever engine steps on it
+    # the first batch of the first epoch, whichever engine takes it: batch by batch, or
+    # the whole epoch's rows at once (the compiled engine)
     monkeypatch.setattr(GatheredBatches, "batch", interrupt)
+    monkeypatch.setattr(GatheredBatches, "in_memory", interrupt)
     result = invoke("train", *SMALL, "--out", folder, "--overwrite", ok=False)
     assert result.exit_code == 130
     assert "interrupted before an epoch finished; nothing was saved" in result.stderr
@@ -96,9 +98,11 @@ def test_ctrl_c_in_the_first_epoch_saves_nothing_over_a_good_run(good, monkeypat
 
 
 def test_ctrl_c_in_the_first_epoch_of_a_new_run_leaves_no_folder(tmp_path, monkeypatch):
-    monkeypatch.setattr(
-        GatheredBatches, "batch", lambda *a: (_ for _ in ()).throw(KeyboardInterrupt)
-    )
+    def interrupt(*args):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(GatheredBatches, "batch", interrupt)
+    monkeypatch.setattr(GatheredBatches, "in_memory", interrupt)
     with pytest.raises(KeyboardInterrupt, match="nothing was saved"):
         runs.train(RunConfig(data="iris", epochs=3), out=tmp_path / "a" / "b", progress=False)
     assert list(tmp_path.iterdir()) == []  # the folder and the parent it made are gone

@@ -14,8 +14,10 @@ Buffers and parameters are NumPy arrays that the Python side allocates and keeps
 module holds their addresses (:class:`Net`), set again whenever an array changes.
 """
 
-from libc.math cimport exp, expf, log, logf, sqrt, sqrtf
+from cpython.exc cimport PyErr_CheckSignals
+from libc.math cimport INFINITY, exp, expf, isfinite, log, logf, pow, sqrt, sqrtf
 from libc.stdint cimport int64_t
+from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm as f_dgemm, sgemm as f_sgemm
 
 ctypedef void (*dgemm_t)(int, int, int, int64_t, int64_t, int64_t, double, const double*,
@@ -29,6 +31,12 @@ ctypedef fused real:
 
 cdef enum:
     MAX_LAYERS = 16
+
+# the update rules of :meth:`Net.epoch` (``handgrad.optim``'s SGD and Adam)
+cdef enum:
+    PLAIN = 0     # θ ← θ − η g, fused into the gradient's product
+    MOMENTUM = 1  # SGD with momentum (Nesterov or not)
+    ADAM = 2
 cdef int ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112
 
 cdef dgemm_t _cblas_d = NULL
@@ -72,7 +80,11 @@ cdef inline void gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
 cdef class Net:
     """Addresses of one network's parameters, gradients and buffers (rows ≤ ``rows``),
     all C-contiguous arrays of one dtype, held by the caller. ``sizes`` (L+1,): D, H…, C.
-    Lists are indexed by layer 1…L at 0…L−1; hidden buffers A, D, dZ by 0…L−2."""
+    Lists are indexed by layer 1…L at 0…L−1; hidden buffers A, D, dZ by 0…L−2. ``Xb``
+    (rows, D) and ``yb`` (rows,) int64 are the batch buffers :meth:`epoch` gathers into.
+
+    After :meth:`epoch`: ``total`` (Σ loss · n over its steps), ``correct`` (rows whose
+    argmax was their class) and ``seen`` (rows stepped on)."""
 
     cdef int L
     cdef bint double_
@@ -84,10 +96,17 @@ cdef class Net:
     cdef size_t A[MAX_LAYERS]
     cdef size_t D[MAX_LAYERS]
     cdef size_t dZ[MAX_LAYERS]
-    cdef size_t S, dS, losses, labels
-    cdef public double penalty
+    cdef size_t S, dS, losses, labels, Xb, yb
+    # the update rule of :meth:`epoch` and the addresses of its state, W1, b1, W2, … order
+    cdef int rule
+    cdef size_t first[2 * MAX_LAYERS]   # momentum: the velocities; Adam: m
+    cdef size_t second[2 * MAX_LAYERS]  # Adam: v
+    cdef double mu, beta_1, beta_2, eps
+    cdef bint nesterov
+    cdef public double penalty, total
+    cdef public Py_ssize_t correct, seen
 
-    def __init__(self, sizes, bint double_, A, D, dZ, S, dS, losses, labels):
+    def __init__(self, sizes, bint double_, A, D, dZ, S, dS, losses, labels, Xb, yb):
         cdef int l
         self.L = len(sizes) - 1
         if not 1 <= self.L <= MAX_LAYERS:
@@ -98,7 +117,10 @@ cdef class Net:
         for l in range(self.L - 1):
             self.A[l], self.D[l], self.dZ[l] = A[l], D[l], dZ[l]
         self.S, self.dS, self.losses, self.labels = S, dS, losses, labels
-        self.penalty = 0.0
+        self.Xb, self.yb = Xb, yb
+        self.penalty = self.total = 0.0
+        self.correct = self.seen = 0
+        self.rule = PLAIN
 
     def set_parameters(self, W, b, dW, db) -> None:
         """The addresses of the weights, biases and their gradients, layer by layer."""
@@ -106,64 +128,131 @@ cdef class Net:
         for l in range(self.L):
             self.W[l], self.b[l], self.dW[l], self.db[l] = W[l], b[l], dW[l], db[l]
 
+    def set_rule(self, int rule, list first, list second, double mu=0.0, bint nesterov=False,
+                 double beta_1=0.0, double beta_2=0.0, double eps=0.0) -> None:
+        """The update rule of :meth:`epoch` (``PLAIN`` 0, ``MOMENTUM`` 1, ``ADAM`` 2),
+        the addresses of its state arrays (velocities; or Adam's m and v) in W1, b1, W2,
+        … order, and its constants."""
+        cdef int i
+        if rule not in (PLAIN, MOMENTUM, ADAM):
+            raise ValueError(f"rule: expected 0, 1 or 2, got {rule}")
+        for i in range(2 * self.L):
+            self.first[i] = first[i] if rule != PLAIN else 0
+            self.second[i] = second[i] if rule == ADAM else 0
+        self.rule, self.mu, self.nesterov = rule, mu, nesterov
+        self.beta_1, self.beta_2, self.eps = beta_1, beta_2, eps
+
     def step(self, size_t X, size_t y, Py_ssize_t n, double reg, double learning_rate,
-             bint sgd) -> float:
+             bint sgd, double low=-INFINITY, double high=INFINITY) -> float:
         """Forward, loss and backward of the batch at X (n, D) with classes y (n,) int64:
-        returns the mean loss plus the penalty (kept in ``penalty``). The gradients go
-        to dW, db; with ``sgd`` the plain SGD update is made instead (W by one gemm)."""
+        returns the mean of the rows' losses, each clipped to ``[low, high]``, plus the
+        penalty (kept in ``penalty``). The gradients go to dW, db; with ``sgd`` the plain
+        SGD update is made instead (W by one gemm)."""
         cdef double loss
         with nogil:
             if self.double_:
-                loss = _step(self, <double*>X, <int64_t*>y, n, reg, learning_rate, sgd)
+                loss = _step(self, <double*>X, <int64_t*>y, n, reg, learning_rate, sgd, low, high)
             else:
-                loss = _step(self, <float*>X, <int64_t*>y, n, reg, learning_rate, sgd)
+                loss = _step(self, <float*>X, <int64_t*>y, n, reg, learning_rate, sgd, low, high)
         return loss
 
-    def momentum(self, list V, double lr, double mu, bint nesterov) -> None:
-        """SGD with momentum on every parameter from the gradients; V the addresses of
-        the velocities (W1, b1, W2, … order)."""
-        cdef size_t[2 * MAX_LAYERS] vel
-        cdef int l, i, count = 2 * self.L
-        for i in range(count):
-            vel[i] = V[i]
+    def update(self, double lr, long t) -> None:
+        """The update rule's step (momentum or Adam, :meth:`set_rule`) of every parameter
+        from the gradients dW, db; Adam's ``t`` counts this step (1 for the first)."""
         with nogil:
-            for l in range(self.L):
-                for i in range(2):
-                    if self.double_:
-                        _momentum(<double*>(self.W[l] if i == 0 else self.b[l]),
-                                  <double*>(self.dW[l] if i == 0 else self.db[l]),
-                                  <double*>vel[2 * l + i], self._size(l, i), lr, mu, nesterov)
-                    else:
-                        _momentum(<float*>(self.W[l] if i == 0 else self.b[l]),
-                                  <float*>(self.dW[l] if i == 0 else self.db[l]),
-                                  <float*>vel[2 * l + i], self._size(l, i), lr, mu, nesterov)
+            if self.double_:
+                _update(self, <double*>NULL, lr, t)
+            else:
+                _update(self, <float*>NULL, lr, t)
 
-    def adam(self, list M, list V, double lr_t, double b1, double b2, double eps) -> None:
-        """Adam on every parameter; M, V the addresses of the moments (W1, b1, … order)."""
-        cdef size_t[2 * MAX_LAYERS] ms, vs
-        cdef int l, i, count = 2 * self.L
-        for i in range(count):
-            ms[i], vs[i] = M[i], V[i]
-        with nogil:
-            for l in range(self.L):
-                for i in range(2):
-                    if self.double_:
-                        _adam(<double*>(self.W[l] if i == 0 else self.b[l]),
-                              <double*>(self.dW[l] if i == 0 else self.db[l]),
-                              <double*>ms[2 * l + i], <double*>vs[2 * l + i],
-                              self._size(l, i), lr_t, b1, b2, eps)
-                    else:
-                        _adam(<float*>(self.W[l] if i == 0 else self.b[l]),
-                              <float*>(self.dW[l] if i == 0 else self.db[l]),
-                              <float*>ms[2 * l + i], <float*>vs[2 * l + i],
-                              self._size(l, i), lr_t, b1, b2, eps)
+    def epoch(self, size_t X, size_t T, size_t order, size_t rows, Py_ssize_t N,
+              Py_ssize_t batch, Py_ssize_t steps, double reg, bint per_sample, double lr,
+              long t, double low, double high, size_t out) -> int:
+        """Up to ``steps`` steps over the batches of ``batch`` rows of one epoch: batch k
+        is positions ``order[k·batch : (k+1)·batch]`` of the N, as row numbers of X (·, D)
+        and T (·,) int64 — through ``rows`` (int64) where it is not 0. Each step gathers
+        its rows into Xb, yb, steps (:meth:`step`, λ = reg / n with ``per_sample``) and
+        updates by the rule (:meth:`set_rule`; Adam's step t + 1 for the first), writing
+        its loss to ``out[k]`` (double). Stops after a step whose loss is not finite (its
+        update not made, but for plain SGD's, fused). Returns the steps taken; Ctrl-C
+        between two steps raises KeyboardInterrupt."""
+        if self.double_:
+            return _epoch(self, <double*>X, <int64_t*>T, <int64_t*>order, <int64_t*>rows, N,
+                          batch, steps, reg, per_sample, lr, t, low, high, <double*>out)
+        return _epoch(self, <float*>X, <int64_t*>T, <int64_t*>order, <int64_t*>rows, N, batch,
+                      steps, reg, per_sample, lr, t, low, high, <double*>out)
 
     cdef inline Py_ssize_t _size(self, int l, int i) noexcept nogil:
         return self.sizes[l] * self.sizes[l + 1] if i == 0 else self.sizes[l + 1]
 
 
+cdef Py_ssize_t _epoch(Net net, real* X, int64_t* T, int64_t* order, int64_t* rows,
+                       Py_ssize_t N, Py_ssize_t batch, Py_ssize_t steps, double reg,
+                       bint per_sample, double lr, long t, double low, double high,
+                       double* out) except -1:
+    cdef Py_ssize_t k, i, n, r, start, right, D = net.sizes[0]
+    cdef real* Xb = <real*>net.Xb
+    cdef int64_t* yb = <int64_t*>net.yb
+    cdef int64_t* labels = <int64_t*>net.labels
+    cdef double loss, reg_b
+    net.total, net.correct, net.seen = 0.0, 0, 0
+    for k in range(steps):
+        start = k * batch
+        if start >= N:
+            return k
+        n = min(batch, N - start)
+        reg_b = reg / n if per_sample else reg
+        with nogil:
+            # the batch's rows, gathered
+            for i in range(n):
+                r = order[start + i]
+                if rows != NULL:
+                    r = rows[r]
+                memcpy(Xb + i * D, X + r * D, D * sizeof(real))
+                yb[i] = T[r]
+            loss = _step(net, Xb, yb, n, reg_b, lr, net.rule == PLAIN, low, high)
+            out[k] = loss
+            if isfinite(loss):
+                if net.rule != PLAIN:
+                    _update(net, Xb, lr, t + k + 1)
+                right = 0
+                for i in range(n):
+                    right += labels[i] == yb[i]
+                net.total += loss * n
+                net.correct += right
+                net.seen += n
+        if not isfinite(loss):
+            return k + 1
+        PyErr_CheckSignals()  # Ctrl-C: between two steps
+    return steps
+
+
+cdef void _update(Net net, real* dtype, double lr, long t) noexcept nogil:
+    """The momentum or Adam step of every parameter (``handgrad.optim``'s update), in
+    the dtype of the (unread) pointer ``dtype``."""
+    cdef int l, i
+    cdef real* theta
+    cdef real* g
+    cdef double lr_t
+    if net.rule == ADAM:
+        # Adam.update's step size, the same expression
+        lr_t = lr * sqrt(1 - pow(net.beta_2, <double>t)) / (1 - pow(net.beta_1, <double>t))
+    for l in range(net.L):
+        for i in range(2):
+            theta = <real*>(net.W[l] if i == 0 else net.b[l])
+            g = <real*>(net.dW[l] if i == 0 else net.db[l])
+            if net.rule == ADAM:
+                _adam(theta, g, <real*>net.first[2 * l + i], <real*>net.second[2 * l + i],
+                      net._size(l, i), lr_t, net.beta_1, net.beta_2, net.eps)
+            else:
+                _momentum(theta, g, <real*>net.first[2 * l + i], net._size(l, i), lr,
+                          net.mu, net.nesterov)
+
+
 cdef double _step(Net net, real* X, int64_t* y, Py_ssize_t n, double reg,
-                  double learning_rate, bint sgd) noexcept nogil:
+                  double learning_rate, bint sgd, double low, double high) noexcept nogil:
+    """One step on the batch X (n, D), y (n,): the mean of the rows' losses clipped to
+    [low, high] (a NaN stays NaN) plus the penalty of the weights before the step."""
     cdef int L = net.L, l
     cdef Py_ssize_t i, j, k, rows_in, cols, best
     cdef real *A_prev
@@ -238,8 +327,9 @@ cdef double _step(Net net, real* X, int64_t* y, Py_ssize_t n, double reg,
             losses[i] = log(total) - picked
         else:
             losses[i] = logf(total) - picked
-        loss += losses[i]
-    loss = loss * c + penalty
+        z = losses[i]
+        loss += low if z < low else (high if z > high else z)
+    loss = loss / n + penalty
 
     # backward, l = L … 1: dA = dZ Wᵀ (W before its update), db = 1ᵀ dZ,
     # dW = A_prevᵀ dZ + λ W (or W ← (1 − ηλ) W − η A_prevᵀ dZ), dZ_{l−1} = dA ⊙ D
@@ -349,3 +439,43 @@ cdef inline void _adam(real* theta, real* g, real* m, real* v, Py_ssize_t size, 
             denom = sqrtf(v[k])
         denom = denom + eps_r
         theta[k] = theta[k] - tmp / denom
+
+
+def gemm_floor(bint double_, size_t X, size_t order, Py_ssize_t N, Py_ssize_t batch,
+               Py_ssize_t D, Py_ssize_t H, Py_ssize_t C, size_t Xb, size_t W1, size_t W2,
+               size_t A1, size_t S, size_t dA1, size_t dW1, size_t dW2) -> None:
+    """What ``benchmarks/epoch.py`` measures steps against: the five products of every
+    batch of an epoch of a two-layer network (``X W1``, ``A1 W2``, ``A1ᵀ S``,
+    ``S W2ᵀ``, ``Xᵀ dA1``), called from C, so that for small layers the floor is the
+    arithmetic and not Python's calls. Batches are X's consecutive rows, or (``order``
+    not 0: int64 positions) rows gathered into ``Xb`` first."""
+    with nogil:
+        if double_:
+            _gemm_floor(<double*>X, <int64_t*>order, N, batch, D, H, C, <double*>Xb,
+                        <double*>W1, <double*>W2, <double*>A1, <double*>S, <double*>dA1,
+                        <double*>dW1, <double*>dW2)
+        else:
+            _gemm_floor(<float*>X, <int64_t*>order, N, batch, D, H, C, <float*>Xb,
+                        <float*>W1, <float*>W2, <float*>A1, <float*>S, <float*>dA1,
+                        <float*>dW1, <float*>dW2)
+
+
+cdef void _gemm_floor(real* X, int64_t* order, Py_ssize_t N, Py_ssize_t batch, Py_ssize_t D,
+                      Py_ssize_t H, Py_ssize_t C, real* Xb, real* W1, real* W2, real* A1,
+                      real* S, real* dA1, real* dW1, real* dW2) noexcept nogil:
+    cdef Py_ssize_t start = 0, n, i
+    cdef real* rows
+    while start < N:
+        n = min(batch, N - start)
+        if order != NULL:
+            for i in range(n):
+                memcpy(Xb + i * D, X + order[start + i] * D, D * sizeof(real))
+            rows = Xb
+        else:
+            rows = X + start * D
+        gemm(False, False, n, H, D, <real>1.0, rows, D, W1, H, <real>0.0, A1, H)
+        gemm(False, False, n, C, H, <real>1.0, A1, H, W2, C, <real>0.0, S, C)
+        gemm(True, False, H, C, n, <real>1.0, A1, H, S, C, <real>0.0, dW2, C)
+        gemm(False, True, n, H, C, <real>1.0, S, C, W2, C, <real>0.0, dA1, H)
+        gemm(True, False, D, H, n, <real>1.0, rows, D, dA1, H, <real>0.0, dW1, H)
+        start += n

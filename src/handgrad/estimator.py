@@ -123,6 +123,15 @@ class ReportedLoss:
             data = -xp.sum(xp.log(xp.clip(P, min=eps, max=1 - eps)), axis=1)
         return _weighted_mean(data, w) + float(penalty)
 
+    def row_clip(self, dtype: Any) -> tuple[float, float] | None:
+        """``(low, high)`` where the reported data term is the mean of the rows' exact
+        losses each clipped to ``[low, high]`` (the softmax head, in ``dtype``): what an
+        engine that has those losses at hand computes itself; None for the other heads."""
+        if self.head != "softmax":
+            return None
+        low, high = _log_bounds(np.dtype(dtype))
+        return float(low), float(high)
+
     def _from_rows(self, losses: NDArray, w: NDArray | None, C: int) -> float:
         """The data term from the rows' exact losses ℓ (n,), on NumPy's fast path."""
         if self.head == "softmax":

@@ -30,6 +30,8 @@ from handgrad._xp import is_dense_numpy
 from handgrad.network import MLP
 from handgrad.optim import SGD, Adam, Optimizer, _zeros_once
 from handgrad.training.config import TrainingConfig
+from handgrad.training.sources import BatchSource
+from handgrad.training.steps import Steps, step_through
 from handgrad.workspace import _CBLAS_GEMM, Workspace
 
 try:  # by name: ``import handgrad._fused`` reads as an import of handgrad to the linter
@@ -39,6 +41,8 @@ except ImportError:  # built without a compiler: the NumPy engines only
 
 #: The most layers the compiled step takes (``_fused.MAX_LAYERS``).
 MAX_LAYERS = 16
+#: :meth:`_fused.Net.set_rule`'s update rules.
+PLAIN, MOMENTUM, ADAM = 0, 1, 2
 #: Plain SGD on more weights than this keeps the fast engine's fused step: there the
 #: products are the step, and the compiled step's elementwise loops (SSE2, where NumPy's
 #: use the CPU's widest vectors) were 0.94–1.06× its time on MNIST- and CIFAR-like
@@ -95,10 +99,11 @@ def _weights(layer_sizes: tuple[int, ...]) -> int:
 class CompiledEngine:
     """The steps of a fast engine (:class:`~handgrad.training.engines.FastEngine` or
     :class:`~handgrad.training.engines.FusedSGD`, whose workspace gathers the batches),
-    each one or two calls into :mod:`handgrad._fused`. Everything else — a batch the
-    extension cannot take, the scores, L-BFGS's gradients, the finiteness check — is
-    the fast engine's, to which any other attribute is passed. Built by
-    :func:`compiled_engine`."""
+    compiled: a whole epoch in one call into :mod:`handgrad._fused` where the source
+    holds X in memory (:meth:`epoch`), else one call a step (:meth:`step`). Everything
+    else — a batch or a state the extension cannot take, the scores, L-BFGS's gradients,
+    the finiteness check — is the fast engine's, to which any other attribute is passed.
+    Built by :func:`compiled_engine`."""
 
     def __init__(self, fast: Any) -> None:
         self._fast = fast
@@ -120,6 +125,8 @@ class CompiledEngine:
         self._losses = np.empty(rows, dt)
         self._labels = np.empty(rows, np.int64)
         self._right = np.empty(rows, np.bool_)
+        self._Xb, self._yb = np.empty((rows, sizes[0]), dt), np.empty(rows, np.int64)
+        self._step_losses = np.empty(0)  # an epoch's losses, one a step
         self.grads = {
             name: np.empty_like(model.params[name]) for pair in self._names for name in pair
         }
@@ -133,107 +140,170 @@ class CompiledEngine:
             self._dS.ctypes.data,
             self._losses.ctypes.data,
             self._labels.ctypes.data,
+            self._Xb.ctypes.data,
+            self._yb.ctypes.data,
         )
         self._held: list[np.ndarray] = []  # the parameter arrays the net points into
-        self._state: tuple | None = None  # the optimizer's state arrays, as addresses
+        self._state: list[np.ndarray] | None = None  # the optimizer's, which it points into
         self._sgd = _plain_sgd(self.optimizer)
+        self._adam = type(self.optimizer) is Adam
 
-    # ------------------------------------------------------------------ the step
+    # ------------------------------------------------------------------ the steps
+    def epoch(self, source: BatchSource, limit: int | None = None) -> Steps:
+        """The steps of one epoch of ``source``, as the fast engine's ``epoch``: in one
+        call where the source has X in memory and every array is laid out as the
+        extension reads it, else a call a step (:meth:`step`)."""
+        arrays, bounds = source.in_memory(), self._bounds()
+        N, size = source.n_rows, source.batch_size
+        if not (
+            arrays is not None
+            and bounds is not None
+            and min(size, N) <= self.workspace.rows
+            and self._takes_all(*arrays)
+            and self._ready()
+        ):
+            return step_through(self.step, source, limit)
+        X, T, _, order, rows = arrays
+        count = -(-N // size) if limit is None else min(limit, -(-N // size))
+        if self._step_losses.shape[0] < count:
+            self._step_losses = np.empty(count)
+        opt, net, out = self.optimizer, self._net, self._step_losses
+        done = net.epoch(
+            X.ctypes.data,
+            T.ctypes.data,
+            order.ctypes.data,
+            0 if rows is None else rows.ctypes.data,
+            N,
+            size,
+            count,
+            self.config.reg,
+            self.config.reg_per_sample,
+            opt.learning_rate,
+            opt.t if self._adam else 0,
+            *bounds,
+            out.ctypes.data,
+        )
+        steps = Steps(out[:done].tolist(), net.total, net.correct, net.seen)
+        if self._adam:
+            opt.t += done - steps.diverged  # Adam counts the steps it updated on
+        return steps
+
     def step(self, X: Any, T: Any, w: Any, n_weight: float) -> tuple[float, int]:
         """One minibatch step, as the fast engine's ``step``."""
-        params, optimizer = self.model.params, self.optimizer
-        if not (self._takes(X, T, w) and self._point_at(params)):
+        bounds = self._bounds()
+        if bounds is None or not (self._takes(X, T, w) and self._ready()):
             return self._fast.step(X, T, w, n_weight)
-        n = X.shape[0]
+        opt, n = self.optimizer, X.shape[0]
         reg = self.config.reg_of(n_weight)
-        lr = optimizer.learning_rate
-        loss = self._net.step(X.ctypes.data, T.ctypes.data, n, reg, lr, self._sgd)
-        report = self.config.report
-        if report is not None:
-            penalty = self._net.penalty
-            loss = float(report(self._S[:n], T, None, penalty, row_losses=self._losses[:n]))
+        lr = opt.learning_rate
+        loss = self._net.step(X.ctypes.data, T.ctypes.data, n, reg, lr, self._sgd, *bounds)
         if not self._sgd and math.isfinite(loss):
-            self._update()
-        right = 0
-        if self.classifies:
-            right = int(np.count_nonzero(np.equal(self._labels[:n], T, out=self._right[:n])))
+            if self._adam:
+                opt.t += 1
+            self._net.update(lr, opt.t if self._adam else 0)
+        right = int(np.count_nonzero(np.equal(self._labels[:n], T, out=self._right[:n])))
         return loss, right
 
+    def _bounds(self) -> tuple[float, float] | None:
+        """Where each row's exact loss is clipped for the loss a step reports: nowhere
+        (the core's loss) without ``config.report``; the report's ``row_clip`` for the
+        model's dtype (scikit-learn's convention, :class:`handgrad.estimator.ReportedLoss`);
+        None for a report that needs the scores (the fast engine then steps)."""
+        report = self.config.report
+        if report is None:
+            return -math.inf, math.inf
+        row_clip = getattr(report, "row_clip", None)
+        bounds = None if row_clip is None else row_clip(self.model.dtype)
+        return None if bounds is None else (float(bounds[0]), float(bounds[1]))
+
+    # ------------------------------------------------------- what the net reads
     def _takes(self, X: Any, T: Any, w: Any) -> bool:
         """Whether the compiled step takes this batch: dense, C-ordered, the model's dtype,
         class indices as int64, no weights."""
         return (
             w is None
-            and type(X) is np.ndarray
-            and X.dtype == self.model.dtype
-            and X.flags.c_contiguous
-            and type(T) is np.ndarray
-            and T.dtype == np.int64
-            and T.flags.c_contiguous
+            and _c_array(X, self.model.dtype)
+            and _c_array(T, np.int64)
             and X.shape[0] <= self.workspace.rows
+        )
+
+    def _takes_all(
+        self, X: Any, T: Any, w: Any, order: np.ndarray, rows: np.ndarray | None
+    ) -> bool:
+        """Whether the compiled epoch takes these arrays (:meth:`BatchSource.in_memory`)."""
+        return (
+            w is None
+            and _c_array(X, self.model.dtype)
+            and X.ndim == 2
+            and X.shape[1] == self.model.layer_sizes[0]
+            and _c_array(T, np.int64)
+            and _c_array(order, np.int64)
+            and (rows is None or _c_array(rows, np.int64))
         )
 
     def _laid_out(self, arrays: list[np.ndarray]) -> bool:
         """Whether each array is as the extension reads it: writeable, C-ordered, the
         model's dtype and its parameter's shape (W1, b1, W2, … order)."""
         return all(
-            type(a) is np.ndarray
-            and a.flags.c_contiguous
+            _c_array(a, self.model.dtype)
             and a.flags.writeable
-            and a.dtype == self.model.dtype
             and a.shape == self.grads[name].shape
             for name, a in zip(self._order, arrays, strict=True)
         )
 
-    def _point_at(self, params: dict[str, np.ndarray]) -> bool:
-        """Give the net the addresses of the parameter arrays (again if any changed);
-        False where one is laid out otherwise (the fast engine then steps)."""
-        names = self._order
-        if self._held and all(params[k] is a for k, a in zip(names, self._held, strict=True)):
-            return True
-        self._held, self._state = [], None
+    def _ready(self) -> bool:
+        """Point the net at the parameters and the optimizer's state arrays (again where
+        any changed: a restored epoch, a loaded state); False where one is laid out
+        otherwise (the fast engine then steps)."""
+        params, names = self.model.params, self._order
         arrays = [params[name] for name in names]
-        if not self._laid_out(arrays):
-            return False
-        grads = [self.grads[name] for name in names]
-        addresses = [a.ctypes.data for a in arrays], [g.ctypes.data for g in grads]
-        self._net.set_parameters(
-            addresses[0][0::2], addresses[0][1::2], addresses[1][0::2], addresses[1][1::2]
-        )
-        self._held = arrays
-        return True
-
-    def _update(self) -> None:
-        """The optimizer's update of every parameter from ``self.grads``: one call, or
-        the optimizer's own where its state is laid out otherwise (loaded from a file)."""
-        opt, params = self.optimizer, self.model.params
-        names = self._order
-        stores = (opt.m, opt.v) if type(opt) is Adam else (opt.velocity,)
+        if not _same(self._held, arrays):
+            self._held, self._state = [], None
+            if not self._laid_out(arrays):
+                return False
+            grads = [self.grads[name] for name in names]
+            addresses = [a.ctypes.data for a in arrays], [g.ctypes.data for g in grads]
+            self._net.set_parameters(
+                addresses[0][0::2], addresses[0][1::2], addresses[1][0::2], addresses[1][1::2]
+            )
+            self._held = arrays
+        opt = self.optimizer
+        stores = [] if self._sgd else [opt.m, opt.v] if self._adam else [opt.velocity]
         state = [[_zeros_once(s, k, params[k]) for k in names] for s in stores]
         flat = [a for arrays in state for a in arrays]
-        if self._state is None or any(
-            a is not b for a, b in zip(self._state[0], flat, strict=True)
-        ):
-            if not all(self._laid_out(arrays) for arrays in state):
-                self._state = None
-                opt.update(params, self.grads)
-                return
-            self._state = (flat, [[a.ctypes.data for a in arrays] for arrays in state])
-        addresses = self._state[1]
-        if type(opt) is Adam:
-            opt.t += 1
-            b1, b2 = opt.beta_1, opt.beta_2
-            # Adam.update's step size, the same expression
-            lr_t = float(opt.learning_rate * np.sqrt(1 - b2**opt.t) / (1 - b1**opt.t))
-            self._net.adam(addresses[0], addresses[1], lr_t, b1, b2, opt.epsilon)
+        if self._state is not None and _same(self._state, flat):
+            return True
+        self._state = None
+        if not all(self._laid_out(arrays) for arrays in state):
+            return False
+        first, second = ([[a.ctypes.data for a in arrays] for arrays in state] + [[], []])[:2]
+        if self._sgd:
+            self._net.set_rule(PLAIN, [], [])
+        elif self._adam:
+            self._net.set_rule(
+                ADAM, first, second, beta_1=opt.beta_1, beta_2=opt.beta_2, eps=opt.epsilon
+            )
         else:
-            self._net.momentum(addresses[0], opt.learning_rate, opt.momentum, opt.nesterov)
+            self._net.set_rule(MOMENTUM, first, [], mu=opt.momentum, nesterov=opt.nesterov)
+        self._state = flat
+        return True
 
     def __getattr__(self, name: str) -> Any:
         # only for what this class does not define: the fast engine's own
         if name == "_fast":
             raise AttributeError(name)
         return getattr(self._fast, name)
+
+
+def _c_array(a: Any, dtype: Any) -> bool:
+    """Whether ``a`` is a C-ordered NumPy array (not a subclass: not a file's map) of
+    ``dtype``."""
+    return type(a) is np.ndarray and a.dtype == dtype and a.flags.c_contiguous
+
+
+def _same(held: list[np.ndarray], arrays: list[np.ndarray]) -> bool:
+    """Whether ``held`` are these very arrays (the net's addresses still good)."""
+    return len(held) == len(arrays) and all(a is b for a, b in zip(held, arrays, strict=True))
 
 
 def compiled_engine(fast: Any) -> CompiledEngine | None:

@@ -34,6 +34,9 @@ class TrainingConfig:
     (the notes' loss, exactly). The estimators pass
     scikit-learn's convention (:class:`handgrad.estimator.ReportedLoss`), which L-BFGS
     then minimises, as scikit-learn's does. Validation scoring and L-BFGS follow the same setting.
+    A report may also say ``row_clip(dtype) -> (low, high) | None``: that its value is the
+    mean of the rows' exact losses each clipped to ``[low, high]`` plus the penalty; the
+    compiled engine then computes it inside its steps.
     An X of another array-API library than NumPy (PyTorch, CuPy …) always trains on
     the reference engine, whatever ``engine`` says: the fast engine's buffers and
     fused products are NumPy's.

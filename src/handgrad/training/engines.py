@@ -7,7 +7,9 @@ fused into its products, or the reference (:meth:`MLP.loss_and_gradients
 A step returns ``(loss, right)``: the loss, a float (the one number a step brings back
 from a device), and the number of rows its scores predicted exactly right (for the
 running accuracy; 0 for a head that does not classify), which on another library's
-device stays there until the epoch's sum is read.
+device stays there until the epoch's sum is read. The loop asks an engine for an
+epoch's steps at a time (``epoch``, a :class:`~handgrad.training.steps.Steps`): batch by
+batch, or, for the compiled engine, all in one call.
 """
 
 from __future__ import annotations
@@ -25,6 +27,8 @@ from handgrad.network import MLP, Context
 from handgrad.optim import SGD, Optimizer
 from handgrad.training.compiled import compiled_engine
 from handgrad.training.config import TrainingConfig
+from handgrad.training.sources import BatchSource
+from handgrad.training.steps import Steps, step_through
 from handgrad.workspace import Workspace, scores
 
 
@@ -63,6 +67,12 @@ class Engine:
         if math.isfinite(loss):
             self.optimizer.update(self.model.params, grads)
         return loss, self.right(S, T)
+
+    def epoch(self, source: BatchSource, limit: int | None = None) -> Steps:
+        """The steps of one epoch of ``source`` (its order set), at most ``limit``;
+        they end after a step whose loss is not finite (the loop then puts the epoch
+        back)."""
+        return step_through(self.step, source, limit)
 
     def loss_and_gradients(self, X: Any, T: Any, w: Any, reg: float) -> tuple[Any, Any, Any]:
         """``(loss, grads, S)`` of the notes for rows X (n, D) at the current weights."""

@@ -1,7 +1,8 @@
 """The minibatch loop: it counts, records and stops.
 
-Epochs of shuffled minibatches, each step taken by an engine on a batch from a source
-(both chosen before the loop: :mod:`~handgrad.training.engines`,
+Epochs of shuffled minibatches from a source, stepped by an engine an epoch at a time
+(``engine.epoch(source, limit)``: batch by batch, or all in one compiled call; both
+chosen before the loop: :mod:`~handgrad.training.engines`,
 :mod:`~handgrad.training.sources`). The loop records the :class:`History`, scores the
 held-out data, applies the stopping rule, calls the callbacks, restores the best
 weights for early stopping, goes back to the epoch's start on Ctrl-C or divergence
@@ -105,22 +106,17 @@ def _epochs(config: TrainingConfig) -> Iterable[int]:
 def _epoch(
     run: Run, source: BatchSource, engine: Engine, config: TrainingConfig, epoch_start: EpochStart
 ) -> tuple[float, Any, int]:
-    """One pass of steps over the source: ``(Σ loss·n, rows right, rows seen)``."""
-    hist, N, batch_size = run.history, source.n_rows, source.batch_size
-    total, correct, seen = 0.0, 0, 0
-    for start in range(0, N, batch_size):
-        if config.max_steps is not None and hist.steps >= config.max_steps:
-            break
-        stop = min(start + batch_size, N)
-        loss, right = engine.step(*source.batch(start, stop))
-        if not math.isfinite(loss):
-            _diverged(run, epoch_start)
-        hist.step_loss.append(loss)
-        hist.steps += 1
-        total += loss * (stop - start)
-        correct += right  # on a device, summed there: read once, at the epoch's end
-        seen += stop - start
-    return total, correct, seen
+    """One pass of steps over the source (at most the steps ``max_steps`` leaves):
+    ``(Σ loss·n, rows right, rows seen)``."""
+    hist = run.history
+    limit = None if config.max_steps is None else max(config.max_steps - hist.steps, 0)
+    steps = engine.epoch(source, limit)
+    finite = steps.losses[:-1] if steps.diverged else steps.losses
+    hist.step_loss.extend(finite)
+    hist.steps += len(finite)
+    if steps.diverged:
+        _diverged(run, epoch_start)
+    return steps.total, steps.correct, steps.seen
 
 
 def _record_epoch(

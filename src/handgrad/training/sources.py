@@ -27,6 +27,11 @@ from handgrad.workspace import Workspace
 #: (n unweighted). A plain tuple: one is made every step.
 Batch = tuple[Any, Any, Any, float]
 
+#: ``(X, T, w, order, rows)``: a NumPy X in memory, its targets, weights or None, the
+#: epoch's order of positions and the row numbers they index (None: positions are rows):
+#: what an engine that gathers its own batches reads (:meth:`BatchSource.in_memory`).
+InMemory = tuple[np.ndarray, np.ndarray, "np.ndarray | None", np.ndarray, "np.ndarray | None"]
+
 
 class BatchSource(Protocol):
     """Batches of ``batch_size`` rows out of ``n_rows``, one epoch's order at a time."""
@@ -37,6 +42,8 @@ class BatchSource(Protocol):
     def begin_epoch(self, order: np.ndarray) -> None: ...
 
     def batch(self, start: int, stop: int) -> Batch: ...
+
+    def in_memory(self) -> InMemory | None: ...
 
     def __enter__(self) -> BatchSource: ...
 
@@ -63,6 +70,11 @@ class _HostRows:
             return idx
         return np.take(self.rows, idx, out=self._row_numbers[: stop - start])
 
+    def in_memory(self) -> InMemory | None:
+        """The arrays themselves, for an engine that gathers its batches itself; None
+        here: batches come from :meth:`batch` only."""
+        return None
+
     def __enter__(self) -> Any:
         return self
 
@@ -81,6 +93,13 @@ class GatheredBatches(_HostRows):
         if not sp.issparse(self.X):  # a dense X is read through its RowReader
             self._reader = RowReader(self.X)
         self._source = self.X if self._reader is None else self._reader
+
+    def in_memory(self) -> InMemory | None:
+        """The arrays, where X is a NumPy array in memory (not a file's rows, not
+        sparse)."""
+        if type(self.X) is not np.ndarray:
+            return None
+        return self.X, self.T, self.w, self._order, self.rows
 
     def batch(self, start: int, stop: int) -> Batch:
         Xb, Tb, wb = self.workspace.gather(
