@@ -1,0 +1,244 @@
+/* The elementwise kernels of the compiled step: see _kernels.h for what each computes.
+ *
+ * One template (the second half of this file, read twice by the file including itself)
+ * gives the float and the double variant. The loops are written so that the compiler
+ * vectorises them without changing a result: the same operations in the same order
+ * (column sums run across columns, each column still summed over rows in order; the
+ * squared norm keeps its 8 running sums, one AVX-512 register of doubles), masks as
+ * multiplies by 0/1, no fused multiply-add (setup.py builds with -ffp-contract=off).
+ *
+ * HG_MVEC (set by setup.py where glibc's libmvec links): the softmax's exp and log go
+ * to libmvec's vector functions, within 1 ulp of the correctly rounded value (glibc's
+ * manual), like NumPy's own SIMD exp; otherwise the scalar libm ones.
+ * HG_NO_CLONES: one build for the compiler's default target (no runtime dispatch).
+ */
+#ifndef HG_T
+
+#include "_kernels.h"
+
+#include <math.h>
+#include <string.h>
+
+/* AVX-512, AVX2 and the baseline, chosen at load time by the CPU (an ifunc: x86-64
+ * Linux, GCC or clang); a plain build elsewhere. */
+#if !defined(HG_NO_CLONES) && defined(__x86_64__) && defined(__linux__) && \
+    defined(__GNUC__) && defined(__has_attribute)
+#if __has_attribute(target_clones)
+#define HG_DISPATCH __attribute__((target_clones("avx512f", "avx2", "default")))
+#endif
+#endif
+#ifndef HG_DISPATCH
+#define HG_DISPATCH
+#endif
+
+/* libmvec: the vector variants (_ZGV…) of these four, used where a loop vectorises. */
+#if defined(HG_MVEC) && defined(__GNUC__) && defined(__x86_64__)
+extern float expf(float) __attribute__((simd("notinbranch")));
+extern double exp(double) __attribute__((simd("notinbranch")));
+extern float logf(float) __attribute__((simd("notinbranch")));
+extern double log(double) __attribute__((simd("notinbranch")));
+#endif
+
+#define HG_CAT2(a, b) a##b
+#define HG_CAT(a, b) HG_CAT2(a, b)
+#define HG_NAME(base) HG_CAT(base, HG_SUFFIX)
+
+#define HG_T float
+#define HG_SUFFIX _f
+#define HG_EXP expf
+#define HG_LOG logf
+#define HG_SQRT sqrtf
+#include "_kernels.c"
+#undef HG_T
+#undef HG_SUFFIX
+#undef HG_EXP
+#undef HG_LOG
+#undef HG_SQRT
+
+#define HG_T double
+#define HG_SUFFIX _d
+#define HG_EXP exp
+#define HG_LOG log
+#define HG_SQRT sqrt
+#include "_kernels.c"
+
+#else /* the template, for HG_T */
+
+void HG_NAME(hg_bias_rows)(HG_T *restrict Z, const HG_T *restrict b, ptrdiff_t n,
+                           ptrdiff_t cols)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        memcpy(Z + i * cols, b, (size_t)cols * sizeof(HG_T));
+}
+
+HG_DISPATCH void HG_NAME(hg_relu)(HG_T *restrict Z, ptrdiff_t size)
+{
+    for (ptrdiff_t k = 0; k < size; k++) {
+        HG_T z = Z[k];
+        Z[k] = z * (HG_T)(z > 0);
+    }
+}
+
+HG_DISPATCH void HG_NAME(hg_relu_grad)(HG_T *restrict dA, const HG_T *restrict A,
+                                       ptrdiff_t n, ptrdiff_t cols, HG_T *restrict db)
+{
+    for (ptrdiff_t j = 0; j < cols; j++)
+        db[j] = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        HG_T *restrict row = dA + i * cols;
+        const HG_T *restrict a = A + i * cols;
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            HG_T d = row[j] * (HG_T)(a[j] > 0);
+            row[j] = d;
+            db[j] = db[j] + d;
+        }
+    }
+}
+
+HG_DISPATCH void HG_NAME(hg_column_sums)(const HG_T *restrict dZ, ptrdiff_t n,
+                                         ptrdiff_t cols, HG_T *restrict out)
+{
+    for (ptrdiff_t j = 0; j < cols; j++)
+        out[j] = 0;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const HG_T *restrict row = dZ + i * cols;
+        for (ptrdiff_t j = 0; j < cols; j++)
+            out[j] = out[j] + row[j];
+    }
+}
+
+HG_DISPATCH double HG_NAME(hg_sqnorm)(const HG_T *restrict W, ptrdiff_t size)
+{
+    double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
+    ptrdiff_t body = size - size % 8;
+    for (ptrdiff_t k = 0; k < body; k += 8)
+        for (int r = 0; r < 8; r++) {
+            double w = (double)W[k + r];
+            acc[r] = acc[r] + w * w;
+        }
+    for (ptrdiff_t k = body; k < size; k++) {
+        double w = (double)W[k];
+        acc[0] = acc[0] + w * w;
+    }
+    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]));
+}
+
+/* The first argmax of row (C,), or its first NaN's index where it holds one: the
+ * sequential scan "z > top or z is NaN (then stop)". */
+static inline ptrdiff_t HG_NAME(first_argmax)(const HG_T *restrict row, ptrdiff_t C)
+{
+    int nan = 0;
+    for (ptrdiff_t j = 0; j < C; j++)
+        nan |= row[j] != row[j];
+    if (nan) {
+        for (ptrdiff_t j = 0; j < C; j++)
+            if (row[j] != row[j])
+                return j;
+    }
+    HG_T top = row[0];
+    ptrdiff_t best = 0;
+    for (ptrdiff_t j = 1; j < C; j++) {
+        HG_T z = row[j];
+        best = z > top ? j : best;
+        top = z > top ? z : top;
+    }
+    return best;
+}
+
+HG_DISPATCH double HG_NAME(hg_softmax_xent)(const HG_T *restrict S, HG_T *restrict dS,
+                                            HG_T *restrict losses, int64_t *restrict labels,
+                                            const int64_t *restrict y, ptrdiff_t n,
+                                            ptrdiff_t C, double c)
+{
+    const HG_T c_r = (HG_T)c;
+    double loss = 0.0;
+    if (C < 1)
+        return 0.0;
+    /* dS = S − m, row by row; then e = exp(dS) as one pass over the block (vectorised) */
+    for (ptrdiff_t i = 0; i < n; i++) {
+        const HG_T *restrict row = S + i * C;
+        HG_T *restrict d = dS + i * C;
+        ptrdiff_t best = HG_NAME(first_argmax)(row, C);
+        HG_T m = row[best];
+        labels[i] = (int64_t)best;
+        for (ptrdiff_t j = 0; j < C; j++)
+            d[j] = row[j] - m;
+    }
+    for (ptrdiff_t k = 0; k < n * C; k++)
+        dS[k] = HG_EXP(dS[k]);
+    /* total (j ascending), dS = e (c / total) − c Y; losses first hold the totals */
+    for (ptrdiff_t i = 0; i < n; i++) {
+        HG_T *restrict d = dS + i * C;
+        HG_T total = 0;
+        for (ptrdiff_t j = 0; j < C; j++)
+            total = total + d[j];
+        HG_T scale = c_r / total;
+        for (ptrdiff_t j = 0; j < C; j++)
+            d[j] = d[j] * scale;
+        d[y[i]] = d[y[i]] - c_r;
+        losses[i] = total;
+    }
+    for (ptrdiff_t i = 0; i < n; i++)
+        losses[i] = HG_LOG(losses[i]);
+    for (ptrdiff_t i = 0; i < n; i++) {
+        HG_T picked = S[i * C + y[i]] - S[i * C + labels[i]];
+        losses[i] = losses[i] - picked;
+        loss += (double)losses[i];
+    }
+    return loss;
+}
+
+HG_DISPATCH void HG_NAME(hg_adam)(HG_T *restrict theta, const HG_T *restrict g,
+                                  HG_T *restrict m, HG_T *restrict v, ptrdiff_t size,
+                                  double lr_t, double b1, double b2, double eps)
+{
+    const HG_T b1_r = (HG_T)b1, b2_r = (HG_T)b2, c1 = (HG_T)(1 - b1), c2 = (HG_T)(1 - b2);
+    const HG_T lr_r = (HG_T)lr_t, eps_r = (HG_T)eps;
+    for (ptrdiff_t k = 0; k < size; k++) {
+        HG_T gk = g[k];
+        HG_T mk = m[k] * b1_r;
+        mk = mk + gk * c1;
+        m[k] = mk;
+        HG_T vk = v[k] * b2_r;
+        HG_T tmp = gk * gk;
+        vk = vk + tmp * c2;
+        v[k] = vk;
+        tmp = mk * lr_r;
+        HG_T denom = HG_SQRT(vk);
+        denom = denom + eps_r;
+        theta[k] = theta[k] - tmp / denom;
+    }
+}
+
+HG_DISPATCH void HG_NAME(hg_momentum)(HG_T *restrict theta, const HG_T *restrict g,
+                                      HG_T *restrict v, ptrdiff_t size, double lr,
+                                      double mu, int nesterov)
+{
+    const HG_T lr_r = (HG_T)lr, mu_r = (HG_T)mu;
+    if (nesterov) {
+        for (ptrdiff_t k = 0; k < size; k++) {
+            HG_T step = g[k] * lr_r;
+            HG_T vk = v[k] * mu_r;
+            vk = vk - step;
+            v[k] = vk;
+            theta[k] = theta[k] + (vk * mu_r - step);
+        }
+    } else {
+        for (ptrdiff_t k = 0; k < size; k++) {
+            HG_T step = g[k] * lr_r;
+            HG_T vk = v[k] * mu_r;
+            vk = vk - step;
+            v[k] = vk;
+            theta[k] = theta[k] + vk;
+        }
+    }
+}
+
+void HG_NAME(hg_gather_rows)(HG_T *restrict dst, const HG_T *restrict X,
+                             const intptr_t *restrict rows, ptrdiff_t n, ptrdiff_t D)
+{
+    for (ptrdiff_t i = 0; i < n; i++)
+        memcpy(dst + i * D, X + rows[i] * D, (size_t)D * sizeof(HG_T));
+}
+
+#endif /* HG_T */
