@@ -2,13 +2,13 @@
 each at the sizes of a digits step and an MNIST-like step (batch 200), in µs.
 
 Each kernel is called through ctypes from the built extension (``handgrad._fused``) or
-from any shared library given with ``--lib`` (e.g. ``_kernels.c`` compiled for the
-baseline only, ``-DHG_NO_CLONES``: the SSE2 loops of before); libraries are timed in
-turn round by round, minimum over rounds of the mean of ``--reps`` calls, less the cost
-of a ctypes call (the same function on size 0). One thread: run it on a quiet machine.
+from any shared library given with ``--lib`` (e.g. ``_kernels.c`` compiled with
+``-DHG_NO_CLONES``: the baseline x86-64 target, SSE2). Libraries are timed in turn
+round by round: the minimum over rounds of the mean of ``--reps`` calls, less the same
+for the function on size 0 (the cost of a ctypes call). One thread; a quiet machine.
 
     python benchmarks/kernels.py
-    python benchmarks/kernels.py --lib sse2=/tmp/k_sse.so --lib new=src/handgrad/_fused….so
+    python benchmarks/kernels.py --lib sse2=/tmp/k_sse2.so --lib built=src/handgrad/_fused….so
 """
 
 from __future__ import annotations
@@ -126,12 +126,14 @@ def main(argv: list[str] | None = None) -> None:
             tables = {label: calls(lib, dtype, workload) for label, lib in libs.items()}
             names = [k for k in tables[labels[0]] if not k.startswith("_")]
             for name in names:
-                best = dict.fromkeys(labels, np.inf)
+                full = dict.fromkeys(labels, np.inf)
+                empty = dict.fromkeys(labels, np.inf)
                 for _ in range(args.rounds):
                     for label in labels:
-                        f, full, empty = tables[label][name]
-                        cost = per_call(f, full, args.reps) - per_call(f, empty, args.reps)
-                        best[label] = min(best[label], cost)
+                        f, with_size, without = tables[label][name]
+                        full[label] = min(full[label], per_call(f, with_size, args.reps))
+                        empty[label] = min(empty[label], per_call(f, without, args.reps))
+                best = {label: full[label] - empty[label] for label in labels}
                 cells = " | ".join(f"{best[label] * 1e6:.2f}" for label in labels)
                 r = f" | {best[labels[0]] / best[labels[-1]]:.2f}×" if ratio else ""
                 print(f"| {np.dtype(dtype).name} | {workload} | {name} | {cells}{r} |")
