@@ -19,6 +19,13 @@
 #include <math.h>
 #include <string.h>
 
+/* C99's restrict; MSVC spells it __restrict */
+#if defined(_MSC_VER) && !defined(__clang__)
+#define HG_RESTRICT __restrict
+#else
+#define HG_RESTRICT restrict
+#endif
+
 /* AVX-512, AVX2 and the baseline, chosen at load time by the CPU (an ifunc: x86-64
  * Linux, GCC or clang); a plain build elsewhere. */
 #if !defined(HG_NO_CLONES) && defined(__x86_64__) && defined(__linux__) && \
@@ -64,7 +71,7 @@ extern double log(double) __attribute__((simd("notinbranch")));
 
 #else /* the template, for HG_T */
 
-void HG_NAME(hg_bias_rows)(HG_T *restrict Z, const HG_T *restrict b, ptrdiff_t n,
+void HG_NAME(hg_bias_rows)(HG_T *HG_RESTRICT Z, const HG_T *HG_RESTRICT b, ptrdiff_t n,
                            ptrdiff_t cols)
 {
     for (ptrdiff_t i = 0; i < n; i++)
@@ -74,7 +81,7 @@ void HG_NAME(hg_bias_rows)(HG_T *restrict Z, const HG_T *restrict b, ptrdiff_t n
 /* The two masks are written in the forms that GCC vectorises for every target (measured:
  * written as "z * (z > 0)" or with a ternary, the ReLU's compiles to a branch, 5–15×
  * slower on random signs; the gradient's is fastest with the ternary). */
-HG_DISPATCH void HG_NAME(hg_relu)(HG_T *restrict Z, ptrdiff_t size)
+HG_DISPATCH void HG_NAME(hg_relu)(HG_T *HG_RESTRICT Z, ptrdiff_t size)
 {
     for (ptrdiff_t k = 0; k < size; k++) {
         HG_T z = Z[k];
@@ -84,14 +91,14 @@ HG_DISPATCH void HG_NAME(hg_relu)(HG_T *restrict Z, ptrdiff_t size)
     }
 }
 
-HG_DISPATCH void HG_NAME(hg_relu_grad)(HG_T *restrict dA, const HG_T *restrict A,
-                                       ptrdiff_t n, ptrdiff_t cols, HG_T *restrict db)
+HG_DISPATCH void HG_NAME(hg_relu_grad)(HG_T *HG_RESTRICT dA, const HG_T *HG_RESTRICT A,
+                                       ptrdiff_t n, ptrdiff_t cols, HG_T *HG_RESTRICT db)
 {
     for (ptrdiff_t j = 0; j < cols; j++)
         db[j] = 0;
     for (ptrdiff_t i = 0; i < n; i++) {
-        HG_T *restrict row = dA + i * cols;
-        const HG_T *restrict a = A + i * cols;
+        HG_T *HG_RESTRICT row = dA + i * cols;
+        const HG_T *HG_RESTRICT a = A + i * cols;
         for (ptrdiff_t j = 0; j < cols; j++) {
             HG_T mask = a[j] > 0 ? (HG_T)1 : (HG_T)0;
             HG_T d = row[j] * mask;
@@ -101,19 +108,19 @@ HG_DISPATCH void HG_NAME(hg_relu_grad)(HG_T *restrict dA, const HG_T *restrict A
     }
 }
 
-HG_DISPATCH void HG_NAME(hg_column_sums)(const HG_T *restrict dZ, ptrdiff_t n,
-                                         ptrdiff_t cols, HG_T *restrict out)
+HG_DISPATCH void HG_NAME(hg_column_sums)(const HG_T *HG_RESTRICT dZ, ptrdiff_t n,
+                                         ptrdiff_t cols, HG_T *HG_RESTRICT out)
 {
     for (ptrdiff_t j = 0; j < cols; j++)
         out[j] = 0;
     for (ptrdiff_t i = 0; i < n; i++) {
-        const HG_T *restrict row = dZ + i * cols;
+        const HG_T *HG_RESTRICT row = dZ + i * cols;
         for (ptrdiff_t j = 0; j < cols; j++)
             out[j] = out[j] + row[j];
     }
 }
 
-HG_DISPATCH double HG_NAME(hg_sqnorm)(const HG_T *restrict W, ptrdiff_t size)
+HG_DISPATCH double HG_NAME(hg_sqnorm)(const HG_T *HG_RESTRICT W, ptrdiff_t size)
 {
     double acc[8] = {0, 0, 0, 0, 0, 0, 0, 0};
     ptrdiff_t body = size - size % 8;
@@ -130,7 +137,7 @@ HG_DISPATCH double HG_NAME(hg_sqnorm)(const HG_T *restrict W, ptrdiff_t size)
 }
 
 /* The first argmax of a row (C,) without NaN: the scan "z > top", branch-free. */
-static inline ptrdiff_t HG_NAME(ordered_argmax)(const HG_T *restrict row, ptrdiff_t C)
+static inline ptrdiff_t HG_NAME(ordered_argmax)(const HG_T *HG_RESTRICT row, ptrdiff_t C)
 {
     HG_T top = row[0];
     ptrdiff_t best = 0;
@@ -144,7 +151,7 @@ static inline ptrdiff_t HG_NAME(ordered_argmax)(const HG_T *restrict row, ptrdif
 
 /* The first argmax of any row, or its first NaN's index where it holds one: the
  * sequential scan "z > top or z is NaN (then stop)". */
-static inline ptrdiff_t HG_NAME(first_argmax)(const HG_T *restrict row, ptrdiff_t C)
+static inline ptrdiff_t HG_NAME(first_argmax)(const HG_T *HG_RESTRICT row, ptrdiff_t C)
 {
     for (ptrdiff_t j = 0; j < C; j++)
         if (row[j] != row[j])
@@ -152,9 +159,9 @@ static inline ptrdiff_t HG_NAME(first_argmax)(const HG_T *restrict row, ptrdiff_
     return HG_NAME(ordered_argmax)(row, C);
 }
 
-HG_DISPATCH double HG_NAME(hg_softmax_xent)(const HG_T *restrict S, HG_T *restrict dS,
-                                            HG_T *restrict losses, int64_t *restrict labels,
-                                            const int64_t *restrict y, ptrdiff_t n,
+HG_DISPATCH double HG_NAME(hg_softmax_xent)(const HG_T *HG_RESTRICT S, HG_T *HG_RESTRICT dS,
+                                            HG_T *HG_RESTRICT losses, int64_t *HG_RESTRICT labels,
+                                            const int64_t *HG_RESTRICT y, ptrdiff_t n,
                                             ptrdiff_t C, double c)
 {
     const HG_T c_r = (HG_T)c;
@@ -167,8 +174,8 @@ HG_DISPATCH double HG_NAME(hg_softmax_xent)(const HG_T *restrict S, HG_T *restri
     for (ptrdiff_t k = 0; k < n * C; k++)
         nan |= S[k] != S[k];
     for (ptrdiff_t i = 0; i < n; i++) {
-        const HG_T *restrict row = S + i * C;
-        HG_T *restrict d = dS + i * C;
+        const HG_T *HG_RESTRICT row = S + i * C;
+        HG_T *HG_RESTRICT d = dS + i * C;
         ptrdiff_t best = nan ? HG_NAME(first_argmax)(row, C) : HG_NAME(ordered_argmax)(row, C);
         HG_T m = row[best];
         labels[i] = (int64_t)best;
@@ -179,7 +186,7 @@ HG_DISPATCH double HG_NAME(hg_softmax_xent)(const HG_T *restrict S, HG_T *restri
         dS[k] = HG_EXP(dS[k]);
     /* total (j ascending), dS = e (c / total) − c Y; losses first hold the totals */
     for (ptrdiff_t i = 0; i < n; i++) {
-        HG_T *restrict d = dS + i * C;
+        HG_T *HG_RESTRICT d = dS + i * C;
         HG_T total = 0;
         for (ptrdiff_t j = 0; j < C; j++)
             total = total + d[j];
@@ -199,8 +206,8 @@ HG_DISPATCH double HG_NAME(hg_softmax_xent)(const HG_T *restrict S, HG_T *restri
     return loss;
 }
 
-HG_DISPATCH void HG_NAME(hg_adam)(HG_T *restrict theta, const HG_T *restrict g,
-                                  HG_T *restrict m, HG_T *restrict v, ptrdiff_t size,
+HG_DISPATCH void HG_NAME(hg_adam)(HG_T *HG_RESTRICT theta, const HG_T *HG_RESTRICT g,
+                                  HG_T *HG_RESTRICT m, HG_T *HG_RESTRICT v, ptrdiff_t size,
                                   double lr_t, double b1, double b2, double eps)
 {
     const HG_T b1_r = (HG_T)b1, b2_r = (HG_T)b2, c1 = (HG_T)(1 - b1), c2 = (HG_T)(1 - b2);
@@ -221,8 +228,8 @@ HG_DISPATCH void HG_NAME(hg_adam)(HG_T *restrict theta, const HG_T *restrict g,
     }
 }
 
-HG_DISPATCH void HG_NAME(hg_momentum)(HG_T *restrict theta, const HG_T *restrict g,
-                                      HG_T *restrict v, ptrdiff_t size, double lr,
+HG_DISPATCH void HG_NAME(hg_momentum)(HG_T *HG_RESTRICT theta, const HG_T *HG_RESTRICT g,
+                                      HG_T *HG_RESTRICT v, ptrdiff_t size, double lr,
                                       double mu, int nesterov)
 {
     const HG_T lr_r = (HG_T)lr, mu_r = (HG_T)mu;
@@ -245,8 +252,8 @@ HG_DISPATCH void HG_NAME(hg_momentum)(HG_T *restrict theta, const HG_T *restrict
     }
 }
 
-void HG_NAME(hg_gather_rows)(HG_T *restrict dst, const HG_T *restrict X,
-                             const intptr_t *restrict rows, ptrdiff_t n, ptrdiff_t D)
+void HG_NAME(hg_gather_rows)(HG_T *HG_RESTRICT dst, const HG_T *HG_RESTRICT X,
+                             const intptr_t *HG_RESTRICT rows, ptrdiff_t n, ptrdiff_t D)
 {
     for (ptrdiff_t i = 0; i < n; i++)
         memcpy(dst + i * D, X + rows[i] * D, (size_t)D * sizeof(HG_T));
