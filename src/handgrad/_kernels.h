@@ -6,8 +6,9 @@
  * sizes are element counts. Each kernel performs the operations of the engine it
  * replaces (handgrad.optim, handgrad.workspace, the loops of _fused.pyx) in the same
  * order and dtype, so that its results are theirs bit for bit — except the softmax's
- * exp and log, which may be the vector ones of glibc's libmvec (within 1–2 ulp of the
- * correctly rounded value, as NumPy's own SIMD exp is).
+ * exp, a vectorised one of _kernels.c (within about 1 ulp of the correctly rounded
+ * value, as NumPy's own SIMD exp and libm's are, each differing in the last bits), and
+ * the same bits on every target.
  *
  * On x86-64 Linux with GCC or clang each kernel is compiled for AVX-512, AVX2 and the
  * baseline, and the loader picks one for the CPU at hand (target_clones).
