@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import ctypes
 import importlib
+import importlib.util
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -315,3 +317,15 @@ def test_gather_rows_and_bias_rows_copy(dtype, n, D_):
     b = data(rng, D_, dtype)
     kernel("hg_bias_rows", dtype, None, P, P, N, N)(ptr(dst), ptr(b), n, D_)
     assert_same(dst, np.broadcast_to(b, (n, D_)).copy())
+
+
+def test_the_kernels_benchmark_prints_its_table(capsys):
+    path = Path(__file__).resolve().parents[1] / "benchmarks" / "kernels.py"
+    spec = importlib.util.spec_from_file_location("_bench_kernels", path)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    module.main(["--rounds", "1", "--reps", "1"])
+    rows = capsys.readouterr().out.splitlines()
+    assert rows[0] == "| dtype | workload | kernel | built µs |"
+    assert len(rows) == 2 + 2 * 2 * 9  # 2 dtypes × 2 workloads × 9 kernels
+    assert "| float64 | MNIST-like | adam 203530 |" in rows[-3]
