@@ -329,3 +329,14 @@ def test_the_kernels_benchmark_prints_its_table(capsys):
     assert rows[0] == "| dtype | workload | kernel | built µs |"
     assert len(rows) == 2 + 2 * 2 * 9  # 2 dtypes × 2 workloads × 9 kernels
     assert "| float64 | MNIST-like | adam 203530 |" in rows[-3]
+
+
+@pytest.mark.parametrize("dtype", DTYPES)
+@pytest.mark.parametrize("size", SIZES)
+def test_add_scaled_is_the_workspaces_penalty_gradient(dtype, size):
+    """dW += W λ, as the fast engine's ``dW += np.multiply(W, reg)`` (λ in the dtype)."""
+    rng = np.random.default_rng(size)
+    dW, W = data(rng, size, dtype), data(rng, size, dtype)
+    want = dW + np.multiply(W, 0.3)
+    kernel("hg_add_scaled", dtype, None, P, P, N, D)(ptr(dW), ptr(W), size, 0.3)
+    assert_same(dW, want)

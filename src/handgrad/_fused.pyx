@@ -1,24 +1,53 @@
 # cython: language_level=3, boundscheck=False, wraparound=False, cdivision=True, initializedcheck=False
 """The compiled step of :mod:`handgrad.training.compiled`: forward, softmax loss,
-backward and (plain SGD) the update of a dense batch through hidden ReLU layers, in one
-call without Python; and the momentum / Adam updates of every parameter in one more.
+backward and the update of a dense batch through hidden ReLU layers without Python —
+one call a step (:meth:`Net.step`, :meth:`Net.update`) or one call for a whole epoch of
+batches gathered from X (:meth:`Net.epoch`).
 
 The same equations, in the same order and in the same dtype, as the fast engine
 (:mod:`handgrad.workspace`, :mod:`handgrad.inplace`, :mod:`handgrad.optim`): products by
 BLAS ``?gemm`` (NumPy's own cblas where :func:`use_cblas` is given its address, else
-SciPy's through ``scipy.linalg.cython_blas``), elementwise work in C loops. The row sums
-(softmax denominator, bias gradients) are plain loops where NumPy calls ``gemv``: the
-only source of differences (rounding, 1e-16 relative in float64).
+SciPy's through ``scipy.linalg.cython_blas``), elementwise work by the kernels of
+``_kernels.c`` (vectorised, chosen for the CPU at load time). The row sums (softmax
+denominator, bias gradients) are plain loops where NumPy calls ``gemv``, and the
+softmax's exp is the kernels' own (within an ulp): the only sources of differences
+(rounding, 1e-16 relative in float64).
 
 Buffers and parameters are NumPy arrays that the Python side allocates and keeps; this
 module holds their addresses (:class:`Net`), set again whenever an array changes.
 """
 
 from cpython.exc cimport PyErr_CheckSignals
-from libc.math cimport INFINITY, exp, expf, isfinite, log, logf, pow, sqrt, sqrtf
+from libc.math cimport INFINITY, isfinite, pow, sqrt
 from libc.stdint cimport int64_t
 from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm as f_dgemm, sgemm as f_sgemm
+
+cdef extern from "_kernels.h" nogil:
+    void hg_bias_rows_f(float* Z, const float* b, Py_ssize_t n, Py_ssize_t cols)
+    void hg_bias_rows_d(double* Z, const double* b, Py_ssize_t n, Py_ssize_t cols)
+    void hg_relu_f(float* Z, Py_ssize_t size)
+    void hg_relu_d(double* Z, Py_ssize_t size)
+    void hg_relu_grad_f(float* dA, const float* A, Py_ssize_t n, Py_ssize_t cols, float* db)
+    void hg_relu_grad_d(double* dA, const double* A, Py_ssize_t n, Py_ssize_t cols, double* db)
+    void hg_column_sums_f(const float* dZ, Py_ssize_t n, Py_ssize_t cols, float* out)
+    void hg_column_sums_d(const double* dZ, Py_ssize_t n, Py_ssize_t cols, double* out)
+    double hg_sqnorm_f(const float* W, Py_ssize_t size)
+    double hg_sqnorm_d(const double* W, Py_ssize_t size)
+    double hg_softmax_xent_f(const float* S, float* dS, float* losses, int64_t* labels,
+                             const int64_t* y, Py_ssize_t n, Py_ssize_t C, double c)
+    double hg_softmax_xent_d(const double* S, double* dS, double* losses, int64_t* labels,
+                             const int64_t* y, Py_ssize_t n, Py_ssize_t C, double c)
+    void hg_adam_f(float* theta, const float* g, float* m, float* v, Py_ssize_t size,
+                   double lr_t, double b1, double b2, double eps)
+    void hg_adam_d(double* theta, const double* g, double* m, double* v, Py_ssize_t size,
+                   double lr_t, double b1, double b2, double eps)
+    void hg_add_scaled_f(float* dW, const float* W, Py_ssize_t size, double reg)
+    void hg_add_scaled_d(double* dW, const double* W, Py_ssize_t size, double reg)
+    void hg_momentum_f(float* theta, const float* g, float* v, Py_ssize_t size, double lr,
+                       double mu, int nesterov)
+    void hg_momentum_d(double* theta, const double* g, double* v, Py_ssize_t size, double lr,
+                       double mu, int nesterov)
 
 ctypedef void (*dgemm_t)(int, int, int, int64_t, int64_t, int64_t, double, const double*,
                          int64_t, const double*, int64_t, double, double*, int64_t) noexcept nogil
@@ -80,7 +109,7 @@ cdef inline void gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k
 cdef class Net:
     """Addresses of one network's parameters, gradients and buffers (rows ≤ ``rows``),
     all C-contiguous arrays of one dtype, held by the caller. ``sizes`` (L+1,): D, H…, C.
-    Lists are indexed by layer 1…L at 0…L−1; hidden buffers A, D, dZ by 0…L−2. ``Xb``
+    Lists are indexed by layer 1…L at 0…L−1; hidden buffers A (activations) and dZ by 0…L−2. ``Xb``
     (rows, D) and ``yb`` (rows,) int64 are the batch buffers :meth:`epoch` gathers into.
 
     After :meth:`epoch`: ``total`` (Σ loss · n over its steps), ``correct`` (rows whose
@@ -94,7 +123,6 @@ cdef class Net:
     cdef size_t dW[MAX_LAYERS]
     cdef size_t db[MAX_LAYERS]
     cdef size_t A[MAX_LAYERS]
-    cdef size_t D[MAX_LAYERS]
     cdef size_t dZ[MAX_LAYERS]
     cdef size_t S, dS, losses, labels, Xb, yb
     # the update rule of :meth:`epoch` and the addresses of its state, W1, b1, W2, … order
@@ -106,7 +134,7 @@ cdef class Net:
     cdef public double penalty, total
     cdef public Py_ssize_t correct, seen
 
-    def __init__(self, sizes, bint double_, A, D, dZ, S, dS, losses, labels, Xb, yb):
+    def __init__(self, sizes, bint double_, A, dZ, S, dS, losses, labels, Xb, yb):
         cdef int l
         self.L = len(sizes) - 1
         if not 1 <= self.L <= MAX_LAYERS:
@@ -115,7 +143,7 @@ cdef class Net:
         for l in range(self.L + 1):
             self.sizes[l] = sizes[l]
         for l in range(self.L - 1):
-            self.A[l], self.D[l], self.dZ[l] = A[l], D[l], dZ[l]
+            self.A[l], self.dZ[l] = A[l], dZ[l]
         self.S, self.dS, self.losses, self.labels = S, dS, losses, labels
         self.Xb, self.yb = Xb, yb
         self.penalty = self.total = 0.0
@@ -254,12 +282,11 @@ cdef double _step(Net net, real* X, int64_t* y, Py_ssize_t n, double reg,
     """One step on the batch X (n, D), y (n,): the mean of the rows' losses clipped to
     [low, high] (a NaN stays NaN) plus the penalty of the weights before the step."""
     cdef int L = net.L, l
-    cdef Py_ssize_t i, j, k, rows_in, cols, best
+    cdef Py_ssize_t i, j, k, rows_in, cols
     cdef real *A_prev
     cdef real *Z
     cdef real *W
     cdef real *b
-    cdef real *D
     cdef real *dZ
     cdef real *dA
     cdef real *dW_
@@ -267,75 +294,46 @@ cdef double _step(Net net, real* X, int64_t* y, Py_ssize_t n, double reg,
     cdef real *S = <real*>net.S
     cdef real *dS = <real*>net.dS
     cdef real *losses = <real*>net.losses
-    cdef int64_t* labels = <int64_t*>net.labels
-    cdef real z, d, m, total, picked, scale, c_r, top, lr_r, decay
-    cdef double c = 1.0 / n, penalty = 0.0, loss = 0.0
+    cdef real z, lr_r, decay
+    cdef double penalty = 0.0, loss = 0.0
     cdef Py_ssize_t C = net.sizes[L]
 
-    # forward: Z_l = b_l, Z_l += A_{l−1} W_l; hidden A_l = Z_l ⊙ D_l, D_l = [Z_l > 0]
+    # forward (Z, A: (n, cols)): Z_l = b_l, then Z_l += A_{l−1} W_l by BLAS (β = 1);
+    # hidden A_l = ReLU(Z_l) = Z_l ⊙ [Z_l > 0], in place
     A_prev = X
     for l in range(L):
         rows_in, cols = net.sizes[l], net.sizes[l + 1]
         Z = S if l == L - 1 else <real*>net.A[l]
-        b = <real*>net.b[l]
-        for i in range(n):
-            for j in range(cols):
-                Z[i * cols + j] = b[j]
+        bias_rows(Z, <real*>net.b[l], n, cols)
         gemm(False, False, n, cols, rows_in, <real>1.0, A_prev, rows_in, <real*>net.W[l], cols,
              <real>1.0, Z, cols)
         if l < L - 1:
-            D = <real*>net.D[l]
-            _relu(Z, D, n * cols)
+            relu(Z, n * cols)
         A_prev = Z
 
     # the penalty λ/2 Σ‖W‖² of the weights before the step
     if reg != 0:
         for l in range(L):
-            W = <real*>net.W[l]
-            penalty += _sqnorm(W, net.sizes[l] * net.sizes[l + 1])
+            penalty += sqnorm(<real*>net.W[l], net.sizes[l] * net.sizes[l + 1])
         penalty = 0.5 * reg * penalty
     net.penalty = penalty
 
-    # softmax cross-entropy: ℓ_i = log Σ e^{S−m} − (S_iy − m), dS = (P − Y) c
-    c_r = <real>c
-    for i in range(n):
-        best = 0
-        top = S[i * C]
-        if top == top:
-            for j in range(1, C):
-                z = S[i * C + j]
-                if z > top or z != z:
-                    top, best = z, j
-                    if z != z:
-                        break
-        labels[i] = best
-        m = top
-        total = 0
-        for j in range(C):
-            if real is double:
-                z = exp(S[i * C + j] - m)
-            else:
-                z = expf(S[i * C + j] - m)
-            dS[i * C + j] = z
-            total = total + z
-        picked = S[i * C + y[i]] - m
-        scale = c_r / total
-        for j in range(C):
-            dS[i * C + j] = dS[i * C + j] * scale
-        dS[i * C + y[i]] = dS[i * C + y[i]] - c_r
-        if real is double:
-            losses[i] = log(total) - picked
-        else:
-            losses[i] = logf(total) - picked
+    # softmax cross-entropy (S, dS: (n, C)): ℓ_i = log Σ_j e^{S_ij − m_i} − (S_iy − m_i),
+    # dS = (P − Y) / n; the labels (row argmax) for the running accuracy
+    softmax_xent(S, dS, losses, <int64_t*>net.labels, y, n, C, 1.0 / n)
+    for i in range(n):  # the reported loss: each row's clipped to [low, high]
         z = losses[i]
         loss += low if z < low else (high if z > high else z)
     loss = loss / n + penalty
 
-    # backward, l = L … 1: dA = dZ Wᵀ (W before its update), db = 1ᵀ dZ,
-    # dW = A_prevᵀ dZ + λ W (or W ← (1 − ηλ) W − η A_prevᵀ dZ), dZ_{l−1} = dA ⊙ D
+    # backward, l = L … 1 (dZ_l: (n, cols), W_l: (rows_in, cols)):
+    # db_L = 1ᵀ dS; dA_{l−1} = dZ_l W_lᵀ (W before its update);
+    # dW_l = A_{l−1}ᵀ dZ_l + λ W_l (plain SGD: W_l ← (1 − ηλ) W_l − η A_{l−1}ᵀ dZ_l, one gemm);
+    # dZ_{l−1} = dA_{l−1} ⊙ [A_{l−1} > 0] (= [Z_{l−1} > 0]) and db_{l−1} = 1ᵀ dZ_{l−1}, one pass
     lr_r = <real>learning_rate
     decay = <real>(1.0 - learning_rate * reg)
     dZ = dS
+    column_sums(dS, n, C, <real*>net.db[L - 1])
     for l in range(L - 1, -1, -1):
         rows_in, cols = net.sizes[l], net.sizes[l + 1]
         W = <real*>net.W[l]
@@ -346,7 +344,6 @@ cdef double _step(Net net, real* X, int64_t* y, Py_ssize_t n, double reg,
             dA = <real*>net.dZ[l - 1]
             gemm(False, True, n, rows_in, cols, <real>1.0, dZ, cols, W, cols, <real>0.0, dA,
                  rows_in)
-        _column_sums(dZ, n, cols, <real*>net.db[l])
         if sgd:
             gemm(True, False, rows_in, cols, n, -lr_r, A_prev, rows_in, dZ, cols, decay, W, cols)
             db_ = <real*>net.db[l]
@@ -358,87 +355,83 @@ cdef double _step(Net net, real* X, int64_t* y, Py_ssize_t n, double reg,
             gemm(True, False, rows_in, cols, n, <real>1.0, A_prev, rows_in, dZ, cols, <real>0.0,
                  dW_, cols)
             if reg != 0:
-                for k in range(rows_in * cols):
-                    dW_[k] = dW_[k] + W[k] * <real>reg
+                add_scaled(dW_, W, rows_in * cols, reg)
         if dA != NULL:
-            D = <real*>net.D[l - 1]
-            for k in range(n * rows_in):
-                dA[k] = dA[k] * D[k]
+            relu_grad(dA, A_prev, n, rows_in, <real*>net.db[l - 1])
             dZ = dA
     return loss
 
 
-cdef inline double _sqnorm(real* W, Py_ssize_t size) noexcept nogil:
-    # ‖W‖² in double, over 8 running sums (independent adds, as BLAS's dot keeps)
-    cdef double acc[8]
-    cdef Py_ssize_t k, r
-    cdef double w
-    for r in range(8):
-        acc[r] = 0.0
-    for k in range(0, size - size % 8, 8):
-        for r in range(8):
-            w = W[k + r]
-            acc[r] += w * w
-    for k in range(size - size % 8, size):
-        w = W[k]
-        acc[0] += w * w
-    return ((acc[0] + acc[1]) + (acc[2] + acc[3])) + ((acc[4] + acc[5]) + (acc[6] + acc[7]))
+# The elementwise kernels of _kernels.c (AVX-512 / AVX2 / baseline, chosen at load
+# time), by dtype. Each does the operations of the NumPy engines in the same order and
+# dtype (the softmax's exp within an ulp of the correctly rounded value).
+cdef inline void bias_rows(real* Z, real* b, Py_ssize_t n, Py_ssize_t cols) noexcept nogil:
+    if real is double:
+        hg_bias_rows_d(Z, b, n, cols)
+    else:
+        hg_bias_rows_f(Z, b, n, cols)
 
 
-cdef inline void _relu(real* Z, real* D, Py_ssize_t size) noexcept nogil:
-    # D = [Z > 0], then Z ← Z ⊙ D (a NaN stays NaN): two loops, which the compiler
-    # vectorises (the mask as one compare, no branch)
-    cdef Py_ssize_t k
-    for k in range(size):
-        D[k] = <real>(Z[k] > 0)
-    for k in range(size):
-        Z[k] = Z[k] * D[k]
+cdef inline void relu(real* Z, Py_ssize_t size) noexcept nogil:
+    if real is double:
+        hg_relu_d(Z, size)
+    else:
+        hg_relu_f(Z, size)
 
 
-cdef inline void _column_sums(real* dZ, Py_ssize_t n, Py_ssize_t cols, real* out) noexcept nogil:
-    cdef Py_ssize_t i, j
-    for j in range(cols):
-        out[j] = 0
-    for i in range(n):
-        for j in range(cols):
-            out[j] = out[j] + dZ[i * cols + j]
+cdef inline void relu_grad(real* dA, real* A, Py_ssize_t n, Py_ssize_t cols,
+                           real* db) noexcept nogil:
+    if real is double:
+        hg_relu_grad_d(dA, A, n, cols, db)
+    else:
+        hg_relu_grad_f(dA, A, n, cols, db)
+
+
+cdef inline void column_sums(real* dZ, Py_ssize_t n, Py_ssize_t cols, real* out) noexcept nogil:
+    if real is double:
+        hg_column_sums_d(dZ, n, cols, out)
+    else:
+        hg_column_sums_f(dZ, n, cols, out)
+
+
+cdef inline void add_scaled(real* dW, real* W, Py_ssize_t size, double reg) noexcept nogil:
+    if real is double:
+        hg_add_scaled_d(dW, W, size, reg)
+    else:
+        hg_add_scaled_f(dW, W, size, reg)
+
+
+cdef inline double sqnorm(real* W, Py_ssize_t size) noexcept nogil:
+    if real is double:
+        return hg_sqnorm_d(W, size)
+    else:
+        return hg_sqnorm_f(W, size)
+
+
+cdef inline double softmax_xent(real* S, real* dS, real* losses, int64_t* labels, int64_t* y,
+                                Py_ssize_t n, Py_ssize_t C, double c) noexcept nogil:
+    if real is double:
+        return hg_softmax_xent_d(S, dS, losses, labels, y, n, C, c)
+    else:
+        return hg_softmax_xent_f(S, dS, losses, labels, y, n, C, c)
 
 
 cdef inline void _momentum(real* theta, real* g, real* v, Py_ssize_t size, double lr,
                            double mu, bint nesterov) noexcept nogil:
     # optim.SGD.update: step = η g; v ← μ v − step; θ ← θ + v or θ ← θ + (μ v − step)
-    cdef Py_ssize_t k
-    cdef real step, lr_r = <real>lr, mu_r = <real>mu
-    for k in range(size):
-        step = g[k] * lr_r
-        v[k] = v[k] * mu_r
-        v[k] = v[k] - step
-        if nesterov:
-            theta[k] = theta[k] + (v[k] * mu_r - step)
-        else:
-            theta[k] = theta[k] + v[k]
+    if real is double:
+        hg_momentum_d(theta, g, v, size, lr, mu, nesterov)
+    else:
+        hg_momentum_f(theta, g, v, size, lr, mu, nesterov)
 
 
 cdef inline void _adam(real* theta, real* g, real* m, real* v, Py_ssize_t size, double lr_t,
                        double b1, double b2, double eps) noexcept nogil:
     # optim.Adam.update: m ← β1 m + (1−β1) g; v ← β2 v + (1−β2) g²; θ ← θ − η_t m / (√v + ε)
-    cdef Py_ssize_t k
-    cdef real tmp, denom
-    cdef real b1_r = <real>b1, b2_r = <real>b2, c1 = <real>(1 - b1), c2 = <real>(1 - b2)
-    cdef real lr_r = <real>lr_t, eps_r = <real>eps
-    for k in range(size):
-        m[k] = m[k] * b1_r
-        m[k] = m[k] + g[k] * c1
-        v[k] = v[k] * b2_r
-        tmp = g[k] * g[k]
-        v[k] = v[k] + tmp * c2
-        tmp = m[k] * lr_r
-        if real is double:
-            denom = sqrt(v[k])
-        else:
-            denom = sqrtf(v[k])
-        denom = denom + eps_r
-        theta[k] = theta[k] - tmp / denom
+    if real is double:
+        hg_adam_d(theta, g, m, v, size, lr_t, b1, b2, eps)
+    else:
+        hg_adam_f(theta, g, m, v, size, lr_t, b1, b2, eps)
 
 
 def gemm_floor(bint double_, size_t X, size_t order, Py_ssize_t N, Py_ssize_t batch,

@@ -338,6 +338,14 @@ HG_DISPATCH void HG_NAME(hg_momentum)(HG_T *HG_RESTRICT theta, const HG_T *HG_RE
     }
 }
 
+HG_DISPATCH void HG_NAME(hg_add_scaled)(HG_T *HG_RESTRICT dW, const HG_T *HG_RESTRICT W,
+                                        ptrdiff_t size, double reg)
+{
+    const HG_T reg_r = (HG_T)reg;
+    for (ptrdiff_t k = 0; k < size; k++)
+        dW[k] = dW[k] + W[k] * reg_r;
+}
+
 void HG_NAME(hg_gather_rows)(HG_T *HG_RESTRICT dst, const HG_T *HG_RESTRICT X,
                              const intptr_t *HG_RESTRICT rows, ptrdiff_t n, ptrdiff_t D)
 {

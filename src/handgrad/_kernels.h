@@ -69,6 +69,10 @@ void hg_momentum_f(float *theta, const float *g, float *v, ptrdiff_t size, doubl
 void hg_momentum_d(double *theta, const double *g, double *v, ptrdiff_t size, double lr,
                    double mu, int nesterov);
 
+/* dW <- dW + W * reg (the penalty's gradient added: dW = A^T dZ + lambda W), reg in T. */
+void hg_add_scaled_f(float *dW, const float *W, ptrdiff_t size, double reg);
+void hg_add_scaled_d(double *dW, const double *W, ptrdiff_t size, double reg);
+
 /* dst[i, :] <- X[rows[i], :] for i < n; X and dst have D columns. */
 void hg_gather_rows_f(float *dst, const float *X, const intptr_t *rows, ptrdiff_t n,
                       ptrdiff_t D);

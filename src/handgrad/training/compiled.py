@@ -1,14 +1,17 @@
-"""The compiled engine (issue 26): a step without Python in its inner loop for the
-common small fit — dense NumPy batches, hidden ReLU layers, a softmax head, no sample
-weights, float32 or float64, SGD (plain, momentum, Nesterov) or Adam.
+"""The compiled engine (issue 26): no Python in the inner loop for the common fit —
+dense NumPy batches, hidden ReLU layers, a softmax head, no sample weights, float32 or
+float64, SGD (plain, momentum, Nesterov) or Adam.
 
-The step is one call into :mod:`handgrad._fused` (forward, exact softmax loss, backward
-and, for plain SGD, the update fused into the gradient's product as
-:meth:`Workspace.sgd_step <handgrad.workspace.Workspace.sgd_step>` does), and for
-momentum and Adam one more for the update of every parameter — the equations of
-:mod:`handgrad.optim` in the same order and dtype, on the optimizer's own state arrays
-(so a saved state resumes on any engine). Products go to NumPy's own cblas where the
-fast engine found it (the same BLAS), else to SciPy's (``scipy.linalg.cython_blas``).
+Where the source holds X in memory, an epoch is one call into :mod:`handgrad._fused`:
+for every batch, its rows gathered, the forward pass, the exact softmax loss (and the
+reported one, :meth:`ReportedLoss.row_clip <handgrad.estimator.ReportedLoss.row_clip>`),
+the backward pass and the update — plain SGD's fused into the gradient's product as
+:meth:`Workspace.sgd_step <handgrad.workspace.Workspace.sgd_step>` does, momentum's and
+Adam's the equations of :mod:`handgrad.optim` in the same order and dtype, on the
+optimizer's own state arrays (so a saved state resumes on any engine). Otherwise (a
+memory-mapped X, read from its file by the source) the same step is one call a batch.
+Products go to NumPy's own cblas where the fast engine found it (the same BLAS), else to
+SciPy's (``scipy.linalg.cython_blas``).
 
 The extension is optional (built by ``setup.py`` where Cython and a compiler are at
 hand); where it is missing, or a case is not covered, :func:`compiled_engine` returns
@@ -20,7 +23,6 @@ from __future__ import annotations
 
 import ctypes
 import importlib
-import itertools
 import math
 from typing import Any
 
@@ -43,12 +45,6 @@ except ImportError:  # built without a compiler: the NumPy engines only
 MAX_LAYERS = 16
 #: :meth:`_fused.Net.set_rule`'s update rules.
 PLAIN, MOMENTUM, ADAM = 0, 1, 2
-#: Plain SGD on more weights than this keeps the fast engine's fused step: there the
-#: products are the step, and the compiled step's elementwise loops (SSE2, where NumPy's
-#: use the CPU's widest vectors) were 0.94–1.06× its time on MNIST- and CIFAR-like
-#: layers (one thread, benchmarks/README.md); with momentum or Adam the compiled
-#: update still gains (1.06–1.15× there). Digits-sized layers (7,400 weights): 1.15–1.25×.
-SGD_MAX_WEIGHTS = 100_000
 
 
 def _use_numpys_blas() -> None:
@@ -69,10 +65,10 @@ def available() -> bool:
 
 
 def supports(model: MLP, optimizer: Optimizer, config: TrainingConfig) -> bool:
-    """Whether the compiled step covers this fit, and is faster there: NumPy
-    float32/float64 parameters, hidden ReLU layers without dropout or normalization, a
-    softmax head, SGD with momentum or Adam, or plain SGD on at most
-    :data:`SGD_MAX_WEIGHTS` weights."""
+    """Whether the compiled step covers this fit: NumPy float32/float64 parameters,
+    hidden ReLU layers without dropout or normalization, a softmax head, SGD (plain,
+    momentum, Nesterov) or Adam. Where it does, it is the faster at every size measured
+    (digits- to CIFAR-like layers, one and two threads: benchmarks/README.md)."""
     L = len(model.layer_sizes) - 1
     return (
         available()
@@ -84,16 +80,11 @@ def supports(model: MLP, optimizer: Optimizer, config: TrainingConfig) -> bool:
         and (model.activation == "relu" or L == 1)
         and 1 <= L <= MAX_LAYERS
         and type(optimizer) in (SGD, Adam)
-        and not (_plain_sgd(optimizer) and _weights(model.layer_sizes) > SGD_MAX_WEIGHTS)
     )
 
 
 def _plain_sgd(optimizer: Optimizer) -> bool:
     return type(optimizer) is SGD and optimizer.momentum == 0
-
-
-def _weights(layer_sizes: tuple[int, ...]) -> int:
-    return sum(a * b for a, b in itertools.pairwise(layer_sizes))
 
 
 class CompiledEngine:
@@ -119,7 +110,6 @@ class CompiledEngine:
         self._order = [name for pair in self._names for name in pair]  # W1, b1, W2, …
         hidden = sizes[1:-1]
         self._A = [np.empty((rows, h), dt) for h in hidden]
-        self._D = [np.empty((rows, h), dt) for h in hidden]
         self._dZ = [np.empty((rows, h), dt) for h in hidden]
         self._S, self._dS = np.empty((rows, sizes[-1]), dt), np.empty((rows, sizes[-1]), dt)
         self._losses = np.empty(rows, dt)
@@ -134,7 +124,6 @@ class CompiledEngine:
             list(sizes),
             dt == np.float64,
             [a.ctypes.data for a in self._A],
-            [a.ctypes.data for a in self._D],
             [a.ctypes.data for a in self._dZ],
             self._S.ctypes.data,
             self._dS.ctypes.data,
