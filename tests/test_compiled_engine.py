@@ -380,3 +380,18 @@ def test_ctrl_c_reaches_an_epoch_in_one_call_between_two_steps():
         signal.setitimer(signal.ITIMER_REAL, 0)
         signal.signal(signal.SIGALRM, previous)
     assert 0 < engine._net.seen < 200_000  # stopped part way: the rest not stepped
+
+
+@built
+def test_its_finiteness_check_is_one_pass_and_exact_past_an_overflow():
+    (ours, _), (source, _) = _epoch_pair("adam", (9,), np.float64)
+    source.begin_epoch(np.arange(source.n_rows))
+    ours.epoch(source)
+    assert ours.weights_finite()
+    W1 = ours.model.params["W1"]
+    W1[0, 0] = 1e200  # finite, but the squared norm overflows: the thorough check says so
+    assert not np.isfinite(ours._net.squared_norm()) and ours.weights_finite()
+    W1[0, 0] = np.nan
+    assert not ours.weights_finite()
+    ours.model.params["W1"] = np.asfortranarray(W1)  # an array the net does not point into
+    assert not ours.weights_finite()

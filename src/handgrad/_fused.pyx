@@ -210,6 +210,22 @@ cdef class Net:
         return _epoch(self, <float*>X, <int64_t*>T, <int64_t*>order, <int64_t*>rows, N, batch,
                       steps, reg, per_sample, lr, t, low, high, <double*>out)
 
+    def squared_norm(self) -> float:
+        """Σ ‖W‖² + ‖b‖² over every layer (in double): finite exactly where every
+        parameter is, unless the sum overflows."""
+        cdef double total = 0.0
+        cdef int l, i
+        with nogil:
+            for l in range(self.L):
+                for i in range(2):
+                    if self.double_:
+                        total += sqnorm(<double*>(self.W[l] if i == 0 else self.b[l]),
+                                        self._size(l, i))
+                    else:
+                        total += sqnorm(<float*>(self.W[l] if i == 0 else self.b[l]),
+                                        self._size(l, i))
+        return total
+
     cdef inline Py_ssize_t _size(self, int l, int i) noexcept nogil:
         return self.sizes[l] * self.sizes[l + 1] if i == 0 else self.sizes[l + 1]
 

@@ -193,6 +193,17 @@ class CompiledEngine:
         right = int(np.count_nonzero(np.equal(self._labels[:n], T, out=self._right[:n])))
         return loss, right
 
+    def weights_finite(self) -> bool:
+        """Whether every weight is finite: the squared norm of the arrays the net points
+        into, one pass in C (the loop asks after every epoch); where that sum is not
+        finite (or the net points into none) the fast engine's entry-by-entry check."""
+        params = self.model.params
+        if _same(self._held, [params[name] for name in self._order]) and math.isfinite(
+            self._net.squared_norm()
+        ):
+            return True
+        return bool(self._fast.weights_finite())
+
     def _bounds(self) -> tuple[float, float] | None:
         """Where each row's exact loss is clipped for the loss a step reports: nowhere
         (the core's loss) without ``config.report``; the report's ``row_clip`` for the
