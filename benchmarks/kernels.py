@@ -49,8 +49,12 @@ def calls(lib: ctypes.CDLL, dtype, workload: str) -> dict[str, tuple]:
     labels, index = np.empty(n, np.int64), rng.integers(0, rows, n).astype(np.intp)
     keep += [y, labels, index]
     table = {  # name: (function, arguments, the index of the size among them)
-        f"bias_rows {n}×{h}": (fn("bias_rows", None, P, P, N, N), (arr(n, h), arr(h), n, h), 2),
-        f"relu {n}×{h}": (fn("relu", None, P, N), (arr(n, h), n * h), 1),
+        f"add_bias {n}×{h}": (fn("add_bias", None, P, P, N, N), (arr(n, h), arr(h), n, h), 2),
+        f"add_bias_relu {n}×{h}": (
+            fn("add_bias_relu", None, P, P, N, N),
+            (arr(n, h), arr(h), n, h),
+            2,
+        ),
         f"relu_grad {n}×{h}": (
             fn("relu_grad", None, P, P, N, N, P),
             (arr(n, h), arr(n, h), n, h, arr(h)),

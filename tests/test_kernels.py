@@ -77,13 +77,19 @@ def column_sums(dZ: np.ndarray) -> np.ndarray:
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
-@pytest.mark.parametrize("size", SIZES)
-def test_relu_multiplies_by_the_mask(dtype, size):
-    Z = data(np.random.default_rng(size), size, dtype)
-    want = Z * (Z > 0).astype(dtype)
-    kernel("hg_relu", dtype, None, P, N)(ptr(Z), size)
-    assert_same(Z, want)
-    assert np.isnan(Z).sum() == np.isnan(want).sum()
+@pytest.mark.parametrize(("n", "cols"), [(0, 5), (1, 1), (1, 17), (7, 10), (200, 100), (33, 33)])
+def test_bias_then_relu_multiplies_by_the_mask(dtype, n, cols):
+    """Z + b (b to every row), and with the ReLU (Z + b) ⊙ [Z + b > 0] in one pass."""
+    rng = np.random.default_rng(n * 100 + cols)
+    Z, b = data(rng, (n, cols), dtype), data(rng, cols, dtype)
+    added = Z + b
+    relu = added * (added > 0).astype(dtype)
+    both = Z.copy()
+    kernel("hg_add_bias", dtype, None, P, P, N, N)(ptr(Z), ptr(b), n, cols)
+    assert_same(Z, added)
+    kernel("hg_add_bias_relu", dtype, None, P, P, N, N)(ptr(both), ptr(b), n, cols)
+    assert_same(both, relu)
+    assert np.isnan(both).sum() == np.isnan(relu).sum()
 
 
 @pytest.mark.parametrize("dtype", DTYPES)
@@ -307,16 +313,13 @@ def test_momentum_is_optim_sgd_bit_for_bit(dtype, nesterov, size):
 
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("n", "D_"), [(0, 4), (1, 1), (200, 64), (9, 33)])
-def test_gather_rows_and_bias_rows_copy(dtype, n, D_):
+def test_gather_rows_copies(dtype, n, D_):
     rng = np.random.default_rng(n)
     X = data(rng, (50, D_), dtype)
     rows = rng.integers(0, 50, n).astype(np.intp)
     dst = np.full((n, D_), 3, dtype)
     kernel("hg_gather_rows", dtype, None, P, P, P, N, N)(ptr(dst), ptr(X), ptr(rows), n, D_)
     assert_same(dst, X[rows])
-    b = data(rng, D_, dtype)
-    kernel("hg_bias_rows", dtype, None, P, P, N, N)(ptr(dst), ptr(b), n, D_)
-    assert_same(dst, np.broadcast_to(b, (n, D_)).copy())
 
 
 def test_the_kernels_benchmark_prints_its_table(capsys):

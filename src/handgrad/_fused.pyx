@@ -24,10 +24,10 @@ from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm as f_dgemm, sgemm as f_sgemm
 
 cdef extern from "_kernels.h" nogil:
-    void hg_bias_rows_f(float* Z, const float* b, Py_ssize_t n, Py_ssize_t cols)
-    void hg_bias_rows_d(double* Z, const double* b, Py_ssize_t n, Py_ssize_t cols)
-    void hg_relu_f(float* Z, Py_ssize_t size)
-    void hg_relu_d(double* Z, Py_ssize_t size)
+    void hg_add_bias_f(float* Z, const float* b, Py_ssize_t n, Py_ssize_t cols)
+    void hg_add_bias_d(double* Z, const double* b, Py_ssize_t n, Py_ssize_t cols)
+    void hg_add_bias_relu_f(float* Z, const float* b, Py_ssize_t n, Py_ssize_t cols)
+    void hg_add_bias_relu_d(double* Z, const double* b, Py_ssize_t n, Py_ssize_t cols)
     void hg_relu_grad_f(float* dA, const float* A, Py_ssize_t n, Py_ssize_t cols, float* db)
     void hg_relu_grad_d(double* dA, const double* A, Py_ssize_t n, Py_ssize_t cols, double* db)
     void hg_column_sums_f(const float* dZ, Py_ssize_t n, Py_ssize_t cols, float* out)
@@ -314,17 +314,15 @@ cdef double _step(Net net, real* X, int64_t* y, Py_ssize_t n, double reg,
     cdef double penalty = 0.0, loss = 0.0
     cdef Py_ssize_t C = net.sizes[L]
 
-    # forward (Z, A: (n, cols)): Z_l = b_l, then Z_l += A_{l−1} W_l by BLAS (β = 1);
-    # hidden A_l = ReLU(Z_l) = Z_l ⊙ [Z_l > 0], in place
+    # forward (Z, A: (n, cols)): Z_l = A_{l−1} W_l by BLAS, then + b_l and, hidden,
+    # A_l = ReLU(Z_l) = Z_l ⊙ [Z_l > 0] in the same pass, in place
     A_prev = X
     for l in range(L):
         rows_in, cols = net.sizes[l], net.sizes[l + 1]
         Z = S if l == L - 1 else <real*>net.A[l]
-        bias_rows(Z, <real*>net.b[l], n, cols)
         gemm(False, False, n, cols, rows_in, <real>1.0, A_prev, rows_in, <real*>net.W[l], cols,
-             <real>1.0, Z, cols)
-        if l < L - 1:
-            relu(Z, n * cols)
+             <real>0.0, Z, cols)
+        add_bias(Z, <real*>net.b[l], n, cols, l < L - 1)
         A_prev = Z
 
     # the penalty λ/2 Σ‖W‖² of the weights before the step
@@ -381,18 +379,18 @@ cdef double _step(Net net, real* X, int64_t* y, Py_ssize_t n, double reg,
 # The elementwise kernels of _kernels.c (AVX-512 / AVX2 / baseline, chosen at load
 # time), by dtype. Each does the operations of the NumPy engines in the same order and
 # dtype (the softmax's exp within an ulp of the correctly rounded value).
-cdef inline void bias_rows(real* Z, real* b, Py_ssize_t n, Py_ssize_t cols) noexcept nogil:
+cdef inline void add_bias(real* Z, real* b, Py_ssize_t n, Py_ssize_t cols,
+                          bint then_relu) noexcept nogil:
     if real is double:
-        hg_bias_rows_d(Z, b, n, cols)
+        if then_relu:
+            hg_add_bias_relu_d(Z, b, n, cols)
+        else:
+            hg_add_bias_d(Z, b, n, cols)
     else:
-        hg_bias_rows_f(Z, b, n, cols)
-
-
-cdef inline void relu(real* Z, Py_ssize_t size) noexcept nogil:
-    if real is double:
-        hg_relu_d(Z, size)
-    else:
-        hg_relu_f(Z, size)
+        if then_relu:
+            hg_add_bias_relu_f(Z, b, n, cols)
+        else:
+            hg_add_bias_f(Z, b, n, cols)
 
 
 cdef inline void relu_grad(real* dA, real* A, Py_ssize_t n, Py_ssize_t cols,

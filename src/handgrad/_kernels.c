@@ -157,22 +157,29 @@ static inline float hg_exp_f(float x)
 
 #else /* the template, for HG_T */
 
-void HG_NAME(hg_bias_rows)(HG_T *HG_RESTRICT Z, const HG_T *HG_RESTRICT b, ptrdiff_t n,
-                           ptrdiff_t cols)
+HG_DISPATCH void HG_NAME(hg_add_bias)(HG_T *HG_RESTRICT Z, const HG_T *HG_RESTRICT b,
+                                      ptrdiff_t n, ptrdiff_t cols)
 {
-    for (ptrdiff_t i = 0; i < n; i++)
-        memcpy(Z + i * cols, b, (size_t)cols * sizeof(HG_T));
+    for (ptrdiff_t i = 0; i < n; i++) {
+        HG_T *HG_RESTRICT row = Z + i * cols;
+        for (ptrdiff_t j = 0; j < cols; j++)
+            row[j] = row[j] + b[j];
+    }
 }
 
 /* The masks as selects of 1 or 0: with -fno-trapping-math GCC vectorises them for every
  * target (measured fastest of the forms tried; with trapping math the ReLU's compiles
  * to a branch, 5–15× slower on random signs). */
-HG_DISPATCH void HG_NAME(hg_relu)(HG_T *HG_RESTRICT Z, ptrdiff_t size)
+HG_DISPATCH void HG_NAME(hg_add_bias_relu)(HG_T *HG_RESTRICT Z, const HG_T *HG_RESTRICT b,
+                                           ptrdiff_t n, ptrdiff_t cols)
 {
-    for (ptrdiff_t k = 0; k < size; k++) {
-        HG_T z = Z[k];
-        HG_T mask = z > 0 ? (HG_T)1 : (HG_T)0;
-        Z[k] = z * mask;
+    for (ptrdiff_t i = 0; i < n; i++) {
+        HG_T *HG_RESTRICT row = Z + i * cols;
+        for (ptrdiff_t j = 0; j < cols; j++) {
+            HG_T z = row[j] + b[j];
+            HG_T mask = z > 0 ? (HG_T)1 : (HG_T)0;
+            row[j] = z * mask;
+        }
     }
 }
 

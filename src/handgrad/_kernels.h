@@ -23,13 +23,14 @@
 extern "C" {
 #endif
 
-/* Every row of Z (n, cols) <- b (cols,). */
-void hg_bias_rows_f(float *Z, const float *b, ptrdiff_t n, ptrdiff_t cols);
-void hg_bias_rows_d(double *Z, const double *b, ptrdiff_t n, ptrdiff_t cols);
+/* Z (n, cols) <- Z + b, b (cols,) added to every row (after Z = A W by BLAS: the order
+ * of scikit-learn's A W + b). */
+void hg_add_bias_f(float *Z, const float *b, ptrdiff_t n, ptrdiff_t cols);
+void hg_add_bias_d(double *Z, const double *b, ptrdiff_t n, ptrdiff_t cols);
 
-/* Z <- Z * [Z > 0] (a multiply by the 0/1 mask: NaN stays NaN, -0 where Z <= 0). */
-void hg_relu_f(float *Z, ptrdiff_t size);
-void hg_relu_d(double *Z, ptrdiff_t size);
+/* Z <- ReLU(Z + b) = (Z + b) * [Z + b > 0], in one pass (hg_add_bias, then hg_relu). */
+void hg_add_bias_relu_f(float *Z, const float *b, ptrdiff_t n, ptrdiff_t cols);
+void hg_add_bias_relu_d(double *Z, const double *b, ptrdiff_t n, ptrdiff_t cols);
 
 /* dA (n, cols) <- dA * [A > 0] in place (a multiply: inf or NaN times 0 is NaN), and
  * db (cols,) <- the column sums of the result, each over rows 0..n-1 in order. */
