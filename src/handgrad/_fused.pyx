@@ -68,16 +68,24 @@ cdef enum:
     ADAM = 2
 cdef int ROW_MAJOR = 101, NO_TRANS = 111, TRANS = 112
 
+ctypedef double (*ddot_t)(int64_t, const double*, int64_t, const double*, int64_t) noexcept nogil
+ctypedef float (*sdot_t)(int64_t, const float*, int64_t, const float*, int64_t) noexcept nogil
+
 cdef dgemm_t _cblas_d = NULL
 cdef sgemm_t _cblas_s = NULL
+cdef ddot_t _cblas_ddot = NULL
+cdef sdot_t _cblas_sdot = NULL
 
 
-def use_cblas(size_t sgemm, size_t dgemm) -> None:
-    """Call these cblas ``?gemm`` (64-bit integers: NumPy's OpenBLAS) for the products;
-    0 for SciPy's BLAS."""
-    global _cblas_s, _cblas_d
+def use_cblas(size_t sgemm, size_t dgemm, size_t sdot=0, size_t ddot=0) -> None:
+    """Call these cblas ``?gemm`` (64-bit integers: NumPy's OpenBLAS) for the products
+    and ``?dot`` for the squared norms (as NumPy's ``vdot``, on BLAS's threads); 0 for
+    SciPy's BLAS and the kernels' own norm."""
+    global _cblas_s, _cblas_d, _cblas_sdot, _cblas_ddot
     _cblas_s = <sgemm_t>sgemm
     _cblas_d = <dgemm_t>dgemm
+    _cblas_sdot = <sdot_t>sdot
+    _cblas_ddot = <ddot_t>ddot
 
 
 cdef inline void gemm(bint ta, bint tb, Py_ssize_t m, Py_ssize_t n, Py_ssize_t k, real alpha,
@@ -416,9 +424,14 @@ cdef inline void add_scaled(real* dW, real* W, Py_ssize_t size, double reg) noex
 
 
 cdef inline double sqnorm(real* W, Py_ssize_t size) noexcept nogil:
+    # ‖W‖²: NumPy's BLAS ``?dot`` where given (the fast engine's ``vdot``), else the kernel
     if real is double:
+        if _cblas_ddot != NULL:
+            return _cblas_ddot(size, W, 1, W, 1)
         return hg_sqnorm_d(W, size)
     else:
+        if _cblas_sdot != NULL:
+            return _cblas_sdot(size, W, 1, W, 1)
         return hg_sqnorm_f(W, size)
 
 

@@ -66,23 +66,34 @@ CHUNK_ROWS = 2048
 
 
 # ------------------------------------------------------------------- the products
-def _numpy_cblas_gemm() -> dict | None:
-    """``{dtype: cblas_?gemm}`` from the OpenBLAS that NumPy's wheel bundles, or None.
-
-    Only the one build whose symbols are known is used (``scipy_openblas64_``: 64-bit
-    integers); anything else (MKL, a system BLAS, another platform) returns None.
-    """
+def _numpy_openblas() -> ctypes.CDLL | None:
+    """The OpenBLAS that NumPy's wheel bundles (already loaded by NumPy: the same
+    library), or None. Only the one build whose symbols are known is used
+    (``scipy_openblas64_``: 64-bit integers); anything else (MKL, a system BLAS, another
+    platform) gives None."""
     libs = Path(np.__file__).resolve().parent.parent / "numpy.libs"
     found = sorted(libs.glob("libscipy_openblas64_*.so")) if sys.platform == "linux" else []
-    if not found:
+    try:
+        return ctypes.CDLL(str(found[0])) if found else None
+    except OSError:
+        return None
+
+
+#: NumPy's OpenBLAS, where it is the known build (:func:`_numpy_openblas`).
+NUMPY_OPENBLAS = _numpy_openblas()
+
+
+def _numpy_cblas_gemm() -> dict | None:
+    """``{dtype: cblas_?gemm}`` of :data:`NUMPY_OPENBLAS`, or None."""
+    lib = NUMPY_OPENBLAS
+    if lib is None:
         return None
     try:
-        lib = ctypes.CDLL(str(found[0]))  # already loaded by NumPy: the same library
         funcs = {
             np.dtype(np.float32): (lib.scipy_cblas_sgemm64_, ctypes.c_float),
             np.dtype(np.float64): (lib.scipy_cblas_dgemm64_, ctypes.c_double),
         }
-    except (OSError, AttributeError):
+    except AttributeError:
         return None
     I, L, P = ctypes.c_int, ctypes.c_int64, ctypes.c_void_p
     for func, real in funcs.values():

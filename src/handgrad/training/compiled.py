@@ -34,7 +34,7 @@ from handgrad.optim import SGD, Adam, Optimizer, _zeros_once
 from handgrad.training.config import TrainingConfig
 from handgrad.training.sources import BatchSource
 from handgrad.training.steps import Steps, step_through
-from handgrad.workspace import _CBLAS_GEMM, Workspace
+from handgrad.workspace import _CBLAS_GEMM, NUMPY_OPENBLAS, Workspace
 
 try:  # by name: ``import handgrad._fused`` reads as an import of handgrad to the linter
     _fused: Any = importlib.import_module("handgrad._fused")
@@ -48,12 +48,15 @@ PLAIN, MOMENTUM, ADAM = 0, 1, 2
 
 
 def _use_numpys_blas() -> None:
-    """Point the extension's products at NumPy's cblas where the fast engine found it."""
+    """Point the extension's products — and its squared norms, the penalty's: ``?dot``,
+    on BLAS's threads — at NumPy's cblas where the fast engine found it."""
     funcs = _CBLAS_GEMM
     if _fused is None or funcs is None:
         return
     address = {dt: ctypes.cast(func, ctypes.c_void_p).value or 0 for dt, func in funcs.items()}
-    _fused.use_cblas(address[np.dtype(np.float32)], address[np.dtype(np.float64)])
+    dots = [getattr(NUMPY_OPENBLAS, f"scipy_cblas_{t}dot64_", None) for t in "sd"]
+    sdot, ddot = (0 if f is None else ctypes.cast(f, ctypes.c_void_p).value or 0 for f in dots)
+    _fused.use_cblas(address[np.dtype(np.float32)], address[np.dtype(np.float64)], sdot, ddot)
 
 
 _use_numpys_blas()
