@@ -395,3 +395,22 @@ def test_its_finiteness_check_is_one_pass_and_exact_past_an_overflow():
     assert not ours.weights_finite()
     ours.model.params["W1"] = np.asfortranarray(W1)  # an array the net does not point into
     assert not ours.weights_finite()
+
+
+@built
+def test_it_steps_in_the_workspaces_buffers():
+    """No second set of (rows, H) buffers: the memory check counts the workspace's."""
+    (ours, _), (source, _) = _epoch_pair("adam", (9, 7), np.float64)
+    shared = ours.workspace.step_buffers()
+    assert ours.grads is shared.grads and ours._S is shared.S and ours._losses is shared.losses
+    source.begin_epoch(np.arange(source.n_rows))
+    assert len(ours.epoch(source).losses) == 3
+    Xb, Tb = ours.workspace.batch_buffers(source.X, source.T)
+    assert ours._batch[0] is Xb and ours._batch[1] is Tb
+    theirs = [*shared.A, *shared.dZ, shared.S, shared.dS, shared.losses, shared.labels]
+    own = [
+        v
+        for v in vars(ours).values()
+        if isinstance(v, np.ndarray) and not any(v is a for a in theirs)
+    ]
+    assert own and all(a.size <= ours.workspace.rows for a in own)  # (rows,) at most

@@ -118,7 +118,8 @@ cdef class Net:
     """Addresses of one network's parameters, gradients and buffers (rows ≤ ``rows``),
     all C-contiguous arrays of one dtype, held by the caller. ``sizes`` (L+1,): D, H…, C.
     Lists are indexed by layer 1…L at 0…L−1; hidden buffers A (activations) and dZ by 0…L−2. ``Xb``
-    (rows, D) and ``yb`` (rows,) int64 are the batch buffers :meth:`epoch` gathers into.
+    (rows, D) and ``yb`` (rows,) int64 are the batch buffers :meth:`epoch` gathers into
+    (:meth:`set_batch`).
 
     After :meth:`epoch`: ``total`` (Σ loss · n over its steps), ``correct`` (rows whose
     argmax was their class) and ``seen`` (rows stepped on)."""
@@ -142,7 +143,7 @@ cdef class Net:
     cdef public double penalty, total
     cdef public Py_ssize_t correct, seen
 
-    def __init__(self, sizes, bint double_, A, dZ, S, dS, losses, labels, Xb, yb):
+    def __init__(self, sizes, bint double_, A, dZ, S, dS, losses, labels):
         cdef int l
         self.L = len(sizes) - 1
         if not 1 <= self.L <= MAX_LAYERS:
@@ -153,7 +154,7 @@ cdef class Net:
         for l in range(self.L - 1):
             self.A[l], self.dZ[l] = A[l], dZ[l]
         self.S, self.dS, self.losses, self.labels = S, dS, losses, labels
-        self.Xb, self.yb = Xb, yb
+        self.Xb = self.yb = 0
         self.penalty = self.total = 0.0
         self.correct = self.seen = 0
         self.rule = PLAIN
@@ -163,6 +164,11 @@ cdef class Net:
         cdef int l
         for l in range(self.L):
             self.W[l], self.b[l], self.dW[l], self.db[l] = W[l], b[l], dW[l], db[l]
+
+    def set_batch(self, size_t Xb, size_t yb) -> None:
+        """The addresses of the batch buffers :meth:`epoch` gathers into: Xb (rows, D),
+        yb (rows,) int64."""
+        self.Xb, self.yb = Xb, yb
 
     def set_rule(self, int rule, list first, list second, double mu=0.0, bint nesterov=False,
                  double beta_1=0.0, double beta_2=0.0, double eps=0.0) -> None:
@@ -212,6 +218,8 @@ cdef class Net:
         its loss to ``out[k]`` (double). Stops after a step whose loss is not finite (its
         update not made, but for plain SGD's, fused). Returns the steps taken; Ctrl-C
         between two steps raises KeyboardInterrupt."""
+        if self.Xb == 0 or self.yb == 0:
+            raise ValueError("epoch: no batch buffers (set_batch)")
         if self.double_:
             return _epoch(self, <double*>X, <int64_t*>T, <int64_t*>order, <int64_t*>rows, N,
                           batch, steps, reg, per_sample, lr, t, low, high, <double*>out)

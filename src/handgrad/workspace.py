@@ -46,6 +46,7 @@ import ctypes
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, NamedTuple
 
 import numpy as np
 import scipy.sparse as sp
@@ -281,6 +282,21 @@ def _sqnorm(W: Array) -> float:
 
 
 # ----------------------------------------------------------------------- the buffers
+class StepBuffers(NamedTuple):
+    """A :class:`Workspace`'s buffers of one step, for batches of at most ``rows`` rows:
+    per hidden layer A_l and dZ_l (rows, H_l), the scores S and dS (rows, C), the
+    gradients (shaped like the parameters), and (rows,) scratch for each row's loss and
+    predicted class."""
+
+    A: list[Array]
+    dZ: list[Array]
+    S: Array
+    dS: Array
+    grads: Params
+    losses: Array
+    labels: NDArray[np.intp]
+
+
 class Workspace:
     """Buffers for forward, loss and backward of one network on batches of ≤ ``rows`` rows.
 
@@ -389,12 +405,7 @@ class Workspace:
         reader = X if isinstance(X, RowReader) else None
         X = X if reader is None else reader.X
         dense = not sp.issparse(X)
-        if self._batch is None:
-            self._batch = (
-                np.empty((self.rows, X.shape[1]), self.dtype) if dense else None,
-                np.empty((self.rows, *T.shape[1:]), T.dtype),
-                np.empty(self.rows, self.dtype),
-            )
+        self.batch_buffers(X, T)
         views = self._batch_views.get(n)
         if views is None:  # the same views every time: the step's products are made once
             views = self._batch_views[n] = tuple(
@@ -412,6 +423,24 @@ class Workspace:
         if w is None:
             return Xb, Tb, None
         return Xb, Tb, w.take(idx, out=wb, mode="clip")
+
+    def batch_buffers(self, X: Any, T: NDArray) -> tuple[Array | None, NDArray]:
+        """The reused buffers a batch of X's rows (rows, D) — None for a sparse X — and
+        of T's (rows, …) are gathered into, made on the first call."""
+        if self._batch is None:
+            self._batch = (
+                None if sp.issparse(X) else np.empty((self.rows, X.shape[1]), self.dtype),
+                np.empty((self.rows, *T.shape[1:]), T.dtype),
+                np.empty(self.rows, self.dtype),
+            )
+        return self._batch[0], self._batch[1]
+
+    def step_buffers(self) -> StepBuffers:
+        """The buffers of a step (:class:`StepBuffers`), for an engine that computes the
+        same step in compiled code (:mod:`handgrad.training.compiled`): it needs no
+        memory beyond the workspace's, which the memory check counts."""
+        head = self._head_buffers
+        return StepBuffers(self._A, self._dZ, self._S, self._dS, self.grads, head.m, head.labels)
 
     # ------------------------------------------------------------------- forward
     def _views_for(self, params: Params, X: Array) -> _Views:

@@ -111,29 +111,24 @@ class CompiledEngine:
         L = len(sizes) - 1
         self._names = [(f"W{l}", f"b{l}") for l in range(1, L + 1)]
         self._order = [name for pair in self._names for name in pair]  # W1, b1, W2, …
-        hidden = sizes[1:-1]
-        self._A = [np.empty((rows, h), dt) for h in hidden]
-        self._dZ = [np.empty((rows, h), dt) for h in hidden]
-        self._S, self._dS = np.empty((rows, sizes[-1]), dt), np.empty((rows, sizes[-1]), dt)
-        self._losses = np.empty(rows, dt)
-        self._labels = np.empty(rows, np.int64)
+        # the workspace's own buffers (the memory check counts them): nothing doubled
+        shared = self.workspace.step_buffers()
+        self.grads = shared.grads
+        self._S, self._losses = shared.S, shared.losses
+        labels = shared.labels  # np.intp: int64 wherever NumPy 2 runs on 64 bits
+        self._labels = labels if labels.dtype == np.int64 else np.empty(rows, np.int64)
         self._right = np.empty(rows, np.bool_)
-        self._Xb, self._yb = np.empty((rows, sizes[0]), dt), np.empty(rows, np.int64)
+        self._batch: tuple[np.ndarray, np.ndarray] | None = None  # Xb, yb: set_batch
         self._step_losses = np.empty(0)  # an epoch's losses, one a step
-        self.grads = {
-            name: np.empty_like(model.params[name]) for pair in self._names for name in pair
-        }
         self._net = _fused.Net(
             list(sizes),
             dt == np.float64,
-            [a.ctypes.data for a in self._A],
-            [a.ctypes.data for a in self._dZ],
-            self._S.ctypes.data,
-            self._dS.ctypes.data,
-            self._losses.ctypes.data,
+            [a.ctypes.data for a in shared.A],
+            [a.ctypes.data for a in shared.dZ],
+            shared.S.ctypes.data,
+            shared.dS.ctypes.data,
+            shared.losses.ctypes.data,
             self._labels.ctypes.data,
-            self._Xb.ctypes.data,
-            self._yb.ctypes.data,
         )
         self._held: list[np.ndarray] = []  # the parameter arrays the net points into
         self._state: list[np.ndarray] | None = None  # the optimizer's, which it points into
@@ -153,6 +148,7 @@ class CompiledEngine:
             and min(size, N) <= self.workspace.rows
             and self._takes_all(*arrays)
             and self._ready()
+            and self._batch_ready(arrays[0], arrays[1])
         ):
             return step_through(self.step, source, limit)
         X, T, _, order, rows = arrays
@@ -220,6 +216,17 @@ class CompiledEngine:
         return None if bounds is None else (float(bounds[0]), float(bounds[1]))
 
     # ------------------------------------------------------- what the net reads
+    def _batch_ready(self, X: np.ndarray, T: np.ndarray) -> bool:
+        """Give the net the workspace's batch buffers (made on the first epoch, as the
+        fast engine's gather makes them); False where they are laid out otherwise."""
+        if self._batch is None:
+            Xb, Tb = self.workspace.batch_buffers(X, T)
+            if Xb is None or not (_c_array(Xb, self.model.dtype) and _c_array(Tb, np.int64)):
+                return False
+            self._net.set_batch(Xb.ctypes.data, Tb.ctypes.data)
+            self._batch = Xb, Tb
+        return True
+
     def _takes(self, X: Any, T: Any, w: Any) -> bool:
         """Whether the compiled step takes this batch: dense, C-ordered, the model's dtype,
         class indices as int64, no weights."""
