@@ -27,9 +27,9 @@
 #endif
 
 /* AVX-512, AVX2 and the baseline, chosen at load time by the CPU (an ifunc: x86-64
- * Linux, GCC or clang); a plain build elsewhere. */
+ * Linux with glibc, GCC or clang; musl has no ifunc); a plain build elsewhere. */
 #if !defined(HG_NO_CLONES) && defined(__x86_64__) && defined(__linux__) && \
-    defined(__GNUC__) && defined(__has_attribute)
+    defined(__GLIBC__) && defined(__GNUC__) && defined(__has_attribute)
 #if __has_attribute(target_clones)
 #define HG_DISPATCH __attribute__((target_clones("avx512f", "avx2", "default")))
 #endif
