@@ -213,3 +213,11 @@ def test_the_version_is_the_package_metadata():
     import handgrad
 
     assert handgrad.__version__ == importlib.metadata.version("handgrad")
+
+
+def test_the_version_says_whether_the_compiled_step_was_built():
+    from handgrad.training import compiled
+
+    lines = CliRunner().invoke(main, ["--version"]).output.splitlines()
+    assert lines[0].startswith("handgrad, version ")
+    assert lines[1] == "compiled step: built" if compiled.available() else "not built" in lines[1]

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import importlib.util
 import os
 import sys
 import warnings
@@ -164,8 +165,21 @@ class HandgradGroup(click.Group):
         sys.exit(rv if isinstance(rv, int) else 0)
 
 
+def _version_message() -> str:
+    """``--version``'s lines: the version, and whether the compiled step was built (found
+    without importing it: ``--version`` loads no NumPy)."""
+    built = importlib.util.find_spec("handgrad._fused") is not None
+    step = (
+        "built"
+        if built
+        else "not built (no C compiler at install): training runs on the NumPy engines, "
+        "to the same numbers, 1.7–2.9× slower on small networks"
+    )
+    return f"%(prog)s, version %(version)s\ncompiled step: {step}"
+
+
 @click.group(cls=HandgradGroup, context_settings={"help_option_names": ["-h", "--help"]})
-@click.version_option(package_name="handgrad", prog_name="handgrad")
+@click.version_option(package_name="handgrad", prog_name="handgrad", message=_version_message())
 @click.option(
     "--debug",
     is_flag=True,
