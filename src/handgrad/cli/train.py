@@ -245,5 +245,11 @@ def _print_result(result: Any) -> None:
     on = "" if where == "cpu" else f" on {where.removeprefix('torch:')} (PyTorch)"
     ran = final["epochs"] - result.start_epoch  # this invocation's, when resumed
     to = f" (to {final['epochs']})" if result.start_epoch else ""
-    click.echo(f"{ran} epochs{to} in {final['seconds']:.1f} s{on}{note}")
+    click.echo(f"{ran} epochs{to} in {_seconds(final['seconds'])}{on}{note}")
     click.echo(f"run folder: {folder}  (model.safetensors, metrics.json, report.png)")
+
+
+def _seconds(t: float) -> str:
+    """A duration to two significant digits below 10 s (``0.043 s``, ``2.5 s``), whole
+    seconds above: a fast run does not read as taking no time."""
+    return f"{t:.2g} s" if t < 10 else f"{t:.0f} s"
