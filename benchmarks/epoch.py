@@ -37,6 +37,7 @@ import time
 import warnings
 from collections.abc import Callable
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 from threadpoolctl import ThreadpoolController, threadpool_info
@@ -79,30 +80,57 @@ def digits(dtype):
 
 
 # ----------------------------------------------------------------------- candidates
+class _FloorArrays(NamedTuple):
+    """The floor's weights and its preallocated outputs (the batch buffer Xb too)."""
+
+    rng: np.random.Generator
+    Xb: np.ndarray
+    W1: np.ndarray
+    W2: np.ndarray
+    A1: np.ndarray
+    S: np.ndarray
+    dA1: np.ndarray
+    dW1: np.ndarray
+    dW2: np.ndarray
+
+
+def _floor_arrays(X, H: int, C: int) -> _FloorArrays:
+    D = X.shape[1]
+    rng = np.random.default_rng(1)
+    W1 = rng.standard_normal((D, H), dtype=X.dtype) * 0.01
+    W2 = rng.standard_normal((H, C), dtype=X.dtype) * 0.01
+    Xb, A1, S, dA1 = (np.empty((BATCH, k), X.dtype) for k in (D, H, C, H))
+    return _FloorArrays(rng, Xb, W1, W2, A1, S, dA1, np.empty_like(W1), np.empty_like(W2))
+
+
 def _compiled_floor(X, H, C, epochs: int, gathered: bool) -> Callable[[], None] | None:
     """The floor's epochs by ``handgrad._fused.gemm_floor`` (None where it is not built)."""
     fused = compiled._fused
     if fused is None:
         return None
-    N, D = X.shape
-    rng = np.random.default_rng(1)
-    W1 = rng.standard_normal((D, H), dtype=X.dtype) * 0.01
-    W2 = rng.standard_normal((H, C), dtype=X.dtype) * 0.01
-    Xb, A1, S, dA1 = (np.empty((BATCH, k), X.dtype) for k in (D, H, C, H))
-    dW1, dW2 = np.empty_like(W1), np.empty_like(W2)
+    (N, D), f = X.shape, _floor_arrays(X, H, C)
     order = np.arange(N, dtype=np.int64)
-    arrays = (Xb, W1, W2, A1, S, dA1, dW1, dW2)  # held by run: the C code has addresses
     double = X.dtype == np.float64
 
-    def run() -> None:
-        buffers = [a.ctypes.data for a in arrays]
+    def run() -> None:  # f is held by run: the C code has its arrays' addresses
+        buffers = [a.ctypes.data for a in f[1:]]
         for _ in range(epochs):
             if gathered:
-                rng.shuffle(order)
+                f.rng.shuffle(order)
             at = order.ctypes.data if gathered else 0
             fused.gemm_floor(double, X.ctypes.data, at, N, BATCH, D, H, C, *buffers)
 
     return run
+
+
+def _products(f: _FloorArrays, Xb: np.ndarray) -> None:
+    """The five products of the batch Xb (n, D), from NumPy."""
+    n = Xb.shape[0]
+    np.matmul(Xb, f.W1, out=f.A1[:n])
+    np.matmul(f.A1[:n], f.W2, out=f.S[:n])
+    np.matmul(f.A1[:n].T, f.S[:n], out=f.dW2)
+    np.matmul(f.S[:n], f.W2.T, out=f.dA1[:n])
+    np.matmul(Xb.T, f.dA1[:n], out=f.dW1)
 
 
 def gemm_floor(X, y, H, C, epochs: int = 1) -> Callable[[], None]:
@@ -110,22 +138,11 @@ def gemm_floor(X, y, H, C, epochs: int = 1) -> Callable[[], None]:
     floor = _compiled_floor(X, H, C, epochs, gathered=False)
     if floor is not None:
         return floor
-    N, D = X.shape
-    rng = np.random.default_rng(1)
-    W1 = rng.standard_normal((D, H), dtype=X.dtype) * 0.01
-    W2 = rng.standard_normal((H, C), dtype=X.dtype) * 0.01
-    A1, S, dA1 = (np.empty((BATCH, k), X.dtype) for k in (H, C, H))
-    dW1, dW2 = np.empty_like(W1), np.empty_like(W2)
+    N, f = X.shape[0], _floor_arrays(X, H, C)
 
     def run() -> None:
         for _, start in _batches(epochs, N):
-            Xb = X[start : start + BATCH]
-            n = Xb.shape[0]
-            np.matmul(Xb, W1, out=A1[:n])
-            np.matmul(A1[:n], W2, out=S[:n])
-            np.matmul(A1[:n].T, S[:n], out=dW2)
-            np.matmul(S[:n], W2.T, out=dA1[:n])
-            np.matmul(Xb.T, dA1[:n], out=dW1)
+            _products(f, X[start : start + BATCH])
 
     return run
 
@@ -142,26 +159,17 @@ def gemm_floor_gathered(X, y, H, C, epochs: int = 1) -> Callable[[], None]:
     floor = _compiled_floor(X, H, C, epochs, gathered=True)
     if floor is not None:
         return floor
-    N, D = X.shape
-    rng = np.random.default_rng(1)
-    W1 = rng.standard_normal((D, H), dtype=X.dtype) * 0.01
-    W2 = rng.standard_normal((H, C), dtype=X.dtype) * 0.01
-    Xb, A1, S, dA1 = (np.empty((BATCH, k), X.dtype) for k in (D, H, C, H))
-    dW1, dW2 = np.empty_like(W1), np.empty_like(W2)
+    N, f = X.shape[0], _floor_arrays(X, H, C)
     order = np.arange(N)
 
     def run() -> None:
         for _, start in _batches(epochs, N):
             if start == 0:
-                rng.shuffle(order)
+                f.rng.shuffle(order)
             idx = order[start : start + BATCH]
             n = len(idx)
-            np.take(X, idx, axis=0, out=Xb[:n], mode="clip")
-            np.matmul(Xb[:n], W1, out=A1[:n])
-            np.matmul(A1[:n], W2, out=S[:n])
-            np.matmul(A1[:n].T, S[:n], out=dW2)
-            np.matmul(S[:n], W2.T, out=dA1[:n])
-            np.matmul(Xb[:n].T, dA1[:n], out=dW1)
+            np.take(X, idx, axis=0, out=f.Xb[:n], mode="clip")
+            _products(f, f.Xb[:n])
 
     return run
 
