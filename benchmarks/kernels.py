@@ -46,7 +46,7 @@ def calls(lib: ctypes.CDLL, dtype, workload: str) -> dict[str, tuple]:
     weights = d_in * h + h * C
     params = weights + h + C
     y = rng.integers(0, C, n).astype(np.int64)
-    labels, index = np.empty(n, np.int64), rng.integers(0, rows, n).astype(np.intp)
+    labels, index = np.empty(n, np.int64), rng.integers(0, rows, n).astype(np.int64)
     keep += [y, labels, index]
     table = {  # name: (function, arguments, the index of the size among them)
         f"add_bias {n}×{h}": (fn("add_bias", None, P, P, N, N), (arr(n, h), arr(h), n, h), 2),
@@ -90,9 +90,9 @@ def calls(lib: ctypes.CDLL, dtype, workload: str) -> dict[str, tuple]:
             3,
         ),
         f"gather_rows {n}×{d_in}": (
-            fn("gather_rows", None, P, P, P, N, N),
-            (arr(n, d_in), arr(rows, d_in), index.ctypes.data, n, d_in),
-            3,
+            fn("gather_rows", None, P, P, P, P, P, P, N, N),
+            (arr(n, d_in), None, arr(rows, d_in), None, index.ctypes.data, None, n, d_in),
+            6,
         ),
     }
     out = {"_keep": (None, tuple(keep), ())}

@@ -314,12 +314,21 @@ def test_momentum_is_optim_sgd_bit_for_bit(dtype, nesterov, size):
 @pytest.mark.parametrize("dtype", DTYPES)
 @pytest.mark.parametrize(("n", "D_"), [(0, 4), (1, 1), (200, 64), (9, 33)])
 def test_gather_rows_copies(dtype, n, D_):
+    """Rows at positions, directly or through row numbers, with their targets or not."""
     rng = np.random.default_rng(n)
-    X = data(rng, (50, D_), dtype)
-    rows = rng.integers(0, 50, n).astype(np.intp)
-    dst = np.full((n, D_), 3, dtype)
-    kernel("hg_gather_rows", dtype, None, P, P, P, N, N)(ptr(dst), ptr(X), ptr(rows), n, D_)
-    assert_same(dst, X[rows])
+    X, targets = data(rng, (50, D_), dtype), rng.integers(0, 9, 50)
+    positions = rng.integers(0, 40, n)
+    rows = rng.permutation(50)[:40]
+    gather = kernel("hg_gather_rows", dtype, None, P, P, P, P, P, P, N, N)
+    for through, want in ((None, positions), (rows, rows[positions])):
+        dst, t = np.full((n, D_), 3, dtype), np.full(n, -1)
+        at = None if through is None else ptr(through)
+        gather(ptr(dst), ptr(t), ptr(X), ptr(targets), ptr(positions), at, n, D_)
+        assert_same(dst, X[want])
+        np.testing.assert_array_equal(t, targets[want])
+        dst = np.full((n, D_), 3, dtype)
+        gather(ptr(dst), None, ptr(X), None, ptr(positions), at, n, D_)  # X's rows alone
+        assert_same(dst, X[want])
 
 
 def test_the_kernels_benchmark_prints_its_table(capsys):

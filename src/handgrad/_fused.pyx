@@ -20,7 +20,6 @@ module holds their addresses (:class:`Net`), set again whenever an array changes
 from cpython.exc cimport PyErr_CheckSignals
 from libc.math cimport INFINITY, isfinite, pow, sqrt
 from libc.stdint cimport int64_t
-from libc.string cimport memcpy
 from scipy.linalg.cython_blas cimport dgemm as f_dgemm, sgemm as f_sgemm
 
 cdef extern from "_kernels.h" nogil:
@@ -42,6 +41,12 @@ cdef extern from "_kernels.h" nogil:
                    double lr_t, double b1, double b2, double eps)
     void hg_adam_d(double* theta, const double* g, double* m, double* v, Py_ssize_t size,
                    double lr_t, double b1, double b2, double eps)
+    void hg_gather_rows_f(float* dst, int64_t* t, const float* X, const int64_t* targets,
+                          const int64_t* positions, const int64_t* rows, Py_ssize_t n,
+                          Py_ssize_t D)
+    void hg_gather_rows_d(double* dst, int64_t* t, const double* X, const int64_t* targets,
+                          const int64_t* positions, const int64_t* rows, Py_ssize_t n,
+                          Py_ssize_t D)
     void hg_add_scaled_f(float* dW, const float* W, Py_ssize_t size, double reg)
     void hg_add_scaled_d(double* dW, const double* W, Py_ssize_t size, double reg)
     void hg_momentum_f(float* theta, const float* g, float* v, Py_ssize_t size, double lr,
@@ -250,7 +255,7 @@ cdef Py_ssize_t _epoch(Net net, real* X, int64_t* T, int64_t* order, int64_t* ro
                        Py_ssize_t N, Py_ssize_t batch, Py_ssize_t steps, double reg,
                        bint per_sample, double lr, long t, double low, double high,
                        double* out) except -1:
-    cdef Py_ssize_t k, i, n, r, start, right, D = net.sizes[0]
+    cdef Py_ssize_t k, i, n, start, right, D = net.sizes[0]
     cdef real* Xb = <real*>net.Xb
     cdef int64_t* yb = <int64_t*>net.yb
     cdef int64_t* labels = <int64_t*>net.labels
@@ -263,13 +268,7 @@ cdef Py_ssize_t _epoch(Net net, real* X, int64_t* T, int64_t* order, int64_t* ro
         n = min(batch, N - start)
         reg_b = reg / n if per_sample else reg
         with nogil:
-            # the batch's rows, gathered
-            for i in range(n):
-                r = order[start + i]
-                if rows != NULL:
-                    r = rows[r]
-                memcpy(Xb + i * D, X + r * D, D * sizeof(real))
-                yb[i] = T[r]
+            gather_rows(Xb, yb, X, T, order + start, rows, n, D)  # the batch's rows
             loss = _step(net, Xb, yb, n, reg_b, lr, net.rule == PLAIN, low, high)
             out[k] = loss
             if isfinite(loss):
@@ -424,6 +423,15 @@ cdef inline void column_sums(real* dZ, Py_ssize_t n, Py_ssize_t cols, real* out)
         hg_column_sums_f(dZ, n, cols, out)
 
 
+cdef inline void gather_rows(real* dst, int64_t* t, real* X, int64_t* targets,
+                             int64_t* positions, int64_t* rows, Py_ssize_t n,
+                             Py_ssize_t D) noexcept nogil:
+    if real is double:
+        hg_gather_rows_d(dst, t, X, targets, positions, rows, n, D)
+    else:
+        hg_gather_rows_f(dst, t, X, targets, positions, rows, n, D)
+
+
 cdef inline void add_scaled(real* dW, real* W, Py_ssize_t size, double reg) noexcept nogil:
     if real is double:
         hg_add_scaled_d(dW, W, size, reg)
@@ -491,13 +499,12 @@ def gemm_floor(bint double_, size_t X, size_t order, Py_ssize_t N, Py_ssize_t ba
 cdef void _gemm_floor(real* X, int64_t* order, Py_ssize_t N, Py_ssize_t batch, Py_ssize_t D,
                       Py_ssize_t H, Py_ssize_t C, real* Xb, real* W1, real* W2, real* A1,
                       real* S, real* dA1, real* dW1, real* dW2) noexcept nogil:
-    cdef Py_ssize_t start = 0, n, i
+    cdef Py_ssize_t start = 0, n
     cdef real* rows
     while start < N:
         n = min(batch, N - start)
         if order != NULL:
-            for i in range(n):
-                memcpy(Xb + i * D, X + order[start + i] * D, D * sizeof(real))
+            gather_rows(Xb, NULL, X, NULL, order + start, NULL, n, D)
             rows = Xb
         else:
             rows = X + start * D

@@ -353,11 +353,17 @@ HG_DISPATCH void HG_NAME(hg_add_scaled)(HG_T *HG_RESTRICT dW, const HG_T *HG_RES
         dW[k] = dW[k] + W[k] * reg_r;
 }
 
-void HG_NAME(hg_gather_rows)(HG_T *HG_RESTRICT dst, const HG_T *HG_RESTRICT X,
-                             const intptr_t *HG_RESTRICT rows, ptrdiff_t n, ptrdiff_t D)
+void HG_NAME(hg_gather_rows)(HG_T *HG_RESTRICT dst, int64_t *HG_RESTRICT t,
+                             const HG_T *HG_RESTRICT X, const int64_t *HG_RESTRICT targets,
+                             const int64_t *HG_RESTRICT positions,
+                             const int64_t *HG_RESTRICT rows, ptrdiff_t n, ptrdiff_t D)
 {
-    for (ptrdiff_t i = 0; i < n; i++)
-        memcpy(dst + i * D, X + rows[i] * D, (size_t)D * sizeof(HG_T));
+    for (ptrdiff_t i = 0; i < n; i++) {
+        int64_t r = rows ? rows[positions[i]] : positions[i];
+        memcpy(dst + i * D, X + r * D, (size_t)D * sizeof(HG_T));
+        if (targets)
+            t[i] = targets[r];
+    }
 }
 
 #endif /* HG_T */

@@ -74,11 +74,13 @@ void hg_momentum_d(double *theta, const double *g, double *v, ptrdiff_t size, do
 void hg_add_scaled_f(float *dW, const float *W, ptrdiff_t size, double reg);
 void hg_add_scaled_d(double *dW, const double *W, ptrdiff_t size, double reg);
 
-/* dst[i, :] <- X[rows[i], :] for i < n; X and dst have D columns. */
-void hg_gather_rows_f(float *dst, const float *X, const intptr_t *rows, ptrdiff_t n,
-                      ptrdiff_t D);
-void hg_gather_rows_d(double *dst, const double *X, const intptr_t *rows, ptrdiff_t n,
-                      ptrdiff_t D);
+/* A batch's rows: for i < n, r = positions[i], or rows[positions[i]] where rows is not
+ * NULL; dst[i, :] <- X[r, :] (X and dst have D columns) and, where targets is not NULL,
+ * t[i] <- targets[r]. */
+void hg_gather_rows_f(float *dst, int64_t *t, const float *X, const int64_t *targets,
+                      const int64_t *positions, const int64_t *rows, ptrdiff_t n, ptrdiff_t D);
+void hg_gather_rows_d(double *dst, int64_t *t, const double *X, const int64_t *targets,
+                      const int64_t *positions, const int64_t *rows, ptrdiff_t n, ptrdiff_t D);
 
 #ifdef __cplusplus
 }

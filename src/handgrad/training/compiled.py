@@ -109,8 +109,7 @@ class CompiledEngine:
         model, rows = self.model, self.workspace.rows
         dt, sizes = model.dtype, model.layer_sizes
         L = len(sizes) - 1
-        self._names = [(f"W{l}", f"b{l}") for l in range(1, L + 1)]
-        self._order = [name for pair in self._names for name in pair]  # W1, b1, W2, …
+        self._order = [f"{p}{l}" for l in range(1, L + 1) for p in "Wb"]  # W1, b1, W2, …
         # the workspace's own buffers (the memory check counts them): nothing doubled
         shared = self.workspace.step_buffers()
         self.grads = shared.grads
@@ -134,13 +133,14 @@ class CompiledEngine:
         self._state: list[np.ndarray] | None = None  # the optimizer's, which it points into
         self._sgd = _plain_sgd(self.optimizer)
         self._adam = type(self.optimizer) is Adam
+        self._clip = self._bounds()  # the config is the engine's for its life
 
     # ------------------------------------------------------------------ the steps
     def epoch(self, source: BatchSource, limit: int | None = None) -> Steps:
         """The steps of one epoch of ``source``, as the fast engine's ``epoch``: in one
         call where the source has X in memory and every array is laid out as the
         extension reads it, else a call a step (:meth:`step`)."""
-        arrays, bounds = source.in_memory(), self._bounds()
+        arrays, bounds = source.in_memory(), self._clip
         N, size = source.n_rows, source.batch_size
         if not (
             arrays is not None
@@ -178,7 +178,7 @@ class CompiledEngine:
 
     def step(self, X: Any, T: Any, w: Any, n_weight: float) -> tuple[float, int]:
         """One minibatch step, as the fast engine's ``step``."""
-        bounds = self._bounds()
+        bounds = self._clip
         if bounds is None or not (self._takes(X, T, w) and self._ready()):
             return self._fast.step(X, T, w, n_weight)
         opt, n = self.optimizer, X.shape[0]
